@@ -1,0 +1,137 @@
+"""Decide what uploaded bytes are, by their content, and refuse what we will not store.
+
+The file name and the client's content type are never trusted: the format comes from the leading bytes,
+then the media is opened with its decoder to check that it is whole and within the caps on bytes, pixels
+and duration. Pure: no Django.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from media.errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
+
+# Pillow's own bomb guard, set explicitly rather than relying on its default. Our pixel cap (checked from
+# the header before decoding) is normally lower; this is the backstop for any other Pillow caller.
+Image.MAX_IMAGE_PIXELS = 100_000_000
+
+ALLOWED_FORMATS = "PNG, JPEG, WebP images; WAV, FLAC, MP3, OGG audio"
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    kind: str  # "image" or "audio"
+    media_type: str
+    extension: str
+    width: int | None = None
+    height: int | None = None
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_audio_seconds: float = 20 * 60
+
+
+_IMAGE_SIGNATURES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_AUDIO_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
+
+
+def sniff(head: bytes) -> str | None:
+    """The format name from the first bytes, or None for anything we do not accept."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head.startswith(b"ID3"):
+        return "mp3"
+    # A bare MPEG audio frame: 11 sync bits, a valid version and layer III.
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) == 0x02:
+        return "mp3"
+    return None
+
+
+def inspect(data: bytes, limits: Limits | None = None) -> MediaInfo:
+    """Validate uploaded bytes and describe them. Raises a MediaError subclass for anything refused."""
+    limits = limits or Limits()
+    if len(data) == 0:
+        raise CorruptMedia("The file is empty.")
+    if len(data) > limits.max_bytes:
+        raise MediaTooLarge(f"The file is {len(data)} bytes; the limit is {limits.max_bytes} bytes.")
+    fmt = sniff(data[:16])
+    if fmt is None:
+        raise UnsupportedMedia(f"The content is not an accepted format ({ALLOWED_FORMATS}).")
+    if fmt in _IMAGE_SIGNATURES:
+        return _inspect_image(data, fmt, limits)
+    return _inspect_audio(data, fmt, limits)
+
+
+def _inspect_image(data: bytes, fmt: str, limits: Limits) -> MediaInfo:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if image.format is None or image.format.lower() != fmt:
+                    raise UnsupportedMedia(f"The content looks like {fmt.upper()} but does not decode as it.")
+                if width <= 0 or height <= 0:
+                    raise CorruptMedia("The image has no pixels.")
+                if width * height > limits.max_pixels:
+                    raise MediaTooLarge(
+                        f"The image is {width} x {height} pixels; the limit is {limits.max_pixels} pixels."
+                    )
+                if fmt == "jpeg":
+                    # Decode at reduced scale: the whole stream is still read (so truncation shows) for a
+                    # fraction of the memory.
+                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                image.load()
+    except MediaError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise MediaTooLarge(f"The image is too large to decode safely: {exc}") from None
+    except UnidentifiedImageError:
+        raise CorruptMedia(f"The {fmt.upper()} image cannot be decoded.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise CorruptMedia(f"The {fmt.upper()} image is damaged or truncated: {exc}") from None
+    return MediaInfo(
+        kind="image", media_type=_IMAGE_SIGNATURES[fmt], extension=fmt, width=width, height=height
+    )
+
+
+def _inspect_audio(data: bytes, fmt: str, limits: Limits) -> MediaInfo:
+    import soundfile
+
+    try:
+        info = soundfile.info(io.BytesIO(data))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise CorruptMedia(f"The {fmt.upper()} audio cannot be decoded: {exc}") from None
+    if info.samplerate <= 0 or info.frames <= 0:
+        raise CorruptMedia("The audio has no samples.")
+    duration_s = info.frames / info.samplerate
+    if duration_s > limits.max_audio_seconds:
+        raise MediaTooLarge(
+            f"The audio lasts {duration_s:.0f} s; the limit is {limits.max_audio_seconds:.0f} s."
+        )
+    # Read the first second to catch files whose header is fine but whose data is not.
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as handle:
+            block = handle.read(frames=min(info.frames, info.samplerate), dtype="float32")
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise CorruptMedia(f"The {fmt.upper()} audio is damaged: {exc}") from None
+    if len(block) == 0:
+        raise CorruptMedia("The audio has no decodable samples.")
+    return MediaInfo(kind="audio", media_type=_AUDIO_TYPES[fmt], extension=fmt, duration_s=duration_s)

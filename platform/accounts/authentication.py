@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from accounts.models import ApiKey, User
+from accounts.services import api_key_authenticate
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer trb_…` (or `X-Api-Key: trb_…`). request.auth is the ApiKey row."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        secret = ""
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != self.keyword.lower():
+                return None
+            secret = value.strip()
+        else:
+            secret = request.META.get("HTTP_X_API_KEY", "").strip()
+            if not secret:
+                return None
+        api_key = api_key_authenticate(secret=secret)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("The API key is invalid, expired or revoked.")
+        return api_key.user, api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    target_class = ApiKeyAuthentication
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "trb_ API key"}

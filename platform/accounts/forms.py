@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+
+from accounts.models import Role, User
+
+
+class SignupForm(UserCreationForm):
+    email = forms.EmailField(help_text="Co-owner invitations and password resets go here.")
+    role = forms.ChoiceField(
+        choices=Role.choices,
+        widget=forms.RadioSelect,
+        help_text="Creators register works; fans make derivatives; AI vendors pay per access.",
+    )
+    display_name = forms.CharField(max_length=120, required=False, help_text="The name others see.")
+    organisation_name = forms.CharField(max_length=120, required=False, help_text="AI vendors: your company.")
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email", "role", "display_name")
+
+    def clean_email(self) -> str:
+        email: str = self.cleaned_data["email"].lower()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this email already exists.")
+        return email
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if cleaned.get("role") == Role.VENDOR and not cleaned.get("organisation_name"):
+            self.add_error("organisation_name", "AI vendors sign up for an organisation: name it.")
+        return cleaned

@@ -1,0 +1,71 @@
+from django.contrib import admin
+
+from catalog.models import Asset, Blob, Grant, Offer, OfferUse, SplitShare, SplitSheet, Work, WorkParent
+from common.admin import ReadOnlyAdmin, ReadOnlyInline
+
+
+class AssetInline(ReadOnlyInline):
+    model = Asset
+    fields = ("filename", "blob", "fingerprint_status", "created_at")
+
+
+class ParentInline(ReadOnlyInline):
+    model = WorkParent
+    fk_name = "child"
+    fields = ("parent", "grant", "share_bps", "created_at")
+
+
+@admin.register(Work)
+class WorkAdmin(admin.ModelAdmin):
+    list_display = ("id", "title", "kind", "status", "created_by", "created_at")
+    list_filter = ("kind", "status")
+    search_fields = ("title", "description", "created_by__username")
+    raw_id_fields = ("created_by", "members")
+    inlines = [AssetInline, ParentInline]
+
+
+@admin.register(Blob)
+class BlobAdmin(ReadOnlyAdmin):
+    list_display = ("sha256", "media_type", "size_bytes", "width", "height", "duration_ms", "created_at")
+    search_fields = ("sha256",)
+
+
+@admin.register(Asset)
+class AssetAdmin(admin.ModelAdmin):
+    list_display = ("id", "work", "filename", "fingerprint_status", "created_at")
+    list_filter = ("fingerprint_status",)
+    readonly_fields = ("work", "blob", "filename", "uploaded_by", "created_at")
+
+
+class SplitShareInline(ReadOnlyInline):
+    model = SplitShare
+    fields = ("email", "user", "share_bps", "accepted_at")
+
+
+@admin.register(SplitSheet)
+class SplitSheetAdmin(ReadOnlyAdmin):
+    list_display = ("work", "version", "status", "created_at", "activated_at")
+    list_filter = ("status",)
+    inlines = [SplitShareInline]
+
+
+class OfferUseInline(ReadOnlyInline):
+    model = OfferUse
+
+
+@admin.register(Offer)
+class OfferAdmin(ReadOnlyAdmin):
+    list_display = ("work", "version", "status", "currency", "licence_fee_minor", "derivative_share_bps", "created_at")
+    list_filter = ("status", "currency")
+    inlines = [OfferUseInline]
+
+
+@admin.register(Grant)
+class GrantAdmin(ReadOnlyAdmin):
+    list_display = ("id", "offer", "licensee", "organisation", "status", "fee_minor", "currency", "created_at")
+    list_filter = ("status",)
+
+
+@admin.register(WorkParent)
+class WorkParentAdmin(ReadOnlyAdmin):
+    list_display = ("child", "parent", "grant", "share_bps", "created_at")

@@ -1,0 +1,272 @@
+"""Works, their files, who owns them, the terms they are offered under, and what derives from what.
+
+Split sheets, offers and grants are append-only in spirit: a change publishes a new version, and
+everything that points at an old version (grants, earnings) keeps pointing at it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+BPS_WHOLE = 10_000
+MAX_PARENTS = 16
+
+
+class WorkKind(models.TextChoices):
+    IMAGE = "image", "Image"
+    AUDIO = "audio", "Audio"
+    VOICE = "voice", "Voice"
+    STYLE = "style", "Style"
+
+
+COLLECTION_KINDS = {WorkKind.STYLE, WorkKind.VOICE}
+
+
+class WorkStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PUBLISHED = "published", "Published"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class Work(models.Model):
+    title = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=WorkKind.choices)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=WorkStatus.choices, default=WorkStatus.DRAFT)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="works")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    # A style or a voice is a collection of member works (the artworks that make the style, the recordings
+    # that make the voice).
+    members = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="collections")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["created_by", "status"]), models.Index(fields=["kind", "status"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=WorkKind.values), name="work_kind_valid"),
+            models.CheckConstraint(condition=Q(status__in=WorkStatus.values), name="work_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} (#{self.pk})"
+
+
+class Blob(models.Model):
+    """Stored bytes, addressed by their SHA-256: the same content is kept once however often it arrives."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    size_bytes = models.BigIntegerField()
+    media_type = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    storage_name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]} {self.media_type}"
+
+
+class FingerprintStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Asset(models.Model):
+    work = models.ForeignKey(Work, on_delete=models.CASCADE, related_name="assets")
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="assets")
+    filename = models.CharField(max_length=255)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    fingerprint_status = models.CharField(
+        max_length=16, choices=FingerprintStatus.choices, default=FingerprintStatus.PENDING
+    )
+    fingerprint_progress = models.PositiveSmallIntegerField(default=0)
+    fingerprint_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["work", "blob"], name="asset_once_per_work")]
+
+
+class SplitSheetStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for co-owners"
+    ACTIVE = "active", "Active"
+    SUPERSEDED = "superseded", "Superseded"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class SplitSheet(models.Model):
+    """Who owns a work, in basis points summing to 10,000. Each change is a new version."""
+
+    work = models.ForeignKey(Work, on_delete=models.CASCADE, related_name="split_sheets")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=SplitSheetStatus.choices, default=SplitSheetStatus.PENDING)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    superseded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["work_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["work", "version"], name="split_sheet_version_unique"),
+            models.UniqueConstraint(
+                fields=["work"], condition=Q(status="active"), name="split_sheet_one_active_per_work"
+            ),
+        ]
+
+
+class SplitShare(models.Model):
+    sheet = models.ForeignKey(SplitSheet, on_delete=models.CASCADE, related_name="shares")
+    email = models.EmailField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="split_shares"
+    )
+    share_bps = models.PositiveIntegerField()
+    invite_token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    invited_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-share_bps", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["sheet", "email"], name="split_share_email_once"),
+            models.CheckConstraint(condition=Q(share_bps__gt=0, share_bps__lte=BPS_WHOLE), name="split_share_bps"),
+        ]
+
+
+class UseClass(models.TextChoices):
+    AI_TRAIN = "ai-train", "AI training"
+    AI_GENERATE = "ai-generate", "AI generation"
+    STYLE = "style", "Style"
+    VOICE = "voice", "Voice"
+    INDEX = "index", "Indexing"
+    DERIVATIVE = "derivative", "Derivative works"
+
+
+class OfferStatus(models.TextChoices):
+    CURRENT = "current", "Current"
+    SUPERSEDED = "superseded", "Superseded"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class Offer(models.Model):
+    """One immutable version of a work's licence terms. Editing terms publishes the next version."""
+
+    work = models.ForeignKey(Work, on_delete=models.CASCADE, related_name="offers")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=OfferStatus.choices, default=OfferStatus.CURRENT)
+    currency = models.CharField(max_length=3)
+    commercial_use = models.BooleanField(default=False)
+    attribution_required = models.BooleanField(default=True)
+    derivative_share_bps = models.PositiveIntegerField(default=0)
+    derivative_approval_required = models.BooleanField(default=False)
+    licence_fee_minor = models.BigIntegerField(default=0)
+    # Empty means worldwide; otherwise ISO 3166-1 alpha-2 codes.
+    territories = models.JSONField(default=list, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # Accesses allowed per grant; null means unlimited.
+    quota = models.PositiveBigIntegerField(null=True, blank=True)
+    platform_fee_bps = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    superseded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["work_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["work", "version"], name="offer_version_unique"),
+            models.UniqueConstraint(fields=["work"], condition=Q(status="current"), name="offer_one_current"),
+            models.CheckConstraint(condition=Q(derivative_share_bps__lte=BPS_WHOLE), name="offer_share_bps"),
+            models.CheckConstraint(condition=Q(licence_fee_minor__gte=0), name="offer_fee_non_negative"),
+            models.CheckConstraint(
+                condition=Q(platform_fee_bps__isnull=True) | Q(platform_fee_bps__lte=BPS_WHOLE),
+                name="offer_platform_fee_bps",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Offer v{self.version} for work #{self.work_id}"
+
+
+class OfferUse(models.Model):
+    """A use class the offer allows, with its per-access price (zero for free or non-metered uses)."""
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="uses")
+    use_class = models.CharField(max_length=16, choices=UseClass.choices)
+    price_minor = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["use_class"]
+        constraints = [
+            models.UniqueConstraint(fields=["offer", "use_class"], name="offer_use_once"),
+            models.CheckConstraint(condition=Q(price_minor__gte=0), name="offer_use_price_non_negative"),
+        ]
+
+
+class GrantStatus(models.TextChoices):
+    PENDING_APPROVAL = "pending_approval", "Waiting for the owner's approval"
+    ACTIVE = "active", "Active"
+    REJECTED = "rejected", "Rejected"
+    REVOKED = "revoked", "Revoked"
+
+
+OPEN_GRANT_STATUSES = [GrantStatus.PENDING_APPROVAL, GrantStatus.ACTIVE]
+
+
+class Grant(models.Model):
+    """A licensee's acceptance of one offer version, with the fee owed under it."""
+
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="grants")
+    licensee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants")
+    organisation = models.ForeignKey(
+        "accounts.Organisation", null=True, blank=True, on_delete=models.PROTECT, related_name="grants"
+    )
+    status = models.CharField(max_length=20, choices=GrantStatus.choices)
+    fee_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    accesses_used = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["offer", "licensee"],
+                condition=Q(status__in=["pending_approval", "active"]),
+                name="grant_one_open_per_offer_and_licensee",
+            ),
+            models.CheckConstraint(condition=Q(fee_minor__gte=0), name="grant_fee_non_negative"),
+        ]
+
+
+class WorkParent(models.Model):
+    """An edge of the derivative graph: `child` derives from `parent` under `grant`.
+
+    share_bps is copied from the grant's offer when the edge is made: the parent's cut of the child's
+    revenue. The parent passes on its own upstream shares from what it receives.
+    """
+
+    child = models.ForeignKey(Work, on_delete=models.CASCADE, related_name="parent_links")
+    parent = models.ForeignKey(Work, on_delete=models.PROTECT, related_name="child_links")
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="derivative_links")
+    share_bps = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["child", "parent"], name="work_parent_once"),
+            models.CheckConstraint(condition=~Q(child=models.F("parent")), name="work_parent_not_self"),
+            models.CheckConstraint(condition=Q(share_bps__lte=BPS_WHOLE), name="work_parent_share_bps"),
+        ]

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from fractions import Fraction
+
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from accounts.models import User
+from catalog import lineage
+from catalog.models import (
+    Asset,
+    Grant,
+    Offer,
+    OfferStatus,
+    OfferUse,
+    SplitShare,
+    SplitSheet,
+    SplitSheetStatus,
+    Work,
+    WorkParent,
+    WorkStatus,
+)
+
+
+def works_visible_to(*, user: User) -> QuerySet[Work]:
+    """The works a user manages (created) or co-owns on the active split sheet."""
+    co_owned = SplitShare.objects.filter(
+        sheet__work=OuterRef("pk"), sheet__status=SplitSheetStatus.ACTIVE, user=user
+    )
+    return Work.objects.filter(Q(created_by=user) | Exists(co_owned)).select_related("created_by")
+
+
+def work_get_visible(*, user: User, work_id: int) -> Work:
+    return get_object_or_404(works_visible_to(user=user), pk=work_id)
+
+
+def work_get_managed(*, user: User, work_id: int) -> Work:
+    """Only the work's manager (its creator) may change it; everyone else gets 404."""
+    return get_object_or_404(Work.objects.select_related("created_by"), pk=work_id, created_by=user)
+
+
+def assets_of(*, work: Work) -> QuerySet[Asset]:
+    return Asset.objects.filter(work=work).select_related("blob")
+
+
+def asset_get_visible(*, user: User, asset_id: int) -> Asset:
+    return get_object_or_404(
+        Asset.objects.select_related("blob", "work").filter(work__in=works_visible_to(user=user)), pk=asset_id
+    )
+
+
+def split_sheets_of(*, work: Work) -> QuerySet[SplitSheet]:
+    return SplitSheet.objects.filter(work=work).prefetch_related(
+        Prefetch("shares", queryset=SplitShare.objects.select_related("user"))
+    )
+
+
+def split_sheet_get_visible(*, user: User, sheet_id: int) -> SplitSheet:
+    visible = SplitSheet.objects.filter(Q(work__in=works_visible_to(user=user)) | Q(shares__user=user))
+    return get_object_or_404(
+        visible.distinct().prefetch_related(Prefetch("shares", queryset=SplitShare.objects.select_related("user"))),
+        pk=sheet_id,
+    )
+
+
+def split_sheet_active(*, work: Work) -> SplitSheet | None:
+    return split_sheets_of(work=work).filter(status=SplitSheetStatus.ACTIVE).first()
+
+
+def _offers() -> QuerySet[Offer]:
+    return Offer.objects.select_related("work", "work__created_by").prefetch_related(
+        Prefetch("uses", queryset=OfferUse.objects.order_by("use_class"))
+    )
+
+
+def offers_public() -> QuerySet[Offer]:
+    """Current offers of published works: what anyone may read and accept."""
+    now = timezone.now()
+    return _offers().filter(
+        status=OfferStatus.CURRENT, work__status=WorkStatus.PUBLISHED
+    ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+def offer_get_readable(*, user: User | None, offer_id: int) -> Offer:
+    """Public offers to anyone; every version of a work's offers to those who can see the work."""
+    offer = get_object_or_404(_offers(), pk=offer_id)
+    if offer.work.status == WorkStatus.PUBLISHED and offer.status != OfferStatus.WITHDRAWN:
+        return offer
+    if user is not None and user.is_authenticated and works_visible_to(user=user).filter(pk=offer.work_id).exists():
+        return offer
+    raise Offer.DoesNotExist  # mapped to 404 by the caller
+
+
+def offers_of(*, work: Work) -> QuerySet[Offer]:
+    return _offers().filter(work=work)
+
+
+def grants_visible_to(*, user: User) -> QuerySet[Grant]:
+    """Grants the user holds (personally or through an organisation) and grants on works they manage."""
+    return (
+        Grant.objects.filter(
+            Q(licensee=user) | Q(organisation__membership__user=user) | Q(offer__work__created_by=user)
+        )
+        .distinct()
+        .select_related("offer", "offer__work", "licensee", "organisation")
+    )
+
+
+def grant_get_visible(*, user: User, grant_id: int) -> Grant:
+    return get_object_or_404(grants_visible_to(user=user), pk=grant_id)
+
+
+def parent_edges(work_ids: set[int]) -> dict[int, list[tuple[int, int]]]:
+    edges: dict[int, list[tuple[int, int]]] = {}
+    for child_id, parent_id, share_bps in WorkParent.objects.filter(child_id__in=work_ids).values_list(
+        "child_id", "parent_id", "share_bps"
+    ):
+        edges.setdefault(child_id, []).append((parent_id, share_bps))
+    return edges
+
+
+def work_ancestor_ids(*, work_id: int) -> set[int]:
+    return lineage.ancestors({work_id}, parent_edges)
+
+
+def royalty_stack(*, work_id: int) -> dict[int, Fraction]:
+    ids = work_ancestor_ids(work_id=work_id) | {work_id}
+    return lineage.royalty_stack(work_id, parent_edges(ids))
+
+
+def lineage_of(*, work: Work) -> dict[str, object]:
+    """The derivative graph above a work: its ancestors, the edges, and each ancestor's exact share."""
+    ancestor_ids = work_ancestor_ids(work_id=work.pk)
+    edges = parent_edges(ancestor_ids | {work.pk})
+    stack = lineage.royalty_stack(work.pk, edges)
+    works = {w.pk: w for w in Work.objects.filter(pk__in=ancestor_ids).select_related("created_by")}
+    return {
+        "work": work,
+        "ancestors": [works[i] for i in sorted(ancestor_ids)],
+        "edges": [
+            {"child": child, "parent": parent, "share_bps": share}
+            for child, links in sorted(edges.items())
+            for parent, share in links
+        ],
+        "stack": [
+            {"work": works[ancestor], "share_bps": lineage.as_bps(share)}
+            for ancestor, share in sorted(stack.items(), key=lambda item: (-item[1], item[0]))
+        ],
+        # Ancestors are paid out of their children's cut, so the work's own owners keep what the direct
+        # parents do not take.
+        "owners_share_bps": lineage.as_bps(
+            1 - sum((Fraction(share, lineage.BPS_WHOLE) for _, share in edges.get(work.pk, [])), Fraction(0))
+        ),
+    }
+
+
+def derivatives_visible_to(*, user: User) -> QuerySet[Work]:
+    return works_visible_to(user=user).filter(parent_links__isnull=False).distinct()

@@ -1,0 +1,532 @@
+"""Writes to the catalog. Each service is atomic and leaves nothing behind when it refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Organisation, Role, User
+from catalog import lineage
+from catalog.models import (
+    COLLECTION_KINDS,
+    MAX_PARENTS,
+    OPEN_GRANT_STATUSES,
+    Asset,
+    Grant,
+    GrantStatus,
+    Offer,
+    OfferStatus,
+    OfferUse,
+    SplitShare,
+    SplitSheet,
+    SplitSheetStatus,
+    UseClass,
+    Work,
+    WorkKind,
+    WorkParent,
+    WorkStatus,
+)
+from catalog.selectors import parent_edges
+from catalog.storage import blob_store
+from common import currency
+from common.problems import ApiError, Conflict, Forbidden, NotFound
+from media.errors import MediaError
+from media.validation import Limits, inspect
+
+BPS_WHOLE = lineage.BPS_WHOLE
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+# Which kinds of file each kind of work takes.
+_ASSET_KINDS = {
+    WorkKind.IMAGE: {"image"},
+    WorkKind.AUDIO: {"audio"},
+    WorkKind.VOICE: {"audio"},
+    WorkKind.STYLE: {"image", "audio"},
+}
+
+
+def _require_role(user: User, *roles: str, action: str) -> None:
+    if user.role not in roles:
+        names = " or ".join(roles)
+        raise Forbidden(f"Only a {names} account may {action}.", code="role_not_allowed")
+
+
+def _lock_work(work: Work) -> Work:
+    """Serialise writers of one work (versions are numbered under this lock)."""
+    return Work.objects.select_for_update().get(pk=work.pk)
+
+
+# Works -------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def work_create(
+    *, user: User, title: str, kind: str, description: str = "", tags: Sequence[str] = ()
+) -> Work:
+    """Register an original work. Its first split sheet gives the creator 100% and is active at once."""
+    _require_role(user, Role.CREATOR, action="register original works (fans register derivatives)")
+    return _work_insert(user=user, title=title, kind=kind, description=description, tags=tags)
+
+
+def _work_insert(*, user: User, title: str, kind: str, description: str, tags: Sequence[str]) -> Work:
+    if kind not in WorkKind.values:
+        raise ApiError(f"Unknown kind {kind!r}; choose one of {', '.join(WorkKind.values)}.", code="invalid_kind")
+    work = Work.objects.create(
+        title=title.strip(), kind=kind, description=description, tags=_clean_tags(tags), created_by=user
+    )
+    now = timezone.now()
+    sheet = SplitSheet.objects.create(
+        work=work, version=1, status=SplitSheetStatus.ACTIVE, created_by=user, activated_at=now
+    )
+    SplitShare.objects.create(sheet=sheet, email=user.email, user=user, share_bps=BPS_WHOLE, accepted_at=now)
+    return work
+
+
+def _clean_tags(tags: Sequence[str]) -> list[str]:
+    cleaned = sorted({tag.strip().lower() for tag in tags if tag.strip()})
+    if any(len(tag) > 40 for tag in cleaned) or len(cleaned) > 30:
+        raise ApiError("At most 30 tags of at most 40 characters each.", code="invalid_tags")
+    return cleaned
+
+
+@transaction.atomic
+def work_update(
+    *, work: Work, title: str | None = None, description: str | None = None, tags: Sequence[str] | None = None
+) -> Work:
+    work = _lock_work(work)
+    if title is not None:
+        work.title = title.strip()
+    if description is not None:
+        work.description = description
+    if tags is not None:
+        work.tags = _clean_tags(tags)
+    work.save(update_fields=["title", "description", "tags", "updated_at"])
+    return work
+
+
+@transaction.atomic
+def work_withdraw(*, work: Work) -> Work:
+    """Take a work out of the catalogue: its current offer is withdrawn; existing grants stay valid."""
+    work = _lock_work(work)
+    Offer.objects.filter(work=work, status=OfferStatus.CURRENT).update(
+        status=OfferStatus.WITHDRAWN, superseded_at=timezone.now()
+    )
+    work.status = WorkStatus.WITHDRAWN
+    work.save(update_fields=["status", "updated_at"])
+    return work
+
+
+@transaction.atomic
+def work_members_set(*, collection: Work, member_ids: Sequence[int]) -> Work:
+    """Set the member works of a style or voice. Members must be the same manager's own works."""
+    collection = _lock_work(collection)
+    if collection.kind not in COLLECTION_KINDS:
+        raise ApiError("Only a style or a voice has member works.", code="not_a_collection")
+    ids = set(member_ids)
+    if collection.pk in ids:
+        raise ApiError("A collection cannot contain itself.", code="invalid_members")
+    members = list(Work.objects.filter(pk__in=ids, created_by=collection.created_by))
+    if len(members) != len(ids):
+        missing = sorted(ids - {m.pk for m in members})
+        raise NotFound(f"Works not found among your works: {missing}.", code="member_not_found")
+    if collection.kind == WorkKind.VOICE and any(m.kind not in (WorkKind.AUDIO, WorkKind.VOICE) for m in members):
+        raise ApiError("A voice's members must be audio or voice works.", code="invalid_members")
+    collection.members.set(members)
+    return collection
+
+
+# Assets ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upload:
+    asset: Asset
+    created: bool
+    new_content: bool
+
+
+def asset_upload(*, work: Work, user: User, data: bytes, filename: str) -> Upload:
+    """Validate and store an uploaded file for a work.
+
+    The format is decided from the content; bad media raises ApiError (415/413/422) and stores nothing.
+    The same bytes uploaded to the same work return the existing asset.
+    """
+    limits = Limits(
+        max_bytes=settings.UPLOAD_MAX_BYTES,
+        max_pixels=settings.UPLOAD_MAX_PIXELS,
+        max_audio_seconds=settings.UPLOAD_MAX_AUDIO_SECONDS,
+    )
+    try:
+        info = inspect(data, limits)
+    except MediaError as exc:
+        raise media_error_to_api(exc) from None
+    allowed = _ASSET_KINDS[WorkKind(work.kind)]
+    if info.kind not in allowed:
+        raise ApiError(
+            f"A {work.kind} work takes {' or '.join(sorted(allowed))} files; this file is {info.kind}.",
+            code="wrong_media_kind",
+            status_code=415,
+        )
+    with transaction.atomic():
+        blob, new_content = blob_store(data=data, info=info)
+        asset, created = Asset.objects.get_or_create(
+            work=work, blob=blob, defaults={"filename": filename[:255] or "upload", "uploaded_by": user}
+        )
+    return Upload(asset=asset, created=created, new_content=new_content)
+
+
+def media_error_to_api(exc: MediaError) -> ApiError:
+    status_by_code = {"unsupported_media": 415, "media_too_large": 413, "corrupt_media": 422}
+    return ApiError(str(exc), code=exc.code, status_code=status_by_code.get(exc.code, 422))
+
+
+# Split sheets ------------------------------------------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@transaction.atomic
+def split_sheet_propose(*, work: Work, user: User, shares: Sequence[tuple[str, int]]) -> SplitSheet:
+    """Propose a new version of a work's ownership: (email, share_bps) pairs summing to exactly 10,000.
+
+    Every named co-owner is invited by email and must accept; the sheet becomes active (and the previous
+    one superseded) once all have. What was earned under the old sheet stays with the old sheet.
+    """
+    emails = [email.strip().lower() for email, _ in shares]
+    if not shares:
+        raise ApiError("A split sheet needs at least one owner.", code="empty_split_sheet")
+    if len(set(emails)) != len(emails):
+        raise ApiError("Each owner may appear once on a split sheet.", code="duplicate_owner")
+    if any(bps <= 0 or bps > BPS_WHOLE for _, bps in shares):
+        raise ApiError("Each share must be between 1 and 10,000 basis points.", code="invalid_share")
+    total = sum(bps for _, bps in shares)
+    if total != BPS_WHOLE:
+        raise ApiError(
+            f"Shares must sum to exactly 10,000 basis points (100%); they sum to {total}.",
+            code="shares_do_not_sum_to_whole",
+        )
+    work = _lock_work(work)
+    SplitSheet.objects.filter(work=work, status=SplitSheetStatus.PENDING).update(status=SplitSheetStatus.CANCELLED)
+    last = SplitSheet.objects.filter(work=work).order_by("-version").values_list("version", flat=True).first()
+    sheet = SplitSheet.objects.create(work=work, version=(last or 0) + 1, created_by=user)
+    users = {u.email.lower(): u for u in User.objects.filter(email__in=emails)}
+    now = timezone.now()
+    invitations: list[tuple[str, str]] = []
+    for email, bps in zip(emails, (bps for _, bps in shares), strict=True):
+        member = users.get(email)
+        if member is not None and member.pk == user.pk:
+            SplitShare.objects.create(sheet=sheet, email=email, user=user, share_bps=bps, accepted_at=now)
+            continue
+        token = secrets.token_urlsafe(32)
+        SplitShare.objects.create(
+            sheet=sheet, email=email, user=member, share_bps=bps, invite_token_hash=_token_hash(token)
+        )
+        invitations.append((email, token))
+    if not invitations:
+        _activate(sheet)
+    for email, token in invitations:
+        transaction.on_commit(lambda e=email, t=token: _send_invitation(work, user, e, t))
+    return sheet
+
+
+def _send_invitation(work: Work, inviter: User, email: str, token: str) -> None:
+    send_mail(
+        subject=f"{inviter.public_name} invites you to co-own “{work.title}” on Tribute",
+        message=(
+            f"{inviter.public_name} lists you as a co-owner of “{work.title}”.\n\n"
+            f"Sign in (or sign up with this email address) and accept with this token:\n{token}\n\n"
+            f"{settings.SITE_URL}/api/v1/split-invitations/accept\n"
+        ),
+        from_email=None,
+        recipient_list=[email],
+    )
+
+
+def _activate(sheet: SplitSheet) -> None:
+    now = timezone.now()
+    SplitSheet.objects.filter(work_id=sheet.work_id, status=SplitSheetStatus.ACTIVE).exclude(pk=sheet.pk).update(
+        status=SplitSheetStatus.SUPERSEDED, superseded_at=now
+    )
+    SplitSheet.objects.filter(pk=sheet.pk).update(status=SplitSheetStatus.ACTIVE, activated_at=now)
+    sheet.refresh_from_db()
+
+
+@transaction.atomic
+def split_share_accept(*, token: str, user: User) -> SplitSheet:
+    """Accept a co-ownership invitation. The token must match and be addressed to the user's email."""
+    share = (
+        SplitShare.objects.select_related("sheet")
+        .filter(invite_token_hash=_token_hash(token), accepted_at__isnull=True)
+        .first()
+    )
+    if share is None or share.email.lower() != user.email.lower():
+        raise NotFound("No open invitation matches this token for your account.", code="invitation_not_found")
+    sheet = SplitSheet.objects.select_for_update().get(pk=share.sheet_id)
+    if sheet.status != SplitSheetStatus.PENDING:
+        raise Conflict("This split sheet is no longer waiting for acceptance.", code="split_sheet_closed")
+    SplitShare.objects.filter(pk=share.pk).update(user=user, accepted_at=timezone.now())
+    if not sheet.shares.filter(accepted_at__isnull=True).exists():
+        Work.objects.select_for_update().get(pk=sheet.work_id)
+        _activate(sheet)
+    sheet.refresh_from_db()
+    return sheet
+
+
+# Offers ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Terms:
+    currency: str
+    uses: dict[str, int]  # use class -> per-access price in minor units
+    commercial_use: bool = False
+    attribution_required: bool = True
+    derivative_share_bps: int = 0
+    derivative_approval_required: bool = False
+    licence_fee_minor: int = 0
+    territories: Sequence[str] = ()
+    expires_at: datetime | None = None
+    quota: int | None = None
+    platform_fee_bps: int | None = None
+
+
+def _check_terms(terms: Terms) -> list[str]:
+    if not currency.is_supported(terms.currency):
+        raise ApiError(
+            f"Currency {terms.currency!r} is not supported; use one of {', '.join(currency.SUPPORTED)}.",
+            code="unsupported_currency",
+        )
+    if not terms.uses:
+        raise ApiError("An offer must allow at least one use class.", code="no_uses")
+    unknown = sorted(set(terms.uses) - set(UseClass.values))
+    if unknown:
+        raise ApiError(f"Unknown use classes: {', '.join(unknown)}.", code="invalid_use_class")
+    if any(price < 0 for price in terms.uses.values()) or terms.licence_fee_minor < 0:
+        raise ApiError("Prices and fees cannot be negative.", code="negative_price")
+    if not 0 <= terms.derivative_share_bps <= BPS_WHOLE:
+        raise ApiError("derivative_share_bps must be between 0 and 10,000.", code="invalid_share")
+    if terms.derivative_share_bps and UseClass.DERIVATIVE not in terms.uses:
+        raise ApiError(
+            "A derivative revenue share only makes sense when derivatives are allowed.", code="invalid_share"
+        )
+    if terms.platform_fee_bps is not None and not 0 <= terms.platform_fee_bps <= BPS_WHOLE:
+        raise ApiError("platform_fee_bps must be between 0 and 10,000.", code="invalid_fee")
+    territories = sorted({code.strip().upper() for code in terms.territories})
+    bad = [code for code in territories if not _COUNTRY.match(code)]
+    if bad:
+        raise ApiError(
+            f"Territories must be ISO 3166-1 alpha-2 country codes (empty for worldwide); bad: {bad}.",
+            code="invalid_territory",
+        )
+    if terms.expires_at is not None and terms.expires_at <= timezone.now():
+        raise ApiError("expires_at must be in the future.", code="invalid_expiry")
+    if terms.quota is not None and terms.quota <= 0:
+        raise ApiError("quota must be a positive number of accesses (omit it for unlimited).", code="invalid_quota")
+    return territories
+
+
+@transaction.atomic
+def offer_publish(*, work: Work, user: User, terms: Terms, platform_staff: bool = False) -> Offer:
+    """Publish the next version of a work's terms; the previous version is superseded, never changed.
+
+    Grants made under earlier versions keep their version. Only staff may set a platform fee override.
+    """
+    _require_role(user, Role.CREATOR, action="publish licence terms")
+    territories = _check_terms(terms)
+    if terms.platform_fee_bps is not None and not platform_staff:
+        raise Forbidden("Only the platform may set a platform fee override.", code="fee_override_forbidden")
+    work = _lock_work(work)
+    if work.status == WorkStatus.WITHDRAWN:
+        raise Conflict("This work is withdrawn; it cannot be offered.", code="work_withdrawn")
+    if not work.split_sheets.filter(status=SplitSheetStatus.ACTIVE).exists():
+        raise Conflict("The work needs an active split sheet before it can be offered.", code="no_split_sheet")
+    now = timezone.now()
+    Offer.objects.filter(work=work, status=OfferStatus.CURRENT).update(
+        status=OfferStatus.SUPERSEDED, superseded_at=now
+    )
+    last = Offer.objects.filter(work=work).order_by("-version").values_list("version", flat=True).first()
+    offer = Offer.objects.create(
+        work=work,
+        version=(last or 0) + 1,
+        currency=terms.currency,
+        commercial_use=terms.commercial_use,
+        attribution_required=terms.attribution_required,
+        derivative_share_bps=terms.derivative_share_bps,
+        derivative_approval_required=terms.derivative_approval_required,
+        licence_fee_minor=terms.licence_fee_minor,
+        territories=territories,
+        expires_at=terms.expires_at,
+        quota=terms.quota,
+        platform_fee_bps=terms.platform_fee_bps,
+        created_by=user,
+        created_at=now,
+    )
+    OfferUse.objects.bulk_create(
+        [OfferUse(offer=offer, use_class=use, price_minor=price) for use, price in sorted(terms.uses.items())]
+    )
+    if work.status != WorkStatus.PUBLISHED:
+        work.status = WorkStatus.PUBLISHED
+        work.save(update_fields=["status", "updated_at"])
+    return offer
+
+
+# Grants ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    grant: Grant
+    created: bool
+
+
+def grant_create(*, offer: Offer, user: User, organisation: Organisation | None = None) -> Acceptance:
+    """Accept an offer version. Accepting again while a grant is open returns that grant.
+
+    The fee owed is fixed from the version accepted. If the terms require the owner's approval of
+    derivatives, the grant waits for it.
+    """
+    if user.role == Role.VENDOR and organisation is None:
+        organisation = Organisation.objects.filter(membership__user=user).order_by("id").first()
+    try:
+        with transaction.atomic():
+            locked = Offer.objects.select_for_update().select_related("work").get(pk=offer.pk)
+            if locked.status != OfferStatus.CURRENT or locked.work.status != WorkStatus.PUBLISHED:
+                raise Conflict(
+                    "This version of the terms is no longer offered; accept the current version.",
+                    code="offer_not_current",
+                )
+            if locked.expires_at is not None and locked.expires_at <= timezone.now():
+                raise Conflict("This offer has expired.", code="offer_expired")
+            if locked.work.created_by_id == user.pk:
+                raise Conflict("You manage this work; you do not need a licence for it.", code="own_work")
+            existing = Grant.objects.filter(offer=locked, licensee=user, status__in=OPEN_GRANT_STATUSES).first()
+            if existing is not None:
+                return Acceptance(grant=existing, created=False)
+            needs_approval = locked.derivative_approval_required and locked.uses.filter(
+                use_class=UseClass.DERIVATIVE
+            ).exists()
+            grant = Grant.objects.create(
+                offer=locked,
+                licensee=user,
+                organisation=organisation,
+                status=GrantStatus.PENDING_APPROVAL if needs_approval else GrantStatus.ACTIVE,
+                fee_minor=locked.licence_fee_minor,
+                currency=locked.currency,
+            )
+            return Acceptance(grant=grant, created=True)
+    except IntegrityError:
+        # A concurrent accept by the same licensee won: hand back its grant.
+        existing = Grant.objects.get(offer=offer, licensee=user, status__in=OPEN_GRANT_STATUSES)
+        return Acceptance(grant=existing, created=False)
+
+
+@transaction.atomic
+def grant_decide(*, grant: Grant, user: User, approve: bool) -> Grant:
+    """The work's manager approves or rejects a grant waiting for approval."""
+    grant = Grant.objects.select_for_update().select_related("offer__work").get(pk=grant.pk)
+    if grant.offer.work.created_by_id != user.pk:
+        raise NotFound(code="grant_not_found")
+    if grant.status != GrantStatus.PENDING_APPROVAL:
+        raise Conflict(f"This grant is {grant.status}, not waiting for approval.", code="grant_not_pending")
+    grant.status = GrantStatus.ACTIVE if approve else GrantStatus.REJECTED
+    grant.decided_at = timezone.now()
+    grant.save(update_fields=["status", "decided_at"])
+    return grant
+
+
+# Derivatives -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParentClaim:
+    work_id: int
+    grant_id: int
+
+
+@transaction.atomic
+def derivative_create(
+    *,
+    user: User,
+    title: str,
+    kind: str,
+    parents: Sequence[ParentClaim],
+    description: str = "",
+    tags: Sequence[str] = (),
+) -> Work:
+    """Register a new work derived from up to 16 parents, each through an active grant allowing
+    `derivative` held by the user. The parents' shares come from the granted terms."""
+    _require_role(user, Role.CREATOR, Role.FAN, action="register derivative works")
+    if not parents:
+        raise ApiError("A derivative names at least one parent work.", code="no_parents")
+    work = _work_insert(user=user, title=title, kind=kind, description=description, tags=tags)
+    _link_parents(work=work, user=user, parents=parents)
+    return work
+
+
+@transaction.atomic
+def work_parents_add(*, work: Work, user: User, parents: Sequence[ParentClaim]) -> Work:
+    """Name further parents of an existing work (refused if that would make a cycle)."""
+    work = _lock_work(work)
+    _link_parents(work=work, user=user, parents=parents)
+    return work
+
+
+def _link_parents(*, work: Work, user: User, parents: Sequence[ParentClaim]) -> None:
+    parent_ids = [claim.work_id for claim in parents]
+    if len(set(parent_ids)) != len(parent_ids):
+        raise ApiError("Each parent may be named once.", code="duplicate_parent")
+    existing = list(WorkParent.objects.filter(child=work).values_list("parent_id", "share_bps"))
+    if len(existing) + len(parents) > MAX_PARENTS:
+        raise ApiError(f"A work may have at most {MAX_PARENTS} parents.", code="too_many_parents")
+    if any(pid in {p for p, _ in existing} for pid in parent_ids):
+        raise Conflict("That work is already a parent of this one.", code="duplicate_parent")
+    grants = {
+        g.pk: g
+        for g in Grant.objects.select_related("offer").filter(
+            Q(licensee=user) | Q(organisation__membership__user=user), pk__in=[c.grant_id for c in parents]
+        )
+    }
+    now = timezone.now()
+    links = []
+    for claim in parents:
+        grant = grants.get(claim.grant_id)
+        if grant is None or grant.offer.work_id != claim.work_id:
+            raise NotFound(
+                f"Grant {claim.grant_id} is not one of your grants on work {claim.work_id}.", code="grant_not_found"
+            )
+        if grant.status != GrantStatus.ACTIVE:
+            raise Conflict(f"Grant {grant.pk} is {grant.status}, not active.", code="grant_not_active")
+        if not grant.offer.uses.filter(use_class=UseClass.DERIVATIVE).exists():
+            raise Forbidden(
+                f"The terms of grant {grant.pk} do not allow derivative works.", code="derivative_not_allowed"
+            )
+        if grant.offer.expires_at is not None and grant.offer.expires_at <= now:
+            raise Conflict(f"The terms of grant {grant.pk} have expired.", code="offer_expired")
+        links.append(
+            WorkParent(child=work, parent_id=claim.work_id, grant=grant, share_bps=grant.offer.derivative_share_bps)
+        )
+    total = sum(bps for _, bps in existing) + sum(link.share_bps for link in links)
+    if total > BPS_WHOLE:
+        raise ApiError(
+            f"The parents' shares add up to {total} basis points, over 100% of the derivative's revenue.",
+            code="royalty_stack_over_100",
+        )
+    for claim in parents:
+        ancestors = lineage.ancestors({claim.work_id}, parent_edges)
+        if claim.work_id == work.pk or work.pk in ancestors:
+            raise ApiError(
+                f"Work {claim.work_id} derives from this work; a work cannot be its own ancestor.",
+                code="lineage_cycle",
+            )
+    WorkParent.objects.bulk_create(links)

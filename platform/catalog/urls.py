@@ -1,0 +1,26 @@
+from django.urls import path
+
+from catalog import apis
+
+urlpatterns = [
+    path("works", apis.WorkListCreateApi.as_view(), name="works"),
+    path("works/<int:work_id>", apis.WorkDetailApi.as_view(), name="work-detail"),
+    path("works/<int:work_id>/withdraw", apis.WorkWithdrawApi.as_view(), name="work-withdraw"),
+    path("works/<int:work_id>/members", apis.WorkMembersApi.as_view(), name="work-members"),
+    path("works/<int:work_id>/assets", apis.AssetListCreateApi.as_view(), name="work-assets"),
+    path("works/<int:work_id>/split-sheets", apis.SplitSheetListCreateApi.as_view(), name="work-split-sheets"),
+    path("works/<int:work_id>/offers", apis.WorkOffersApi.as_view(), name="work-offers"),
+    path("works/<int:work_id>/lineage", apis.WorkLineageApi.as_view(), name="work-lineage"),
+    path("works/<int:work_id>/parents", apis.WorkParentsAddApi.as_view(), name="work-parents"),
+    path("assets/<int:asset_id>", apis.AssetDetailApi.as_view(), name="asset-detail"),
+    path("split-sheets/<int:sheet_id>", apis.SplitSheetDetailApi.as_view(), name="split-sheet-detail"),
+    path("split-invitations/accept", apis.SplitInvitationAcceptApi.as_view(), name="split-invitation-accept"),
+    path("offers", apis.OfferListApi.as_view(), name="offers"),
+    path("offers/<int:offer_id>", apis.OfferDetailApi.as_view(), name="offer-detail"),
+    path("offers/<int:offer_id>/rsl", apis.OfferRslApi.as_view(), name="offer-rsl"),
+    path("grants", apis.GrantListCreateApi.as_view(), name="grants"),
+    path("grants/<int:grant_id>", apis.GrantDetailApi.as_view(), name="grant-detail"),
+    path("grants/<int:grant_id>/approve", apis.GrantDecideApi.as_view(approve=True), name="grant-approve"),
+    path("grants/<int:grant_id>/reject", apis.GrantDecideApi.as_view(approve=False), name="grant-reject"),
+    path("derivatives", apis.DerivativeListCreateApi.as_view(), name="derivatives"),
+]

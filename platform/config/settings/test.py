@@ -1,0 +1,20 @@
+"""Settings for the test suite: the dev defaults with a fast password hasher and files in a temp dir."""
+
+import os
+import tempfile
+
+os.environ.setdefault("DJANGO_DEBUG", "1")
+
+from config.settings.base import *  # noqa: E402,F403
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = tempfile.mkdtemp(prefix="tribute-test-uploads-")  # type: ignore[assignment]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Serve static files from the finders: the test run has no collectstatic output.
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True

@@ -1,0 +1,28 @@
+from django.conf import settings
+from django.conf.urls.static import static
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from accounts import views as account_views
+from catalog import views as catalog_views
+
+api_v1 = [
+    path("", include("accounts.urls")),
+    path("", include("catalog.urls")),
+]
+
+urlpatterns = [
+    path("", account_views.home, name="home"),
+    path("admin/", admin.site.urls),
+    path("accounts/signup/", account_views.signup, name="signup"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("robots.txt", catalog_views.robots_txt, name="robots-txt"),
+    path("licenses.xml", catalog_views.licenses_xml, name="licenses-xml"),
+]
+
+if settings.DEBUG:
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
