@@ -51,8 +51,10 @@ def work(owner: User, *, kind: str = "image", title: str = "A work") -> Work:
 
 
 def offer(owner: User, work_: Work, **terms: Any) -> Offer:
-    fields: dict[str, Any] = {"currency": "USD", "uses": {"ai-train": 5, "derivative": 0}, "derivative_share_bps": 5000}
+    fields: dict[str, Any] = {"currency": "USD", "uses": {"ai-train": 5, "derivative": 0}}
     fields.update(terms)
+    if "derivative" in fields["uses"]:
+        fields.setdefault("derivative_share_bps", 5000)
     return offer_publish(work=work_, user=owner, terms=Terms(**fields))
 
 

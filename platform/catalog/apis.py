@@ -11,7 +11,7 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -241,7 +241,7 @@ class AssetListCreateApi(SelectorListApi):
     queryset = Asset.objects.none()
     permission_classes = [IsAuthenticated, KeyScope]
     serializer_class = AssetSerializer
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser]
     ordering_fields = ["created_at"]
 
     class InputSerializer(serializers.Serializer):
