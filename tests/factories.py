@@ -14,7 +14,7 @@ from catalog.models import Offer, Work
 from catalog.services import Terms, offer_publish, work_create
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
 
@@ -35,15 +35,16 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 def creator(**kwargs: Any) -> User:
-    return UserFactory(role=Role.CREATOR, **kwargs)
+    return UserFactory.create(role=Role.CREATOR, **kwargs)
 
 
 def fan(**kwargs: Any) -> User:
-    return UserFactory(role=Role.FAN, **kwargs)
+    return UserFactory.create(role=Role.FAN, **kwargs)
 
 
 def vendor(**kwargs: Any) -> User:
-    return UserFactory(role=Role.VENDOR, organisation_name=kwargs.pop("organisation_name", "Acme AI"), **kwargs)
+    name = kwargs.pop("organisation_name", "Acme AI")
+    return UserFactory.create(role=Role.VENDOR, organisation_name=name, **kwargs)
 
 
 def work(owner: User, *, kind: str = "image", title: str = "A work") -> Work:

@@ -17,7 +17,11 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC = {("get", "/api/v1/offers"), ("get", "/api/v1/offers/{offer_id}"), ("get", "/api/v1/offers/{offer_id}/rsl")}
+PUBLIC = {
+    ("get", "/api/v1/offers"),
+    ("get", "/api/v1/offers/{offer_id}"),
+    ("get", "/api/v1/offers/{offer_id}/rsl"),
+}
 SECRET = "Zq7-private-marker"
 
 
@@ -43,7 +47,7 @@ def test_the_schema_is_valid_openapi() -> None:
 
 @pytest.fixture
 def world():
-    """An owner's private objects, plus a fan's derivative and a vendor's key: everything a stranger probes."""
+    """An owner's private objects, a fan's derivative and a vendor's key: what a stranger probes."""
     owner = factories.creator(email=f"{SECRET.lower()}@example.com")
     fan, vendor = factories.fan(), factories.vendor()
     work = factories.work(owner, title="A public work")
@@ -52,7 +56,9 @@ def world():
     asset = asset_upload(work=work, user=owner, data=factories.png_bytes(), filename=f"{SECRET}.png").asset
     offer = factories.offer(owner, work)
     grant = grant_create(offer=offer, user=fan).grant
-    derivative = derivative_create(user=fan, title=f"{SECRET} derivative", kind="image", parents=[ParentClaim(work.pk, grant.pk)])
+    derivative = derivative_create(
+        user=fan, title=f"{SECRET} derivative", kind="image", parents=[ParentClaim(work.pk, grant.pk)]
+    )
     factories.key(vendor, "read")
     hidden = factories.work(owner, title=f"{SECRET} withdrawn")
     hidden_offer = factories.offer(owner, hidden)
@@ -68,7 +74,12 @@ def world():
             "key_id": ApiKey.objects.get().pk,
         },
         "derivative": derivative,
-        "counts": lambda: (Work.objects.count(), Offer.objects.count(), Grant.objects.count(), SplitSheet.objects.count()),
+        "counts": lambda: (
+            Work.objects.count(),
+            Offer.objects.count(),
+            Grant.objects.count(),
+            SplitSheet.objects.count(),
+        ),
     }
 
 
@@ -100,7 +111,9 @@ def test_a_stranger_of_every_role_can_neither_see_nor_touch_the_owners_objects(a
     hidden_bodies = {
         "/api/v1/grants": {"offer": world["ids"]["offer_id"]},
         "/api/v1/derivatives": {
-            "title": "x", "kind": "image", "parents": [{"work": world["ids"]["work_id"], "grant": world["ids"]["grant_id"]}]
+            "title": "x",
+            "kind": "image",
+            "parents": [{"work": world["ids"]["work_id"], "grant": world["ids"]["grant_id"]}],
         },
         "/api/v1/split-invitations/accept": {"token": "not-a-real-token"},
     }
@@ -135,7 +148,12 @@ def test_every_operation_with_a_body_answers_malformed_input_with_a_problem_400(
         else:
             response = client.generic(method.upper(), url, b'{"unterminated', content_type="application/json")
         checked += 1
-        assert response.status_code in (400, 404, 409, 415), (method, path, response.status_code, response.content)
+        assert response.status_code in (400, 404, 409, 415), (
+            method,
+            path,
+            response.status_code,
+            response.content,
+        )
         if response.status_code == 400:
             assert response["Content-Type"] == "application/problem+json"
             assert response.json()["code"] in {"malformed_request", "validation_error"}

@@ -32,7 +32,9 @@ def test_stripe_celery_and_uuid_import_inside_the_django_process() -> None:
         "django.setup(); import platform, uuid, stripe, celery; from config import celery_app;"
         "print(platform.python_version(), uuid.uuid4().version, celery_app.main, bool(stripe.VERSION))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     version, uuid_version, app_name, has_stripe = result.stdout.split()
     assert version.startswith("3.11")

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey, Membership, Scope
-from accounts.permissions import KeyScope, SessionOnly
+from accounts.permissions import KeyScope, SessionOnly, authenticated_user
 from accounts.selectors import api_keys_visible_to, organisations_of
 from accounts.services import api_key_create, api_key_revoke
 from common.apis import SelectorListApi
@@ -29,14 +29,16 @@ class MeApi(APIView):
 
     @extend_schema(responses=OutputSerializer, operation_id="me_retrieve")
     def get(self, request: Request) -> Response:
-        user = request.user
+        user = authenticated_user(request)
         data = {
             "id": user.pk,
             "username": user.username,
             "email": user.email,
             "role": user.role,
             "display_name": user.display_name,
-            "organisations": [{"id": o.pk, "name": o.name, "slug": o.slug} for o in organisations_of(user=user)],
+            "organisations": [
+                {"id": o.pk, "name": o.name, "slug": o.slug} for o in organisations_of(user=user)
+            ],
         }
         return Response(self.OutputSerializer(data).data)
 
@@ -47,8 +49,16 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = [
-            "id", "name", "prefix", "scopes", "organisation", "created_at", "last_used_at", "expires_at",
-            "revoked_at", "is_active",
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "organisation",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "is_active",
         ]
 
 
@@ -66,30 +76,40 @@ class ApiKeyListCreateApi(SelectorListApi):
             ref_name = "ApiKeyListCreateInput"
 
         name = serializers.CharField(max_length=80)
-        scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False)
+        scopes = serializers.ListField(
+            child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False
+        )
         organisation = serializers.IntegerField(required=False, allow_null=True)
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
     class CreatedSerializer(ApiKeyOutputSerializer):
-        secret = serializers.CharField(read_only=True, help_text="The key itself. Shown only in this response.")
+        secret = serializers.CharField(
+            read_only=True, help_text="The key itself. Shown only in this response."
+        )
 
         class Meta(ApiKeyOutputSerializer.Meta):
             fields = [*ApiKeyOutputSerializer.Meta.fields, "secret"]
 
     def select(self) -> Any:
-        return api_keys_visible_to(user=self.request.user).select_related("organisation")
+        return api_keys_visible_to(user=authenticated_user(self.request)).select_related("organisation")
 
-    @extend_schema(request=InputSerializer, responses={201: CreatedSerializer}, operation_id="api_keys_create")
+    @extend_schema(
+        request=InputSerializer, responses={201: CreatedSerializer}, operation_id="api_keys_create"
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         organisation = None
         if data.validated_data.get("organisation") is not None:
-            organisation = organisations_of(user=request.user).filter(pk=data.validated_data["organisation"]).first()
+            organisation = (
+                organisations_of(user=authenticated_user(request))
+                .filter(pk=data.validated_data["organisation"])
+                .first()
+            )
             if organisation is None:
                 raise NotFound("No such organisation among yours.", code="organisation_not_found")
         issued = api_key_create(
-            user=request.user,
+            user=authenticated_user(request),
             name=data.validated_data["name"],
             scopes=data.validated_data["scopes"],
             organisation=organisation,
@@ -107,11 +127,13 @@ class ApiKeyRevokeApi(APIView):
 
     @extend_schema(request=None, responses=ApiKeyOutputSerializer, operation_id="api_keys_revoke")
     def post(self, request: Request, key_id: int) -> Response:
-        api_key = get_object_or_404(api_keys_visible_to(user=request.user), pk=key_id)
-        may_revoke = api_key.user_id == request.user.pk or (
+        api_key = get_object_or_404(api_keys_visible_to(user=authenticated_user(request)), pk=key_id)
+        may_revoke = api_key.user_id == authenticated_user(request).pk or (
             api_key.organisation_id is not None
             and Membership.objects.filter(
-                organisation_id=api_key.organisation_id, user=request.user, role=Membership.MemberRole.OWNER
+                organisation_id=api_key.organisation_id,
+                user=authenticated_user(request),
+                role=Membership.MemberRole.OWNER,
             ).exists()
         )
         if not may_revoke:

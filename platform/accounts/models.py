@@ -59,6 +59,9 @@ class Membership(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organisation", "user"], name="membership_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.organisation_id} ({self.role})"
+
 
 class Scope(models.TextChoices):
     READ = "read", "Read"

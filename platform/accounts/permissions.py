@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from accounts.models import ApiKey, Role
+from accounts.models import ApiKey, Role, User
 
 
 class KeyScope(BasePermission):
@@ -17,7 +18,9 @@ class KeyScope(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if not isinstance(request.auth, ApiKey):
             return True
-        scope = getattr(view, "required_scope", None) or ("read" if request.method in SAFE_METHODS else "write")
+        scope = getattr(view, "required_scope", None) or (
+            "read" if request.method in SAFE_METHODS else "write"
+        )
         return request.auth.has_scope(scope)
 
 
@@ -37,3 +40,11 @@ class IsCreator(BasePermission):
         if request.method in SAFE_METHODS:
             return True
         return bool(request.user and request.user.is_authenticated and request.user.role == Role.CREATOR)
+
+
+def authenticated_user(request: Request) -> User:
+    """The request's user, for views whose permissions already required authentication."""
+    user = request.user
+    if not isinstance(user, User):
+        raise NotAuthenticated()
+    return user

@@ -38,7 +38,9 @@ def user_create(
     user.full_clean(exclude=["password"])
     user.save()
     if role == Role.VENDOR:
-        organisation_create(name=organisation_name or f"{display_name or username}'s organisation", owner=user)
+        organisation_create(
+            name=organisation_name or f"{display_name or username}'s organisation", owner=user
+        )
     return user
 
 
@@ -76,7 +78,10 @@ def api_key_create(
             f"Scopes must be a non-empty subset of {', '.join(Scope.values)}; unknown: {', '.join(unknown)}.",
             code="invalid_scopes",
         )
-    if organisation is not None and not Membership.objects.filter(organisation=organisation, user=user).exists():
+    if (
+        organisation is not None
+        and not Membership.objects.filter(organisation=organisation, user=user).exists()
+    ):
         raise Forbidden("You are not a member of this organisation.", code="not_a_member")
     if organisation is None and user.role == Role.VENDOR:
         organisation = Organisation.objects.filter(membership__user=user).order_by("id").first()

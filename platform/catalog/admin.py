@@ -55,14 +55,31 @@ class OfferUseInline(ReadOnlyInline):
 
 @admin.register(Offer)
 class OfferAdmin(ReadOnlyAdmin):
-    list_display = ("work", "version", "status", "currency", "licence_fee_minor", "derivative_share_bps", "created_at")
+    list_display = (
+        "work",
+        "version",
+        "status",
+        "currency",
+        "licence_fee_minor",
+        "derivative_share_bps",
+        "created_at",
+    )
     list_filter = ("status", "currency")
     inlines = [OfferUseInline]
 
 
 @admin.register(Grant)
 class GrantAdmin(ReadOnlyAdmin):
-    list_display = ("id", "offer", "licensee", "organisation", "status", "fee_minor", "currency", "created_at")
+    list_display = (
+        "id",
+        "offer",
+        "licensee",
+        "organisation",
+        "status",
+        "fee_minor",
+        "currency",
+        "created_at",
+    )
     list_filter = ("status",)
 
 

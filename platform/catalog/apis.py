@@ -17,7 +17,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import IsCreator, KeyScope
+from accounts.models import User
+from accounts.permissions import IsCreator, KeyScope, authenticated_user
 from catalog import rsl, selectors, services
 from catalog.models import (
     Asset,
@@ -39,11 +40,21 @@ from common.problems import ApiError, NotFound
 
 class WorkSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.public_name", read_only=True)
-    members = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    members = serializers.PrimaryKeyRelatedField[Work](many=True, read_only=True)
 
     class Meta:
         model = Work
-        fields = ["id", "title", "kind", "description", "tags", "status", "created_by", "created_at", "members"]
+        fields = [
+            "id",
+            "title",
+            "kind",
+            "description",
+            "tags",
+            "status",
+            "created_by",
+            "created_at",
+            "members",
+        ]
 
 
 class AssetSerializer(serializers.ModelSerializer):
@@ -57,8 +68,19 @@ class AssetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Asset
         fields = [
-            "id", "work", "filename", "sha256", "media_type", "size_bytes", "width", "height", "duration_ms",
-            "created_at", "fingerprint_status", "fingerprint_progress", "fingerprint_error",
+            "id",
+            "work",
+            "filename",
+            "sha256",
+            "media_type",
+            "size_bytes",
+            "width",
+            "height",
+            "duration_ms",
+            "created_at",
+            "fingerprint_status",
+            "fingerprint_progress",
+            "fingerprint_error",
         ]
 
 
@@ -98,10 +120,27 @@ class OfferSerializer(serializers.ModelSerializer):
     class Meta:
         model = Offer
         fields = [
-            "id", "work", "work_title", "work_kind", "creator", "version", "status", "currency", "uses",
-            "commercial_use", "attribution_required", "derivative_share_bps", "derivative_approval_required",
-            "licence_fee_minor", "territories", "expires_at", "quota", "platform_fee_bps", "created_at",
-            "superseded_at", "rsl_url",
+            "id",
+            "work",
+            "work_title",
+            "work_kind",
+            "creator",
+            "version",
+            "status",
+            "currency",
+            "uses",
+            "commercial_use",
+            "attribution_required",
+            "derivative_share_bps",
+            "derivative_approval_required",
+            "licence_fee_minor",
+            "territories",
+            "expires_at",
+            "quota",
+            "platform_fee_bps",
+            "created_at",
+            "superseded_at",
+            "rsl_url",
         ]
 
     def get_rsl_url(self, offer: Offer) -> str:
@@ -116,8 +155,18 @@ class GrantSerializer(serializers.ModelSerializer):
     class Meta:
         model = Grant
         fields = [
-            "id", "offer", "offer_version", "work", "licensee", "organisation", "status", "fee_minor", "currency",
-            "accesses_used", "created_at", "decided_at",
+            "id",
+            "offer",
+            "offer_version",
+            "work",
+            "licensee",
+            "organisation",
+            "status",
+            "fee_minor",
+            "currency",
+            "accesses_used",
+            "created_at",
+            "decided_at",
         ]
 
 
@@ -170,13 +219,13 @@ class WorkListCreateApi(SelectorListApi):
         tags = serializers.ListField(child=serializers.CharField(max_length=40), required=False, default=list)
 
     def select(self) -> QuerySet[Work]:
-        return selectors.works_visible_to(user=self.request.user).prefetch_related("members")
+        return selectors.works_visible_to(user=authenticated_user(self.request)).prefetch_related("members")
 
     @extend_schema(request=InputSerializer, responses={201: WorkSerializer}, operation_id="works_create")
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        work = services.work_create(user=request.user, **data.validated_data)
+        work = services.work_create(user=authenticated_user(request), **data.validated_data)
         return Response(WorkSerializer(work).data, status=status.HTTP_201_CREATED)
 
 
@@ -193,11 +242,13 @@ class WorkDetailApi(APIView):
 
     @extend_schema(responses=WorkSerializer, operation_id="works_retrieve")
     def get(self, request: Request, work_id: int) -> Response:
-        return Response(WorkSerializer(selectors.work_get_visible(user=request.user, work_id=work_id)).data)
+        return Response(
+            WorkSerializer(selectors.work_get_visible(user=authenticated_user(request), work_id=work_id)).data
+        )
 
     @extend_schema(request=InputSerializer, responses=WorkSerializer, operation_id="works_update")
     def patch(self, request: Request, work_id: int) -> Response:
-        work = selectors.work_get_managed(user=request.user, work_id=work_id)
+        work = selectors.work_get_managed(user=authenticated_user(request), work_id=work_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(WorkSerializer(services.work_update(work=work, **data.validated_data)).data)
@@ -208,7 +259,7 @@ class WorkWithdrawApi(APIView):
 
     @extend_schema(request=None, responses=WorkSerializer, operation_id="works_withdraw")
     def post(self, request: Request, work_id: int) -> Response:
-        work = selectors.work_get_managed(user=request.user, work_id=work_id)
+        work = selectors.work_get_managed(user=authenticated_user(request), work_id=work_id)
         return Response(WorkSerializer(services.work_withdraw(work=work)).data)
 
 
@@ -225,7 +276,7 @@ class WorkMembersApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=WorkSerializer, operation_id="works_members_set")
     def put(self, request: Request, work_id: int) -> Response:
-        work = selectors.work_get_managed(user=request.user, work_id=work_id)
+        work = selectors.work_get_managed(user=authenticated_user(request), work_id=work_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         work = services.work_members_set(collection=work, member_ids=data.validated_data["members"])
@@ -251,7 +302,9 @@ class AssetListCreateApi(SelectorListApi):
         file = serializers.FileField()
 
     def select(self) -> QuerySet[Asset]:
-        work = selectors.work_get_visible(user=self.request.user, work_id=self.kwargs["work_id"])
+        work = selectors.work_get_visible(
+            user=authenticated_user(self.request), work_id=self.kwargs["work_id"]
+        )
         return selectors.assets_of(work=work)
 
     @extend_schema(
@@ -260,7 +313,7 @@ class AssetListCreateApi(SelectorListApi):
         operation_id="works_assets_create",
     )
     def post(self, request: Request, work_id: int) -> Response:
-        work = selectors.work_get_managed(user=request.user, work_id=work_id)
+        work = selectors.work_get_managed(user=authenticated_user(request), work_id=work_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
@@ -270,7 +323,9 @@ class AssetListCreateApi(SelectorListApi):
                 code="media_too_large",
                 status_code=413,
             )
-        result = services.asset_upload(work=work, user=request.user, data=upload.read(), filename=upload.name or "")
+        result = services.asset_upload(
+            work=work, user=authenticated_user(request), data=upload.read(), filename=upload.name or ""
+        )
         body = dict(AssetSerializer(result.asset).data)
         body["new_content"] = result.new_content
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
@@ -281,7 +336,11 @@ class AssetDetailApi(APIView):
 
     @extend_schema(responses=AssetSerializer, operation_id="assets_retrieve")
     def get(self, request: Request, asset_id: int) -> Response:
-        return Response(AssetSerializer(selectors.asset_get_visible(user=request.user, asset_id=asset_id)).data)
+        return Response(
+            AssetSerializer(
+                selectors.asset_get_visible(user=authenticated_user(request), asset_id=asset_id)
+            ).data
+        )
 
 
 # Split sheets ------------------------------------------------------------------------------------------
@@ -313,16 +372,20 @@ class SplitSheetListCreateApi(SelectorListApi):
             return items
 
     def select(self) -> QuerySet[SplitSheet]:
-        work = selectors.work_get_visible(user=self.request.user, work_id=self.kwargs["work_id"])
+        work = selectors.work_get_visible(
+            user=authenticated_user(self.request), work_id=self.kwargs["work_id"]
+        )
         return selectors.split_sheets_of(work=work)
 
-    @extend_schema(request=InputSerializer, responses={201: SplitSheetSerializer}, operation_id="split_sheets_create")
+    @extend_schema(
+        request=InputSerializer, responses={201: SplitSheetSerializer}, operation_id="split_sheets_create"
+    )
     def post(self, request: Request, work_id: int) -> Response:
-        work = selectors.work_get_managed(user=request.user, work_id=work_id)
+        work = selectors.work_get_managed(user=authenticated_user(request), work_id=work_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         shares = [(item["email"], item["share_bps"]) for item in data.validated_data["shares"]]
-        sheet = services.split_sheet_propose(work=work, user=request.user, shares=shares)
+        sheet = services.split_sheet_propose(work=work, user=authenticated_user(request), shares=shares)
         sheet = selectors.split_sheets_of(work=work).get(pk=sheet.pk)
         return Response(SplitSheetSerializer(sheet).data, status=status.HTTP_201_CREATED)
 
@@ -332,7 +395,7 @@ class SplitSheetDetailApi(APIView):
 
     @extend_schema(responses=SplitSheetSerializer, operation_id="split_sheets_retrieve")
     def get(self, request: Request, sheet_id: int) -> Response:
-        sheet = selectors.split_sheet_get_visible(user=request.user, sheet_id=sheet_id)
+        sheet = selectors.split_sheet_get_visible(user=authenticated_user(request), sheet_id=sheet_id)
         return Response(SplitSheetSerializer(sheet).data)
 
 
@@ -347,11 +410,15 @@ class SplitInvitationAcceptApi(APIView):
 
         token = serializers.CharField(max_length=100)
 
-    @extend_schema(request=InputSerializer, responses=SplitSheetSerializer, operation_id="split_invitations_accept")
+    @extend_schema(
+        request=InputSerializer, responses=SplitSheetSerializer, operation_id="split_invitations_accept"
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        sheet = services.split_share_accept(token=data.validated_data["token"], user=request.user)
+        sheet = services.split_share_accept(
+            token=data.validated_data["token"], user=authenticated_user(request)
+        )
         sheet = SplitSheet.objects.prefetch_related("shares__user").get(pk=sheet.pk)
         return Response(SplitSheetSerializer(sheet).data)
 
@@ -363,17 +430,21 @@ class OfferInputSerializer(serializers.Serializer):
     currency = serializers.CharField(min_length=3, max_length=3)
     uses = serializers.DictField(
         child=serializers.IntegerField(min_value=0),
-        help_text="Allowed use classes mapped to their per-access price in minor units, e.g. {\"ai-train\": 5}.",
+        help_text='Allowed use classes, each mapped to its per-access price in minor units: {"ai-train": 5}.',
     )
     commercial_use = serializers.BooleanField(default=False)
     attribution_required = serializers.BooleanField(default=True)
     derivative_share_bps = serializers.IntegerField(min_value=0, max_value=10_000, default=0)
     derivative_approval_required = serializers.BooleanField(default=False)
     licence_fee_minor = serializers.IntegerField(min_value=0, default=0)
-    territories = serializers.ListField(child=serializers.CharField(max_length=2), default=list, max_length=250)
+    territories = serializers.ListField(
+        child=serializers.CharField(max_length=2), default=list, max_length=250
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     quota = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
-    platform_fee_bps = serializers.IntegerField(min_value=0, max_value=10_000, required=False, allow_null=True)
+    platform_fee_bps = serializers.IntegerField(
+        min_value=0, max_value=10_000, required=False, allow_null=True
+    )
 
     def validate_uses(self, value: dict[str, int]) -> dict[str, int]:
         unknown = sorted(set(value) - set(UseClass.values))
@@ -390,18 +461,27 @@ class WorkOffersApi(SelectorListApi):
     serializer_class = OfferSerializer
 
     def select(self) -> QuerySet[Offer]:
-        work = selectors.work_get_visible(user=self.request.user, work_id=self.kwargs["work_id"])
+        work = selectors.work_get_visible(
+            user=authenticated_user(self.request), work_id=self.kwargs["work_id"]
+        )
         return selectors.offers_of(work=work)
 
-    @extend_schema(request=OfferInputSerializer, responses={201: OfferSerializer}, operation_id="works_offers_publish")
+    @extend_schema(
+        request=OfferInputSerializer, responses={201: OfferSerializer}, operation_id="works_offers_publish"
+    )
     def post(self, request: Request, work_id: int) -> Response:
-        work = selectors.work_get_managed(user=request.user, work_id=work_id)
+        work = selectors.work_get_managed(user=authenticated_user(request), work_id=work_id)
         data = OfferInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         fields["currency"] = fields["currency"].upper()
         terms = services.Terms(**fields)
-        offer = services.offer_publish(work=work, user=request.user, terms=terms, platform_staff=request.user.is_staff)
+        offer = services.offer_publish(
+            work=work,
+            user=authenticated_user(request),
+            terms=terms,
+            platform_staff=authenticated_user(request).is_staff,
+        )
         return Response(OfferSerializer(selectors.offers_of(work=work).get(pk=offer.pk)).data, status=201)
 
 
@@ -431,7 +511,9 @@ class OfferListApi(SelectorListApi):
 
 def _readable_offer(request: Request, offer_id: int) -> Offer:
     try:
-        return selectors.offer_get_readable(user=request.user, offer_id=offer_id)
+        return selectors.offer_get_readable(
+            user=request.user if isinstance(request.user, User) else None, offer_id=offer_id
+        )
     except Offer.DoesNotExist:
         raise NotFound(code="offer_not_found") from None
 
@@ -477,14 +559,18 @@ class GrantListCreateApi(SelectorListApi):
         offer = serializers.IntegerField(min_value=1)
 
     def select(self) -> QuerySet[Grant]:
-        return selectors.grants_visible_to(user=self.request.user)
+        return selectors.grants_visible_to(user=authenticated_user(self.request))
 
-    @extend_schema(request=InputSerializer, responses={201: GrantSerializer, 200: GrantSerializer}, operation_id="grants_create")
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: GrantSerializer, 200: GrantSerializer},
+        operation_id="grants_create",
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         offer = _readable_offer(request, data.validated_data["offer"])
-        acceptance = services.grant_create(offer=offer, user=request.user)
+        acceptance = services.grant_create(offer=offer, user=authenticated_user(request))
         return Response(
             GrantSerializer(acceptance.grant).data,
             status=status.HTTP_201_CREATED if acceptance.created else status.HTTP_200_OK,
@@ -496,7 +582,11 @@ class GrantDetailApi(APIView):
 
     @extend_schema(responses=GrantSerializer, operation_id="grants_retrieve")
     def get(self, request: Request, grant_id: int) -> Response:
-        return Response(GrantSerializer(selectors.grant_get_visible(user=request.user, grant_id=grant_id)).data)
+        return Response(
+            GrantSerializer(
+                selectors.grant_get_visible(user=authenticated_user(request), grant_id=grant_id)
+            ).data
+        )
 
 
 class GrantDecideApi(APIView):
@@ -507,8 +597,8 @@ class GrantDecideApi(APIView):
 
     @extend_schema(request=None, responses=GrantSerializer)
     def post(self, request: Request, grant_id: int) -> Response:
-        grant = selectors.grant_get_visible(user=request.user, grant_id=grant_id)
-        grant = services.grant_decide(grant=grant, user=request.user, approve=self.approve)
+        grant = selectors.grant_get_visible(user=authenticated_user(request), grant_id=grant_id)
+        grant = services.grant_decide(grant=grant, user=authenticated_user(request), approve=self.approve)
         return Response(GrantSerializer(grant).data)
 
 
@@ -534,15 +624,19 @@ class DerivativeListCreateApi(SelectorListApi):
         parents = ParentInputSerializer(many=True, allow_empty=False)
 
     def select(self) -> QuerySet[Work]:
-        return selectors.derivatives_visible_to(user=self.request.user).prefetch_related("members")
+        return selectors.derivatives_visible_to(user=authenticated_user(self.request)).prefetch_related(
+            "members"
+        )
 
-    @extend_schema(request=InputSerializer, responses={201: WorkSerializer}, operation_id="derivatives_create")
+    @extend_schema(
+        request=InputSerializer, responses={201: WorkSerializer}, operation_id="derivatives_create"
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         parents = _parent_claims(fields.pop("parents"))
-        work = services.derivative_create(user=request.user, parents=parents, **fields)
+        work = services.derivative_create(user=authenticated_user(request), parents=parents, **fields)
         return Response(WorkSerializer(work).data, status=status.HTTP_201_CREATED)
 
 
@@ -554,19 +648,24 @@ class LineageSerializer(serializers.Serializer):
 
     class Edge(serializers.Serializer):
         child = serializers.IntegerField()
-        parent = serializers.IntegerField()
+        # DRF's metaclass moves declared fields off the class, so this does not shadow Field.parent.
+        parent = serializers.IntegerField()  # type: ignore[assignment]
         share_bps = serializers.IntegerField()
 
     class StackEntry(serializers.Serializer):
         work = serializers.IntegerField(source="work.id")
         title = serializers.CharField(source="work.title")
-        share_bps = serializers.DecimalField(max_digits=40, decimal_places=20, coerce_to_string=True, normalize_output=True)
+        share_bps = serializers.DecimalField(
+            max_digits=40, decimal_places=20, coerce_to_string=True, normalize_output=True
+        )
 
     work = WorkRef()
     ancestors = WorkRef(many=True)
     edges = Edge(many=True)
     stack = StackEntry(many=True)
-    owners_share_bps = serializers.DecimalField(max_digits=40, decimal_places=20, coerce_to_string=True, normalize_output=True)
+    owners_share_bps = serializers.DecimalField(
+        max_digits=40, decimal_places=20, coerce_to_string=True, normalize_output=True
+    )
 
 
 class WorkLineageApi(APIView):
@@ -576,7 +675,7 @@ class WorkLineageApi(APIView):
 
     @extend_schema(responses=LineageSerializer, operation_id="works_lineage")
     def get(self, request: Request, work_id: int) -> Response:
-        work = selectors.work_get_visible(user=request.user, work_id=work_id)
+        work = selectors.work_get_visible(user=authenticated_user(request), work_id=work_id)
         return Response(LineageSerializer(selectors.lineage_of(work=work)).data)
 
 
@@ -593,8 +692,12 @@ class WorkParentsAddApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=LineageSerializer, operation_id="works_parents_add")
     def post(self, request: Request, work_id: int) -> Response:
-        work = selectors.work_get_managed(user=request.user, work_id=work_id)
+        work = selectors.work_get_managed(user=authenticated_user(request), work_id=work_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        work = services.work_parents_add(work=work, user=request.user, parents=_parent_claims(data.validated_data["parents"]))
+        work = services.work_parents_add(
+            work=work,
+            user=authenticated_user(request),
+            parents=_parent_claims(data.validated_data["parents"]),
+        )
         return Response(LineageSerializer(selectors.lineage_of(work=work)).data)

@@ -96,6 +96,9 @@ class Asset(models.Model):
         ordering = ["created_at", "id"]
         constraints = [models.UniqueConstraint(fields=["work", "blob"], name="asset_once_per_work")]
 
+    def __str__(self) -> str:
+        return f"{self.filename} (work #{self.work_id})"
+
 
 class SplitSheetStatus(models.TextChoices):
     PENDING = "pending", "Waiting for co-owners"
@@ -109,7 +112,9 @@ class SplitSheet(models.Model):
 
     work = models.ForeignKey(Work, on_delete=models.CASCADE, related_name="split_sheets")
     version = models.PositiveIntegerField()
-    status = models.CharField(max_length=16, choices=SplitSheetStatus.choices, default=SplitSheetStatus.PENDING)
+    status = models.CharField(
+        max_length=16, choices=SplitSheetStatus.choices, default=SplitSheetStatus.PENDING
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     activated_at = models.DateTimeField(null=True, blank=True)
@@ -123,6 +128,9 @@ class SplitSheet(models.Model):
                 fields=["work"], condition=Q(status="active"), name="split_sheet_one_active_per_work"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"Split sheet v{self.version} of work #{self.work_id} ({self.status})"
 
 
 class SplitShare(models.Model):
@@ -140,8 +148,13 @@ class SplitShare(models.Model):
         ordering = ["-share_bps", "id"]
         constraints = [
             models.UniqueConstraint(fields=["sheet", "email"], name="split_share_email_once"),
-            models.CheckConstraint(condition=Q(share_bps__gt=0, share_bps__lte=BPS_WHOLE), name="split_share_bps"),
+            models.CheckConstraint(
+                condition=Q(share_bps__gt=0, share_bps__lte=BPS_WHOLE), name="split_share_bps"
+            ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.email}: {self.share_bps} bps"
 
 
 class UseClass(models.TextChoices):
@@ -212,6 +225,9 @@ class OfferUse(models.Model):
             models.CheckConstraint(condition=Q(price_minor__gte=0), name="offer_use_price_non_negative"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.use_class} at {self.price_minor}"
+
 
 class GrantStatus(models.TextChoices):
     PENDING_APPROVAL = "pending_approval", "Waiting for the owner's approval"
@@ -249,6 +265,9 @@ class Grant(models.Model):
             models.CheckConstraint(condition=Q(fee_minor__gte=0), name="grant_fee_non_negative"),
         ]
 
+    def __str__(self) -> str:
+        return f"Grant #{self.pk} on offer #{self.offer_id} ({self.status})"
+
 
 class WorkParent(models.Model):
     """An edge of the derivative graph: `child` derives from `parent` under `grant`.
@@ -270,3 +289,6 @@ class WorkParent(models.Model):
             models.CheckConstraint(condition=~Q(child=models.F("parent")), name="work_parent_not_self"),
             models.CheckConstraint(condition=Q(share_bps__lte=BPS_WHOLE), name="work_parent_share_bps"),
         ]
+
+    def __str__(self) -> str:
+        return f"#{self.child_id} derives from #{self.parent_id} ({self.share_bps} bps)"

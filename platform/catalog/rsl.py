@@ -45,29 +45,36 @@ def _element(parent: etree._Element, tag: str, text: str | None = None, **attrib
 
 def _add_content(root: etree._Element, offer: Offer, site_url: str) -> None:
     work = offer.work
-    content = _element(root, "content", url=f"{site_url}/works/{work.pk}/*", lastmod=offer.created_at.isoformat())
+    content = _element(
+        root, "content", url=f"{site_url}/works/{work.pk}/*", lastmod=offer.created_at.isoformat()
+    )
     uses = {use.use_class: use.price_minor for use in offer.uses.all()}
     allowed_rsl = {RSL_USAGE[UseClass(u)] for u in uses if u in RSL_USAGE}
     prohibited = [token for token in _ALL_RSL_USAGES if token not in allowed_rsl]
     for use_class, price_minor in sorted(uses.items()):
-        token = RSL_USAGE.get(UseClass(use_class))
-        if token is None:
+        usage = RSL_USAGE.get(UseClass(use_class))
+        if usage is None:
             continue
         licence = _element(content, "license")
-        _element(licence, "permits", token, type="usage")
+        _element(licence, "permits", usage, type="usage")
         _element(licence, "permits", "commercial" if offer.commercial_use else "non-commercial", type="user")
         if offer.territories:
             _element(licence, "permits", " ".join(offer.territories), type="geo")
         if prohibited:
             _element(licence, "prohibits", " ".join(prohibited), type="usage")
         if price_minor > 0:
-            payment = _element(licence, "payment", type="training" if token == "ai-train" else "use")
+            payment = _element(licence, "payment", type="training" if usage == "ai-train" else "use")
             _element(payment, "amount", _major_units(price_minor, offer.currency), currency=offer.currency)
         else:
             _element(licence, "payment", type="attribution" if offer.attribution_required else "free")
         if offer.licence_fee_minor > 0:
             payment = _element(licence, "payment", type="purchase")
-            _element(payment, "amount", _major_units(offer.licence_fee_minor, offer.currency), currency=offer.currency)
+            _element(
+                payment,
+                "amount",
+                _major_units(offer.licence_fee_minor, offer.currency),
+                currency=offer.currency,
+            )
     if not allowed_rsl:
         # No AI use is allowed at all: say so explicitly rather than publishing an empty content entry.
         licence = _element(content, "license")
@@ -78,7 +85,7 @@ def _add_content(root: etree._Element, offer: Offer, site_url: str) -> None:
 
 def render(offers: Iterable[Offer], *, site_url: str) -> bytes:
     """One RSL document describing every given offer (one <content> per work)."""
-    root = etree.Element(f"{{{RSL_NAMESPACE}}}rsl", nsmap={None: RSL_NAMESPACE})
+    root = etree.Element(f"{{{RSL_NAMESPACE}}}rsl", nsmap={None: RSL_NAMESPACE})  # type: ignore[dict-item]
     for offer in offers:
         _add_content(root, offer, site_url)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

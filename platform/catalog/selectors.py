@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from fractions import Fraction
+from typing import TypedDict
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
@@ -59,7 +61,9 @@ def split_sheets_of(*, work: Work) -> QuerySet[SplitSheet]:
 def split_sheet_get_visible(*, user: User, sheet_id: int) -> SplitSheet:
     visible = SplitSheet.objects.filter(Q(work__in=works_visible_to(user=user)) | Q(shares__user=user))
     return get_object_or_404(
-        visible.distinct().prefetch_related(Prefetch("shares", queryset=SplitShare.objects.select_related("user"))),
+        visible.distinct().prefetch_related(
+            Prefetch("shares", queryset=SplitShare.objects.select_related("user"))
+        ),
         pk=sheet_id,
     )
 
@@ -77,9 +81,11 @@ def _offers() -> QuerySet[Offer]:
 def offers_public() -> QuerySet[Offer]:
     """Current offers of published works: what anyone may read and accept."""
     now = timezone.now()
-    return _offers().filter(
-        status=OfferStatus.CURRENT, work__status=WorkStatus.PUBLISHED
-    ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    return (
+        _offers()
+        .filter(status=OfferStatus.CURRENT, work__status=WorkStatus.PUBLISHED)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    )
 
 
 def offer_get_readable(*, user: User | None, offer_id: int) -> Offer:
@@ -87,7 +93,11 @@ def offer_get_readable(*, user: User | None, offer_id: int) -> Offer:
     offer = get_object_or_404(_offers(), pk=offer_id)
     if offer.work.status == WorkStatus.PUBLISHED and offer.status != OfferStatus.WITHDRAWN:
         return offer
-    if user is not None and user.is_authenticated and works_visible_to(user=user).filter(pk=offer.work_id).exists():
+    if (
+        user is not None
+        and user.is_authenticated
+        and works_visible_to(user=user).filter(pk=offer.work_id).exists()
+    ):
         return offer
     raise Offer.DoesNotExist  # mapped to 404 by the caller
 
@@ -129,7 +139,26 @@ def royalty_stack(*, work_id: int) -> dict[int, Fraction]:
     return lineage.royalty_stack(work_id, parent_edges(ids))
 
 
-def lineage_of(*, work: Work) -> dict[str, object]:
+class StackEntry(TypedDict):
+    work: Work
+    share_bps: Decimal
+
+
+class Edge(TypedDict):
+    child: int
+    parent: int
+    share_bps: int
+
+
+class Lineage(TypedDict):
+    work: Work
+    ancestors: list[Work]
+    edges: list[Edge]
+    stack: list[StackEntry]
+    owners_share_bps: Decimal
+
+
+def lineage_of(*, work: Work) -> Lineage:
     """The derivative graph above a work: its ancestors, the edges, and each ancestor's exact share."""
     ancestor_ids = work_ancestor_ids(work_id=work.pk)
     edges = parent_edges(ancestor_ids | {work.pk})

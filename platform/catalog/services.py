@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -79,7 +80,9 @@ def work_create(
 
 def _work_insert(*, user: User, title: str, kind: str, description: str, tags: Sequence[str]) -> Work:
     if kind not in WorkKind.values:
-        raise ApiError(f"Unknown kind {kind!r}; choose one of {', '.join(WorkKind.values)}.", code="invalid_kind")
+        raise ApiError(
+            f"Unknown kind {kind!r}; choose one of {', '.join(WorkKind.values)}.", code="invalid_kind"
+        )
     work = Work.objects.create(
         title=title.strip(), kind=kind, description=description, tags=_clean_tags(tags), created_by=user
     )
@@ -138,7 +141,9 @@ def work_members_set(*, collection: Work, member_ids: Sequence[int]) -> Work:
     if len(members) != len(ids):
         missing = sorted(ids - {m.pk for m in members})
         raise NotFound(f"Works not found among your works: {missing}.", code="member_not_found")
-    if collection.kind == WorkKind.VOICE and any(m.kind not in (WorkKind.AUDIO, WorkKind.VOICE) for m in members):
+    if collection.kind == WorkKind.VOICE and any(
+        m.kind not in (WorkKind.AUDIO, WorkKind.VOICE) for m in members
+    ):
         raise ApiError("A voice's members must be audio or voice works.", code="invalid_members")
     collection.members.set(members)
     return collection
@@ -217,7 +222,9 @@ def split_sheet_propose(*, work: Work, user: User, shares: Sequence[tuple[str, i
             code="shares_do_not_sum_to_whole",
         )
     work = _lock_work(work)
-    SplitSheet.objects.filter(work=work, status=SplitSheetStatus.PENDING).update(status=SplitSheetStatus.CANCELLED)
+    SplitSheet.objects.filter(work=work, status=SplitSheetStatus.PENDING).update(
+        status=SplitSheetStatus.CANCELLED
+    )
     last = SplitSheet.objects.filter(work=work).order_by("-version").values_list("version", flat=True).first()
     sheet = SplitSheet.objects.create(work=work, version=(last or 0) + 1, created_by=user)
     users = {u.email.lower(): u for u in User.objects.filter(email__in=emails)}
@@ -236,7 +243,7 @@ def split_sheet_propose(*, work: Work, user: User, shares: Sequence[tuple[str, i
     if not invitations:
         _activate(sheet)
     for email, token in invitations:
-        transaction.on_commit(lambda e=email, t=token: _send_invitation(work, user, e, t))
+        transaction.on_commit(partial(_send_invitation, work, user, email, token))
     return sheet
 
 
@@ -255,9 +262,9 @@ def _send_invitation(work: Work, inviter: User, email: str, token: str) -> None:
 
 def _activate(sheet: SplitSheet) -> None:
     now = timezone.now()
-    SplitSheet.objects.filter(work_id=sheet.work_id, status=SplitSheetStatus.ACTIVE).exclude(pk=sheet.pk).update(
-        status=SplitSheetStatus.SUPERSEDED, superseded_at=now
-    )
+    SplitSheet.objects.filter(work_id=sheet.work_id, status=SplitSheetStatus.ACTIVE).exclude(
+        pk=sheet.pk
+    ).update(status=SplitSheetStatus.SUPERSEDED, superseded_at=now)
     SplitSheet.objects.filter(pk=sheet.pk).update(status=SplitSheetStatus.ACTIVE, activated_at=now)
     sheet.refresh_from_db()
 
@@ -332,7 +339,9 @@ def _check_terms(terms: Terms) -> list[str]:
     if terms.expires_at is not None and terms.expires_at <= timezone.now():
         raise ApiError("expires_at must be in the future.", code="invalid_expiry")
     if terms.quota is not None and terms.quota <= 0:
-        raise ApiError("quota must be a positive number of accesses (omit it for unlimited).", code="invalid_quota")
+        raise ApiError(
+            "quota must be a positive number of accesses (omit it for unlimited).", code="invalid_quota"
+        )
     return territories
 
 
@@ -350,7 +359,9 @@ def offer_publish(*, work: Work, user: User, terms: Terms, platform_staff: bool 
     if work.status == WorkStatus.WITHDRAWN:
         raise Conflict("This work is withdrawn; it cannot be offered.", code="work_withdrawn")
     if not work.split_sheets.filter(status=SplitSheetStatus.ACTIVE).exists():
-        raise Conflict("The work needs an active split sheet before it can be offered.", code="no_split_sheet")
+        raise Conflict(
+            "The work needs an active split sheet before it can be offered.", code="no_split_sheet"
+        )
     now = timezone.now()
     Offer.objects.filter(work=work, status=OfferStatus.CURRENT).update(
         status=OfferStatus.SUPERSEDED, superseded_at=now
@@ -410,12 +421,15 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
                 raise Conflict("This offer has expired.", code="offer_expired")
             if locked.work.created_by_id == user.pk:
                 raise Conflict("You manage this work; you do not need a licence for it.", code="own_work")
-            existing = Grant.objects.filter(offer=locked, licensee=user, status__in=OPEN_GRANT_STATUSES).first()
+            existing = Grant.objects.filter(
+                offer=locked, licensee=user, status__in=OPEN_GRANT_STATUSES
+            ).first()
             if existing is not None:
                 return Acceptance(grant=existing, created=False)
-            needs_approval = locked.derivative_approval_required and locked.uses.filter(
-                use_class=UseClass.DERIVATIVE
-            ).exists()
+            needs_approval = (
+                locked.derivative_approval_required
+                and locked.uses.filter(use_class=UseClass.DERIVATIVE).exists()
+            )
             grant = Grant.objects.create(
                 offer=locked,
                 licensee=user,
@@ -503,7 +517,8 @@ def _link_parents(*, work: Work, user: User, parents: Sequence[ParentClaim]) -> 
         grant = grants.get(claim.grant_id)
         if grant is None or grant.offer.work_id != claim.work_id:
             raise NotFound(
-                f"Grant {claim.grant_id} is not one of your grants on work {claim.work_id}.", code="grant_not_found"
+                f"Grant {claim.grant_id} is not one of your grants on work {claim.work_id}.",
+                code="grant_not_found",
             )
         if grant.status != GrantStatus.ACTIVE:
             raise Conflict(f"Grant {grant.pk} is {grant.status}, not active.", code="grant_not_active")
@@ -514,7 +529,9 @@ def _link_parents(*, work: Work, user: User, parents: Sequence[ParentClaim]) -> 
         if grant.offer.expires_at is not None and grant.offer.expires_at <= now:
             raise Conflict(f"The terms of grant {grant.pk} have expired.", code="offer_expired")
         links.append(
-            WorkParent(child=work, parent_id=claim.work_id, grant=grant, share_bps=grant.offer.derivative_share_bps)
+            WorkParent(
+                child=work, parent_id=claim.work_id, grant=grant, share_bps=grant.offer.derivative_share_bps
+            )
         )
     total = sum(bps for _, bps in existing) + sum(link.share_bps for link in links)
     if total > BPS_WHOLE:

@@ -8,7 +8,9 @@ urlpatterns = [
     path("works/<int:work_id>/withdraw", apis.WorkWithdrawApi.as_view(), name="work-withdraw"),
     path("works/<int:work_id>/members", apis.WorkMembersApi.as_view(), name="work-members"),
     path("works/<int:work_id>/assets", apis.AssetListCreateApi.as_view(), name="work-assets"),
-    path("works/<int:work_id>/split-sheets", apis.SplitSheetListCreateApi.as_view(), name="work-split-sheets"),
+    path(
+        "works/<int:work_id>/split-sheets", apis.SplitSheetListCreateApi.as_view(), name="work-split-sheets"
+    ),
     path("works/<int:work_id>/offers", apis.WorkOffersApi.as_view(), name="work-offers"),
     path("works/<int:work_id>/lineage", apis.WorkLineageApi.as_view(), name="work-lineage"),
     path("works/<int:work_id>/parents", apis.WorkParentsAddApi.as_view(), name="work-parents"),

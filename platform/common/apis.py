@@ -10,6 +10,8 @@ class SelectorListApi(generics.ListAPIView):
     the model without calling the selector.
     """
 
+    queryset: Any = None
+
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):
             return self.queryset

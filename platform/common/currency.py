@@ -1,6 +1,17 @@
 """Currencies the platform settles in, with their number of minor-unit digits (ISO 4217)."""
 
-MINOR_DIGITS = {"USD": 2, "EUR": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "SEK": 2, "NOK": 2, "DKK": 2, "JPY": 0}
+MINOR_DIGITS = {
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CHF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "SEK": 2,
+    "NOK": 2,
+    "DKK": 2,
+    "JPY": 0,
+}
 SUPPORTED = tuple(sorted(MINOR_DIGITS))
 
 

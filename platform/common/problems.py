@@ -21,7 +21,7 @@ class ApiError(exceptions.APIException):
     of business logic while the code a client matches on never changes.
     """
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_code = "bad_request"
     default_detail = "The request is not valid."
 

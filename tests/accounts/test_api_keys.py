@@ -11,7 +11,9 @@ def test_a_created_key_is_shown_once_and_stored_only_as_a_hash(as_user) -> None:
     user = factories.vendor()
     client = as_user(user)
 
-    response = client.post("/api/v1/api-keys", {"name": "crawler", "scopes": ["read", "access"]}, format="json")
+    response = client.post(
+        "/api/v1/api-keys", {"name": "crawler", "scopes": ["read", "access"]}, format="json"
+    )
 
     assert response.status_code == 201
     secret = response.json()["secret"]

@@ -41,7 +41,10 @@ def test_a_three_level_chain_with_two_parents_has_an_exact_multi_level_stack() -
     grant_bd = grant_create(offer=b.offers.get(), user=d_owner).grant
     c, grant_cd = _licensed(c_owner, d_owner, share_bps=2500, title="C")
     d = derivative_create(
-        user=d_owner, title="D", kind="image", parents=[ParentClaim(b.pk, grant_bd.pk), ParentClaim(c.pk, grant_cd.pk)]
+        user=d_owner,
+        title="D",
+        kind="image",
+        parents=[ParentClaim(b.pk, grant_bd.pk), ParentClaim(c.pk, grant_cd.pk)],
     )
     factories.offer(d_owner, d, derivative_share_bps=1000, uses={"derivative": 0})
     grant_de = grant_create(offer=d.offers.get(), user=e_owner).grant
@@ -64,7 +67,11 @@ def test_parents_whose_shares_exceed_100_percent_are_refused(as_user) -> None:
 
     response = as_user(fan).post(
         "/api/v1/derivatives",
-        {"title": "Too much", "kind": "image", "parents": [{"work": first.pk, "grant": g1.pk}, {"work": second.pk, "grant": g2.pk}]},
+        {
+            "title": "Too much",
+            "kind": "image",
+            "parents": [{"work": first.pk, "grant": g1.pk}, {"work": second.pk, "grant": g2.pk}],
+        },
         format="json",
     )
 
@@ -93,7 +100,11 @@ def test_a_cycle_is_refused(as_user) -> None:
 def test_a_derivative_names_at_most_sixteen_parents(as_user) -> None:
     fan = factories.fan()
     parents = [_licensed(factories.creator(), fan, share_bps=100, title=f"P{i}") for i in range(17)]
-    body = {"title": "Collage", "kind": "image", "parents": [{"work": w.pk, "grant": g.pk} for w, g in parents]}
+    body = {
+        "title": "Collage",
+        "kind": "image",
+        "parents": [{"work": w.pk, "grant": g.pk} for w, g in parents],
+    }
 
     refused = as_user(fan).post("/api/v1/derivatives", body, format="json")
     body["parents"] = body["parents"][:16]
@@ -108,7 +119,9 @@ def test_a_grant_that_does_not_allow_derivatives_cannot_be_used(as_user) -> None
     fan = factories.fan()
     work, grant = _licensed(factories.creator(), fan, share_bps=0, title="Train only", uses={"ai-train": 3})
     response = as_user(fan).post(
-        "/api/v1/derivatives", {"title": "x", "kind": "image", "parents": [{"work": work.pk, "grant": grant.pk}]}, format="json"
+        "/api/v1/derivatives",
+        {"title": "x", "kind": "image", "parents": [{"work": work.pk, "grant": grant.pk}]},
+        format="json",
     )
     assert response.status_code == 403 and response.json()["code"] == "derivative_not_allowed"
     assert not Work.objects.filter(title="x").exists()
@@ -118,6 +131,8 @@ def test_someone_elses_grant_cannot_be_used(as_user) -> None:
     holder, thief = factories.fan(), factories.fan()
     work, grant = _licensed(factories.creator(), holder, share_bps=1000, title="Licensed")
     response = as_user(thief).post(
-        "/api/v1/derivatives", {"title": "x", "kind": "image", "parents": [{"work": work.pk, "grant": grant.pk}]}, format="json"
+        "/api/v1/derivatives",
+        {"title": "x", "kind": "image", "parents": [{"work": work.pk, "grant": grant.pk}]},
+        format="json",
     )
     assert response.status_code == 404 and response.json()["code"] == "grant_not_found"

@@ -28,14 +28,23 @@ def test_publishing_terms_versions_them_and_keeps_grants_on_their_version(as_use
     assert first.status_code == 201
     body = first.json()
     assert (body["version"], body["status"], body["territories"]) == (1, "current", ["GB", "US"])
-    assert {u["use_class"]: u["price_minor"] for u in body["uses"]} == {"ai-generate": 2, "ai-train": 5, "derivative": 0}
+    assert {u["use_class"]: u["price_minor"] for u in body["uses"]} == {
+        "ai-generate": 2,
+        "ai-train": 5,
+        "derivative": 0,
+    }
     grant = as_user(licensee).post("/api/v1/grants", {"offer": body["id"]}, format="json").json()
     assert (grant["offer_version"], grant["fee_minor"], grant["status"]) == (1, 1999, "active")
 
-    second = client.post(f"/api/v1/works/{work.pk}/offers", {**TERMS, "licence_fee_minor": 2999}, format="json").json()
+    second = client.post(
+        f"/api/v1/works/{work.pk}/offers", {**TERMS, "licence_fee_minor": 2999}, format="json"
+    ).json()
 
     assert second["version"] == 2
-    assert dict(Offer.objects.filter(work=work).values_list("version", "status")) == {1: "superseded", 2: "current"}
+    assert dict(Offer.objects.filter(work=work).values_list("version", "status")) == {
+        1: "superseded",
+        2: "current",
+    }
     kept = Grant.objects.get(pk=grant["id"])
     assert (kept.offer.version, kept.fee_minor) == (1, 1999)
     stale = as_user(factories.fan()).post("/api/v1/grants", {"offer": body["id"]}, format="json")

@@ -13,8 +13,12 @@ def test_an_offer_is_published_as_a_valid_rsl_document(api) -> None:
     creator = factories.creator(display_name="Mira")
     work = factories.work(creator)
     offer = factories.offer(
-        creator, work, uses={"ai-train": 250, "ai-generate": 3, "index": 0, "derivative": 0},
-        licence_fee_minor=1000, territories=["DE", "FR"], commercial_use=True,
+        creator,
+        work,
+        uses={"ai-train": 250, "ai-generate": 3, "index": 0, "derivative": 0},
+        licence_fee_minor=1000,
+        territories=["DE", "FR"],
+        commercial_use=True,
     )
 
     response = api.get(f"/api/v1/offers/{offer.pk}/rsl")

@@ -62,8 +62,16 @@ def test_works_list_filters_searches_orders_and_paginates(as_user) -> None:
 def test_a_work_can_be_renamed_by_its_manager_only(as_user) -> None:
     creator = factories.creator()
     work = factories.work(creator)
-    assert as_user(creator).patch(f"/api/v1/works/{work.pk}", {"title": "New"}, format="json").json()["title"] == "New"
-    assert as_user(factories.creator()).patch(f"/api/v1/works/{work.pk}", {"title": "X"}, format="json").status_code == 404
+    assert (
+        as_user(creator).patch(f"/api/v1/works/{work.pk}", {"title": "New"}, format="json").json()["title"]
+        == "New"
+    )
+    assert (
+        as_user(factories.creator())
+        .patch(f"/api/v1/works/{work.pk}", {"title": "X"}, format="json")
+        .status_code
+        == 404
+    )
     work.refresh_from_db()
     assert work.title == "New"
 
@@ -86,7 +94,12 @@ def test_uploading_an_image_stores_it_by_content_hash_and_recognises_the_same_by
 
     assert created.status_code == 201
     body = created.json()
-    assert (body["media_type"], body["width"], body["height"], body["new_content"]) == ("image/png", 64, 48, True)
+    assert (body["media_type"], body["width"], body["height"], body["new_content"]) == (
+        "image/png",
+        64,
+        48,
+        True,
+    )
     assert body["fingerprint_status"] == "pending"
     assert again.status_code == 200 and again.json()["id"] == body["id"]
     assert elsewhere.status_code == 201 and elsewhere.json()["new_content"] is False

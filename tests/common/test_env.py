@@ -47,7 +47,11 @@ def test_production_settings_refuse_to_start_without_a_secret_key() -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY_FILE"}}
     env["DJANGO_SETTINGS_MODULE"] = "config.settings.production"
     result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-c", "import django; django.setup()"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr

@@ -7,255 +7,513 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Blob',
+            name="Blob",
             fields=[
-                ('sha256', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('size_bytes', models.BigIntegerField()),
-                ('media_type', models.CharField(max_length=64)),
-                ('kind', models.CharField(max_length=16)),
-                ('width', models.PositiveIntegerField(blank=True, null=True)),
-                ('height', models.PositiveIntegerField(blank=True, null=True)),
-                ('duration_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('storage_name', models.CharField(max_length=200)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("sha256", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("size_bytes", models.BigIntegerField()),
+                ("media_type", models.CharField(max_length=64)),
+                ("kind", models.CharField(max_length=16)),
+                ("width", models.PositiveIntegerField(blank=True, null=True)),
+                ("height", models.PositiveIntegerField(blank=True, null=True)),
+                ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("storage_name", models.CharField(max_length=200)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='Offer',
+            name="Offer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('current', 'Current'), ('superseded', 'Superseded'), ('withdrawn', 'Withdrawn')], default='current', max_length=16)),
-                ('currency', models.CharField(max_length=3)),
-                ('commercial_use', models.BooleanField(default=False)),
-                ('attribution_required', models.BooleanField(default=True)),
-                ('derivative_share_bps', models.PositiveIntegerField(default=0)),
-                ('derivative_approval_required', models.BooleanField(default=False)),
-                ('licence_fee_minor', models.BigIntegerField(default=0)),
-                ('territories', models.JSONField(blank=True, default=list)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('quota', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('platform_fee_bps', models.PositiveIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('superseded_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("current", "Current"),
+                            ("superseded", "Superseded"),
+                            ("withdrawn", "Withdrawn"),
+                        ],
+                        default="current",
+                        max_length=16,
+                    ),
+                ),
+                ("currency", models.CharField(max_length=3)),
+                ("commercial_use", models.BooleanField(default=False)),
+                ("attribution_required", models.BooleanField(default=True)),
+                ("derivative_share_bps", models.PositiveIntegerField(default=0)),
+                ("derivative_approval_required", models.BooleanField(default=False)),
+                ("licence_fee_minor", models.BigIntegerField(default=0)),
+                ("territories", models.JSONField(blank=True, default=list)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("quota", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("platform_fee_bps", models.PositiveIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("superseded_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['work_id', '-version'],
+                "ordering": ["work_id", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='Grant',
+            name="Grant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending_approval', "Waiting for the owner's approval"), ('active', 'Active'), ('rejected', 'Rejected'), ('revoked', 'Revoked')], max_length=20)),
-                ('fee_minor', models.BigIntegerField()),
-                ('currency', models.CharField(max_length=3)),
-                ('accesses_used', models.PositiveBigIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('licensee', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='grants', to=settings.AUTH_USER_MODEL)),
-                ('organisation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='grants', to='accounts.organisation')),
-                ('offer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='grants', to='catalog.offer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending_approval", "Waiting for the owner's approval"),
+                            ("active", "Active"),
+                            ("rejected", "Rejected"),
+                            ("revoked", "Revoked"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("fee_minor", models.BigIntegerField()),
+                ("currency", models.CharField(max_length=3)),
+                ("accesses_used", models.PositiveBigIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "licensee",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="grants",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="grants",
+                        to="accounts.organisation",
+                    ),
+                ),
+                (
+                    "offer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="grants", to="catalog.offer"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='OfferUse',
+            name="OfferUse",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('use_class', models.CharField(choices=[('ai-train', 'AI training'), ('ai-generate', 'AI generation'), ('style', 'Style'), ('voice', 'Voice'), ('index', 'Indexing'), ('derivative', 'Derivative works')], max_length=16)),
-                ('price_minor', models.BigIntegerField(default=0)),
-                ('offer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='uses', to='catalog.offer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "use_class",
+                    models.CharField(
+                        choices=[
+                            ("ai-train", "AI training"),
+                            ("ai-generate", "AI generation"),
+                            ("style", "Style"),
+                            ("voice", "Voice"),
+                            ("index", "Indexing"),
+                            ("derivative", "Derivative works"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("price_minor", models.BigIntegerField(default=0)),
+                (
+                    "offer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="uses", to="catalog.offer"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['use_class'],
+                "ordering": ["use_class"],
             },
         ),
         migrations.CreateModel(
-            name='SplitSheet',
+            name="SplitSheet",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('pending', 'Waiting for co-owners'), ('active', 'Active'), ('superseded', 'Superseded'), ('cancelled', 'Cancelled')], default='pending', max_length=16)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('activated_at', models.DateTimeField(blank=True, null=True)),
-                ('superseded_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Waiting for co-owners"),
+                            ("active", "Active"),
+                            ("superseded", "Superseded"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("activated_at", models.DateTimeField(blank=True, null=True)),
+                ("superseded_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['work_id', '-version'],
+                "ordering": ["work_id", "-version"],
             },
         ),
         migrations.CreateModel(
-            name='SplitShare',
+            name="SplitShare",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.EmailField(max_length=254)),
-                ('share_bps', models.PositiveIntegerField()),
-                ('invite_token_hash', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('invited_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('accepted_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='split_shares', to=settings.AUTH_USER_MODEL)),
-                ('sheet', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='shares', to='catalog.splitsheet')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("email", models.EmailField(max_length=254)),
+                ("share_bps", models.PositiveIntegerField()),
+                ("invite_token_hash", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("invited_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("accepted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="split_shares",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "sheet",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="shares",
+                        to="catalog.splitsheet",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-share_bps', 'id'],
+                "ordering": ["-share_bps", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Work',
+            name="Work",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=200)),
-                ('kind', models.CharField(choices=[('image', 'Image'), ('audio', 'Audio'), ('voice', 'Voice'), ('style', 'Style')], max_length=16)),
-                ('description', models.TextField(blank=True)),
-                ('tags', models.JSONField(blank=True, default=list)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('published', 'Published'), ('withdrawn', 'Withdrawn')], default='draft', max_length=16)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='works', to=settings.AUTH_USER_MODEL)),
-                ('members', models.ManyToManyField(blank=True, related_name='collections', to='catalog.work')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("title", models.CharField(max_length=200)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("image", "Image"),
+                            ("audio", "Audio"),
+                            ("voice", "Voice"),
+                            ("style", "Style"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                ("tags", models.JSONField(blank=True, default=list)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("draft", "Draft"), ("published", "Published"), ("withdrawn", "Withdrawn")],
+                        default="draft",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="works",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "members",
+                    models.ManyToManyField(blank=True, related_name="collections", to="catalog.work"),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='splitsheet',
-            name='work',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='split_sheets', to='catalog.work'),
+            model_name="splitsheet",
+            name="work",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="split_sheets", to="catalog.work"
+            ),
         ),
         migrations.AddField(
-            model_name='offer',
-            name='work',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='offers', to='catalog.work'),
+            model_name="offer",
+            name="work",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="offers", to="catalog.work"
+            ),
         ),
         migrations.CreateModel(
-            name='Asset',
+            name="Asset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('filename', models.CharField(max_length=255)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('fingerprint_status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('fingerprint_progress', models.PositiveSmallIntegerField(default=0)),
-                ('fingerprint_error', models.CharField(blank=True, max_length=300)),
-                ('uploaded_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('blob', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='assets', to='catalog.blob')),
-                ('work', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assets', to='catalog.work')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("filename", models.CharField(max_length=255)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "fingerprint_status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("fingerprint_progress", models.PositiveSmallIntegerField(default=0)),
+                ("fingerprint_error", models.CharField(blank=True, max_length=300)),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "blob",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="assets", to="catalog.blob"
+                    ),
+                ),
+                (
+                    "work",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="assets", to="catalog.work"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='WorkParent',
+            name="WorkParent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('share_bps', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('child', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='parent_links', to='catalog.work')),
-                ('grant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='derivative_links', to='catalog.grant')),
-                ('parent', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='child_links', to='catalog.work')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("share_bps", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "child",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="parent_links",
+                        to="catalog.work",
+                    ),
+                ),
+                (
+                    "grant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="derivative_links",
+                        to="catalog.grant",
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="child_links",
+                        to="catalog.work",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='grant',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['pending_approval', 'active'])), fields=('offer', 'licensee'), name='grant_one_open_per_offer_and_licensee'),
+            model_name="grant",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["pending_approval", "active"])),
+                fields=("offer", "licensee"),
+                name="grant_one_open_per_offer_and_licensee",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='grant',
-            constraint=models.CheckConstraint(condition=models.Q(('fee_minor__gte', 0)), name='grant_fee_non_negative'),
+            model_name="grant",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("fee_minor__gte", 0)), name="grant_fee_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offeruse',
-            constraint=models.UniqueConstraint(fields=('offer', 'use_class'), name='offer_use_once'),
+            model_name="offeruse",
+            constraint=models.UniqueConstraint(fields=("offer", "use_class"), name="offer_use_once"),
         ),
         migrations.AddConstraint(
-            model_name='offeruse',
-            constraint=models.CheckConstraint(condition=models.Q(('price_minor__gte', 0)), name='offer_use_price_non_negative'),
+            model_name="offeruse",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("price_minor__gte", 0)), name="offer_use_price_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='splitshare',
-            constraint=models.UniqueConstraint(fields=('sheet', 'email'), name='split_share_email_once'),
+            model_name="splitshare",
+            constraint=models.UniqueConstraint(fields=("sheet", "email"), name="split_share_email_once"),
         ),
         migrations.AddConstraint(
-            model_name='splitshare',
-            constraint=models.CheckConstraint(condition=models.Q(('share_bps__gt', 0), ('share_bps__lte', 10000)), name='split_share_bps'),
+            model_name="splitshare",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("share_bps__gt", 0), ("share_bps__lte", 10000)), name="split_share_bps"
+            ),
         ),
         migrations.AddIndex(
-            model_name='work',
-            index=models.Index(fields=['created_by', 'status'], name='catalog_wor_created_5125c7_idx'),
+            model_name="work",
+            index=models.Index(fields=["created_by", "status"], name="catalog_wor_created_5125c7_idx"),
         ),
         migrations.AddIndex(
-            model_name='work',
-            index=models.Index(fields=['kind', 'status'], name='catalog_wor_kind_58bd14_idx'),
+            model_name="work",
+            index=models.Index(fields=["kind", "status"], name="catalog_wor_kind_58bd14_idx"),
         ),
         migrations.AddConstraint(
-            model_name='work',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['image', 'audio', 'voice', 'style'])), name='work_kind_valid'),
+            model_name="work",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["image", "audio", "voice", "style"])), name="work_kind_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='work',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['draft', 'published', 'withdrawn'])), name='work_status_valid'),
+            model_name="work",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["draft", "published", "withdrawn"])),
+                name="work_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='splitsheet',
-            constraint=models.UniqueConstraint(fields=('work', 'version'), name='split_sheet_version_unique'),
+            model_name="splitsheet",
+            constraint=models.UniqueConstraint(fields=("work", "version"), name="split_sheet_version_unique"),
         ),
         migrations.AddConstraint(
-            model_name='splitsheet',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'active')), fields=('work',), name='split_sheet_one_active_per_work'),
+            model_name="splitsheet",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "active")),
+                fields=("work",),
+                name="split_sheet_one_active_per_work",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.UniqueConstraint(fields=('work', 'version'), name='offer_version_unique'),
+            model_name="offer",
+            constraint=models.UniqueConstraint(fields=("work", "version"), name="offer_version_unique"),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'current')), fields=('work',), name='offer_one_current'),
+            model_name="offer",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "current")), fields=("work",), name="offer_one_current"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('derivative_share_bps__lte', 10000)), name='offer_share_bps'),
+            model_name="offer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("derivative_share_bps__lte", 10000)), name="offer_share_bps"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('licence_fee_minor__gte', 0)), name='offer_fee_non_negative'),
+            model_name="offer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("licence_fee_minor__gte", 0)), name="offer_fee_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offer',
-            constraint=models.CheckConstraint(condition=models.Q(('platform_fee_bps__isnull', True), ('platform_fee_bps__lte', 10000), _connector='OR'), name='offer_platform_fee_bps'),
+            model_name="offer",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("platform_fee_bps__isnull", True), ("platform_fee_bps__lte", 10000), _connector="OR"
+                ),
+                name="offer_platform_fee_bps",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='asset',
-            constraint=models.UniqueConstraint(fields=('work', 'blob'), name='asset_once_per_work'),
+            model_name="asset",
+            constraint=models.UniqueConstraint(fields=("work", "blob"), name="asset_once_per_work"),
         ),
         migrations.AddConstraint(
-            model_name='workparent',
-            constraint=models.UniqueConstraint(fields=('child', 'parent'), name='work_parent_once'),
+            model_name="workparent",
+            constraint=models.UniqueConstraint(fields=("child", "parent"), name="work_parent_once"),
         ),
         migrations.AddConstraint(
-            model_name='workparent',
-            constraint=models.CheckConstraint(condition=models.Q(('child', models.F('parent')), _negated=True), name='work_parent_not_self'),
+            model_name="workparent",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("child", models.F("parent")), _negated=True), name="work_parent_not_self"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='workparent',
-            constraint=models.CheckConstraint(condition=models.Q(('share_bps__lte', 10000)), name='work_parent_share_bps'),
+            model_name="workparent",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("share_bps__lte", 10000)), name="work_parent_share_bps"
+            ),
         ),
     ]

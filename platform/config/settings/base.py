@@ -10,7 +10,9 @@ BASE_DIR = Path(__file__).resolve().parents[3]
 VAR_DIR = Path(env_str("TRIBUTE_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = env_secret("DJANGO_SECRET_KEY", required=not DEBUG, default="dev-only-insecure-key-do-not-deploy")
+SECRET_KEY = env_secret(
+    "DJANGO_SECRET_KEY", required=not DEBUG, default="dev-only-insecure-key-do-not-deploy"
+)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("TRIBUTE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -64,7 +66,9 @@ TEMPLATES = [
 def _database() -> dict[str, object]:
     url = env_str("DATABASE_URL")
     if url:
-        config: dict[str, object] = dict(dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60)))
+        config: dict[str, object] = dict(
+            dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+        )
         config["CONN_HEALTH_CHECKS"] = True
         return config
     # SQLite: WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN so two
@@ -129,7 +133,10 @@ REST_FRAMEWORK = {
         "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "accounts.permissions.KeyScope"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.permissions.KeyScope",
+    ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "common.pagination.Pagination",
     "PAGE_SIZE": 25,

@@ -4,8 +4,8 @@ import os
 
 os.environ["DJANGO_DEBUG"] = "0"
 
-from common.env import env_bool, env_int  # noqa: E402
-from config.settings.base import *  # noqa: E402,F403
+from common.env import env_bool, env_int
+from config.settings.base import *  # noqa: F403
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

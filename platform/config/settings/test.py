@@ -5,7 +5,7 @@ import tempfile
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
 
-from config.settings.base import *  # noqa: E402,F403
+from config.settings.base import *  # noqa: F403
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
