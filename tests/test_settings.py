@@ -1,0 +1,32 @@
+import os
+import subprocess
+import sys
+
+
+def test_the_default_database_is_sqlite_in_wal_mode_with_immediate_transactions(tmp_path) -> None:
+    code = (
+        "import django; django.setup();"
+        "from django.db import connection, transaction;"
+        "cursor = connection.cursor(); cursor.execute('PRAGMA journal_mode'); print(cursor.fetchone()[0]);"
+        "print(connection.settings_dict['OPTIONS']['transaction_mode'], connection.settings_dict['CONN_MAX_AGE'])"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.dev",
+        "SQLITE_PATH": str(tmp_path / "t.db"),
+    }
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["wal", "IMMEDIATE", "None"]
+
+
+def test_database_url_switches_to_postgresql() -> None:
+    code = "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.dev",
+        "DATABASE_URL": "postgres://someone@db.invalid:5432/tribute",
+    }
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.stdout.strip() == "django.db.backends.postgresql"
