@@ -10,6 +10,7 @@ from catalog import views as catalog_views
 api_v1 = [
     path("", include("accounts.urls")),
     path("", include("catalog.urls")),
+    path("", include("royalties.urls")),
 ]
 
 urlpatterns = [

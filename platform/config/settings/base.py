@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "accounts",
     "catalog",
+    "royalties",
     "demo",
 ]
 
