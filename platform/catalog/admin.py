@@ -1,6 +1,18 @@
 from django.contrib import admin
 
-from catalog.models import Asset, Blob, Grant, Offer, OfferUse, SplitShare, SplitSheet, Work, WorkParent
+from catalog.models import (
+    Asset,
+    Blob,
+    Claim,
+    ClaimEvent,
+    Grant,
+    Offer,
+    OfferUse,
+    SplitShare,
+    SplitSheet,
+    Work,
+    WorkParent,
+)
 from common.admin import ReadOnlyAdmin, ReadOnlyInline
 
 
@@ -86,3 +98,26 @@ class GrantAdmin(ReadOnlyAdmin):
 @admin.register(WorkParent)
 class WorkParentAdmin(ReadOnlyAdmin):
     list_display = ("child", "parent", "grant", "share_bps", "created_at")
+
+
+class ClaimEventInline(ReadOnlyInline):
+    model = ClaimEvent
+    fields = ("kind", "actor", "decision", "statement", "created_at")
+
+
+@admin.register(Claim)
+class ClaimAdmin(ReadOnlyAdmin):
+    """Operators act on claims through the claims API (resolve); the history here is read-only."""
+
+    list_display = (
+        "id",
+        "work",
+        "respondent",
+        "match_kind",
+        "confidence",
+        "status",
+        "decision",
+        "created_at",
+    )
+    list_filter = ("status", "decision", "match_kind")
+    inlines = [ClaimEventInline]

@@ -292,3 +292,77 @@ class WorkParent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.child_id} derives from #{self.parent_id} ({self.share_bps} bps)"
+
+
+class ClaimStatus(models.TextChoices):
+    OPEN = "open", "Waiting for the owner's decision"
+    DECIDED = "decided", "Decided by the owner"
+    DISPUTED = "disputed", "Disputed"
+    RESOLVED = "resolved", "Resolved by the operator"
+
+
+class ClaimDecision(models.TextChoices):
+    MONETIZE = "monetize", "Monetize: the item's revenue goes to the owners"
+    TRACK = "track", "Track: keep watching"
+    BLOCK = "block", "Block: the item must come down"
+
+
+class ClaimResolution(models.TextChoices):
+    UPHELD = "upheld", "The owner's decision stands"
+    DISMISSED = "dismissed", "The claim is dismissed"
+
+
+class Claim(models.Model):
+    """Media someone registered matches a work they hold no covering grant for."""
+
+    work = models.ForeignKey(Work, on_delete=models.PROTECT, related_name="claims")
+    respondent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="claims_against"
+    )
+    subject_asset = models.ForeignKey(
+        Asset, null=True, blank=True, on_delete=models.PROTECT, related_name="claims"
+    )
+    subject_sha256 = models.CharField(max_length=64)
+    match_kind = models.CharField(max_length=8)
+    score = models.FloatField()
+    confidence = models.FloatField()
+    status = models.CharField(max_length=16, choices=ClaimStatus.choices, default=ClaimStatus.OPEN)
+    decision = models.CharField(max_length=16, choices=ClaimDecision.choices, blank=True)
+    resolution = models.CharField(max_length=16, choices=ClaimResolution.choices, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["work", "subject_sha256"], name="claim_once_per_match")
+        ]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Claim #{self.pk} on work #{self.work_id} ({self.status})"
+
+
+class ClaimEvent(models.Model):
+    """Every state change of a claim, with who made it and what they said. Append-only."""
+
+    class Kind(models.TextChoices):
+        OPENED = "opened", "Opened"
+        DECIDED = "decided", "Decided"
+        DISPUTED = "disputed", "Disputed"
+        RESOLVED = "resolved", "Resolved"
+
+    claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    decision = models.CharField(max_length=16, blank=True)
+    statement = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on claim #{self.claim_id}"

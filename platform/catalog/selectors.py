@@ -12,6 +12,7 @@ from accounts.models import User
 from catalog import lineage
 from catalog.models import (
     Asset,
+    Claim,
     Grant,
     Offer,
     OfferStatus,
@@ -186,3 +187,15 @@ def lineage_of(*, work: Work) -> Lineage:
 
 def derivatives_visible_to(*, user: User) -> QuerySet[Work]:
     return works_visible_to(user=user).filter(parent_links__isnull=False).distinct()
+
+
+def claims_visible_to(*, user: User) -> QuerySet[Claim]:
+    """Claims on works the user manages or co-owns, claims against the user, and all of them for staff."""
+    claims = Claim.objects.select_related("work", "respondent", "subject_asset").prefetch_related("events")
+    if user.is_staff:
+        return claims
+    return claims.filter(Q(work__in=works_visible_to(user=user)) | Q(respondent=user)).distinct()
+
+
+def claim_get_visible(*, user: User, claim_id: int) -> Claim:
+    return get_object_or_404(claims_visible_to(user=user), pk=claim_id)

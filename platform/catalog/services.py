@@ -186,7 +186,15 @@ def asset_upload(*, work: Work, user: User, data: bytes, filename: str) -> Uploa
         asset, created = Asset.objects.get_or_create(
             work=work, blob=blob, defaults={"filename": filename[:255] or "upload", "uploaded_by": user}
         )
+        if created:
+            transaction.on_commit(partial(_enqueue_fingerprint, asset.pk))
     return Upload(asset=asset, created=created, new_content=new_content)
+
+
+def _enqueue_fingerprint(asset_id: int) -> None:
+    from catalog.tasks import fingerprint_asset
+
+    fingerprint_asset.delay(asset_id)
 
 
 def media_error_to_api(exc: MediaError) -> ApiError:

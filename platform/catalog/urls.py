@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalog import apis
+from catalog import apis, apis_tracing
 
 urlpatterns = [
     path("works", apis.WorkListCreateApi.as_view(), name="works"),
@@ -25,4 +25,10 @@ urlpatterns = [
     path("grants/<int:grant_id>/approve", apis.GrantDecideApi.as_view(approve=True), name="grant-approve"),
     path("grants/<int:grant_id>/reject", apis.GrantDecideApi.as_view(approve=False), name="grant-reject"),
     path("derivatives", apis.DerivativeListCreateApi.as_view(), name="derivatives"),
+    path("trace", apis_tracing.TraceApi.as_view(), name="trace"),
+    path("claims", apis_tracing.ClaimListApi.as_view(), name="claims"),
+    path("claims/<int:claim_id>", apis_tracing.ClaimDetailApi.as_view(), name="claim-detail"),
+    path("claims/<int:claim_id>/decide", apis_tracing.ClaimDecideApi.as_view(), name="claim-decide"),
+    path("claims/<int:claim_id>/dispute", apis_tracing.ClaimDisputeApi.as_view(), name="claim-dispute"),
+    path("claims/<int:claim_id>/resolve", apis_tracing.ClaimResolveApi.as_view(), name="claim-resolve"),
 ]

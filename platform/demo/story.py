@@ -103,7 +103,7 @@ def register_catalog(story: Story) -> None:
         terms=Terms(currency="USD", uses={"ai-train": 4, "style": 12, "index": 0}, commercial_use=True),
     )
     story.say(
-        f"    publishes terms for the style: ai-train {format_minor(4, 'USD')}, style {format_minor(12, 'USD')}"
+        f"    publishes the style's terms: ai-train {format_minor(4, 'USD')}, style {format_minor(12, 'USD')}"
     )
 
     story.say("3. Sol and his producer Ade register a song with a 70/30 split sheet")
@@ -144,7 +144,7 @@ def register_catalog(story: Story) -> None:
     lineage = selectors.lineage_of(work=remix)
     for entry in lineage["stack"]:
         story.say(
-            f"    royalty stack: “{entry['work'].title}” is owed {entry['share_bps']} bps of the remix's revenue"
+            f"    royalty stack: “{entry['work'].title}” gets {entry['share_bps']} bps of the remix's income"
         )
     story.say(f"    Kai keeps {lineage['owners_share_bps']} bps")
 

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_beat",
     "accounts",
+    "media",
     "catalog",
     "royalties",
     "demo",
@@ -161,7 +162,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "WorkKindEnum": "catalog.models.WorkKind",
+        "ClaimEventKindEnum": "catalog.models.ClaimEvent.Kind",
+    },
 }
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

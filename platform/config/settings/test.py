@@ -18,3 +18,7 @@ STORAGES = {
 # Serve static files from the finders: the test run has no collectstatic output.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+
+# Tasks are queued in memory and never run by themselves: tests run them explicitly (or with a real worker).
+CELERY_BROKER_URL = "memory://localhost//"
+CELERY_BROKER_TRANSPORT_OPTIONS = {}

@@ -1,0 +1,115 @@
+"""Fingerprint content and match media against everything fingerprinted so far."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import IntegrityError, transaction
+
+from media import index
+from media.fingerprint import audio, image, voice
+from media.models import Fingerprint, FingerprintKind
+from media.validation import MediaInfo
+
+Progress = Callable[[int], None]
+# Matches below this calibrated confidence are within what unrelated media reach; they are not reported.
+REPORT_CONFIDENCE = 0.5
+
+
+def _compute(kind: str, data: bytes) -> bytes:
+    if kind == FingerprintKind.IMAGE:
+        return image.compute(data).to_bytes()
+    if kind == FingerprintKind.AUDIO:
+        return audio.compute(*audio.decode(data)).to_bytes()
+    # The voice model decodes at the file's own rate: the landmark decoder's 8 kHz would cut the upper
+    # band where much of a voice's identity lies.
+    return voice.embed_file(data).to_bytes()
+
+
+def fingerprint_kinds_for(info_kind: str, *, voice_work: bool) -> list[str]:
+    """Images get an image fingerprint; audio a landmark fingerprint, and a voice embedding when the work
+    is a voice (or sung in one)."""
+    if info_kind == "image":
+        return [FingerprintKind.IMAGE]
+    return [FingerprintKind.AUDIO, FingerprintKind.VOICE] if voice_work else [FingerprintKind.AUDIO]
+
+
+def fingerprints_compute(*, sha256: str, data: bytes, kinds: Sequence[str], progress: Progress) -> int:
+    """Store the fingerprints of content that does not have them yet. Idempotent; returns how many were new.
+
+    Raises MediaError if the content cannot be decoded.
+    """
+    created = 0
+    for done, kind in enumerate(kinds, start=1):
+        algorithm = index.CURRENT[FingerprintKind(kind)]
+        if not Fingerprint.objects.filter(sha256=sha256, kind=kind, algorithm=algorithm).exists():
+            payload = _compute(kind, data)
+            try:
+                with transaction.atomic():
+                    Fingerprint.objects.create(sha256=sha256, kind=kind, algorithm=algorithm, data=payload)
+                created += 1
+            except IntegrityError:  # another worker stored the same fingerprint first
+                pass
+        progress(round(100 * done / len(kinds)))
+    return created
+
+
+@dataclass(frozen=True)
+class ContentMatch:
+    """Registered content that a query matches, with where it matches."""
+
+    sha256: str
+    kind: str
+    score: float
+    confidence: float
+    region: tuple[float, float, float, float] | None = None
+    mirrored: bool = False
+    offset_s: float | None = None
+    time_scale: float | None = None
+
+
+def content_match(
+    *, data: bytes, info: MediaInfo, exclude: Collection[str] = (), limit: int = 10
+) -> list[ContentMatch]:
+    """Registered content the media matches (best first), leaving out the hashes in `exclude`."""
+    indexes = index.current()
+    matches: list[ContentMatch] = []
+    if info.kind == "image":
+        query = image.compute(data)
+        for sha256, found in indexes.image.query(query, limit=limit + len(exclude)):
+            if sha256 not in exclude and found.is_match:
+                matches.append(
+                    ContentMatch(
+                        sha256,
+                        FingerprintKind.IMAGE,
+                        found.score,
+                        found.confidence,
+                        found.region,
+                        found.mirrored,
+                    )
+                )
+        return matches[:limit]
+    samples, rate = audio.decode(data)
+    for heard in indexes.audio.query(audio.compute(samples, rate, query=True), limit=limit + len(exclude)):
+        if heard.ref_id not in exclude and heard.confidence >= REPORT_CONFIDENCE:
+            matches.append(
+                ContentMatch(
+                    str(heard.ref_id),
+                    FingerprintKind.AUDIO,
+                    float(heard.score),
+                    heard.confidence,
+                    offset_s=heard.offset_s,
+                    time_scale=heard.time_scale,
+                )
+            )
+    if indexes.voice_ids:
+        embedding = voice.embed_file(data)
+        scores = indexes.voice_vectors @ embedding.vector
+        for position in np.argsort(-scores)[: limit + len(exclude)]:
+            sha256, score = indexes.voice_ids[int(position)], float(scores[int(position)])
+            if sha256 not in exclude and score >= voice.SAME_SPEAKER_THRESHOLD:
+                matches.append(ContentMatch(sha256, FingerprintKind.VOICE, score, voice.confidence(score)))
+    matches.sort(key=lambda match: -match.confidence)
+    return matches[:limit]

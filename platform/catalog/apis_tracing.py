@@ -1,0 +1,194 @@
+"""Trace media against the catalog, and the claims inbox."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import KeyScope, authenticated_user
+from catalog import selectors, tracing
+from catalog.models import Claim, ClaimDecision, ClaimEvent, ClaimResolution
+from common.apis import SelectorListApi
+from common.problems import ApiError
+
+
+class TraceMatchSerializer(serializers.Serializer):
+    work = serializers.IntegerField(source="work.pk")
+    title = serializers.CharField(source="work.title")
+    work_kind = serializers.CharField(source="work.kind")
+    creator = serializers.CharField(source="work.created_by.public_name")
+    kind = serializers.CharField(source="match.kind", help_text="image, audio or voice")
+    score = serializers.FloatField(source="match.score")
+    confidence = serializers.FloatField(source="match.confidence", help_text="calibrated probability, 0 to 1")
+    region = serializers.ListField(
+        source="match.region",
+        child=serializers.FloatField(),
+        allow_null=True,
+        help_text="x, y, width, height of the matched part of the registered image, as fractions",
+    )
+    mirrored = serializers.BooleanField(source="match.mirrored")
+    offset_s = serializers.FloatField(
+        source="match.offset_s", allow_null=True, help_text="where in the original"
+    )
+    time_scale = serializers.FloatField(source="match.time_scale", allow_null=True)
+    covered = serializers.BooleanField(help_text="whether you own the work or hold a grant covering it")
+    grant = serializers.IntegerField(source="grant.pk", allow_null=True, default=None)
+
+
+class TraceApi(APIView):
+    """What a piece of media derives from: the registered works it matches (multipart field `file`)."""
+
+    parser_classes = [MultiPartParser]
+    permission_classes = [IsAuthenticated, KeyScope]
+    required_scope = "read"
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField()
+
+        class Meta:
+            ref_name = "TraceInput"
+
+    class OutputSerializer(serializers.Serializer):
+        media_type = serializers.CharField()
+        matches = TraceMatchSerializer(many=True)
+
+        class Meta:
+            ref_name = "TraceResult"
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer}, responses=OutputSerializer, operation_id="trace"
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        if upload.size is not None and upload.size > settings.UPLOAD_MAX_BYTES:
+            raise ApiError("The file is over the upload limit.", code="media_too_large", status_code=413)
+        info, matches = tracing.trace(data=upload.read(), user=authenticated_user(request))
+        return Response(self.OutputSerializer({"media_type": info.media_type, "matches": matches}).data)
+
+
+class ClaimEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.public_name", allow_null=True, default=None)
+
+    class Meta:
+        model = ClaimEvent
+        fields = ["kind", "actor", "decision", "statement", "created_at"]
+
+
+class ClaimSerializer(serializers.ModelSerializer):
+    work_title = serializers.CharField(source="work.title")
+    respondent = serializers.CharField(source="respondent.public_name")
+    subject_asset = serializers.IntegerField(source="subject_asset.pk", allow_null=True, default=None)
+    events = ClaimEventSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Claim
+        fields = [
+            "id",
+            "work",
+            "work_title",
+            "respondent",
+            "subject_asset",
+            "subject_sha256",
+            "match_kind",
+            "score",
+            "confidence",
+            "status",
+            "decision",
+            "resolution",
+            "created_at",
+            "updated_at",
+            "events",
+        ]
+
+
+class ClaimListApi(SelectorListApi):
+    """Claims on your works and claims against you; the operator sees all."""
+
+    queryset = Claim.objects.none()
+    serializer_class = ClaimSerializer
+    filterset_fields = ["status", "decision", "work"]
+    ordering_fields = ["created_at", "confidence"]
+
+    def select(self) -> QuerySet[Claim]:
+        return selectors.claims_visible_to(user=authenticated_user(self.request))
+
+
+class ClaimDetailApi(APIView):
+    @extend_schema(responses=ClaimSerializer, operation_id="claims_retrieve")
+    def get(self, request: Request, claim_id: int) -> Response:
+        claim = selectors.claim_get_visible(user=authenticated_user(request), claim_id=claim_id)
+        return Response(ClaimSerializer(claim).data)
+
+
+def _fresh(claim: Claim) -> Response:
+    return Response(
+        ClaimSerializer(selectors.claims_visible_to(user=claim.work.created_by).get(pk=claim.pk)).data
+    )
+
+
+class ClaimDecideApi(APIView):
+    """The work's manager decides: monetize (the item's revenue goes to the owners), track, or block."""
+
+    class InputSerializer(serializers.Serializer):
+        decision = serializers.ChoiceField(choices=ClaimDecision.choices)
+
+        class Meta:
+            ref_name = "ClaimDecideInput"
+
+    @extend_schema(request=InputSerializer, responses=ClaimSerializer, operation_id="claims_decide")
+    def post(self, request: Request, claim_id: int) -> Response:
+        user = authenticated_user(request)
+        claim = selectors.claim_get_visible(user=user, claim_id=claim_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _fresh(tracing.claim_decide(claim=claim, user=user, decision=data.validated_data["decision"]))
+
+
+class ClaimDisputeApi(APIView):
+    """The party the claim is against disputes it with a statement."""
+
+    class InputSerializer(serializers.Serializer):
+        statement = serializers.CharField(max_length=5000)
+
+        class Meta:
+            ref_name = "ClaimDisputeInput"
+
+    @extend_schema(request=InputSerializer, responses=ClaimSerializer, operation_id="claims_dispute")
+    def post(self, request: Request, claim_id: int) -> Response:
+        user = authenticated_user(request)
+        claim = selectors.claim_get_visible(user=user, claim_id=claim_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _fresh(
+            tracing.claim_dispute(claim=claim, user=user, statement=data.validated_data["statement"])
+        )
+
+
+class ClaimResolveApi(APIView):
+    """The operator resolves a disputed claim."""
+
+    permission_classes = [IsAuthenticated, IsAdminUser, KeyScope]
+
+    class InputSerializer(serializers.Serializer):
+        resolution = serializers.ChoiceField(choices=ClaimResolution.choices)
+        statement = serializers.CharField(max_length=5000, required=False, default="")
+
+        class Meta:
+            ref_name = "ClaimResolveInput"
+
+    @extend_schema(request=InputSerializer, responses=ClaimSerializer, operation_id="claims_resolve")
+    def post(self, request: Request, claim_id: int) -> Response:
+        user = authenticated_user(request)
+        claim = selectors.claim_get_visible(user=user, claim_id=claim_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return _fresh(tracing.claim_resolve(claim=claim, operator=user, **data.validated_data))

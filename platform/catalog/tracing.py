@@ -1,0 +1,234 @@
+"""Tracing: fingerprint uploaded assets, find what media derives from, and open claims.
+
+The media app knows content (by SHA-256); this module maps content to works, decides whether the person
+who registered the media holds a grant covering each matched work, and opens claims when they do not.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import partial
+
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from accounts.models import User
+from catalog.models import (
+    Asset,
+    Claim,
+    ClaimDecision,
+    ClaimEvent,
+    ClaimResolution,
+    ClaimStatus,
+    FingerprintStatus,
+    Grant,
+    GrantStatus,
+    Work,
+    WorkKind,
+    WorkStatus,
+)
+from catalog.selectors import work_ancestor_ids, works_visible_to
+from common.problems import ApiError, Conflict, NotFound
+from media import services as media
+from media.errors import MediaError
+from media.validation import MediaInfo, inspect
+
+# A match this confident opens a claim; weaker matches are reported by the trace but claim nothing.
+CLAIM_CONFIDENCE = 0.9
+
+
+def _set_progress(asset_id: int, percent: int) -> None:
+    Asset.objects.filter(pk=asset_id).update(fingerprint_progress=percent)
+
+
+def asset_fingerprint(*, asset_id: int) -> Asset | None:
+    """Fingerprint an asset's content, then open the claims its matches call for.
+
+    Idempotent: a finished asset is left alone, and fingerprints and claims are unique, so a redelivered
+    task changes nothing. Undecodable content marks the asset failed with the reason.
+    """
+    started = (
+        Asset.objects.filter(pk=asset_id)
+        .exclude(fingerprint_status=FingerprintStatus.DONE)
+        .update(fingerprint_status=FingerprintStatus.RUNNING, fingerprint_progress=0, fingerprint_error="")
+    )
+    if not started:
+        return None
+    asset = Asset.objects.select_related("blob", "work", "uploaded_by").get(pk=asset_id)
+    with default_storage.open(asset.blob.storage_name, "rb") as handle:
+        data = handle.read()
+    kinds = media.fingerprint_kinds_for(asset.blob.kind, voice_work=asset.work.kind == WorkKind.VOICE)
+    try:
+        media.fingerprints_compute(
+            sha256=asset.blob.sha256, data=data, kinds=kinds, progress=partial(_set_progress, asset_id)
+        )
+    except MediaError as exc:
+        Asset.objects.filter(pk=asset_id).update(
+            fingerprint_status=FingerprintStatus.FAILED, fingerprint_error=str(exc)[:300]
+        )
+        return asset
+    Asset.objects.filter(pk=asset_id).update(
+        fingerprint_status=FingerprintStatus.DONE, fingerprint_progress=100
+    )
+    claims_open_for(asset=asset, data=data)
+    asset.refresh_from_db()
+    return asset
+
+
+@dataclass(frozen=True)
+class WorkMatch:
+    work: Work
+    match: media.ContentMatch
+    grant: Grant | None
+    own_work: bool
+
+    @property
+    def covered(self) -> bool:
+        return self.own_work or self.grant is not None
+
+
+def _covering_grants(user: User, works: list[Work]) -> dict[int, Grant]:
+    grants = Grant.objects.filter(
+        Q(licensee=user) | Q(organisation__membership__user=user),
+        status=GrantStatus.ACTIVE,
+        offer__work__in=works,
+    ).select_related("offer")
+    return {grant.offer.work_id: grant for grant in grants.order_by("-created_at")}
+
+
+def match_works(
+    *, data: bytes, info: MediaInfo, user: User | None, derived_from: Work | None = None
+) -> list[WorkMatch]:
+    """The registered works the media matches, best first, each with whether `user` is covered.
+
+    A user is covered for a work they manage or co-own, for a work they hold an active grant on, and
+    (when the media belongs to `derived_from`) for that work's ancestors. With no user (the operator's
+    command) every work is reported and nothing is covered.
+    """
+    matches = media.content_match(data=data, info=info, limit=20)
+    by_sha: dict[str, list[media.ContentMatch]] = defaultdict(list)
+    for match in matches:
+        by_sha[match.sha256].append(match)
+    assets = Asset.objects.filter(blob_id__in=list(by_sha)).select_related("work", "work__created_by")
+    works: dict[int, tuple[Work, media.ContentMatch]] = {}
+    for asset in assets:
+        for match in by_sha[asset.blob_id]:
+            best = works.get(asset.work_id)
+            if best is None or match.confidence > best[1].confidence:
+                works[asset.work_id] = (asset.work, match)
+    visible: set[int] = set()
+    grants: dict[int, Grant] = {}
+    ancestors: set[int] = set()
+    if user is not None:
+        visible = set(works_visible_to(user=user).filter(pk__in=list(works)).values_list("pk", flat=True))
+        grants = _covering_grants(user, [work for work, _ in works.values()])
+        if derived_from is not None:
+            ancestors = work_ancestor_ids(work_id=derived_from.pk)
+    result = []
+    for work, match in works.values():
+        own = work.pk in visible or work.pk in ancestors
+        result.append(WorkMatch(work=work, match=match, grant=grants.get(work.pk), own_work=own))
+    result.sort(key=lambda item: -item.match.confidence)
+    return result
+
+
+def trace(*, data: bytes, user: User | None) -> tuple[MediaInfo, list[WorkMatch]]:
+    """What this media derives from. Raises ApiError for media we cannot read."""
+    from catalog.services import media_error_to_api
+
+    try:
+        info = inspect(data)
+        matches = match_works(data=data, info=info, user=user)
+    except MediaError as exc:
+        raise media_error_to_api(exc) from None
+    # Someone else's unpublished work is not disclosed, not even its existence.
+    disclosed = [m for m in matches if user is None or m.own_work or m.work.status == WorkStatus.PUBLISHED]
+    return info, disclosed
+
+
+def claims_open_for(*, asset: Asset, data: bytes) -> list[Claim]:
+    """Open a claim for every confident match of someone else's work the uploader is not covered for."""
+    info = inspect(data)
+    opened = []
+    for item in match_works(data=data, info=info, user=asset.uploaded_by, derived_from=asset.work):
+        if item.covered or item.work.pk == asset.work_id or item.match.confidence < CLAIM_CONFIDENCE:
+            continue
+        try:
+            with transaction.atomic():
+                claim = Claim.objects.create(
+                    work=item.work,
+                    respondent=asset.uploaded_by,
+                    subject_asset=asset,
+                    subject_sha256=asset.blob_id,
+                    match_kind=item.match.kind,
+                    score=item.match.score,
+                    confidence=item.match.confidence,
+                )
+                ClaimEvent.objects.create(claim=claim, kind=ClaimEvent.Kind.OPENED)
+            opened.append(claim)
+        except IntegrityError:  # this content already has a claim on this work
+            continue
+    return opened
+
+
+# Claims ------------------------------------------------------------------------------------------------
+
+
+def _locked_claim(claim: Claim) -> Claim:
+    return Claim.objects.select_for_update().select_related("work").get(pk=claim.pk)
+
+
+@transaction.atomic
+def claim_decide(*, claim: Claim, user: User, decision: str) -> Claim:
+    """The work's manager chooses monetize, track or block (and may change their mind until disputed)."""
+    claim = _locked_claim(claim)
+    if claim.work.created_by_id != user.pk:
+        raise NotFound(code="claim_not_found")
+    if decision not in ClaimDecision.values:
+        raise ApiError(f"Decide one of {', '.join(ClaimDecision.values)}.", code="invalid_decision")
+    if claim.status not in (ClaimStatus.OPEN, ClaimStatus.DECIDED):
+        raise Conflict(f"This claim is {claim.status}; it can no longer be decided.", code="claim_closed")
+    claim.status, claim.decision = ClaimStatus.DECIDED, decision
+    claim.save(update_fields=["status", "decision", "updated_at"])
+    ClaimEvent.objects.create(claim=claim, actor=user, kind=ClaimEvent.Kind.DECIDED, decision=decision)
+    return claim
+
+
+@transaction.atomic
+def claim_dispute(*, claim: Claim, user: User, statement: str) -> Claim:
+    """The respondent contests the claim with a statement; the operator then resolves it."""
+    claim = _locked_claim(claim)
+    if claim.respondent_id != user.pk:
+        raise NotFound(code="claim_not_found")
+    if not statement.strip():
+        raise ApiError("A dispute needs a statement.", code="statement_required")
+    if claim.status not in (ClaimStatus.OPEN, ClaimStatus.DECIDED):
+        raise Conflict(f"This claim is {claim.status}; it cannot be disputed now.", code="claim_closed")
+    claim.status = ClaimStatus.DISPUTED
+    claim.save(update_fields=["status", "updated_at"])
+    ClaimEvent.objects.create(
+        claim=claim, actor=user, kind=ClaimEvent.Kind.DISPUTED, statement=statement.strip()
+    )
+    return claim
+
+
+@transaction.atomic
+def claim_resolve(*, claim: Claim, operator: User, resolution: str, statement: str = "") -> Claim:
+    """The operator settles a disputed claim: the owner's decision stands, or the claim is dismissed."""
+    claim = _locked_claim(claim)
+    if not operator.is_staff:
+        raise NotFound(code="claim_not_found")
+    if resolution not in ClaimResolution.values:
+        raise ApiError(f"Resolve as one of {', '.join(ClaimResolution.values)}.", code="invalid_resolution")
+    if claim.status != ClaimStatus.DISPUTED:
+        raise Conflict("Only a disputed claim is resolved by the operator.", code="claim_not_disputed")
+    claim.status, claim.resolution = ClaimStatus.RESOLVED, resolution
+    if resolution == ClaimResolution.DISMISSED:
+        claim.decision = ""
+    claim.save(update_fields=["status", "resolution", "decision", "updated_at"])
+    ClaimEvent.objects.create(
+        claim=claim, actor=operator, kind=ClaimEvent.Kind.RESOLVED, decision=resolution, statement=statement
+    )
+    return claim
