@@ -48,6 +48,9 @@ MAX_FREQUENCY_HZ = 3600.0
 PEAK_BINS = 9
 PEAK_FRAMES = 7
 PEAKS_PER_S = 14
+# Queries keep more (weaker) peaks: when noise or coding displaces some of a reference's peaks from the
+# strongest 14, the reference's surviving peaks are still among the query's.
+QUERY_PEAKS_PER_S = int(os.environ.get("QPPS", "22"))
 # Triplets: p2 and p3 come from the FAN_OUT peaks that follow the anchor within the target zone.
 FAN_OUT = 4
 MIN_SPAN_FRAMES = 6  # t3 - t1; shorter spans give a noisy time ratio
@@ -218,7 +221,7 @@ def compute(samples: NDArray[np.floating], sr: int, *, query: bool = False) -> A
         raise MediaError("The sample rate must be positive.")
     audio = resample(np.asarray(samples), sr) if sr != SAMPLE_RATE_HZ else np.asarray(samples, np.float32)
     duration_s = audio.size / SAMPLE_RATE_HZ
-    times, freqs = _peaks(audio)
+    times, freqs = _peaks(audio, QUERY_PEAKS_PER_S if query else PEAKS_PER_S)
     hashes, frames, spans = _triplet_hashes(times, freqs, expand=query)
     return AudioFingerprint(hashes=hashes, frames=frames, spans=spans, duration_s=duration_s)
 
@@ -242,7 +245,7 @@ def _band_bins() -> tuple[int, int]:
     return int(MIN_FREQUENCY_HZ / bin_hz), int(MAX_FREQUENCY_HZ / bin_hz) + 1
 
 
-def _peaks(audio: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+def _peaks(audio: NDArray[np.float32], peaks_per_s: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Peak frames and peak frequencies in semitones above MIN_FREQUENCY_HZ, sorted by time."""
     log_power = _spectrogram(audio)
     bins, frame_count = log_power.shape
@@ -259,7 +262,7 @@ def _peaks(audio: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.fl
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
     strength = log_power[peak_bins, peak_frames]
 
-    # Keep the strongest PEAKS_PER_S of each one-second block: density stays even through loud and quiet
+    # Keep the strongest peaks_per_s of each one-second block: density stays even through loud and quiet
     # passages, and added noise removes weak peaks first.
     block_frames = max(1, round(1.0 / FRAME_S))
     block = peak_frames // block_frames
@@ -267,7 +270,7 @@ def _peaks(audio: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.fl
     block_sorted = block[order]
     starts = np.searchsorted(block_sorted, block_sorted, side="left")
     rank = np.arange(order.size) - starts
-    keep = order[rank < PEAKS_PER_S]
+    keep = order[rank < peaks_per_s]
     peak_bins, peak_frames = peak_bins[keep], peak_frames[keep]
 
     # Parabolic interpolation of the peak in log power gives a sub-bin frequency.

@@ -14,7 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from accounts.models import User
+from accounts.models import Organisation, User
 from catalog.models import (
     Asset,
     Claim,
@@ -25,11 +25,13 @@ from catalog.models import (
     FingerprintStatus,
     Grant,
     GrantStatus,
+    Output,
     Work,
     WorkKind,
     WorkStatus,
 )
 from catalog.selectors import work_ancestor_ids, works_visible_to
+from catalog.storage import blob_store
 from common.problems import ApiError, Conflict, NotFound
 from media import services as media
 from media.errors import MediaError
@@ -150,18 +152,31 @@ def trace(*, data: bytes, user: User | None) -> tuple[MediaInfo, list[WorkMatch]
 
 def claims_open_for(*, asset: Asset, data: bytes) -> list[Claim]:
     """Open a claim for every confident match of someone else's work the uploader is not covered for."""
-    info = inspect(data)
+    matches = match_works(data=data, info=inspect(data), user=asset.uploaded_by, derived_from=asset.work)
+    uncovered = [m for m in matches if not m.covered and m.work.pk != asset.work_id]
+    return _open_claims(uncovered, respondent=asset.uploaded_by, sha256=asset.blob_id, asset=asset)
+
+
+def _open_claims(
+    matches: list[WorkMatch],
+    *,
+    respondent: User,
+    sha256: str,
+    asset: Asset | None = None,
+    output: Output | None = None,
+) -> list[Claim]:
     opened = []
-    for item in match_works(data=data, info=info, user=asset.uploaded_by, derived_from=asset.work):
-        if item.covered or item.work.pk == asset.work_id or item.match.confidence < CLAIM_CONFIDENCE:
+    for item in matches:
+        if item.match.confidence < CLAIM_CONFIDENCE:
             continue
         try:
             with transaction.atomic():
                 claim = Claim.objects.create(
                     work=item.work,
-                    respondent=asset.uploaded_by,
+                    respondent=respondent,
                     subject_asset=asset,
-                    subject_sha256=asset.blob_id,
+                    subject_output=output,
+                    subject_sha256=sha256,
                     match_kind=item.match.kind,
                     score=item.match.score,
                     confidence=item.match.confidence,
@@ -171,6 +186,64 @@ def claims_open_for(*, asset: Asset, data: bytes) -> list[Claim]:
         except IntegrityError:  # this content already has a claim on this work
             continue
     return opened
+
+
+@dataclass(frozen=True)
+class OutputResult:
+    output: Output
+    confirmed_works: list[int]
+    unconfirmed_works: list[int]
+    uncovered: list[WorkMatch]
+    claims: list[Claim]
+
+
+def output_register(
+    *, organisation: Organisation, user: User, data: bytes, filename: str, receipts: dict[str, int]
+) -> OutputResult:
+    """Register a vendor's generated output and compare it with the sources its receipts name.
+
+    `receipts` maps each claimed receipt (access id) to the work it paid for. A matched work with a receipt
+    is confirmed; a claimed work that does not match is unconfirmed; a matched work no receipt covers opens
+    a claim against the vendor.
+    """
+    from catalog.services import media_error_to_api
+
+    try:
+        info = inspect(data)
+        blob, _ = blob_store(data=data, info=info)
+        media.fingerprints_compute(
+            sha256=blob.sha256,
+            data=data,
+            kinds=media.fingerprint_kinds_for(info.kind, voice_work=True),
+            progress=lambda _percent: None,
+        )
+        matches = match_works(data=data, info=info, user=user)
+    except MediaError as exc:
+        raise media_error_to_api(exc) from None
+    claimed = set(receipts.values())
+    matched = {m.work.pk for m in matches if m.work.created_by_id != user.pk}
+    uncovered = [m for m in matches if m.work.pk not in claimed and m.work.created_by_id != user.pk]
+    with transaction.atomic():
+        output = Output.objects.create(
+            organisation=organisation,
+            registered_by=user,
+            blob=blob,
+            filename=filename[:255] or "output",
+            claimed_receipts=sorted(receipts),
+            result={
+                "confirmed_works": sorted(claimed & matched),
+                "unconfirmed_works": sorted(claimed - matched),
+                "uncovered_works": sorted(m.work.pk for m in uncovered),
+            },
+        )
+        claims = _open_claims(uncovered, respondent=user, sha256=blob.sha256, output=output)
+    return OutputResult(
+        output=output,
+        confirmed_works=sorted(claimed & matched),
+        unconfirmed_works=sorted(claimed - matched),
+        uncovered=uncovered,
+        claims=claims,
+    )
 
 
 # Claims ------------------------------------------------------------------------------------------------

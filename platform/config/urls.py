@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from access import apis as access_apis
 from accounts import views as account_views
 from catalog import views as catalog_views
 
@@ -11,11 +12,13 @@ api_v1 = [
     path("", include("accounts.urls")),
     path("", include("catalog.urls")),
     path("", include("royalties.urls")),
+    path("", include("access.urls")),
 ]
 
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("admin/", admin.site.urls),
+    path("dashboard/", include("dashboard.urls")),
     path("accounts/signup/", account_views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include(api_v1)),
@@ -23,6 +26,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("robots.txt", catalog_views.robots_txt, name="robots-txt"),
     path("licenses.xml", catalog_views.licenses_xml, name="licenses-xml"),
+    path(".well-known/jwks.json", access_apis.jwks, name="jwks"),
 ]
 
 if settings.DEBUG:

@@ -31,7 +31,9 @@ INSTALLED_APPS = [
     "accounts",
     "media",
     "catalog",
+    "dashboard",
     "royalties",
+    "access",
     "demo",
 ]
 
@@ -126,6 +128,9 @@ UPLOAD_MAX_AUDIO_SECONDS = env_int("UPLOAD_MAX_AUDIO_SECONDS", 20 * 60, minimum=
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
+
+# Access receipts are signed with RECEIPT_SIGNING_KEY (Ed25519 PEM); in DEBUG a development key is made here.
+RECEIPT_DEV_KEY_PATH: Path | None = VAR_DIR / "keys" / "receipts-ed25519.pem" if DEBUG else None
 
 # Money and licensing defaults.
 PLATFORM_FEE_BPS = env_int("PLATFORM_FEE_BPS", 1000, minimum=0)

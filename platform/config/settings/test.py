@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
 
@@ -22,3 +23,4 @@ WHITENOISE_USE_FINDERS = True
 # Tasks are queued in memory and never run by themselves: tests run them explicitly (or with a real worker).
 CELERY_BROKER_URL = "memory://localhost//"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
+RECEIPT_DEV_KEY_PATH = Path(tempfile.mkdtemp(prefix="tribute-test-keys-")) / "receipts-ed25519.pem"

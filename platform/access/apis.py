@@ -1,0 +1,261 @@
+"""POST /api/v1/access, the hot path, and the public key that verifies its receipts."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from access import payments, receipts, selectors, services, signing
+from accounts.models import ApiKey
+from accounts.permissions import KeyScope, authenticated_user
+from catalog import tracing
+from catalog.apis_tracing import TraceMatchSerializer
+from common.problems import ApiError, problem_response
+from royalties.selectors import prepaid_available
+from royalties.services import InsufficientFunds
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_MAX_IDEMPOTENCY_KEY = 200
+
+
+class HasAccessKey(BasePermission):
+    message = "Metered access needs an API key with the `access` scope, belonging to an organisation."
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        key = request.auth
+        return isinstance(key, ApiKey) and key.has_scope("access") and key.organisation_id is not None
+
+
+class AccessApi(APIView):
+    """Ask to use a work or style for a purpose, and pay for it from the prepaid balance.
+
+    200: a signed receipt. 402: not enough balance (the body and the `PAYMENT-REQUIRED` header say how to
+    pay; retry with a `PAYMENT-SIGNATURE` header to pay on-chain with x402). 403: a term refuses the use
+    (`code` names it). 409: the Idempotency-Key was used for another request.
+    """
+
+    permission_classes = [IsAuthenticated, HasAccessKey]
+
+    class InputSerializer(serializers.Serializer):
+        work = serializers.IntegerField(min_value=1)
+        use = serializers.ChoiceField(choices=[u.value for u in services.METERED_USES])
+        territory = serializers.RegexField(r"^[A-Za-z]{2}$", help_text="ISO 3166-1 alpha-2 country code")
+
+        class Meta:
+            ref_name = "AccessInput"
+
+    class OutputSerializer(serializers.Serializer):
+        access_id = serializers.UUIDField()
+        work = serializers.IntegerField()
+        offer = serializers.IntegerField()
+        offer_version = serializers.IntegerField()
+        use = serializers.CharField()
+        price_minor = serializers.IntegerField()
+        currency = serializers.CharField()
+        granted_at = serializers.DateTimeField()
+        receipt = serializers.CharField(help_text="compact JWS (EdDSA); keys at /.well-known/jwks.json")
+
+        class Meta:
+            ref_name = "AccessReceipt"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer},
+        parameters=[
+            OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter("PAYMENT-SIGNATURE", str, OpenApiParameter.HEADER, required=False),
+        ],
+        operation_id="access_create",
+    )
+    def post(self, request: Request) -> Response | HttpResponse:
+        api_key = request.auth
+        assert isinstance(api_key, ApiKey) and api_key.organisation is not None
+        key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+        if not key or len(key) > _MAX_IDEMPOTENCY_KEY:
+            raise ApiError(
+                f"Send an {IDEMPOTENCY_HEADER} header (1 to {_MAX_IDEMPOTENCY_KEY} characters).",
+                code="idempotency_key_required",
+            )
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        access = services.AccessRequest(
+            work_id=data.validated_data["work"],
+            use_class=data.validated_data["use"],
+            territory=data.validated_data["territory"].upper(),
+        )
+        organisation = api_key.organisation
+        payment_header = request.headers.get("PAYMENT-SIGNATURE")
+        settlement = None
+        if payment_header:
+            settlement = payments.x402_pay(
+                organisation=organisation, api_key=api_key, request=access, payment_header=payment_header
+            )
+        try:
+            result = services.access_request(
+                organisation=organisation,
+                api_key=api_key,
+                idempotency_key=key,
+                request=access,
+                paid_by_x402=settlement is not None,
+            )
+        except InsufficientFunds as exc:
+            return self._payment_required(request, exc, organisation_id=organisation.pk, access=access)
+        response = HttpResponse(result.body, status=200, content_type="application/json")
+        if result.replayed:
+            response["Idempotent-Replayed"] = "true"
+        if settlement is not None:
+            response["PAYMENT-RESPONSE"] = settlement.response_header
+        return response
+
+    def _payment_required(
+        self,
+        request: Request,
+        exc: InsufficientFunds,
+        *,
+        organisation_id: int,
+        access: services.AccessRequest,
+    ) -> Response:
+        price = int(exc.extra["price_minor"])
+        currency = str(exc.extra["currency"])
+        balance = prepaid_available(organisation=request.auth.organisation, currency=currency)  # type: ignore[union-attr]
+        requirement = payments.payment_required(price_minor=price, currency=currency, access=access)
+        body = {
+            "price_minor": price,
+            "currency": currency,
+            "balance_minor": balance,
+            "top_up_url": f"{settings.SITE_URL}/dashboard/vendor/balance",
+            "x402": requirement,
+        }
+        response = problem_response(402, exc.problem_code, str(exc.detail), extra=body)
+        response["PAYMENT-REQUIRED"] = base64.b64encode(json.dumps(requirement).encode()).decode()
+        return response
+
+
+@require_GET
+@cache_control(max_age=3600, public=True)
+def jwks(request: HttpRequest) -> JsonResponse:
+    """The public keys that verify access receipts (RFC 7517)."""
+    return JsonResponse({"keys": [receipts.jwk(key) for key in signing.public_keys()]})
+
+
+class UsageApi(APIView):
+    """Accesses and spend by work, use and day: a vendor sees its own, a creator those of their works."""
+
+    class RowSerializer(serializers.Serializer):
+        day = serializers.DateField()
+        work = serializers.IntegerField()
+        work_title = serializers.CharField(source="work__title")
+        use_class = serializers.CharField()
+        currency = serializers.CharField()
+        accesses = serializers.IntegerField()
+        spend_minor = serializers.IntegerField()
+
+        class Meta:
+            ref_name = "UsageRow"
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.DATE, OpenApiParameter.QUERY),
+            OpenApiParameter("until", OpenApiTypes.DATE, OpenApiParameter.QUERY),
+        ],
+        responses=RowSerializer(many=True),
+        operation_id="usage_list",
+    )
+    def get(self, request: Request) -> Response:
+        parsed = {}
+        for name in ("since", "until"):
+            if request.query_params.get(name):
+                field = serializers.DateField()
+                try:
+                    parsed[name] = field.to_internal_value(request.query_params[name])
+                except serializers.ValidationError as exc:
+                    raise serializers.ValidationError({name: exc.detail}) from None
+        rows = selectors.usage(user=authenticated_user(request), **parsed)
+        return Response(self.RowSerializer(rows, many=True).data)
+
+
+class OutputsApi(APIView):
+    """Register a generated output (multipart `file`, and `receipts`: access ids of the sources it used).
+
+    The answer says which claimed sources the output was confirmed to match, which it did not, and which
+    registered works it matches that no receipt covers (each opens a claim for the work's owners).
+    """
+
+    parser_classes = [MultiPartParser]
+    permission_classes = [IsAuthenticated, KeyScope]
+    required_scope = "outputs"
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField()
+        receipts = serializers.ListField(
+            child=serializers.UUIDField(), required=False, default=list, max_length=100
+        )
+
+        class Meta:
+            ref_name = "OutputInput"
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField(source="output.pk")
+        sha256 = serializers.CharField(source="output.blob_id")
+        confirmed_works = serializers.ListField(child=serializers.IntegerField())
+        unconfirmed_works = serializers.ListField(child=serializers.IntegerField())
+        uncovered = TraceMatchSerializer(many=True)
+        claims = serializers.ListField(child=serializers.IntegerField(), source="claim_ids")
+
+        class Meta:
+            ref_name = "OutputResult"
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={201: OutputSerializer},
+        operation_id="outputs_create",
+    )
+    def post(self, request: Request) -> Response:
+        user = authenticated_user(request)
+        organisation = request.auth.organisation if isinstance(request.auth, ApiKey) else None
+        if organisation is None:
+            raise ApiError(
+                "Outputs are registered with an organisation's API key.",
+                code="organisation_key_required",
+                status_code=403,
+            )
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        if upload.size is not None and upload.size > settings.UPLOAD_MAX_BYTES:
+            raise ApiError("The file is over the upload limit.", code="media_too_large", status_code=413)
+        wanted = [str(r) for r in data.validated_data["receipts"]]
+        receipts = selectors.receipts_of(organisation_ids=[organisation.pk], access_ids=wanted)
+        unknown = sorted(set(wanted) - set(receipts))
+        if unknown:
+            raise ApiError(
+                f"Unknown receipts: {', '.join(unknown)}.", code="receipt_not_found", status_code=404
+            )
+        result = tracing.output_register(
+            organisation=organisation,
+            user=user,
+            data=upload.read(),
+            filename=upload.name or "",
+            receipts=receipts,
+        )
+        body = {
+            "output": result.output,
+            "confirmed_works": result.confirmed_works,
+            "unconfirmed_works": result.unconfirmed_works,
+            "uncovered": result.uncovered,
+            "claim_ids": [claim.pk for claim in result.claims],
+        }
+        return Response(self.OutputSerializer(body).data, status=201)

@@ -1,0 +1,110 @@
+"""Metered access: one row per paid (or free) use, with the response it was answered with."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from catalog.models import UseClass
+
+METERED_USES = [UseClass.AI_TRAIN, UseClass.AI_GENERATE, UseClass.STYLE, UseClass.VOICE, UseClass.INDEX]
+
+
+class AccessEvent(models.Model):
+    """A granted access. Unique per organisation and Idempotency-Key; `response_body` is replayed byte
+    for byte when the same request comes again."""
+
+    access_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="accesses"
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="accesses"
+    )
+    idempotency_key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    work = models.ForeignKey("catalog.Work", on_delete=models.PROTECT, related_name="accesses")
+    offer = models.ForeignKey("catalog.Offer", on_delete=models.PROTECT, related_name="accesses")
+    grant = models.ForeignKey("catalog.Grant", on_delete=models.PROTECT, related_name="accesses")
+    use_class = models.CharField(max_length=16)
+    territory = models.CharField(max_length=2)
+    price_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    paid_by_x402 = models.BooleanField(default=False)
+    response_body = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "idempotency_key"], name="access_once_per_key"),
+            models.CheckConstraint(condition=Q(price_minor__gte=0), name="access_price_non_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["organisation", "created_at"]),
+            models.Index(fields=["work", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"access {self.access_id} {self.use_class} of work #{self.work_id}"
+
+
+class SpendCap(models.Model):
+    """A monthly ceiling on what an organisation (or one of its API keys) may spend, per currency.
+
+    `spent_minor` counts the month named by `period`; the first charge of a new month starts it again.
+    Both are moved by one conditional UPDATE, so concurrent accesses cannot overshoot the cap.
+    """
+
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.CASCADE, related_name="spend_caps"
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="spend_caps"
+    )
+    currency = models.CharField(max_length=3)
+    cap_minor = models.BigIntegerField()
+    period = models.CharField(max_length=7, default="")  # "2026-11"
+    spent_minor = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "currency"],
+                condition=Q(api_key__isnull=True),
+                name="spend_cap_once_per_org",
+            ),
+            models.UniqueConstraint(
+                fields=["api_key", "currency"],
+                condition=Q(api_key__isnull=False),
+                name="spend_cap_once_per_key",
+            ),
+            models.CheckConstraint(condition=Q(cap_minor__gte=0), name="spend_cap_non_negative"),
+            models.CheckConstraint(
+                condition=Q(spent_minor__lte=models.F("cap_minor")), name="spend_cap_not_exceeded"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"key #{self.api_key_id}" if self.api_key_id else f"organisation #{self.organisation_id}"
+        return f"{scope}: {self.cap_minor} {self.currency} a month"
+
+
+class X402Payment(models.Model):
+    """An on-chain payment settled for an access: recorded once per authorization (payer and nonce)."""
+
+    payer = models.CharField(max_length=42)
+    nonce = models.CharField(max_length=66)
+    organisation = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+")
+    amount_base_units = models.DecimalField(max_digits=78, decimal_places=0)
+    transaction_hash = models.CharField(max_length=66)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["payer", "nonce"], name="x402_authorization_once")]
+
+    def __str__(self) -> str:
+        return f"x402 {self.transaction_hash}"

@@ -1,0 +1,242 @@
+"""The metered access call: terms check, then in ONE transaction the quota, the spend caps, the debit of
+the vendor's prepaid balance and the access event, answered with a signed receipt.
+
+Invariants: one access event per organisation and Idempotency-Key (a unique constraint, so concurrent
+replays charge once); the stored response is replayed byte for byte; a refused access changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from access import receipts, signing
+from access.models import METERED_USES, AccessEvent, SpendCap
+from accounts.models import ApiKey, Organisation
+from catalog.models import Grant, GrantStatus, Offer, OfferStatus, Work, WorkStatus
+from catalog.services import grant_create
+from common.money import Money
+from common.problems import ApiError, Conflict, Forbidden, NotFound
+from royalties.services import access_fee_record
+
+_COUNTRY_LENGTH = 2
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    work_id: int
+    use_class: str
+    territory: str
+
+    def digest(self) -> str:
+        canonical = json.dumps(
+            {"work": self.work_id, "use": self.use_class, "territory": self.territory}, sort_keys=True
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AccessResult:
+    body: bytes
+    replayed: bool
+    event: AccessEvent
+
+
+class TermRefused(Forbidden):
+    """The licence terms do not allow this access; `code` names the term."""
+
+
+def _replay(organisation: Organisation, key: str, request: AccessRequest) -> AccessResult | None:
+    event = AccessEvent.objects.filter(organisation=organisation, idempotency_key=key).first()
+    if event is None:
+        return None
+    if event.request_hash != request.digest():
+        raise Conflict(
+            "This Idempotency-Key was already used for a different request.", code="idempotency_key_reused"
+        )
+    return AccessResult(body=bytes(event.response_body), replayed=True, event=event)
+
+
+def _grant_for(organisation: Organisation, api_key: ApiKey, work: Work) -> Grant:
+    """The organisation's newest active grant on the work, or a new one on the current terms when they
+    need neither a licence fee nor the owner's approval (calling the API accepts such terms)."""
+    grant = (
+        Grant.objects.select_related("offer")
+        .filter(organisation=organisation, offer__work=work, status=GrantStatus.ACTIVE)
+        .order_by("-created_at")
+        .first()
+    )
+    if grant is not None:
+        return grant
+    offer = Offer.objects.filter(work=work, status=OfferStatus.CURRENT).first()
+    if offer is None or work.status != WorkStatus.PUBLISHED:
+        raise NotFound("No such work in the catalogue.", code="work_not_found")
+    if offer.licence_fee_minor > 0 or offer.derivative_approval_required:
+        raise TermRefused(
+            f"These terms need a licence first (fee {offer.licence_fee_minor} {offer.currency} minor units): "
+            f"accept offer {offer.pk} with POST /api/v1/grants.",
+            code="licence_required",
+            extra={"offer": offer.pk},
+        )
+    return grant_create(offer=offer, user=api_key.user, organisation=organisation).grant
+
+
+def _check_terms(offer: Offer, request: AccessRequest) -> int:
+    """The price of this use under these terms; TermRefused naming the term that refuses it."""
+    prices = {use.use_class: use.price_minor for use in offer.uses.all()}
+    if request.use_class not in prices:
+        raise TermRefused(f"The terms do not allow '{request.use_class}'.", code="use_not_allowed")
+    if offer.territories and request.territory not in offer.territories:
+        raise TermRefused(
+            f"The terms do not cover territory {request.territory} (only {', '.join(offer.territories)}).",
+            code="territory_not_allowed",
+        )
+    if offer.expires_at is not None and offer.expires_at <= timezone.now():
+        raise TermRefused("The terms have expired.", code="offer_expired")
+    return prices[request.use_class]
+
+
+def _use_quota(grant: Grant) -> None:
+    quota = grant.offer.quota
+    used = Grant.objects.filter(pk=grant.pk)
+    if quota is not None:
+        used = used.filter(accesses_used__lt=quota)
+    if used.update(accesses_used=F("accesses_used") + 1) == 0:
+        raise TermRefused(f"The grant's quota of {quota} accesses is used up.", code="quota_exhausted")
+
+
+def _spend(organisation: Organisation, api_key: ApiKey, price: Money) -> None:
+    """Count the price against the organisation's and the key's monthly caps, if they have any."""
+    if price.amount_minor == 0:
+        return
+    period = timezone.now().strftime("%Y-%m")
+    spent_after = Case(
+        When(period=period, then=F("spent_minor") + price.amount_minor), default=Value(price.amount_minor)
+    )
+    caps = SpendCap.objects.filter(
+        Q(api_key__isnull=True) | Q(api_key=api_key), organisation=organisation, currency=price.currency
+    )
+    cap_count = caps.count()
+    if cap_count == 0:
+        return
+    # The condition sits on the row itself, so each UPDATE re-checks it under the row lock.
+    fits = Q(period=period, spent_minor__lte=F("cap_minor") - price.amount_minor) | (
+        ~Q(period=period) & Q(cap_minor__gte=price.amount_minor)
+    )
+    moved = caps.filter(fits).update(spent_minor=spent_after, period=Value(period))
+    if moved != cap_count:
+        raise TermRefused("This access would exceed your monthly spend cap.", code="spend_cap_reached")
+
+
+def access_quote(*, organisation: Organisation, request: AccessRequest) -> Money:
+    """What this access would cost under the organisation's grant (or the current terms), without
+    charging anything. Raises the same errors as the access itself."""
+    work = Work.objects.filter(pk=request.work_id).first()
+    if work is None:
+        raise NotFound("No such work in the catalogue.", code="work_not_found")
+    grant = (
+        Grant.objects.select_related("offer")
+        .filter(organisation=organisation, offer__work=work, status=GrantStatus.ACTIVE)
+        .order_by("-created_at")
+        .first()
+    )
+    offer = (
+        grant.offer
+        if grant is not None
+        else Offer.objects.filter(work=work, status=OfferStatus.CURRENT).first()
+    )
+    if offer is None or (grant is None and work.status != WorkStatus.PUBLISHED):
+        raise NotFound("No such work in the catalogue.", code="work_not_found")
+    return Money(_check_terms(offer, request), offer.currency)
+
+
+def access_request(
+    *,
+    organisation: Organisation,
+    api_key: ApiKey,
+    idempotency_key: str,
+    request: AccessRequest,
+    paid_by_x402: bool = False,
+) -> AccessResult:
+    """Grant one access and charge for it, once per Idempotency-Key. Raises ApiError subclasses (403 for
+    terms, 402 InsufficientFunds, 404, 409) and then nothing has changed."""
+    if request.use_class not in METERED_USES:
+        raise ApiError(f"Unknown use class {request.use_class!r}.", code="invalid_use_class")
+    if len(request.territory) != _COUNTRY_LENGTH or not request.territory.isalpha():
+        raise ApiError("territory must be an ISO 3166-1 alpha-2 country code.", code="invalid_territory")
+    replay = _replay(organisation, idempotency_key, request)
+    if replay is not None:
+        return replay
+    work = Work.objects.filter(pk=request.work_id).first()
+    if work is None:
+        raise NotFound("No such work in the catalogue.", code="work_not_found")
+    try:
+        with transaction.atomic():
+            grant = _grant_for(organisation, api_key, work)
+            offer = grant.offer
+            price = Money(_check_terms(offer, request), offer.currency)
+            _use_quota(grant)
+            _spend(organisation, api_key, price)
+            access_id = uuid.uuid4()
+            access_fee_record(organisation=organisation, offer=offer, amount=price, access_key=str(access_id))
+            now = timezone.now()
+            receipt = receipts.sign(
+                {
+                    "jti": str(access_id),
+                    "iat": int(now.timestamp()),
+                    "sub": f"organisation:{organisation.pk}",
+                    "work": work.pk,
+                    "offer": offer.pk,
+                    "offer_version": offer.version,
+                    "use": request.use_class,
+                    "territory": request.territory,
+                    "price_minor": price.amount_minor,
+                    "currency": price.currency,
+                },
+                signing.private_key(),
+            )
+            body = json.dumps(
+                {
+                    "access_id": str(access_id),
+                    "work": work.pk,
+                    "offer": offer.pk,
+                    "offer_version": offer.version,
+                    "use": request.use_class,
+                    "price_minor": price.amount_minor,
+                    "currency": price.currency,
+                    "granted_at": now.isoformat(),
+                    "receipt": receipt,
+                },
+                separators=(",", ":"),
+            ).encode()
+            event = AccessEvent.objects.create(
+                access_id=access_id,
+                organisation=organisation,
+                api_key=api_key,
+                idempotency_key=idempotency_key,
+                request_hash=request.digest(),
+                work=work,
+                offer=offer,
+                grant=grant,
+                use_class=request.use_class,
+                territory=request.territory,
+                price_minor=price.amount_minor,
+                currency=price.currency,
+                paid_by_x402=paid_by_x402,
+                response_body=body,
+                created_at=now,
+            )
+    except IntegrityError:
+        # A concurrent request with the same key committed first: everything above rolled back, and its
+        # response is the answer.
+        replay = _replay(organisation, idempotency_key, request)
+        if replay is None:
+            raise
+        return replay
+    return AccessResult(body=body, replayed=False, event=event)

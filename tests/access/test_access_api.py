@@ -1,0 +1,187 @@
+import base64
+import json
+import uuid
+
+import pytest
+from django.test import override_settings
+
+from access import receipts
+from access.models import AccessEvent, SpendCap
+from accounts.models import ApiKey
+from common.money import Money
+from royalties.selectors import prepaid_available
+from royalties.services import prepaid_fund
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def market(with_key):
+    creator, vendor = factories.creator(), factories.vendor()
+    work = factories.work(creator, title="Harbour hymn")
+    offer = factories.offer(
+        creator, work, uses={"ai-train": 5, "ai-generate": 7}, territories=["US", "DE"], quota=3
+    )
+    organisation = vendor.organisations.get()
+    client = with_key(factories.key(vendor, "access", "read"))
+    return {
+        "creator": creator,
+        "vendor": vendor,
+        "work": work,
+        "offer": offer,
+        "org": organisation,
+        "client": client,
+    }
+
+
+def _fund(org, cents: int, ref: str = "t1") -> None:
+    prepaid_fund(organisation=org, amount=Money(cents, "USD"), external_ref=ref)
+
+
+def _access(client, work_id: int, *, use: str = "ai-train", territory: str = "US", key: str | None = None):
+    return client.post(
+        "/api/v1/access",
+        {"work": work_id, "use": use, "territory": territory},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key or str(uuid.uuid4()),
+    )
+
+
+def test_a_paid_access_answers_with_a_receipt_anyone_can_verify_offline(market, api) -> None:
+    _fund(market["org"], 100)
+
+    response = _access(market["client"], market["work"].pk)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["price_minor"], body["currency"], body["use"], body["offer_version"]) == (
+        5,
+        "USD",
+        "ai-train",
+        1,
+    )
+    keys = api.get("/.well-known/jwks.json").json()["keys"]
+    from jwt.algorithms import OKPAlgorithm
+
+    public = [OKPAlgorithm.from_jwk(json.dumps(k)) for k in keys]
+    claims = receipts.verify(body["receipt"], public)  # type: ignore[arg-type]
+    assert (claims["jti"], claims["work"], claims["price_minor"], claims["sub"]) == (
+        body["access_id"],
+        market["work"].pk,
+        5,
+        f"organisation:{market['org'].pk}",
+    )
+    assert prepaid_available(organisation=market["org"], currency="USD") == 95
+    with pytest.raises(receipts.InvalidReceipt):
+        receipts.verify(body["receipt"][:-4] + "AAAA", public)  # type: ignore[arg-type]
+
+
+def test_the_same_key_and_body_replays_the_first_response_byte_for_byte_and_charges_once(market) -> None:
+    _fund(market["org"], 100)
+    first = _access(market["client"], market["work"].pk, key="k-1")
+    again = _access(market["client"], market["work"].pk, key="k-1")
+    other = _access(market["client"], market["work"].pk, key="k-1", use="ai-generate")
+
+    assert again.status_code == 200 and again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    assert AccessEvent.objects.count() == 1
+    assert prepaid_available(organisation=market["org"], currency="USD") == 95
+
+
+def test_not_enough_balance_is_402_with_the_ways_to_pay_and_charges_nothing(market) -> None:
+    _fund(market["org"], 3)
+
+    response = _access(market["client"], market["work"].pk, key="poor")
+
+    assert response.status_code == 402
+    body = response.json()
+    assert (body["code"], body["price_minor"], body["balance_minor"], body["currency"]) == (
+        "insufficient_funds",
+        5,
+        3,
+        "USD",
+    )
+    assert body["top_up_url"].endswith("/dashboard/vendor/balance")
+    required = json.loads(base64.b64decode(response["PAYMENT-REQUIRED"]))
+    [accept] = required["accepts"]
+    assert (required["x402Version"], accept["scheme"], accept["amount"]) == (2, "exact", "50000")
+    assert accept["network"].startswith("eip155:")
+    assert AccessEvent.objects.count() == 0
+    assert prepaid_available(organisation=market["org"], currency="USD") == 3
+    _fund(market["org"], 10, ref="t2")
+    assert _access(market["client"], market["work"].pk, key="poor").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"use": "voice"}, "use_not_allowed"),
+        ({"territory": "FR"}, "territory_not_allowed"),
+    ],
+)
+def test_a_use_the_terms_refuse_is_403_naming_the_term(market, payload, code) -> None:
+    _fund(market["org"], 100)
+    response = _access(market["client"], market["work"].pk, **payload)
+    assert response.status_code == 403 and response.json()["code"] == code
+    assert AccessEvent.objects.count() == 0
+    assert prepaid_available(organisation=market["org"], currency="USD") == 100
+
+
+def test_the_grants_quota_is_enforced(market) -> None:
+    _fund(market["org"], 100)
+    statuses = [_access(market["client"], market["work"].pk).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 403]
+    assert prepaid_available(organisation=market["org"], currency="USD") == 85
+
+
+def test_the_spend_cap_of_a_key_is_enforced(market) -> None:
+    _fund(market["org"], 100)
+    key = ApiKey.objects.get(user=market["vendor"])
+    SpendCap.objects.create(organisation=market["org"], api_key=key, currency="USD", cap_minor=12)
+    statuses = [_access(market["client"], market["work"].pk).status_code for _ in range(3)]
+    assert statuses == [200, 200, 403]
+    assert SpendCap.objects.get().spent_minor == 10
+
+
+def test_unknown_or_unpublished_works_are_404(market) -> None:
+    _fund(market["org"], 100)
+    draft = factories.work(market["creator"], title="Draft")
+    assert _access(market["client"], 999_999).status_code == 404
+    assert _access(market["client"], draft.pk).json()["code"] == "work_not_found"
+
+
+def test_terms_with_a_licence_fee_need_a_licence_first(market) -> None:
+    work = factories.work(market["creator"], title="Paid")
+    offer = factories.offer(market["creator"], work, uses={"ai-train": 5}, licence_fee_minor=500)
+    response = _access(market["client"], work.pk)
+    assert response.status_code == 403
+    assert (response.json()["code"], response.json()["offer"]) == ("licence_required", offer.pk)
+
+
+def test_a_key_without_the_access_scope_or_a_session_cannot_access(market, with_key, as_user) -> None:
+    read_only = with_key(factories.key(market["vendor"], "read"))
+    assert _access(read_only, market["work"].pk).status_code == 403
+    assert _access(as_user(market["vendor"]), market["work"].pk).status_code == 403
+
+
+def test_a_missing_idempotency_key_is_refused(market) -> None:
+    response = market["client"].post(
+        "/api/v1/access", {"work": market["work"].pk, "use": "ai-train", "territory": "US"}, format="json"
+    )
+    assert response.status_code == 400 and response.json()["code"] == "idempotency_key_required"
+
+
+@override_settings(DEBUG=False)
+def test_usage_groups_accesses_for_the_vendor_and_the_creator(market, as_user) -> None:
+    _fund(market["org"], 100)
+    for use in ("ai-train", "ai-train", "ai-generate"):
+        _access(market["client"], market["work"].pk, use=use)
+    for user in (market["vendor"], market["creator"]):
+        rows = as_user(user).get("/api/v1/usage").json()
+        assert sorted((r["use_class"], r["accesses"], r["spend_minor"]) for r in rows) == [
+            ("ai-generate", 1, 7),
+            ("ai-train", 2, 10),
+        ]
+    assert as_user(factories.creator()).get("/api/v1/usage").json() == []
