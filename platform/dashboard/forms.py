@@ -1,0 +1,294 @@
+"""The dashboard's forms. They check what a person typed and turn it into the values the services take;
+the services still decide (and their errors are shown on the form, next to the field they concern)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime, time
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from accounts.models import Scope
+from catalog.models import ClaimDecision, ClaimResolution, Grant, UseClass, WorkKind
+from catalog.services import Terms
+from common import currency
+from common.problems import ApiError
+from dashboard.plain_words import percent
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+BPS_PER_PERCENT = 100
+
+
+def attach_problem(form: forms.BaseForm, exc: ApiError, fields: dict[str, str] | None = None) -> None:
+    """Show a service's refusal on the form: next to the field it concerns when we know it."""
+    field = (fields or {}).get(exc.problem_code)
+    form.add_error(field if field in form.fields else None, str(exc.detail))
+
+
+def _tags(value: str) -> list[str]:
+    return [tag.strip() for tag in value.split(",") if tag.strip()]
+
+
+def to_minor(value: Decimal, currency_code: str, field: str) -> int:
+    digits = currency.MINOR_DIGITS.get(currency_code, 2)
+    scaled = value * (10**digits)
+    if scaled != scaled.to_integral_value():
+        raise forms.ValidationError(
+            {field: f"{currency_code} amounts have at most {digits} decimal places."}, code="precision"
+        )
+    return int(scaled)
+
+
+class WorkForm(forms.Form):
+    title = forms.CharField(max_length=200, help_text="What people will see in the catalogue.")
+    kind = forms.ChoiceField(
+        choices=WorkKind.choices,
+        help_text="Images and audio are single works; a style or a voice collects several.",
+    )
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    tags = forms.CharField(required=False, help_text="Comma separated, e.g. watercolour, harbour.")
+
+    def clean_tags(self) -> list[str]:
+        tags = _tags(self.cleaned_data["tags"])
+        if len(tags) > 30 or any(len(tag) > 40 for tag in tags):
+            raise forms.ValidationError("At most 30 tags of at most 40 characters each.")
+        return tags
+
+
+class DerivativeForm(WorkForm):
+    grants = forms.ModelMultipleChoiceField(
+        queryset=Grant.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        label="Made from",
+        help_text="The works your derivative uses, each through a licence you hold that allows derivatives.",
+        error_messages={"required": "Name at least one parent work: tick the licence you made it under."},
+    )
+
+    def __init__(self, *args: Any, grants: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["grants"]
+        assert isinstance(field, forms.ModelMultipleChoiceField)
+        field.queryset = grants
+        field.label_from_instance = lambda grant: (  # type: ignore[method-assign]
+            f"{grant.offer.work.title} by {grant.offer.work.created_by.public_name} "
+            f"(their share: {percent(grant.offer.derivative_share_bps)})"
+        )
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(help_text="An image (PNG, JPEG, WebP) or audio (WAV, FLAC, OGG, MP3).")
+
+
+class SplitShareForm(forms.Form):
+    email = forms.EmailField(required=False, label="Co-owner's email")
+    percent = forms.DecimalField(
+        required=False,
+        min_value=Decimal("0.01"),
+        max_value=Decimal("100"),
+        decimal_places=2,
+        max_digits=5,
+        label="Share (%)",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        email, share = cleaned.get("email"), cleaned.get("percent")
+        if email and share is None and "percent" not in self.errors:
+            self.add_error("percent", "Give this owner a share.")
+        if share is not None and not email and "email" not in self.errors:
+            self.add_error("email", "Whose share is this? Enter their email.")
+        return cleaned
+
+
+class BaseSplitFormSet(forms.BaseFormSet):
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        rows = self.shares()
+        if not rows:
+            raise forms.ValidationError("A split sheet needs at least one owner.")
+        emails = [email for email, _ in rows]
+        if len(set(emails)) != len(emails):
+            raise forms.ValidationError("Each owner may appear once.")
+        total = sum(bps for _, bps in rows)
+        if total != 10_000:
+            raise forms.ValidationError(
+                f"The shares must add up to exactly 100%; they add up to {percent(total)}."
+            )
+
+    def shares(self) -> list[tuple[str, int]]:
+        return [
+            (form.cleaned_data["email"].lower(), int(form.cleaned_data["percent"] * BPS_PER_PERCENT))
+            for form in self.forms
+            if form.cleaned_data.get("email") and form.cleaned_data.get("percent") is not None
+        ]
+
+
+SplitFormSet = forms.formset_factory(
+    SplitShareForm, formset=BaseSplitFormSet, extra=2, max_num=50, validate_max=True
+)
+
+
+def _use_field(use_class: str) -> str:
+    return use_class.replace("-", "_")
+
+
+class OfferTermsForm(forms.Form):
+    """A new version of a work's terms. Prices are typed in the currency's major unit (dollars, euros)."""
+
+    currency = forms.ChoiceField(choices=[(code, code) for code in currency.SUPPORTED], initial="USD")
+    licence_fee = forms.DecimalField(
+        min_value=Decimal(0),
+        max_digits=14,
+        initial=Decimal(0),
+        label="Licence fee",
+        help_text="Paid once when someone accepts the licence. 0 for free.",
+    )
+    commercial_use = forms.BooleanField(required=False, label="Allow commercial use")
+    attribution_required = forms.BooleanField(required=False, initial=True, label="Require credit")
+    derivative_share = forms.DecimalField(
+        min_value=Decimal(0),
+        max_value=Decimal(100),
+        decimal_places=2,
+        initial=Decimal(0),
+        label="Your share of derivatives (%)",
+        help_text="What you receive of each derivative's revenue.",
+    )
+    derivative_approval_required = forms.BooleanField(
+        required=False, label="I approve each derivative licence"
+    )
+    territories = forms.CharField(
+        required=False, help_text="Country codes such as FR, DE. Leave empty for worldwide."
+    )
+    expires_on = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Offer ends on"
+    )
+    quota = forms.IntegerField(
+        required=False, min_value=1, label="Uses per licence", help_text="Leave empty for unlimited."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for use_class, label in UseClass.choices:
+            name = _use_field(use_class)
+            self.fields[f"allow_{name}"] = forms.BooleanField(required=False, label=label)
+            self.fields[f"price_{name}"] = forms.DecimalField(
+                required=False, min_value=Decimal(0), max_digits=14, label=f"Price per use: {label}"
+            )
+
+    def use_rows(self) -> Iterator[tuple[str, forms.BoundField, forms.BoundField]]:
+        for use_class, label in UseClass.choices:
+            name = _use_field(use_class)
+            yield label, self[f"allow_{name}"], self[f"price_{name}"]
+
+    def clean_territories(self) -> list[str]:
+        codes = sorted(
+            {code.strip().upper() for code in re.split(r"[,\s]+", self.cleaned_data["territories"])}
+        )
+        codes = [code for code in codes if code]
+        bad = [code for code in codes if not _COUNTRY.match(code)]
+        if bad:
+            raise forms.ValidationError(
+                f"Use two-letter country codes (like FR or JP); not: {', '.join(bad)}."
+            )
+        return codes
+
+    def clean_expires_on(self) -> datetime | None:
+        day = self.cleaned_data["expires_on"]
+        if day is None:
+            return None
+        moment = datetime.combine(day, time(23, 59, 59), tzinfo=timezone.get_current_timezone())
+        if moment <= timezone.now():
+            raise forms.ValidationError("Pick a day in the future, or leave it empty.")
+        return moment
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        code = cleaned.get("currency") or "USD"
+        uses: dict[str, int] = {}
+        for use_class in UseClass.values:
+            name = _use_field(use_class)
+            price = cleaned.get(f"price_{name}")
+            if not cleaned.get(f"allow_{name}"):
+                continue
+            try:
+                uses[use_class] = to_minor(price or Decimal(0), code, f"price_{name}")
+            except forms.ValidationError as exc:
+                self.add_error(None, exc)
+        if not uses and not self.has_error("allow_ai_train"):
+            self.add_error("allow_ai_train", "Allow at least one use.")
+        fee = cleaned.get("licence_fee")
+        if fee is not None:
+            try:
+                cleaned["licence_fee_minor"] = to_minor(fee, code, "licence_fee")
+            except forms.ValidationError as exc:
+                self.add_error(None, exc)
+        share = cleaned.get("derivative_share")
+        if share and UseClass.DERIVATIVE not in uses:
+            self.add_error("derivative_share", "A share of derivatives needs derivative works to be allowed.")
+        cleaned["uses"] = uses
+        return cleaned
+
+    def terms(self) -> Terms:
+        data = self.cleaned_data
+        return Terms(
+            currency=data["currency"],
+            uses=data["uses"],
+            commercial_use=data["commercial_use"],
+            attribution_required=data["attribution_required"],
+            derivative_share_bps=int(data["derivative_share"] * BPS_PER_PERCENT),
+            derivative_approval_required=data["derivative_approval_required"],
+            licence_fee_minor=data["licence_fee_minor"],
+            territories=data["territories"],
+            expires_at=data["expires_on"],
+            quota=data["quota"],
+        )
+
+
+class InvitationForm(forms.Form):
+    token = forms.CharField(
+        max_length=100, label="Invitation token", help_text="The token from the invitation email."
+    )
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=80, help_text="Where the key will be used, e.g. 'training cluster'.")
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[Scope.READ],
+        error_messages={"required": "Choose at least one thing the key may do."},
+    )
+    expires_on = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Expires on"
+    )
+
+    def clean_expires_on(self) -> datetime | None:
+        day = self.cleaned_data["expires_on"]
+        if day is None:
+            return None
+        moment = datetime.combine(day, time(0, 0), tzinfo=timezone.get_current_timezone())
+        if moment <= timezone.now():
+            raise forms.ValidationError("Pick a day in the future, or leave it empty.")
+        return moment
+
+
+class ClaimDecideForm(forms.Form):
+    decision = forms.ChoiceField(choices=ClaimDecision.choices)
+
+
+class DisputeForm(forms.Form):
+    statement = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        max_length=5000,
+        help_text="Why the claim is wrong: your licence, your own original work, or a false match.",
+    )
+
+
+class ResolveForm(forms.Form):
+    resolution = forms.ChoiceField(choices=ClaimResolution.choices, widget=forms.RadioSelect)
+    statement = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000)

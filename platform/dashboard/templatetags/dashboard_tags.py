@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import template
+
+from common.currency import format_minor
+from dashboard.plain_words import percent
+
+register = template.Library()
+
+
+@register.filter
+def money(amount_minor: int | None, currency: str) -> str:
+    """12345|money:"USD" -> '123.45 USD'."""
+    return format_minor(amount_minor or 0, currency)
+
+
+@register.filter
+def bps(value: int | Decimal | None) -> str:
+    """Basis points as a percentage: 2500|bps -> '25%'."""
+    return percent(value or 0)
+
+
+@register.filter
+def filesize(size_bytes: int | None) -> str:
+    size = float(size_bytes or 0)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+@register.filter
+def seconds(duration_ms: int | None) -> str:
+    total = round((duration_ms or 0) / 1000)
+    return f"{total // 60}:{total % 60:02d}"

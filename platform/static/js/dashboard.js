@@ -1,0 +1,131 @@
+/* Tribute dashboard: small progressive enhancements. Every page works without this file. */
+(function () {
+  "use strict";
+
+  // Uploads: send the file with XHR so the bytes going up can be shown, then insert the new asset's row,
+  // whose htmx poll follows the fingerprinting job until it is done.
+  function enhanceUpload(form) {
+    form.addEventListener("submit", function (event) {
+      var input = form.querySelector("input[type=file]");
+      if (!input || !input.files.length || !window.FormData) return;
+      event.preventDefault();
+      var box = form.querySelector(".upload-progress");
+      var bar = box.querySelector("progress");
+      var percent = box.querySelector("[data-upload-percent]");
+      var errors = form.querySelector("[data-upload-errors]");
+      var button = form.querySelector("button[type=submit]");
+      errors.innerHTML = "";
+      box.hidden = false;
+      button.disabled = true;
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.setRequestHeader("X-Requested-With", "XMLHttpRequest");
+      xhr.upload.addEventListener("progress", function (e) {
+        if (!e.lengthComputable) return;
+        var value = Math.round((100 * e.loaded) / e.total);
+        bar.value = value;
+        percent.textContent = value + "%";
+      });
+      xhr.addEventListener("load", function () {
+        button.disabled = false;
+        box.hidden = true;
+        if (xhr.status === 201) {
+          var list = document.getElementById("asset-list");
+          var empty = document.getElementById("assets-empty");
+          if (empty) empty.remove();
+          var holder = document.createElement("ul");
+          holder.innerHTML = xhr.responseText.trim();
+          var row = holder.firstElementChild;
+          list.appendChild(row);
+          if (window.htmx) window.htmx.process(row);
+          form.reset();
+        } else if (xhr.status === 422) {
+          errors.innerHTML = xhr.responseText;
+        } else {
+          errors.innerHTML = '<div class="alert alert-error" role="alert"><p>The upload failed (' + xhr.status + "). Try again.</p></div>";
+        }
+      });
+      xhr.addEventListener("error", function () {
+        button.disabled = false;
+        box.hidden = true;
+        errors.innerHTML = '<div class="alert alert-error" role="alert"><p>The connection failed. Try again.</p></div>';
+      });
+      xhr.send(new FormData(form));
+    });
+  }
+
+  // Copy a one-time secret to the clipboard.
+  function enhanceCopy(button) {
+    button.addEventListener("click", function () {
+      var field = document.querySelector(button.getAttribute("data-copy"));
+      var status = document.querySelector("[data-copy-status]");
+      function done(ok) {
+        if (status) status.textContent = ok ? "Copied to the clipboard." : "Select the key and copy it.";
+        if (ok) button.textContent = "Copied ✓";
+      }
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(field.value).then(function () { done(true); }, function () { done(false); });
+      } else {
+        field.select();
+        done(document.execCommand && document.execCommand("copy"));
+      }
+    });
+  }
+
+  // The split sheet's running total.
+  function enhanceSplit(form) {
+    var output = form.querySelector("[data-split-total]");
+    function update() {
+      var hundredths = 0;
+      form.querySelectorAll("input[name$='-percent']").forEach(function (input) {
+        var value = parseFloat(input.value);
+        if (!isNaN(value)) hundredths += Math.round(value * 100);
+      });
+      output.textContent = (hundredths / 100).toString() + "%";
+      output.className = hundredths === 10000 ? "total-ok" : "total-bad";
+    }
+    form.addEventListener("input", update);
+    update();
+  }
+
+  function activityChart() {
+    var canvas = document.getElementById("activity-chart");
+    var source = document.getElementById("activity-data");
+    if (!canvas || !source || !window.Chart) return;
+    var data = JSON.parse(source.textContent);
+    var labels = data.labels.map(function (day) {
+      return new Date(day + "T00:00:00").toLocaleDateString(undefined, { day: "numeric", month: "short" });
+    });
+    var style = getComputedStyle(document.documentElement);
+    function colour(name) { return style.getPropertyValue(name).trim(); }
+    new window.Chart(canvas, {
+      type: "bar",
+      data: {
+        labels: labels,
+        datasets: [
+          { label: "Works registered", data: data.works, backgroundColor: colour("--chart-1"), borderRadius: 4 },
+          { label: "Files uploaded", data: data.assets, backgroundColor: colour("--chart-2"), borderRadius: 4 },
+          { label: "Licences granted", data: data.grants, backgroundColor: colour("--chart-3"), borderRadius: 4 },
+        ],
+      },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        plugins: { legend: { position: "bottom", labels: { boxWidth: 12, boxHeight: 12 } } },
+        scales: {
+          x: { grid: { display: false } },
+          y: { beginAtZero: true, ticks: { precision: 0 } },
+        },
+      },
+    });
+    canvas.setAttribute("data-chart-ready", "true");
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form[data-upload]").forEach(enhanceUpload);
+    document.querySelectorAll("[data-copy]").forEach(enhanceCopy);
+    document.querySelectorAll("form[data-split-sheet]").forEach(enhanceSplit);
+    activityChart();
+  });
+})();

@@ -1,0 +1,291 @@
+"""Reads of the ledger: balances, earnings, statements, and the split inputs in force at a moment."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypedDict
+
+from django.db.models import F, Q, QuerySet, Sum
+from django.shortcuts import get_object_or_404
+
+from accounts.models import Organisation, User
+from catalog.models import SplitShare, SplitSheet, WorkParent
+from royalties.models import (
+    AccountKind,
+    Entry,
+    JournalTransaction,
+    LedgerAccount,
+    RevenueItem,
+    Statement,
+    StatementLine,
+)
+
+# Account keys --------------------------------------------------------------------------------------------
+
+
+def prepaid_key(organisation_id: int, currency: str) -> str:
+    return f"vendor_prepaid:org:{organisation_id}:{currency}"
+
+
+def payable_key(user_id: int, currency: str) -> str:
+    return f"payable:user:{user_id}:{currency}"
+
+
+def fee_key(currency: str) -> str:
+    return f"platform_fee:{currency}"
+
+
+def clearing_key(rail: str, currency: str) -> str:
+    return f"clearing:{rail}:{currency}"
+
+
+def suspense_key(currency: str) -> str:
+    return f"suspense:{currency}"
+
+
+# Balances ------------------------------------------------------------------------------------------------
+
+
+def prepaid_available(*, organisation: Organisation, currency: str) -> int:
+    """What a vendor can still spend: its prepaid balance less what unsettled accesses hold."""
+    row = (
+        LedgerAccount.objects.filter(key=prepaid_key(organisation.pk, currency))
+        .values_list("balance_minor", "held_minor")
+        .first()
+    )
+    return 0 if row is None else row[0] - row[1]
+
+
+class BalanceRow(TypedDict):
+    currency: str
+    balance_minor: int
+    held_minor: int
+    available_minor: int
+
+
+class EarningRow(TypedDict):
+    currency: str
+    work: int | None
+    work_title: str
+    source: str
+    amount_minor: int
+
+
+class Earnings(TypedDict):
+    balances: list[BalanceRow]
+    by_work: list[EarningRow]
+
+
+def earnings_of(*, user: User) -> Earnings:
+    """The user's payable balance per currency, and what the ledger credited them by work and source."""
+    accounts = LedgerAccount.objects.filter(user=user, kind=AccountKind.PAYABLE).order_by("currency")
+    by_work = (
+        Entry.objects.filter(account__user=user, account__kind=AccountKind.PAYABLE)
+        .values("currency", "work", "work__title", "source")
+        .annotate(total=Sum("amount_minor"))
+        .order_by("currency", "work", "source")
+    )
+    return {
+        "balances": [
+            {
+                "currency": a.currency,
+                "balance_minor": a.balance_minor,
+                "held_minor": a.held_minor,
+                "available_minor": a.available_minor,
+            }
+            for a in accounts
+        ],
+        "by_work": [
+            {
+                "currency": row["currency"],
+                "work": row["work"],
+                "work_title": row["work__title"] or "",
+                "source": row["source"],
+                "amount_minor": row["total"],
+            }
+            for row in by_work
+        ],
+    }
+
+
+def account_balances_from_entries(account_ids: list[int] | None = None) -> dict[int, int]:
+    entries = Entry.objects.all() if account_ids is None else Entry.objects.filter(account_id__in=account_ids)
+    return dict(entries.values("account").annotate(total=Sum("amount_minor")).values_list("account", "total"))
+
+
+def held_from_unsettled_items() -> dict[int, int]:
+    """What unsettled revenue holds per payer account (only accounts that must stay non-negative hold)."""
+    return dict(
+        RevenueItem.objects.filter(settlement__isnull=True, payer__kind=AccountKind.VENDOR_PREPAID)
+        .values("payer")
+        .annotate(total=Sum("amount_minor"))
+        .values_list("payer", "total")
+    )
+
+
+def unbalanced_transactions() -> list[tuple[int, str, int]]:
+    """(transaction id, currency, sum) for every transaction whose entries do not sum to zero."""
+    return list(
+        Entry.objects.values("transaction", "currency")
+        .annotate(total=Sum("amount_minor"))
+        .exclude(total=0)
+        .values_list("transaction", "currency", "total")
+    )
+
+
+def transactions_without_entries() -> QuerySet[JournalTransaction]:
+    return JournalTransaction.objects.filter(entries__isnull=True)
+
+
+def mismatched_entry_currencies() -> int:
+    return Entry.objects.exclude(currency=F("account__currency")).count()
+
+
+# Statements ----------------------------------------------------------------------------------------------
+
+
+def statements_of(*, user: User) -> QuerySet[Statement]:
+    return Statement.objects.filter(user=user).prefetch_related("lines")
+
+
+def statement_get_visible(*, user: User, statement_id: int) -> Statement:
+    return get_object_or_404(statements_of(user=user), pk=statement_id)
+
+
+def statement_lines_from_ledger(
+    *, user: User, currency: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """The payee's payable entries in [start, end), summed per work, source and transaction kind."""
+    rows = (
+        Entry.objects.filter(
+            account__user=user,
+            account__kind=AccountKind.PAYABLE,
+            account__currency=currency,
+            transaction__created_at__gte=start,
+            transaction__created_at__lt=end,
+        )
+        .values("work", "work__title", "source", "transaction__kind")
+        .annotate(total=Sum("amount_minor"))
+        .order_by("transaction__kind", "work", "source")
+    )
+    return [
+        {
+            "work": row["work"],
+            "work_title": row["work__title"] or "",
+            "source": row["source"],
+            "kind": row["transaction__kind"],
+            "amount_minor": row["total"],
+        }
+        for row in rows
+        if row["total"]
+    ]
+
+
+def payable_balance_before(*, user: User, currency: str, moment: datetime) -> int:
+    total = Entry.objects.filter(
+        account__user=user,
+        account__kind=AccountKind.PAYABLE,
+        account__currency=currency,
+        transaction__created_at__lt=moment,
+    ).aggregate(total=Sum("amount_minor"))["total"]
+    return int(total or 0)
+
+
+def statement_lines(*, statement: Statement) -> QuerySet[StatementLine]:
+    return statement.lines.order_by("id")
+
+
+# Split inputs --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Lineage:
+    """Everything that decides how the revenue of a set of works splits, with the times it changed.
+
+    Loaded once per settlement chunk: the parent edges of the works and all their ancestors (with when
+    each edge was made), and every split sheet that was ever active for them (with its owners).
+    """
+
+    edges: dict[int, list[tuple[int, int, datetime]]] = field(default_factory=dict)
+    sheets: dict[int, list[tuple[datetime, datetime | None, list[tuple[int | None, str, int]]]]] = field(
+        default_factory=dict
+    )
+
+    def closure(self, work: int) -> set[int]:
+        seen = {work}
+        frontier = [work]
+        while frontier:
+            node = frontier.pop()
+            for parent, _, _ in self.edges.get(node, ()):
+                if parent not in seen:
+                    seen.add(parent)
+                    frontier.append(parent)
+        return seen
+
+    def change_times(self, work: int) -> list[datetime]:
+        times: set[datetime] = set()
+        for node in self.closure(work):
+            times.update(made for _, _, made in self.edges.get(node, ()))
+            for activated, superseded, _ in self.sheets.get(node, ()):
+                times.add(activated)
+                if superseded is not None:
+                    times.add(superseded)
+        return sorted(times)
+
+    def edges_at(self, moment: datetime) -> dict[int, list[tuple[int, int]]]:
+        return {
+            child: [(parent, bps) for parent, bps, made in links if made <= moment]
+            for child, links in self.edges.items()
+        }
+
+    def owners_at(self, work: int, moment: datetime) -> list[tuple[int | None, str, int]]:
+        """The owners on the sheet in force at `moment`; before the first sheet, the first sheet's."""
+        sheets = self.sheets.get(work, [])
+        for activated, superseded, owners in sheets:
+            if activated <= moment and (superseded is None or moment < superseded):
+                return owners
+        return sheets[0][2] if sheets else []
+
+
+def lineage_for(work_ids: set[int]) -> Lineage:
+    lineage = Lineage()
+    frontier = set(work_ids)
+    seen = set(work_ids)
+    while frontier:
+        rows = WorkParent.objects.filter(child_id__in=frontier).values_list(
+            "child_id", "parent_id", "share_bps", "created_at"
+        )
+        frontier = set()
+        for child, parent, bps, made in rows:
+            lineage.edges.setdefault(child, []).append((parent, bps, made))
+            if parent not in seen:
+                seen.add(parent)
+                frontier.add(parent)
+    sheets = list(
+        SplitSheet.objects.filter(work_id__in=seen, activated_at__isnull=False)
+        .order_by("work_id", "activated_at", "id")
+        .values_list("id", "work_id", "activated_at", "superseded_at")
+    )
+    owners: dict[int, list[tuple[int | None, str, int]]] = defaultdict(list)
+    for sheet_id, user_id, email, bps in (
+        SplitShare.objects.filter(sheet_id__in=[s[0] for s in sheets])
+        .order_by("sheet_id", "id")
+        .values_list("sheet_id", "user_id", "email", "share_bps")
+    ):
+        owners[sheet_id].append((user_id, email, bps))
+    for sheet_id, work_id, activated, superseded in sheets:
+        lineage.sheets.setdefault(work_id, []).append((activated, superseded, owners[sheet_id]))
+    return lineage
+
+
+def unsettled_exists() -> bool:
+    return RevenueItem.objects.filter(settlement__isnull=True).exists()
+
+
+def revenue_unsettled_total(*, currency: str) -> int:
+    total = RevenueItem.objects.filter(Q(settlement__isnull=True), currency=currency).aggregate(
+        total=Sum("amount_minor")
+    )["total"]
+    return int(total or 0)
