@@ -7,15 +7,15 @@ Run on purpose, never from the test suite:
 
 What it does, all reproducible from the seed:
 
-1. Renders ``--refs + --negatives`` distinct pieces of the music21 corpus with fluidsynth (media.samples.audio,
-   cached under var/samples/audio). The first ``--refs`` are indexed; the others are never indexed and only
-   ever queried (every match they get is a false positive).
+1. Renders ``--refs + --negatives`` distinct pieces of the music21 corpus with fluidsynth
+   (media.samples.audio, cached under var/samples/audio). The first ``--refs`` are indexed; the others
+   are never indexed and only ever queried (every match they get is a false positive).
 2. Fills the index up to ``--index-size`` tracks with synthetic fingerprints: each copies the frames and spans
    of a real render and draws its hashes from the pooled hashes of all real renders, so posting-list lengths
    (and with them latency, memory and chance collisions) follow the real hash distribution. They are not
    music; the output says how many there are.
-3. For every transformation, queries one 5-s excerpt per piece at a seeded random offset, and counts a hit when
-   the right reference is returned at the right offset (within 0.25 s, or at a later repeat of the same
+3. For every transformation, queries one 5-s excerpt per piece at a seeded random offset, and counts a hit
+   when the right reference is returned at the right offset (within 0.25 s, or at a later repeat of the same
    music). Matches between different pieces that share music (Palestrina reuses themes across a mass,
    Bach harmonises one melody many times) are checked on the audio and reported apart.
 4. Chooses one score threshold for the whole run at a false-positive rate <= 1e-4 per (query, reference)
@@ -79,7 +79,7 @@ class QueryResult:
 
 
 def _ffmpeg() -> str:
-    import imageio_ffmpeg
+    import imageio_ffmpeg  # type: ignore[import-untyped]
 
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
@@ -113,7 +113,8 @@ def change_speed(samples: np.ndarray, factor: float) -> np.ndarray:
 def change_pitch(samples: np.ndarray, factor: float) -> np.ndarray:
     """Raise pitch by ``factor`` keeping the duration (resample, then WSOLA tempo correction)."""
     rate = round(SAMPLE_RATE_HZ * factor)
-    data = _ffmpeg_filter(samples, ["-af", f"asetrate={rate},aresample={SAMPLE_RATE_HZ},atempo={1 / factor:.6f}"])
+    chain = f"asetrate={rate},aresample={SAMPLE_RATE_HZ},atempo={1 / factor:.6f}"
+    data = _ffmpeg_filter(samples, ["-af", chain])
     return fingerprint_audio.decode(data)[0]
 
 
@@ -233,7 +234,9 @@ def threshold_at(negatives: np.ndarray, pair_count: int, rate: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small corpus and index: about 2 minutes")
     parser.add_argument("--refs", type=int, default=None, help="real renders indexed")
     parser.add_argument("--negatives", type=int, default=None, help="real renders never indexed")
@@ -336,8 +339,10 @@ def main(argv: list[str] | None = None) -> int:
                             result.shared_music += 1
                             continue
                     if match.score >= 10 and os.environ.get("BENCH_DEBUG"):
-                        print(f"    negative {match.score} {transform.name} {path.name} -> {match.ref_id} "
-                              f"at {match.offset_s:.2f} s x{match.time_scale:.3f} (query at {offset_s:.2f} s)")
+                        print(
+                            f"    negative {match.score} {transform.name} {path.name} -> {match.ref_id} at "
+                            f"{match.offset_s:.2f} s x{match.time_scale:.3f} (query at {offset_s:.2f} s)"
+                        )
                     result.negative_scores.append(match.score)
                 results.append(result)
 
@@ -366,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                     chroma_results.append(chroma_result)
             print(f"  done: {transform.name}", flush=True)
 
-    report = {
+    report: dict[str, object] = {
         "corpus": {
             "real_references": len(reference_paths),
             "real_negatives": len(negative_paths),
@@ -472,9 +477,11 @@ def _print_report(report: dict[str, object]) -> None:
         f"renders never indexed; one {corpus['excerpt_s']:.0f}-s excerpt per piece and transformation."
     )
     systems = [name for name in ("ours", "chromaprint") if name in report]
-    header = "| transformation | " + " | ".join(
-        f"{s} recall @FPR<=1e-4 | {s} recall @0 FP" for s in systems
-    ) + " |"
+    header = (
+        "| transformation | "
+        + " | ".join(f"{s} recall @FPR<=1e-4 | {s} recall @0 FP" for s in systems)
+        + " |"
+    )
     print(header)
     print("|" + "---|" * (1 + 2 * len(systems)))
     first = report[systems[0]]
@@ -491,11 +498,12 @@ def _print_report(report: dict[str, object]) -> None:
         summary = report[system]
         assert isinstance(summary, dict)
         extra = summary["fingerprint_speed_with_decode_x_realtime"]
+        speed = summary["fingerprint_speed_x_realtime"]
         print(
             f"{system}: thresholds {summary['threshold_at_fpr_1e-4']:.3f} (FPR<=1e-4 over "
             f"{summary['negative_pairs']} pairs) / {summary['threshold_zero_fp']:.3f} (zero FP; max negative "
-            f"{summary['max_negative_score']:.3f}); fingerprinting {summary['fingerprint_speed_x_realtime']:.0f}x "
-            f"real time" + (f" ({extra:.0f}x with WAV decode)" if extra else " (fpcalc CPU time, with decode)")
+            f"{summary['max_negative_score']:.3f}); fingerprinting {speed:.0f}x real time CPU"
+            + (f" ({extra:.0f}x with WAV decode)" if extra else " (fpcalc, with decode)")
             + f"; query {summary['query_latency_ms_median']:.1f} ms median, "
             f"{summary['query_latency_ms_p95']:.1f} ms p95 wall"
             + (

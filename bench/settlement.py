@@ -28,7 +28,14 @@ def _parent(args: argparse.Namespace) -> int:
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     failures = 0
     for backend in backends:
-        env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings.dev", LOG_LEVEL="WARNING")
+        # DEBUG off: Django would otherwise keep every query in memory.
+        env = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="config.settings.dev",
+            DJANGO_DEBUG="0",
+            DJANGO_SECRET_KEY="bench-only-not-a-secret",  # noqa: S106 (a throwaway database)
+            LOG_LEVEL="WARNING",
+        )
         env.pop("DATABASE_URL", None)
         with tempfile.TemporaryDirectory(prefix="bench-settlement-") as tmp:
             env["TRIBUTE_VAR_DIR"] = tmp
@@ -39,7 +46,15 @@ def _parent(args: argparse.Namespace) -> int:
                 _postgres_admin(args.postgres, f"CREATE DATABASE {BENCH_DB}")
                 env["DATABASE_URL"] = args.postgres.rsplit("/", 1)[0] + "/" + BENCH_DB
             try:
-                command = [sys.executable, __file__, "--child", "--events", str(args.events), "--seed", str(args.seed)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--events",
+                    str(args.events),
+                    "--seed",
+                    str(args.seed),
+                ]
                 result = subprocess.run(command, env=env, check=False)
                 failures += result.returncode != 0
             finally:
@@ -52,7 +67,7 @@ def _postgres_admin(url: str, sql: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(sql)  # type: ignore[arg-type]
+        connection.execute(sql)
 
 
 def _child(events: int, seed: int) -> int:
@@ -112,7 +127,9 @@ def _child(events: int, seed: int) -> int:
                 bps = [w * 10_000 // sum(weights) for w in weights]
                 bps[0] += 10_000 - sum(bps)
                 split_sheet_propose(
-                    work=work, user=owner, shares=list(zip([owner.email] + [c.email for c in co_owners], bps, strict=True))
+                    work=work,
+                    user=owner,
+                    shares=list(zip([owner.email] + [c.email for c in co_owners], bps, strict=True)),
                 )
                 for co_owner in co_owners:
                     message = next(m for m in reversed(mail.outbox) if co_owner.email in m.to)
@@ -129,7 +146,9 @@ def _child(events: int, seed: int) -> int:
     vendors = [person(f"vendor{i}", "vendor") for i in range(5)]
     organisations = [Organisation.objects.get(membership__user=v) for v in vendors]
     for organisation in organisations:
-        prepaid_fund(organisation=organisation, amount=Money(10**12, "USD"), external_ref=f"bench-{organisation.pk}")
+        prepaid_fund(
+            organisation=organisation, amount=Money(10**12, "USD"), external_ref=f"bench-{organisation.pk}"
+        )
     setup_s = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -175,7 +194,9 @@ def _child(events: int, seed: int) -> int:
                 "entries": Entry.objects.count(),
                 "payees": LedgerAccount.objects.filter(kind="payable").count(),
                 "check_s": round(check_s, 2),
-                "invariants": "ok" if ok else f"FAILED {problems} unsettled={unsettled} {revenue}!={credited}",
+                "invariants": "ok"
+                if ok
+                else f"FAILED {problems} unsettled={unsettled} {revenue}!={credited}",
             }
         ),
         flush=True,
@@ -184,7 +205,9 @@ def _child(events: int, seed: int) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument(

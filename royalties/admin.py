@@ -35,7 +35,16 @@ class EntryAdmin(ReadOnlyAdmin):
 
 @admin.register(RevenueItem)
 class RevenueItemAdmin(ReadOnlyAdmin):
-    list_display = ("id", "source", "source_key", "work", "amount_minor", "currency", "arose_at", "settlement")
+    list_display = (
+        "id",
+        "source",
+        "source_key",
+        "work",
+        "amount_minor",
+        "currency",
+        "arose_at",
+        "settlement",
+    )
     list_filter = ("source", "currency")
     search_fields = ("source_key",)
     list_select_related = ("work", "settlement")

@@ -133,7 +133,9 @@ class StatementListCreateApi(SelectorListApi):
     def select(self) -> QuerySet[Statement]:
         return selectors.statements_of(user=authenticated_user(self.request))
 
-    @extend_schema(request=InputSerializer, responses={201: StatementSerializer}, operation_id="statements_create")
+    @extend_schema(
+        request=InputSerializer, responses={201: StatementSerializer}, operation_id="statements_create"
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -188,7 +190,7 @@ class RevenueReportCreateApi(APIView):
             ref_name = "RevenueReportCreateInput"
 
         distributor = serializers.CharField(max_length=40)
-        lines = ReportLineSerializer(many=True, allow_empty=False, max_length=services.REPORT_MAX_LINES)
+        lines = ReportLineSerializer(many=True, allow_empty=False)  # at most REPORT_MAX_LINES: the service
 
     @extend_schema(
         request=InputSerializer,

@@ -52,7 +52,9 @@ class LedgerAccount(models.Model):
     class Meta:
         ordering = ["key"]
         constraints = [
-            models.CheckConstraint(condition=Q(kind__in=AccountKind.values), name="ledger_account_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=AccountKind.values), name="ledger_account_kind_valid"
+            ),
             models.CheckConstraint(condition=Q(held_minor__gte=0), name="ledger_account_held_non_negative"),
             models.CheckConstraint(
                 condition=~Q(kind__in=NON_NEGATIVE_KINDS) | Q(balance_minor__gte=F("held_minor")),
@@ -184,7 +186,9 @@ class Statement(models.Model):
     class Meta:
         ordering = ["-period_end", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "currency", "period_start"], name="statement_period_once"),
+            models.UniqueConstraint(
+                fields=["user", "currency", "period_start"], name="statement_period_once"
+            ),
             models.UniqueConstraint(
                 fields=["user", "currency"], condition=Q(previous__isnull=True), name="statement_one_first"
             ),
@@ -197,7 +201,9 @@ class Statement(models.Model):
 
 class StatementLine(models.Model):
     statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="lines")
-    work = models.ForeignKey("catalog.Work", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    work = models.ForeignKey(
+        "catalog.Work", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     work_title = models.CharField(max_length=200, blank=True)
     source = models.CharField(max_length=16, blank=True)
     kind = models.CharField(max_length=16)

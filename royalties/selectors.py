@@ -276,6 +276,8 @@ def lineage_for(work_ids: set[int]) -> Lineage:
     ):
         owners[sheet_id].append((user_id, email, bps))
     for sheet_id, work_id, activated, superseded in sheets:
+        if activated is None:  # excluded by the query; narrows the type
+            continue
         lineage.sheets.setdefault(work_id, []).append((activated, superseded, owners[sheet_id]))
     return lineage
 
@@ -289,3 +291,8 @@ def revenue_unsettled_total(*, currency: str) -> int:
         total=Sum("amount_minor")
     )["total"]
     return int(total or 0)
+
+
+def platform_fee_total(*, currency: str) -> int:
+    row = LedgerAccount.objects.filter(key=fee_key(currency)).values_list("balance_minor", flat=True).first()
+    return int(row or 0)

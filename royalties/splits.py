@@ -109,7 +109,9 @@ class Plan:
 def plan(*, work: int, fee_bps: int, owners: Owners, edges: Edges) -> Plan:
     shares = exact_shares(work=work, fee_bps=fee_bps, owners=owners, edges=edges)
     # A stable order fixes the tie-break: the fee first, then by work and payee.
-    ordered = sorted(shares.items(), key=lambda item: (item[0].work is not None, item[0].work or 0, str(item[0].payee)))
+    ordered = sorted(
+        shares.items(), key=lambda item: (item[0].work is not None, item[0].work or 0, str(item[0].payee))
+    )
     denominator = lcm(*(share.denominator for _, share in ordered))
     return Plan(
         parts=tuple(part for part, _ in ordered),

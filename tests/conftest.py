@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from contracts.anvil import AnvilNode, AnvilNotInstalled
 
 
 @pytest.fixture
@@ -33,3 +34,19 @@ def with_key() -> Callable[[str], APIClient]:
         return client
 
     return make
+
+
+@pytest.fixture(scope="session")
+def anvil_node() -> Iterator[AnvilNode]:
+    """An anvil node on 127.0.0.1 for tests marked `anvil`.
+
+    pyproject's addopts deselect the `anvil` marker; `pytest -m anvil` (as .ci/run does) selects them, and
+    then they need anvil installed (`./dev setup`): they fail, never skip, without it.
+    """
+    try:
+        node = AnvilNode()
+    except AnvilNotInstalled as error:
+        pytest.fail(f"anvil tests were selected, but {error}", pytrace=False)
+    node.start()
+    yield node
+    node.stop()

@@ -47,10 +47,9 @@ MAX_FREQUENCY_HZ = 3600.0
 # the PEAKS_PER_S strongest of its one-second block.
 PEAK_BINS = 9
 PEAK_FRAMES = 7
+# Queries use the same density as references: partners are "the next FAN_OUT peaks", so a denser query
+# would form different triplets (measured: fewer matches, not more).
 PEAKS_PER_S = 14
-# Queries keep more (weaker) peaks: when noise or coding displaces some of a reference's peaks from the
-# strongest 14, the reference's surviving peaks are still among the query's.
-QUERY_PEAKS_PER_S = int(os.environ.get("QPPS", "22"))
 # Triplets: p2 and p3 come from the FAN_OUT peaks that follow the anchor within the target zone.
 FAN_OUT = 4
 MIN_SPAN_FRAMES = 6  # t3 - t1; shorter spans give a noisy time ratio
@@ -221,7 +220,7 @@ def compute(samples: NDArray[np.floating], sr: int, *, query: bool = False) -> A
         raise MediaError("The sample rate must be positive.")
     audio = resample(np.asarray(samples), sr) if sr != SAMPLE_RATE_HZ else np.asarray(samples, np.float32)
     duration_s = audio.size / SAMPLE_RATE_HZ
-    times, freqs = _peaks(audio, QUERY_PEAKS_PER_S if query else PEAKS_PER_S)
+    times, freqs = _peaks(audio, PEAKS_PER_S)
     hashes, frames, spans = _triplet_hashes(times, freqs, expand=query)
     return AudioFingerprint(hashes=hashes, frames=frames, spans=spans, duration_s=duration_s)
 
@@ -248,7 +247,7 @@ def _band_bins() -> tuple[int, int]:
 def _peaks(audio: NDArray[np.float32], peaks_per_s: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Peak frames and peak frequencies in semitones above MIN_FREQUENCY_HZ, sorted by time."""
     log_power = _spectrogram(audio)
-    bins, frame_count = log_power.shape
+    frame_count = log_power.shape[1]
     if frame_count < 3:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
     neighbourhood_max = _sliding_max(_sliding_max(log_power, PEAK_BINS, axis=0), PEAK_FRAMES, axis=1)

@@ -36,7 +36,7 @@ CANDIDATES = 40
 MIN_VOTES = 4
 
 # Logistic calibration of the vote count into a confidence (fitted on bench/fingerprint_audio.py).
-CONFIDENCE_MIDPOINT_VOTES = 9.0
+CONFIDENCE_MIDPOINT_VOTES = 12.0
 CONFIDENCE_SLOPE_VOTES = 1.5
 
 
@@ -203,7 +203,7 @@ def _scale_grid(fingerprint: AudioFingerprint) -> NDArray[np.float64]:
     """Scales spaced so that the alignment error at the end of the query stays under one frame."""
     query_frames = max(1.0, float(fingerprint.frames.max()) if fingerprint.frames.size else 1.0)
     step = min(0.01, 1.0 / query_frames)
-    count = int(math.ceil((math.log(MAX_SCALE) - math.log(MIN_SCALE)) / step)) + 1
+    count = math.ceil((math.log(MAX_SCALE) - math.log(MIN_SCALE)) / step) + 1
     count = min(count, 400)
     return np.exp(np.linspace(math.log(MIN_SCALE), math.log(MAX_SCALE), count))
 

@@ -155,8 +155,8 @@ def render_piece(
         midi_path = Path(work) / "score.mid"
         wav_path = Path(work) / "render.wav"
         midi_path.write_bytes(midi_bytes)
-        # Stereo 16-bit at our rate, plus slack for the release tails; a file growing past that means a
-        # note that never ends. (RLIMIT_FSIZE is no use here: fluidsynth trips it while loading the soundfont.)
+        # Stereo 16-bit at our rate, plus slack for the release tails; a file growing past that means a note
+        # that never ends. (RLIMIT_FSIZE is no use: fluidsynth trips it while loading the soundfont.)
         limit_bytes = int((duration_s + 30.0) * SAMPLE_RATE_HZ * 2 * 2) + 65536
         command = [
             fluidsynth,
@@ -262,7 +262,7 @@ def _append_silencing_tail(track: object, channels: set[int], ticks_per_quarter:
     insert_at = (
         end_index - 1 if end_index > 0 and isinstance(events[end_index - 1], midi.DeltaTime) else end_index
     )
-    tail: list[object] = []
+    tail: list[midi.MidiEvent | midi.DeltaTime] = []
     delay = ticks_per_quarter // 2
     for channel in sorted(channels):
         if channel == _PERCUSSION_CHANNEL:
@@ -292,8 +292,9 @@ def _score_seconds(score: object) -> float:
 def render_corpus(dest_dir: Path | str, count: int, seed: int = 0, *, skip: int = 0) -> list[Path]:
     """Render ``count`` distinct corpus pieces chosen by ``seed`` (cached in ``dest_dir``), in a stable order.
 
-    ``skip`` drops that many usable pieces from the front of the seeded order, so that callers can ask for
-    disjoint sets with the same seed. Pieces that fail once are remembered in ``failed.txt`` and never retried.
+    ``skip`` drops that many usable pieces from the front of the seeded order, so that callers can ask
+    for disjoint sets with the same seed. Pieces that fail once are remembered in ``failed.txt`` and never
+    retried.
     """
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,13 @@ def chain() -> Chain:
         return _chain
 
 
+def reset_chain() -> None:
+    """Forget the process's chain connection (after the CHAIN_* settings change)."""
+    global _chain
+    with _lock:
+        _chain = None
+
+
 def _platform_private_key() -> str:
     key = getattr(settings, "CHAIN_PRIVATE_KEY", "") or ""
     if key:

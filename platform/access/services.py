@@ -176,9 +176,11 @@ def access_request(
     work = Work.objects.filter(pk=request.work_id).first()
     if work is None:
         raise NotFound("No such work in the catalogue.", code="work_not_found")
+    # Accepting terms on first use commits on its own, before the charge transaction, so the charge
+    # locks only the grant and the balance, in that order.
+    grant = _grant_for(organisation, api_key, work)
     try:
         with transaction.atomic():
-            grant = _grant_for(organisation, api_key, work)
             offer = grant.offer
             price = Money(_check_terms(offer, request), offer.currency)
             _use_quota(grant)

@@ -419,7 +419,8 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
         organisation = Organisation.objects.filter(membership__user=user).order_by("id").first()
     try:
         with transaction.atomic():
-            locked = Offer.objects.select_for_update().select_related("work").get(pk=offer.pk)
+            # NO KEY UPDATE: serialises acceptances without blocking the foreign-key checks of accesses.
+            locked = Offer.objects.select_for_update(no_key=True).select_related("work").get(pk=offer.pk)
             if locked.status != OfferStatus.CURRENT or locked.work.status != WorkStatus.PUBLISHED:
                 raise Conflict(
                     "This version of the terms is no longer offered; accept the current version.",

@@ -59,8 +59,17 @@ class WorkForm(forms.Form):
         return tags
 
 
+class GrantChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Grant) -> str:
+        work = obj.offer.work
+        return (
+            f"{work.title} by {work.created_by.public_name} "
+            f"(their share: {percent(obj.offer.derivative_share_bps)})"
+        )
+
+
 class DerivativeForm(WorkForm):
-    grants = forms.ModelMultipleChoiceField(
+    grants = GrantChoiceField(
         queryset=Grant.objects.none(),
         widget=forms.CheckboxSelectMultiple,
         label="Made from",
@@ -71,12 +80,8 @@ class DerivativeForm(WorkForm):
     def __init__(self, *args: Any, grants: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["grants"]
-        assert isinstance(field, forms.ModelMultipleChoiceField)
+        assert isinstance(field, GrantChoiceField)
         field.queryset = grants
-        field.label_from_instance = lambda grant: (  # type: ignore[method-assign]
-            f"{grant.offer.work.title} by {grant.offer.work.created_by.public_name} "
-            f"(their share: {percent(grant.offer.derivative_share_bps)})"
-        )
 
 
 class UploadForm(forms.Form):
@@ -119,6 +124,11 @@ class BaseSplitFormSet(forms.BaseFormSet):
             raise forms.ValidationError(
                 f"The shares must add up to exactly 100%; they add up to {percent(total)}."
             )
+
+    def add_problem(self, message: str) -> None:
+        """A refusal from the service, shown above the rows like the formset's own errors."""
+        self.non_form_errors()  # runs the cleaning first, so the error is not overwritten later
+        self._non_form_errors = self.error_class([message], error_class="nonform")
 
     def shares(self) -> list[tuple[str, int]]:
         return [
@@ -177,7 +187,11 @@ class OfferTermsForm(forms.Form):
             name = _use_field(use_class)
             self.fields[f"allow_{name}"] = forms.BooleanField(required=False, label=label)
             self.fields[f"price_{name}"] = forms.DecimalField(
-                required=False, min_value=Decimal(0), max_digits=14, label=f"Price per use: {label}"
+                required=False,
+                min_value=Decimal(0),
+                max_digits=14,
+                label=f"Price per use: {label}",
+                widget=forms.NumberInput(attrs={"placeholder": "0.00", "step": "any"}),
             )
 
     def use_rows(self) -> Iterator[tuple[str, forms.BoundField, forms.BoundField]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import messages
@@ -199,6 +199,8 @@ def work_detail(request: HttpRequest, work_id: int) -> HttpResponse:
         {
             "work": work,
             "manages": manages,
+            # Only creators publish terms (a fan's derivative earns through its parents' terms).
+            "can_offer": manages and user.role == Role.CREATOR,
             "assets": catalog.assets_of(work=work),
             "upload_form": forms.UploadForm(),
             "sheets": catalog.split_sheets_of(work=work)[:5],
@@ -242,8 +244,8 @@ def asset_upload(request: HttpRequest, work_id: int) -> HttpResponse:
             return render(request, "dashboard/_upload_errors.html", {"form": form}, status=422)
         return render(request, "dashboard/_asset.html", {"asset": asset, "manages": True}, status=201)
     if asset is None:
-        for error in form.errors.get("file", []) + form.non_field_errors():
-            messages.error(request, error)
+        for error in [*form.errors.get("file", []), *form.non_field_errors()]:
+            messages.error(request, str(error))
     else:
         messages.success(request, f"{asset.filename} uploaded; fingerprinting has started.")
     return redirect(reverse("dashboard:work", args=[work.pk]) + "#assets")
@@ -283,12 +285,14 @@ def split_edit(request: HttpRequest, work_id: int) -> HttpResponse:
         if active
         else [{"email": user.email, "percent": "100"}]
     )
-    formset = forms.SplitFormSet(request.POST or None, initial=initial, prefix="shares")
+    formset = cast(
+        forms.BaseSplitFormSet, forms.SplitFormSet(request.POST or None, initial=initial, prefix="shares")
+    )
     if request.method == "POST" and formset.is_valid():
         try:
             sheet = catalog_services.split_sheet_propose(work=work, user=user, shares=formset.shares())
         except ApiError as exc:
-            formset._non_form_errors = formset.error_class([str(exc.detail)])  # shown above the rows
+            formset.add_problem(str(exc.detail))
         else:
             if sheet.status == "active":
                 messages.success(request, f"Split sheet version {sheet.version} is active.")
@@ -438,7 +442,11 @@ def browse(request: HttpRequest) -> HttpResponse:
         {
             "offer": offer,
             "preview": dashboard.preview_asset_of(work=offer.work),
-            "plain": plain_words.describe(plain_words.terms_of(offer))[:3],
+            "plain": [
+                line
+                for line in plain_words.describe(plain_words.terms_of(offer))
+                if not line.startswith("You may not")
+            ][:3],
         }
         for offer in page
     ]

@@ -1,7 +1,6 @@
 """Chain fixtures: the in-process EVM always, an anvil node for tests marked `anvil`.
 
-pyproject's addopts deselect the `anvil` marker; `pytest -m anvil` (as .ci/run does) selects
-them, and then they need anvil installed (`npm ci`): they fail, never skip, without it.
+The anvil node itself is a session fixture in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -10,21 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from contracts.anvil import ANVIL_PRIVATE_KEYS, AnvilNode, AnvilNotInstalled
+from contracts.anvil import ANVIL_PRIVATE_KEYS, AnvilNode
 from contracts.chain import Chain, in_process_funded_keys
 
 BACKENDS = ["in_process", pytest.param("anvil", marks=pytest.mark.anvil)]
-
-
-@pytest.fixture(scope="session")
-def anvil_node() -> Iterator[AnvilNode]:
-    try:
-        node = AnvilNode()
-    except AnvilNotInstalled as error:
-        pytest.fail(f"anvil tests were selected, but {error}", pytrace=False)
-    node.start()
-    yield node
-    node.stop()
 
 
 @pytest.fixture(scope="session")

@@ -61,8 +61,8 @@ def derive(maker: User, title: str, parents: list[Offer]) -> Work:
 class Chain:
     """Three levels with two parents at one level:
 
-        D (dan 100%) --50%--> C (carl 100%) --30%--> A (alice 60%, bob 40%)
-                                            --20%--> B (bea 100%)
+    D (dan 100%) --50%--> C (carl 100%) --30%--> A (alice 60%, bob 40%)
+                                        --20%--> B (bea 100%)
     """
 
     alice: User
@@ -78,7 +78,9 @@ class Chain:
 
 
 def three_level_chain() -> Chain:
-    alice, bob, bea, carl, dan = (factories.creator(username=n) for n in ("alice", "bob", "bea", "carl", "dan"))
+    alice, bob, bea, carl, dan = (
+        factories.creator(username=n) for n in ("alice", "bob", "bea", "carl", "dan")
+    )
     a = factories.work(alice, title="A")
     co_own(a, alice, [(alice, 6000), (bob, 4000)])
     b = factories.work(bea, title="B")
@@ -94,7 +96,9 @@ def three_level_chain() -> Chain:
 def funded_vendor(amount_minor: int = 1_000_000, *, username: str = "acme") -> Organisation:
     vendor = factories.vendor(username=username, organisation_name=f"{username} AI")
     organisation = organisation_of(vendor)
-    prepaid_fund(organisation=organisation, amount=Money(amount_minor, "USD"), external_ref=f"top-up-{username}")
+    prepaid_fund(
+        organisation=organisation, amount=Money(amount_minor, "USD"), external_ref=f"top-up-{username}"
+    )
     return organisation
 
 

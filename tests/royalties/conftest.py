@@ -12,7 +12,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if "postgresql" in settings.DATABASES["default"]["ENGINE"]:
+    if "postgresql" in str(settings.DATABASES["default"]["ENGINE"]):
         return
     deselected = [item for item in items if item.get_closest_marker("postgres") is not None]
     if deselected:

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -34,14 +35,18 @@ pytestmark = pytest.mark.django_db
 def settled():
     chain = three_level_chain()
     organisation = funded_vendor()
-    access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(10_000, "USD"), access_key="k1")
+    access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(10_000, "USD"), access_key="k1"
+    )
     revenue_settle()
     return chain
 
 
 def test_earnings_show_the_payable_balance_and_the_credits_by_work_and_source(as_user, settled) -> None:
     body = as_user(settled.alice).get("/api/v1/earnings").json()
-    assert body["balances"] == [{"currency": "USD", "balance_minor": 810, "held_minor": 0, "available_minor": 810}]
+    assert body["balances"] == [
+        {"currency": "USD", "balance_minor": 810, "held_minor": 0, "available_minor": 810}
+    ]
     assert body["by_work"] == [
         {"currency": "USD", "work": settled.a.pk, "work_title": "A", "source": "access", "amount_minor": 810}
     ]
@@ -51,11 +56,21 @@ def test_earnings_show_the_payable_balance_and_the_credits_by_work_and_source(as
 def test_a_statement_totals_match_the_ledger_and_download_as_csv(as_user, settled) -> None:
     client = as_user(settled.carl)
     end = timezone.now()
-    response = client.post("/api/v1/statements", {"currency": "USD", "period_end": end.isoformat()}, format="json")
+    response = client.post(
+        "/api/v1/statements", {"currency": "USD", "period_end": end.isoformat()}, format="json"
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["opening_minor"], body["earned_minor"], body["closing_minor"]) == (0, 2250, 2250)
-    assert body["lines"] == [{"work": settled.c.pk, "work_title": "C", "source": "access", "kind": "settlement", "amount_minor": 2250}]
+    assert body["lines"] == [
+        {
+            "work": settled.c.pk,
+            "work_title": "C",
+            "source": "access",
+            "kind": "settlement",
+            "amount_minor": 2250,
+        }
+    ]
     assert body["closing_minor"] == payable(settled.carl)
     assert body["previous_digest"] == ""
 
@@ -69,8 +84,15 @@ def test_a_statement_totals_match_the_ledger_and_download_as_csv(as_user, settle
 
 def test_statements_chain_their_digests_and_any_change_is_detected(settled) -> None:
     start = settled.carl.date_joined
-    first = statement_generate(user=settled.carl, currency="USD", period_start=start, period_end=timezone.now())
-    access_fee_record(organisation=funded_vendor(username="v2"), offer=settled.offer_d, amount=Money(2_000, "USD"), access_key="k2")
+    first = statement_generate(
+        user=settled.carl, currency="USD", period_start=start, period_end=timezone.now()
+    )
+    access_fee_record(
+        organisation=funded_vendor(username="v2"),
+        offer=settled.offer_d,
+        amount=Money(2_000, "USD"),
+        access_key="k2",
+    )
     revenue_settle()
     second = statement_generate(user=settled.carl, currency="USD", period_end=timezone.now())
 
@@ -89,7 +111,15 @@ def test_statements_chain_their_digests_and_any_change_is_detected(settled) -> N
             period_end=second.period_end,
             opening_minor=2250,
             closing_minor=2700,
-            lines=[{"work": settled.c.pk, "work_title": "C", "source": "access", "kind": "settlement", "amount_minor": 450}],
+            lines=[
+                {
+                    "work": settled.c.pk,
+                    "work_title": "C",
+                    "source": "access",
+                    "kind": "settlement",
+                    "amount_minor": 450,
+                }
+            ],
             previous_digest=first.digest,
         )
     ).hexdigest()
@@ -106,12 +136,20 @@ def test_a_statement_must_start_where_the_previous_one_ended(as_user, settled) -
     client = as_user(settled.carl)
     response = client.post(
         "/api/v1/statements",
-        {"currency": "USD", "period_start": (timezone.now() - timedelta(days=400)).isoformat(), "period_end": timezone.now().isoformat()},
+        {
+            "currency": "USD",
+            "period_start": (timezone.now() - timedelta(days=400)).isoformat(),
+            "period_end": timezone.now().isoformat(),
+        },
         format="json",
     )
     assert response.status_code == 409
     assert response.json()["code"] == "statement_period_gap"
-    future = client.post("/api/v1/statements", {"currency": "USD", "period_end": (timezone.now() + timedelta(days=1)).isoformat()}, format="json")
+    future = client.post(
+        "/api/v1/statements",
+        {"currency": "USD", "period_end": (timezone.now() + timedelta(days=1)).isoformat()},
+        format="json",
+    )
     assert future.json()["code"] == "period_in_future"
     assert Statement.objects.count() == 1
 
@@ -125,7 +163,7 @@ def test_nobody_else_can_download_a_statement(as_user, settled) -> None:
 
 def test_a_manager_reports_sales_once_per_line_id_and_they_settle_up_the_chain(as_user, settled) -> None:
     client = as_user(settled.dan)
-    report = {
+    report: dict[str, Any] = {
         "distributor": "Bandcamp",
         "lines": [
             {"line_id": "S-1", "work": settled.d.pk, "amount_minor": 10_000, "currency": "USD"},
@@ -149,7 +187,10 @@ def test_a_manager_reports_sales_once_per_line_id_and_they_settle_up_the_chain(a
 def test_reporting_sales_of_someone_elses_work_is_refused_and_records_nothing(as_user, settled) -> None:
     response = as_user(settled.dan).post(
         "/api/v1/revenue-reports",
-        {"distributor": "shop", "lines": [{"line_id": "x", "work": settled.a.pk, "amount_minor": 5, "currency": "USD"}]},
+        {
+            "distributor": "shop",
+            "lines": [{"line_id": "x", "work": settled.a.pk, "amount_minor": 5, "currency": "USD"}],
+        },
         format="json",
     )
     assert (response.status_code, response.json()["code"]) == (404, "work_not_found")
@@ -200,8 +241,12 @@ def test_check_ledger_reports_a_cached_balance_that_drifted(settled) -> None:
 def test_the_settle_command_and_the_scheduled_task_settle_once() -> None:
     chain = three_level_chain()
     organisation = funded_vendor()
-    access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(10_000, "USD"), access_key="a")
-    access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(10_000, "USD"), access_key="b")
+    access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(10_000, "USD"), access_key="a"
+    )
+    access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(10_000, "USD"), access_key="b"
+    )
     out = io.StringIO()
     call_command("settle", stdout=out)
     assert out.getvalue().strip() == "settled 2 revenue items in 1 transactions"

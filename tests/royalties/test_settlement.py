@@ -49,8 +49,12 @@ def _ledger_rows() -> tuple[int, int, int, list[tuple[str, int, int]]]:
 def test_access_revenue_on_a_three_level_chain_with_two_parents_is_split_exactly() -> None:
     chain = three_level_chain()
     organisation = funded_vendor()
-    access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(10_000, "USD"), access_key="k1")
-    access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(999, "USD"), access_key="k2")
+    access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(10_000, "USD"), access_key="k1"
+    )
+    access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(999, "USD"), access_key="k2"
+    )
 
     result = revenue_settle()
 
@@ -70,7 +74,9 @@ def test_an_access_holds_the_price_until_settlement_moves_it() -> None:
     chain = three_level_chain()
     organisation = funded_vendor(1_000)
 
-    access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(600, "USD"), access_key="k1")
+    access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(600, "USD"), access_key="k1"
+    )
 
     prepaid = LedgerAccount.objects.get(key=f"vendor_prepaid:org:{organisation.pk}:USD")
     assert (prepaid.balance_minor, prepaid.held_minor, prepaid.available_minor) == (1_000, 600, 400)
@@ -81,11 +87,15 @@ def test_an_access_holds_the_price_until_settlement_moves_it() -> None:
 def test_an_access_beyond_the_available_balance_is_refused_and_changes_nothing() -> None:
     chain = three_level_chain()
     organisation = funded_vendor(1_000)
-    access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(600, "USD"), access_key="k1")
+    access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(600, "USD"), access_key="k1"
+    )
     before = _ledger_rows()
 
     with pytest.raises(InsufficientFunds) as refused:
-        access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(401, "USD"), access_key="k2")
+        access_fee_record(
+            organisation=organisation, offer=chain.offer_d, amount=Money(401, "USD"), access_key="k2"
+        )
 
     assert refused.value.status_code == 402
     assert _ledger_rows() == before
@@ -95,27 +105,40 @@ def test_a_vendor_without_a_prepaid_account_is_refused() -> None:
     chain = three_level_chain()
     organisation = organisation_of(factories.vendor(username="broke"))
     with pytest.raises(InsufficientFunds):
-        access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(1, "USD"), access_key="k")
+        access_fee_record(
+            organisation=organisation, offer=chain.offer_d, amount=Money(1, "USD"), access_key="k"
+        )
     assert RevenueItem.objects.count() == 0
 
 
 def test_recording_the_same_access_key_twice_records_it_once() -> None:
     chain = three_level_chain()
     organisation = funded_vendor(1_000)
-    first = access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(100, "USD"), access_key="k")
-    again = access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(100, "USD"), access_key="k")
+    first = access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(100, "USD"), access_key="k"
+    )
+    again = access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(100, "USD"), access_key="k"
+    )
 
     assert first is not None and again is not None and again.pk == first.pk
     assert LedgerAccount.objects.get(key=f"vendor_prepaid:org:{organisation.pk}:USD").held_minor == 100
     with pytest.raises(services.Conflict):
-        access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(101, "USD"), access_key="k")
+        access_fee_record(
+            organisation=organisation, offer=chain.offer_d, amount=Money(101, "USD"), access_key="k"
+        )
     assert LedgerAccount.objects.get(key=f"vendor_prepaid:org:{organisation.pk}:USD").held_minor == 100
 
 
 def test_a_free_use_records_nothing() -> None:
     chain = three_level_chain()
     organisation = funded_vendor(1_000)
-    assert access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(0, "USD"), access_key="k") is None
+    assert (
+        access_fee_record(
+            organisation=organisation, offer=chain.offer_d, amount=Money(0, "USD"), access_key="k"
+        )
+        is None
+    )
     assert RevenueItem.objects.count() == 0
 
 
@@ -123,7 +146,9 @@ def test_settling_twice_settles_nothing_the_second_time() -> None:
     chain = three_level_chain()
     organisation = funded_vendor()
     for i in range(7):
-        access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(100, "USD"), access_key=f"k{i}")
+        access_fee_record(
+            organisation=organisation, offer=chain.offer_d, amount=Money(100, "USD"), access_key=f"k{i}"
+        )
     assert revenue_settle(chunk_size=3).items == 7
     before = _ledger_rows()
 
@@ -133,11 +158,15 @@ def test_settling_twice_settles_nothing_the_second_time() -> None:
     assert RevenueItem.objects.filter(settlement__isnull=True).count() == 0
 
 
-def test_a_crash_between_chunks_keeps_the_settled_chunk_and_the_next_run_settles_the_rest(monkeypatch) -> None:
+def test_a_crash_between_chunks_keeps_the_settled_chunk_and_the_next_run_settles_the_rest(
+    monkeypatch,
+) -> None:
     chain = three_level_chain()
     organisation = funded_vendor()
     for i in range(10):
-        access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(1_000, "USD"), access_key=f"k{i}")
+        access_fee_record(
+            organisation=organisation, offer=chain.offer_d, amount=Money(1_000, "USD"), access_key=f"k{i}"
+        )
     real_chunk = services._settle_chunk
     calls = {"n": 0}
 
@@ -165,7 +194,9 @@ def test_a_crash_inside_a_chunk_rolls_the_whole_chunk_back(monkeypatch) -> None:
     chain = three_level_chain()
     organisation = funded_vendor()
     for i in range(3):
-        access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(1_000, "USD"), access_key=f"k{i}")
+        access_fee_record(
+            organisation=organisation, offer=chain.offer_d, amount=Money(1_000, "USD"), access_key=f"k{i}"
+        )
     before = _ledger_rows()
 
     def fail(*args, **kwargs):
@@ -185,7 +216,9 @@ def test_an_item_another_worker_settled_meanwhile_makes_the_chunk_roll_back_and_
     chain = three_level_chain()
     organisation = funded_vendor()
     for i in range(3):
-        access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(1_000, "USD"), access_key=f"k{i}")
+        access_fee_record(
+            organisation=organisation, offer=chain.offer_d, amount=Money(1_000, "USD"), access_key=f"k{i}"
+        )
     real_create = JournalTransaction.objects.create
     raced = {"done": False}
 
@@ -193,7 +226,9 @@ def test_an_item_another_worker_settled_meanwhile_makes_the_chunk_roll_back_and_
         if not raced["done"] and kwargs.get("kind") == TransactionKind.SETTLEMENT:
             raced["done"] = True
             other = real_create(kind=TransactionKind.SETTLEMENT, key="settlement:other-worker", memo="")
-            RevenueItem.objects.filter(pk=RevenueItem.objects.order_by("id").first().pk).update(settlement=other)
+            RevenueItem.objects.filter(pk=RevenueItem.objects.order_by("id").first().pk).update(
+                settlement=other
+            )
         return real_create(**kwargs)
 
     monkeypatch.setattr(JournalTransaction.objects, "create", racing_create)
@@ -293,7 +328,9 @@ def test_funding_is_idempotent_by_reference_and_a_reused_reference_conflicts() -
 def test_a_reversal_mirrors_the_settlement_once_and_refunds_the_vendor() -> None:
     chain = three_level_chain()
     organisation = funded_vendor(20_000)
-    access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(10_000, "USD"), access_key="k")
+    access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(10_000, "USD"), access_key="k"
+    )
     revenue_settle()
     settlement = JournalTransaction.objects.get(kind=TransactionKind.SETTLEMENT)
 
@@ -313,10 +350,14 @@ def test_a_reversal_mirrors_the_settlement_once_and_refunds_the_vendor() -> None
 def test_reversing_a_top_up_the_vendor_already_spent_is_refused_and_changes_nothing() -> None:
     chain = three_level_chain()
     organisation = funded_vendor(1_000)
-    access_fee_record(organisation=organisation, offer=chain.offer_d, amount=Money(600, "USD"), access_key="k")
+    access_fee_record(
+        organisation=organisation, offer=chain.offer_d, amount=Money(600, "USD"), access_key="k"
+    )
     before = _ledger_rows()
     with pytest.raises(InsufficientFunds):
-        transaction_reverse(transaction=JournalTransaction.objects.get(kind=TransactionKind.FUNDING), reason="refund")
+        transaction_reverse(
+            transaction=JournalTransaction.objects.get(kind=TransactionKind.FUNDING), reason="refund"
+        )
     assert _ledger_rows() == before
 
 

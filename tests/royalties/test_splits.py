@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from royalties.splits import FEE, Part, SplitError, exact_shares, split
 
 # D -> C (50%); C -> A (30%), C -> B (20%); A owned 60/40 by alice/bob.
-OWNERS = {1: [("alice", 6000), ("bob", 4000)], 2: [("bea", 10_000)], 3: [("carl", 10_000)], 4: [("dan", 10_000)]}
+OWNERS = {
+    1: [("alice", 6000), ("bob", 4000)],
+    2: [("bea", 10_000)],
+    3: [("carl", 10_000)],
+    4: [("dan", 10_000)],
+}
 EDGES = {4: [(3, 5000)], 3: [(1, 3000), (2, 2000)]}
 
 
@@ -49,7 +54,13 @@ def test_a_diamond_pays_the_shared_ancestor_through_both_paths() -> None:
 
 
 def test_parents_taking_everything_leave_the_derivative_owners_nothing() -> None:
-    parts = split(amount_minor=100, work=2, fee_bps=0, owners={1: [("a", 10_000)], 2: [("b", 10_000)]}, edges={2: [(1, 10_000)]})
+    parts = split(
+        amount_minor=100,
+        work=2,
+        fee_bps=0,
+        owners={1: [("a", 10_000)], 2: [("b", 10_000)]},
+        edges={2: [(1, 10_000)]},
+    )
     assert parts == {Part(1, "a"): 100}
 
 
@@ -84,18 +95,26 @@ def _dags(draw):
     size = draw(st.integers(min_value=1, max_value=7))
     edges: dict[int, list[tuple[int, int]]] = {}
     for child in range(size - 1):
-        parents = draw(st.lists(st.integers(min_value=child + 1, max_value=size - 1), unique=True, max_size=3))
+        parents = draw(
+            st.lists(st.integers(min_value=child + 1, max_value=size - 1), unique=True, max_size=3)
+        )
         if parents:
             budget = draw(st.integers(min_value=0, max_value=10_000))
-            cuts = sorted(draw(st.lists(st.integers(0, budget), min_size=len(parents) - 1, max_size=len(parents) - 1)))
+            cuts = sorted(
+                draw(st.lists(st.integers(0, budget), min_size=len(parents) - 1, max_size=len(parents) - 1))
+            )
             bounds = [0, *cuts, budget]
             edges[child] = [(p, bounds[i + 1] - bounds[i]) for i, p in enumerate(parents)]
     owners = {}
     for work in range(size):
         count = draw(st.integers(min_value=1, max_value=4))
-        cuts = sorted(draw(st.lists(st.integers(1, 9_999), min_size=count - 1, max_size=count - 1, unique=True)))
+        cuts = sorted(
+            draw(st.lists(st.integers(1, 9_999), min_size=count - 1, max_size=count - 1, unique=True))
+        )
         bounds = [0, *cuts, 10_000]
-        owners[work] = [(f"u{draw(st.integers(0, 5))}-{work}-{i}", bounds[i + 1] - bounds[i]) for i in range(count)]
+        owners[work] = [
+            (f"u{draw(st.integers(0, 5))}-{work}-{i}", bounds[i + 1] - bounds[i]) for i in range(count)
+        ]
     return owners, edges
 
 
@@ -105,7 +124,9 @@ def _dags(draw):
     amount=st.integers(min_value=0, max_value=10**12),
     fee_bps=st.integers(min_value=0, max_value=10_000),
 )
-def test_parts_sum_to_the_whole_and_each_is_within_one_unit_of_its_exact_share(world, amount, fee_bps) -> None:
+def test_parts_sum_to_the_whole_and_each_is_within_one_unit_of_its_exact_share(
+    world, amount, fee_bps
+) -> None:
     owners, edges = world
     parts = split(amount_minor=amount, work=0, fee_bps=fee_bps, owners=owners, edges=edges)
     assert sum(parts.values()) == amount

@@ -24,3 +24,13 @@ WHITENOISE_USE_FINDERS = True
 CELERY_BROKER_URL = "memory://localhost//"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 RECEIPT_DEV_KEY_PATH = Path(tempfile.mkdtemp(prefix="tribute-test-keys-")) / "receipts-ed25519.pem"
+
+# On SQLite the test database is a file, not shared-cache memory, so threaded tests see the real locking
+# (WAL, IMMEDIATE transactions) the site runs with.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.mkdtemp(prefix="tribute-test-db-")) / "test.sqlite3")}
+    # SQLite's busy handler is not fair: with 50 writer threads on a loaded machine one can wait long.
+    DATABASES["default"]["OPTIONS"]["timeout"] = 120  # type: ignore[index]
+    DATABASES["default"]["OPTIONS"]["init_command"] = str(  # type: ignore[index]
+        DATABASES["default"]["OPTIONS"]["init_command"]  # type: ignore[index]
+    ).replace("busy_timeout=20000", "busy_timeout=120000")

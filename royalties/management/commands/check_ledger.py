@@ -22,7 +22,9 @@ class Command(BaseCommand):
         for key in problems.negative:
             self.stdout.write(f"negative: {key}")
         if problems.currency_mismatches:
-            self.stdout.write(f"{problems.currency_mismatches} entries in another currency than their account")
+            self.stdout.write(
+                f"{problems.currency_mismatches} entries in another currency than their account"
+            )
         if not problems.clean:
             raise SystemExit(1)
         self.stdout.write("ledger consistent")

@@ -1,0 +1,94 @@
+"""The demo's money step: the story's activity earns money, settlement splits it, everyone sees earnings.
+
+Acme AI tops up its prepaid balance and uses the works, Kai pays the song's licence fee and reports sales
+of the remix; settlement then splits every coin up the chain exactly once, and each person's earnings and
+a first statement (with its SHA-256 digest) are printed.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from accounts.models import Organisation
+from catalog.models import Grant, Offer, OfferStatus
+from common.currency import format_minor
+from common.money import Money
+from demo.story import Story
+from royalties import selectors
+from royalties.services import (
+    ReportLine,
+    access_fee_record,
+    licence_fee_record,
+    prepaid_fund,
+    revenue_report_record,
+    revenue_settle,
+    statement_generate,
+)
+
+
+def settle_and_report(story: Story) -> None:
+    acme, kai = story.people["acme"], story.people["kai"]
+    song, remix, style = story.works["song"], story.works["remix"], story.works["style"]
+    organisation = Organisation.objects.filter(membership__user=acme).order_by("id").first()
+    if organisation is None:
+        raise RuntimeError("the demo's vendor has no organisation")
+
+    story.say("6. Acme AI tops up its prepaid balance and trains on the catalogue")
+    prepaid_fund(organisation=organisation, amount=Money(5_000, "USD"), external_ref="demo-top-up-1")
+    story.say(f"    prepaid balance {format_minor(5_000, 'USD')} (reference demo-top-up-1)")
+    style_offer = Offer.objects.get(work=style, status=OfferStatus.CURRENT)
+    song_offer = Offer.objects.get(work=song, status=OfferStatus.CURRENT)
+    for number in range(25):
+        access_fee_record(
+            organisation=organisation,
+            offer=style_offer,
+            amount=Money(12, "USD"),
+            access_key=f"demo-style-{number}",
+        )
+    for number in range(40):
+        access_fee_record(
+            organisation=organisation,
+            offer=song_offer,
+            amount=Money(5, "USD"),
+            access_key=f"demo-song-{number}",
+        )
+    story.say(
+        f"    25 style accesses at {format_minor(12, 'USD')} and 40 training accesses to the song at "
+        f"{format_minor(5, 'USD')}; available now "
+        f"{format_minor(selectors.prepaid_available(organisation=organisation, currency='USD'), 'USD')}"
+    )
+
+    story.say("7. Kai pays the song's licence fee and reports the remix's first sales")
+    grant = Grant.objects.filter(licensee=kai, offer__work=song).order_by("id").first()
+    if grant is not None:
+        licence_fee_record(grant=grant, rail="card", external_ref=f"demo-licence-{grant.pk}")
+        story.say(f"    licence fee {format_minor(grant.fee_minor, grant.currency)} paid by card")
+    report = revenue_report_record(
+        user=kai,
+        distributor="bandcamp",
+        lines=[
+            ReportLine("BC-1001", remix.pk, 700, "USD"),
+            ReportLine("BC-1002", remix.pk, 1_450, "USD"),
+        ],
+    )
+    story.say(f"    Bandcamp statement: {report.created} sales lines, {format_minor(2_150, 'USD')}")
+
+    story.say("8. Settlement splits the revenue: platform fee first, then owners, up the derivative chain")
+    result = revenue_settle()
+    story.say(f"    settled {result.items} revenue items in {result.transactions} journal transaction(s)")
+    now = timezone.now()
+    for username in ("mira", "sol", "ade", "kai"):
+        person = story.people[username]
+        earnings = selectors.earnings_of(user=person)
+        total = sum(row["balance_minor"] for row in earnings["balances"] if row["currency"] == "USD")
+        story.say(f"    {person.public_name} has earned {format_minor(total, 'USD')}")
+        for row in earnings["by_work"]:
+            amount = format_minor(row["amount_minor"], row["currency"])
+            story.say(f"      {amount} from “{row['work_title']}” ({row['source']})")
+        statement = statement_generate(user=person, currency="USD", period_end=now)
+        story.say(
+            f"      statement #{statement.pk}: closing {format_minor(statement.closing_minor, 'USD')}, "
+            f"sha256 {statement.digest[:16]}…"
+        )
+    fee_row = selectors.platform_fee_total(currency="USD")
+    story.say(f"    the platform's fee: {format_minor(fee_row, 'USD')}")

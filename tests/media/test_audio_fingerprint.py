@@ -1,0 +1,205 @@
+"""Audio fingerprints on real music: three corpus pieces rendered with fluidsynth (cached in var/samples)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from scipy import signal
+
+from media.errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
+from media.fingerprint import audio
+from media.fingerprint.audio_index import AudioIndex
+from media.samples.audio import ensure_system_packages, render_corpus
+
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "var" / "samples" / "audio-tests"
+SR = audio.SAMPLE_RATE_HZ
+
+
+@pytest.fixture(scope="module")
+def pieces() -> dict[str, np.ndarray]:
+    """Two chorales by Bach and a Palestrina Gloria, each decoded at the fingerprint rate."""
+    ensure_system_packages()
+    paths = render_corpus(SAMPLES_DIR, count=3, seed=5)
+    return {path.stem: audio.decode(path)[0] for path in paths}
+
+
+@pytest.fixture(scope="module")
+def index_of_two(pieces: dict[str, np.ndarray]) -> tuple[AudioIndex, list[str], str]:
+    names = sorted(pieces)
+    unrelated = next(name for name in names if name.startswith("bach-bwv69"))
+    indexed = [name for name in names if name != unrelated]
+    index = AudioIndex()
+    for name in indexed:
+        index.add(name, audio.compute(pieces[name], SR))
+    return index, indexed, unrelated
+
+
+def excerpt(samples: np.ndarray, start_s: float, length_s: float) -> np.ndarray:
+    return samples[int(start_s * SR) : int((start_s + length_s) * SR)]
+
+
+def with_noise(samples: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
+    power = float(np.mean(samples.astype(np.float64) ** 2))
+    noise = np.random.default_rng(seed).normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), samples.size)
+    return (samples + noise).astype(np.float32)
+
+
+def as_mp3(samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, SR, format="MP3", bitrate_mode="CONSTANT", compression_level=0.75)
+    return buffer.getvalue()
+
+
+def test_a_noisy_mp3_excerpt_matches_its_original_at_the_right_offset(pieces, index_of_two):
+    index, indexed, _ = index_of_two
+    original = indexed[0]
+    query_bytes = as_mp3(with_noise(excerpt(pieces[original], 9.0, 5.0), snr_db=10, seed=1))
+
+    samples, rate = audio.decode(query_bytes)
+    matches = index.query(audio.compute(samples, rate, query=True), limit=3)
+
+    assert rate == SR
+    assert matches[0].ref_id == original
+    assert matches[0].offset_s == pytest.approx(9.0, abs=0.25)
+    assert matches[0].confidence > 0.9
+
+
+def test_an_excerpt_played_four_percent_faster_matches_with_its_offset_and_time_scale(pieces, index_of_two):
+    index, indexed, _ = index_of_two
+    original = indexed[1]
+    ratio = Fraction(1 / 1.04).limit_denominator(200)
+    faster = signal.resample_poly(excerpt(pieces[original], 12.0, 6.0), ratio.numerator, ratio.denominator)
+
+    matches = index.query(audio.compute(faster[: 5 * SR].astype(np.float32), SR, query=True), limit=3)
+
+    assert matches[0].ref_id == original
+    assert matches[0].offset_s == pytest.approx(12.0, abs=0.25)
+    assert matches[0].time_scale == pytest.approx(1.04, abs=0.01)
+    assert matches[0].confidence > 0.9
+
+
+def test_an_unrelated_piece_does_not_match(pieces, index_of_two):
+    index, _, unrelated = index_of_two
+
+    matches = index.query(audio.compute(excerpt(pieces[unrelated], 4.0, 5.0), SR, query=True), limit=3)
+
+    assert all(match.confidence < 0.5 for match in matches)
+
+
+def test_fingerprints_round_trip_through_their_compact_bytes(pieces):
+    fingerprint = audio.compute(next(iter(pieces.values())), SR)
+
+    data = fingerprint.to_bytes()
+    restored = audio.AudioFingerprint.from_bytes(data)
+
+    order = np.argsort(fingerprint.frames, kind="stable")
+    assert np.array_equal(restored.hashes, fingerprint.hashes[order])
+    assert np.array_equal(restored.frames, fingerprint.frames[order])
+    assert np.array_equal(restored.spans, fingerprint.spans[order])
+    assert restored.duration_s == pytest.approx(fingerprint.duration_s)
+    assert len(data) < 6 * len(fingerprint)
+
+
+def test_fingerprinting_is_deterministic(pieces):
+    samples = next(iter(pieces.values()))
+
+    first, second = audio.compute(samples, SR), audio.compute(samples.copy(), SR)
+
+    assert first.to_bytes() == second.to_bytes()
+    assert len(first) > 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"AFP1",  # truncated header
+        b"XXXX" + bytes(8),  # not a fingerprint
+        b"AFP1" + (10).to_bytes(4, "little") + bytes(4) + b"not zlib at all",
+    ],
+)
+def test_damaged_fingerprint_bytes_are_refused(data):
+    with pytest.raises(CorruptMedia):
+        audio.AudioFingerprint.from_bytes(data)
+
+
+def test_a_fingerprint_with_a_forged_count_is_refused(pieces):
+    data = bytearray(audio.compute(next(iter(pieces.values())), SR).to_bytes())
+    data[4:8] = (10**8).to_bytes(4, "little")
+
+    with pytest.raises(CorruptMedia):
+        audio.AudioFingerprint.from_bytes(bytes(data))
+
+
+def test_an_empty_file_is_corrupt_media(tmp_path):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+
+    with pytest.raises(CorruptMedia) as raised:
+        audio.decode(path)
+    assert raised.value.code == "corrupt_media"
+
+
+def test_a_zip_archive_named_mp3_is_unsupported(tmp_path):
+    path = tmp_path / "song.mp3"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("song.mp3", b"\xff\xfb" + bytes(4000))
+
+    with pytest.raises(UnsupportedMedia) as raised:
+        audio.decode(path)
+    assert raised.value.code == "unsupported_media"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40),  # a WAV header with nonsense inside
+        b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(2000),  # an ID3 tag and no audio frames
+        b"fLaC" + bytes(100),
+    ],
+)
+def test_damaged_audio_is_corrupt_media(data):
+    with pytest.raises(CorruptMedia):
+        audio.decode(data)
+
+
+def test_a_truncated_mp3_decodes_what_is_there_or_is_refused(pieces):
+    data = as_mp3(excerpt(next(iter(pieces.values())), 0.0, 3.0))
+
+    try:
+        samples, _ = audio.decode(data[: len(data) // 2])
+    except MediaError:
+        return
+    assert 0 < samples.size < 3 * SR
+
+
+def test_audio_longer_than_the_limit_is_too_large():
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(3 * SR, dtype=np.float32), SR, format="WAV")
+
+    with pytest.raises(MediaTooLarge):
+        audio.decode(buffer.getvalue(), max_duration_s=2.0)
+
+
+def test_silence_has_no_fingerprint():
+    fingerprint = audio.compute(np.zeros(5 * SR, dtype=np.float32), SR)
+
+    assert len(fingerprint) == 0
+    assert AudioIndex().query(fingerprint) == []
+
+
+def test_any_input_rate_is_resampled_to_the_fingerprint_rate():
+    buffer = io.BytesIO()
+    tone = np.sin(2 * np.pi * 440 * np.arange(44100) / 44100).astype(np.float32)
+    soundfile.write(buffer, np.stack([tone, tone], axis=1), 44100, format="FLAC")
+
+    samples, rate = audio.decode(buffer.getvalue())
+
+    assert rate == SR
+    assert samples.dtype == np.float32
+    assert samples.size == SR

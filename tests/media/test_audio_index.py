@@ -1,0 +1,109 @@
+"""The inverted index of audio fingerprints, on real rendered music (cached in var/samples)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from media.fingerprint import audio
+from media.fingerprint.audio_index import AudioIndex, AudioMatch, confidence_from_votes
+from media.samples.audio import ensure_system_packages, render_corpus
+
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "var" / "samples" / "audio-tests"
+SR = audio.SAMPLE_RATE_HZ
+
+
+@pytest.fixture(scope="module")
+def fingerprints() -> dict[str, tuple[np.ndarray, audio.AudioFingerprint]]:
+    ensure_system_packages()
+    paths = render_corpus(SAMPLES_DIR, count=3, seed=5)
+    decoded = {path.stem: audio.decode(path)[0] for path in paths}
+    return {name: (samples, audio.compute(samples, SR)) for name, samples in decoded.items()}
+
+
+def query_for(samples: np.ndarray, start_s: float) -> audio.AudioFingerprint:
+    return audio.compute(samples[int(start_s * SR) : int((start_s + 5) * SR)], SR, query=True)
+
+
+def test_a_query_finds_the_indexed_reference_with_offset_and_unit_scale(fingerprints):
+    index = AudioIndex()
+    for name, (_, fingerprint) in fingerprints.items():
+        index.add(name, fingerprint)
+    name, (samples, _) = sorted(fingerprints.items())[0]
+
+    matches = index.query(query_for(samples, 6.0), limit=5)
+
+    assert isinstance(matches[0], AudioMatch)
+    assert matches[0].ref_id == name
+    assert matches[0].offset_s == pytest.approx(6.0, abs=0.1)
+    assert matches[0].time_scale == pytest.approx(1.0, abs=0.01)
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+    assert all(0.0 <= m.confidence <= 1.0 for m in matches)
+
+
+def test_a_removed_reference_is_no_longer_found(fingerprints):
+    index = AudioIndex()
+    for name, (_, fingerprint) in fingerprints.items():
+        index.add(name, fingerprint)
+    name, (samples, _) = sorted(fingerprints.items())[0]
+    postings_before = index.posting_count()
+
+    removed = index.remove(name)
+    matches = index.query(query_for(samples, 6.0), limit=5)
+
+    assert removed is True
+    assert name not in index
+    assert len(index) == 2
+    assert all(m.ref_id != name for m in matches)
+    assert index.posting_count() == postings_before - len(fingerprints[name][1])
+    assert index.remove(name) is False
+
+
+def test_adding_a_reference_again_replaces_its_fingerprint(fingerprints):
+    (first, (first_samples, first_fp)), (_, (_, second_fp)) = sorted(fingerprints.items())[:2]
+    index = AudioIndex()
+    index.add(first, second_fp)
+
+    index.add(first, first_fp)
+
+    assert len(index) == 1
+    assert index.posting_count() == len(first_fp)
+    assert index.query(query_for(first_samples, 3.0))[0].ref_id == first
+
+
+def test_references_added_after_a_query_are_found(fingerprints):
+    names = sorted(fingerprints)
+    index = AudioIndex()
+    index.add(names[0], fingerprints[names[0]][1])
+    index.query(query_for(fingerprints[names[0]][0], 2.0))
+
+    index.add(names[1], fingerprints[names[1]][1])
+    matches = index.query(query_for(fingerprints[names[1]][0], 2.0))
+
+    assert matches[0].ref_id == names[1]
+
+
+def test_an_empty_index_answers_nothing_and_uses_almost_no_memory(fingerprints):
+    index = AudioIndex()
+    samples, _ = next(iter(fingerprints.values()))
+
+    assert index.query(query_for(samples, 1.0)) == []
+    assert index.memory_bytes() < 1024
+
+
+def test_memory_is_nine_bytes_a_posting_plus_twelve_a_distinct_hash(fingerprints):
+    index = AudioIndex()
+    for name, (_, fingerprint) in fingerprints.items():
+        index.add(name, fingerprint)
+
+    memory = index.memory_bytes()
+
+    assert 9 * index.posting_count() <= memory <= 21 * index.posting_count() + 4096
+
+
+def test_confidence_rises_with_votes():
+    assert confidence_from_votes(4) < 0.01
+    assert confidence_from_votes(12) == pytest.approx(0.5)
+    assert confidence_from_votes(25) > 0.99
