@@ -8,6 +8,7 @@ from catalog.models import (
     Grant,
     Offer,
     OfferUse,
+    Output,
     SplitShare,
     SplitSheet,
     Work,
@@ -121,3 +122,9 @@ class ClaimAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status", "decision", "match_kind")
     inlines = [ClaimEventInline]
+
+
+@admin.register(Output)
+class OutputAdmin(ReadOnlyAdmin):
+    list_display = ("id", "organisation", "registered_by", "filename", "created_at")
+    search_fields = ("blob__sha256", "filename")

@@ -1,0 +1,25 @@
+from django.contrib import admin
+
+from access.models import AccessEvent, SpendCap, X402Payment
+from common.admin import ReadOnlyAdmin
+
+
+@admin.register(AccessEvent)
+class AccessEventAdmin(ReadOnlyAdmin):
+    list_display = ("access_id", "organisation", "work", "use_class", "price_minor", "currency", "created_at")
+    list_filter = ("use_class", "currency", "paid_by_x402")
+    search_fields = ("access_id", "idempotency_key")
+    exclude = ("response_body",)
+
+
+@admin.register(SpendCap)
+class SpendCapAdmin(admin.ModelAdmin):
+    list_display = ("organisation", "api_key", "currency", "cap_minor", "period", "spent_minor")
+    readonly_fields = ("period", "spent_minor")
+    raw_id_fields = ("organisation", "api_key")
+
+
+@admin.register(X402Payment)
+class X402PaymentAdmin(ReadOnlyAdmin):
+    list_display = ("transaction_hash", "payer", "organisation", "amount_base_units", "created_at")
+    search_fields = ("transaction_hash", "payer")
