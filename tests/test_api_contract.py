@@ -18,6 +18,7 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 PUBLIC = {
+    ("get", "/api/v1/health"),
     ("get", "/api/v1/offers"),
     ("get", "/api/v1/offers/{offer_id}"),
     ("get", "/api/v1/offers/{offer_id}/rsl"),

@@ -1,6 +1,11 @@
 from typing import Any
 
-from rest_framework import generics
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 
 class SelectorListApi(generics.ListAPIView):
@@ -19,3 +24,14 @@ class SelectorListApi(generics.ListAPIView):
 
     def select(self) -> Any:
         raise NotImplementedError
+
+
+class HealthApi(APIView):
+    """Liveness: answers without touching the database (also the baseline of the access benchmark)."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: inline_serializer("Health", {"ok": serializers.BooleanField()})}, operation_id="health")
+    def get(self, request: Request) -> Response:
+        return Response({"ok": True})

@@ -31,6 +31,7 @@ from catalog.services import (
     work_members_set,
 )
 from common.currency import format_minor
+from demo.royalties_step import settle_and_report
 
 PASSWORD = "tribute-demo-password"  # noqa: S105 (demo accounts on a local machine, printed for the reader)
 
@@ -160,7 +161,7 @@ def _invitation_token(email: str) -> str:
     return message.body.split("accept with this token:\n", 1)[1].split()[0]
 
 
-STEPS: list[Callable[[Story], None]] = [register_catalog]
+STEPS: list[Callable[[Story], None]] = [register_catalog, settle_and_report]
 
 
 def run(*, say: Callable[[str], None], samples_dir: Path) -> Story:

@@ -1,0 +1,263 @@
+"""Load the metered access API the way production runs it and print what it sustains.
+
+    python bench/access.py [--seconds 30] [--clients 50] [--workers 4] [--database sqlite|postgres]
+
+Starts gunicorn (several sync workers, DEBUG off, a real receipt key) on 127.0.0.1 against a fresh database
+(a temporary SQLite file, or a scratch database on the PostgreSQL server), drives POST /api/v1/access from
+load-generator processes with keep-alive connections and a unique Idempotency-Key per request, then does
+the same against GET /api/v1/health (DRF, no database) as the baseline. Prints requests/s, p50, p99,
+errors, the ratio to the baseline, and whether the ledger still balances. Also times API key
+verification in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+PORT = 8765
+
+
+def _env(database_url: str, var_dir: str, key_pem: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.dev",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="bench-" + uuid.uuid4().hex,
+        RECEIPT_SIGNING_KEY=key_pem,
+        TRIBUTE_VAR_DIR=var_dir,
+        LOG_LEVEL="WARNING",
+    )
+    env.pop("DATABASE_URL", None)
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    else:
+        env["SQLITE_PATH"] = str(Path(var_dir) / "bench.sqlite3")
+    return env
+
+
+SETUP = """
+import django, json
+django.setup()
+from common.money import Money
+from accounts.services import user_create, api_key_create
+from catalog.services import Terms, offer_publish, work_create
+from royalties.services import prepaid_fund
+creator = user_create(username="c", email="c@bench.invalid", password=None, role="creator")
+vendor = user_create(username="v", email="v@bench.invalid", password=None, role="vendor", organisation_name="Bench AI")
+works = []
+for i in range(20):
+    work = work_create(user=creator, title=f"Bench work {i}", kind="image")
+    offer_publish(work=work, user=creator, terms=Terms(currency="USD", uses={"ai-train": 1, "ai-generate": 2}))
+    works.append(work.pk)
+organisation = vendor.organisations.get()
+prepaid_fund(organisation=organisation, amount=Money(10**12, "USD"), external_ref="bench")
+key = api_key_create(user=vendor, name="bench", scopes=["access"]).secret
+print(json.dumps({"key": key, "works": works}))
+"""
+
+CHECK = """
+import django, json
+django.setup()
+from django.db.models import Sum
+from access.models import AccessEvent
+from royalties.models import Entry, LedgerAccount, NON_NEGATIVE_KINDS
+from royalties.selectors import prepaid_available
+from accounts.models import Organisation
+organisation = Organisation.objects.get()
+events = AccessEvent.objects.aggregate(n=Sum(1), spent=Sum("price_minor"))
+negative = LedgerAccount.objects.filter(kind__in=NON_NEGATIVE_KINDS, balance_minor__lt=0).count()
+entries = Entry.objects.aggregate(total=Sum("amount_minor"))["total"] or 0
+print(json.dumps({
+    "events": AccessEvent.objects.count(),
+    "spent": events["spent"] or 0,
+    "available": prepaid_available(organisation=organisation, currency="USD"),
+    "negative_accounts": negative,
+    "entries_sum": entries,
+}))
+"""
+
+
+def _run_python(code: str, env: dict[str, str]) -> dict[str, object]:
+    out = subprocess.run([PYTHON, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _client(args: tuple[str, str, list[int], float, int, int]) -> tuple[list[float], dict[int, int]]:
+    path, key, works, deadline, threads, seed = args
+    import threading
+
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def loop(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        local: list[float] = []
+        local_status: dict[int, int] = {}
+        count = 0
+        while time.time() < deadline:
+            count += 1
+            if path == "access":
+                body = json.dumps({"work": works[count % len(works)], "use": "ai-train", "territory": "US"})
+                headers = {
+                    "Authorization": f"Bearer {key}",
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": f"{seed}-{index}-{count}",
+                }
+                method, url = "POST", "/api/v1/access"
+            else:
+                body, headers, method, url = None, {}, "GET", "/api/v1/health"
+            started = time.perf_counter()
+            try:
+                connection.request(method, url, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                status = 599
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+            local.append(time.perf_counter() - started)
+            local_status[status] = local_status.get(status, 0) + 1
+        with lock:
+            latencies.extend(local)
+            for status, n in local_status.items():
+                statuses[status] = statuses.get(status, 0) + n
+
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return latencies, statuses
+
+
+def _load(path: str, key: str, works: list[int], seconds: float, clients: int) -> dict[str, float]:
+    processes = 4
+    per_process = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    deadline = time.time() + seconds
+    with multiprocessing.Pool(processes) as pool:
+        results = pool.map(
+            _client, [(path, key, works, deadline, n, i) for i, n in enumerate(per_process) if n]
+        )
+    latencies = sorted(x for lat, _ in results for x in lat)
+    statuses: dict[int, int] = {}
+    for _, counts in results:
+        for status, n in counts.items():
+            statuses[status] = statuses.get(status, 0) + n
+    ok = statuses.get(200, 0)
+    return {
+        "requests": len(latencies),
+        "ok": ok,
+        "errors": len(latencies) - ok,
+        "rps": ok / seconds,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else 0.0,
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0,
+        "statuses": statuses,  # type: ignore[dict-item]
+    }
+
+
+def _wait_up() -> None:
+    for _ in range(200):
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=1)
+            connection.request("GET", "/api/v1/health")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("gunicorn did not come up")
+
+
+def _key_verification_us() -> float:
+    from accounts import keys
+
+    secret = keys.generate_key()
+    stored = keys.hash_key(secret)
+    rounds = 100_000
+    started = time.perf_counter()
+    for _ in range(rounds):
+        keys.is_well_formed(secret) and keys.matches(secret, stored)
+    return (time.perf_counter() - started) / rounds * 1e6
+
+
+def run(database: str, seconds: float, clients: int, workers: int) -> None:
+    # (Not imported from access.receipts: this script's own name shadows the `access` package.)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key_pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    var_dir = tempfile.mkdtemp(prefix="tribute-bench-")
+    database_url = ""
+    if database == "postgres":
+        name = "bench_access"
+        admin = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c"]
+        subprocess.run([*admin, f"DROP DATABASE IF EXISTS {name}"], check=True)
+        subprocess.run([*admin, f"CREATE DATABASE {name}"], check=True)
+        database_url = f"postgres://postgres@127.0.0.1:5432/{name}"
+    env = _env(database_url, var_dir, key_pem.decode())
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    setup = _run_python(SETUP, env)
+    server = subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{PORT}", "--workers", str(workers),
+         "--worker-class", "sync", "--keep-alive", "30", "--log-level", "warning"],
+        env=env, cwd=ROOT,
+    )
+    try:
+        _wait_up()
+        _load("access", str(setup["key"]), list(setup["works"]), 3, clients)  # warm-up
+        access = _load("access", str(setup["key"]), list(setup["works"]), seconds, clients)
+        bare = _load("health", "", [], seconds, clients)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    ledger = _run_python(CHECK, env)
+    balanced = (
+        ledger["negative_accounts"] == 0
+        and ledger["entries_sum"] == 0
+        and ledger["available"] == 10**12 - int(ledger["spent"])  # type: ignore[call-overload]
+    )
+    print(f"\n== {database}: {clients} clients, {workers} gunicorn workers, {seconds:.0f} s")
+    print(f"access  : {access['rps']:7.1f} req/s  p50 {access['p50_ms']:6.1f} ms  p99 {access['p99_ms']:6.1f} ms  "
+          f"errors {access['errors']}  statuses {access['statuses']}")
+    print(f"baseline: {bare['rps']:7.1f} req/s  p50 {bare['p50_ms']:6.1f} ms  p99 {bare['p99_ms']:6.1f} ms  "
+          f"(GET /api/v1/health, DRF without the database)")
+    print(f"ratio access/baseline: {access['rps'] / bare['rps']:.2f}")
+    print(f"ledger: {ledger['events']} access events, {ledger['spent']} minor units spent, "
+          f"balanced: {'yes' if balanced else 'NO'}")
+    if database == "postgres":
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c",
+                        "DROP DATABASE IF EXISTS bench_access"], check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
+    arguments = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+    print(f"API key verification (checksum + SHA-256 compare): {_key_verification_us():.1f} µs per key")
+    for database in (["sqlite", "postgres"] if arguments.database == "both" else [arguments.database]):
+        run(database, arguments.seconds, arguments.clients, arguments.workers)
+
+
+if __name__ == "__main__":
+    main()
