@@ -96,8 +96,8 @@ def _run_python(code: str, env: dict[str, str]) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _client(args: tuple[str, str, list[int], float, int, int]) -> tuple[list[float], dict[int, int]]:
-    path, key, works, deadline, threads, seed = args
+def _client(args: tuple[str, str, list[int], float, int, int, float]) -> tuple[list[float], dict[int, int]]:
+    path, key, works, deadline, threads, seed, interval_s = args
     import threading
 
     latencies: list[float] = []
@@ -109,8 +109,16 @@ def _client(args: tuple[str, str, list[int], float, int, int]) -> tuple[list[flo
         local: list[float] = []
         local_status: dict[int, int] = {}
         count = 0
+        next_at = time.perf_counter() + (index % 50) * interval_s / 50
         while time.time() < deadline:
             count += 1
+            if interval_s:
+                # Open loop: each client sends at a fixed pace, so the latency measured is the service's,
+                # not the time spent queueing behind the other clients.
+                pause = next_at - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                next_at += interval_s
             if path == "access":
                 body = json.dumps({"work": works[count % len(works)], "use": "ai-train", "territory": "US"})
                 headers = {
@@ -146,13 +154,16 @@ def _client(args: tuple[str, str, list[int], float, int, int]) -> tuple[list[flo
     return latencies, statuses
 
 
-def _load(path: str, key: str, works: list[int], seconds: float, clients: int) -> dict[str, float]:
+def _load(
+    path: str, key: str, works: list[int], seconds: float, clients: int, rate: float = 0.0
+) -> dict[str, float]:
     processes = 4
     per_process = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     deadline = time.time() + seconds
     with multiprocessing.Pool(processes) as pool:
         results = pool.map(
-            _client, [(path, key, works, deadline, n, i) for i, n in enumerate(per_process) if n]
+            _client,
+            [(path, key, works, deadline, n, i, clients / rate if rate else 0.0) for i, n in enumerate(per_process) if n],
         )
     latencies = sorted(x for lat, _ in results for x in lat)
     statuses: dict[int, int] = {}
@@ -195,7 +206,7 @@ def _key_verification_us() -> float:
     return (time.perf_counter() - started) / rounds * 1e6
 
 
-def run(database: str, seconds: float, clients: int, workers: int) -> None:
+def run(database: str, seconds: float, clients: int, workers: int, rate: float) -> None:
     # (Not imported from access.receipts: this script's own name shadows the `access` package.)
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -223,6 +234,7 @@ def run(database: str, seconds: float, clients: int, workers: int) -> None:
         _wait_up()
         _load("access", str(setup["key"]), list(setup["works"]), 3, clients)  # warm-up
         access = _load("access", str(setup["key"]), list(setup["works"]), seconds, clients)
+        paced = _load("access", str(setup["key"]), list(setup["works"]), seconds, clients, rate)
         bare = _load("health", "", [], seconds, clients)
     finally:
         server.send_signal(signal.SIGTERM)
@@ -234,8 +246,10 @@ def run(database: str, seconds: float, clients: int, workers: int) -> None:
         and ledger["available"] == 10**12 - int(ledger["spent"])  # type: ignore[call-overload]
     )
     print(f"\n== {database}: {clients} clients, {workers} gunicorn workers, {seconds:.0f} s")
-    print(f"access  : {access['rps']:7.1f} req/s  p50 {access['p50_ms']:6.1f} ms  p99 {access['p99_ms']:6.1f} ms  "
-          f"errors {access['errors']}  statuses {access['statuses']}")
+    print(f"access, as fast as {clients} clients can: {access['rps']:7.1f} req/s  p50 {access['p50_ms']:6.1f} ms  "
+          f"p99 {access['p99_ms']:6.1f} ms  errors {access['errors']}  statuses {access['statuses']}")
+    print(f"access, {clients} clients offering {rate:.0f} req/s: {paced['rps']:7.1f} req/s  p50 {paced['p50_ms']:6.1f} ms  "
+          f"p99 {paced['p99_ms']:6.1f} ms  errors {paced['errors']}")
     print(f"baseline: {bare['rps']:7.1f} req/s  p50 {bare['p50_ms']:6.1f} ms  p99 {bare['p99_ms']:6.1f} ms  "
           f"(GET /api/v1/health, DRF without the database)")
     print(f"ratio access/baseline: {access['rps'] / bare['rps']:.2f}")
@@ -251,12 +265,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=400, help="offered rate of the paced run (req/s)")
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     arguments = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     print(f"API key verification (checksum + SHA-256 compare): {_key_verification_us():.1f} µs per key")
     for database in (["sqlite", "postgres"] if arguments.database == "both" else [arguments.database]):
-        run(database, arguments.seconds, arguments.clients, arguments.workers)
+        run(database, arguments.seconds, arguments.clients, arguments.workers, arguments.rate)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run on purpose, never from the test suite:
 
-    python -m bench.fingerprint_audio --quick        # about 2 minutes
+    python -m bench.fingerprint_audio --quick        # about 3 minutes
     python -m bench.fingerprint_audio                # the figures in docs/fingerprinting_audio.md
 
 What it does, all reproducible from the seed:
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="small corpus and index: about 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="small corpus and index: about 3 minutes")
     parser.add_argument("--refs", type=int, default=None, help="real renders indexed")
     parser.add_argument("--negatives", type=int, default=None, help="real renders never indexed")
     parser.add_argument("--index-size", type=int, default=None, help="tracks in the index (synthetic fill)")

@@ -7,7 +7,8 @@ merged on the next query (one sort); bulk loading therefore costs one sort howev
 A query votes, per candidate reference, for a consistent alignment ``t_ref = offset + scale * t_query`` over a
 grid of time-scale factors (MIN_SCALE..MAX_SCALE), using only matches whose span ratio agrees with the scale.
 The score is the number of matched triplets in the best (offset, scale) cell; the confidence maps the score
-through a logistic curve fitted on the benchmark (see docs/fingerprinting_audio.md).
+through a logistic curve set from the benchmark's score distributions (see docs/fingerprinting_audio.md): it
+orders and thresholds matches, it is not a calibrated probability.
 
 Pure Python (numpy), no Django.
 """
@@ -35,7 +36,8 @@ MAX_POSTINGS_PER_HASH = 4000
 CANDIDATES = 40
 MIN_VOTES = 4
 
-# Logistic calibration of the vote count into a confidence (fitted on bench/fingerprint_audio.py).
+# Logistic map from votes to confidence, set from bench/fingerprint_audio.py: chance collisions in a
+# 10,000-track index stay under 10 votes, true 5-s matches have a median of 30-46.
 CONFIDENCE_MIDPOINT_VOTES = 12.0
 CONFIDENCE_SLOPE_VOTES = 1.5
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ class AccessRequest:
 class AccessResult:
     body: bytes
     replayed: bool
-    event: AccessEvent
+    event_id: int
 
 
 class TermRefused(Forbidden):
@@ -53,27 +54,47 @@ class TermRefused(Forbidden):
 
 
 def _replay(organisation: Organisation, key: str, request: AccessRequest) -> AccessResult | None:
-    event = AccessEvent.objects.filter(organisation=organisation, idempotency_key=key).first()
-    if event is None:
+    found = (
+        AccessEvent.objects.filter(organisation=organisation, idempotency_key=key)
+        .order_by()
+        .values_list("pk", "request_hash", "response_body")[:1]
+    )
+    if not found:
         return None
-    if event.request_hash != request.digest():
+    pk, request_hash, body = found[0]
+    if request_hash != request.digest():
         raise Conflict(
             "This Idempotency-Key was already used for a different request.", code="idempotency_key_reused"
         )
-    return AccessResult(body=bytes(event.response_body), replayed=True, event=event)
+    return AccessResult(body=bytes(body), replayed=True, event_id=pk)
 
 
-def _grant_for(organisation: Organisation, api_key: ApiKey, work: Work) -> Grant:
-    """The organisation's newest active grant on the work, or a new one on the current terms when they
-    need neither a licence fee nor the owner's approval (calling the API accepts such terms)."""
-    grant = (
-        Grant.objects.select_related("offer")
-        .filter(organisation=organisation, offer__work=work, status=GrantStatus.ACTIVE)
+_GRANT_FIELDS = (
+    "id", "accesses_used", "offer__id", "offer__version", "offer__currency", "offer__territories",
+    "offer__expires_at", "offer__quota", "offer__platform_fee_bps", "offer__created_at", "offer__work__id",
+    "offer__work_id",
+)
+
+
+def _active_grant(organisation: Organisation, work_id: int) -> Grant | None:
+    return (
+        Grant.objects.select_related("offer", "offer__work")
+        .only(*_GRANT_FIELDS)
+        .filter(organisation=organisation, offer__work_id=work_id, status=GrantStatus.ACTIVE)
         .order_by("-created_at")
         .first()
     )
+
+
+def _grant_for(organisation: Organisation, api_key: ApiKey, work_id: int) -> Grant:
+    """The organisation's newest active grant on the work, or a new one on the current terms when they
+    need neither a licence fee nor the owner's approval (calling the API accepts such terms)."""
+    grant = _active_grant(organisation, work_id)
     if grant is not None:
         return grant
+    work = Work.objects.filter(pk=work_id).first()
+    if work is None:
+        raise NotFound("No such work in the catalogue.", code="work_not_found")
     offer = Offer.objects.filter(work=work, status=OfferStatus.CURRENT).first()
     if offer is None or work.status != WorkStatus.PUBLISHED:
         raise NotFound("No such work in the catalogue.", code="work_not_found")
@@ -87,9 +108,26 @@ def _grant_for(organisation: Organisation, api_key: ApiKey, work: Work) -> Grant
     return grant_create(offer=offer, user=api_key.user, organisation=organisation).grant
 
 
+# Offers are immutable, so their prices can be kept for the life of the process (keyed with the creation
+# time too, so a reused id, as after a rolled-back test, is never mistaken for the old offer).
+_PRICES: dict[tuple[int, float], dict[str, int]] = {}
+_PRICES_KEPT = 10_000
+
+
+def _prices(offer: Offer) -> dict[str, int]:
+    key = (offer.pk, offer.created_at.timestamp())
+    prices = _PRICES.get(key)
+    if prices is None:
+        if len(_PRICES) >= _PRICES_KEPT:
+            _PRICES.clear()
+        prices = dict(offer.uses.values_list("use_class", "price_minor"))
+        _PRICES[key] = prices
+    return prices
+
+
 def _check_terms(offer: Offer, request: AccessRequest) -> int:
     """The price of this use under these terms; TermRefused naming the term that refuses it."""
-    prices = {use.use_class: use.price_minor for use in offer.uses.all()}
+    prices = _prices(offer)
     if request.use_class not in prices:
         raise TermRefused(f"The terms do not allow '{request.use_class}'.", code="use_not_allowed")
     if offer.territories and request.territory not in offer.territories:
@@ -119,6 +157,8 @@ def _spend(organisation: Organisation, api_key: ApiKey, price: Money) -> None:
     spent_after = Case(
         When(period=period, then=F("spent_minor") + price.amount_minor), default=Value(price.amount_minor)
     )
+    if not _has_spend_caps(organisation.pk):
+        return
     caps = SpendCap.objects.filter(
         Q(api_key__isnull=True) | Q(api_key=api_key), organisation=organisation, currency=price.currency
     )
@@ -132,6 +172,21 @@ def _spend(organisation: Organisation, api_key: ApiKey, price: Money) -> None:
     moved = caps.filter(fits).update(spent_minor=spent_after, period=Value(period))
     if moved != cap_count:
         raise TermRefused("This access would exceed your monthly spend cap.", code="spend_cap_reached")
+
+
+# Whether an organisation has any spend caps, remembered briefly: caps are set rarely, and a cap created
+# now applies within this many seconds. The cap itself is always enforced inside the charge transaction.
+SPEND_CAP_LOOKUP_TTL_S = 5.0
+_caps_seen: dict[int, tuple[float, bool]] = {}
+
+
+def _has_spend_caps(organisation_id: int) -> bool:
+    now = time.monotonic()
+    seen = _caps_seen.get(organisation_id)
+    if seen is None or now - seen[0] > SPEND_CAP_LOOKUP_TTL_S:
+        seen = (now, SpendCap.objects.filter(organisation_id=organisation_id).exists())
+        _caps_seen[organisation_id] = seen
+    return seen[1]
 
 
 def access_quote(*, organisation: Organisation, request: AccessRequest) -> Money:
@@ -173,12 +228,10 @@ def access_request(
     replay = _replay(organisation, idempotency_key, request)
     if replay is not None:
         return replay
-    work = Work.objects.filter(pk=request.work_id).first()
-    if work is None:
-        raise NotFound("No such work in the catalogue.", code="work_not_found")
     # Accepting terms on first use commits on its own, before the charge transaction, so the charge
     # locks only the grant and the balance, in that order.
-    grant = _grant_for(organisation, api_key, work)
+    grant = _grant_for(organisation, api_key, request.work_id)
+    work = grant.offer.work
     try:
         with transaction.atomic():
             offer = grant.offer
@@ -241,4 +294,10 @@ def access_request(
         if replay is None:
             raise
         return replay
-    return AccessResult(body=body, replayed=False, event=event)
+    return AccessResult(body=body, replayed=False, event_id=event.pk)
+
+
+def forget_caches() -> None:
+    """Drop the per-process caches (prices, spend-cap lookups)."""
+    _PRICES.clear()
+    _caps_seen.clear()
