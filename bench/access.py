@@ -57,11 +57,14 @@ from accounts.services import user_create, api_key_create
 from catalog.services import Terms, offer_publish, work_create
 from royalties.services import prepaid_fund
 creator = user_create(username="c", email="c@bench.invalid", password=None, role="creator")
-vendor = user_create(username="v", email="v@bench.invalid", password=None, role="vendor", organisation_name="Bench AI")
+vendor = user_create(
+    username="v", email="v@bench.invalid", password=None, role="vendor", organisation_name="Bench AI"
+)
 works = []
 for i in range(20):
     work = work_create(user=creator, title=f"Bench work {i}", kind="image")
-    offer_publish(work=work, user=creator, terms=Terms(currency="USD", uses={"ai-train": 1, "ai-generate": 2}))
+    terms = Terms(currency="USD", uses={"ai-train": 1, "ai-generate": 2})
+    offer_publish(work=work, user=creator, terms=terms)
     works.append(work.pk)
 organisation = vendor.organisations.get()
 prepaid_fund(organisation=organisation, amount=Money(10**12, "USD"), external_ref="bench")
@@ -163,7 +166,11 @@ def _load(
     with multiprocessing.Pool(processes) as pool:
         results = pool.map(
             _client,
-            [(path, key, works, deadline, n, i, clients / rate if rate else 0.0) for i, n in enumerate(per_process) if n],
+            [
+                (path, key, works, deadline, n, i, clients / rate if rate else 0.0)
+                for i, n in enumerate(per_process)
+                if n
+            ],
         )
     latencies = sorted(x for lat, _ in results for x in lat)
     statuses: dict[int, int] = {}
@@ -226,9 +233,24 @@ def run(database: str, seconds: float, clients: int, workers: int, rate: float) 
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
     setup = _run_python(SETUP, env)
     server = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{PORT}", "--workers", str(workers),
-         "--worker-class", "sync", "--keep-alive", "30", "--log-level", "warning"],
-        env=env, cwd=ROOT,
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "sync",
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
     )
     try:
         _wait_up()
@@ -246,18 +268,41 @@ def run(database: str, seconds: float, clients: int, workers: int, rate: float) 
         and ledger["available"] == 10**12 - int(ledger["spent"])  # type: ignore[call-overload]
     )
     print(f"\n== {database}: {clients} clients, {workers} gunicorn workers, {seconds:.0f} s")
-    print(f"access, as fast as {clients} clients can: {access['rps']:7.1f} req/s  p50 {access['p50_ms']:6.1f} ms  "
-          f"p99 {access['p99_ms']:6.1f} ms  errors {access['errors']}  statuses {access['statuses']}")
-    print(f"access, {clients} clients offering {rate:.0f} req/s: {paced['rps']:7.1f} req/s  p50 {paced['p50_ms']:6.1f} ms  "
-          f"p99 {paced['p99_ms']:6.1f} ms  errors {paced['errors']}")
-    print(f"baseline: {bare['rps']:7.1f} req/s  p50 {bare['p50_ms']:6.1f} ms  p99 {bare['p99_ms']:6.1f} ms  "
-          f"(GET /api/v1/health, DRF without the database)")
+    print(
+        f"access, as fast as {clients} clients can: {access['rps']:7.1f} req/s  "
+        f"p50 {access['p50_ms']:6.1f} ms  "
+        f"p99 {access['p99_ms']:6.1f} ms  errors {access['errors']}  statuses {access['statuses']}"
+    )
+    print(
+        f"access, {clients} clients offering {rate:.0f} req/s: {paced['rps']:7.1f} req/s  "
+        f"p50 {paced['p50_ms']:6.1f} ms  "
+        f"p99 {paced['p99_ms']:6.1f} ms  errors {paced['errors']}"
+    )
+    print(
+        f"baseline: {bare['rps']:7.1f} req/s  p50 {bare['p50_ms']:6.1f} ms  p99 {bare['p99_ms']:6.1f} ms  "
+        f"(GET /api/v1/health, DRF without the database)"
+    )
     print(f"ratio access/baseline: {access['rps'] / bare['rps']:.2f}")
-    print(f"ledger: {ledger['events']} access events, {ledger['spent']} minor units spent, "
-          f"balanced: {'yes' if balanced else 'NO'}")
+    print(
+        f"ledger: {ledger['events']} access events, {ledger['spent']} minor units spent, "
+        f"balanced: {'yes' if balanced else 'NO'}"
+    )
     if database == "postgres":
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c",
-                        "DROP DATABASE IF EXISTS bench_access"], check=False)
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-q",
+                "-c",
+                "DROP DATABASE IF EXISTS bench_access",
+            ],
+            check=False,
+        )
 
 
 def main() -> None:
@@ -270,7 +315,7 @@ def main() -> None:
     arguments = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     print(f"API key verification (checksum + SHA-256 compare): {_key_verification_us():.1f} µs per key")
-    for database in (["sqlite", "postgres"] if arguments.database == "both" else [arguments.database]):
+    for database in ["sqlite", "postgres"] if arguments.database == "both" else [arguments.database]:
         run(database, arguments.seconds, arguments.clients, arguments.workers, arguments.rate)
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+import media.limits  # noqa: F401 (sets Pillow's decompression-bomb guard)
 from media.errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
 
-# Pillow's own bomb guard, set explicitly rather than relying on its default. Our pixel cap (checked from
-# the header before decoding) is normally lower; this is the backstop for any other Pillow caller.
-Image.MAX_IMAGE_PIXELS = 100_000_000
+# Importing media.limits sets Pillow's own bomb guard explicitly; our pixel cap (checked from the header
+# before decoding) is normally lower.
 
 ALLOWED_FORMATS = "PNG, JPEG, WebP images; WAV, FLAC, MP3, OGG audio"
 

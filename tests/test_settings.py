@@ -8,7 +8,8 @@ def test_the_default_database_is_sqlite_in_wal_mode_with_immediate_transactions(
         "import django; django.setup();"
         "from django.db import connection, transaction;"
         "cursor = connection.cursor(); cursor.execute('PRAGMA journal_mode'); print(cursor.fetchone()[0]);"
-        "print(connection.settings_dict['OPTIONS']['transaction_mode'], connection.settings_dict['CONN_MAX_AGE'])"
+        "settings = connection.settings_dict;"
+        "print(settings['OPTIONS']['transaction_mode'], settings['CONN_MAX_AGE'])"
     )
     env = {
         **os.environ,

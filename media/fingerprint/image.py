@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFile, ImageOps
 
+from media import limits
 from media.errors import CorruptMedia, MediaTooLarge, UnsupportedMedia
 
 ALGORITHM: Final = "img-orb-ransac-v1"
@@ -45,8 +46,7 @@ ALGORITHM: Final = "img-orb-ransac-v1"
 #: Largest accepted input, in bytes and in pixels. Pillow's own bomb guard is set to the same bound so
 #: that nothing else in the process decodes larger images by accident.
 MAX_INPUT_BYTES: Final = 64 * 1024 * 1024
-MAX_IMAGE_PIXELS: Final = 60_000_000
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+MAX_IMAGE_PIXELS: Final = limits.MAX_IMAGE_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 ACCEPTED_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")

@@ -113,7 +113,7 @@ ALL_PACKAGES: tuple[str, ...] = tuple(PACKAGES)
 def _run(command: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     # Fixed argument lists (apt-get / dpkg and package names from PACKAGES), never a shell.
     try:
-        return subprocess.run(  # noqa: S603
+        return subprocess.run(
             list(command),
             cwd=cwd,
             capture_output=True,

@@ -240,10 +240,10 @@ def ensure_system_packages() -> None:
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = [apt_get, "install", "-y", "-qq", "--no-install-recommends", *SYSTEM_PACKAGES]
     # Fixed argument lists of our own: no untrusted input reaches these commands.
-    if subprocess.run(install, env=environment, capture_output=True, check=False).returncode != 0:  # noqa: S603
+    if subprocess.run(install, env=environment, capture_output=True, check=False).returncode != 0:
         # The package lists may be missing on a fresh machine: refresh them once and retry.
-        subprocess.run([apt_get, "update", "-qq"], env=environment, capture_output=True, check=True)  # noqa: S603
-        subprocess.run(install, env=environment, capture_output=True, check=True)  # noqa: S603
+        subprocess.run([apt_get, "update", "-qq"], env=environment, capture_output=True, check=True)
+        subprocess.run(install, env=environment, capture_output=True, check=True)
     if not _packages_present():
         raise SpeechRenderError("apt-get ran but a speech package is still missing")
 
@@ -457,7 +457,7 @@ def _require(program: str) -> str:
 
 def _run(command: Sequence[str], cwd: Path, output: Path) -> None:
     try:
-        result = subprocess.run(  # noqa: S603 - our own synthesiser, arguments from VOICES and temp paths
+        result = subprocess.run(
             list(command), cwd=cwd, capture_output=True, text=True, timeout=_RENDER_TIMEOUT_S, check=False
         )
     except subprocess.TimeoutExpired as error:

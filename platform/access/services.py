@@ -70,8 +70,17 @@ def _replay(organisation: Organisation, key: str, request: AccessRequest) -> Acc
 
 
 _GRANT_FIELDS = (
-    "id", "accesses_used", "offer__id", "offer__version", "offer__currency", "offer__territories",
-    "offer__expires_at", "offer__quota", "offer__platform_fee_bps", "offer__created_at", "offer__work__id",
+    "id",
+    "accesses_used",
+    "offer__id",
+    "offer__version",
+    "offer__currency",
+    "offer__territories",
+    "offer__expires_at",
+    "offer__quota",
+    "offer__platform_fee_bps",
+    "offer__created_at",
+    "offer__work__id",
     "offer__work_id",
 )
 

@@ -32,6 +32,9 @@ class HealthApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: inline_serializer("Health", {"ok": serializers.BooleanField()})}, operation_id="health")
+    @extend_schema(
+        responses={200: inline_serializer("Health", {"ok": serializers.BooleanField()})},
+        operation_id="health",
+    )
     def get(self, request: Request) -> Response:
         return Response({"ok": True})

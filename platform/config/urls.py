@@ -5,9 +5,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from access import apis as access_apis
-from common.apis import HealthApi
 from accounts import views as account_views
 from catalog import views as catalog_views
+from common.apis import HealthApi
 
 api_v1 = [
     path("health", HealthApi.as_view(), name="health"),

@@ -12,15 +12,12 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 
 from accounts.models import Organisation
-from catalog.models import Grant, Offer, OfferStatus
+from catalog.models import Grant
 from common.currency import format_minor
-from common.money import Money
 from royalties import selectors
 from royalties.services import (
     ReportLine,
-    access_fee_record,
     licence_fee_record,
-    prepaid_fund,
     revenue_report_record,
     revenue_settle,
     statement_generate,
@@ -32,37 +29,12 @@ if TYPE_CHECKING:  # story.py lists this step in STEPS: no import cycle at run t
 
 def settle_and_report(story: Story) -> None:
     acme, kai = story.people["acme"], story.people["kai"]
-    song, remix, style = story.works["song"], story.works["remix"], story.works["style"]
+    song, remix = story.works["song"], story.works["remix"]
     organisation = Organisation.objects.filter(membership__user=acme).order_by("id").first()
     if organisation is None:
         raise RuntimeError("the demo's vendor has no organisation")
 
-    story.say("6. Acme AI tops up its prepaid balance and trains on the catalogue")
-    prepaid_fund(organisation=organisation, amount=Money(5_000, "USD"), external_ref="demo-top-up-1")
-    story.say(f"    prepaid balance {format_minor(5_000, 'USD')} (reference demo-top-up-1)")
-    style_offer = Offer.objects.get(work=style, status=OfferStatus.CURRENT)
-    song_offer = Offer.objects.get(work=song, status=OfferStatus.CURRENT)
-    for number in range(25):
-        access_fee_record(
-            organisation=organisation,
-            offer=style_offer,
-            amount=Money(12, "USD"),
-            access_key=f"demo-style-{number}",
-        )
-    for number in range(40):
-        access_fee_record(
-            organisation=organisation,
-            offer=song_offer,
-            amount=Money(5, "USD"),
-            access_key=f"demo-song-{number}",
-        )
-    story.say(
-        f"    25 style accesses at {format_minor(12, 'USD')} and 40 training accesses to the song at "
-        f"{format_minor(5, 'USD')}; available now "
-        f"{format_minor(selectors.prepaid_available(organisation=organisation, currency='USD'), 'USD')}"
-    )
-
-    story.say("7. Kai pays the song's licence fee and reports the remix's first sales")
+    story.say("8. Kai pays the song's licence fee and reports the remix's first sales")
     grant = Grant.objects.filter(licensee=kai, offer__work=song).order_by("id").first()
     if grant is not None:
         licence_fee_record(grant=grant, rail="card", external_ref=f"demo-licence-{grant.pk}")
@@ -77,7 +49,7 @@ def settle_and_report(story: Story) -> None:
     )
     story.say(f"    Bandcamp statement: {report.created} sales lines, {format_minor(2_150, 'USD')}")
 
-    story.say("8. Settlement splits the revenue: platform fee first, then owners, up the derivative chain")
+    story.say("9. Settlement splits the revenue: platform fee first, then owners, up the derivative chain")
     result = revenue_settle()
     story.say(f"    settled {result.items} revenue items in {result.transactions} journal transaction(s)")
     now = timezone.now()

@@ -31,6 +31,7 @@ from catalog.services import (
     work_members_set,
 )
 from common.currency import format_minor
+from demo.access_step import output_claim, pay_per_access
 from demo.royalties_step import settle_and_report
 
 PASSWORD = "tribute-demo-password"  # noqa: S105 (demo accounts on a local machine, printed for the reader)
@@ -161,7 +162,7 @@ def _invitation_token(email: str) -> str:
     return message.body.split("accept with this token:\n", 1)[1].split()[0]
 
 
-STEPS: list[Callable[[Story], None]] = [register_catalog, settle_and_report]
+STEPS: list[Callable[[Story], None]] = [register_catalog, pay_per_access, output_claim, settle_and_report]
 
 
 def run(*, say: Callable[[str], None], samples_dir: Path) -> Story:

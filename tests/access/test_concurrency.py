@@ -80,7 +80,9 @@ def test_concurrent_replays_of_one_idempotency_key_charge_once_and_answer_the_sa
     key = str(uuid.uuid4())
 
     def call(index: int, step: int) -> str:
-        result = access_request(organisation=organisation, api_key=api_key, idempotency_key=key, request=request)
+        result = access_request(
+            organisation=organisation, api_key=api_key, idempotency_key=key, request=request
+        )
         return result.body.decode()
 
     bodies = _in_threads(20, 5, call)

@@ -36,4 +36,3 @@ def reencoded(data: bytes, quality: int = 70) -> bytes:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=quality)
         return buffer.getvalue()
-

@@ -13,17 +13,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import playwright.sync_api as playwright_sync
 import pytest
 from PIL import Image
 
 from catalog import tracing
 from catalog.models import Asset, Grant, WorkParent
-import playwright.sync_api as playwright_sync
-
 from media import index
 from media.samples.audio import render_corpus
 from media.samples.images import ensure_images
-
 
 # Playwright's sync API runs an event loop in this thread; the test's own database calls are synchronous.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
 
-from config.settings.base import *  # noqa: F403
+from config.settings.base import *
 
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True

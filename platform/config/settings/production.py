@@ -5,7 +5,7 @@ import os
 os.environ["DJANGO_DEBUG"] = "0"
 
 from common.env import env_bool, env_int
-from config.settings.base import *  # noqa: F403
+from config.settings.base import *
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
 
-from config.settings.base import *  # noqa: F403
+from config.settings.base import *
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -28,7 +28,9 @@ RECEIPT_DEV_KEY_PATH = Path(tempfile.mkdtemp(prefix="tribute-test-keys-")) / "re
 # On SQLite the test database is a file, not shared-cache memory, so threaded tests see the real locking
 # (WAL, IMMEDIATE transactions) the site runs with.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.mkdtemp(prefix="tribute-test-db-")) / "test.sqlite3")}
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.mkdtemp(prefix="tribute-test-db-")) / "test.sqlite3")
+    }
     # SQLite's busy handler is not fair: with 50 writer threads on a loaded machine one can wait long.
     DATABASES["default"]["OPTIONS"]["timeout"] = 120  # type: ignore[index]
     DATABASES["default"]["OPTIONS"]["init_command"] = str(  # type: ignore[index]

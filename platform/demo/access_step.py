@@ -1,0 +1,148 @@
+"""The demo's vendor steps: Acme AI pays per access until its balance runs out, pays one access on-chain
+with x402, then registers a generated output that copies a photo it never licensed; the trace finds it
+and a claim opens for the photographer."""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from typing import TYPE_CHECKING
+
+from PIL import Image, ImageOps
+
+from access import payments
+from access.services import AccessRequest, access_quote, access_request
+from accounts.models import ApiKey, Organisation
+from catalog import tracing
+from catalog.models import Asset, FingerprintStatus
+from common.currency import format_minor
+from common.money import Money
+from royalties import selectors
+from royalties.services import InsufficientFunds, prepaid_fund
+
+if TYPE_CHECKING:
+    from demo.story import Story
+
+
+def _fingerprint_everything(story: Story) -> None:
+    pending = Asset.objects.exclude(fingerprint_status=FingerprintStatus.DONE).order_by("pk")
+    for asset in pending:
+        tracing.asset_fingerprint(asset_id=asset.pk)  # what the Celery worker does after each upload
+    story.say(
+        f"    fingerprinted {pending.count() or 'all'} uploaded files (image, audio and voice fingerprints)"
+    )
+
+
+def _x402_signature(required_header: str) -> tuple[str, str]:
+    """What a vendor's wallet does with a PAYMENT-REQUIRED header: sign an EIP-3009 authorization."""
+    import json
+
+    import x402.mechanisms.evm.exact.client as x402_client
+    import x402.schemas.payments as x402_payments
+    from eth_account import Account
+
+    wallet = Account.create()
+    payments.chain().mint(wallet.address, 10_000_000)  # 10 tUSD in the vendor's wallet
+    required = json.loads(base64.b64decode(required_header))
+    requirements = x402_payments.PaymentRequirements.model_validate(required["accepts"][0])
+    payload = x402_payments.PaymentPayload(
+        payload=x402_client.ExactEvmScheme(wallet).create_payment_payload(requirements), accepted=requirements
+    )
+    return base64.b64encode(payload.model_dump_json(by_alias=True).encode()).decode(), wallet.address
+
+
+def pay_per_access(story: Story) -> None:
+    acme = story.people["acme"]
+    organisation = Organisation.objects.filter(membership__user=acme).order_by("id").get()
+    api_key = ApiKey.objects.filter(organisation=organisation).order_by("id").get()
+    style = story.works["style"]
+    request = AccessRequest(work_id=style.pk, use_class="style", territory="US")
+
+    story.say("6. Acme AI pays per access: POST /api/v1/access with its key")
+    _fingerprint_everything(story)
+    prepaid_fund(organisation=organisation, amount=Money(50, "USD"), external_ref="demo-top-up-1")
+    story.say(
+        f"    tops up {format_minor(50, 'USD')}; "
+        f"each style use of Mira's style costs {format_minor(12, 'USD')}"
+    )
+    granted = 0
+    while True:
+        try:
+            access_request(
+                organisation=organisation, api_key=api_key, idempotency_key=str(uuid.uuid4()), request=request
+            )
+            granted += 1
+        except InsufficientFunds:
+            break
+    left = selectors.prepaid_available(organisation=organisation, currency="USD")
+    story.say(
+        f"    {granted} accesses granted with signed receipts; "
+        f"then HTTP 402 with {format_minor(left, 'USD')} left"
+    )
+    price = access_quote(organisation=organisation, request=request)
+    required = payments.payment_required(
+        price_minor=price.amount_minor, currency=price.currency, access=request
+    )
+    import json
+
+    signature, wallet = _x402_signature(base64.b64encode(json.dumps(required).encode()).decode())
+    settlement = payments.x402_pay(
+        organisation=organisation, api_key=api_key, request=request, payment_header=signature
+    )
+    access_request(
+        organisation=organisation,
+        api_key=api_key,
+        idempotency_key=str(uuid.uuid4()),
+        request=request,
+        paid_by_x402=True,
+    )
+    story.say(
+        f"    pays the next access with x402 from wallet {wallet[:10]}…: "
+        f"{int(settlement.payment.amount_base_units)} tUSD base units, "
+        f"tx {settlement.payment.transaction_hash}"
+    )
+    prepaid_fund(organisation=organisation, amount=Money(5_000, "USD"), external_ref="demo-top-up-2")
+    song_request = AccessRequest(work_id=story.works["song"].pk, use_class="ai-train", territory="US")
+    for _ in range(40):
+        access_request(
+            organisation=organisation,
+            api_key=api_key,
+            idempotency_key=str(uuid.uuid4()),
+            request=song_request,
+        )
+    story.say(f"    tops up {format_minor(5_000, 'USD')} by card and trains on “Harbour hymn” 40 times")
+
+
+def output_claim(story: Story) -> None:
+    acme = story.people["acme"]
+    organisation = Organisation.objects.filter(membership__user=acme).order_by("id").get()
+    photo = story.works["photo1"]
+    asset = photo.assets.select_related("blob").get()
+    story.say("7. Acme AI registers a generated image that copies one of Mira's photos (mirrored, cropped)")
+    from django.core.files.storage import default_storage
+
+    with default_storage.open(asset.blob.storage_name, "rb") as handle, Image.open(handle) as image:
+        image = image.convert("RGB")
+        width, height = image.size
+        copy = ImageOps.mirror(image.crop((width // 10, height // 10, width * 9 // 10, height * 9 // 10)))
+        buffer = io.BytesIO()
+        copy.save(buffer, "JPEG", quality=80)
+    result = tracing.output_register(
+        organisation=organisation,
+        user=acme,
+        data=buffer.getvalue(),
+        filename="acme-output-0001.jpg",
+        receipts={},
+    )
+    for match in result.uncovered:
+        where = match.match.region and ", ".join(f"{v:.2f}" for v in match.match.region)
+        story.say(
+            f"    the trace finds “{match.work.title}”: {match.match.kind} match, confidence "
+            f"{match.match.confidence:.3f}, mirrored {match.match.mirrored}, region ({where}); "
+            "no receipt covers it"
+        )
+    for claim in result.claims:
+        story.say(
+            f"    claim #{claim.pk} opens for {claim.work.created_by.public_name}: monetize, track or block"
+        )
