@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -94,7 +95,7 @@ print(json.dumps({
 """
 
 
-def _run_python(code: str, env: dict[str, str]) -> dict[str, object]:
+def _run_python(code: str, env: dict[str, str]) -> dict[str, Any]:
     out = subprocess.run([PYTHON, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -265,7 +266,7 @@ def run(database: str, seconds: float, clients: int, workers: int, rate: float) 
     balanced = (
         ledger["negative_accounts"] == 0
         and ledger["entries_sum"] == 0
-        and ledger["available"] == 10**12 - int(ledger["spent"])  # type: ignore[call-overload]
+        and ledger["available"] == 10**12 - int(ledger["spent"])
     )
     print(f"\n== {database}: {clients} clients, {workers} gunicorn workers, {seconds:.0f} s")
     print(

@@ -161,9 +161,14 @@ class ImageFingerprint:
         offset = _HEADER.size
         sets = []
         for n in counts:
+            if n == 0:  # a smooth image (a gradient, a flat colour) has no corners to keep
+                sets.append(FeatureSet.empty())
+                continue
             coordinates = np.frombuffer(data, "<u2", 2 * n, offset).reshape(n, 2)
             offset += 4 * n
-            descriptors = np.frombuffer(data, np.uint8, DESCRIPTOR_BYTES * n, offset).reshape(n, -1)
+            descriptors = np.frombuffer(data, np.uint8, DESCRIPTOR_BYTES * n, offset).reshape(
+                n, DESCRIPTOR_BYTES
+            )
             offset += DESCRIPTOR_BYTES * n
             sets.append(FeatureSet((coordinates / _POINT_SCALE).astype(np.float32), descriptors.copy()))
         return cls(width, height, sets[0], sets[1] if len(sets) == 2 else None)

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from access import apis as access_apis
@@ -9,7 +9,7 @@ from accounts import views as account_views
 from catalog import views as catalog_views
 from common.apis import HealthApi
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
     path("", include("accounts.urls")),
     path("", include("catalog.urls")),

@@ -15,11 +15,12 @@ from access import payments
 from access.services import AccessRequest, access_quote, access_request
 from accounts.models import ApiKey, Organisation
 from catalog import tracing
-from catalog.models import Asset, FingerprintStatus
+from catalog.models import Asset, FingerprintStatus, Offer, OfferStatus
+from catalog.services import grant_create
 from common.currency import format_minor
 from common.money import Money
 from royalties import selectors
-from royalties.services import InsufficientFunds, prepaid_fund
+from royalties.services import InsufficientFunds, licence_fee_record, prepaid_fund
 
 if TYPE_CHECKING:
     from demo.story import Story
@@ -103,6 +104,13 @@ def pay_per_access(story: Story) -> None:
         f"tx {settlement.payment.transaction_hash}"
     )
     prepaid_fund(organisation=organisation, amount=Money(5_000, "USD"), external_ref="demo-top-up-2")
+    song_offer = Offer.objects.get(work=story.works["song"], status=OfferStatus.CURRENT)
+    grant = grant_create(offer=song_offer, user=acme, organisation=organisation).grant
+    licence_fee_record(grant=grant)
+    story.say(
+        f"    tops up {format_minor(5_000, 'USD')} by card and licenses “Harbour hymn” "
+        f"(licence fee {format_minor(grant.fee_minor, grant.currency)} from its balance)"
+    )
     song_request = AccessRequest(work_id=story.works["song"].pk, use_class="ai-train", territory="US")
     for _ in range(40):
         access_request(
@@ -111,7 +119,7 @@ def pay_per_access(story: Story) -> None:
             idempotency_key=str(uuid.uuid4()),
             request=song_request,
         )
-    story.say(f"    tops up {format_minor(5_000, 'USD')} by card and trains on “Harbour hymn” 40 times")
+    story.say("    trains on “Harbour hymn” 40 times")
 
 
 def output_claim(story: Story) -> None:
@@ -122,8 +130,8 @@ def output_claim(story: Story) -> None:
     story.say("7. Acme AI registers a generated image that copies one of Mira's photos (mirrored, cropped)")
     from django.core.files.storage import default_storage
 
-    with default_storage.open(asset.blob.storage_name, "rb") as handle, Image.open(handle) as image:
-        image = image.convert("RGB")
+    with default_storage.open(asset.blob.storage_name, "rb") as handle, Image.open(handle) as source:
+        image = source.convert("RGB")
         width, height = image.size
         copy = ImageOps.mirror(image.crop((width // 10, height // 10, width * 9 // 10, height * 9 // 10)))
         buffer = io.BytesIO()

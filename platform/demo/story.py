@@ -48,7 +48,12 @@ class Story:
 def _media(story: Story) -> tuple[list[Path], list[Path]]:
     from media.samples import audio, images
 
-    photos = images.ensure_images(story.samples_dir / "images", packages=["mate-backgrounds"])
+    by_name = {
+        path.stem: path
+        for path in images.ensure_images(story.samples_dir / "images", packages=["mate-backgrounds"])
+    }
+    # Photographs (not the package's gradients): fingerprints need texture, as real work has.
+    photos = [by_name[name] for name in ("Garden", "LadyBird", "Wood") if name in by_name]
     audio.ensure_system_packages()
     music = audio.render_corpus(story.samples_dir / "audio", count=2, seed=7)
     if len(photos) < 3 or len(music) < 2:

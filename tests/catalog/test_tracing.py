@@ -39,8 +39,8 @@ def photos() -> dict[str, bytes]:
     paths = {p.stem: p for p in ensure_images(SAMPLES / "images", packages=["mate-backgrounds"])}
     out = {}
     for name in ("Garden", "Dune"):
-        with Image.open(paths[name]) as image:
-            image = image.convert("RGB")
+        with Image.open(paths[name]) as source:
+            image = source.convert("RGB")
             image.thumbnail((1024, 1024))
             buffer = io.BytesIO()
             image.save(buffer, "JPEG", quality=90)

@@ -251,3 +251,21 @@ def test_transparent_and_unusual_modes_are_fingerprinted(image_samples):
         assert compare(compute(_png_bytes(variant)), reference).is_match
     assert compare(compute(sixteen_bit), reference).is_match
     assert len(compute(_png_bytes(drawn)).features) > 0
+
+
+def test_an_image_without_corners_round_trips_and_matches_nothing() -> None:
+    import io
+
+    from PIL import Image
+
+    from media.fingerprint import image
+
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((640, 400)).convert("RGB").save(buffer, "PNG")
+    fingerprint = image.compute(buffer.getvalue())
+    assert len(fingerprint.features) == 0
+
+    restored = image.ImageFingerprint.from_bytes(fingerprint.to_bytes())
+
+    assert restored.to_bytes() == fingerprint.to_bytes()
+    assert not image.compare(restored, restored).is_match
