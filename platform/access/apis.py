@@ -24,6 +24,7 @@ from accounts.permissions import KeyScope, authenticated_user
 from catalog import tracing
 from catalog.apis_tracing import TraceMatchSerializer
 from common.problems import ApiError, problem_response
+from common.uploads import read_upload
 from royalties.selectors import prepaid_available
 from royalties.services import InsufficientFunds
 
@@ -235,8 +236,6 @@ class OutputsApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        if upload.size is not None and upload.size > settings.UPLOAD_MAX_BYTES:
-            raise ApiError("The file is over the upload limit.", code="media_too_large", status_code=413)
         wanted = [str(r) for r in data.validated_data["receipts"]]
         receipts = selectors.receipts_of(organisation_ids=[organisation.pk], access_ids=wanted)
         unknown = sorted(set(wanted) - set(receipts))
@@ -247,7 +246,7 @@ class OutputsApi(APIView):
         result = tracing.output_register(
             organisation=organisation,
             user=user,
-            data=upload.read(),
+            data=read_upload(upload),
             filename=upload.name or "",
             receipts=receipts,
         )

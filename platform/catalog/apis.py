@@ -33,7 +33,8 @@ from catalog.models import (
     WorkStatus,
 )
 from common.apis import SelectorListApi
-from common.problems import ApiError, NotFound
+from common.problems import NotFound
+from common.uploads import read_upload
 
 # Serializers -------------------------------------------------------------------------------------------
 
@@ -317,14 +318,8 @@ class AssetListCreateApi(SelectorListApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        if upload.size is not None and upload.size > settings.UPLOAD_MAX_BYTES:
-            raise ApiError(
-                f"The file is {upload.size} bytes; the limit is {settings.UPLOAD_MAX_BYTES} bytes.",
-                code="media_too_large",
-                status_code=413,
-            )
         result = services.asset_upload(
-            work=work, user=authenticated_user(request), data=upload.read(), filename=upload.name or ""
+            work=work, user=authenticated_user(request), data=read_upload(upload), filename=upload.name or ""
         )
         body = dict(AssetSerializer(result.asset).data)
         body["new_content"] = result.new_content

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -16,7 +15,7 @@ from accounts.permissions import KeyScope, authenticated_user
 from catalog import selectors, tracing
 from catalog.models import Claim, ClaimDecision, ClaimEvent, ClaimResolution
 from common.apis import SelectorListApi
-from common.problems import ApiError
+from common.uploads import read_upload
 
 
 class TraceMatchSerializer(serializers.Serializer):
@@ -68,10 +67,9 @@ class TraceApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        upload = data.validated_data["file"]
-        if upload.size is not None and upload.size > settings.UPLOAD_MAX_BYTES:
-            raise ApiError("The file is over the upload limit.", code="media_too_large", status_code=413)
-        info, matches = tracing.trace(data=upload.read(), user=authenticated_user(request))
+        info, matches = tracing.trace(
+            data=read_upload(data.validated_data["file"]), user=authenticated_user(request)
+        )
         return Response(self.OutputSerializer({"media_type": info.media_type, "matches": matches}).data)
 
 
