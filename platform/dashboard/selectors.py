@@ -3,14 +3,20 @@ visibility rules as the API: what a user may not see answers 404."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from collections import defaultdict
+from datetime import date, timedelta
+from typing import TypedDict
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
-from django.db.models.functions import TruncWeek
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate, TruncWeek
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from accounts.models import User
+from access import selectors as access
+from access.models import AccessEvent, SpendCap
+from accounts import selectors as accounts
+from accounts.models import Organisation, User
 from catalog import selectors as catalog
 from catalog.models import (
     Asset,
@@ -19,10 +25,14 @@ from catalog.models import (
     Grant,
     GrantStatus,
     OfferUse,
+    Output,
     UseClass,
     Work,
     WorkParent,
 )
+from dashboard.plain_words import minor_digits
+from royalties import selectors as royalties
+from royalties.models import AccountKind, Entry, LedgerAccount, RevenueSource
 
 
 def asset_get_viewable(*, user: User | None, asset_id: int) -> Asset:
@@ -111,3 +121,187 @@ def weekly_activity(*, user: User, weeks: int = 12) -> dict[str, list[int] | lis
         "assets": per_week(Asset.objects.filter(work__in=works), "created_at"),
         "grants": per_week(Grant.objects.filter(offer__work__created_by=user), "created_at"),
     }
+
+
+# Money -------------------------------------------------------------------------------------------------
+
+
+class Series(TypedDict):
+    label: str
+    data: list[int]
+
+
+class EarningsChart(TypedDict):
+    currency: str
+    digits: int
+    labels: list[str]
+    by_work: list[Series]
+    by_source: list[Series]
+
+
+def earnings_by_day(*, user: User, currency: str) -> EarningsChart:
+    """What the ledger credited the user's payable account in `currency`, per day (of the journal
+    transaction), split once by work and once by source. Amounts in minor units; days without entries
+    are left out."""
+    rows = (
+        Entry.objects.filter(
+            account__user=user, account__kind=AccountKind.PAYABLE, account__currency=currency
+        )
+        .annotate(day=TruncDate("transaction__created_at"))
+        .values("day", "work", "work__title", "source")
+        .annotate(total=Sum("amount_minor"))
+        .order_by("day", "work", "source")
+    )
+    days: list[date] = []
+    works: dict[int | None, str] = {}
+    by_work: dict[int | None, dict[date, int]] = defaultdict(lambda: defaultdict(int))
+    by_source: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
+    for row in rows:
+        day = row["day"]
+        if not days or days[-1] != day:
+            days.append(day)
+        works.setdefault(row["work"], row["work__title"] or "Other")
+        by_work[row["work"]][day] += row["total"]
+        by_source[row["source"]][day] += row["total"]
+    labels = dict(RevenueSource.choices)
+    return {
+        "currency": currency,
+        "digits": minor_digits(currency),
+        "labels": [day.isoformat() for day in days],
+        "by_work": [
+            {"label": title, "data": [by_work[work][day] for day in days]} for work, title in works.items()
+        ],
+        "by_source": [
+            {"label": labels.get(source, source or "Other"), "data": [totals[day] for day in days]}
+            for source, totals in sorted(by_source.items())
+        ],
+    }
+
+
+def organisations_of(*, user: User) -> QuerySet[Organisation]:
+    return accounts.organisations_of(user=user).order_by("name", "pk")
+
+
+class PrepaidRow(TypedDict):
+    organisation: Organisation
+    currency: str
+    available_minor: int
+
+
+def prepaid_balances_of(*, user: User) -> list[PrepaidRow]:
+    """What each of the user's organisations can still spend, per currency it holds a prepaid account in."""
+    rows: list[PrepaidRow] = []
+    for organisation in organisations_of(user=user):
+        currencies = (
+            LedgerAccount.objects.filter(organisation=organisation, kind=AccountKind.VENDOR_PREPAID)
+            .order_by("currency")
+            .values_list("currency", flat=True)
+        )
+        for currency in currencies:
+            rows.append(
+                {
+                    "organisation": organisation,
+                    "currency": currency,
+                    "available_minor": royalties.prepaid_available(
+                        organisation=organisation, currency=currency
+                    ),
+                }
+            )
+    return rows
+
+
+def spend_caps_of(*, user: User) -> QuerySet[SpendCap]:
+    return (
+        SpendCap.objects.filter(organisation__in=organisations_of(user=user))
+        .select_related("organisation", "api_key")
+        .order_by("organisation__name", "api_key_id", "currency", "pk")
+    )
+
+
+def accesses_of_organisations(*, user: User) -> QuerySet[AccessEvent]:
+    """The accesses the user's organisations paid for (not the accesses of works the user owns)."""
+    return (
+        access.accesses_visible_to(user=user)
+        .filter(organisation__in=organisations_of(user=user))
+        .select_related("work", "organisation")
+        .order_by("-created_at", "-id")
+    )
+
+
+def receipt_of(event: AccessEvent) -> str:
+    """The signed receipt (JWS) the access was answered with."""
+    body = json.loads(bytes(event.response_body))
+    return str(body.get("receipt", ""))
+
+
+class UsageChart(TypedDict):
+    labels: list[str]
+    accesses: list[int]
+    spend: dict[str, list[int]]
+    digits: dict[str, int]
+
+
+class UsageRow(TypedDict):
+    work: int
+    work_title: str
+    use_class: str
+    currency: str
+    accesses: int
+    spend_minor: int
+
+
+def usage_of(*, user: User, since: date) -> tuple[UsageChart, list[UsageRow]]:
+    """Accesses and spend per day (oldest first, for the chart) and per work and use (most spent first)."""
+    rows = access.usage(user=user, since=since)
+    days = sorted({row["day"] for row in rows})
+    accesses: dict[date, int] = defaultdict(int)
+    spend: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
+    totals: dict[tuple[int, str, str], UsageRow] = {}
+    for row in rows:
+        accesses[row["day"]] += row["accesses"]
+        spend[row["currency"]][row["day"]] += row["spend_minor"] or 0
+        key = (row["work"], row["use_class"], row["currency"])
+        total = totals.setdefault(
+            key,
+            {
+                "work": row["work"],
+                "work_title": row["work__title"],
+                "use_class": row["use_class"],
+                "currency": row["currency"],
+                "accesses": 0,
+                "spend_minor": 0,
+            },
+        )
+        total["accesses"] += row["accesses"]
+        total["spend_minor"] += row["spend_minor"] or 0
+    chart: UsageChart = {
+        "labels": [day.isoformat() for day in days],
+        "accesses": [accesses[day] for day in days],
+        "spend": {currency: [per_day[day] for day in days] for currency, per_day in sorted(spend.items())},
+        "digits": {currency: minor_digits(currency) for currency in spend},
+    }
+    table = sorted(
+        totals.values(), key=lambda r: (-r["spend_minor"], -r["accesses"], r["work"], r["use_class"])
+    )
+    return chart, table
+
+
+def outputs_of(*, user: User) -> QuerySet[Output]:
+    """The outputs the user's organisations registered, with the claims they opened that the user may see."""
+    return (
+        Output.objects.filter(organisation__in=organisations_of(user=user))
+        .select_related("organisation", "registered_by")
+        .prefetch_related(
+            Prefetch(
+                "claims",
+                queryset=catalog.claims_visible_to(user=user).order_by("pk"),
+                to_attr="visible_claims",
+            )
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def work_titles(work_ids: set[int]) -> dict[int, str]:
+    """Titles for the work ids an output's result names (works it matched or claimed a receipt for)."""
+    return dict(Work.objects.filter(pk__in=work_ids).values_list("pk", "title"))

@@ -4,7 +4,7 @@ the catalog's and accounts' services, and show a service's refusal next to the f
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from access import payments
 from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.models import ApiKey, Role, User
@@ -38,8 +39,12 @@ from catalog.models import (
     WorkStatus,
 )
 from common.problems import ApiError
+from contracts.chain import ChainError, TokenDomain
 from dashboard import forms, lineage_graph, plain_words
 from dashboard import selectors as dashboard
+from royalties import selectors as royalty_selectors
+from royalties import services as royalty_services
+from royalties.models import RevenueSource
 
 PAGE_SIZE = 10
 # Which form field a service's error code belongs to.
@@ -74,8 +79,10 @@ def _user(request: HttpRequest) -> User:
     return user
 
 
-def _page(request: HttpRequest, items: QuerySet[Any] | list[Any], size: int = PAGE_SIZE) -> Page:
-    return Paginator(items, size).get_page(request.GET.get("page"))
+def _page(
+    request: HttpRequest, items: QuerySet[Any] | list[Any], size: int = PAGE_SIZE, param: str = "page"
+) -> Page:
+    return Paginator(items, size).get_page(request.GET.get(param))
 
 
 def _role_only(request: HttpRequest, role: str, what: str) -> HttpResponse | None:
@@ -702,31 +709,164 @@ def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     return redirect("dashboard:keys")
 
 
-# Pages that arrive with the ledger ---------------------------------------------------------------------
+# Money: earnings and statements ------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def earnings(request: HttpRequest) -> HttpResponse:
+    """Any payee's earnings (creators and fans earn; a vendor sees an empty page), only ever their own."""
+    user = _user(request)
+    summary = royalty_selectors.earnings_of(user=user)
+    currencies = [row["currency"] for row in summary["balances"]]
+    chosen = request.GET.get("currency", "")
+    currency = chosen if chosen in currencies else (currencies[0] if currencies else "")
+    statements = _page(request, royalty_selectors.statements_of(user=user).select_related("user", "previous"))
+    return render(
+        request,
+        "dashboard/earnings.html",
+        {
+            "balances": summary["balances"],
+            "by_work": _page(request, summary["by_work"], param="work_page"),
+            "currencies": currencies,
+            "currency": currency,
+            "chart": dashboard.earnings_by_day(user=user, currency=currency) if currency else None,
+            "statements": statements,
+            "checks": {
+                statement.pk: royalty_services.statement_verify(statement=statement)
+                for statement in statements
+            },
+            "sources": dict(RevenueSource.choices),
+        },
+    )
+
+
+@login_required
+@require_POST
+def statement_new(request: HttpRequest) -> HttpResponse:
+    """The user's next statement in one of the currencies they hold a payable balance in, up to now."""
+    user = _user(request)
+    currencies = [row["currency"] for row in royalty_selectors.earnings_of(user=user)["balances"]]
+    currency = request.POST.get("currency", "")
+    if currency not in currencies:
+        messages.error(request, "Choose a currency you have earned in.")
+        return redirect("dashboard:earnings")
+    try:
+        statement = royalty_services.statement_generate(
+            user=user, currency=currency, period_end=timezone.now()
+        )
+    except ApiError as exc:
+        messages.error(request, str(exc.detail))
+    else:
+        messages.success(request, f"Statement #{statement.pk} ({statement.currency}) is issued.")
+    return redirect(reverse("dashboard:earnings") + "#statements")
+
+
+@login_required
+@require_GET
+def statement_csv(request: HttpRequest, statement_id: int) -> HttpResponse:
+    statement = royalty_selectors.statement_get_visible(user=_user(request), statement_id=statement_id)
+    response = HttpResponse(royalty_services.statement_csv(statement=statement), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="statement-{statement.pk}.csv"'
+    return response
+
+
+# Money: what a vendor spends ---------------------------------------------------------------------------
+
+USAGE_DAYS = 90
+OUTPUT_RESULT_PARTS = ("confirmed_works", "unconfirmed_works", "uncovered_works")
+
+
+def _token_domain() -> TokenDomain | None:
+    try:
+        return payments.chain().token_domain()
+    except ChainError:
+        return None
+
+
+@login_required
+@require_GET
+def balance(request: HttpRequest) -> HttpResponse:
+    refused = _role_only(request, Role.VENDOR, "The prepaid balance")
+    if refused:
+        return refused
+    user = _user(request)
+    return render(
+        request,
+        "dashboard/balance.html",
+        {
+            "balances": dashboard.prepaid_balances_of(user=user),
+            "organisations": dashboard.organisations_of(user=user),
+            "caps": _page(request, dashboard.spend_caps_of(user=user)),
+            "month": timezone.now().strftime("%Y-%m"),
+            "token": _token_domain(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def usage(request: HttpRequest) -> HttpResponse:
+    refused = _role_only(request, Role.VENDOR, "Usage and spend")
+    if refused:
+        return refused
+    since = timezone.localdate() - timedelta(days=USAGE_DAYS - 1)
+    chart, table = dashboard.usage_of(user=_user(request), since=since)
+    return render(
+        request,
+        "dashboard/usage.html",
+        {"chart": chart, "page": _page(request, table), "since": since, "days": USAGE_DAYS},
+    )
+
+
+@login_required
+@require_GET
+def receipts(request: HttpRequest) -> HttpResponse:
+    refused = _role_only(request, Role.VENDOR, "The receipts list")
+    if refused:
+        return refused
+    page = _page(request, dashboard.accesses_of_organisations(user=_user(request)))
+    rows = [(event, dashboard.receipt_of(event)) for event in page]
+    return render(request, "dashboard/receipts.html", {"page": page, "rows": rows})
+
+
+@login_required
+@require_GET
+def outputs(request: HttpRequest) -> HttpResponse:
+    refused = _role_only(request, Role.VENDOR, "The registered outputs list")
+    if refused:
+        return refused
+    page = _page(request, dashboard.outputs_of(user=_user(request)))
+    named: set[int] = set()
+    for output in page:
+        for part in OUTPUT_RESULT_PARTS:
+            named.update(int(work_id) for work_id in output.result.get(part, []))
+    titles = dashboard.work_titles(named)
+
+    def works(ids: list[int]) -> list[tuple[int, str]]:
+        return [(int(work_id), titles.get(int(work_id), "")) for work_id in ids]
+
+    rows = [
+        {
+            "output": output,
+            "confirmed": works(output.result.get("confirmed_works", [])),
+            "unconfirmed": works(output.result.get("unconfirmed_works", [])),
+            "uncovered": works(output.result.get("uncovered_works", [])),
+            "claims": output.visible_claims,
+        }
+        for output in page
+    ]
+    return render(request, "dashboard/outputs.html", {"page": page, "rows": rows})
+
+
+# Pages that arrive with later modules ------------------------------------------------------------------
 
 LEDGER_PAGES = {
-    "earnings": (
-        "Earnings",
-        "Your earnings over time, by work and by source, and statements to download.",
-        "Earnings appear here once the royalties ledger settles its first period. Publish terms and "
-        "accept licences meanwhile: everything earned from now on will be counted.",
-    ),
     "payouts": (
         "Payout settings",
         "Connect Stripe for bank payouts, or link a wallet by signing a message.",
         "Payout settings arrive with the payouts module. Nothing is lost meanwhile: what you earn stays "
         "payable to you until a payout method is connected.",
-    ),
-    "balance": (
-        "Balance and top-up",
-        "Your organisation's prepaid balance, top-ups and receipts.",
-        "The prepaid balance arrives with the access API. Create an API key now so your integration is "
-        "ready when it does.",
-    ),
-    "usage": (
-        "Usage and spend",
-        "Accesses per work and use class, spend over time, and registered outputs with their matches.",
-        "Usage appears here once your keys make their first metered accesses.",
     ),
 }
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from access import services as access_services
 from media import index
 from media.samples.images import ensure_images
 
@@ -36,3 +37,11 @@ def reencoded(data: bytes, quality: int = 70) -> bytes:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=quality)
         return buffer.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def fresh_access_caches():
+    """Ids are reused after a rolled-back test; the access path's per-process caches must not carry over."""
+    access_services.forget_caches()
+    yield
+    access_services.forget_caches()

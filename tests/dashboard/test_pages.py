@@ -77,6 +77,9 @@ LOGIN_PAGES = [
     "/dashboard/payouts/",
     "/dashboard/balance/",
     "/dashboard/usage/",
+    "/dashboard/receipts/",
+    "/dashboard/outputs/",
+    "/dashboard/statements/1/csv/",
     "/dashboard/staff/disputes/",
 ]
 
@@ -444,17 +447,13 @@ def test_claims_inbox_decide_dispute_and_resolve(photo, fresh_index) -> None:
     assert (claim.status, claim.resolution) == ("resolved", "upheld")
 
 
-def test_every_home_and_ledger_page_renders_for_each_role(story) -> None:
+def test_every_home_and_money_page_renders_for_each_role_and_vendor_pages_only_for_vendors(story) -> None:
+    vendor_pages = ["/dashboard/balance/", "/dashboard/usage/", "/dashboard/receipts/", "/dashboard/outputs/"]
     for user in (story["creator"], story["fan"], story["vendor"]):
         client = client_for(user)
-        for url in [
-            "/dashboard/",
-            "/dashboard/earnings/",
-            "/dashboard/payouts/",
-            "/dashboard/balance/",
-            "/dashboard/usage/",
-        ]:
+        for url in ["/dashboard/", "/dashboard/earnings/", "/dashboard/payouts/", *vendor_pages]:
             response = client.get(url)
-            assert response.status_code == 200, (user.role, url)
+            expected = 403 if url in vendor_pages and user.role != "vendor" else 200
+            assert response.status_code == expected, (user.role, url)
     body = page(client_for(story["creator"]).get("/dashboard/"))
     assert 'id="activity-data"' in body and "chart-4.6.1.umd.min.js" in body

@@ -43,8 +43,9 @@ def test_the_demo_settles_the_stories_activity_and_prints_each_persons_earnings(
     settle_and_report(story)
 
     text = "\n".join(lines)
-    # style 25 x 12 = 300 -> Mira 270. Song 40 x 5 = 200, licence 299, half of the remix's 2150 after the fee.
-    assert "Mira has earned 2.70 USD" in text
+    # (Accesses are the access step's.) The remix's 2150 of sales lose the 10% fee (215), then half of the
+    # rest goes up to the song; the song's licence fee of 299 pays 30 (29.9, rounded) of fee.
     assert "Kai has earned 9.68 USD" in text
-    assert "the platform's fee: 2.95 USD" in text
+    assert "the platform's fee: 2.45 USD" in text
+    assert "Mira has earned 0.00 USD" in text
     assert ledger_check().clean

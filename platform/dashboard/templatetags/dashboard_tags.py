@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django import template
 
@@ -36,3 +37,16 @@ def filesize(size_bytes: int | None) -> str:
 def seconds(duration_ms: int | None) -> str:
     total = round((duration_ms or 0) / 1000)
     return f"{total // 60}:{total % 60:02d}"
+
+
+@register.simple_tag(takes_context=True)
+def page_url(context: template.Context, param: str, number: int) -> str:
+    """The current URL's query with one list's page changed, for pages that paginate two lists."""
+    query = context["request"].GET.copy()
+    query[param] = str(number)
+    return "?" + query.urlencode()
+
+
+@register.filter
+def get_item(mapping: dict[Any, Any], key: Any) -> Any:
+    return mapping.get(key) if mapping else None

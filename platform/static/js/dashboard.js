@@ -122,10 +122,97 @@
     canvas.setAttribute("data-chart-ready", "true");
   }
 
+  var PALETTE = ["--chart-1", "--chart-2", "--chart-3", "--chart-4", "--chart-5"];
+
+  function colours() {
+    var style = getComputedStyle(document.documentElement);
+    var fallback = ["#6d4aff", "#0ea5a4", "#f59e0b", "#ef4444", "#64748b"];
+    return PALETTE.map(function (name, i) { return style.getPropertyValue(name).trim() || fallback[i]; });
+  }
+
+  function dayLabels(days) {
+    return days.map(function (day) {
+      return new Date(day + "T00:00:00").toLocaleDateString(undefined, { day: "numeric", month: "short" });
+    });
+  }
+
+  // Amounts arrive in minor units (integers); the axes show whole units.
+  function units(digits) { return function (minor) { return minor / Math.pow(10, digits); }; }
+
+  // Earnings per day, stacked once by work and once by source.
+  function earningsCharts() {
+    var source = document.getElementById("earnings-data");
+    if (!source || !window.Chart) return;
+    var data = JSON.parse(source.textContent);
+    if (!data) return;
+    var palette = colours();
+    document.querySelectorAll("canvas[data-earnings-chart]").forEach(function (canvas) {
+      var series = data[canvas.getAttribute("data-earnings-chart")] || [];
+      new window.Chart(canvas, {
+        type: "bar",
+        data: {
+          labels: dayLabels(data.labels),
+          datasets: series.map(function (item, i) {
+            return { label: item.label, data: item.data.map(units(data.digits)), backgroundColor: palette[i % palette.length], borderRadius: 4 };
+          }),
+        },
+        options: {
+          responsive: true,
+          maintainAspectRatio: false,
+          animation: false,
+          plugins: { legend: { position: "bottom", labels: { boxWidth: 12, boxHeight: 12 } } },
+          scales: {
+            x: { stacked: true, grid: { display: false } },
+            y: { stacked: true, beginAtZero: true, title: { display: true, text: data.currency } },
+          },
+        },
+      });
+      canvas.setAttribute("data-chart-ready", "true");
+    });
+  }
+
+  // Accesses (bars, left axis) and spend per currency (lines, right axis) per day.
+  function usageChart() {
+    var canvas = document.getElementById("usage-chart");
+    var source = document.getElementById("usage-data");
+    if (!canvas || !source || !window.Chart) return;
+    var data = JSON.parse(source.textContent);
+    var palette = colours();
+    var datasets = [{ type: "bar", label: "Accesses", data: data.accesses, backgroundColor: palette[0], borderRadius: 4, yAxisID: "y" }];
+    Object.keys(data.spend).forEach(function (currency, i) {
+      datasets.push({
+        type: "line",
+        label: "Spend (" + currency + ")",
+        data: data.spend[currency].map(units(data.digits[currency])),
+        borderColor: palette[(i + 1) % palette.length],
+        backgroundColor: palette[(i + 1) % palette.length],
+        tension: 0.2,
+        yAxisID: "spend",
+      });
+    });
+    new window.Chart(canvas, {
+      data: { labels: dayLabels(data.labels), datasets: datasets },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        plugins: { legend: { position: "bottom", labels: { boxWidth: 12, boxHeight: 12 } } },
+        scales: {
+          x: { grid: { display: false } },
+          y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "accesses" } },
+          spend: { position: "right", beginAtZero: true, grid: { display: false }, title: { display: true, text: "spend" } },
+        },
+      },
+    });
+    canvas.setAttribute("data-chart-ready", "true");
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-upload]").forEach(enhanceUpload);
     document.querySelectorAll("[data-copy]").forEach(enhanceCopy);
     document.querySelectorAll("form[data-split-sheet]").forEach(enhanceSplit);
     activityChart();
+    earningsCharts();
+    usageChart();
   });
 })();
