@@ -15,6 +15,7 @@ from pathlib import Path
 
 import playwright.sync_api as playwright_sync
 import pytest
+from django.db import connections
 from PIL import Image
 
 from catalog import tracing
@@ -48,6 +49,9 @@ def browser() -> Iterator[object]:
         )
         yield browser
         browser.close()
+        # Playwright runs an event loop in this thread, so the test's database connection belongs to that
+        # loop's context: close it here, or the test database cannot be dropped at the end of the run.
+        connections.close_all()
     index.reset()
 
 
