@@ -13,6 +13,8 @@ Method (after Wang's landmark hashing and Six & Leman's Panako, written from scr
 4. Each hash keeps its anchor frame and the triplet's span t3 - t1; the span ratio between a query and a
    reference estimates the time-scale factor, and matching votes for a consistent (offset, scale) pair: see
    ``media.fingerprint.audio_index``.
+5. The fingerprint also keeps the spectral peaks themselves (frame and pitch, about 3 bytes a peak), so a
+   candidate found by the hashes can be verified peak by peak under its alignment.
 
 Pure Python (numpy + scipy + soundfile), no Django.
 """
@@ -23,7 +25,7 @@ import io
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from scipy import signal
 
 from media.errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
 
-ALGORITHM = "aud-triplet-ratio-v1"
+ALGORITHM = "aud-triplet-ratio-v2"  # v2: the peaks are stored for verification
 
 SAMPLE_RATE_HZ = 8000
 N_FFT = 1024
@@ -62,8 +64,21 @@ SPAN_STEP = 1.25  # spans t3 - t1 are hashed in geometric bands of this ratio, f
 MAX_INPUT_BYTES = 200 * 1024 * 1024
 MAX_DURATION_S = 30 * 60.0
 
-_MAGIC = b"AFP1"
-_HEADER = struct.Struct("<4sIf")  # magic, count, duration_s
+# Peak pitches are stored in 1/PITCH_STEPS_PER_SEMITONE semitone above MIN_FREQUENCY_HZ (uint16).
+PITCH_STEPS_PER_SEMITONE = 64
+
+_MAGIC_V1 = b"AFP1"  # hashes only (aud-triplet-ratio-v1)
+_MAGIC = b"AFP2"  # hashes and peaks
+_HEADER_V1 = struct.Struct("<4sIf")  # magic, count, duration_s
+_HEADER = struct.Struct("<4sIfI")  # magic, count, duration_s, peak count
+
+
+def _no_frames() -> NDArray[np.uint32]:
+    return np.zeros(0, dtype=np.uint32)
+
+
+def _no_pitches() -> NDArray[np.uint16]:
+    return np.zeros(0, dtype=np.uint16)
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,14 @@ class AudioFingerprint:
     frames: NDArray[np.uint32]  # anchor time t1, in frames
     spans: NDArray[np.uint8]  # t3 - t1, in frames: the time-scale estimate
     duration_s: float
+    # The spectral peaks the triplets were built from, sorted by frame: what verification compares. Empty for
+    # fingerprints stored by aud-triplet-ratio-v1, which can then only be matched on their hashes.
+    peak_frames: NDArray[np.uint32] = field(default_factory=_no_frames)
+    peak_pitches: NDArray[np.uint16] = field(default_factory=_no_pitches)  # 1/64 semitone above 120 Hz
+
+    @property
+    def peak_semitones(self) -> NDArray[np.float64]:
+        return self.peak_pitches.astype(np.float64) / PITCH_STEPS_PER_SEMITONE
 
     @property
     def times_s(self) -> NDArray[np.float64]:
@@ -87,26 +110,41 @@ class AudioFingerprint:
         order = np.argsort(self.frames, kind="stable")
         frames = self.frames[order].astype(np.int64)
         deltas = np.diff(frames, prepend=0).astype(np.uint32)
+        peak_order = np.argsort(self.peak_frames, kind="stable")
+        peak_deltas = np.diff(self.peak_frames[peak_order].astype(np.int64), prepend=0).astype(np.uint32)
         body = (
             self.hashes[order].astype("<u4").tobytes()
             + deltas.astype("<u4").tobytes()
             + self.spans[order].astype(np.uint8).tobytes()
+            + peak_deltas.astype("<u4").tobytes()
+            + self.peak_pitches[peak_order].astype("<u2").tobytes()
         )
-        header = _HEADER.pack(_MAGIC, int(self.hashes.size), float(self.duration_s))
+        header = _HEADER.pack(
+            _MAGIC, int(self.hashes.size), float(self.duration_s), int(self.peak_frames.size)
+        )
         return header + zlib.compress(body, 6)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AudioFingerprint:
-        if len(data) < _HEADER.size:
+        """Read either storage form: AFP2 (hashes and peaks) or the older AFP1 (hashes only)."""
+        if len(data) < _HEADER_V1.size:
             raise CorruptMedia("The audio fingerprint is truncated.")
-        magic, count, duration_s = _HEADER.unpack_from(data)
-        if magic != _MAGIC:
+        magic = data[:4]
+        if magic == _MAGIC_V1:
+            _, count, duration_s = _HEADER_V1.unpack_from(data)
+            peak_count, header_size = 0, _HEADER_V1.size
+        elif magic == _MAGIC and len(data) >= _HEADER.size:
+            _, count, duration_s, peak_count = _HEADER.unpack_from(data)
+            header_size = _HEADER.size
+        elif magic == _MAGIC:
+            raise CorruptMedia("The audio fingerprint is truncated.")
+        else:
             raise CorruptMedia("The bytes are not an audio fingerprint.")
-        expected = count * 9
+        expected = count * 9 + peak_count * 6
         try:
             # max_length bounds the output, so a forged count or payload cannot inflate memory.
             decompressor = zlib.decompressobj()
-            body = decompressor.decompress(data[_HEADER.size :], expected + 1)
+            body = decompressor.decompress(data[header_size:], expected + 1)
         except zlib.error as exc:
             raise CorruptMedia(f"The audio fingerprint is damaged: {exc}") from None
         if len(body) != expected:
@@ -114,10 +152,21 @@ class AudioFingerprint:
         hashes = np.frombuffer(body, dtype="<u4", count=count).astype(np.uint32)
         deltas = np.frombuffer(body, dtype="<u4", count=count, offset=4 * count).astype(np.int64)
         spans = np.frombuffer(body, dtype=np.uint8, count=count, offset=8 * count).copy()
+        peak_deltas = np.frombuffer(body, dtype="<u4", count=peak_count, offset=9 * count).astype(np.int64)
+        pitches = np.frombuffer(body, dtype="<u2", count=peak_count, offset=9 * count + 4 * peak_count)
         frames = np.cumsum(deltas)
-        if count and frames[-1] > np.iinfo(np.uint32).max:
+        peak_frames = np.cumsum(peak_deltas)
+        limit = np.iinfo(np.uint32).max
+        if (count and frames[-1] > limit) or (peak_count and peak_frames[-1] > limit):
             raise CorruptMedia("The audio fingerprint has out-of-range times.")
-        return cls(hashes=hashes, frames=frames.astype(np.uint32), spans=spans, duration_s=float(duration_s))
+        return cls(
+            hashes=hashes,
+            frames=frames.astype(np.uint32),
+            spans=spans,
+            duration_s=float(duration_s),
+            peak_frames=peak_frames.astype(np.uint32),
+            peak_pitches=pitches.astype(np.uint16),
+        )
 
 
 def decode(
@@ -222,7 +271,15 @@ def compute(samples: NDArray[np.floating], sr: int, *, query: bool = False) -> A
     duration_s = audio.size / SAMPLE_RATE_HZ
     times, freqs = _peaks(audio, PEAKS_PER_S)
     hashes, frames, spans = _triplet_hashes(times, freqs, expand=query)
-    return AudioFingerprint(hashes=hashes, frames=frames, spans=spans, duration_s=duration_s)
+    pitches = np.clip(np.rint(freqs * PITCH_STEPS_PER_SEMITONE), 0, np.iinfo(np.uint16).max)
+    return AudioFingerprint(
+        hashes=hashes,
+        frames=frames,
+        spans=spans,
+        duration_s=duration_s,
+        peak_frames=times.astype(np.uint32),
+        peak_pitches=pitches.astype(np.uint16),
+    )
 
 
 def _spectrogram(audio: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -6,9 +6,15 @@ merged on the next query (one sort); bulk loading therefore costs one sort howev
 
 A query votes, per candidate reference, for a consistent alignment ``t_ref = offset + scale * t_query`` over a
 grid of time-scale factors (MIN_SCALE..MAX_SCALE), using only matches whose span ratio agrees with the scale.
-The score is the number of matched triplets in the best (offset, scale) cell; the confidence maps the score
-through a logistic curve set from the benchmark's score distributions (see docs/fingerprinting_audio.md): it
-orders and thresholds matches, it is not a calibrated probability.
+The score is the number of matched triplets in the best (offset, scale) cell.
+
+Every aligned candidate is then verified on the spectral peaks themselves, not the hashes: the query's peaks
+are mapped through the found alignment (offset, time scale; refined by +-1 frame and a pitch shift of up to
++-1 semitone) and a query peak counts as confirmed when the reference has a peak within a frame and about
+half an FFT bin. The same count with the query laid over other places of the same reference gives what
+chance confirms for that reference; the evidence is the fraction of the query's peaks confirmed beyond
+chance (capped by its significance), and the confidence a logistic of the evidence set from
+bench/fingerprint_audio.py (docs/fingerprinting.md, "Audio"). Matches are ordered by confidence.
 
 Pure Python (numpy), no Django.
 """
@@ -22,7 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from media.fingerprint.audio import FRAME_S, AudioFingerprint
+from media.fingerprint.audio import (
+    FRAME_S,
+    MIN_FREQUENCY_HZ,
+    N_FFT,
+    PITCH_STEPS_PER_SEMITONE,
+    SAMPLE_RATE_HZ,
+    AudioFingerprint,
+)
 
 RefId = Hashable
 
@@ -36,10 +49,29 @@ MAX_POSTINGS_PER_HASH = 4000
 CANDIDATES = 40
 MIN_VOTES = 4
 
-# Logistic map from votes to confidence, set from bench/fingerprint_audio.py: chance collisions in a
-# 10,000-track index stay under 10 votes, true 5-s matches have a median of 30-46.
+# Verification: a query peak is confirmed when the reference has a peak within PEAK_TIME_TOLERANCE frames and
+# about half an FFT bin (PEAK_BIN_TOLERANCE, at least PEAK_MIN_SEMITONES) of it under the alignment. The
+# alignment is refined over small time and pitch shifts (a pitch change leaves the time scale at 1).
+PEAK_TIME_TOLERANCE = 1.0
+PEAK_TIME_SHIFTS = (-1.0, 0.0, 1.0)
+PEAK_BIN_TOLERANCE = 0.5
+PEAK_MIN_SEMITONES = 0.12
+PITCH_SHIFTS = np.round(np.arange(-1.0, 1.0001, 0.1), 2)  # semitones; 5 % is 0.85
+# Chance is measured on the same reference: the query is laid over CHANCE_TRIALS other places of it.
+CHANCE_TRIALS = 16
+
+# Logistic map from votes to confidence, only for references stored without peaks (aud-triplet-ratio-v1),
+# set from bench/fingerprint_audio.py: chance collisions in a 10,000-track index stay under 10 votes, true 5-s
+# matches have a median of 30-46. Not calibrated: shared passages of related music reached 29 votes.
 CONFIDENCE_MIDPOINT_VOTES = 12.0
 CONFIDENCE_SLOPE_VOTES = 1.5
+# Logistic map from verified evidence (fraction of query peaks confirmed beyond chance) to confidence, set
+# from bench/fingerprint_audio.py: true 5-s matches have a median of 0.62-0.86 per transformation; synthetic
+# references and unrelated music stayed under 0.32 (confidence 0.43); what reaches 0.9 besides true matches
+# is music two pieces share (Palestrina movements re-using a passage, same instrument).
+EVIDENCE_PER_DEVIATION = 0.0375  # 8 standard deviations count as a 0.3 fraction
+EVIDENCE_MIDPOINT = 0.33
+EVIDENCE_SLOPE = 0.03
 
 
 @dataclass(frozen=True)
@@ -49,6 +81,9 @@ class AudioMatch:
     confidence: float  # 0..1
     offset_s: float  # where the query starts in the reference, in reference seconds
     time_scale: float  # reference duration per query duration (1.05: the query is 5 % faster)
+    # Fraction of the query's peaks confirmed by the reference's peaks under the alignment beyond what chance
+    # confirms there: what the confidence is a function of (0 when the reference has no peaks).
+    evidence: float = 0.0
 
 
 class AudioIndex:
@@ -63,6 +98,9 @@ class AudioIndex:
         self._spans = np.zeros(0, dtype=np.uint8)
         self._pending: list[tuple[int, AudioFingerprint]] = []
         self._has_removed = False
+        # Per slot: peak frames (sorted) and pitches in 1/PITCH_STEPS_PER_SEMITONE semitone, for verification.
+        self._peak_frames: list[NDArray[np.int32]] = []
+        self._peak_pitches: list[NDArray[np.uint16]] = []
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -79,6 +117,9 @@ class AudioIndex:
         self._slots[ref_id] = slot
         self._alive = np.append(self._alive, True)
         self._pending.append((slot, fingerprint))
+        order = np.argsort(fingerprint.peak_frames, kind="stable")
+        self._peak_frames.append(fingerprint.peak_frames[order].astype(np.int32))
+        self._peak_pitches.append(fingerprint.peak_pitches[order].astype(np.uint16))
 
     def remove(self, ref_id: RefId) -> bool:
         slot = self._slots.pop(ref_id, None)
@@ -86,13 +127,16 @@ class AudioIndex:
             return False
         self._alive[slot] = False
         self._has_removed = True
+        self._peak_frames[slot] = np.zeros(0, dtype=np.int32)
+        self._peak_pitches[slot] = np.zeros(0, dtype=np.uint16)
         self._pending = [(s, fp) for s, fp in self._pending if s != slot]
         return True
 
     def memory_bytes(self) -> int:
         self._build()
         arrays = (self._keys, self._starts, self._refs, self._frames, self._spans, self._alive)
-        return int(sum(a.nbytes for a in arrays))
+        peaks = sum(f.nbytes + p.nbytes for f, p in zip(self._peak_frames, self._peak_pitches, strict=True))
+        return int(sum(a.nbytes for a in arrays)) + peaks
 
     def posting_count(self) -> int:
         self._build()
@@ -177,24 +221,121 @@ class AudioIndex:
         chosen_refs = refs[chosen]
         run_edges = np.flatnonzero(np.diff(chosen_refs)) + 1
         scales = _scale_grid(fingerprint)
-        matches: list[AudioMatch] = []
+        aligned_refs: list[tuple[int, int, float, float]] = []
         for run in np.split(chosen, run_edges):
             slot = int(refs[run[0]])
             aligned = _align(ref_frames[run], query_frames[run], span_ratio[run], scales)
             if aligned is None or aligned[0] < MIN_VOTES:
                 continue
-            votes, offset_frames, scale = aligned
+            aligned_refs.append((slot, *aligned))
+        aligned_refs.sort(key=lambda item: -item[1])
+        query_peaks = _QueryPeaks.of(fingerprint)
+        matches: list[AudioMatch] = []
+        for slot, votes, offset_frames, scale in aligned_refs:
+            reference_frames = self._peak_frames[slot]
+            evidence = 0.0
+            if reference_frames.size == 0 or query_peaks.frames.size == 0:
+                # Stored by aud-triplet-ratio-v1 (no peaks): the hash votes are all there is.
+                confidence = confidence_from_votes(votes)
+            else:
+                confirmed, chance = _verify(
+                    query_peaks, reference_frames, self._peak_pitches[slot], offset_frames, scale
+                )
+                evidence = _evidence(confirmed, chance)
+                confidence = confidence_from_evidence(evidence)
             matches.append(
                 AudioMatch(
                     ref_id=self._ref_ids[slot],
                     score=votes,
-                    confidence=confidence_from_votes(votes),
+                    confidence=confidence,
                     offset_s=offset_frames * FRAME_S,
                     time_scale=scale,
+                    evidence=evidence,
                 )
             )
-        matches.sort(key=lambda m: (-m.score, m.offset_s))
+        matches.sort(key=lambda m: (-m.confidence, -m.score, m.offset_s))
         return matches[:limit]
+
+
+@dataclass(frozen=True)
+class _QueryPeaks:
+    frames: NDArray[np.float64]
+    semitones: NDArray[np.float64]
+    tolerance: NDArray[np.float64]  # semitones: about half an FFT bin at the peak's frequency
+
+    @classmethod
+    def of(cls, fingerprint: AudioFingerprint) -> _QueryPeaks:
+        semitones = fingerprint.peak_semitones
+        frequency_hz = MIN_FREQUENCY_HZ * np.exp2(semitones / 12.0)
+        half_bin = PEAK_BIN_TOLERANCE * SAMPLE_RATE_HZ / N_FFT
+        tolerance = np.maximum(PEAK_MIN_SEMITONES, 12.0 * np.log2(1.0 + half_bin / frequency_hz))
+        return cls(fingerprint.peak_frames.astype(np.float64), semitones, tolerance)
+
+
+def _verify(
+    query: _QueryPeaks,
+    reference_frames: NDArray[np.int32],
+    reference_pitches: NDArray[np.uint16],
+    offset_frames: float,
+    scale: float,
+) -> tuple[NDArray[np.bool_], float]:
+    """Which query peaks a reference peak confirms under the alignment, and how many chance confirms.
+
+    Chance is the median count when the same query is laid, with the same search over small time and
+    pitch shifts, over CHANCE_TRIALS evenly spread other places of the same reference (wrapping round): it
+    follows that reference's peak density and pitch range, and the median ignores a trial that lands on a
+    repeat of the matched music.
+    """
+    length = int(reference_frames[-1]) + 1
+    trial_shifts = np.round(np.arange(CHANCE_TRIALS + 1) * (length / (CHANCE_TRIALS + 1)))
+    mapped = offset_frames + scale * query.frames
+    trial_mapped = mapped[None, :] + trial_shifts[:, None]
+    trial_mapped[1:] = np.mod(trial_mapped[1:], length)
+    reach = PEAK_TIME_TOLERANCE + max(abs(s) for s in PEAK_TIME_SHIFTS)
+    flat = trial_mapped.ravel()
+    low = np.searchsorted(reference_frames, flat - reach, side="left")
+    high = np.searchsorted(reference_frames, flat + reach, side="right")
+    counts = high - low
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(query.frames.size, dtype=bool), 0.0
+    owner = np.repeat(np.arange(flat.size), counts)
+    run_start = np.repeat(np.cumsum(counts) - counts, counts)
+    reference_index = np.repeat(low, counts) + (np.arange(total) - run_start)
+    peak_count = query.frames.size
+    query_index = owner % peak_count
+    time_error = reference_frames[reference_index] - flat[owner]
+    pitch_error = reference_pitches[reference_index] / PITCH_STEPS_PER_SEMITONE - query.semitones[query_index]
+    tolerance = query.tolerance[query_index]
+    time_ok = np.abs(time_error[None, :] - np.asarray(PEAK_TIME_SHIFTS)[:, None]) <= PEAK_TIME_TOLERANCE
+    pitch_ok = np.abs(pitch_error[None, :] - PITCH_SHIFTS[:, None]) <= tolerance[None, :]
+    cell_ok = time_ok[:, None, :] & pitch_ok[None, :, :]  # (time shift, pitch shift, pair)
+    cells = len(PEAK_TIME_SHIFTS) * PITCH_SHIFTS.size
+    cell_index, pair_index = np.nonzero(cell_ok.reshape(cells, total))
+    # Count each query peak once per (trial, cell), however many reference peaks confirm it.
+    hit = np.zeros((CHANCE_TRIALS + 1) * cells * peak_count, dtype=bool)
+    trial = owner[pair_index] // peak_count
+    hit[(trial * cells + cell_index) * peak_count + query_index[pair_index]] = True
+    per_cell = hit.reshape(CHANCE_TRIALS + 1, cells, peak_count)
+    counts = per_cell.sum(axis=2)
+    best = counts.max(axis=1)
+    return per_cell[0, int(np.argmax(counts[0]))], float(np.median(best[1:]))
+
+
+def _evidence(confirmed: NDArray[np.bool_], chance: float) -> float:
+    """The fraction of the query's peaks confirmed beyond chance, capped by how significant the count is.
+
+    The fraction says how much of the query the reference explains: a passage two related pieces share
+    explains part of it, the same recording nearly all of it. The cap (the excess in Poisson standard
+    deviations, times EVIDENCE_PER_DEVIATION) keeps a short query's few lucky peaks from counting as much.
+    """
+    peak_count = max(1, confirmed.size)
+    excess = float(confirmed.sum()) - chance
+    return min(excess / peak_count, EVIDENCE_PER_DEVIATION * excess / math.sqrt(chance + 1.0))
+
+
+def confidence_from_evidence(evidence: float) -> float:
+    return 1.0 / (1.0 + math.exp(-(evidence - EVIDENCE_MIDPOINT) / EVIDENCE_SLOPE))
 
 
 def confidence_from_votes(votes: int) -> float:

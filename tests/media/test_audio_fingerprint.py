@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -102,8 +103,30 @@ def test_fingerprints_round_trip_through_their_compact_bytes(pieces):
     assert np.array_equal(restored.hashes, fingerprint.hashes[order])
     assert np.array_equal(restored.frames, fingerprint.frames[order])
     assert np.array_equal(restored.spans, fingerprint.spans[order])
+    assert np.array_equal(restored.peak_frames, fingerprint.peak_frames)
+    assert np.array_equal(restored.peak_pitches, fingerprint.peak_pitches)
+    assert fingerprint.peak_frames.size > 0
     assert restored.duration_s == pytest.approx(fingerprint.duration_s)
     assert len(data) < 6 * len(fingerprint)
+
+
+def test_fingerprints_stored_by_v1_still_load_without_their_peaks(pieces):
+    fingerprint = audio.compute(next(iter(pieces.values())), SR)
+    order = np.argsort(fingerprint.frames, kind="stable")
+    deltas = np.diff(fingerprint.frames[order].astype(np.int64), prepend=0).astype("<u4")
+    body = (
+        fingerprint.hashes[order].astype("<u4").tobytes()
+        + deltas.tobytes()
+        + fingerprint.spans[order].tobytes()
+    )
+    header = b"AFP1" + len(fingerprint).to_bytes(4, "little") + np.float32(fingerprint.duration_s).tobytes()
+
+    restored = audio.AudioFingerprint.from_bytes(header + zlib.compress(body))
+
+    assert np.array_equal(restored.hashes, fingerprint.hashes[order])
+    assert np.array_equal(restored.frames, fingerprint.frames[order])
+    assert restored.peak_frames.size == 0
+    assert restored.peak_pitches.size == 0
 
 
 def test_fingerprinting_is_deterministic(pieces):
@@ -121,6 +144,7 @@ def test_fingerprinting_is_deterministic(pieces):
         b"AFP1",  # truncated header
         b"XXXX" + bytes(8),  # not a fingerprint
         b"AFP1" + (10).to_bytes(4, "little") + bytes(4) + b"not zlib at all",
+        b"AFP2" + bytes(8),  # truncated v2 header
     ],
 )
 def test_damaged_fingerprint_bytes_are_refused(data):
@@ -128,9 +152,10 @@ def test_damaged_fingerprint_bytes_are_refused(data):
         audio.AudioFingerprint.from_bytes(data)
 
 
-def test_a_fingerprint_with_a_forged_count_is_refused(pieces):
+@pytest.mark.parametrize("count_at", [4, 12], ids=["hash count", "peak count"])
+def test_a_fingerprint_with_a_forged_count_is_refused(pieces, count_at):
     data = bytearray(audio.compute(next(iter(pieces.values())), SR).to_bytes())
-    data[4:8] = (10**8).to_bytes(4, "little")
+    data[count_at : count_at + 4] = (10**8).to_bytes(4, "little")
 
     with pytest.raises(CorruptMedia):
         audio.AudioFingerprint.from_bytes(bytes(data))

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from media.fingerprint import audio
-from media.fingerprint.audio_index import AudioIndex, AudioMatch, confidence_from_votes
+from media.fingerprint.audio_index import (
+    AudioIndex,
+    AudioMatch,
+    confidence_from_evidence,
+    confidence_from_votes,
+)
 from media.samples.audio import ensure_system_packages, render_corpus
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "var" / "samples" / "audio-tests"
@@ -39,8 +44,10 @@ def test_a_query_finds_the_indexed_reference_with_offset_and_unit_scale(fingerpr
     assert matches[0].ref_id == name
     assert matches[0].offset_s == pytest.approx(6.0, abs=0.1)
     assert matches[0].time_scale == pytest.approx(1.0, abs=0.01)
-    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+    assert matches[0].confidence > 0.9
+    assert [m.confidence for m in matches] == sorted((m.confidence for m in matches), reverse=True)
     assert all(0.0 <= m.confidence <= 1.0 for m in matches)
+    assert all(m.confidence < 0.5 for m in matches[1:])
 
 
 def test_a_removed_reference_is_no_longer_found(fingerprints):
@@ -93,14 +100,40 @@ def test_an_empty_index_answers_nothing_and_uses_almost_no_memory(fingerprints):
     assert index.memory_bytes() < 1024
 
 
-def test_memory_is_nine_bytes_a_posting_plus_twelve_a_distinct_hash(fingerprints):
+def test_memory_is_nine_bytes_a_posting_twelve_a_distinct_hash_and_six_a_peak(fingerprints):
     index = AudioIndex()
     for name, (_, fingerprint) in fingerprints.items():
         index.add(name, fingerprint)
+    peaks = sum(fingerprint.peak_frames.size for _, fingerprint in fingerprints.values())
 
     memory = index.memory_bytes()
 
-    assert 9 * index.posting_count() <= memory <= 21 * index.posting_count() + 4096
+    assert 9 * index.posting_count() + 6 * peaks <= memory <= 21 * index.posting_count() + 6 * peaks + 4096
+
+
+def test_a_reference_stored_without_peaks_is_matched_on_its_votes(fingerprints):
+    name, (samples, fingerprint) = sorted(fingerprints.items())[0]
+    index = AudioIndex()
+    index.add(
+        name,
+        audio.AudioFingerprint(
+            hashes=fingerprint.hashes,
+            frames=fingerprint.frames,
+            spans=fingerprint.spans,
+            duration_s=fingerprint.duration_s,
+        ),
+    )
+
+    matches = index.query(query_for(samples, 6.0))
+
+    assert matches[0].ref_id == name
+    assert matches[0].confidence == pytest.approx(confidence_from_votes(matches[0].score))
+
+
+def test_confidence_is_half_when_a_third_of_the_query_peaks_are_confirmed_beyond_chance():
+    assert confidence_from_evidence(0.25) < 0.1
+    assert confidence_from_evidence(0.33) == pytest.approx(0.5)
+    assert confidence_from_evidence(0.40) > 0.9
 
 
 def test_confidence_rises_with_votes():
