@@ -222,3 +222,22 @@ def test_a_noisy_excerpt_of_rendered_music_is_traced_to_its_original_with_the_of
     call_command("trace", str(path), "--json", stdout=out)
     [match] = [m for m in json.loads(out.getvalue())["matches"] if m["work"] == original.pk]
     assert match["kind"] == "audio" and abs(match["offset_s"] - 12.0) < 0.5
+
+
+def test_refingerprint_adds_the_current_algorithms_fingerprints_once(photos):
+    from media.models import Fingerprint
+
+    owner = factories.creator()
+    _, asset = _register(owner, photos["Garden"], title="Garden")
+    Fingerprint.objects.filter(sha256=asset.blob_id).update(algorithm="img-older-v0")
+
+    first, second = io.StringIO(), io.StringIO()
+    call_command("refingerprint", stdout=first)
+    call_command("refingerprint", stdout=second)
+
+    assert first.getvalue().strip() == "1 files checked, 1 fingerprints computed, 0 failed"
+    assert second.getvalue().strip() == "1 files checked, 0 fingerprints computed, 0 failed"
+    assert set(Fingerprint.objects.values_list("algorithm", flat=True)) == {
+        "img-older-v0",
+        "img-orb-ransac-v1",
+    }
