@@ -41,6 +41,7 @@ class Limits:
 
 _IMAGE_SIGNATURES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _AUDIO_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
+AUDIO_FORMATS = frozenset(_AUDIO_TYPES)
 
 
 def sniff(head: bytes) -> str | None:

@@ -35,6 +35,7 @@ from scipy import fft as scipy_fft
 from scipy import signal
 
 from media.errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
+from media.validation import AUDIO_FORMATS, sniff
 
 ALGORITHM = "aud-triplet-ratio-v2"  # v2: the peaks are stored for verification
 
@@ -182,7 +183,7 @@ def decode(
     raw = _read_input(data)
     if not raw:
         raise CorruptMedia("The file is empty.")
-    if _sniff_audio(raw[:16]) is None:
+    if sniff(raw[:16]) not in AUDIO_FORMATS:
         raise UnsupportedMedia("The content is not WAV, FLAC, OGG or MP3 audio.")
     try:
         info = soundfile.info(io.BytesIO(raw))
@@ -241,21 +242,6 @@ def _read_input(data: bytes | str | os.PathLike[str]) -> bytes:
     if len(raw) > MAX_INPUT_BYTES:
         raise MediaTooLarge(f"The file is {len(raw)} bytes; the limit is {MAX_INPUT_BYTES}.")
     return raw
-
-
-def _sniff_audio(head: bytes) -> str | None:
-    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
-        return "wav"
-    if head.startswith(b"fLaC"):
-        return "flac"
-    if head.startswith(b"OggS"):
-        return "ogg"
-    if head.startswith(b"ID3"):
-        return "mp3"
-    # A bare MPEG audio frame: 11 sync bits, a valid version and layer III.
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) == 0x02:
-        return "mp3"
-    return None
 
 
 def compute(samples: NDArray[np.floating], sr: int, *, query: bool = False) -> AudioFingerprint:
