@@ -59,7 +59,10 @@ _REPLAY_SQL = (
     f"SELECT id, request_hash, response_body FROM {_EVENTS} "  # noqa: S608 (table names are constants)
     "WHERE organisation_id = %s AND idempotency_key = %s"
 )
-_COUNT_USE_SQL = f"UPDATE {Grant._meta.db_table} SET accesses_used = accesses_used + 1 WHERE id = %s"  # noqa: S608
+_COUNT_USE_SQL = (
+    f"UPDATE {Grant._meta.db_table} SET accesses_used = accesses_used + 1 "  # noqa: S608
+    "WHERE id = %s AND status = 'active'"
+)
 _COUNT_USE_WITHIN_QUOTA_SQL = _COUNT_USE_SQL + " AND accesses_used < %s"
 _EVENT_FIELDS = [field for field in AccessEvent._meta.concrete_fields if not field.primary_key]
 _INSERT_EVENT_SQL = (
@@ -108,12 +111,38 @@ def _active_grant(organisation: Organisation, work_id: int) -> Grant | None:
     )
 
 
+# The grant (with its immutable offer) each organisation uses per work, remembered briefly. Safe because the
+# charge transaction counts the use only while the grant is still active (a revoked grant is refused
+# there and looked up again), and a newer grant is picked up within this many seconds.
+GRANT_LOOKUP_TTL_S = 5.0
+_grants_seen: dict[tuple[int, int], tuple[float, Grant]] = {}
+
+
+class _GrantNoLongerActive(Exception):
+    pass
+
+
 def _grant_for(organisation: Organisation, api_key: ApiKey, work_id: int) -> Grant:
     """The organisation's newest active grant on the work, or a new one on the current terms when they
     need neither a licence fee nor the owner's approval (calling the API accepts such terms)."""
+    key = (organisation.pk, work_id)
+    seen = _grants_seen.get(key)
+    if seen is not None and time.monotonic() - seen[0] <= GRANT_LOOKUP_TTL_S:
+        return seen[1]
+    grant = _lookup_grant(organisation, api_key, work_id)
+    _grants_seen[key] = (time.monotonic(), grant)
+    return grant
+
+
+def _lookup_grant(organisation: Organisation, api_key: ApiKey, work_id: int) -> Grant:
     grant = _active_grant(organisation, work_id)
     if grant is not None:
         return grant
+    revoked = Grant.objects.filter(
+        organisation=organisation, offer__work_id=work_id, status=GrantStatus.REVOKED
+    )
+    if revoked.exists():
+        raise TermRefused("The owner revoked your licence for this work.", code="licence_revoked")
     work = Work.objects.filter(pk=work_id).first()
     if work is None:
         raise NotFound("No such work in the catalogue.", code="work_not_found")
@@ -171,6 +200,8 @@ def _use_quota(grant: Grant) -> None:
             cursor.execute(_COUNT_USE_WITHIN_QUOTA_SQL, [grant.pk, quota])
         moved = cursor.rowcount
     if moved == 0:
+        if not Grant.objects.filter(pk=grant.pk, status=GrantStatus.ACTIVE).exists():
+            raise _GrantNoLongerActive
         raise TermRefused(f"The grant's quota of {quota} accesses is used up.", code="quota_exhausted")
 
 
@@ -256,6 +287,28 @@ def access_request(
     # Accepting terms on first use commits on its own, before the charge transaction, so the charge
     # locks only the grant and the balance, in that order.
     grant = _grant_for(organisation, api_key, request.work_id)
+    try:
+        return _charge(organisation, api_key, idempotency_key, request, grant, paid_by_x402)
+    except _GrantNoLongerActive:
+        # Revoked since it was remembered: forget it and charge under the grant that holds now, if any.
+        _grants_seen.pop((organisation.pk, request.work_id), None)
+        grant = _grant_for(organisation, api_key, request.work_id)
+        try:
+            return _charge(organisation, api_key, idempotency_key, request, grant, paid_by_x402)
+        except _GrantNoLongerActive:
+            raise Conflict(
+                "The licence changed during this request; retry it.", code="grant_changed"
+            ) from None
+
+
+def _charge(
+    organisation: Organisation,
+    api_key: ApiKey,
+    idempotency_key: str,
+    request: AccessRequest,
+    grant: Grant,
+    paid_by_x402: bool,
+) -> AccessResult:
     work = grant.offer.work
     try:
         with transaction.atomic():
@@ -331,6 +384,7 @@ def _insert_event(**values: object) -> int:
 
 
 def forget_caches() -> None:
-    """Drop the per-process caches (prices, spend-cap lookups)."""
+    """Drop the per-process caches (prices, spend-cap lookups, grants)."""
     _PRICES.clear()
     _caps_seen.clear()
+    _grants_seen.clear()

@@ -185,3 +185,17 @@ def test_usage_groups_accesses_for_the_vendor_and_the_creator(market, as_user) -
             ("ai-train", 2, 10),
         ]
     assert as_user(factories.creator()).get("/api/v1/usage").json() == []
+
+
+def test_a_revoked_licence_is_refused_on_the_next_access_and_charges_nothing(market) -> None:
+    from catalog.models import Grant
+
+    _fund(market["org"], 100)
+    assert _access(market["client"], market["work"].pk).status_code == 200
+    Grant.objects.filter(organisation=market["org"]).update(status="revoked")
+
+    response = _access(market["client"], market["work"].pk)
+
+    assert response.status_code == 403 and response.json()["code"] == "licence_revoked"
+    assert AccessEvent.objects.count() == 1
+    assert prepaid_available(organisation=market["org"], currency="USD") == 95
