@@ -31,6 +31,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import Organisation, User
 from catalog.models import Grant, Offer, OfferStatus, Work
+from catalog.selectors import monetizing_claim_on
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError, Conflict, NotFound
@@ -453,6 +454,8 @@ class ReportResult:
 def revenue_report_record(*, user: User, distributor: str, lines: Sequence[ReportLine]) -> ReportResult:
     """Sales of the user's own works reported by a distributor: all lines or none.
 
+    A work whose media stands under a monetize claim earns for the claimed work instead (source `claim`).
+
     Each line is recorded once per (reporter, distributor, line id): sending the same statement again
     records nothing new; a known line id with other values is a conflict. The money is expected on the
     `reported` rail (the distributor pays the platform), where reconciliation matches it.
@@ -474,6 +477,7 @@ def revenue_report_record(*, user: User, distributor: str, lines: Sequence[Repor
     )
     now = timezone.now()
     fees: dict[int, int] = {}
+    earner: dict[int, int] = {}
     items: list[RevenueItem] = []
     created = 0
     for line in lines:
@@ -485,16 +489,21 @@ def revenue_report_record(*, user: User, distributor: str, lines: Sequence[Repor
             raise ApiError("Line ids are 1 to 100 characters.", code="invalid_line_id")
         if line.arose_at is not None and line.arose_at > now:
             raise ApiError(f"Line {line.line_id}: the sale is in the future.", code="invalid_arose_at")
-        if line.work_id not in fees:
-            fees[line.work_id] = _fee_bps(_current_offer(line.work_id))
+        if line.work_id not in earner:
+            # Under a standing monetize claim, the sales of the claimed media go to the claimed work.
+            claim = monetizing_claim_on(work_id=line.work_id)
+            earner[line.work_id] = claim.work_id if claim is not None else line.work_id
+        earning_work = earner[line.work_id]
+        if earning_work not in fees:
+            fees[earning_work] = _fee_bps(_current_offer(earning_work))
         key = f"report:{user.pk}:{distributor}:{line.line_id}"
         before = RevenueItem.objects.filter(source_key=key).exists()
         item = _record(
-            source=RevenueSource.REPORTED,
+            source=RevenueSource.REPORTED if earning_work == line.work_id else RevenueSource.CLAIM,
             source_key=key,
-            work_id=line.work_id,
+            work_id=earning_work,
             amount=Money(line.amount_minor, line.currency),
-            fee_bps=fees[line.work_id],
+            fee_bps=fees[earning_work],
             arose_at=line.arose_at or now,
             payer=clearing_account(rail="reported", currency=line.currency),
         )

@@ -13,6 +13,8 @@ from catalog import lineage
 from catalog.models import (
     Asset,
     Claim,
+    ClaimDecision,
+    ClaimStatus,
     Grant,
     Offer,
     OfferStatus,
@@ -199,3 +201,17 @@ def claims_visible_to(*, user: User) -> QuerySet[Claim]:
 
 def claim_get_visible(*, user: User, claim_id: int) -> Claim:
     return get_object_or_404(claims_visible_to(user=user), pk=claim_id)
+
+
+def monetizing_claim_on(*, work_id: int) -> Claim | None:
+    """A monetize claim standing against media registered in this work (decided, or upheld after a
+    dispute): the work's revenue then goes to the claimed work's owners."""
+    return (
+        Claim.objects.filter(
+            subject_asset__work_id=work_id,
+            decision=ClaimDecision.MONETIZE,
+            status__in=[ClaimStatus.DECIDED, ClaimStatus.RESOLVED],
+        )
+        .order_by("created_at", "pk")
+        .first()
+    )
