@@ -7,6 +7,7 @@ import json
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
@@ -137,7 +138,7 @@ class AccessApi(APIView):
             "price_minor": price,
             "currency": currency,
             "balance_minor": balance,
-            "top_up_url": f"{settings.SITE_URL}/dashboard/vendor/balance",
+            "top_up_url": settings.SITE_URL + reverse("dashboard:balance"),
             "x402": requirement,
         }
         response = problem_response(402, exc.problem_code, str(exc.detail), extra=body)

@@ -3,7 +3,7 @@ import json
 import uuid
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from access import receipts
 from access.models import AccessEvent, SpendCap
@@ -103,7 +103,11 @@ def test_not_enough_balance_is_402_with_the_ways_to_pay_and_charges_nothing(mark
         3,
         "USD",
     )
-    assert body["top_up_url"].endswith("/dashboard/vendor/balance")
+    top_up_path = body["top_up_url"].removeprefix("http://127.0.0.1:8000")
+    assert top_up_path == "/dashboard/balance/"
+    top_up_page = Client()
+    top_up_page.force_login(market["vendor"])
+    assert top_up_page.get(top_up_path).status_code == 200
     required = json.loads(base64.b64decode(response["PAYMENT-REQUIRED"]))
     [accept] = required["accepts"]
     assert (required["x402Version"], accept["scheme"], accept["amount"]) == (2, "exact", "50000")
