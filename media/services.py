@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,16 +70,14 @@ class ContentMatch:
     time_scale: float | None = None
 
 
-def content_match(
-    *, data: bytes, info: MediaInfo, exclude: Collection[str] = (), limit: int = 10
-) -> list[ContentMatch]:
-    """Registered content the media matches (best first), leaving out the hashes in `exclude`."""
+def content_match(*, data: bytes, info: MediaInfo, limit: int = 10) -> list[ContentMatch]:
+    """Registered content the media matches, best first."""
     indexes = index.current()
     matches: list[ContentMatch] = []
     if info.kind == "image":
         query = image.compute(data)
-        for sha256, found in indexes.image.query(query, limit=limit + len(exclude)):
-            if sha256 not in exclude and found.is_match:
+        for sha256, found in indexes.image.query(query, limit=limit):
+            if found.is_match:
                 matches.append(
                     ContentMatch(
                         sha256,
@@ -92,8 +90,8 @@ def content_match(
                 )
         return matches[:limit]
     samples, rate = audio.decode(data)
-    for heard in indexes.audio.query(audio.compute(samples, rate, query=True), limit=limit + len(exclude)):
-        if heard.ref_id not in exclude and heard.confidence >= REPORT_CONFIDENCE:
+    for heard in indexes.audio.query(audio.compute(samples, rate, query=True), limit=limit):
+        if heard.confidence >= REPORT_CONFIDENCE:
             matches.append(
                 ContentMatch(
                     str(heard.ref_id),
@@ -107,9 +105,9 @@ def content_match(
     if indexes.voice_ids:
         embedding = voice.embed_file(data)
         scores = indexes.voice_vectors @ embedding.vector
-        for position in np.argsort(-scores)[: limit + len(exclude)]:
+        for position in np.argsort(-scores)[:limit]:
             sha256, score = indexes.voice_ids[int(position)], float(scores[int(position)])
-            if sha256 not in exclude and score >= voice.SAME_SPEAKER_THRESHOLD:
+            if score >= voice.SAME_SPEAKER_THRESHOLD:
                 matches.append(ContentMatch(sha256, FingerprintKind.VOICE, score, voice.confidence(score)))
     matches.sort(key=lambda match: -match.confidence)
     return matches[:limit]

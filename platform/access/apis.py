@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access import payments, receipts, selectors, services, signing
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Organisation
 from accounts.permissions import KeyScope, authenticated_user
 from catalog import tracing
 from catalog.apis_tracing import TraceMatchSerializer
@@ -114,7 +114,7 @@ class AccessApi(APIView):
                 paid_by_x402=settlement is not None,
             )
         except InsufficientFunds as exc:
-            return self._payment_required(request, exc, organisation_id=organisation.pk, access=access)
+            return self._payment_required(exc, organisation=organisation, access=access)
         response = HttpResponse(result.body, status=200, content_type="application/json")
         if result.replayed:
             response["Idempotent-Replayed"] = "true"
@@ -123,16 +123,11 @@ class AccessApi(APIView):
         return response
 
     def _payment_required(
-        self,
-        request: Request,
-        exc: InsufficientFunds,
-        *,
-        organisation_id: int,
-        access: services.AccessRequest,
+        self, exc: InsufficientFunds, *, organisation: Organisation, access: services.AccessRequest
     ) -> Response:
         price = int(exc.extra["price_minor"])
         currency = str(exc.extra["currency"])
-        balance = prepaid_available(organisation=request.auth.organisation, currency=currency)  # type: ignore[union-attr]
+        balance = prepaid_available(organisation=organisation, currency=currency)
         requirement = payments.payment_required(price_minor=price, currency=currency, access=access)
         body = {
             "price_minor": price,

@@ -67,9 +67,7 @@ def _platform_private_key() -> str:
     return "0x" + in_process_funded_keys()[0].hex()
 
 
-def requirements_for(
-    price_minor: int, currency: str, access: services.AccessRequest
-) -> dict[str, Any] | None:
+def requirements_for(price_minor: int, currency: str) -> dict[str, Any] | None:
     if currency not in PAYABLE_CURRENCIES or price_minor <= 0:
         return None
     domain = chain().token_domain()
@@ -86,7 +84,7 @@ def requirements_for(
 
 def payment_required(*, price_minor: int, currency: str, access: services.AccessRequest) -> dict[str, Any]:
     """The x402 PaymentRequired document for one access (the body of the PAYMENT-REQUIRED header)."""
-    accepts = requirements_for(price_minor, currency, access)
+    accepts = requirements_for(price_minor, currency)
     return {
         "x402Version": X402_VERSION,
         "error": "insufficient prepaid balance",
@@ -132,7 +130,7 @@ def x402_pay(
     from x402.schemas.payments import PaymentPayload, PaymentRequirements
 
     price = services.access_quote(organisation=organisation, request=request)
-    wanted = requirements_for(price.amount_minor, price.currency, request)
+    wanted = requirements_for(price.amount_minor, price.currency)
     if wanted is None:
         raise PaymentRefused("This access cannot be paid with x402.", code="payment_not_accepted")
     try:

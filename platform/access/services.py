@@ -248,21 +248,14 @@ def _has_spend_caps(organisation_id: int) -> bool:
 def access_quote(*, organisation: Organisation, request: AccessRequest) -> Money:
     """What this access would cost under the organisation's grant (or the current terms), without
     charging anything. Raises the same errors as the access itself."""
-    work = Work.objects.filter(pk=request.work_id).first()
-    if work is None:
-        raise NotFound("No such work in the catalogue.", code="work_not_found")
-    grant = (
-        Grant.objects.select_related("offer")
-        .filter(organisation=organisation, offer__work=work, status=GrantStatus.ACTIVE)
-        .order_by("-created_at")
-        .first()
-    )
-    offer = (
-        grant.offer
-        if grant is not None
-        else Offer.objects.filter(work=work, status=OfferStatus.CURRENT).first()
-    )
-    if offer is None or (grant is None and work.status != WorkStatus.PUBLISHED):
+    grant = _active_grant(organisation, request.work_id)
+    if grant is not None:
+        offer: Offer | None = grant.offer
+    else:
+        offer = Offer.objects.filter(
+            work_id=request.work_id, status=OfferStatus.CURRENT, work__status=WorkStatus.PUBLISHED
+        ).first()
+    if offer is None:
         raise NotFound("No such work in the catalogue.", code="work_not_found")
     return Money(_check_terms(offer, request), offer.currency)
 
