@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps
 
@@ -35,17 +35,14 @@ def _fingerprint_everything(story: Story) -> None:
     )
 
 
-def _x402_signature(required_header: str) -> tuple[str, str]:
-    """What a vendor's wallet does with a PAYMENT-REQUIRED header: sign an EIP-3009 authorization."""
-    import json
-
+def _x402_signature(required: dict[str, Any]) -> tuple[str, str]:
+    """What a vendor's wallet does with a payment requirement: sign an EIP-3009 authorization."""
     import x402.mechanisms.evm.exact.client as x402_client
     import x402.schemas.payments as x402_payments
     from eth_account import Account
 
     wallet = Account.create()
     payments.chain().mint(wallet.address, 10_000_000)  # 10 tUSD in the vendor's wallet
-    required = json.loads(base64.b64decode(required_header))
     requirements = x402_payments.PaymentRequirements.model_validate(required["accepts"][0])
     payload = x402_payments.PaymentPayload(
         payload=x402_client.ExactEvmScheme(wallet).create_payment_payload(requirements), accepted=requirements
@@ -85,9 +82,7 @@ def pay_per_access(story: Story) -> None:
     required = payments.payment_required(
         price_minor=price.amount_minor, currency=price.currency, access=request
     )
-    import json
-
-    signature, wallet = _x402_signature(base64.b64encode(json.dumps(required).encode()).decode())
+    signature, wallet = _x402_signature(required)
     settlement = payments.x402_pay(
         organisation=organisation, api_key=api_key, request=request, payment_header=signature
     )
