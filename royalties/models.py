@@ -20,11 +20,17 @@ class AccountKind(models.TextChoices):
     PAYABLE = "payable", "Payable to a payee"
     PLATFORM_FEE = "platform_fee", "Platform fee revenue"
     CLEARING = "clearing", "External clearing (per rail and currency)"
+    IN_TRANSIT = "in_transit", "Payouts sent and not yet confirmed by the rail"
     SUSPENSE = "suspense", "Suspense (owed to nobody we can pay yet)"
 
 
 # Balances these accounts hold are owed to someone: they never go below what is held against them.
-NON_NEGATIVE_KINDS = [AccountKind.VENDOR_PREPAID.value, AccountKind.PAYABLE.value, AccountKind.SUSPENSE.value]
+NON_NEGATIVE_KINDS = [
+    AccountKind.VENDOR_PREPAID.value,
+    AccountKind.PAYABLE.value,
+    AccountKind.SUSPENSE.value,
+    AccountKind.IN_TRANSIT.value,
+]
 
 
 class LedgerAccount(models.Model):
@@ -75,6 +81,7 @@ class TransactionKind(models.TextChoices):
     SETTLEMENT = "settlement", "Settlement of revenue"
     REVERSAL = "reversal", "Reversal"
     ADJUSTMENT = "adjustment", "Adjustment"
+    PAYOUT = "payout", "Payout"
 
 
 class JournalTransaction(models.Model):
@@ -103,6 +110,8 @@ class RevenueSource(models.TextChoices):
     LICENCE_FEE = "licence_fee", "Licence fee"
     REPORTED = "reported", "Reported revenue"
     CLAIM = "claim", "Monetized claim"
+    SALE = "sale", "Sale on Tribute"
+    DATASET = "dataset", "Dataset licence"
 
 
 class Entry(models.Model):
@@ -214,3 +223,74 @@ class StatementLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.source} work #{self.work_id}: {self.amount_minor}"
+
+
+class PayoutRail(models.TextChoices):
+    STRIPE = "stripe", "Stripe Connect transfer"
+    CHAIN = "chain", "On-chain stablecoin"
+    MANUAL = "manual", "Manual (exported for the operator)"
+
+
+class PayoutStatus(models.TextChoices):
+    CREATED = "created", "Created"
+    SUBMITTED = "submitted", "Submitted to the rail"
+    CONFIRMED = "confirmed", "Confirmed"
+    FAILED = "failed", "Failed (money back to payable)"
+    RETURNED = "returned", "Returned by the rail (money back to payable)"
+
+
+class Payout(models.Model):
+    """One payment to one payee, in one currency, for one period: the unique constraint is the promise
+    that a period is paid once. `key` is the id sent to the rail (Stripe Idempotency-Key, the chain's
+    payout id), so a retry can never make a second payment."""
+
+    key = models.CharField(max_length=80, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payouts")
+    currency = models.CharField(max_length=3)
+    period = models.CharField(max_length=16)
+    amount_minor = models.BigIntegerField()
+    rail = models.CharField(max_length=16, choices=PayoutRail.choices)
+    destination = models.CharField(max_length=120, blank=True)
+    status = models.CharField(max_length=16, choices=PayoutStatus.choices, default=PayoutStatus.CREATED)
+    external_id = models.CharField(max_length=120, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "currency", "period"], name="payout_once_per_period"),
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="payout_amount_positive"),
+            models.CheckConstraint(condition=Q(rail__in=PayoutRail.values), name="payout_rail_valid"),
+            models.CheckConstraint(condition=Q(status__in=PayoutStatus.values), name="payout_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "rail"])]
+
+    def __str__(self) -> str:
+        return f"Payout {self.key}: {self.amount_minor} {self.currency} to user #{self.user_id} ({self.status})"
+
+
+class WebhookEvent(models.Model):
+    """An event a rail pushed to us, stored (after its signature was verified) before it is processed.
+    The unique (provider, event_id) makes a redelivery a no-op; `processed_at` is set once."""
+
+    provider = models.CharField(max_length=16)
+    event_id = models.CharField(max_length=120)
+    event_type = models.CharField(max_length=80)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_event_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_type} {self.event_id}"

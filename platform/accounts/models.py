@@ -100,3 +100,40 @@ class ApiKey(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class PayoutProfile(models.Model):
+    """How a user is paid: the rail they chose and the identities proven on each rail.
+
+    A Stripe account counts once Stripe reports `payouts_enabled` (kept in sync by the `account.updated`
+    webhook); a wallet address is stored only after the user signed our challenge with it.
+    """
+
+    class Rail(models.TextChoices):
+        STRIPE = "stripe", "Stripe Connect"
+        CHAIN = "chain", "Stablecoin to a wallet"
+        MANUAL = "manual", "Manual (bank details with the operator)"
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="payout_profile")
+    rail = models.CharField(max_length=16, choices=Rail.choices, default=Rail.MANUAL)
+    stripe_account_id = models.CharField(max_length=64, blank=True)
+    stripe_payouts_enabled = models.BooleanField(default=False)
+    stripe_details_submitted = models.BooleanField(default=False)
+    wallet_address = models.CharField(max_length=42, blank=True)
+    wallet_verified_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(rail__in=["stripe", "chain", "manual"]), name="payout_profile_rail_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["stripe_account_id"],
+                condition=~models.Q(stripe_account_id=""),
+                name="payout_profile_stripe_account_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Payout profile of user #{self.user_id} ({self.rail})"

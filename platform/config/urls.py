@@ -15,6 +15,8 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("catalog.urls")),
     path("", include("royalties.urls")),
     path("", include("access.urls")),
+    path("", include("studio.urls")),
+    path("", include("datasets.urls")),
 ]
 
 urlpatterns = [

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from dashboard import views
 
@@ -38,4 +38,7 @@ urlpatterns = [
     path("receipts/", views.receipts, name="receipts"),
     path("outputs/", views.outputs, name="outputs"),
     path("staff/disputes/", views.staff_disputes, name="staff-disputes"),
+    path("", include("dashboard.urls_payouts")),
+    path("", include("dashboard.urls_studio")),
+    path("", include("dashboard.urls_datasets")),
 ]

@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "dashboard",
     "royalties",
     "access",
+    "studio",
+    "datasets",
     "demo",
 ]
 

@@ -36,3 +36,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"]["init_command"] = str(  # type: ignore[index]
         DATABASES["default"]["OPTIONS"]["init_command"]  # type: ignore[index]
     ).replace("busy_timeout=20000", "busy_timeout=120000")
+
+else:
+    # Several checkouts can share one PostgreSQL server: each may name its own test database.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TRIBUTE_TEST_DB", "test_tribute")}

@@ -1,0 +1,5 @@
+"""The dashboard pages for studio."""
+
+from django.urls import URLPattern, URLResolver
+
+urlpatterns: list[URLPattern | URLResolver] = []
