@@ -254,6 +254,13 @@ class Payout(models.Model):
     status = models.CharField(max_length=16, choices=PayoutStatus.choices, default=PayoutStatus.CREATED)
     external_id = models.CharField(max_length=120, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Chain rail: the batch of the latest attempt, and the chain head before the first attempt (where to
+    # look for its payment after a crash).
+    chain_batch = models.ForeignKey(
+        "ChainBatch", null=True, blank=True, on_delete=models.PROTECT, related_name="payouts"
+    )
+    chain_from_block = models.BigIntegerField(null=True, blank=True)
+    failure_reason = models.CharField(max_length=500, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -294,3 +301,185 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.event_type} {self.event_id}"
+
+
+# Payout rails: chain batches, chain deposits, reconciliation -------------------------------------------
+
+
+class ChainBatchStatus(models.TextChoices):
+    PREPARED = "prepared", "Prepared (recorded before sending)"
+    SENT = "sent", "Sent, waiting for its receipt"
+    MINED = "mined", "Mined"
+    REVERTED = "reverted", "Reverted (its payouts are sent again)"
+    DROPPED = "dropped", "Dropped or replaced (its payouts are sent again)"
+    FAILED = "failed", "Not sent (the chain refused before sending)"
+
+
+class ChainBatch(models.Model):
+    """One `batch_pay` transaction of the PayoutDistributor, recorded *before* it is sent.
+
+    `batch_id` is derived from this row's id, so every attempt has its own; payouts keep their payout id
+    (derived from the payout key) across attempts, and the contract pays a payout id at most once.
+    `from_block` is the chain head just before sending: where to look for its events after a crash.
+    """
+
+    batch_id = models.CharField(max_length=66, unique=True)
+    status = models.CharField(max_length=16, choices=ChainBatchStatus.choices, default=ChainBatchStatus.PREPARED)
+    tx_hash = models.CharField(max_length=66, blank=True)
+    nonce = models.BigIntegerField(null=True, blank=True)
+    from_block = models.BigIntegerField()
+    mined_block = models.BigIntegerField(null=True, blank=True)
+    gas_used = models.BigIntegerField(null=True, blank=True)
+    entries = models.PositiveIntegerField(default=0)
+    total_base_units = models.DecimalField(max_digits=78, decimal_places=0, default=0)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "chain batches"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ChainBatchStatus.values), name="chain_batch_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Chain batch #{self.pk} ({self.status}) {self.tx_hash or ''}".rstrip()
+
+
+class DepositAddress(models.Model):
+    """A wallet a vendor pays its prepaid top-ups from. Registered only with a signature made by that
+    wallet over our message naming the organisation, so nobody can claim another's deposits."""
+
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="deposit_addresses"
+    )
+    address = models.CharField(max_length=42, unique=True)  # checksummed
+    verified_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["organisation_id", "address"]
+
+    def __str__(self) -> str:
+        return f"{self.address} (organisation #{self.organisation_id})"
+
+
+class ChainDepositStatus(models.TextChoices):
+    CREDITED = "credited", "Credited to the vendor's prepaid balance"
+    SUSPENSE = "suspense", "Unknown sender: held in suspense for the operator"
+    ASSIGNED = "assigned", "Moved from suspense to a vendor by the operator"
+    SKIPPED = "skipped", "Not a deposit (already recorded by x402, or a mint)"
+
+
+class ChainDeposit(models.Model):
+    """One stablecoin Transfer to the platform's deposit address, recorded once per (tx hash, log index).
+
+    `amount_base_units` is exactly what arrived (6 decimals); `amount_minor` is what the ledger credited
+    (whole cents; the sub-cent remainder, if any, stays in `dust_base_units`)."""
+
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    block_number = models.BigIntegerField()
+    sender = models.CharField(max_length=42)
+    receiver = models.CharField(max_length=42)
+    token = models.CharField(max_length=42)
+    amount_base_units = models.DecimalField(max_digits=78, decimal_places=0)
+    amount_minor = models.BigIntegerField()
+    dust_base_units = models.DecimalField(max_digits=78, decimal_places=0, default=0)
+    currency = models.CharField(max_length=3, default="USD")
+    status = models.CharField(max_length=16, choices=ChainDepositStatus.choices)
+    organisation = models.ForeignKey(
+        "accounts.Organisation", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    journal = models.ForeignKey(
+        JournalTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-block_number", "-log_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["tx_hash", "log_index"], name="chain_deposit_once"),
+            models.CheckConstraint(
+                condition=Q(status__in=ChainDepositStatus.values), name="chain_deposit_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Deposit {self.tx_hash[:12]}…#{self.log_index} from {self.sender} ({self.status})"
+
+
+class ChainCursor(models.Model):
+    """The last block a chain watcher has read, per watcher name and contract."""
+
+    name = models.CharField(max_length=120, unique=True)
+    last_block = models.BigIntegerField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} at block {self.last_block}"
+
+
+class ReconciliationRun(models.Model):
+    """One comparison of our ledger with one rail's records for one period."""
+
+    period = models.CharField(max_length=16)
+    rail = models.CharField(max_length=16)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    ledger_records = models.PositiveIntegerField(default=0)
+    rail_records = models.PositiveIntegerField(default=0)
+    differences_found = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Reconciliation {self.rail} {self.period} #{self.pk}"
+
+
+class DifferenceKind(models.TextChoices):
+    MISSING_ON_RAIL = "missing_on_rail", "In our ledger, not on the rail"
+    MISSING_IN_LEDGER = "missing_in_ledger", "On the rail, not in our ledger"
+    DUPLICATE = "duplicate", "More than one rail record for one of ours"
+    AMOUNT_MISMATCH = "amount_mismatch", "Amounts differ"
+
+
+class ReconciliationDifference(models.Model):
+    """One difference a reconciliation run found, kept for the operator until resolved."""
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="differences")
+    rail = models.CharField(max_length=16)
+    kind = models.CharField(max_length=20, choices=DifferenceKind.choices)
+    record_kind = models.CharField(max_length=16)  # payout / funding
+    reference = models.CharField(max_length=200)
+    external_id = models.CharField(max_length=200, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    ledger_amount_minor = models.BigIntegerField(null=True, blank=True)
+    rail_amount_minor = models.BigIntegerField(null=True, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolution = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["resolved_at", "rail"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=DifferenceKind.values), name="difference_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.record_kind} {self.reference}"

@@ -434,6 +434,26 @@ def claim_revenue_record(
     )
 
 
+@transaction.atomic
+def sale_record(*, work: Work, buyer: Organisation, amount: Money, sale_ref: str) -> RevenueItem:
+    """A sale on Tribute of `work`, paid from the buyer's prepaid balance, once per `sale_ref`.
+
+    The price is held on the buyer's balance (402 InsufficientFunds when it is short, and nothing changes)
+    and split up the work's chain at settlement. Under a standing monetize claim the claimed work earns.
+    """
+    claim = monetizing_claim_on(work_id=work.pk)
+    earning_work = claim.work_id if claim is not None else work.pk
+    return _record(
+        source=RevenueSource.SALE if claim is None else RevenueSource.CLAIM,
+        source_key=f"sale:{sale_ref}",
+        work_id=earning_work,
+        amount=amount,
+        fee_bps=_fee_bps(_current_offer(earning_work)),
+        arose_at=timezone.now(),
+        payer_key=selectors.prepaid_key(buyer.pk, amount.currency),
+    )
+
+
 @dataclass(frozen=True)
 class ReportLine:
     line_id: str

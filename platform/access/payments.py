@@ -25,7 +25,8 @@ from access import services
 from access.models import X402Payment
 from accounts.models import ApiKey, Organisation
 from common.problems import ApiError, Conflict
-from contracts.chain import Chain, in_process_funded_keys
+from contracts.chain import in_process_funded_keys
+from royalties.rails import chain as chain_rail
 from royalties.services import prepaid_fund
 
 X402_VERSION = 2
@@ -40,24 +41,9 @@ class PaymentRefused(ApiError):
     default_code = "payment_invalid"
 
 
-_lock = threading.Lock()
-_chain: Chain | None = None
-
-
-def chain() -> Chain:
-    """The process's chain: the in-process EVM with our contracts by default, any RPC by CHAIN_RPC_URL."""
-    global _chain
-    with _lock:
-        if _chain is None:
-            _chain = Chain.from_settings(settings)
-        return _chain
-
-
-def reset_chain() -> None:
-    """Forget the process's chain connection (after the CHAIN_* settings change)."""
-    global _chain
-    with _lock:
-        _chain = None
+# One Chain per process, shared with the payout rail (royalties sits below access, so it holds it).
+chain = chain_rail.chain
+reset_chain = chain_rail.reset_chain
 
 
 def _platform_private_key() -> str:

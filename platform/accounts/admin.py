@@ -3,7 +3,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts.models import ApiKey, Membership, Organisation, User
+from accounts.models import ApiKey, Membership, Organisation, PayoutProfile, User, WalletChallenge
 from accounts.services import api_key_revoke
 from common.admin import ReadOnlyAdmin
 
@@ -45,3 +45,28 @@ class ApiKeyAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # The revoke action needs change permission on the changelist; rows stay read-only in the form.
         return obj is None and bool(request.user.is_staff)
+
+
+@admin.register(PayoutProfile)
+class PayoutProfileAdmin(ReadOnlyAdmin):
+    """Payout identities are proven by their owner (Stripe onboarding, a wallet signature), never typed in
+    here, so an operator cannot redirect anyone's money by editing a row."""
+
+    list_display = (
+        "user",
+        "rail",
+        "stripe_account_id",
+        "stripe_payouts_enabled",
+        "stripe_details_submitted",
+        "wallet_address",
+        "wallet_verified_at",
+        "updated_at",
+    )
+    list_filter = ("rail", "stripe_payouts_enabled")
+    search_fields = ("user__username", "user__email", "stripe_account_id", "wallet_address")
+
+
+@admin.register(WalletChallenge)
+class WalletChallengeAdmin(ReadOnlyAdmin):
+    list_display = ("user", "nonce", "created_at", "expires_at", "used_at", "address")
+    search_fields = ("user__username", "nonce", "address")

@@ -10,7 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import ApiKey, Membership, Scope
+from accounts import payout_identity
+from accounts.models import ApiKey, Membership, PayoutProfile, Scope
 from accounts.permissions import KeyScope, SessionOnly, authenticated_user
 from accounts.selectors import api_keys_visible_to, organisations_of
 from accounts.services import api_key_create, api_key_revoke
@@ -139,3 +140,118 @@ class ApiKeyRevokeApi(APIView):
         if not may_revoke:
             raise NotFound(code="api_key_not_found")
         return Response(ApiKeyOutputSerializer(api_key_revoke(api_key=api_key)).data)
+
+
+# Payout identities -------------------------------------------------------------------------------------
+
+
+class SessionOnlyForChanges(SessionOnly):
+    """Reading with an API key is fine; changing where money goes needs a logged-in person."""
+
+    message = "Payout settings are changed from a logged-in session, not with an API key."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request.method in ("GET", "HEAD", "OPTIONS") or super().has_permission(request, view)
+
+
+class PayoutProfileSerializer(serializers.Serializer):
+    rail = serializers.ChoiceField(choices=PayoutProfile.Rail.choices)
+    rails = serializers.ListField(
+        child=serializers.DictField(), help_text="Each rail, whether you may choose it now, and why not."
+    )
+    stripe = serializers.DictField()
+    wallet = serializers.DictField()
+    updated_at = serializers.DateTimeField()
+
+
+def payout_profile_body(profile: PayoutProfile) -> dict[str, Any]:
+    return {
+        "rail": profile.rail,
+        "rails": [
+            {"rail": r.rail, "ready": r.ready, "reason": r.reason}
+            for r in payout_identity.rail_readiness(profile=profile)
+        ],
+        "stripe": {
+            "configured": payout_identity.stripe_enabled(),
+            "account_id": profile.stripe_account_id,
+            "payouts_enabled": profile.stripe_payouts_enabled,
+            "details_submitted": profile.stripe_details_submitted,
+        },
+        "wallet": {
+            "address": profile.wallet_address,
+            "verified_at": profile.wallet_verified_at.isoformat() if profile.wallet_verified_at else None,
+        },
+        "updated_at": profile.updated_at.isoformat(),
+    }
+
+
+class PayoutProfileApi(APIView):
+    """How you are paid: the rail you chose, and your Stripe account and wallet. Choose a rail with PUT;
+    a rail whose identity is not ready (no Stripe account with payouts enabled, no verified wallet) is
+    refused with 409 `rail_not_ready`."""
+
+    permission_classes = [IsAuthenticated, SessionOnlyForChanges, KeyScope]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PayoutProfileInput"
+
+        rail = serializers.ChoiceField(choices=PayoutProfile.Rail.choices)
+
+    @extend_schema(responses=PayoutProfileSerializer, operation_id="payout_profile_retrieve")
+    def get(self, request: Request) -> Response:
+        profile = payout_identity.payout_profile_get_or_create(user=authenticated_user(request))
+        return Response(payout_profile_body(profile))
+
+    @extend_schema(
+        request=InputSerializer, responses=PayoutProfileSerializer, operation_id="payout_profile_update"
+    )
+    def put(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        profile = payout_identity.payout_profile_rail_set(
+            user=authenticated_user(request), rail=data.validated_data["rail"]
+        )
+        return Response(payout_profile_body(profile))
+
+
+class WalletChallengeCreateApi(APIView):
+    """A message to sign with the wallet you want paid to (EIP-191 personal_sign). It names you, this
+    site, a nonce and an expiry; send the signature to POST /api/v1/payout-profile/wallet before then."""
+
+    permission_classes = [IsAuthenticated, SessionOnly]
+
+    class OutputSerializer(serializers.Serializer):
+        nonce = serializers.CharField()
+        message = serializers.CharField()
+        expires_at = serializers.DateTimeField()
+
+    @extend_schema(request=None, responses={201: OutputSerializer}, operation_id="wallet_challenge_create")
+    def post(self, request: Request) -> Response:
+        challenge = payout_identity.wallet_challenge_create(
+            user=authenticated_user(request), domain=request.get_host()
+        )
+        return Response(self.OutputSerializer(challenge).data, status=status.HTTP_201_CREATED)
+
+
+class WalletLinkApi(APIView):
+    """Link the wallet that signed your challenge. The address is stored only if the signature recovers
+    to it; a challenge links once and expires (409 `challenge_used`, 400 `challenge_expired`,
+    400 `wrong_signer`)."""
+
+    permission_classes = [IsAuthenticated, SessionOnly]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "WalletLinkInput"
+
+        nonce = serializers.CharField(max_length=64)
+        address = serializers.CharField(max_length=42)
+        signature = serializers.CharField(max_length=140)
+
+    @extend_schema(request=InputSerializer, responses=PayoutProfileSerializer, operation_id="wallet_link")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        profile = payout_identity.wallet_link(user=authenticated_user(request), **data.validated_data)
+        return Response(payout_profile_body(profile))

@@ -119,6 +119,8 @@ class PayoutProfile(models.Model):
     stripe_account_id = models.CharField(max_length=64, blank=True)
     stripe_payouts_enabled = models.BooleanField(default=False)
     stripe_details_submitted = models.BooleanField(default=False)
+    # When Stripe created the account.updated event last applied: an older event arriving late is ignored.
+    stripe_state_at = models.DateTimeField(null=True, blank=True)
     wallet_address = models.CharField(max_length=42, blank=True)
     wallet_verified_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -137,3 +139,42 @@ class PayoutProfile(models.Model):
 
     def __str__(self) -> str:
         return f"Payout profile of user #{self.user_id} ({self.rail})"
+
+    @property
+    def stripe_ready(self) -> bool:
+        """Stripe can pay this user: an account exists and Stripe says payouts to it are enabled."""
+        return bool(self.stripe_account_id) and self.stripe_payouts_enabled
+
+    @property
+    def wallet_ready(self) -> bool:
+        """A wallet address is stored, and it was stored only after its signature was verified."""
+        return bool(self.wallet_address) and self.wallet_verified_at is not None
+
+
+class WalletChallenge(models.Model):
+    """A message a user signs with a wallet to prove they hold it (EIP-191 personal_sign).
+
+    The message names the user, our domain, a random nonce and an expiry; it is kept here so the
+    signature is checked against exactly the text we issued, and `used_at` is set once (by a conditional
+    UPDATE), so a signature can link a wallet only once.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="wallet_challenges")
+    nonce = models.CharField(max_length=64, unique=True)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    address = models.CharField(max_length=42, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at")), name="wallet_challenge_expiry"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Wallet challenge {self.nonce[:8]}… for user #{self.user_id}"

@@ -172,8 +172,9 @@ class GrantSerializer(serializers.ModelSerializer):
 
 
 class ParentInputSerializer(serializers.Serializer):
-    work = serializers.IntegerField(min_value=1)
-    grant = serializers.IntegerField(min_value=1)
+    # Bounded by the id column's range: a larger number is a 400, not a database overflow (500).
+    work = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    grant = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
 
 
 def _parent_claims(items: list[dict[str, int]]) -> list[services.ParentClaim]:

@@ -57,6 +57,10 @@ class TraceApi(APIView):
     class OutputSerializer(serializers.Serializer):
         media_type = serializers.CharField()
         matches = TraceMatchSerializer(many=True)
+        manifest = serializers.JSONField(
+            allow_null=True,
+            help_text="the C2PA manifest the file carries (signer, AI marker, licence), or null",
+        )
 
         class Meta:
             ref_name = "TraceResult"
@@ -67,10 +71,14 @@ class TraceApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        info, matches = tracing.trace(
-            data=read_upload(data.validated_data["file"]), user=authenticated_user(request)
+        content = read_upload(data.validated_data["file"])
+        info, matches = tracing.trace(data=content, user=authenticated_user(request))
+        manifest = tracing.manifest_of(data=content, info=info)
+        return Response(
+            self.OutputSerializer(
+                {"media_type": info.media_type, "matches": matches, "manifest": manifest}
+            ).data
         )
-        return Response(self.OutputSerializer({"media_type": info.media_type, "matches": matches}).data)
 
 
 class ClaimEventSerializer(serializers.ModelSerializer):

@@ -33,6 +33,7 @@ from catalog.models import (
 from catalog.selectors import work_ancestor_ids, works_visible_to
 from catalog.storage import blob_store
 from common.problems import ApiError, Conflict, NotFound
+from media import credentials
 from media import services as media
 from media.errors import MediaError
 from media.validation import MediaInfo, inspect
@@ -148,6 +149,13 @@ def trace(*, data: bytes, user: User | None) -> tuple[MediaInfo, list[WorkMatch]
     # Someone else's unpublished work is not disclosed, not even its existence.
     disclosed = [m for m in matches if user is None or m.own_work or m.work.status == WorkStatus.PUBLISHED]
     return info, disclosed
+
+
+def manifest_of(*, data: bytes, info: MediaInfo) -> dict[str, object] | None:
+    """The C2PA manifest the media carries, summarised (None when it has none, e.g. once stripped: the
+    fingerprint match still finds what it derives from)."""
+    summary = credentials.manifest_of(data, info.media_type)
+    return None if summary is None else summary.as_dict()
 
 
 def claims_open_for(*, asset: Asset, data: bytes) -> list[Claim]:

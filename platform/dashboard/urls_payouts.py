@@ -1,5 +1,21 @@
 """The dashboard pages for payouts."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from dashboard import views_payout_settings as payout_settings
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("payout-settings/", payout_settings.payout_settings, name="payout-settings"),
+    path("payout-settings/rail/", payout_settings.payout_rail, name="payout-rail"),
+    path("payout-settings/stripe/", payout_settings.payout_stripe_connect, name="payout-stripe-connect"),
+    path(
+        "payout-settings/stripe/refresh/", payout_settings.payout_stripe_refresh, name="payout-stripe-refresh"
+    ),
+    path(
+        "payout-settings/wallet/challenge/",
+        payout_settings.payout_wallet_challenge,
+        name="payout-wallet-challenge",
+    ),
+    path("payout-settings/wallet/", payout_settings.payout_wallet_link, name="payout-wallet-link"),
+    path("balance/top-up/", payout_settings.topup_stripe, name="topup-stripe"),
+]

@@ -5,6 +5,7 @@ from pathlib import Path
 import dj_database_url
 
 from common.env import env_bool, env_int, env_list, env_secret, env_str
+from common.security import DEFAULT_CONTENT_SECURITY_POLICY, DEFAULT_PERMISSIONS_POLICY
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 VAR_DIR = Path(env_str("TRIBUTE_VAR_DIR", str(BASE_DIR / "var")))
@@ -27,6 +28,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "accounts",
     "media",
@@ -41,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "common.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "common.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -138,6 +141,55 @@ RECEIPT_DEV_KEY_PATH: Path | None = VAR_DIR / "keys" / "receipts-ed25519.pem" if
 PLATFORM_FEE_BPS = env_int("PLATFORM_FEE_BPS", 1000, minimum=0)
 DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "USD")
 
+# Studio (docs/studio.md). C2PA content credentials are signed with C2PA_SIGNING_CERT (PEM chain, signing
+# certificate first) and C2PA_SIGNING_KEY (PEM); in DEBUG a development chain is made once in C2PA_DEV_DIR.
+# C2PA_TRUST_ANCHORS (PEM) are the roots readers trust besides that development root.
+C2PA_SIGNING_CERT = env_secret("C2PA_SIGNING_CERT", required=False)
+C2PA_SIGNING_KEY = env_secret("C2PA_SIGNING_KEY", required=False)
+C2PA_SIGNING_ALG = env_str("C2PA_SIGNING_ALG", "es256")
+C2PA_TIMESTAMP_URL = env_str("C2PA_TIMESTAMP_URL")
+C2PA_TRUST_ANCHORS = env_secret("C2PA_TRUST_ANCHORS", required=False)
+C2PA_DEV_DIR: Path | None = VAR_DIR / "keys" / "c2pa" if DEBUG else None
+# External generators: a JSON list of {"name", "title", "url", "parent_kind", "output_kind", "use_classes",
+# "timeout_s", "max_bytes", "token"}; the territory generation accesses are made from; in DEBUG a fan may
+# credit their own studio wallet (there is no card top-up yet).
+STUDIO_EXTERNAL_GENERATORS = env_str("STUDIO_EXTERNAL_GENERATORS", "[]")
+STUDIO_TERRITORY = env_str("STUDIO_TERRITORY", "US")
+STUDIO_DEV_TOP_UP = env_bool("STUDIO_DEV_TOP_UP", DEBUG)
+
+# Dataset delivery (docs/datasets.md): how long a signed download link lives, and items per tar shard.
+DATASET_LINK_TTL_S = env_int("DATASET_LINK_TTL_S", 600, minimum=10)
+DATASET_SHARD_ITEMS = env_int("DATASET_SHARD_ITEMS", 1000, minimum=1)
+
+# Stripe (docs/stripe.md): off while STRIPE_SECRET_KEY is empty; then fiat payouts wait as manual payouts.
+# STRIPE_API_BASE points the SDK elsewhere (a local fake); empty means Stripe's own API.
+STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY", required=False)
+STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET", required=bool(STRIPE_SECRET_KEY) and not DEBUG)
+STRIPE_API_BASE = env_str("STRIPE_API_BASE").rstrip("/")
+STRIPE_TIMEOUT_S = env_int("STRIPE_TIMEOUT_S", 20, minimum=1)
+STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
+# A wallet-link challenge must be signed within this many seconds.
+WALLET_CHALLENGE_TTL_S = env_int("WALLET_CHALLENGE_TTL_S", 600, minimum=30)
+
+# Payouts (docs/payouts.md). A payee is paid once per period when their payable reaches the threshold:
+# PAYOUT_THRESHOLD_MINOR="USD=1000,EUR=2000" (minor units); a currency not named needs 10 whole units.
+PAYOUT_PERIOD = env_str("PAYOUT_PERIOD", "month")  # month | week | day
+PAYOUT_THRESHOLD_MINOR: dict[str, int] = {
+    code.strip().upper(): int(value)
+    for code, _, value in (item.partition("=") for item in env_list("PAYOUT_THRESHOLD_MINOR", []))
+}
+# Chain (docs/chain.md, docs/payouts.md): the in-process EVM unless CHAIN_RPC_URL names a node. Chain payouts
+# are on with a node, or in DEBUG on the in-process chain; CHAIN_DEPOSIT_ADDRESS receives vendors' top-ups.
+CHAIN_RPC_URL = env_str("CHAIN_RPC_URL")
+CHAIN_PRIVATE_KEY = env_secret("CHAIN_PRIVATE_KEY", required=bool(CHAIN_RPC_URL))
+CHAIN_TOKEN_ADDRESS = env_str("CHAIN_TOKEN_ADDRESS")
+CHAIN_DISTRIBUTOR_ADDRESS = env_str("CHAIN_DISTRIBUTOR_ADDRESS")
+CHAIN_PAYOUTS_ENABLED = env_bool("CHAIN_PAYOUTS_ENABLED", bool(CHAIN_RPC_URL) or DEBUG)
+CHAIN_CONFIRMATIONS = env_int("CHAIN_CONFIRMATIONS", 3, minimum=1)
+CHAIN_RESEND_AFTER_S = env_int("CHAIN_RESEND_AFTER_S", 900, minimum=0)
+CHAIN_DEPOSIT_ADDRESS = env_str("CHAIN_DEPOSIT_ADDRESS")
+CHAIN_FUNDING_START_BLOCK = env_int("CHAIN_FUNDING_START_BLOCK", 0, minimum=0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiKeyAuthentication",
@@ -169,6 +221,14 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Swagger UI from our own static files (drf-spectacular-sidecar): no CDN, and the CSP can stay 'self'.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Every operation documents the problem+json errors the shared machinery can answer (common.schema).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "common.schema.problem_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "WorkKindEnum": "catalog.models.WorkKind",
         "ClaimEventKindEnum": "catalog.models.ClaimEvent.Kind",
@@ -210,3 +270,6 @@ CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy and Permissions-Policy (common.security); docs/security.md explains each choice.
+CONTENT_SECURITY_POLICY = DEFAULT_CONTENT_SECURITY_POLICY
+PERMISSIONS_POLICY = DEFAULT_PERMISSIONS_POLICY

@@ -24,6 +24,8 @@ WHITENOISE_USE_FINDERS = True
 CELERY_BROKER_URL = "memory://localhost//"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 RECEIPT_DEV_KEY_PATH = Path(tempfile.mkdtemp(prefix="tribute-test-keys-")) / "receipts-ed25519.pem"
+C2PA_DEV_DIR = Path(tempfile.mkdtemp(prefix="tribute-test-c2pa-")) / "c2pa"
+STUDIO_DEV_TOP_UP = True
 
 # On SQLite the test database is a file, not shared-cache memory, so threaded tests see the real locking
 # (WAL, IMMEDIATE transactions) the site runs with.

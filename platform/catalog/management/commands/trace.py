@@ -18,7 +18,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
         try:
-            info, matches = tracing.trace(data=path.read_bytes(), user=None)
+            content = path.read_bytes()
+            info, matches = tracing.trace(data=content, user=None)
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc}") from None
         except ApiError as exc:
@@ -37,9 +38,17 @@ class Command(BaseCommand):
             }
             for item in matches
         ]
+        manifest = tracing.manifest_of(data=content, info=info)
         if options["json"]:
-            self.stdout.write(json.dumps({"file": str(path), "media_type": info.media_type, "matches": rows}))
+            document = {
+                "file": str(path),
+                "media_type": info.media_type,
+                "matches": rows,
+                "manifest": manifest,
+            }
+            self.stdout.write(json.dumps(document))
             return
+        self._manifest(path, manifest)
         if not rows:
             self.stdout.write(f"{path}: no registered work matches")
         for row in rows:
@@ -51,4 +60,25 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{row['kind']:5} work #{row['work']} “{row['title']}”: confidence {row['confidence']:.3f} "
                 f"(score {row['score']}), {where}"
+            )
+
+    def _manifest(self, path: Path, manifest: dict[str, Any] | None) -> None:
+        if manifest is None:
+            self.stdout.write(f"{path}: no C2PA manifest (never made, or stripped)")
+            return
+        licence = manifest.get("licence") or {}
+        ingredients = ", ".join(
+            f"“{item['title']}” ({item['relationship']})" for item in manifest["ingredients"]
+        )
+        self.stdout.write(
+            f"C2PA manifest: “{manifest['title']}” signed by {manifest['signer']} ({manifest['issuer']}), "
+            f"{manifest['validation_state'].lower()}; "
+            f"AI-generated: {'yes' if manifest['ai_generated'] else 'no'}"
+        )
+        if ingredients:
+            self.stdout.write(f"  ingredients: {ingredients}")
+        if licence:
+            self.stdout.write(
+                f"  licence: grant #{licence.get('grant')}, terms {licence.get('terms_url')}, "
+                f"{len(licence.get('receipts') or [])} access receipt(s)"
             )

@@ -1,0 +1,34 @@
+"""Generators make a derivative from a licensed parent and the fan's own material. Pure: no Django.
+
+Built in (offline, no model weights): `image-restyle` and `audio-remix`. External generators (an AI
+vendor's service at a configured URL) are built from settings by `external.from_config`.
+"""
+
+from __future__ import annotations
+
+from media.generators.audio_remix import AudioRemix
+from media.generators.base import (
+    GeneratedMedia,
+    GenerationFailed,
+    GenerationRequest,
+    Generator,
+    InputSpec,
+    ParentMedia,
+    Progress,
+    metered_uses,
+)
+from media.generators.image_restyle import ImageRestyle
+
+BUILT_IN: dict[str, Generator] = {generator.name: generator for generator in (ImageRestyle(), AudioRemix())}
+
+__all__ = [
+    "BUILT_IN",
+    "GeneratedMedia",
+    "GenerationFailed",
+    "GenerationRequest",
+    "Generator",
+    "InputSpec",
+    "ParentMedia",
+    "Progress",
+    "metered_uses",
+]

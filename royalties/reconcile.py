@@ -1,0 +1,342 @@
+"""Reconciliation: per period and rail, compare what our ledger says left or entered by the rail with
+what the rail itself reports, and store each difference for the operator.
+
+Records are compared by (kind, reference): a payout's reference is its key, a funding's the external
+reference it was credited with (`funding:<rail>:<reference>` in the journal). Differences:
+- missing_on_rail: in our ledger, not on the rail;
+- missing_in_ledger: on the rail, not in our ledger;
+- duplicate: the rail has more than one record for one of ours;
+- amount_mismatch: both have it, with other amounts (or currencies).
+
+Windows: a record belongs to the period its time falls in; both sides are read with RECONCILE_MARGIN
+on each side, so a payout recorded at 23:59 and seen by the rail at 00:01 is not reported missing, and
+differences are kept only for records inside the period.
+
+Sources: Stripe's balance transactions through `royalties.rails.stripe.balance_transactions`; the chain's
+Paid events of our batches (payouts) and the token's Transfer logs to the deposit address (fundings).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Max, Min, QuerySet
+from django.utils import timezone
+
+from accounts.models import User
+from contracts.chain import ChainError, payout_id_from_key
+from royalties.models import (
+    ChainBatch,
+    ChainDeposit,
+    DifferenceKind,
+    JournalTransaction,
+    Payout,
+    PayoutRail,
+    PayoutStatus,
+    ReconciliationDifference,
+    ReconciliationRun,
+    TransactionKind,
+)
+from royalties.payouts import period_bounds
+from royalties.rails import RailError, RailRecord
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_MARGIN = timedelta(days=1)
+RAILS = (PayoutRail.STRIPE, PayoutRail.CHAIN)
+# Payouts that reached the rail: these must appear there (a returned one was paid, then reversed).
+SENT_STATUSES = (PayoutStatus.SUBMITTED, PayoutStatus.CONFIRMED, PayoutStatus.RETURNED)
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str
+    record_kind: str
+    reference: str
+    external_id: str
+    currency: str
+    ledger_amount_minor: int | None
+    rail_amount_minor: int | None
+    detail: str
+    at: datetime
+
+
+def compare(ledger: Iterable[RailRecord], rail: Iterable[RailRecord]) -> list[Difference]:
+    """The differences between two lists of records (pure: no database)."""
+    ours: dict[tuple[str, str], list[RailRecord]] = defaultdict(list)
+    theirs: dict[tuple[str, str], list[RailRecord]] = defaultdict(list)
+    for record in ledger:
+        ours[(record.kind, record.reference)].append(record)
+    for record in rail:
+        theirs[(record.kind, record.reference)].append(record)
+    found: list[Difference] = []
+    for key in sorted(set(ours) | set(theirs)):
+        mine, seen = ours.get(key, []), theirs.get(key, [])
+        kind, reference = key
+        if not seen:
+            record = mine[0]
+            found.append(_difference(DifferenceKind.MISSING_ON_RAIL, record, ledger_amount=record.amount_minor))
+            continue
+        if not mine:
+            for record in seen:
+                found.append(
+                    _difference(DifferenceKind.MISSING_IN_LEDGER, record, rail_amount=record.amount_minor)
+                )
+            continue
+        ledger_record = mine[0]
+        if len(seen) > len(mine):
+            ids = ", ".join(r.external_id for r in seen)
+            found.append(
+                _difference(
+                    DifferenceKind.DUPLICATE,
+                    ledger_record,
+                    ledger_amount=ledger_record.amount_minor,
+                    rail_amount=sum(r.amount_minor for r in seen),
+                    detail=f"{len(seen)} rail records: {ids}"[:500],
+                )
+            )
+            continue
+        rail_record = seen[0]
+        if (rail_record.amount_minor, rail_record.currency) != (ledger_record.amount_minor, ledger_record.currency):
+            found.append(
+                _difference(
+                    DifferenceKind.AMOUNT_MISMATCH,
+                    ledger_record,
+                    ledger_amount=ledger_record.amount_minor,
+                    rail_amount=rail_record.amount_minor,
+                    external_id=rail_record.external_id,
+                    detail=(
+                        f"ledger {ledger_record.amount_minor} {ledger_record.currency}, "
+                        f"rail {rail_record.amount_minor} {rail_record.currency}"
+                    ),
+                )
+            )
+    return found
+
+
+def _difference(
+    kind: str,
+    record: RailRecord,
+    *,
+    ledger_amount: int | None = None,
+    rail_amount: int | None = None,
+    external_id: str = "",
+    detail: str = "",
+) -> Difference:
+    return Difference(
+        kind=kind,
+        record_kind=record.kind,
+        reference=record.reference,
+        external_id=external_id or record.external_id,
+        currency=record.currency,
+        ledger_amount_minor=ledger_amount,
+        rail_amount_minor=rail_amount,
+        detail=detail,
+        at=record.at,
+    )
+
+
+# Our side ----------------------------------------------------------------------------------------------
+
+
+def ledger_records(*, rail: str, since: datetime, until: datetime) -> list[RailRecord]:
+    """What our ledger says moved on `rail` in [since, until): payouts sent and fundings credited."""
+    records = [
+        RailRecord(
+            kind="payout",
+            reference=payout.key,
+            external_id=payout.external_id,
+            amount_minor=payout.amount_minor,
+            currency=payout.currency,
+            at=payout.submitted_at or payout.created_at,
+        )
+        for payout in Payout.objects.filter(
+            rail=rail, status__in=SENT_STATUSES, submitted_at__gte=since, submitted_at__lt=until
+        ).order_by("id")
+    ]
+    prefix = f"funding:{rail}:"
+    fundings = (
+        JournalTransaction.objects.filter(
+            kind=TransactionKind.FUNDING, key__startswith=prefix, created_at__gte=since, created_at__lt=until
+        )
+        .prefetch_related("entries")
+        .order_by("id")
+    )
+    for txn in fundings:
+        credit = next((e for e in txn.entries.all() if e.amount_minor > 0), None)
+        if credit is None:
+            continue
+        reference = txn.key.removeprefix(prefix)
+        records.append(
+            RailRecord(
+                kind="funding",
+                reference=reference,
+                external_id=reference.split(":")[0],
+                amount_minor=credit.amount_minor,
+                currency=credit.currency,
+                at=txn.created_at,
+            )
+        )
+    return records
+
+
+# The rails' side ---------------------------------------------------------------------------------------
+
+
+def stripe_records(*, since: datetime, until: datetime) -> list[RailRecord]:
+    from royalties.rails import stripe as stripe_rail  # written beside us; imported when needed
+
+    return list(stripe_rail.balance_transactions(since=since, until=until))
+
+
+def chain_records(*, since: datetime, until: datetime) -> list[RailRecord]:
+    """Paid events in the blocks our batches of the window were mined in (and after, up to the head),
+    and Transfer logs to the deposit address in the blocks our deposits of the window came from."""
+    from royalties.funding import _transfers_to, deposit_address
+    from royalties.rails.chain import chain, to_minor
+
+    client = chain()
+    head = client.block_number()
+    records: list[RailRecord] = []
+    timestamps: dict[int, datetime] = {}
+
+    def at(block: int) -> datetime:
+        if block not in timestamps:
+            stamp = int(client.w3.eth.get_block(block)["timestamp"])
+            timestamps[block] = datetime.fromtimestamp(stamp, tz=UTC)
+        return timestamps[block]
+
+    batches = ChainBatch.objects.filter(created_at__gte=since, created_at__lt=until)
+    span = batches.aggregate(low=Min("from_block"))
+    if span["low"] is not None:
+        keys = {
+            payout_id_from_key(key): key
+            for key in Payout.objects.filter(rail=PayoutRail.CHAIN).values_list("key", flat=True)
+        }
+        for event in client.paid_events_between(int(span["low"]), head):
+            cents, _ = to_minor(event.amount)
+            records.append(
+                RailRecord(
+                    kind="payout",
+                    reference=keys.get(event.payout_id, "0x" + event.payout_id.hex()),
+                    external_id=event.tx_hash,
+                    amount_minor=cents,
+                    currency="USD",
+                    at=at(event.block_number),
+                )
+            )
+    deposits = ChainDeposit.objects.filter(created_at__gte=since, created_at__lt=until)
+    blocks = deposits.aggregate(low=Min("block_number"), high=Max("block_number"))
+    if blocks["low"] is not None and blocks["high"] is not None:
+        for transfer in _transfers_to(client, deposit_address(), int(blocks["low"]), int(blocks["high"])):
+            cents, _ = to_minor(transfer["amount"])
+            if cents == 0:
+                continue
+            reference = f"{transfer['tx_hash']}:{transfer['log_index']}"
+            if _not_a_funding(reference):
+                continue
+            records.append(
+                RailRecord(
+                    kind="funding",
+                    reference=reference,
+                    external_id=transfer["tx_hash"],
+                    amount_minor=cents,
+                    currency="USD",
+                    at=at(transfer["block_number"]),
+                )
+            )
+    return records
+
+
+def _not_a_funding(reference: str) -> bool:
+    tx_hash, _, log_index = reference.partition(":")
+    return ChainDeposit.objects.filter(
+        tx_hash=tx_hash, log_index=int(log_index), status="skipped"
+    ).exists()
+
+
+# The job -----------------------------------------------------------------------------------------------
+
+
+def reconcile(*, period: str, rail: str, now: datetime | None = None) -> ReconciliationRun:
+    """Compare one rail with our ledger for one period and store the differences. A run again replaces
+    nothing: each run keeps its own differences (the staff page shows the unresolved ones of the latest)."""
+    if rail not in RAILS:
+        raise ValueError(f"reconciliation covers {', '.join(RAILS)}, not {rail!r}")
+    start, end = period_bounds(period)
+    since, until = start - RECONCILE_MARGIN, min(end + RECONCILE_MARGIN, now or timezone.now())
+    run = ReconciliationRun.objects.create(period=period, rail=rail, window_start=start, window_end=end)
+    try:
+        ours = ledger_records(rail=rail, since=since, until=until)
+        theirs = stripe_records(since=since, until=until) if rail == PayoutRail.STRIPE else chain_records(
+            since=since, until=until
+        )
+    except (RailError, ChainError) as error:
+        ReconciliationRun.objects.filter(pk=run.pk).update(error=str(error)[:500], finished_at=timezone.now())
+        run.refresh_from_db()
+        return run
+    found = [d for d in compare(ours, theirs) if start <= d.at < end]
+    with transaction.atomic():
+        ReconciliationDifference.objects.bulk_create(
+            [
+                ReconciliationDifference(
+                    run=run,
+                    rail=rail,
+                    kind=d.kind,
+                    record_kind=d.record_kind,
+                    reference=d.reference[:200],
+                    external_id=d.external_id[:200],
+                    currency=d.currency,
+                    ledger_amount_minor=d.ledger_amount_minor,
+                    rail_amount_minor=d.rail_amount_minor,
+                    detail=d.detail,
+                )
+                for d in found
+            ]
+        )
+        ReconciliationRun.objects.filter(pk=run.pk).update(
+            ledger_records=len([r for r in ours if start <= r.at < end]),
+            rail_records=len([r for r in theirs if start <= r.at < end]),
+            differences_found=len(found),
+            finished_at=timezone.now(),
+        )
+    run.refresh_from_db()
+    if found:
+        logger.warning("reconciliation of %s for %s: %d differences", rail, period, len(found))
+    return run
+
+
+def reconcile_all(*, period: str, now: datetime | None = None) -> list[ReconciliationRun]:
+    """Every configured rail for one period: the chain when chain payouts are on, Stripe when it is."""
+    from royalties.payouts import chain_configured, stripe_configured
+
+    runs = []
+    if chain_configured():
+        runs.append(reconcile(period=period, rail=PayoutRail.CHAIN, now=now))
+    if stripe_configured():
+        runs.append(reconcile(period=period, rail=PayoutRail.STRIPE, now=now))
+    return runs
+
+
+def differences_open() -> QuerySet[ReconciliationDifference]:
+    """Unresolved differences, newest first."""
+    return ReconciliationDifference.objects.filter(resolved_at__isnull=True).select_related("run")
+
+
+@transaction.atomic
+def difference_resolve(
+    *, difference: ReconciliationDifference, user: User | None, note: str
+) -> ReconciliationDifference:
+    """The operator explains a difference (and corrects the ledger by a reversal if it needs one)."""
+    difference = ReconciliationDifference.objects.select_for_update().get(pk=difference.pk)
+    if difference.resolved_at is None:
+        difference.resolved_at = timezone.now()
+        difference.resolved_by = user
+        difference.resolution = note.strip()[:300] or "resolved"
+        difference.save(update_fields=["resolved_at", "resolved_by", "resolution"])
+    return difference
