@@ -1,7 +1,29 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
 
 from common.admin import ReadOnlyAdmin, ReadOnlyInline
-from royalties.models import Entry, JournalTransaction, LedgerAccount, RevenueItem, Statement, StatementLine
+from common.problems import ApiError
+from royalties import payouts, reconcile
+from royalties.models import (
+    ChainBatch,
+    ChainCursor,
+    ChainDeposit,
+    DepositAddress,
+    Entry,
+    JournalTransaction,
+    LedgerAccount,
+    Payout,
+    PayoutRail,
+    PayoutStatus,
+    ReconciliationDifference,
+    ReconciliationRun,
+    RevenueItem,
+    Statement,
+    StatementLine,
+    WebhookEvent,
+)
 
 
 class EntryInline(ReadOnlyInline):
@@ -61,3 +83,183 @@ class StatementAdmin(ReadOnlyAdmin):
     list_filter = ("currency",)
     search_fields = ("user__username", "digest")
     inlines = [StatementLineInline]
+
+
+# Payouts -----------------------------------------------------------------------------------------------
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    """Payouts change only through their state machine: the actions below, the rails, the webhooks."""
+
+    list_display = (
+        "key",
+        "user",
+        "currency",
+        "amount_minor",
+        "period",
+        "rail",
+        "status",
+        "external_id",
+        "attempts",
+        "last_error",
+        "created_at",
+    )
+    list_filter = ("status", "rail", "currency", "period")
+    search_fields = ("key", "user__username", "user__email", "external_id")
+    list_select_related = ("user",)
+    raw_id_fields = ("user", "chain_batch")
+    actions = ["mark_paid", "mark_failed"]
+
+    def _manual(self, request: HttpRequest, queryset: QuerySet[Payout]) -> list[Payout]:
+        waiting = list(queryset.filter(rail=PayoutRail.MANUAL, status=PayoutStatus.CREATED))
+        skipped = queryset.count() - len(waiting)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} payout(s) skipped: only manual payouts waiting can be marked.",
+                messages.WARNING,
+            )
+        return waiting
+
+    @admin.action(description="Mark selected manual payouts paid (reference: admin, operator, date)")
+    def mark_paid(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+        reference = f"admin:{request.user.get_username()}:{timezone.now():%Y-%m-%d}"
+        done = 0
+        for payout in self._manual(request, queryset):
+            try:
+                payouts.manual_mark_paid(payout=payout, reference=reference)
+                done += 1
+            except ApiError as error:
+                self.message_user(request, f"{payout.key}: {error.detail}", messages.ERROR)
+        self.message_user(request, f"{done} payout(s) marked paid ({reference}).", messages.SUCCESS)
+
+    @admin.action(description="Mark selected manual payouts failed (money back to the payee)")
+    def mark_failed(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+        done = 0
+        for payout in self._manual(request, queryset):
+            try:
+                payouts.manual_mark_failed(
+                    payout=payout, reason=f"marked failed in the admin by {request.user.get_username()}"
+                )
+                done += 1
+            except ApiError as error:
+                self.message_user(request, f"{payout.key}: {error.detail}", messages.ERROR)
+        self.message_user(
+            request, f"{done} payout(s) marked failed; the money is payable again.", messages.SUCCESS
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ChainBatch)
+class ChainBatchAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "status",
+        "entries",
+        "total_base_units",
+        "tx_hash",
+        "from_block",
+        "mined_block",
+        "gas_used",
+        "created_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("tx_hash", "batch_id")
+
+
+@admin.register(DepositAddress)
+class DepositAddressAdmin(ReadOnlyAdmin):
+    list_display = ("address", "organisation", "verified_at", "created_by")
+    search_fields = ("address", "organisation__name")
+    list_select_related = ("organisation", "created_by")
+
+
+@admin.register(ChainDeposit)
+class ChainDepositAdmin(ReadOnlyAdmin):
+    list_display = (
+        "tx_hash",
+        "log_index",
+        "block_number",
+        "sender",
+        "amount_minor",
+        "status",
+        "organisation",
+        "note",
+    )
+    list_filter = ("status",)
+    search_fields = ("tx_hash", "sender")
+    list_select_related = ("organisation",)
+
+
+@admin.register(ChainCursor)
+class ChainCursorAdmin(ReadOnlyAdmin):
+    list_display = ("name", "last_block", "updated_at")
+
+
+class DifferenceInline(ReadOnlyInline):
+    model = ReconciliationDifference
+    fields = (
+        "kind",
+        "record_kind",
+        "reference",
+        "external_id",
+        "ledger_amount_minor",
+        "rail_amount_minor",
+        "resolved_at",
+    )
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "rail",
+        "period",
+        "ledger_records",
+        "rail_records",
+        "differences_found",
+        "error",
+        "started_at",
+    )
+    list_filter = ("rail", "period")
+    inlines = [DifferenceInline]
+
+
+@admin.register(ReconciliationDifference)
+class ReconciliationDifferenceAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "rail",
+        "kind",
+        "record_kind",
+        "reference",
+        "external_id",
+        "currency",
+        "ledger_amount_minor",
+        "rail_amount_minor",
+        "resolved_at",
+    )
+    list_filter = ("rail", "kind", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("reference", "external_id")
+    actions = ["resolve"]
+
+    @admin.action(description="Mark selected differences resolved")
+    def resolve(self, request: HttpRequest, queryset: QuerySet[ReconciliationDifference]) -> None:
+        user = request.user if request.user.is_authenticated else None
+        for difference in queryset.filter(resolved_at__isnull=True):
+            reconcile.difference_resolve(
+                difference=difference,
+                user=user,
+                note=f"resolved in the admin by {request.user.get_username()}",
+            )
+        self.message_user(request, "Resolved.", messages.SUCCESS)
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ("provider", "event_type", "event_id", "received_at", "processed_at", "error")
+    list_filter = ("provider", "event_type")
+    search_fields = ("event_id",)

@@ -173,7 +173,9 @@ class DepositMessageApi(APIView):
 
                 client = chain()
                 body.update(
-                    deposit_to=funding.deposit_address(), token=str(client.token.address), chain_id=client.chain_id
+                    deposit_to=funding.deposit_address(),
+                    token=str(client.token.address),
+                    chain_id=client.chain_id,
                 )
             except ChainError:
                 pass  # the chain is unreachable now; the message is still valid

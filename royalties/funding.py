@@ -74,7 +74,9 @@ def deposits_configured() -> bool:
     """Chain deposits are watched when a deposit address is set, or on the in-process chain in DEBUG."""
     if getattr(settings, "CHAIN_DEPOSIT_ADDRESS", ""):
         return True
-    return not getattr(settings, "CHAIN_RPC_URL", "") and bool(getattr(settings, "CHAIN_PAYOUTS_ENABLED", False))
+    return not getattr(settings, "CHAIN_RPC_URL", "") and bool(
+        getattr(settings, "CHAIN_PAYOUTS_ENABLED", False)
+    )
 
 
 def deposit_message(*, organisation: Organisation, address: str) -> str:
@@ -109,7 +111,9 @@ def deposit_address_register(
     existing = DepositAddress.objects.filter(address=address).first()
     if existing is not None:
         if existing.organisation_id != organisation.pk:
-            raise Conflict("This address is registered to another organisation.", code="deposit_address_taken")
+            raise Conflict(
+                "This address is registered to another organisation.", code="deposit_address_taken"
+            )
         return existing
     try:
         with transaction.atomic():
@@ -283,7 +287,10 @@ def deposit_assign(*, deposit: ChainDeposit, organisation: Organisation) -> Chai
         memo=f"Chain deposit {deposit.tx_hash}:{deposit.log_index} assigned to {organisation.name}",
         legs=[
             Leg(_suspense(), -deposit.amount_minor),
-            Leg(prepaid_account(organisation_id=organisation.pk, currency=deposit.currency), deposit.amount_minor),
+            Leg(
+                prepaid_account(organisation_id=organisation.pk, currency=deposit.currency),
+                deposit.amount_minor,
+            ),
         ],
     )
     deposit.status = ChainDepositStatus.ASSIGNED

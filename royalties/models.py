@@ -278,7 +278,9 @@ class Payout(models.Model):
         indexes = [models.Index(fields=["status", "rail"])]
 
     def __str__(self) -> str:
-        return f"Payout {self.key}: {self.amount_minor} {self.currency} to user #{self.user_id} ({self.status})"
+        return (
+            f"Payout {self.key}: {self.amount_minor} {self.currency} to user #{self.user_id} ({self.status})"
+        )
 
 
 class WebhookEvent(models.Model):
@@ -324,7 +326,9 @@ class ChainBatch(models.Model):
     """
 
     batch_id = models.CharField(max_length=66, unique=True)
-    status = models.CharField(max_length=16, choices=ChainBatchStatus.choices, default=ChainBatchStatus.PREPARED)
+    status = models.CharField(
+        max_length=16, choices=ChainBatchStatus.choices, default=ChainBatchStatus.PREPARED
+    )
     tx_hash = models.CharField(max_length=66, blank=True)
     nonce = models.BigIntegerField(null=True, blank=True)
     from_block = models.BigIntegerField()

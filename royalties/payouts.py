@@ -269,9 +269,10 @@ def payout_run(period: str | None = None, now: datetime | None = None) -> Payout
     _send_unsent(result)
     from royalties.rails import chain as chain_rail
 
-    if chain_configured() and Payout.objects.filter(
-        rail=PayoutRail.CHAIN, status=PayoutStatus.SUBMITTED
-    ).exists():
+    if (
+        chain_configured()
+        and Payout.objects.filter(rail=PayoutRail.CHAIN, status=PayoutStatus.SUBMITTED).exists()
+    ):
         confirmed = chain_rail.chain_confirm_pending()
         result.confirmed += confirmed.confirmed
         result.failed += confirmed.failed
@@ -280,7 +281,9 @@ def payout_run(period: str | None = None, now: datetime | None = None) -> Payout
 
 def _send_unsent(result: PayoutRunResult) -> None:
     """Send every created Stripe and chain payout (this run's and any an earlier run left unsent)."""
-    stripe_due = list(Payout.objects.filter(rail=PayoutRail.STRIPE, status=PayoutStatus.CREATED).order_by("id"))
+    stripe_due = list(
+        Payout.objects.filter(rail=PayoutRail.STRIPE, status=PayoutStatus.CREATED).order_by("id")
+    )
     for payout in stripe_due:
         outcome = stripe_send(payout=payout)
         if outcome == PayoutStatus.SUBMITTED:
@@ -521,7 +524,9 @@ def manual_mark_paid(*, payout: Payout, reference: str) -> Payout:
     if payout.rail != PayoutRail.MANUAL:
         raise _refuse(payout, "marked paid by hand (it is on another rail)")
     if not reference.strip():
-        raise PayoutTransitionError("Give the payment's reference (a bank reference).", code="missing_reference")
+        raise PayoutTransitionError(
+            "Give the payment's reference (a bank reference).", code="missing_reference"
+        )
     return payout_confirm(key=payout.key, external_id=reference.strip()[:120])
 
 

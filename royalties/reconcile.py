@@ -77,10 +77,11 @@ def compare(ledger: Iterable[RailRecord], rail: Iterable[RailRecord]) -> list[Di
     found: list[Difference] = []
     for key in sorted(set(ours) | set(theirs)):
         mine, seen = ours.get(key, []), theirs.get(key, [])
-        kind, reference = key
         if not seen:
             record = mine[0]
-            found.append(_difference(DifferenceKind.MISSING_ON_RAIL, record, ledger_amount=record.amount_minor))
+            found.append(
+                _difference(DifferenceKind.MISSING_ON_RAIL, record, ledger_amount=record.amount_minor)
+            )
             continue
         if not mine:
             for record in seen:
@@ -102,7 +103,10 @@ def compare(ledger: Iterable[RailRecord], rail: Iterable[RailRecord]) -> list[Di
             )
             continue
         rail_record = seen[0]
-        if (rail_record.amount_minor, rail_record.currency) != (ledger_record.amount_minor, ledger_record.currency):
+        if (rail_record.amount_minor, rail_record.currency) != (
+            ledger_record.amount_minor,
+            ledger_record.currency,
+        ):
             found.append(
                 _difference(
                     DifferenceKind.AMOUNT_MISMATCH,
@@ -255,9 +259,7 @@ def chain_records(*, since: datetime, until: datetime) -> list[RailRecord]:
 
 def _not_a_funding(reference: str) -> bool:
     tx_hash, _, log_index = reference.partition(":")
-    return ChainDeposit.objects.filter(
-        tx_hash=tx_hash, log_index=int(log_index), status="skipped"
-    ).exists()
+    return ChainDeposit.objects.filter(tx_hash=tx_hash, log_index=int(log_index), status="skipped").exists()
 
 
 # The job -----------------------------------------------------------------------------------------------
@@ -273,8 +275,10 @@ def reconcile(*, period: str, rail: str, now: datetime | None = None) -> Reconci
     run = ReconciliationRun.objects.create(period=period, rail=rail, window_start=start, window_end=end)
     try:
         ours = ledger_records(rail=rail, since=since, until=until)
-        theirs = stripe_records(since=since, until=until) if rail == PayoutRail.STRIPE else chain_records(
-            since=since, until=until
+        theirs = (
+            stripe_records(since=since, until=until)
+            if rail == PayoutRail.STRIPE
+            else chain_records(since=since, until=until)
         )
     except (RailError, ChainError) as error:
         ReconciliationRun.objects.filter(pk=run.pk).update(error=str(error)[:500], finished_at=timezone.now())

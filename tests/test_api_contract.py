@@ -129,7 +129,9 @@ def test_a_stranger_of_every_role_can_neither_see_nor_touch_the_owners_objects(a
         if "{" in path or (method != "get" and path in hidden_bodies):
             assert response.status_code in (403, 404), (method, path, response.status_code)
         else:
-            assert response.status_code < 500, (method, path)
+            # Stripe is off in tests: its operations answer a deliberate 503 `stripe_not_configured`.
+            stripe_off = response.status_code == 503 and response.json()["code"] == "stripe_not_configured"
+            assert response.status_code < 500 or stripe_off, (method, path)
     after = world["counts"]()
     assert after[2:] == before[2:]  # no grant or split sheet was made on the owner's objects
 

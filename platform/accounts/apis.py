@@ -222,6 +222,9 @@ class WalletChallengeCreateApi(APIView):
     permission_classes = [IsAuthenticated, SessionOnly]
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "WalletChallenge"
+
         nonce = serializers.CharField()
         message = serializers.CharField()
         expires_at = serializers.DateTimeField()

@@ -41,9 +41,8 @@ _DESCRIPTIONS = {
     "415": "The request's content type is not accepted.",
     "429": "Too many requests.",
 }
-_ALWAYS = ("400", "401", "403", "404", "405", "406", "429")
-_WITH_BODY = ("413", "415")
-_WRITES = ("402", "409")
+_ALWAYS = ("400", "401", "402", "403", "404", "405", "406", "429")
+_WITH_BODY = ("409", "413", "415")
 
 
 def _problem(status: str) -> dict[str, Any]:
@@ -62,7 +61,7 @@ def problem_responses(result: dict[str, Any], generator: Any, request: Any, publ
                 continue
             statuses = list(_ALWAYS)
             if method != "get":
-                statuses += _WITH_BODY + _WRITES
+                statuses += _WITH_BODY
             responses = operation.setdefault("responses", {})
             for status in statuses:
                 responses.setdefault(status, _problem(status))

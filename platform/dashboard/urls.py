@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from dashboard import views
+from dashboard import views, views_payouts
 
 app_name = "dashboard"
 
@@ -32,7 +32,7 @@ urlpatterns = [
     path("earnings/", views.earnings, name="earnings"),
     path("statements/new/", views.statement_new, name="statement-new"),
     path("statements/<int:statement_id>/csv/", views.statement_csv, name="statement-csv"),
-    path("payouts/", views.ledger_page, {"page": "payouts"}, name="payouts"),
+    path("payouts/", views_payouts.payouts_page, name="payouts"),
     path("balance/", views.balance, name="balance"),
     path("usage/", views.usage, name="usage"),
     path("receipts/", views.receipts, name="receipts"),

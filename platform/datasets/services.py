@@ -254,41 +254,58 @@ def _member_terms(offer: Offer) -> MemberTerms:
     )
 
 
-def _current_offer(work: Work) -> Offer | None:
-    offer = Offer.objects.filter(work=work, status=OfferStatus.CURRENT).prefetch_related("uses").first()
-    if offer is None or (offer.expires_at is not None and offer.expires_at <= timezone.now()):
-        return None
-    return offer
+def _current_offers(work_ids: set[int]) -> dict[int, Offer]:
+    """Each work's current, unexpired offer (with its uses), in two queries however many works."""
+    now = timezone.now()
+    offers = Offer.objects.filter(work_id__in=work_ids, status=OfferStatus.CURRENT).prefetch_related("uses")
+    return {offer.work_id: offer for offer in offers if offer.expires_at is None or offer.expires_at > now}
 
 
-def _owner_ids(work: Work) -> set[int]:
-    owners = set(
-        SplitShare.objects.filter(
-            sheet__work=work, sheet__status=SplitSheetStatus.ACTIVE, user__isnull=False
-        ).values_list("user_id", flat=True)
-    )
-    owners.add(work.created_by_id)
-    return {owner for owner in owners if owner is not None}
+def _flagged_works(works: Sequence[Work]) -> set[int]:
+    """The works flagged do-not-train, themselves or through their manager or any owner on the active
+    split sheet (three queries however many works)."""
+    ids = {work.pk for work in works}
+    owners: dict[int, set[int]] = {work.pk: {work.created_by_id} for work in works}
+    shares = SplitShare.objects.filter(
+        sheet__work_id__in=ids, sheet__status=SplitSheetStatus.ACTIVE, user__isnull=False
+    ).values_list("sheet__work_id", "user_id")
+    for work_id, user_id in shares:
+        owners[work_id].add(user_id)
+    everyone = set().union(*owners.values()) if owners else set()
+    flagged_users = set(TrainingOptOut.objects.filter(user_id__in=everyone).values_list("user_id", flat=True))
+    flagged = set(TrainingOptOut.objects.filter(work_id__in=ids).values_list("work_id", flat=True))
+    return flagged | {work_id for work_id, users in owners.items() if users & flagged_users}
 
 
 def do_not_train(work: Work) -> bool:
     """Is the work flagged do-not-train, itself or through any of its owners?"""
-    return TrainingOptOut.objects.filter(Q(work=work) | Q(user_id__in=_owner_ids(work))).exists()
+    return bool(_flagged_works([work]))
 
 
-def _refusal(dataset: Dataset, work: Work) -> tuple[Looser, Offer | None]:
-    """Why the work may not be in the dataset (an empty code when it may), and its current offer."""
-    if work.kind not in _ASSET_KINDS[DatasetKind(dataset.kind)]:
-        return Looser("wrong_kind", f"A {dataset.kind} dataset does not take {work.kind} works."), None
-    if do_not_train(work):
-        return Looser("do_not_train", "The work or one of its owners is flagged do-not-train."), None
-    offer = _current_offer(work) if work.status == WorkStatus.PUBLISHED else None
-    if offer is None:
-        return Looser("no_current_offer", "The work has no current licence offer."), None
-    found = looser_terms(_dataset_terms(dataset), _member_terms(offer))
-    if found:
-        return found[0], offer
-    return Looser("", ""), offer
+def _refusals(dataset: Dataset, works: Sequence[Work]) -> dict[int, tuple[Looser, Offer | None]]:
+    """Per work, why it may not be in the dataset (an empty code when it may) and its current offer."""
+    flagged = _flagged_works(works)
+    offers = _current_offers({work.pk for work in works if work.status == WorkStatus.PUBLISHED})
+    terms = _dataset_terms(dataset)
+    result: dict[int, tuple[Looser, Offer | None]] = {}
+    for work in works:
+        offer = offers.get(work.pk)
+        if work.kind not in _ASSET_KINDS[DatasetKind(dataset.kind)]:
+            result[work.pk] = (
+                Looser("wrong_kind", f"A {dataset.kind} dataset does not take {work.kind} works."),
+                None,
+            )
+        elif work.pk in flagged:
+            result[work.pk] = (
+                Looser("do_not_train", "The work or one of its owners is flagged do-not-train."),
+                None,
+            )
+        elif offer is None:
+            result[work.pk] = (Looser("no_current_offer", "The work has no current licence offer."), None)
+        else:
+            found = looser_terms(terms, _member_terms(offer))
+            result[work.pk] = (found[0] if found else Looser("", ""), offer)
+    return result
 
 
 def _total_weight(dataset: Dataset, extra: int = 0) -> tuple[int, int]:
@@ -347,14 +364,15 @@ def item_contribute(
     item already in the dataset are stored as excluded, with the reason; the owners of both duplicates are
     told.
     """
-    work = Work.objects.filter(pk=work.pk, created_by=user).first()  # fresh: its status may have moved
-    if work is None:
+    fresh = Work.objects.filter(pk=work.pk, created_by=user).first()  # its status may have moved since
+    if fresh is None:
         raise NotFound("No such work among the works you manage.", code="work_not_found")
+    work = fresh
     if dataset.status != DatasetStatus.OPEN:
         raise Conflict("This dataset is closed to new contributions.", code="dataset_closed")
     if weight < 1:
         raise ApiError("weight is a positive integer.", code="invalid_weight")
-    refusal, offer = _refusal(dataset, work)
+    refusal, offer = _refusals(dataset, [work])[work.pk]
     if refusal.code:
         raise Forbidden(refusal.reason, code=refusal.code)
     assert offer is not None
@@ -637,10 +655,8 @@ def snapshot_create(*, dataset: Dataset, user: User) -> Snapshot:
     )
     offers: dict[int, Offer] = {}
     kept: list[DatasetItem] = []
-    checked: dict[int, tuple[Looser, Offer | None]] = {}
+    checked = _refusals(dataset, list({item.work_id: item.work for item in items}.values()))
     for item in items:
-        if item.work_id not in checked:
-            checked[item.work_id] = _refusal(dataset, item.work)
         refusal, offer = checked[item.work_id]
         if refusal.code:
             _exclude(item, dataset, refusal)

@@ -32,6 +32,8 @@ from catalog.services import (
 )
 from common.currency import format_minor
 from demo.access_step import output_claim, pay_per_access
+from demo.dataset_step import dataset_sale
+from demo.payouts_step import pay_out
 from demo.royalties_step import settle_and_report
 
 PASSWORD = "tribute-demo-password"  # noqa: S105 (demo accounts on a local machine, printed for the reader)
@@ -167,7 +169,14 @@ def _invitation_token(email: str) -> str:
     return message.body.split("accept with this token:\n", 1)[1].split()[0]
 
 
-STEPS: list[Callable[[Story], None]] = [register_catalog, pay_per_access, output_claim, settle_and_report]
+STEPS: list[Callable[[Story], None]] = [
+    register_catalog,
+    pay_per_access,
+    output_claim,
+    dataset_sale,
+    settle_and_report,
+    pay_out,
+]
 
 
 def run(*, say: Callable[[str], None], samples_dir: Path) -> Story:

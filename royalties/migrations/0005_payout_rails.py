@@ -7,141 +7,287 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_payout_profile'),
-        ('royalties', '0004_payouts_and_webhooks'),
+        ("accounts", "0002_payout_profile"),
+        ("royalties", "0004_payouts_and_webhooks"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ChainCursor',
+            name="ChainCursor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, unique=True)),
-                ('last_block', models.BigIntegerField()),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, unique=True)),
+                ("last_block", models.BigIntegerField()),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='ReconciliationRun',
+            name="ReconciliationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period', models.CharField(max_length=16)),
-                ('rail', models.CharField(max_length=16)),
-                ('window_start', models.DateTimeField()),
-                ('window_end', models.DateTimeField()),
-                ('ledger_records', models.PositiveIntegerField(default=0)),
-                ('rail_records', models.PositiveIntegerField(default=0)),
-                ('differences_found', models.PositiveIntegerField(default=0)),
-                ('error', models.CharField(blank=True, max_length=500)),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("period", models.CharField(max_length=16)),
+                ("rail", models.CharField(max_length=16)),
+                ("window_start", models.DateTimeField()),
+                ("window_end", models.DateTimeField()),
+                ("ledger_records", models.PositiveIntegerField(default=0)),
+                ("rail_records", models.PositiveIntegerField(default=0)),
+                ("differences_found", models.PositiveIntegerField(default=0)),
+                ("error", models.CharField(blank=True, max_length=500)),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-started_at', '-id'],
+                "ordering": ["-started_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='payout',
-            name='chain_from_block',
+            model_name="payout",
+            name="chain_from_block",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='payout',
-            name='failure_reason',
+            model_name="payout",
+            name="failure_reason",
             field=models.CharField(blank=True, max_length=500),
         ),
         migrations.CreateModel(
-            name='ChainBatch',
+            name="ChainBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('batch_id', models.CharField(max_length=66, unique=True)),
-                ('status', models.CharField(choices=[('prepared', 'Prepared (recorded before sending)'), ('sent', 'Sent, waiting for its receipt'), ('mined', 'Mined'), ('reverted', 'Reverted (its payouts are sent again)'), ('dropped', 'Dropped or replaced (its payouts are sent again)'), ('failed', 'Not sent (the chain refused before sending)')], default='prepared', max_length=16)),
-                ('tx_hash', models.CharField(blank=True, max_length=66)),
-                ('nonce', models.BigIntegerField(blank=True, null=True)),
-                ('from_block', models.BigIntegerField()),
-                ('mined_block', models.BigIntegerField(blank=True, null=True)),
-                ('gas_used', models.BigIntegerField(blank=True, null=True)),
-                ('entries', models.PositiveIntegerField(default=0)),
-                ('total_base_units', models.DecimalField(decimal_places=0, default=0, max_digits=78)),
-                ('error', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("batch_id", models.CharField(max_length=66, unique=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("prepared", "Prepared (recorded before sending)"),
+                            ("sent", "Sent, waiting for its receipt"),
+                            ("mined", "Mined"),
+                            ("reverted", "Reverted (its payouts are sent again)"),
+                            ("dropped", "Dropped or replaced (its payouts are sent again)"),
+                            ("failed", "Not sent (the chain refused before sending)"),
+                        ],
+                        default="prepared",
+                        max_length=16,
+                    ),
+                ),
+                ("tx_hash", models.CharField(blank=True, max_length=66)),
+                ("nonce", models.BigIntegerField(blank=True, null=True)),
+                ("from_block", models.BigIntegerField()),
+                ("mined_block", models.BigIntegerField(blank=True, null=True)),
+                ("gas_used", models.BigIntegerField(blank=True, null=True)),
+                ("entries", models.PositiveIntegerField(default=0)),
+                ("total_base_units", models.DecimalField(decimal_places=0, default=0, max_digits=78)),
+                ("error", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name_plural': 'chain batches',
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['prepared', 'sent', 'mined', 'reverted', 'dropped', 'failed'])), name='chain_batch_status_valid')],
+                "verbose_name_plural": "chain batches",
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("status__in", ["prepared", "sent", "mined", "reverted", "dropped", "failed"])
+                        ),
+                        name="chain_batch_status_valid",
+                    )
+                ],
             },
         ),
         migrations.AddField(
-            model_name='payout',
-            name='chain_batch',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='payouts', to='royalties.chainbatch'),
+            model_name="payout",
+            name="chain_batch",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="payouts",
+                to="royalties.chainbatch",
+            ),
         ),
         migrations.CreateModel(
-            name='DepositAddress',
+            name="DepositAddress",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('address', models.CharField(max_length=42, unique=True)),
-                ('verified_at', models.DateTimeField()),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('organisation', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deposit_addresses', to='accounts.organisation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("address", models.CharField(max_length=42, unique=True)),
+                ("verified_at", models.DateTimeField()),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deposit_addresses",
+                        to="accounts.organisation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['organisation_id', 'address'],
+                "ordering": ["organisation_id", "address"],
             },
         ),
         migrations.CreateModel(
-            name='ChainDeposit',
+            name="ChainDeposit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tx_hash', models.CharField(max_length=66)),
-                ('log_index', models.PositiveIntegerField()),
-                ('block_number', models.BigIntegerField()),
-                ('sender', models.CharField(max_length=42)),
-                ('receiver', models.CharField(max_length=42)),
-                ('token', models.CharField(max_length=42)),
-                ('amount_base_units', models.DecimalField(decimal_places=0, max_digits=78)),
-                ('amount_minor', models.BigIntegerField()),
-                ('dust_base_units', models.DecimalField(decimal_places=0, default=0, max_digits=78)),
-                ('currency', models.CharField(default='USD', max_length=3)),
-                ('status', models.CharField(choices=[('credited', "Credited to the vendor's prepaid balance"), ('suspense', 'Unknown sender: held in suspense for the operator'), ('assigned', 'Moved from suspense to a vendor by the operator'), ('skipped', 'Not a deposit (already recorded by x402, or a mint)')], max_length=16)),
-                ('note', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('journal', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='royalties.journaltransaction')),
-                ('organisation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='accounts.organisation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("tx_hash", models.CharField(max_length=66)),
+                ("log_index", models.PositiveIntegerField()),
+                ("block_number", models.BigIntegerField()),
+                ("sender", models.CharField(max_length=42)),
+                ("receiver", models.CharField(max_length=42)),
+                ("token", models.CharField(max_length=42)),
+                ("amount_base_units", models.DecimalField(decimal_places=0, max_digits=78)),
+                ("amount_minor", models.BigIntegerField()),
+                ("dust_base_units", models.DecimalField(decimal_places=0, default=0, max_digits=78)),
+                ("currency", models.CharField(default="USD", max_length=3)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("credited", "Credited to the vendor's prepaid balance"),
+                            ("suspense", "Unknown sender: held in suspense for the operator"),
+                            ("assigned", "Moved from suspense to a vendor by the operator"),
+                            ("skipped", "Not a deposit (already recorded by x402, or a mint)"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("note", models.CharField(blank=True, max_length=300)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "journal",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="royalties.journaltransaction",
+                    ),
+                ),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="accounts.organisation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-block_number', '-log_index'],
-                'constraints': [models.UniqueConstraint(fields=('tx_hash', 'log_index'), name='chain_deposit_once'), models.CheckConstraint(condition=models.Q(('status__in', ['credited', 'suspense', 'assigned', 'skipped'])), name='chain_deposit_status_valid')],
+                "ordering": ["-block_number", "-log_index"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("tx_hash", "log_index"), name="chain_deposit_once"),
+                    models.CheckConstraint(
+                        condition=models.Q(("status__in", ["credited", "suspense", "assigned", "skipped"])),
+                        name="chain_deposit_status_valid",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ReconciliationDifference',
+            name="ReconciliationDifference",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('rail', models.CharField(max_length=16)),
-                ('kind', models.CharField(choices=[('missing_on_rail', 'In our ledger, not on the rail'), ('missing_in_ledger', 'On the rail, not in our ledger'), ('duplicate', 'More than one rail record for one of ours'), ('amount_mismatch', 'Amounts differ')], max_length=20)),
-                ('record_kind', models.CharField(max_length=16)),
-                ('reference', models.CharField(max_length=200)),
-                ('external_id', models.CharField(blank=True, max_length=200)),
-                ('currency', models.CharField(blank=True, max_length=3)),
-                ('ledger_amount_minor', models.BigIntegerField(blank=True, null=True)),
-                ('rail_amount_minor', models.BigIntegerField(blank=True, null=True)),
-                ('detail', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('resolution', models.CharField(blank=True, max_length=300)),
-                ('resolved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='differences', to='royalties.reconciliationrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("rail", models.CharField(max_length=16)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("missing_on_rail", "In our ledger, not on the rail"),
+                            ("missing_in_ledger", "On the rail, not in our ledger"),
+                            ("duplicate", "More than one rail record for one of ours"),
+                            ("amount_mismatch", "Amounts differ"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("record_kind", models.CharField(max_length=16)),
+                ("reference", models.CharField(max_length=200)),
+                ("external_id", models.CharField(blank=True, max_length=200)),
+                ("currency", models.CharField(blank=True, max_length=3)),
+                ("ledger_amount_minor", models.BigIntegerField(blank=True, null=True)),
+                ("rail_amount_minor", models.BigIntegerField(blank=True, null=True)),
+                ("detail", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                ("resolution", models.CharField(blank=True, max_length=300)),
+                (
+                    "resolved_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="differences",
+                        to="royalties.reconciliationrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['resolved_at', 'rail'], name='royalties_r_resolve_2ef097_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('kind__in', ['missing_on_rail', 'missing_in_ledger', 'duplicate', 'amount_mismatch'])), name='difference_kind_valid')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["resolved_at", "rail"], name="royalties_r_resolve_2ef097_idx")
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            (
+                                "kind__in",
+                                ["missing_on_rail", "missing_in_ledger", "duplicate", "amount_mismatch"],
+                            )
+                        ),
+                        name="difference_kind_valid",
+                    )
+                ],
             },
         ),
     ]

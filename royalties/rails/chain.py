@@ -151,7 +151,9 @@ def _paid_event(client: Chain, payout: Payout) -> PaidEvent | None:
     for event in client.paid_events_between(start, client.block_number()):
         if event.payout_id == payout_id:
             return event
-    raise ChainError(f"payout {payout.key} is paid on chain but its Paid event was not found from block {start}")
+    raise ChainError(
+        f"payout {payout.key} is paid on chain but its Paid event was not found from block {start}"
+    )
 
 
 def _fund_distributor(client: Chain, needed: int) -> None:
@@ -227,7 +229,9 @@ def _send_batch(client: Chain, payouts: Sequence[Payout], *, resend: bool) -> bo
 
 
 def _batch_failed(batch: ChainBatch, payouts: Sequence[Payout], message: str, *, status: str = "") -> None:
-    ChainBatch.objects.filter(pk=batch.pk).update(status=status or ChainBatchStatus.FAILED, error=message[:500])
+    ChainBatch.objects.filter(pk=batch.pk).update(
+        status=status or ChainBatchStatus.FAILED, error=message[:500]
+    )
     for payout in payouts:
         payout_services.note_error(payout, f"chain: {message}")
 

@@ -189,10 +189,9 @@ def test_the_balance_page_shows_what_the_organisation_can_spend_and_how_to_top_u
     ] == [("Acme AI", "USD", 9_500)]
     assert "95.00 USD" in body
     assert (
-        '<button class="button" type="button" disabled aria-describedby="card-note">Top up by card</button>'
-        in body
+        '<a class="button" href="/dashboard/balance/top-up/" data-topup-card aria-describedby="card-note">'
+        "Top up by card</a>" in body
     )
-    assert "Card top-ups arrive with the payouts module." in body
     token = response.context["token"]
     assert token is not None and f"<code>{token.network}</code>" in body and token.name in body
     assert "50.00 USD" in body  # Acme's cap

@@ -9,11 +9,11 @@ import tarfile
 import time
 
 import pytest
+from datasets import delivery
+from datasets.models import DownloadLog
 from django.core import signing
 
 from accounts.services import api_key_create
-from datasets import delivery, services
-from datasets.models import DownloadLog
 from tests import factories
 from tests.datasets.conftest import funded, register
 
@@ -22,12 +22,23 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def sold(photos, as_user, with_key):
-    mira, sol, curator, vendor = factories.creator(), factories.creator(), factories.creator(), factories.vendor()
+    mira, sol, curator, vendor = (
+        factories.creator(),
+        factories.creator(),
+        factories.creator(),
+        factories.vendor(),
+    )
     garden = register(mira, photos["Garden"], title="Garden")
     wood = register(sol, photos["Wood"], title="Wood")
     created = as_user(curator).post(
         "/api/v1/datasets",
-        {"title": "Photos", "kind": "image", "price_minor": 4_000, "commercial_use": True, "curator_share_bps": 500},
+        {
+            "title": "Photos",
+            "kind": "image",
+            "price_minor": 4_000,
+            "commercial_use": True,
+            "curator_share_bps": 500,
+        },
         format="json",
     )
     assert created.status_code == 201, created.json()
@@ -39,10 +50,20 @@ def sold(photos, as_user, with_key):
     cut = as_user(curator).post(f"/api/v1/datasets/{dataset_id}/snapshots")
     assert cut.status_code == 201, cut.json()
     organisation = funded(vendor, 10_000)
-    secret = api_key_create(user=vendor, name="buyer", scopes=["read", "access"], organisation=organisation).secret
-    return {"mira": mira, "sol": sol, "curator": curator, "vendor": vendor, "dataset": dataset_id,
-            "snapshot": cut.json()["id"], "client": with_key(secret), "organisation": organisation,
-            "works": [garden, wood]}
+    secret = api_key_create(
+        user=vendor, name="buyer", scopes=["read", "access"], organisation=organisation
+    ).secret
+    return {
+        "mira": mira,
+        "sol": sol,
+        "curator": curator,
+        "vendor": vendor,
+        "dataset": dataset_id,
+        "snapshot": cut.json()["id"],
+        "client": with_key(secret),
+        "organisation": organisation,
+        "works": [garden, wood],
+    }
 
 
 def test_a_vendor_buys_with_its_key_and_the_same_purchase_again_returns_the_same_licence(sold):
@@ -61,9 +82,13 @@ def test_a_vendor_buys_with_its_key_and_the_same_purchase_again_returns_the_same
 def test_a_short_balance_answers_402_with_the_price_and_balance(sold, with_key):
     poor_vendor = factories.vendor(organisation_name="Poor AI")
     organisation = funded(poor_vendor, 100, "poor")
-    secret = api_key_create(user=poor_vendor, name="k", scopes=["read", "access"], organisation=organisation).secret
+    secret = api_key_create(
+        user=poor_vendor, name="k", scopes=["read", "access"], organisation=organisation
+    ).secret
 
-    refused = with_key(secret).post(f"/api/v1/dataset-snapshots/{sold['snapshot']}/licences", {}, format="json")
+    refused = with_key(secret).post(
+        f"/api/v1/dataset-snapshots/{sold['snapshot']}/licences", {}, format="json"
+    )
 
     assert refused.status_code == 402
     assert refused["Content-Type"] == "application/problem+json"
@@ -73,9 +98,13 @@ def test_a_short_balance_answers_402_with_the_price_and_balance(sold, with_key):
 
 
 def test_a_key_without_the_access_scope_cannot_buy(sold, with_key):
-    secret = api_key_create(user=sold["vendor"], name="ro", scopes=["read"], organisation=sold["organisation"]).secret
+    secret = api_key_create(
+        user=sold["vendor"], name="ro", scopes=["read"], organisation=sold["organisation"]
+    ).secret
 
-    refused = with_key(secret).post(f"/api/v1/dataset-snapshots/{sold['snapshot']}/licences", {}, format="json")
+    refused = with_key(secret).post(
+        f"/api/v1/dataset-snapshots/{sold['snapshot']}/licences", {}, format="json"
+    )
 
     assert refused.status_code == 403 and refused.json()["code"] == "organisation_key_required"
 
@@ -87,9 +116,9 @@ def test_contributors_see_their_items_sales_and_earnings_and_not_others_items(so
     items = as_user(sold["mira"]).get(f"/api/v1/datasets/{sold['dataset']}/items").json()
 
     # 4,000 less the 5% curator share is 3,800, shared by two works.
-    assert [(r["dataset"], r["items"], r["included"], r["snapshots_sold"], r["earned_minor"]) for r in rows] == [
-        (sold["dataset"], 1, 1, 1, 1_900)
-    ]
+    assert [
+        (r["dataset"], r["items"], r["included"], r["snapshots_sold"], r["earned_minor"]) for r in rows
+    ] == [(sold["dataset"], 1, 1, 1, 1_900)]
     assert items["count"] == 2  # both included items are public; excluded ones only to their owner
     assert as_user(factories.creator()).get("/api/v1/dataset-contributions").json() == []
 
@@ -110,9 +139,15 @@ def test_only_the_curator_cuts_snapshots_over_the_api(sold, as_user):
 
 
 def _links(sold):
-    licence = sold["client"].post(f"/api/v1/dataset-snapshots/{sold['snapshot']}/licences", {}, format="json").json()
+    licence = (
+        sold["client"]
+        .post(f"/api/v1/dataset-snapshots/{sold['snapshot']}/licences", {}, format="json")
+        .json()
+    )
     links = sold["client"].get(f"/api/v1/dataset-licences/{licence['id']}/links").json()
-    return licence, {link["part"]: link["url"].split("testserver", 1)[-1].split("8000", 1)[-1] for link in links}
+    return licence, {
+        link["part"]: link["url"].split("testserver", 1)[-1].split("8000", 1)[-1] for link in links
+    }
 
 
 def test_the_manifest_and_shard_download_through_signed_links_and_are_logged(sold):
@@ -131,9 +166,12 @@ def test_the_manifest_and_shard_download_through_signed_links_and_are_logged(sol
         names = archive.getnames()
         media = {name: archive.extractfile(name).read() for name in names if not name.endswith(".json")}
     assert names == ["000000.jpg", "000000.json", "000001.jpg", "000001.json"]
-    assert [hashlib.sha256(media[line["file"]]).hexdigest() for line in lines] == [line["sha256"] for line in lines]
+    assert [hashlib.sha256(media[line["file"]]).hexdigest() for line in lines] == [
+        line["sha256"] for line in lines
+    ]
     assert list(DownloadLog.objects.order_by("id").values_list("part", "refused")) == [
-        ("manifest", ""), ("shard-00000", "")
+        ("manifest", ""),
+        ("shard-00000", ""),
     ]
 
 
@@ -164,5 +202,8 @@ def test_an_altered_link_is_refused(sold):
     token = links["manifest"].rstrip("/").rsplit("/", 1)[1]
     forged = signing.dumps({"l": 1, "p": "manifest", "o": 999}, salt="another-salt", compress=True)
 
-    assert sold["client"].get(links["manifest"].replace(token, token[:-2] + "xx")).json()["code"] == "link_invalid"
+    assert (
+        sold["client"].get(links["manifest"].replace(token, token[:-2] + "xx")).json()["code"]
+        == "link_invalid"
+    )
     assert sold["client"].get(f"/api/v1/dataset-downloads/{forged}").json()["code"] == "link_invalid"

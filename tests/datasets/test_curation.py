@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from datasets import quality, services
+from datasets.models import DatasetItem, DatasetNotice, ItemStatus
+from datasets.terms import DatasetTerms, MemberTerms, looser_terms, price_is_looser
 from django.core import mail
 from django.utils import timezone
 from PIL import Image, ImageOps
 
 from catalog.services import grant_create
 from common.problems import ApiError
-from datasets import quality, services
-from datasets.models import DatasetItem, DatasetNotice, ItemStatus
-from datasets.terms import DatasetTerms, MemberTerms, looser_terms, price_is_looser
 from tests import factories
-from tests.datasets.conftest import SAMPLES, dataset, jpeg, publish, register
+from tests.datasets.conftest import SAMPLES, dataset, jpeg, register
 
 pytestmark = pytest.mark.django_db
 
@@ -126,8 +126,12 @@ def test_terms_as_strict_as_the_members_are_not_looser():
 
 def test_the_price_floor_is_compared_exactly():
     # 3 items share 10,000 after a 1,000 bps curator share: each earns exactly 3,000.
-    assert not price_is_looser(price_minor=10_000, curator_share_bps=1_000, weight=1, total_weight=3, floor_minor=3_000)
-    assert price_is_looser(price_minor=10_000, curator_share_bps=1_000, weight=1, total_weight=3, floor_minor=3_001)
+    assert not price_is_looser(
+        price_minor=10_000, curator_share_bps=1_000, weight=1, total_weight=3, floor_minor=3_000
+    )
+    assert price_is_looser(
+        price_minor=10_000, curator_share_bps=1_000, weight=1, total_weight=3, floor_minor=3_001
+    )
 
 
 def test_near_duplicates_collapse_to_one_item_and_both_owners_are_told(photos):
@@ -159,7 +163,9 @@ def test_near_duplicates_collapse_to_one_item_and_both_owners_are_told(photos):
     assert [item.status for item in unrelated] == [ItemStatus.INCLUDED]
     told = DatasetNotice.objects.filter(kind="near_duplicate", item=duplicate[0])
     assert sorted(told.values_list("user_id", flat=True)) == sorted([mira.pk, sol.pk])
-    assert sorted(address for message in mail.outbox for address in message.to) == sorted([mira.email, sol.email])
+    assert sorted(address for message in mail.outbox for address in message.to) == sorted(
+        [mira.email, sol.email]
+    )
 
 
 def test_media_matching_someone_elses_registered_work_without_a_grant_is_refused(photos):

@@ -6,6 +6,8 @@ import hashlib
 from fractions import Fraction
 
 import pytest
+from datasets import services
+from datasets.models import DatasetItem, DatasetLicence, SaleShare
 from django.db.models import Sum
 
 from access import receipts
@@ -13,8 +15,6 @@ from accounts.models import Role, User
 from catalog.models import Asset, Blob
 from catalog.services import ParentClaim, derivative_create, grant_create, work_create
 from common.problems import ApiError
-from datasets import services
-from datasets.models import DatasetItem, DatasetLicence, SaleShare
 from royalties import selectors as ledger
 from royalties.models import RevenueItem, RevenueSource
 from royalties.services import InsufficientFunds, ledger_check, revenue_settle
@@ -39,11 +39,16 @@ def _contributors(count: int, curator: User) -> tuple[object, list[User]]:
         work = work_create(user=user, title=f"Photo {index}", kind="image")
         publish(user, work, uses={"ai-train": 1})
         sha = hashlib.sha256(f"photo {index}".encode()).hexdigest()
-        blobs.append(Blob(sha256=sha, size_bytes=1, media_type="image/jpeg", kind="image", storage_name=f"x/{sha}"))
+        blobs.append(
+            Blob(sha256=sha, size_bytes=1, media_type="image/jpeg", kind="image", storage_name=f"x/{sha}")
+        )
         works.append(work)
     Blob.objects.bulk_create(blobs)
     assets = Asset.objects.bulk_create(
-        [Asset(work=w, blob=b, filename="p.jpg", uploaded_by=u) for w, b, u in zip(works, blobs, users, strict=True)]
+        [
+            Asset(work=w, blob=b, filename="p.jpg", uploaded_by=u)
+            for w, b, u in zip(works, blobs, users, strict=True)
+        ]
     )
     DatasetItem.objects.bulk_create(
         [
@@ -97,15 +102,27 @@ def test_a_sale_splits_exactly_across_1000_contributors_and_settles_up_to_each_p
 
 @pytest.fixture
 def small_world(photos):
-    mira, sol, curator, vendor = factories.creator(), factories.creator(), factories.creator(), factories.vendor()
+    mira, sol, curator, vendor = (
+        factories.creator(),
+        factories.creator(),
+        factories.creator(),
+        factories.vendor(),
+    )
     garden = register(mira, photos["Garden"], title="Garden")
     wood = register(sol, photos["Wood"], title="Wood")
     photo_set = dataset(curator, price_minor=10_001, curator_share_bps=1_000)
     services.item_contribute(dataset=photo_set, user=mira, work=garden)
     services.item_contribute(dataset=photo_set, user=sol, work=wood)
     snapshot = services.snapshot_create(dataset=photo_set, user=curator)
-    return {"mira": mira, "sol": sol, "curator": curator, "vendor": vendor, "snapshot": snapshot,
-            "garden": garden, "wood": wood}
+    return {
+        "mira": mira,
+        "sol": sol,
+        "curator": curator,
+        "vendor": vendor,
+        "snapshot": snapshot,
+        "garden": garden,
+        "wood": wood,
+    }
 
 
 def test_buying_returns_a_receipt_that_verifies_with_the_published_key(small_world, client):
@@ -126,10 +143,14 @@ def test_buying_returns_a_receipt_that_verifies_with_the_published_key(small_wor
     assert claims["jti"] == str(purchase.licence.licence_id)
     assert claims["typ"] == "dataset-licence"
     assert (claims["snapshot"], claims["items"], claims["items_sha256"]) == (
-        snapshot.pk, 2, snapshot.items_sha256
+        snapshot.pk,
+        2,
+        snapshot.items_sha256,
     )
     assert (claims["price_minor"], claims["currency"]) == (10_001, "USD")
-    tampered = purchase.licence.receipt[:-4] + ("AAAA" if not purchase.licence.receipt.endswith("AAAA") else "BBBB")
+    tampered = purchase.licence.receipt[:-4] + (
+        "AAAA" if not purchase.licence.receipt.endswith("AAAA") else "BBBB"
+    )
     with pytest.raises(receipts.InvalidReceipt):
         receipts.verify(tampered, keys)
 
@@ -159,12 +180,23 @@ def test_a_vendor_buys_only_for_its_own_organisation(small_world):
 
 
 def test_a_derivative_in_a_dataset_pays_its_parent_through_settlement(photos):
-    mira, kai, curator, vendor = factories.creator(), factories.creator(), factories.creator(), factories.vendor()
-    garden = register(mira, photos["Garden"], title="Garden", uses={"ai-train": 5, "derivative": 0},
-                      derivative_share_bps=4_000)
+    mira, kai, curator, vendor = (
+        factories.creator(),
+        factories.creator(),
+        factories.creator(),
+        factories.vendor(),
+    )
+    garden = register(
+        mira,
+        photos["Garden"],
+        title="Garden",
+        uses={"ai-train": 5, "derivative": 0},
+        derivative_share_bps=4_000,
+    )
     grant = grant_create(offer=garden.offers.get(), user=kai).grant
-    remix = derivative_create(user=kai, title="Garden at night", kind="image",
-                              parents=[ParentClaim(garden.pk, grant.pk)])
+    remix = derivative_create(
+        user=kai, title="Garden at night", kind="image", parents=[ParentClaim(garden.pk, grant.pk)]
+    )
     from catalog import tracing
     from catalog.services import asset_upload
 
@@ -182,16 +214,21 @@ def test_a_derivative_in_a_dataset_pays_its_parent_through_settlement(photos):
     # 10,000 less the 10% fee is 9,000: the parent takes 40% of it, Kai keeps 60%.
     earned = {
         row["account__user"]: row["total"]
-        for row in ledger.Entry.objects.filter(account__kind="payable").values("account__user").annotate(
-            total=Sum("amount_minor")
-        )
+        for row in ledger.Entry.objects.filter(account__kind="payable")
+        .values("account__user")
+        .annotate(total=Sum("amount_minor"))
     }
     assert earned == {mira.pk: 3_600, kai.pk: 5_400}
     assert ledger_check().clean
 
 
 def test_a_declared_weighting_splits_by_weight(photos):
-    mira, sol, curator, vendor = factories.creator(), factories.creator(), factories.creator(), factories.vendor()
+    mira, sol, curator, vendor = (
+        factories.creator(),
+        factories.creator(),
+        factories.creator(),
+        factories.vendor(),
+    )
     garden = register(mira, photos["Garden"], title="Garden")
     wood = register(sol, photos["Wood"], title="Wood")
     weighted = dataset(curator, price_minor=1_000, weighting="declared")
@@ -199,7 +236,11 @@ def test_a_declared_weighting_splits_by_weight(photos):
     services.item_contribute(dataset=weighted, user=sol, work=wood, weight=1)
     snapshot = services.snapshot_create(dataset=weighted, user=curator)
 
-    licence = services.licence_purchase(snapshot=snapshot, organisation=funded(vendor, 1_000), user=vendor).licence
+    licence = services.licence_purchase(
+        snapshot=snapshot, organisation=funded(vendor, 1_000), user=vendor
+    ).licence
 
-    parts = dict(SaleShare.objects.filter(licence=licence, work__isnull=False).values_list("work_id", "amount_minor"))
+    parts = dict(
+        SaleShare.objects.filter(licence=licence, work__isnull=False).values_list("work_id", "amount_minor")
+    )
     assert parts == {garden.pk: 750, wood.pk: 250}

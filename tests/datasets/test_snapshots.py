@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from common.problems import ApiError
 from datasets import services
 from datasets.models import DatasetItem, ItemStatus, SnapshotItem, SnapshotOptOut
+
+from common.problems import ApiError
 from tests import factories
 from tests.datasets.conftest import dataset, funded, publish, register
 
@@ -15,15 +15,28 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def world(photos):
-    mira, sol, curator, vendor = factories.creator(), factories.creator(), factories.creator(), factories.vendor()
+    mira, sol, curator, vendor = (
+        factories.creator(),
+        factories.creator(),
+        factories.creator(),
+        factories.vendor(),
+    )
     garden = register(mira, photos["Garden"], title="Garden")
     wood = register(sol, photos["Wood"], title="Wood")
     aqua = register(sol, photos["Aqua"], title="Aqua")
     photo_set = dataset(curator, price_minor=9_000)
     for owner, work in ((mira, garden), (sol, wood), (sol, aqua)):
         services.item_contribute(dataset=photo_set, user=owner, work=work)
-    return {"mira": mira, "sol": sol, "curator": curator, "vendor": vendor, "garden": garden, "wood": wood,
-            "aqua": aqua, "dataset": photo_set}
+    return {
+        "mira": mira,
+        "sol": sol,
+        "curator": curator,
+        "vendor": vendor,
+        "garden": garden,
+        "wood": wood,
+        "aqua": aqua,
+        "dataset": photo_set,
+    }
 
 
 def test_a_snapshot_freezes_each_items_hash_owner_and_terms_version(world):
@@ -31,11 +44,19 @@ def test_a_snapshot_freezes_each_items_hash_owner_and_terms_version(world):
 
     entries = list(SnapshotItem.objects.filter(snapshot=snapshot).order_by("position"))
     assert [e.work_id for e in entries] == [world["garden"].pk, world["wood"].pk, world["aqua"].pk]
-    assert [e.blob_id for e in entries] == [world["garden"].assets.get().blob_id, world["wood"].assets.get().blob_id,
-                                           world["aqua"].assets.get().blob_id]
+    assert [e.blob_id for e in entries] == [
+        world["garden"].assets.get().blob_id,
+        world["wood"].assets.get().blob_id,
+        world["aqua"].assets.get().blob_id,
+    ]
     assert entries[0].owners == [{"name": world["mira"].public_name, "share_bps": 10_000}]
     assert entries[0].attribution.startswith(f"“Garden” by {world['mira'].public_name}")
-    assert (snapshot.number, snapshot.item_count, snapshot.price_minor, snapshot.terms_version) == (1, 3, 9_000, 1)
+    assert (snapshot.number, snapshot.item_count, snapshot.price_minor, snapshot.terms_version) == (
+        1,
+        3,
+        9_000,
+        1,
+    )
     rows = [(e.position, e.blob_id, e.work_id, e.offer_version, e.weight) for e in entries]
     assert snapshot.items_sha256 == services.items_digest(rows)
 
@@ -50,12 +71,16 @@ def test_an_opt_out_leaves_a_sold_snapshot_intact_and_excludes_the_work_from_the
     services.item_opt_out(item=wood_item, user=world["sol"])
     second = services.snapshot_create(dataset=world["dataset"], user=world["curator"])
 
-    assert list(SnapshotItem.objects.filter(snapshot=first).values_list("position", "blob_id", "work_id")) == before
-    assert list(SnapshotOptOut.objects.filter(snapshot=first).values_list("entry__work_id", "reason_code")) == [
-        (world["wood"].pk, "opted_out")
-    ]
+    assert (
+        list(SnapshotItem.objects.filter(snapshot=first).values_list("position", "blob_id", "work_id"))
+        == before
+    )
+    assert list(
+        SnapshotOptOut.objects.filter(snapshot=first).values_list("entry__work_id", "reason_code")
+    ) == [(world["wood"].pk, "opted_out")]
     assert set(SnapshotItem.objects.filter(snapshot=second).values_list("work_id", flat=True)) == {
-        world["garden"].pk, world["aqua"].pk
+        world["garden"].pk,
+        world["aqua"].pk,
     }
     assert not SnapshotOptOut.objects.filter(snapshot=second).exists()
     assert first.licences.count() == 1
@@ -73,7 +98,8 @@ def test_only_the_latest_clean_snapshot_is_for_sale(world):
     services.item_opt_out(item=DatasetItem.objects.get(work=world["aqua"]), user=world["sol"])
 
     assert services.snapshot_sale_problem(first) == (
-        "snapshot_stale", "Items of this snapshot were opted out; the curator must cut a new snapshot."
+        "snapshot_stale",
+        "Items of this snapshot were opted out; the curator must cut a new snapshot.",
     )
     second = services.snapshot_create(dataset=world["dataset"], user=world["curator"])
     assert services.snapshot_sale_problem(first)[0] == "snapshot_superseded"
@@ -91,14 +117,17 @@ def test_do_not_train_on_a_creator_excludes_their_works_everywhere_and_blocks_jo
         (ItemStatus.OPTED_OUT, "do_not_train")
     }
     assert set(SnapshotOptOut.objects.filter(snapshot=first).values_list("entry__work_id", flat=True)) == {
-        world["wood"].pk, world["aqua"].pk
+        world["wood"].pk,
+        world["aqua"].pk,
     }
     fresh = register(world["sol"], photos["Dune"], title="Dune")
     with pytest.raises(ApiError) as refused:
         services.item_contribute(dataset=world["dataset"], user=world["sol"], work=fresh)
     assert refused.value.problem_code == "do_not_train"
     second = services.snapshot_create(dataset=world["dataset"], user=world["curator"])
-    assert list(SnapshotItem.objects.filter(snapshot=second).values_list("work_id", flat=True)) == [world["garden"].pk]
+    assert list(SnapshotItem.objects.filter(snapshot=second).values_list("work_id", flat=True)) == [
+        world["garden"].pk
+    ]
 
 
 def test_a_member_who_tightens_their_terms_is_left_out_of_the_next_snapshot_with_the_reason(world):
@@ -108,7 +137,9 @@ def test_a_member_who_tightens_their_terms_is_left_out_of_the_next_snapshot_with
 
     garden_item = DatasetItem.objects.get(work=world["garden"])
     assert (garden_item.status, garden_item.reason_code) == (ItemStatus.EXCLUDED, "territory_wider")
-    assert world["garden"].pk not in set(SnapshotItem.objects.filter(snapshot=snapshot).values_list("work_id", flat=True))
+    assert world["garden"].pk not in set(
+        SnapshotItem.objects.filter(snapshot=snapshot).values_list("work_id", flat=True)
+    )
 
 
 def test_a_snapshot_that_would_pay_an_item_below_its_terms_leaves_that_item_out(world):

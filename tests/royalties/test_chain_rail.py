@@ -280,7 +280,7 @@ def test_chain_payouts_on_an_anvil_node(anvil_node, settings) -> None:
     try:
         client = chain_rail.chain()
         assert not client.in_process
-        (alice, alice_wallet), (bob, bob_wallet) = _payees([1500, 2500])
+        (_, alice_wallet), (_, bob_wallet) = _payees([1500, 2500])
         client.mint(str(client.distributor.address), 40_000_000)
 
         payout_run(now=NOW)

@@ -24,7 +24,9 @@ AT = datetime(2026, 11, 10, tzinfo=UTC)
 
 
 def _record(reference: str, amount: int, *, kind: str = "payout", external_id: str = "x") -> RailRecord:
-    return RailRecord(kind=kind, reference=reference, external_id=external_id, amount_minor=amount, currency="USD", at=AT)
+    return RailRecord(
+        kind=kind, reference=reference, external_id=external_id, amount_minor=amount, currency="USD", at=AT
+    )
 
 
 def test_compare_finds_each_kind_of_difference() -> None:
@@ -45,7 +47,10 @@ def test_compare_finds_each_kind_of_difference() -> None:
         ("missing_in_ledger", "d"),
         ("duplicate", "f1"),
     }
-    assert (found[("amount_mismatch", "b")].ledger_amount_minor, found[("amount_mismatch", "b")].rail_amount_minor) == (
+    assert (
+        found[("amount_mismatch", "b")].ledger_amount_minor,
+        found[("amount_mismatch", "b")].rail_amount_minor,
+    ) == (
         200,
         250,
     )
@@ -103,7 +108,10 @@ def test_chain_differences_are_found_and_stored(onchain: Chain, settings) -> Non
         ("missing_on_rail", ghost.key),
         ("missing_in_ledger", "0x" + "09" * 32),
     }
-    assert (rows[("amount_mismatch", first.key)].ledger_amount_minor, rows[("amount_mismatch", first.key)].rail_amount_minor) == (1499, 1500)
+    assert (
+        rows[("amount_mismatch", first.key)].ledger_amount_minor,
+        rows[("amount_mismatch", first.key)].rail_amount_minor,
+    ) == (1499, 1500)
     assert rows[("missing_in_ledger", "0x" + "09" * 32)].rail_amount_minor == 1
     assert run.differences_found == 3
     assert second.key not in {d.reference for d in rows.values()}
@@ -123,7 +131,9 @@ def test_chain_fundings_are_reconciled_with_the_transfer_logs(onchain: Chain, se
     assert (run.ledger_records, run.rail_records, run.differences_found) == (1, 1, 0)
 
 
-def test_stripe_is_reconciled_with_its_balance_transactions(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stripe_is_reconciled_with_its_balance_transactions(
+    settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings.STRIPE_SECRET_KEY = "sk_test_reconcile"
     settings.PAYOUT_THRESHOLD_MINOR = {"USD": 100}
     keys = []

@@ -70,7 +70,9 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     env = server_env(var_dir)
     migrate(env)
     data = run_python(SETUP, env)
-    server = Gunicorn(env, workers=1, log=var_dir / "gunicorn.log")
+    # No request-line limit: an over-long query must reach Django (and get its 400), not stop at gunicorn's
+    # own HTML 414, which a proxy in front would answer differently anyway.
+    server = Gunicorn(env, workers=1, log=var_dir / "gunicorn.log", options=("--limit-request-line", "0"))
     try:
         yield LiveSite(server=server, env=env, var_dir=var_dir, data=data)
     finally:

@@ -95,7 +95,9 @@ def scratch_postgres(prefix: str) -> Iterator[str]:
 class Gunicorn:
     """gunicorn serving config.wsgi on a free port; `stop()` ends it (and only it)."""
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, log: Path | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], *, workers: int = 1, log: Path | None = None, options: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.log_path = log
         self.log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed in stop)
@@ -117,6 +119,7 @@ class Gunicorn:
                 "120",
                 "--log-level",
                 "warning",
+                *options,
             ],
             env=env,
             cwd=ROOT,

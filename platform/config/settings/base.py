@@ -232,6 +232,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "WorkKindEnum": "catalog.models.WorkKind",
         "ClaimEventKindEnum": "catalog.models.ClaimEvent.Kind",
+        "PayoutProfileRailEnum": "accounts.models.PayoutProfile.Rail",
+        "PayoutRailEnum": "royalties.models.PayoutRail",
+        "PayoutProfileRailEnum": "accounts.models.PayoutProfile.Rail",
     },
 }
 

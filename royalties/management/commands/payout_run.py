@@ -13,7 +13,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--period", help="e.g. 2026-11 (month), 2026-W47 (week); default: the current one")
+        parser.add_argument(
+            "--period", help="e.g. 2026-11 (month), 2026-W47 (week); default: the current one"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         result = payout_run(period=options.get("period"))

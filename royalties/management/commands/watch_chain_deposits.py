@@ -17,6 +17,7 @@ class Command(BaseCommand):
         except ChainError as error:
             raise CommandError(str(error)) from None
         self.stdout.write(
-            f"blocks {result.from_block}..{result.to_block} to {deposit_address()}: credited {result.credited}, "
-            f"suspense {result.suspense}, skipped {result.skipped}, already recorded {result.duplicates}"
+            f"blocks {result.from_block}..{result.to_block} to {deposit_address()}: "
+            f"credited {result.credited}, suspense {result.suspense}, skipped {result.skipped}, "
+            f"already recorded {result.duplicates}"
         )
