@@ -234,7 +234,6 @@ SPECTACULAR_SETTINGS = {
         "ClaimEventKindEnum": "catalog.models.ClaimEvent.Kind",
         "PayoutProfileRailEnum": "accounts.models.PayoutProfile.Rail",
         "PayoutRailEnum": "royalties.models.PayoutRail",
-        "PayoutProfileRailEnum": "accounts.models.PayoutProfile.Rail",
     },
 }
 
