@@ -859,29 +859,6 @@ def outputs(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/outputs.html", {"page": page, "rows": rows})
 
 
-# Pages that arrive with later modules ------------------------------------------------------------------
-
-LEDGER_PAGES = {
-    "payouts": (
-        "Payout settings",
-        "Connect Stripe for bank payouts, or link a wallet by signing a message.",
-        "Payout settings arrive with the payouts module. Nothing is lost meanwhile: what you earn stays "
-        "payable to you until a payout method is connected.",
-    ),
-}
-
-
-@login_required
-@require_GET
-def ledger_page(request: HttpRequest, page: str) -> HttpResponse:
-    title, summary, empty = LEDGER_PAGES[page]
-    return render(
-        request,
-        "dashboard/ledger_page.html",
-        {"title": title, "summary": summary, "empty": empty, "page": page},
-    )
-
-
 # Operator ----------------------------------------------------------------------------------------------
 
 
