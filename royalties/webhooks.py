@@ -95,7 +95,7 @@ def stripe_webhook_receive(*, payload: bytes, signature_header: str) -> Received
     """Verify, store and process one delivery. Raises WebhookRefused (400, nothing stored) for a bad
     signature or body, WebhookFailed (answer 500; the event is stored for the redelivery) when processing
     failed in a way a retry may fix."""
-    if not settings.STRIPE_WEBHOOK_SECRET:
+    if not (settings.STRIPE_WEBHOOK_SECRET or settings.STRIPE_CONNECT_WEBHOOK_SECRET):
         raise ApiError(
             "Stripe webhooks are not configured here (STRIPE_WEBHOOK_SECRET).",
             code="stripe_not_configured",

@@ -18,7 +18,8 @@ API_PREFIX = "/api/"
 
 
 def _problem(status: int, title: str, code: str, detail: str) -> HttpResponse:
-    body = {"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status, "code": code, "detail": detail}
+    body = {"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status, "code": code}
+    body["detail"] = detail
     return HttpResponse(json.dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
 
 

@@ -178,14 +178,23 @@ def contributions_of(*, user: User) -> list[Contribution]:
     return result
 
 
-def curator_earnings(*, user: User) -> dict[int, int]:
-    """What the curator's share paid the user, per dataset."""
+def curator_earnings(*, user: User) -> list[dict[str, Any]]:
+    """What the curator's share paid the user, per dataset and currency."""
     rows = (
         SaleShare.objects.filter(contributor=user, work__isnull=True)
-        .values("licence__snapshot__dataset")
+        .values("licence__snapshot__dataset", "licence__snapshot__dataset__title", "currency")
         .annotate(total=Sum("amount_minor"))
+        .order_by("licence__snapshot__dataset")
     )
-    return {row["licence__snapshot__dataset"]: int(row["total"] or 0) for row in rows}
+    return [
+        {
+            "dataset": row["licence__snapshot__dataset"],
+            "title": row["licence__snapshot__dataset__title"],
+            "currency": row["currency"],
+            "amount_minor": int(row["total"] or 0),
+        }
+        for row in rows
+    ]
 
 
 def works_contributable_by(*, user: User, dataset: Dataset) -> list[Any]:

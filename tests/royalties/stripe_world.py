@@ -43,6 +43,7 @@ def query(call: Any) -> dict[str, list[str]]:
 def stripe_on(settings) -> None:
     settings.STRIPE_SECRET_KEY = SECRET_KEY
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.STRIPE_CONNECT_WEBHOOK_SECRET = ""
     settings.STRIPE_API_BASE = API_BASE
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
 

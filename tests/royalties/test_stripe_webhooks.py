@@ -81,6 +81,22 @@ def test_a_bad_signature_is_refused_and_leaves_no_row(stripe_on, web: Client) ->
     assert profile.stripe_payouts_enabled is False
 
 
+def test_an_event_from_the_connect_endpoint_is_verified_with_its_own_secret(
+    stripe_on, settings, web: Client
+) -> None:
+    settings.STRIPE_CONNECT_WEBHOOK_SECRET = "whsec_connect_endpoint_000000"
+    profile = profile_with_account("acct_connect")
+    payload = account_event("acct_connect", n=1, created=int(time.time()), enabled=True, submitted=True)
+
+    connect = deliver(web, payload, header=signature_header(payload, secret="whsec_connect_endpoint_000000"))
+    stranger = deliver(web, payload, header=signature_header(payload, secret="whsec_neither_of_ours"))
+
+    assert (connect.status_code, stranger.status_code) == (200, 400)
+    profile.refresh_from_db()
+    assert profile.stripe_payouts_enabled is True
+    assert WebhookEvent.objects.count() == 1
+
+
 def test_a_body_changed_after_signing_is_refused(stripe_on, web: Client) -> None:
     payload = account_event("acct_x", n=1, created=int(time.time()), enabled=False, submitted=False)
     header = signature_header(payload)

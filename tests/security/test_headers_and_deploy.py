@@ -123,7 +123,7 @@ def test_no_page_template_has_inline_script_or_style() -> None:
     for folder in (ROOT / "platform").rglob("templates"):
         for template in folder.rglob("*.html"):
             text = template.read_text()
-            for marker in ("<script>", "<script type=\"text/javascript\">", "<style", " style=", " onclick="):
+            for marker in ("<script>", '<script type="text/javascript">', "<style", " style=", " onclick="):
                 if marker in text:
                     offending.append((str(template.relative_to(ROOT)), marker))
             for line in text.splitlines():

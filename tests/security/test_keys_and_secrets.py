@@ -100,7 +100,11 @@ def test_a_revoked_key_is_refused_on_the_next_request_and_charges_nothing(api, a
     key = ApiKey.objects.get(user=vendor)
     body = {"work": work.pk, "use": "ai-train", "territory": "US"}
     first = api.post(
-        "/api/v1/access", body, format="json", HTTP_AUTHORIZATION=f"Bearer {secret}", HTTP_IDEMPOTENCY_KEY="a1"
+        "/api/v1/access",
+        body,
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+        HTTP_IDEMPOTENCY_KEY="a1",
     )
     assert first.status_code == 200
 
@@ -118,7 +122,11 @@ def test_a_revoked_key_is_refused_on_the_next_request_and_charges_nothing(api, a
     assert AccessEvent.objects.count() == 1
     # the replay of the first request is refused too: a revoked key reads nothing, not even its own past
     replay = api.post(
-        "/api/v1/access", body, format="json", HTTP_AUTHORIZATION=f"Bearer {secret}", HTTP_IDEMPOTENCY_KEY="a1"
+        "/api/v1/access",
+        body,
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+        HTTP_IDEMPOTENCY_KEY="a1",
     )
     assert replay.status_code == 401
 
@@ -142,7 +150,15 @@ def test_secrets_appear_in_no_log_line_and_no_error_page(caplog, debug) -> None:
     browser = Client(raise_request_exception=False)
     browser.force_login(vendor)
     session_id = browser.cookies[settings.SESSION_COOKIE_NAME].value
-    watched = [secret, revoked_secret, settings.SECRET_KEY, STRIPE_SECRET, WEBHOOK_SECRET, CHAIN_SECRET, session_id]
+    watched = [
+        secret,
+        revoked_secret,
+        settings.SECRET_KEY,
+        STRIPE_SECRET,
+        WEBHOOK_SECRET,
+        CHAIN_SECRET,
+        session_id,
+    ]
     caplog.set_level(logging.DEBUG)
     pages = []
     with override_settings(DEBUG=debug):
@@ -163,7 +179,8 @@ def test_secrets_appear_in_no_log_line_and_no_error_page(caplog, debug) -> None:
     else:
         assert "RuntimeError" in api_crash  # the debug page is shown, and it still hides the secrets
     logged = "\n".join(
-        record.getMessage() + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
+        record.getMessage()
+        + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
         for record in caplog.records
     )
     assert "Internal Server Error: /crash/" in logged  # the crash was logged, with its traceback

@@ -7,6 +7,7 @@ Every upload endpoint is tried: a work's assets (creator key), outputs (vendor k
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -41,7 +42,10 @@ def huge_png(side: int = 20_000) -> bytes:
     body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", body)
+        + _png_chunk(b"IEND", b"")
     )
 
 
@@ -107,7 +111,9 @@ print(json.dumps([Asset.objects.count(), Blob.objects.count(), Output.objects.co
 """
 
 
-def _post(site, path: str, key: str, body: bytes, content_type: str) -> tuple[int, dict[str, str], bytes, float]:
+def _post(
+    site, path: str, key: str, body: bytes, content_type: str
+) -> tuple[int, dict[str, str], bytes, float]:
     connection = http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=30)
     started = time.perf_counter()
     connection.request(
@@ -167,10 +173,9 @@ def test_a_body_over_the_size_limit_is_refused_before_it_is_read(live_site) -> N
     connection.putheader("Content-Type", "multipart/form-data; boundary=x")
     connection.putheader("Content-Length", str(declared))
     connection.endheaders()
-    try:  # the server answers without reading the body, so it may close while we are still sending
+    # The server answers without reading the body, so it may close while we are still sending.
+    with contextlib.suppress(OSError):
         connection.send(b"\x00" * (1024 * 1024))
-    except OSError:
-        pass
     response = connection.getresponse()
     content = response.read()
     elapsed = time.perf_counter() - started

@@ -8,7 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.urls import handler404, handler500, urlpatterns as site_urlpatterns
+from config.urls import handler404, handler500
+from config.urls import urlpatterns as site_urlpatterns
 
 __all__ = ["handler404", "handler500", "urlpatterns"]
 

@@ -22,16 +22,11 @@ from studio import selectors
 from studio.models import GenerationJob, JobStatus
 from studio.services import InputFile, job_create, terms_accept
 from studio.tasks import run_generation_job
+from tests.studio.http import content
 
 
 def wallet(user) -> int:
     return selectors.wallet_available(user=user, currency="USD")
-
-
-def content(response) -> bytes:
-    data = b"".join(response.streaming_content)
-    response.file_to_stream.close()  # (response.close() would also close the test's database connection)
-    return data
 
 
 def start(client, grant, generator, **files):

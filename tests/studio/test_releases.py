@@ -14,12 +14,12 @@ from studio import selectors
 from studio.models import Purchase
 from studio.services import release_purchase, release_set, wallet_fund
 from tests import factories
+from tests.studio.http import close
 
 
 def downloaded(client, url: str) -> int:
     response = client.get(url)
-    if response.status_code == 200:
-        response.file_to_stream.close()  # (response.close() would also close the database connection)
+    close(response)
     return response.status_code
 
 

@@ -165,6 +165,8 @@ DATASET_SHARD_ITEMS = env_int("DATASET_SHARD_ITEMS", 1000, minimum=1)
 # STRIPE_API_BASE points the SDK elsewhere (a local fake); empty means Stripe's own API.
 STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY", required=False)
 STRIPE_WEBHOOK_SECRET = env_secret("STRIPE_WEBHOOK_SECRET", required=bool(STRIPE_SECRET_KEY) and not DEBUG)
+# A second endpoint for events on connected accounts (account.updated) has its own secret; both are tried.
+STRIPE_CONNECT_WEBHOOK_SECRET = env_secret("STRIPE_CONNECT_WEBHOOK_SECRET", required=False)
 STRIPE_API_BASE = env_str("STRIPE_API_BASE").rstrip("/")
 STRIPE_TIMEOUT_S = env_int("STRIPE_TIMEOUT_S", 20, minimum=1)
 STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2, minimum=0)
