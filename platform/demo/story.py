@@ -35,6 +35,7 @@ from demo.access_step import output_claim, pay_per_access
 from demo.dataset_step import dataset_sale
 from demo.payouts_step import pay_out
 from demo.royalties_step import settle_and_report
+from demo.studio_step import fan_creates
 
 PASSWORD = "tribute-demo-password"  # noqa: S105 (demo accounts on a local machine, printed for the reader)
 
@@ -174,6 +175,7 @@ STEPS: list[Callable[[Story], None]] = [
     pay_per_access,
     output_claim,
     dataset_sale,
+    fan_creates,
     settle_and_report,
     pay_out,
 ]

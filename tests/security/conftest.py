@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.security.live import Gunicorn, migrate, run_python, server_env
+from tests.security.worlds import build_world
 
 SETUP = """
 from accounts.services import api_key_create, user_create
@@ -77,3 +78,9 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
         yield LiveSite(server=server, env=env, var_dir=var_dir, data=data)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def world() -> dict[str, Any]:
+    """A creator and a vendor whose private objects carry worlds.MARK, and a fan who licensed the work."""
+    return build_world()

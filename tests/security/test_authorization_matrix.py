@@ -11,28 +11,21 @@ owner's view as a control, so a page that shows nothing to anybody does not pass
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from access.models import AccessEvent
-from access.services import AccessRequest, access_request
 from accounts.models import ApiKey, User
-from catalog.models import Claim, Grant, Offer, SplitSheet, Work
-from catalog.services import ParentClaim, asset_upload, derivative_create, grant_create, work_withdraw
+from catalog.models import Work
 from common.money import Money
-from royalties.models import LedgerAccount, Statement
 from royalties.services import prepaid_fund
 from tests import factories
+from tests.security.worlds import MARK, MISSING_ID, dashboard_pages, fill_route
 from tests.test_api_contract import _operations
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
-MARK = "Qx9-private"  # in every private name of the owners below; strangers must never see it
 # Dashboard pages anyone may open: the public catalogue and a published work's files. A new public page
 # is added here on purpose, after checking it shows only public data.
 PUBLIC_PAGES = {"browse", "offer", "asset-file"}
@@ -42,115 +35,6 @@ PUBLIC_OPERATIONS = {
     ("get", "/api/v1/offers/{offer_id}"),
     ("get", "/api/v1/offers/{offer_id}/rsl"),
 }
-MISSING_ID = 2_147_483_000
-
-
-def _pattern_params(route: str) -> list[tuple[str, str]]:
-    return re.findall(r"<(?:(\w+):)?(\w+)>", route)
-
-
-def dashboard_pages() -> list[tuple[str, str, dict[str, Any]]]:
-    """(name, route, default kwargs) of every dashboard URL, from the resolver: new pages join at once."""
-    prefix, resolver = get_resolver().namespace_dict["dashboard"]
-
-    def walk(
-        patterns: list[URLPattern | URLResolver], route: str
-    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        for pattern in patterns:
-            if isinstance(pattern, URLResolver):
-                yield from walk(pattern.url_patterns, route + str(pattern.pattern))
-            else:
-                yield str(pattern.name), route + str(pattern.pattern), dict(pattern.default_args)
-
-    return sorted(walk(resolver.url_patterns, "/" + prefix))
-
-
-@pytest.fixture
-def world() -> dict[str, Any]:
-    """A creator and a vendor whose private objects carry MARK, and a fan who licensed the creator's work."""
-    owner = factories.creator(username="owner")
-    fan = factories.fan(username="fanny")
-    work = factories.work(owner, title="A published work")
-    asset_upload(work=work, user=owner, data=factories.png_bytes(), filename="published.png")
-    offer = factories.offer(owner, work, uses={"ai-train": 2, "derivative": 0})
-    private = factories.work(owner, title=f"{MARK} unpublished work")
-    private_asset = asset_upload(
-        work=private, user=owner, data=factories.png_bytes(color=(1, 2, 3)), filename=f"{MARK}.png"
-    ).asset
-    withdrawn = factories.work(owner, title=f"{MARK} withdrawn")
-    hidden_offer = factories.offer(owner, withdrawn)
-    work_withdraw(work=withdrawn)
-    grant = grant_create(offer=offer, user=fan).grant
-    derivative_create(
-        user=fan, title=f"{MARK} derivative", kind="image", parents=[ParentClaim(work.pk, grant.pk)]
-    )
-    claim = Claim.objects.create(
-        work=private, respondent=fan, subject_sha256="1" * 64, match_kind="image", score=40.0, confidence=0.99
-    )
-    owner_secret = factories.key(owner, "read", "write")
-    owner_key = ApiKey.objects.get(user=owner)
-    ApiKey.objects.filter(pk=owner_key.pk).update(name=f"{MARK} key")
-
-    vendor = factories.vendor(username="vendora", organisation_name=f"{MARK} Labs")
-    organisation = vendor.organisations.get()
-    prepaid_fund(organisation=organisation, amount=Money(10_000, "USD"), external_ref="matrix")
-    vendor_secret = factories.key(vendor, "read", "access", "outputs")
-    vendor_key = ApiKey.objects.get(user=vendor)
-    for index in range(3):
-        access_request(
-            organisation=organisation,
-            api_key=vendor_key,
-            idempotency_key=f"matrix-{index}",
-            request=AccessRequest(work_id=work.pk, use_class="ai-train", territory="US"),
-        )
-    statement = Statement.objects.filter(user=owner).first()
-    ids = {
-        "work_id": private.pk,
-        "asset_id": private_asset.pk,
-        "sheet_id": SplitSheet.objects.get(work=private).pk,
-        "offer_id": hidden_offer.pk,
-        "grant_id": grant.pk,
-        "key_id": owner_key.pk,
-        "claim_id": claim.pk,
-        "statement_id": statement.pk if statement else MISSING_ID,
-    }
-
-    def state() -> tuple[Any, ...]:
-        return (
-            sorted(Work.objects.values_list("pk", "title", "status")),
-            sorted(Offer.objects.values_list("pk", "status")),
-            sorted(Grant.objects.values_list("pk", "status")),
-            SplitSheet.objects.count(),
-            sorted(ApiKey.objects.values_list("pk", "revoked_at")),
-            sorted(Claim.objects.values_list("pk", "status", "decision")),
-            AccessEvent.objects.count(),
-            sorted(LedgerAccount.objects.values_list("key", "balance_minor", "held_minor")),
-        )
-
-    return {
-        "owner": owner,
-        "fan": fan,
-        "vendor": vendor,
-        "owner_secret": owner_secret,
-        "vendor_secret": vendor_secret,
-        "ids": ids,
-        "state": state,
-        "published_work": work,
-    }
-
-
-def _fill(route: str, ids: dict[str, int]) -> str:
-    def value(match: re.Match[str]) -> str:
-        converter, name = match.group(1) or "str", match.group(2)
-        if name in ids:
-            return str(ids[name])
-        if converter in ("int", "path") or name.endswith("_id"):
-            return str(MISSING_ID)
-        if converter == "uuid":
-            return "00000000-0000-4000-8000-000000000000"
-        return "no-such-token"
-
-    return re.sub(r"<(?:(\w+):)?(\w+)>", value, route)
 
 
 def _browser(user: User | None) -> Client:
@@ -176,7 +60,7 @@ def test_the_dashboard_url_list_is_complete() -> None:
 def test_an_anonymous_visitor_gets_a_login_redirect_or_a_refusal_on_every_dashboard_page(world) -> None:
     anonymous = _browser(None)
     for name, route, _ in dashboard_pages():
-        url = _fill(route, world["ids"])
+        url = fill_route(route, world["ids"])
         for method in ("get", "post"):
             response = getattr(anonymous, method)(url)
             redirect = response.status_code == 302 and response["Location"].startswith("/accounts/login/")
@@ -198,7 +82,7 @@ def test_a_stranger_of_every_role_sees_and_changes_nothing_of_the_owners_on_any_
     before = world["state"]()
     refused = 0
     for name, route, _ in dashboard_pages():
-        url = _fill(route, world["ids"])
+        url = fill_route(route, world["ids"])
         for method in ("get", "post"):
             response = getattr(browser, method)(url)
             assert response.status_code < 500, (method, url, response.status_code)
@@ -239,9 +123,9 @@ def test_only_staff_reach_the_operator_pages(world) -> None:
     operator.refresh_from_db()
     for role_user in (world["owner"], world["fan"], world["vendor"]):
         for _, route in staff_pages:
-            assert _browser(role_user).get(_fill(route, world["ids"])).status_code == 404, route
+            assert _browser(role_user).get(fill_route(route, world["ids"])).status_code == 404, route
     reachable = [
-        route for _, route in staff_pages if _browser(operator).get(_fill(route, {})).status_code == 200
+        route for _, route in staff_pages if _browser(operator).get(fill_route(route, {})).status_code == 200
     ]
     assert reachable  # the same pages open for staff
 

@@ -33,7 +33,7 @@ from royalties.services import access_fee_record, ledger_check
 from tests.royalties.builders import funded_vendor, three_level_chain
 from tests.security.live import PYTHON, ROOT, server_env
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.security, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 # A Redis database of its own, so nothing another process queues there is consumed here, and the other
 # way round; each test also uses a queue name nobody else uses.

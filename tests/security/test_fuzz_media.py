@@ -32,6 +32,8 @@ from media.samples.images import ensure_images
 from media.validation import Limits, inspect, sniff
 from tests.security.live import ROOT
 
+pytestmark = pytest.mark.security
+
 SAMPLES = ROOT / "var" / "samples"
 EXAMPLES = int(os.environ.get("SECURITY_FUZZ_EXAMPLES", "150"))
 HANG_AFTER_S = 10

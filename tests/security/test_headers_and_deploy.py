@@ -14,7 +14,7 @@ from common.security import DEFAULT_CONTENT_SECURITY_POLICY, policy_header
 from tests import factories
 from tests.security.live import PYTHON, ROOT, server_env
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
 
 def _production_env(tmp_path, **extra: str) -> dict[str, str]:

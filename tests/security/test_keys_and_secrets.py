@@ -21,7 +21,7 @@ from common.money import Money
 from royalties.services import prepaid_fund
 from tests import factories
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.security, pytest.mark.django_db(transaction=True)]
 
 STRIPE_SECRET = "sk_test_SecuritySuiteStripeMarker0001"
 WEBHOOK_SECRET = "whsec_SecuritySuiteWebhookMarker0002"

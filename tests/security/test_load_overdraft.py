@@ -21,7 +21,7 @@ import pytest
 from bench.access import CHECK
 from tests.security.live import Gunicorn, migrate, run_python, scratch_postgres, server_env
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.security, pytest.mark.postgres]
 
 CLIENTS = 50
 REQUESTS_PER_CLIENT = 40

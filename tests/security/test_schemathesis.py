@@ -17,6 +17,8 @@ import pytest
 
 from tests.security.live import ROOT
 
+pytestmark = pytest.mark.security
+
 CHECKS = [
     "not_a_server_error",
     "status_code_conformance",

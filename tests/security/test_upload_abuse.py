@@ -26,6 +26,8 @@ from PIL import Image
 from media.samples.images import ensure_images
 from tests.security.live import ROOT, rss_kib, rss_peak_reset, run_python
 
+pytestmark = pytest.mark.security
+
 SAMPLES = ROOT / "var" / "samples"
 UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024  # the default UPLOAD_MAX_BYTES the live site runs with
 MEMORY_BUDGET_KIB = 100 * 1024
