@@ -434,6 +434,43 @@ def claim_revenue_record(
     )
 
 
+def dataset_share_record(
+    *, organisation: Organisation, key: str, offer: Offer, amount: Money, arose_at: datetime
+) -> RevenueItem:
+    """One work's part of a dataset sale, held on the vendor's prepaid balance (InsufficientFunds when
+    short) and split later by settlement like any revenue of the work. Call inside the sale's transaction."""
+    return _record(
+        source=RevenueSource.DATASET,
+        source_key=key,
+        work_id=offer.work_id,
+        amount=amount,
+        fee_bps=_fee_bps(offer),
+        arose_at=arose_at,
+        payer_key=selectors.prepaid_key(organisation.pk, amount.currency),
+    )
+
+
+def dataset_curator_pay(
+    *, organisation: Organisation, key: str, curator_id: int | None, amount: Money, memo: str
+) -> JournalTransaction:
+    """Pay a dataset curator's declared share of a sale at once, from the vendor's available prepaid
+    balance (InsufficientFunds when short) to the curator's payable, or to the platform's fee account when
+    the platform curates. Call inside the sale's transaction."""
+    prepaid = prepaid_account(organisation_id=organisation.pk, currency=amount.currency)
+    spec = ("fee", None) if curator_id is None else ("user", curator_id)
+    key_for_payee, fields = _payee_spec(spec, amount.currency)
+    payee = _account(key=key_for_payee, **fields)  # type: ignore[arg-type]
+    return _post(
+        kind=TransactionKind.SETTLEMENT,
+        key=key,
+        memo=memo,
+        legs=[
+            Leg(prepaid, -amount.amount_minor, None, RevenueSource.DATASET),
+            Leg(payee, amount.amount_minor, None, RevenueSource.DATASET),
+        ],
+    )
+
+
 @transaction.atomic
 def sale_record(*, work: Work, buyer: Organisation, amount: Money, sale_ref: str) -> RevenueItem:
     """A sale on Tribute of `work`, paid from the buyer's prepaid balance, once per `sale_ref`.

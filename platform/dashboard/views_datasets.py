@@ -8,7 +8,7 @@ from typing import Any
 
 from datasets import apis as dataset_apis
 from datasets import delivery, selectors, services
-from datasets.ledger import InsufficientFunds
+from royalties.services import InsufficientFunds
 from datasets.models import DatasetKind, ItemStatus, Pricing, Weighting
 from django import forms
 from django.contrib import messages

@@ -22,7 +22,6 @@ from catalog.models import Work
 from common.apis import SelectorListApi
 from common.problems import ApiError, NotFound, problem_response
 from datasets import delivery, selectors, services
-from datasets.ledger import InsufficientFunds
 from datasets.models import (
     Dataset,
     DatasetItem,
@@ -35,6 +34,7 @@ from datasets.models import (
     Weighting,
 )
 from royalties.selectors import prepaid_available
+from royalties.services import InsufficientFunds
 
 # Serializers -------------------------------------------------------------------------------------------
 

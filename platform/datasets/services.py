@@ -48,7 +48,7 @@ from catalog.models import (
 from common import currency as currencies
 from common.money import Money, allocate
 from common.problems import ApiError, Conflict, Forbidden, NotFound
-from datasets import ledger, quality
+from datasets import quality
 from datasets.models import (
     BPS_WHOLE,
     Dataset,
@@ -70,6 +70,7 @@ from datasets.terms import AI_TRAIN, DatasetTerms, Looser, MemberTerms, looser_t
 from media import services as media
 from media.errors import MediaError
 from media.validation import inspect
+from royalties import services as royalties
 
 logger = logging.getLogger(__name__)
 
@@ -854,10 +855,9 @@ def _sell(*, snapshot: Snapshot, organisation: Organisation, user: User, territo
     for row, amount in zip(works, parts[1:], strict=True):
         revenue = None
         if amount:
-            revenue = ledger.work_share_record(
+            revenue = royalties.dataset_share_record(
                 organisation=organisation,
                 key=f"dataset:{licence.licence_id}:{row['work_id']}",
-                work_id=row["work_id"],
                 offer=offers[row["offer_id"]],
                 amount=Money(amount, price.currency),
                 arose_at=now,
@@ -875,7 +875,7 @@ def _sell(*, snapshot: Snapshot, organisation: Organisation, user: User, territo
             )
         )
     if parts[0]:
-        ledger.curator_share_post(
+        royalties.dataset_curator_pay(
             organisation=organisation,
             key=f"dataset-curator:{licence.licence_id}",
             curator_id=dataset.curator_id,
