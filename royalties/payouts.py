@@ -9,8 +9,9 @@ A payout moves a payee's payable balance for one currency and period out of the 
 Ledger (each transition that moves money is one journal transaction, keyed by the payout key):
 - created:   payable:user:<id>:<cur>  -> in_transit:<rail>:<cur>      (`<key>:create`)
 - confirmed: in_transit:<rail>:<cur>  -> clearing:<rail>:<cur>        (`<key>:confirm`)
-- failed or returned before confirmation: in_transit -> payable         (`<key>:fail`)
-- returned after confirmation (a reversed transfer): clearing -> payable (`<key>:return`)
+- failed before confirmation: in_transit -> payable                    (`<key>:fail`)
+- returned (a reversed transfer): clearing -> payable                  (`<key>:return`), confirmed
+  first if the return is heard before the confirmation
 
 Invariants:
 - at most one payout per payee, currency and period (a unique constraint), created in the same database
@@ -435,13 +436,17 @@ def payout_fail(*, key: str, reason: str, returned: bool = False) -> Payout:
     """The rail did not pay (failed), or gave the money back (returned): the money goes back to the
     payee's payable, to be paid in a later period.
 
-    Before confirmation: in_transit -> payable. A confirmed payout can only be *returned* (a reversed
-    transfer): clearing:<rail> -> payable. Failing a failed or returned payout again is a no-op."""
+    Failed before confirmation: in_transit -> payable. Returned (a reversed transfer): clearing:<rail> ->
+    payable; only a payment can be given back, so a payout returned before its confirmation was heard
+    is confirmed first, and the ledger is the same whichever the rail's messages arrived in. A confirmed
+    payout can only be returned. Failing a failed or returned payout again is a no-op."""
     payout = _locked(key)
     if payout.status in (PayoutStatus.FAILED, PayoutStatus.RETURNED):
         return payout
     if payout.status == PayoutStatus.CONFIRMED and not returned:
         raise _refuse(payout, "failed (it was paid; a reversal is a return)")
+    if returned and payout.status != PayoutStatus.CONFIRMED:
+        payout = payout_confirm(key=payout.key, external_id=payout.external_id)
     payable = _payable(payout.user_id, payout.currency)
     if payout.status == PayoutStatus.CONFIRMED:
         source = clearing_account(rail=payout.rail, currency=payout.currency)

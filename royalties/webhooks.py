@@ -12,7 +12,8 @@ arrival, so events delivered late or shuffled end in the same state as in order:
 - `account.updated`: the account's state, applied only if Stripe made this event after the one applied
   last (`created`);
 - `transfer.created` / `transfer.updated` / `transfer.reversed`: a transfer that is fully reversed returns
-  its payout's money to payable; otherwise it confirms the payout; a payout already returned stays so;
+  its payout's money to payable (confirmed first if no earlier event did, so the ledger is the same in any
+  order); otherwise it confirms the payout; a payout already returned stays so;
 - `payment_intent.succeeded`, `checkout.session.completed`,
   `checkout.session.async_payment_succeeded`: credit the vendor's prepaid balance once, keyed by the
   PaymentIntent id (the two kinds of event for one Checkout payment credit it once).
@@ -197,6 +198,8 @@ def _transfer(transfer: Mapping[str, Any], created: datetime) -> str:
     if transfer.get("reversed") or (reversed_minor and reversed_minor >= amount):
         if payout.status in (PayoutStatus.RETURNED, PayoutStatus.FAILED):
             return "already returned"
+        if payout.status == PayoutStatus.CREATED:  # our record of the transfer was lost in a crash
+            payouts.payout_submitted(key=payout.key, external_id=transfer_id)
         payouts.payout_fail(
             key=payout.key, reason=f"Stripe transfer {transfer_id} was reversed", returned=True
         )

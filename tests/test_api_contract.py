@@ -77,6 +77,7 @@ def world():
             "grant_id": grant.pk,
             "key_id": ApiKey.objects.get().pk,
             "claim_id": claim.pk,
+            **_studio_ids(fan, grant, derivative),
         },
         "derivative": derivative,
         "counts": lambda: (
@@ -86,6 +87,19 @@ def world():
             SplitSheet.objects.count(),
         ),
     }
+
+
+def _studio_ids(fan, grant, derivative) -> dict[str, int]:
+    """A fan's generation job and withdrawn release (only the fan sees either)."""
+    from studio.models import GenerationJob, Release, ReleaseStatus
+
+    job = GenerationJob.objects.create(
+        fan=fan, grant=grant, generator="image-restyle", title=SECRET, territory="US", currency="USD"
+    )
+    release = Release.objects.create(
+        work=derivative, released_by=fan, price_minor=100, currency="USD", status=ReleaseStatus.WITHDRAWN
+    )
+    return {"job_id": job.pk, "release_id": release.pk}
 
 
 def _fill(path: str, ids: dict[str, int]) -> str:

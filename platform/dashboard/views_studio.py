@@ -121,6 +121,7 @@ def create_from(request: HttpRequest, offer_id: int) -> HttpResponse:
             {
                 "generator": generator,
                 "missing": missing,
+                "applicable": services.generator_applicable(generator=generator, offer=offer),
                 "price_minor": services.job_price_minor(generator=generator, offer=offer),
             }
         )

@@ -230,6 +230,11 @@ def generator_refusal(*, generator: Generator, offer: Offer) -> list[str]:
     return sorted(generator.use_classes - set(_offer_uses(offer)))
 
 
+def generator_applicable(*, generator: Generator, offer: Offer) -> bool:
+    """Whether the offer's work has the kind of file the generator works from."""
+    return _parent_asset(offer.work, generator.parent_kind) is not None
+
+
 def job_price_minor(*, generator: Generator, offer: Offer) -> int:
     """What one successful run costs under these terms: the per-use price of each metered use."""
     prices = _offer_uses(offer)

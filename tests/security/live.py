@@ -164,7 +164,7 @@ class Gunicorn:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         if self.log is not subprocess.DEVNULL:
-            self.log.close()  # type: ignore[union-attr]
+            self.log.close()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""

@@ -129,7 +129,8 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, stead
 def record_revenue(count: int, tag: str) -> int:
     """`count` one-access revenue items on the three-level chain; their total in minor units."""
     chain = three_level_chain() if not RevenueItem.objects.exists() else None
-    offer = chain.offer_d if chain else RevenueItem.objects.first().work.offers.first()  # type: ignore[union-attr]
+    offer = chain.offer_d if chain else RevenueItem.objects.first().work.offers.first()
+    assert offer is not None
     organisation = funded_vendor(10_000_000, username=f"vendor{tag}")
     total = 0
     for index in range(count):

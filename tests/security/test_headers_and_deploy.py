@@ -112,6 +112,8 @@ def test_every_kind_of_response_carries_the_security_headers(api) -> None:
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy, name
         assert "frame-ancestors 'none'" in policy, name
         assert response.headers["Permissions-Policy"].startswith("camera=()"), name
+    for response in responses.values():
+        response.close()  # the static file is streamed from an open file
     unknown = responses["api unknown address"]
     assert unknown["Content-Type"] == "application/problem+json"
     assert unknown.json()["code"] == "not_found"

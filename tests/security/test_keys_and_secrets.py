@@ -50,7 +50,7 @@ def _keys_issued_every_way(api, as_user) -> list[str]:
 
 def _raw_sql_dump() -> str:
     """Every row of every table, as the database returns it."""
-    parts = []
+    parts: list[str] = []
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names():
             cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608 (table names)
