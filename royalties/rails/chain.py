@@ -294,7 +294,7 @@ def _settle_batch(
             )
             # The dropped transaction's nonce is free again (a node that restarted without it, a pool that
             # evicted it): ask the node, or the resend would queue behind the gap and never be mined.
-            pass  # TEMP
+            client.reset_nonce()
             resend = payouts
         elif not receipt.succeeded:
             ChainBatch.objects.filter(pk=batch.pk).update(
