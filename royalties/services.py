@@ -316,38 +316,24 @@ def _record(
     arose_at: datetime,
     payer_key: str | None = None,
     payer: LedgerAccount | None = None,
+    fresh_key: bool = False,
 ) -> RevenueItem:
     """Insert a revenue item; a prepaid payer (by key) is held first, in the same savepoint.
 
     Recording the same source key twice returns the first item when it says the same thing and is a
-    conflict when it does not. Refused recordings change nothing.
+    conflict when it does not. Refused recordings change nothing. A caller whose source key was just made
+    (`fresh_key`, e.g. a new access id) and which runs inside its own transaction skips the savepoint:
+    there is no earlier recording to fall back on, and any failure rolls back the caller's transaction.
     """
     if amount.amount_minor <= 0:
         raise ApiError("Revenue must be a positive amount.", code="invalid_amount")
     if not currencies.is_supported(amount.currency):
         raise ApiError(f"Currency {amount.currency} is not supported.", code="unsupported_currency")
+    if fresh_key:
+        return _insert_revenue(source, source_key, work_id, amount, fee_bps, arose_at, payer_key, payer)
     try:
         with transaction.atomic():
-            if payer_key is not None:
-                payer_id = _hold(key=payer_key, amount_minor=amount.amount_minor)
-                if payer_id is None:
-                    raise InsufficientFunds(
-                        "The prepaid balance is not enough for this access; top it up.",
-                        extra={"price_minor": amount.amount_minor, "currency": amount.currency},
-                    )
-            else:
-                assert payer is not None
-                payer_id = payer.pk
-            return RevenueItem.objects.create(
-                source=source,
-                source_key=source_key,
-                work_id=work_id,
-                amount_minor=amount.amount_minor,
-                currency=amount.currency,
-                fee_bps=fee_bps,
-                arose_at=arose_at,
-                payer_id=payer_id,
-            )
+            return _insert_revenue(source, source_key, work_id, amount, fee_bps, arose_at, payer_key, payer)
     except IntegrityError:
         existing = RevenueItem.objects.filter(source_key=source_key).first()
         if existing is None:
@@ -363,6 +349,38 @@ def _record(
         return existing
 
 
+def _insert_revenue(
+    source: str,
+    source_key: str,
+    work_id: int,
+    amount: Money,
+    fee_bps: int,
+    arose_at: datetime,
+    payer_key: str | None,
+    payer: LedgerAccount | None,
+) -> RevenueItem:
+    if payer_key is not None:
+        payer_id = _hold(key=payer_key, amount_minor=amount.amount_minor)
+        if payer_id is None:
+            raise InsufficientFunds(
+                "The prepaid balance is not enough for this access; top it up.",
+                extra={"price_minor": amount.amount_minor, "currency": amount.currency},
+            )
+    else:
+        assert payer is not None
+        payer_id = payer.pk
+    return RevenueItem.objects.create(
+        source=source,
+        source_key=source_key,
+        work_id=work_id,
+        amount_minor=amount.amount_minor,
+        currency=amount.currency,
+        fee_bps=fee_bps,
+        arose_at=arose_at,
+        payer_id=payer_id,
+    )
+
+
 def access_fee_record(
     *,
     organisation: Organisation,
@@ -370,13 +388,15 @@ def access_fee_record(
     amount: Money,
     access_key: str,
     arose_at: datetime | None = None,
+    new_key: bool = False,
 ) -> RevenueItem | None:
     """Charge a vendor for one access to `offer`'s work: the access API calls this inside its transaction.
 
     The hot path: one conditional UPDATE holds the price on the vendor's prepaid balance (refused with
     InsufficientFunds, HTTP 402, when the available balance is short) and one INSERT records the revenue,
     unique by `access_key`. Settlement later moves the held money to the fee and the owners. A free use
-    (price 0) records nothing.
+    (price 0) records nothing. `new_key` says the access key was made just now, inside the caller's
+    transaction, so no savepoint is needed to recover from an earlier recording of it.
     """
     if amount.currency != offer.currency:
         raise ApiError("The price must be in the offer's currency.", code="currency_mismatch")
@@ -390,6 +410,7 @@ def access_fee_record(
         fee_bps=_fee_bps(offer),
         arose_at=arose_at or timezone.now(),
         payer_key=selectors.prepaid_key(organisation.pk, amount.currency),
+        fresh_key=new_key,
     )
 
 

@@ -274,9 +274,25 @@ def access_request(
         raise ApiError(f"Unknown use class {request.use_class!r}.", code="invalid_use_class")
     if len(request.territory) != _COUNTRY_LENGTH or not request.territory.isalpha():
         raise ApiError("territory must be an ISO 3166-1 alpha-2 country code.", code="invalid_territory")
-    replay = _replay(organisation, idempotency_key, request)
-    if replay is not None:
+    try:
+        return _grant_and_charge(organisation, api_key, idempotency_key, request, paid_by_x402)
+    except ApiError:
+        # A replayed key is answered with the first response whatever holds now (the balance may be spent
+        # or the licence revoked since). The event's unique key catches replays that get as far as the
+        # charge; looking for one only after a refusal keeps that lookup off the path of new accesses.
+        replay = _replay(organisation, idempotency_key, request)
+        if replay is None:
+            raise
         return replay
+
+
+def _grant_and_charge(
+    organisation: Organisation,
+    api_key: ApiKey,
+    idempotency_key: str,
+    request: AccessRequest,
+    paid_by_x402: bool,
+) -> AccessResult:
     # Accepting terms on first use commits on its own, before the charge transaction, so the charge
     # locks only the grant and the balance, in that order.
     grant = _grant_for(organisation, api_key, request.work_id)
@@ -310,7 +326,9 @@ def _charge(
             _use_quota(grant)
             _spend(organisation, api_key, price)
             access_id = uuid.uuid4()
-            access_fee_record(organisation=organisation, offer=offer, amount=price, access_key=str(access_id))
+            access_fee_record(
+                organisation=organisation, offer=offer, amount=price, access_key=str(access_id), new_key=True
+            )
             now = timezone.now()
             receipt = receipts.sign(
                 {
