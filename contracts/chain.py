@@ -493,12 +493,13 @@ class Chain:
     # Sending
 
     def _reserve_nonce(self) -> int:
+        """The next nonce: ours, unless the node has seen more from this account (another process or
+        another signer object, such as the x402 facilitator, sent with the same key meanwhile)."""
         with self._nonce_lock:
-            if self._next_nonce is None:
-                with self._translate_errors():
-                    self._next_nonce = self.w3.eth.get_transaction_count(self.address, "pending")
-            nonce = self._next_nonce
-            self._next_nonce += 1
+            with self._translate_errors():
+                pending = int(self.w3.eth.get_transaction_count(self.address, "pending"))
+            nonce = pending if self._next_nonce is None else max(self._next_nonce, pending)
+            self._next_nonce = nonce + 1
             return nonce
 
     def reset_nonce(self) -> None:

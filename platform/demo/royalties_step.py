@@ -60,7 +60,8 @@ def settle_and_report(story: Story) -> None:
         story.say(f"    {person.public_name} has earned {format_minor(total, 'USD')}")
         for row in earnings["by_work"]:
             amount = format_minor(row["amount_minor"], row["currency"])
-            story.say(f"      {amount} from “{row['work_title']}” ({row['source']})")
+            what = f"“{row['work_title']}”" if row["work_title"] else "curating a dataset"
+            story.say(f"      {amount} from {what} ({row['source']})")
         statement = statement_generate(user=person, currency="USD", period_end=now)
         story.say(
             f"      statement #{statement.pk}: closing {format_minor(statement.closing_minor, 'USD')}, "

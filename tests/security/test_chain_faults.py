@@ -94,7 +94,7 @@ def node(tmp_path: Path, settings) -> Iterator[KeptStateNode]:
 
 def payees_with_money(client: Chain, amounts: list[int]) -> dict[int, str]:
     """Payees on the chain rail with these payables, and the distributor funded for all of them."""
-    wallets = {}
+    wallets: dict[int, str] = {}
     for amount in amounts:
         payee = factories.creator()
         wallets[payee.pk] = prove_wallet(payee).address

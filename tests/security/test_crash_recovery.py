@@ -1,5 +1,5 @@
-"""Scenario 3, a crash at every step of funding, settlement and payout: the process dies between our commit and
-the next outside call (or its answer), the job runs again and the outside world delivers again. Pass: the
+"""Scenario 3, a crash at every step of funding, settlement and payout: the process dies between our commit
+and the next outside call (or its answer), the job runs again and the outside world delivers again. Pass: the
 ledger ends exactly as after a run that never crashed (every account, every journal transaction, every
 payout, deposit and webhook), `ledger_check` is clean, Stripe made one transfer per payout key and the chain
 holds one Paid event per payout.
@@ -160,7 +160,9 @@ def deposits_prepare(ctx: Ctx) -> None:
     registered, stranger = payer(ctx.chain), payer(ctx.chain)
     message = funding.deposit_message(organisation=organisation, address=registered.address)
     signature = registered.sign_message(encode_defunct(text=message)).signature.hex()
-    funding.deposit_address_register(organisation=organisation, address=registered.address, signature=signature)
+    funding.deposit_address_register(
+        organisation=organisation, address=registered.address, signature=signature
+    )
     for wallet, amount in ((registered, 12_340_000), (stranger, 5_000_000), (registered, 7_770_000)):
         ctx.chain.for_signer(wallet.key).transfer(funding.deposit_address(), amount)
     ctx.chain.mine_blocks(DEPTH)
@@ -195,7 +197,10 @@ def settlement_prepare(ctx: Ctx) -> None:
     organisation = funded_vendor()
     for index, amount in enumerate([1000, 999, 12_345, 7, 2500]):
         access_fee_record(
-            organisation=organisation, offer=works.offer_d, amount=Money(amount, "USD"), access_key=f"c{index}"
+            organisation=organisation,
+            offer=works.offer_d,
+            amount=Money(amount, "USD"),
+            access_key=f"c{index}",
         )
 
 
@@ -303,34 +308,109 @@ FLOWS = {
 
 STEPS = [
     # Stripe top-up: Stripe delivers the events until it gets a 200.
-    Step("stripe top-up", "event stored, not yet processed", nth_call_crashes(webhooks, "webhook_event_process", 1)),
-    Step("stripe top-up", "credit written, event not yet marked processed", nth_call_crashes(services, "prepaid_fund", 1, after=True)),
-    Step("stripe top-up", "processed and committed, Stripe not yet answered", nth_call_crashes(webhooks, "stripe_webhook_receive", 1, after=True)),
-    Step("stripe top-up", "first event answered, second not yet processed", nth_call_crashes(webhooks, "webhook_event_process", 2)),
+    Step(
+        "stripe top-up",
+        "event stored, not yet processed",
+        nth_call_crashes(webhooks, "webhook_event_process", 1),
+    ),
+    Step(
+        "stripe top-up",
+        "credit written, event not yet marked processed",
+        nth_call_crashes(services, "prepaid_fund", 1, after=True),
+    ),
+    Step(
+        "stripe top-up",
+        "processed and committed, Stripe not yet answered",
+        nth_call_crashes(webhooks, "stripe_webhook_receive", 1, after=True),
+    ),
+    Step(
+        "stripe top-up",
+        "first event answered, second not yet processed",
+        nth_call_crashes(webhooks, "webhook_event_process", 2),
+    ),
     # Chain deposits: the watcher reads the token's Transfer logs.
     Step("chain deposits", "logs read, nothing recorded", nth_call_crashes(funding, "_record_deposit", 1)),
-    Step("chain deposits", "credit written, deposit row not yet", nth_call_crashes(funding, "prepaid_fund", 1, after=True)),
-    Step("chain deposits", "one deposit recorded, the next not yet", nth_call_crashes(funding, "_record_deposit", 2)),
+    Step(
+        "chain deposits",
+        "credit written, deposit row not yet",
+        nth_call_crashes(funding, "prepaid_fund", 1, after=True),
+    ),
+    Step(
+        "chain deposits",
+        "one deposit recorded, the next not yet",
+        nth_call_crashes(funding, "_record_deposit", 2),
+    ),
     Step("chain deposits", "all recorded, cursor not yet moved", nth_call_crashes(funding, "_advance", 1)),
     # Settlement: chunks of two revenue items.
-    Step("settlement", "entries written, balances not yet moved", nth_call_crashes(services, "_apply_deltas", 1)),
-    Step("settlement", "first chunk committed, second not yet", nth_call_crashes(services, "_settle_chunk", 2)),
-    Step("settlement", "all committed, the job not yet returned", nth_call_crashes(services, "revenue_settle", 1, after=True), done_at_crash=True),
+    Step(
+        "settlement",
+        "entries written, balances not yet moved",
+        nth_call_crashes(services, "_apply_deltas", 1),
+    ),
+    Step(
+        "settlement", "first chunk committed, second not yet", nth_call_crashes(services, "_settle_chunk", 2)
+    ),
+    Step(
+        "settlement",
+        "all committed, the job not yet returned",
+        nth_call_crashes(services, "revenue_settle", 1, after=True),
+        done_at_crash=True,
+    ),
     # Payouts on Stripe.
     Step("stripe payout", "ledger moved, nothing sent", nth_call_crashes(payouts, "_send_unsent", 1)),
-    Step("stripe payout", "attempt counted, Stripe not yet called", nth_call_crashes(gateway, "transfer_send", 1)),
-    Step("stripe payout", "Stripe made the transfer, its answer not recorded", nth_call_crashes(gateway, "transfer_send", 1, after=True)),
-    Step("stripe payout", "first answer recorded, second payout not yet sent", nth_call_crashes(gateway, "transfer_send", 2)),
-    Step("stripe payout", "second transfer made, its answer not recorded", nth_call_crashes(payouts, "payout_submitted", 2)),
-    Step("stripe payout", "confirming webhook written, not committed", nth_call_crashes(payouts, "payout_confirm", 1, after=True)),
-    Step("stripe payout", "confirmation committed, Stripe not yet answered", nth_call_crashes(webhooks, "stripe_webhook_receive", 1, after=True)),
+    Step(
+        "stripe payout",
+        "attempt counted, Stripe not yet called",
+        nth_call_crashes(gateway, "transfer_send", 1),
+    ),
+    Step(
+        "stripe payout",
+        "Stripe made the transfer, its answer not recorded",
+        nth_call_crashes(gateway, "transfer_send", 1, after=True),
+    ),
+    Step(
+        "stripe payout",
+        "first answer recorded, second payout not yet sent",
+        nth_call_crashes(gateway, "transfer_send", 2),
+    ),
+    Step(
+        "stripe payout",
+        "second transfer made, its answer not recorded",
+        nth_call_crashes(payouts, "payout_submitted", 2),
+    ),
+    Step(
+        "stripe payout",
+        "confirming webhook written, not committed",
+        nth_call_crashes(payouts, "payout_confirm", 1, after=True),
+    ),
+    Step(
+        "stripe payout",
+        "confirmation committed, Stripe not yet answered",
+        nth_call_crashes(webhooks, "stripe_webhook_receive", 1, after=True),
+    ),
     # Payouts on the chain.
     Step("chain payout", "ledger moved, nothing sent", nth_call_crashes(payouts, "_send_unsent", 1)),
-    Step("chain payout", "batch recorded, transaction not sent", nth_call_crashes(Chain, "send_batch_payout", 1)),
-    Step("chain payout", "node took the transaction, hash not recorded", nth_call_crashes(Chain, "send_batch_payout", 1, after=True)),
-    Step("chain payout", "first hash recorded, second not yet", nth_call_crashes(payouts, "payout_submitted", 2)),
-    Step("chain payout", "first confirmation committed, second not yet", nth_call_crashes(payouts, "payout_confirm", 2)),
-]  # fmt: skip
+    Step(
+        "chain payout",
+        "batch recorded, transaction not sent",
+        nth_call_crashes(Chain, "send_batch_payout", 1),
+    ),
+    Step(
+        "chain payout",
+        "node took the transaction, hash not recorded",
+        nth_call_crashes(Chain, "send_batch_payout", 1, after=True),
+    ),
+    Step(
+        "chain payout",
+        "first hash recorded, second not yet",
+        nth_call_crashes(payouts, "payout_submitted", 2),
+    ),
+    Step(
+        "chain payout",
+        "first confirmation committed, second not yet",
+        nth_call_crashes(payouts, "payout_confirm", 2),
+    ),
+]
 
 
 def ledger_state() -> dict[str, Any]:
@@ -357,7 +437,9 @@ def ledger_state() -> dict[str, Any]:
             (n(p.key), p.status, p.amount_minor, p.rail, n(p.external_id)) for p in Payout.objects.all()
         ),
         "revenue": sorted(RevenueItem.objects.values_list("source_key", "settlement__key")),
-        "deposits": sorted(ChainDeposit.objects.values_list("tx_hash", "log_index", "status", "amount_minor")),
+        "deposits": sorted(
+            ChainDeposit.objects.values_list("tx_hash", "log_index", "status", "amount_minor")
+        ),
         "cursors": sorted(ChainCursor.objects.values_list("name", "last_block")),
         "webhooks": sorted((e.event_id, e.processed_at is not None) for e in WebhookEvent.objects.all()),
     }

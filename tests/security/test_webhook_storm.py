@@ -29,7 +29,7 @@ from tests.royalties.payout_world import credit, stripe_profile
 from tests.royalties.stripe_world import deliver, event, recorded, signature_header, stripe_on
 
 __all__ = ["stripe_on"]
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
 STALE_BY_S = 301  # one second past Stripe's five-minute tolerance
 FORGED_SECRET = "whsec_not_ours_00000000000000000"
@@ -98,7 +98,9 @@ def transfer(payout: Payout, kind: str, created: int, *, reversed_minor: int = 0
     return event(f"transfer.{kind}", obj, event_id=f"evt_storm_{payout.external_id}_{kind}", created=created)
 
 
-def topup(organisation: Organisation, letter: str, amount_minor: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def topup(
+    organisation: Organisation, letter: str, amount_minor: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     metadata = {gateway.META_ORGANISATION: str(organisation.pk), gateway.META_TOPUP: f"topup-storm-{letter}"}
     intent = recorded("payment_intent") | {
         "id": f"pi_storm_{letter}",
@@ -145,7 +147,12 @@ def events_in_order(world: World, now: int) -> list[bytes]:
         transfer(carol, "updated", now - 210),
         transfer(dave, "updated", now - 200),
         account_update("alice", 3, now - 190, enabled=True, submitted=True),
-        event("checkout.session.async_payment_succeeded", session_c, event_id="evt_storm_cs_c2", created=now - 180),
+        event(
+            "checkout.session.async_payment_succeeded",
+            session_c,
+            event_id="evt_storm_cs_c2",
+            created=now - 180,
+        ),
         event("payment_intent.succeeded", intent_c, event_id="evt_storm_pi_c", created=now - 179),
         transfer(dave, "reversed", now - 170, reversed_minor=dave.amount_minor),
         account_update("bob", 2, now - 160, enabled=False, submitted=True),  # Stripe paused bob's payouts
@@ -173,7 +180,9 @@ def state(world: World) -> dict[str, Any]:
                 t.kind,
                 n(t.key),
                 n(t.memo),
-                tuple(sorted((n(e.account.key), e.amount_minor) for e in t.entries.select_related("account"))),
+                tuple(
+                    sorted((n(e.account.key), e.amount_minor) for e in t.entries.select_related("account"))
+                ),
             )
             for t in JournalTransaction.objects.all()
         ),
@@ -249,7 +258,9 @@ def test_a_shuffled_triple_delivery_with_a_stale_and_a_forged_event_ends_as_in_o
                 if payload in (stale, forged):
                     bad[event_id] = (response.status_code, response.json()["code"])
                 else:
-                    answers.setdefault(event_id, []).append((response.status_code, response.json()["duplicate"]))
+                    answers.setdefault(event_id, []).append(
+                        (response.status_code, response.json()["duplicate"])
+                    )
         return state(world) | {"ledger_clean": ledger_check().clean}
 
     expected = in_a_savepoint(in_order, now)
@@ -271,7 +282,10 @@ def test_a_shuffled_triple_delivery_with_a_stale_and_a_forged_event_ends_as_in_o
     assert statuses == {"<payout carol>": "confirmed", "<payout dave>": "returned"}
     balances = {key: amount for key, amount, _ in expected["accounts"]}
     assert balances["<prepaid vendor>"] == sum(TOPUPS.values())
-    assert (balances["<payable dave>"], balances["clearing:stripe:USD"]) == (4200, 3100 - sum(TOPUPS.values()))
+    assert (balances["<payable dave>"], balances["clearing:stripe:USD"]) == (
+        4200,
+        3100 - sum(TOPUPS.values()),
+    )
     assert "<payable carol>" not in balances and "in_transit:stripe:USD" not in balances
     assert expected["ledger_clean"] is True
     assert all(processed for _, _, processed in expected["events"])
