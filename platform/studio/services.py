@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -413,6 +414,24 @@ def job_run(*, job_id: int) -> GenerationJob | None:
     )
     job.refresh_from_db()
     return job
+
+
+def jobs_sweep_stuck(*, now: datetime | None = None) -> int:
+    """Close jobs whose worker stopped mid-run (killed, out of memory, machine restarted): a job running for
+    longer than STUDIO_JOB_TIMEOUT_S that registered its result is marked succeeded (the charge and the
+    result committed together); one that did not is failed, with nothing charged. Returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.STUDIO_JOB_TIMEOUT_S)
+    stuck = GenerationJob.objects.filter(status=JobStatus.RUNNING, started_at__lt=cutoff)
+    finished = stuck.filter(result_work__isnull=False).update(
+        status=JobStatus.SUCCEEDED, progress=100, stage="Done", finished_at=timezone.now()
+    )
+    failed = stuck.filter(result_work__isnull=True).update(
+        status=JobStatus.FAILED,
+        error_code="worker_stopped",
+        error="The worker stopped while running this job. Nothing was charged; start it again.",
+        finished_at=timezone.now(),
+    )
+    return finished + failed
 
 
 def _fail(job: GenerationJob, code: str, message: str) -> GenerationJob:

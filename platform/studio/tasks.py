@@ -7,3 +7,9 @@ from studio import services
 def run_generation_job(job_id: int) -> None:
     """Run a queued generation job (progress on the job); a job already started or finished is left alone."""
     services.job_run(job_id=job_id)
+
+
+@shared_task(name="studio.sweep_stuck_jobs", ignore_result=True)
+def sweep_stuck_jobs() -> int:
+    """Close jobs a dead worker left running (see services.jobs_sweep_stuck)."""
+    return services.jobs_sweep_stuck()

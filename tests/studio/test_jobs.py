@@ -248,3 +248,43 @@ def test_the_generators_list_names_inputs_and_uses(as_user, db):
     assert listed["image-restyle"]["use_classes"] == ["derivative", "style"]
     assert listed["audio-remix"]["inputs"][0]["name"] == "vocal"
     assert json.dumps(listed)  # serialisable as it is
+
+
+def test_a_job_whose_worker_died_is_failed_after_the_timeout_and_nothing_is_charged(
+    image_catalogue, photos, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from studio.services import jobs_sweep_stuck
+
+    cat = image_catalogue
+    terms_accept(user=cat.fan, offer=cat.offer)
+    job = job_create(
+        user=cat.fan,
+        grant=cat.fan.grants.get(),
+        generator_name="image-restyle",
+        inputs={"photo": InputFile("me.jpg", photos["Aqua"])},
+    )
+    balance = wallet(cat.fan)
+    started = timezone.now() - timedelta(seconds=settings.STUDIO_JOB_TIMEOUT_S + 60)
+    GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, started_at=started)
+    recent = job_create(
+        user=cat.fan,
+        grant=cat.fan.grants.get(),
+        generator_name="image-restyle",
+        inputs={"photo": InputFile("me.jpg", photos["Aqua"])},
+    )
+    GenerationJob.objects.filter(pk=recent.pk).update(status=JobStatus.RUNNING, started_at=timezone.now())
+
+    assert jobs_sweep_stuck() == 1
+
+    job.refresh_from_db()
+    recent.refresh_from_db()
+    assert (job.status, job.error_code, job.charged_minor) == (JobStatus.FAILED, "worker_stopped", 0)
+    assert recent.status == JobStatus.RUNNING
+    assert wallet(cat.fan) == balance
+    run_generation_job(job.pk)  # a late redelivery of the dead worker's task does nothing
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED

@@ -156,6 +156,8 @@ C2PA_DEV_DIR: Path | None = VAR_DIR / "keys" / "c2pa" if DEBUG else None
 STUDIO_EXTERNAL_GENERATORS = env_str("STUDIO_EXTERNAL_GENERATORS", "[]")
 STUDIO_TERRITORY = env_str("STUDIO_TERRITORY", "US")
 STUDIO_DEV_TOP_UP = env_bool("STUDIO_DEV_TOP_UP", DEBUG)
+# A job running longer than this is taken to have lost its worker (studio.sweep_stuck_jobs closes it).
+STUDIO_JOB_TIMEOUT_S = env_int("STUDIO_JOB_TIMEOUT_S", 1800, minimum=60)
 
 # Dataset delivery (docs/datasets.md): how long a signed download link lives, and items per tar shard.
 DATASET_LINK_TTL_S = env_int("DATASET_LINK_TTL_S", 600, minimum=10)
@@ -236,6 +238,7 @@ SPECTACULAR_SETTINGS = {
         "ClaimEventKindEnum": "catalog.models.ClaimEvent.Kind",
         "PayoutProfileRailEnum": "accounts.models.PayoutProfile.Rail",
         "PayoutRailEnum": "royalties.models.PayoutRail",
+        "DatasetKindEnum": "datasets.models.DatasetKind",
     },
 }
 
