@@ -27,7 +27,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    # The split view serves its start-up script as a file, so the Content-Security-Policy needs no inline script.
+    # The split view serves its start-up script as a file: the security policy allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("robots.txt", catalog_views.robots_txt, name="robots-txt"),
     path("licenses.xml", catalog_views.licenses_xml, name="licenses-xml"),

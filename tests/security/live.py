@@ -44,7 +44,15 @@ def receipt_key_pem() -> str:
 def server_env(var_dir: Path, database_url: str = "", **extra: str) -> dict[str, str]:
     """The environment of a production-like process: DEBUG off, a throwaway secret and receipt key."""
     env = dict(os.environ)
-    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "SQLITE_PATH", "STRIPE_SECRET_KEY", "CHAIN_RPC_URL"):
+    # (The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE for their own process; a server never has it.)
+    for name in (
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "SQLITE_PATH",
+        "STRIPE_SECRET_KEY",
+        "CHAIN_RPC_URL",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+    ):
         env.pop(name, None)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.dev",

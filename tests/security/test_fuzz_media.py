@@ -9,6 +9,7 @@ format): flipped bytes, truncations, spliced headers. Each target runs a bounded
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import signal
@@ -79,7 +80,9 @@ def only_media_errors(call: Callable[[], Any]) -> Any:
             return error
 
 
-def _real_media() -> dict[str, bytes]:
+@functools.cache
+def seeds() -> dict[str, bytes]:
+    """Real media in every accepted format (made on first use, not when the module is collected)."""
     paths = {p.stem: p for p in ensure_images(SAMPLES / "images", packages=["mate-backgrounds"])}
     seeds: dict[str, bytes] = {}
     with Image.open(paths["Garden"]) as source:
@@ -103,12 +106,9 @@ def _real_media() -> dict[str, bytes]:
     return seeds
 
 
-SEEDS = _real_media()
-
-
 @st.composite
 def mutated_media(draw: st.DrawFn) -> bytes:
-    data = bytearray(SEEDS[draw(st.sampled_from(sorted(SEEDS)))])
+    data = bytearray(seeds()[draw(st.sampled_from(sorted(seeds())))])
     for _ in range(draw(st.integers(0, 8))):
         action = draw(st.sampled_from(["flip", "truncate", "insert", "splice", "zero"]))
         if not data:
@@ -121,7 +121,7 @@ def mutated_media(draw: st.DrawFn) -> bytes:
         elif action == "insert":
             data[at:at] = draw(st.binary(min_size=1, max_size=64))
         elif action == "splice":  # another format's header grafted on
-            other = SEEDS[draw(st.sampled_from(sorted(SEEDS)))]
+            other = seeds()[draw(st.sampled_from(sorted(seeds())))]
             data[: min(len(data), 64)] = other[:64]
         else:
             end = min(len(data), at + draw(st.integers(1, 4096)))
@@ -161,19 +161,17 @@ def test_the_image_loader_raises_only_media_errors(data: bytes) -> None:
         assert result.size[0] > 0 and result.size[1] > 0
 
 
-def _fingerprint_bytes() -> dict[str, bytes]:
-    image = image_fingerprint.compute(SEEDS["png"])
-    samples, rate = audio_fingerprint.decode(SEEDS["wav"])
+@functools.cache
+def stored() -> dict[str, bytes]:
+    image = image_fingerprint.compute(seeds()["png"])
+    samples, rate = audio_fingerprint.decode(seeds()["wav"])
     sound = audio_fingerprint.compute(samples, rate)
     return {"image": image.to_bytes(), "audio": sound.to_bytes()}
 
 
-STORED = _fingerprint_bytes()
-
-
 @st.composite
 def mutated_fingerprint(draw: st.DrawFn, kind: str) -> bytes:
-    data = bytearray(STORED[kind])
+    data = bytearray(stored()[kind])
     for _ in range(draw(st.integers(1, 6))):
         at = draw(st.integers(0, max(0, len(data) - 1)))
         choice = draw(st.sampled_from(["flip", "truncate", "insert"]))
@@ -216,7 +214,7 @@ def test_the_stored_voice_embedding_decoder_raises_only_value_errors(data: bytes
 
 
 def test_the_seeds_are_valid_media_so_the_mutations_start_from_real_files() -> None:
-    kinds = {name: inspect(data).kind for name, data in SEEDS.items()}
+    kinds = {name: inspect(data).kind for name, data in seeds().items()}
     assert kinds == {
         "png": "image",
         "jpeg": "image",
@@ -234,4 +232,4 @@ def test_the_fingerprint_seeds_round_trip(kind: str) -> None:
         "image": image_fingerprint.ImageFingerprint.from_bytes,
         "audio": audio_fingerprint.AudioFingerprint.from_bytes,
     }
-    assert decoders[kind](STORED[kind]).to_bytes() == STORED[kind]
+    assert decoders[kind](stored()[kind]).to_bytes() == stored()[kind]
