@@ -60,7 +60,7 @@ class StripeWebhookApi(APIView):
 
 class StripeOnboardingStartApi(APIView):
     """Start (or resume) Stripe Connect onboarding: makes your Express account on the first call and
-    answers a single-use link to Stripe's onboarding. 503 `stripe_not_configured` when Stripe is off."""
+    answers a single-use link to Stripe's onboarding. 409 `stripe_not_configured` when Stripe is off."""
 
     permission_classes = [IsAuthenticated, SessionOnly]
 
@@ -93,7 +93,7 @@ class TopUpCreateApi(APIView):
     """Top up your organisation's prepaid balance through Stripe: `checkout` answers a Stripe-hosted
     payment page, `payment_intent` a client secret for Stripe.js. The balance is credited when Stripe's
     webhook says the payment succeeded. Send an Idempotency-Key header to make retries safe.
-    503 `stripe_not_configured` when Stripe is off."""
+    409 `stripe_not_configured` when Stripe is off."""
 
     permission_classes = [IsAuthenticated, KeyScope]
 

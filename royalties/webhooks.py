@@ -100,7 +100,7 @@ def stripe_webhook_receive(*, payload: bytes, signature_header: str) -> Received
         raise ApiError(
             "Stripe webhooks are not configured here (STRIPE_WEBHOOK_SECRET).",
             code="stripe_not_configured",
-            status_code=503,
+            status_code=404,
         )
     try:
         gateway.webhook_verify(payload, signature_header)

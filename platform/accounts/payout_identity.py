@@ -39,7 +39,7 @@ SIGNATURE_RE = re.compile(r"^(0x)?[0-9a-fA-F]{130}$")
 
 
 class StripeOff(ApiError):
-    status_code = 503
+    status_code = 409
     default_code = "stripe_not_configured"
     default_detail = "Stripe is not configured on this platform; choose another payout rail."
 

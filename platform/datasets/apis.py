@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import FileResponse, HttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
@@ -572,7 +573,13 @@ class DownloadApi(APIView):
 
     permission_classes = [IsAuthenticated, KeyScope]
 
-    @extend_schema(responses={200: bytes}, operation_id="dataset_downloads_retrieve")
+    @extend_schema(
+        responses={
+            (200, "application/x-tar"): OpenApiTypes.BINARY,
+            (200, "application/jsonl"): OpenApiTypes.BINARY,
+        },
+        operation_id="dataset_downloads_retrieve",
+    )
     def get(self, request: Request, token: str) -> HttpResponseBase:
         user = authenticated_user(request)
         api_key = request.auth if isinstance(request.auth, ApiKey) else None

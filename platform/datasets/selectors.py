@@ -38,6 +38,7 @@ def datasets_visible_to(*, user: User) -> QuerySet[Dataset]:
             included_count=Count("items", filter=Q(items__status=ItemStatus.INCLUDED), distinct=True),
             snapshot_count=Count("snapshots", distinct=True),
         )
+        .order_by("-created_at", "-id")  # an aggregate query drops Meta.ordering
     )
 
 

@@ -392,7 +392,13 @@ class ReleasePurchaseApi(APIView):
 class ReleaseDownloadApi(APIView):
     """The released file: for its owner, its buyers, and anyone when the release is free."""
 
-    @extend_schema(responses={200: OpenApiResponse(OpenApiTypes.BINARY)}, operation_id="releases_download")
+    @extend_schema(
+        responses={
+            (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The released file."),
+            (200, "audio/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The released file."),
+        },
+        operation_id="releases_download",
+    )
     def get(self, request: Request, release_id: int) -> FileResponse:
         user = authenticated_user(request)
         release = selectors.release_get_visible(user=user, release_id=release_id)

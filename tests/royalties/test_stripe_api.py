@@ -1,6 +1,6 @@
 """Stripe onboarding and top-ups over the API, with the real SDK against recorded answers: one Express
 account per user however often onboarding starts, our dashboard as the way back, top-ups keyed by the
-client's Idempotency-Key, and a clear 503 when Stripe is off."""
+client's Idempotency-Key, and a clear 409 when Stripe is off."""
 
 from __future__ import annotations
 
@@ -38,13 +38,13 @@ def test_onboarding_makes_one_account_per_user_and_a_fresh_link_each_time(
     assert body["refresh_url"] == [f"{settings.SITE_URL}/dashboard/payout-settings/stripe/refresh/"]
 
 
-def test_onboarding_with_stripe_off_is_a_clear_503(as_user, settings) -> None:
+def test_onboarding_with_stripe_off_is_a_clear_409(as_user, settings) -> None:
     settings.STRIPE_SECRET_KEY = ""
     user = factories.creator()
 
     response = as_user(user).post("/api/v1/payout-profile/stripe-onboarding")
 
-    assert (response.status_code, response.json()["code"]) == (503, "stripe_not_configured")
+    assert (response.status_code, response.json()["code"]) == (409, "stripe_not_configured")
     assert not PayoutProfile.objects.filter(user=user).exclude(stripe_account_id="").exists()
 
 
@@ -160,5 +160,5 @@ def test_top_ups_with_stripe_off_are_a_clear_503(as_user, settings) -> None:
         "/api/v1/topups", {"amount_minor": 5000, "currency": "USD"}, format="json"
     )
 
-    assert (response.status_code, response.json()["code"]) == (503, "stripe_not_configured")
+    assert (response.status_code, response.json()["code"]) == (409, "stripe_not_configured")
     assert response["Content-Type"] == "application/problem+json"

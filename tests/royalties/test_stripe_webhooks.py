@@ -140,7 +140,7 @@ def test_without_a_webhook_secret_the_endpoint_says_stripe_is_off(settings, web:
 
     response = deliver(web, payload, header=signature_header(payload, secret=""))
 
-    assert (response.status_code, response.json()["code"]) == (503, "stripe_not_configured")
+    assert (response.status_code, response.json()["code"]) == (404, "stripe_not_configured")
     assert WebhookEvent.objects.count() == 0
 
 
