@@ -6,10 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from datasets import apis as dataset_apis
-from datasets import delivery, selectors, services
-from royalties.services import InsufficientFunds
-from datasets.models import DatasetKind, ItemStatus, Pricing, Weighting
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -23,7 +19,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import Role, User
 from catalog.models import Work
 from common.problems import ApiError
+from datasets import apis as dataset_apis
+from datasets import delivery, selectors, services
+from datasets.models import DatasetKind, ItemStatus, Pricing, Weighting
 from royalties.selectors import prepaid_available
+from royalties.services import InsufficientFunds
 
 PAGE_SIZE = 20
 

@@ -8,15 +8,15 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datasets import services
-from datasets.models import ItemStatus, SaleShare
-from datasets.services import Offering
 from PIL import Image
 
 from accounts.models import Organisation, User
 from catalog.models import Work
 from catalog.services import Terms, asset_upload, offer_publish, work_create
 from common.currency import format_minor
+from datasets import services
+from datasets.models import ItemStatus, SaleShare
+from datasets.services import Offering
 
 if TYPE_CHECKING:  # story.py lists this step in STEPS: no import cycle at run time
     from demo.story import Story

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from datasets import services
-from datasets.models import Dataset
 from PIL import Image
 
 from access import services as access_services
@@ -19,6 +17,8 @@ from catalog import tracing
 from catalog.models import Offer, Work
 from catalog.services import Terms, asset_upload, offer_publish, work_create
 from common.money import Money
+from datasets import services
+from datasets.models import Dataset
 from media import index
 from media.samples.images import ensure_images
 from royalties.services import prepaid_fund

@@ -9,11 +9,11 @@ import tarfile
 import time
 
 import pytest
-from datasets import delivery
-from datasets.models import DownloadLog
 from django.core import signing
 
 from accounts.services import api_key_create
+from datasets import delivery
+from datasets.models import DownloadLog
 from tests import factories
 from tests.datasets.conftest import funded, register
 
@@ -178,7 +178,7 @@ def test_the_manifest_and_shard_download_through_signed_links_and_are_logged(sol
 def test_an_expired_link_is_refused_and_logged(sold, monkeypatch):
     _, links = _links(sold)
     later = time.time() + delivery.link_ttl_s() + 1
-    monkeypatch.setattr(signing.time, "time", lambda: later)
+    monkeypatch.setattr("django.core.signing.time.time", lambda: later)
 
     refused = sold["client"].get(links["manifest"])
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile
-from datasets import quality, services
-from datasets.models import DatasetItem, DatasetNotice, ItemStatus
-from datasets.terms import DatasetTerms, MemberTerms, looser_terms, price_is_looser
 from django.core import mail
 from django.utils import timezone
 from PIL import Image, ImageOps
 
 from catalog.services import grant_create
 from common.problems import ApiError
+from datasets import quality, services
+from datasets.models import DatasetItem, DatasetNotice, ItemStatus
+from datasets.terms import DatasetTerms, MemberTerms, looser_terms, price_is_looser
 from tests import factories
 from tests.datasets.conftest import SAMPLES, dataset, jpeg, register
 
@@ -63,7 +64,7 @@ def test_a_dataset_price_that_undercuts_the_works_own_training_price_is_refused(
 
 
 def _terms(**changes):
-    base = {
+    base: dict[str, Any] = {
         "uses": ["ai-train"],
         "currency": "USD",
         "commercial_use": False,
@@ -77,7 +78,7 @@ def _terms(**changes):
 
 
 def _member(**changes):
-    base = {
+    base: dict[str, Any] = {
         "uses": {"ai-train": 5},
         "currency": "USD",
         "commercial_use": True,

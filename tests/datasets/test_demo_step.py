@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from datasets.models import DatasetLicence, SaleShare
-from demo.dataset_step import dataset_sale
-from demo.story import Story
 
 from catalog import tracing
 from catalog.services import asset_upload, work_create
+from datasets.models import DatasetLicence, SaleShare
+from demo.dataset_step import dataset_sale
+from demo.story import Story
 from tests import factories
 from tests.datasets.conftest import SAMPLES, funded
 

@@ -4,10 +4,10 @@ nobody sees or changes what is not theirs."""
 from __future__ import annotations
 
 import pytest
-from datasets import services
-from datasets.models import DatasetItem, DatasetLicence, ItemStatus, TrainingOptOut
 from django.test import Client
 
+from datasets import services
+from datasets.models import DatasetItem, DatasetLicence, ItemStatus, TrainingOptOut
 from tests import factories
 from tests.datasets.conftest import dataset, funded, register
 

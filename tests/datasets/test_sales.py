@@ -6,8 +6,6 @@ import hashlib
 from fractions import Fraction
 
 import pytest
-from datasets import services
-from datasets.models import DatasetItem, DatasetLicence, SaleShare
 from django.db.models import Sum
 
 from access import receipts
@@ -15,6 +13,8 @@ from accounts.models import Role, User
 from catalog.models import Asset, Blob
 from catalog.services import ParentClaim, derivative_create, grant_create, work_create
 from common.problems import ApiError
+from datasets import services
+from datasets.models import Dataset, DatasetItem, DatasetLicence, SaleShare
 from royalties import selectors as ledger
 from royalties.models import RevenueItem, RevenueSource
 from royalties.services import InsufficientFunds, ledger_check, revenue_settle
@@ -24,7 +24,7 @@ from tests.datasets.conftest import dataset, funded, publish, register
 pytestmark = pytest.mark.django_db
 
 
-def _contributors(count: int, curator: User) -> tuple[object, list[User]]:
+def _contributors(count: int, curator: User) -> tuple[Dataset, list[User]]:
     """`count` creators, each with one published work holding one stored file, all in one dataset.
 
     Built with bulk inserts for the users, files and items (the split is what is under test here; the
@@ -97,6 +97,7 @@ def test_a_sale_splits_exactly_across_1000_contributors_and_settles_up_to_each_p
     # Each contributor gets their part less the 10% platform fee, within one unit of exact.
     for share in shares:
         if share.work_id is not None:
+            assert share.contributor_id is not None
             assert abs(payable[share.contributor_id] - Fraction(share.amount_minor * 9, 10)) < 1
 
 
@@ -139,7 +140,7 @@ def test_buying_returns_a_receipt_that_verifies_with_the_published_key(small_wor
     from jwt.algorithms import OKPAlgorithm
 
     keys = [OKPAlgorithm.from_jwk(key) for key in jwks]
-    claims = receipts.verify(purchase.licence.receipt, keys)
+    claims = receipts.verify(purchase.licence.receipt, keys)  # type: ignore[arg-type]
     assert claims["jti"] == str(purchase.licence.licence_id)
     assert claims["typ"] == "dataset-licence"
     assert (claims["snapshot"], claims["items"], claims["items_sha256"]) == (
@@ -152,7 +153,7 @@ def test_buying_returns_a_receipt_that_verifies_with_the_published_key(small_wor
         "AAAA" if not purchase.licence.receipt.endswith("AAAA") else "BBBB"
     )
     with pytest.raises(receipts.InvalidReceipt):
-        receipts.verify(tampered, keys)
+        receipts.verify(tampered, keys)  # type: ignore[arg-type]
 
 
 def test_a_short_balance_refuses_the_sale_and_changes_nothing(small_world):

@@ -274,7 +274,7 @@ def test_crash_before_recording_the_answer_then_rerun_pays_once(
         stripe_profile(payee)
         credit(payee, 1500)
     real = payouts.payout_submitted
-    crashed = []
+    crashed: list[str] = []
 
     def record_or_die(*, key: str, external_id: str) -> Payout:
         if not crashed:

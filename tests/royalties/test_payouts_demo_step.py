@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from demo.payouts_step import pay_out
 from demo.story import STEPS, Story
-
 from royalties.models import Payout
 from royalties.services import ledger_check
 from tests import factories

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from demo.story import Story
-from demo.studio_step import SALE_PRICE_MINOR, fan_creates
-
 from catalog.services import asset_upload, grant_create
 from catalog.tasks import fingerprint_asset
+from demo.story import Story
+from demo.studio_step import SALE_PRICE_MINOR, fan_creates
 from royalties.models import LedgerAccount
 from royalties.selectors import payable_key
 from royalties.services import ledger_check, revenue_settle
