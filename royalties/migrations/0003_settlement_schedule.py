@@ -1,32 +1,21 @@
-"""The periodic settlement job: every 5 minutes, editable (or disabled) in the admin's Periodic tasks."""
+"""The periodic settlement job: every 5 minutes."""
 
 from django.db import migrations
 
-TASK_NAME = "royalties: settle revenue"
-
-
-def create_schedule(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every_five, _ = IntervalSchedule.objects.get_or_create(every=5, period="minutes")
-    PeriodicTask.objects.get_or_create(
-        name=TASK_NAME,
-        defaults={
-            "task": "royalties.settle",
-            "interval": every_five,
-            "description": "Turns unsettled revenue into journal transactions, exactly once.",
-        },
-    )
-
-
-def remove_schedule(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=TASK_NAME).delete()
+from common.schedules import BEAT_MIGRATION, Schedule, periodic_tasks
 
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("royalties", "0002_ledger_guards"),
-        ("django_celery_beat", "0019_alter_periodictasks_options"),
-    ]
+    dependencies = [("royalties", "0002_ledger_guards"), BEAT_MIGRATION]
 
-    operations = [migrations.RunPython(create_schedule, remove_schedule)]
+    operations = [
+        periodic_tasks(
+            Schedule(
+                "royalties: settle revenue",
+                "royalties.settle",
+                5,
+                "minutes",
+                "Turns unsettled revenue into journal transactions, exactly once.",
+            )
+        )
+    ]
