@@ -50,6 +50,7 @@ class AccessApi(APIView):
     """
 
     permission_classes = [IsAuthenticated, HasAccessKey]
+    required_scope = "access"  # what HasAccessKey checks; named here for readers of the view
 
     class InputSerializer(serializers.Serializer):
         work = serializers.IntegerField(min_value=1)

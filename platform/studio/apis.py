@@ -59,7 +59,9 @@ class GeneratorListApi(APIView):
 
 
 class WalletSerializer(serializers.Serializer):
-    organisation = serializers.CharField()
+    organisation = serializers.CharField(
+        allow_null=True, help_text="the wallet's organisation; null until the wallet is first needed"
+    )
     currency = serializers.CharField()
     available_minor = serializers.IntegerField()
 
@@ -77,12 +79,12 @@ class WalletApi(APIView):
     @extend_schema(responses=WalletSerializer, operation_id="wallet_retrieve")
     def get(self, request: Request) -> Response:
         user = authenticated_user(request)
-        wallet = services.wallet_get_or_create(user=user)
+        wallet = selectors.wallet_of(user=user)  # reading never makes one
         currency = request.query_params.get("currency", settings.DEFAULT_CURRENCY).upper()[:3]
         return Response(
             WalletSerializer(
                 {
-                    "organisation": wallet.organisation.name,
+                    "organisation": wallet.organisation.name if wallet is not None else None,
                     "currency": currency,
                     "available_minor": selectors.wallet_available(user=user, currency=currency),
                 }

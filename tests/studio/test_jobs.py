@@ -288,3 +288,16 @@ def test_a_job_whose_worker_died_is_failed_after_the_timeout_and_nothing_is_char
     run_generation_job(job.pk)  # a late redelivery of the dead worker's task does nothing
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
+
+
+def test_reading_the_wallet_makes_none(as_user, db):
+    from accounts.models import ApiKey, Organisation
+    from tests import factories
+
+    fan = factories.fan()
+    response = as_user(fan).get("/api/v1/wallet")
+
+    assert response.status_code == 200
+    assert (response.json()["organisation"], response.json()["available_minor"]) == (None, 0)
+    assert not Organisation.objects.filter(membership__user=fan).exists()
+    assert not ApiKey.objects.filter(user=fan).exists()
