@@ -39,6 +39,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import PayoutProfile, User
+from accounts.payout_identity import stripe_enabled
 from common import currency as currencies
 from common.problems import Conflict, NotFound
 from royalties import selectors
@@ -147,10 +148,6 @@ def _payable(user_id: int, currency: str) -> LedgerAccount:
 # Choosing a rail ---------------------------------------------------------------------------------------
 
 
-def stripe_configured() -> bool:
-    return bool(getattr(settings, "STRIPE_SECRET_KEY", ""))
-
-
 def chain_configured() -> bool:
     return bool(getattr(settings, "CHAIN_PAYOUTS_ENABLED", False))
 
@@ -163,18 +160,12 @@ def rail_for(profile: PayoutProfile | None, currency: str) -> tuple[str, str]:
         return PayoutRail.MANUAL, ""
     if (
         profile.rail == PayoutRail.STRIPE
-        and stripe_configured()
+        and stripe_enabled()
         and profile.stripe_account_id
         and profile.stripe_payouts_enabled
     ):
         return PayoutRail.STRIPE, profile.stripe_account_id
-    if (
-        profile.rail == PayoutRail.CHAIN
-        and chain_configured()
-        and profile.wallet_address
-        and profile.wallet_verified_at is not None
-        and currency == "USD"
-    ):
+    if profile.rail == PayoutRail.CHAIN and chain_configured() and profile.wallet_ready and currency == "USD":
         return PayoutRail.CHAIN, profile.wallet_address
     return PayoutRail.MANUAL, ""
 
@@ -260,8 +251,9 @@ def payout_run(period: str | None = None, now: datetime | None = None) -> Payout
     now = now or timezone.now()
     period = period or period_of(now)
     result = PayoutRunResult(period=period)
-    users = {u.pk: u for u in User.objects.filter(pk__in={uid for uid, _ in payees_due(period=period)})}
-    for user_id, currency in payees_due(period=period):
+    due = payees_due(period=period)
+    users = {u.pk: u for u in User.objects.filter(pk__in={uid for uid, _ in due})}
+    for user_id, currency in due:
         payout = payout_create(user=users[user_id], currency=currency, period=period, now=now)
         if payout is not None:
             result.created.append(payout)

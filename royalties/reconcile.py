@@ -317,12 +317,13 @@ def reconcile(*, period: str, rail: str, now: datetime | None = None) -> Reconci
 
 def reconcile_all(*, period: str, now: datetime | None = None) -> list[ReconciliationRun]:
     """Every configured rail for one period: the chain when chain payouts are on, Stripe when it is."""
-    from royalties.payouts import chain_configured, stripe_configured
+    from accounts.payout_identity import stripe_enabled
+    from royalties.payouts import chain_configured
 
     runs = []
     if chain_configured():
         runs.append(reconcile(period=period, rail=PayoutRail.CHAIN, now=now))
-    if stripe_configured():
+    if stripe_enabled():
         runs.append(reconcile(period=period, rail=PayoutRail.STRIPE, now=now))
     return runs
 

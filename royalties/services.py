@@ -492,6 +492,13 @@ def dataset_curator_pay(
     )
 
 
+def _earning_work(work_id: int) -> int:
+    """The work a sale of `work_id`'s media earns for: the claimed work while a monetize claim stands on
+    it, else the work itself."""
+    claim = monetizing_claim_on(work_id=work_id)
+    return claim.work_id if claim is not None else work_id
+
+
 @transaction.atomic
 def sale_record(*, work: Work, buyer: Organisation, amount: Money, sale_ref: str) -> RevenueItem:
     """A sale on Tribute of `work`, paid from the buyer's prepaid balance, once per `sale_ref`.
@@ -499,10 +506,9 @@ def sale_record(*, work: Work, buyer: Organisation, amount: Money, sale_ref: str
     The price is held on the buyer's balance (402 InsufficientFunds when it is short, and nothing changes)
     and split up the work's chain at settlement. Under a standing monetize claim the claimed work earns.
     """
-    claim = monetizing_claim_on(work_id=work.pk)
-    earning_work = claim.work_id if claim is not None else work.pk
+    earning_work = _earning_work(work.pk)
     return _record(
-        source=RevenueSource.SALE if claim is None else RevenueSource.CLAIM,
+        source=RevenueSource.SALE if earning_work == work.pk else RevenueSource.CLAIM,
         source_key=f"sale:{sale_ref}",
         work_id=earning_work,
         amount=amount,
@@ -568,9 +574,7 @@ def revenue_report_record(*, user: User, distributor: str, lines: Sequence[Repor
         if line.arose_at is not None and line.arose_at > now:
             raise ApiError(f"Line {line.line_id}: the sale is in the future.", code="invalid_arose_at")
         if line.work_id not in earner:
-            # Under a standing monetize claim, the sales of the claimed media go to the claimed work.
-            claim = monetizing_claim_on(work_id=line.work_id)
-            earner[line.work_id] = claim.work_id if claim is not None else line.work_id
+            earner[line.work_id] = _earning_work(line.work_id)
         earning_work = earner[line.work_id]
         if earning_work not in fees:
             fees[earning_work] = _fee_bps(_current_offer(earning_work))
