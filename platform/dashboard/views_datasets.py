@@ -16,9 +16,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.models import Role, User
+from accounts.models import Role
 from catalog.models import Work
 from common.problems import ApiError
+from dashboard.views import _user
 from datasets import apis as dataset_apis
 from datasets import delivery, selectors, services
 from datasets.models import DatasetKind, ItemStatus, Pricing, Weighting
@@ -26,13 +27,6 @@ from royalties.selectors import prepaid_available
 from royalties.services import InsufficientFunds
 
 PAGE_SIZE = 20
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    if not isinstance(user, User):
-        raise Http404
-    return user
 
 
 def _not_for(request: HttpRequest, *roles: str) -> HttpResponse | None:

@@ -12,7 +12,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -24,6 +24,7 @@ from common import currency
 from common.money import Money
 from common.problems import ApiError
 from dashboard.forms import attach_problem, to_minor
+from dashboard.views import _user
 from royalties import stripe_services
 from royalties.apis_stripe import onboarding_urls
 from royalties.rails import stripe as stripe_gateway
@@ -34,13 +35,6 @@ WALLET_FIELDS = {
     "wrong_signer": "signature",
     "invalid_signature": "signature",
 }
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    if not isinstance(user, User):
-        raise Http404
-    return user
 
 
 def _payee_only(request: HttpRequest) -> HttpResponse | None:

@@ -23,17 +23,11 @@ from catalog.models import Grant, GrantStatus, Offer
 from common.money import Money
 from common.problems import ApiError
 from dashboard import plain_words
+from dashboard.views import _user
 from studio import generators, selectors, services
 from studio.models import Release
 
 PAGE_SIZE = 10
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    if not isinstance(user, User):
-        raise Http404
-    return user
 
 
 def _maker_only(request: HttpRequest) -> HttpResponse | None:

@@ -15,7 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-BPS_WHOLE = 10_000
+from common.money import BPS_WHOLE
 
 
 class DatasetKind(models.TextChoices):

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from common.money import BPS_WHOLE
+
 AI_TRAIN = "ai-train"
-BPS_WHOLE = 10_000
 
 
 @dataclass(frozen=True)
