@@ -102,6 +102,7 @@ def _run_python(code: str, env: dict[str, str]) -> dict[str, Any]:
 
 def _client(args: tuple[str, str, list[int], float, int, int, float]) -> tuple[list[float], dict[int, int]]:
     path, key, works, deadline, threads, seed, interval_s = args
+    run = uuid.uuid4().hex[:8]  # each load run uses new Idempotency-Keys, so none is answered as a replay
     import threading
 
     latencies: list[float] = []
@@ -128,7 +129,7 @@ def _client(args: tuple[str, str, list[int], float, int, int, float]) -> tuple[l
                 headers = {
                     "Authorization": f"Bearer {key}",
                     "Content-Type": "application/json",
-                    "Idempotency-Key": f"{seed}-{index}-{count}",
+                    "Idempotency-Key": f"{run}-{seed}-{index}-{count}",
                 }
                 method, url = "POST", "/api/v1/access"
             else:

@@ -33,6 +33,7 @@ from accounts.models import Organisation, User
 from catalog.models import Grant, Offer, OfferStatus, Work
 from catalog.selectors import monetizing_claim_on
 from common import currency as currencies
+from common import rows
 from common.money import Money
 from common.problems import ApiError, Conflict, NotFound
 from royalties import selectors, splits
@@ -369,15 +370,64 @@ def _insert_revenue(
     else:
         assert payer is not None
         payer_id = payer.pk
-    return RevenueItem.objects.create(
-        source=source,
-        source_key=source_key,
-        work_id=work_id,
-        amount_minor=amount.amount_minor,
-        currency=amount.currency,
-        fee_bps=fee_bps,
-        arose_at=arose_at,
-        payer_id=payer_id,
+    return rows.insert(
+        RevenueItem(
+            source=source,
+            source_key=source_key,
+            work_id=work_id,
+            amount_minor=amount.amount_minor,
+            currency=amount.currency,
+            fee_bps=fee_bps,
+            arose_at=arose_at,
+            payer_id=payer_id,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class AccessFee:
+    """One paid access's revenue before it is recorded, and the vendor's prepaid account that pays it."""
+
+    source_key: str
+    work_id: int
+    amount: Money
+    fee_bps: int
+    arose_at: datetime
+    payer_key: str
+
+    def revenue_values(self) -> dict[str, object]:
+        """The RevenueItem's values by attribute name, all but the payer's account id."""
+        return {
+            "source": RevenueSource.ACCESS.value,
+            "source_key": self.source_key,
+            "work_id": self.work_id,
+            "amount_minor": self.amount.amount_minor,
+            "currency": self.amount.currency,
+            "fee_bps": self.fee_bps,
+            "arose_at": self.arose_at,
+        }
+
+
+def access_fee(
+    *,
+    organisation: Organisation,
+    offer: Offer,
+    amount: Money,
+    access_key: str,
+    arose_at: datetime | None = None,
+) -> AccessFee | None:
+    """What charging a vendor for one access to `offer`'s work records; None for a free use."""
+    if amount.currency != offer.currency:
+        raise ApiError("The price must be in the offer's currency.", code="currency_mismatch")
+    if amount.amount_minor == 0:
+        return None
+    return AccessFee(
+        source_key=f"access:{access_key}",
+        work_id=offer.work_id,
+        amount=amount,
+        fee_bps=_fee_bps(offer),
+        arose_at=arose_at or timezone.now(),
+        payer_key=selectors.prepaid_key(organisation.pk, amount.currency),
     )
 
 
@@ -392,24 +442,25 @@ def access_fee_record(
 ) -> RevenueItem | None:
     """Charge a vendor for one access to `offer`'s work: the access API calls this inside its transaction.
 
-    The hot path: one conditional UPDATE holds the price on the vendor's prepaid balance (refused with
+    One conditional UPDATE holds the price on the vendor's prepaid balance (refused with
     InsufficientFunds, HTTP 402, when the available balance is short) and one INSERT records the revenue,
     unique by `access_key`. Settlement later moves the held money to the fee and the owners. A free use
     (price 0) records nothing. `new_key` says the access key was made just now, inside the caller's
     transaction, so no savepoint is needed to recover from an earlier recording of it.
     """
-    if amount.currency != offer.currency:
-        raise ApiError("The price must be in the offer's currency.", code="currency_mismatch")
-    if amount.amount_minor == 0:
+    fee = access_fee(
+        organisation=organisation, offer=offer, amount=amount, access_key=access_key, arose_at=arose_at
+    )
+    if fee is None:
         return None
     return _record(
         source=RevenueSource.ACCESS,
-        source_key=f"access:{access_key}",
-        work_id=offer.work_id,
-        amount=amount,
-        fee_bps=_fee_bps(offer),
-        arose_at=arose_at or timezone.now(),
-        payer_key=selectors.prepaid_key(organisation.pk, amount.currency),
+        source_key=fee.source_key,
+        work_id=fee.work_id,
+        amount=fee.amount,
+        fee_bps=fee.fee_bps,
+        arose_at=fee.arose_at,
+        payer_key=fee.payer_key,
         fresh_key=new_key,
     )
 

@@ -43,8 +43,9 @@ def jwk(public_key: Ed25519PublicKey) -> dict[str, str]:
     }
 
 
-def sign(claims: dict[str, Any], private_key: Ed25519PrivateKey) -> str:
-    headers = {"kid": key_id(private_key.public_key()), "typ": RECEIPT_TYPE}
+def sign(claims: dict[str, Any], private_key: Ed25519PrivateKey, kid: str | None = None) -> str:
+    """`kid` is the signing key's id when the caller already knows it (deriving it costs a key operation)."""
+    headers = {"kid": kid or key_id(private_key.public_key()), "typ": RECEIPT_TYPE}
     return jwt.encode({"iss": ISSUER, **claims}, private_key, algorithm="EdDSA", headers=headers)
 
 

@@ -7,13 +7,15 @@ replays charge once); the stored response is replayed byte for byte; a refused a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -22,9 +24,11 @@ from access.models import METERED_USES, AccessEvent, SpendCap
 from accounts.models import ApiKey, Organisation
 from catalog.models import Grant, GrantStatus, Offer, OfferStatus, Work, WorkStatus
 from catalog.services import grant_create
+from common import rows
 from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
-from royalties.services import access_fee_record
+from royalties.models import RevenueItem
+from royalties.services import access_fee, access_fee_record
 
 _COUNTRY_LENGTH = 2
 
@@ -64,11 +68,6 @@ _COUNT_USE_SQL = (
     "WHERE id = %s AND status = 'active'"
 )
 _COUNT_USE_WITHIN_QUOTA_SQL = _COUNT_USE_SQL + " AND accesses_used < %s"
-_EVENT_FIELDS = [field for field in AccessEvent._meta.concrete_fields if not field.primary_key]
-_INSERT_EVENT_SQL = (
-    f"INSERT INTO {_EVENTS} ({', '.join(str(f.column) for f in _EVENT_FIELDS)}) "  # noqa: S608
-    f"VALUES ({', '.join(['%s'] * len(_EVENT_FIELDS))}) RETURNING id"
-)
 
 
 def _replay(organisation: Organisation, key: str, request: AccessRequest) -> AccessResult | None:
@@ -207,14 +206,12 @@ def _use_quota(grant: Grant) -> None:
 
 def _spend(organisation: Organisation, api_key: ApiKey, price: Money) -> None:
     """Count the price against the organisation's and the key's monthly caps, if they have any."""
-    if price.amount_minor == 0:
+    if price.amount_minor == 0 or not _has_spend_caps(organisation.pk):
         return
     period = timezone.now().strftime("%Y-%m")
     spent_after = Case(
         When(period=period, then=F("spent_minor") + price.amount_minor), default=Value(price.amount_minor)
     )
-    if not _has_spend_caps(organisation.pk):
-        return
     caps = SpendCap.objects.filter(
         Q(api_key__isnull=True) | Q(api_key=api_key), organisation=organisation, currency=price.currency
     )
@@ -318,64 +315,44 @@ def _charge(
     grant: Grant,
     paid_by_x402: bool,
 ) -> AccessResult:
-    work = grant.offer.work
+    offer = grant.offer
+    price = Money(_check_terms(offer, request), offer.currency)
+    access_id = uuid.uuid4()
+    now = timezone.now()
+    # The receipt and the response are made before the transaction, so the balance row stays locked only
+    # for the statements themselves.
+    body = _response_body(organisation, offer, request, price, access_id, now)
+    event = {
+        "access_id": access_id,
+        "organisation_id": organisation.pk,
+        "api_key_id": api_key.pk,
+        "idempotency_key": idempotency_key,
+        "request_hash": request.digest(),
+        "work_id": offer.work_id,
+        "offer_id": offer.pk,
+        "grant_id": grant.pk,
+        "use_class": request.use_class,
+        "territory": request.territory,
+        "price_minor": price.amount_minor,
+        "currency": price.currency,
+        "paid_by_x402": paid_by_x402,
+        "response_body": body,
+        "created_at": now,
+    }
     try:
-        with transaction.atomic():
-            offer = grant.offer
-            price = Money(_check_terms(offer, request), offer.currency)
-            _use_quota(grant)
-            _spend(organisation, api_key, price)
-            access_id = uuid.uuid4()
-            access_fee_record(
-                organisation=organisation, offer=offer, amount=price, access_key=str(access_id), new_key=True
-            )
-            now = timezone.now()
-            receipt = receipts.sign(
-                {
-                    "jti": str(access_id),
-                    "iat": int(now.timestamp()),
-                    "sub": f"organisation:{organisation.pk}",
-                    "work": work.pk,
-                    "offer": offer.pk,
-                    "offer_version": offer.version,
-                    "use": request.use_class,
-                    "territory": request.territory,
-                    "price_minor": price.amount_minor,
-                    "currency": price.currency,
-                },
-                signing.private_key(),
-            )
-            body = json.dumps(
-                {
-                    "access_id": str(access_id),
-                    "work": work.pk,
-                    "offer": offer.pk,
-                    "offer_version": offer.version,
-                    "use": request.use_class,
-                    "price_minor": price.amount_minor,
-                    "currency": price.currency,
-                    "granted_at": now.isoformat(),
-                    "receipt": receipt,
-                },
-                separators=(",", ":"),
-            ).encode()
-            event_id = _insert_event(
-                access_id=access_id,
-                organisation_id=organisation.pk,
-                api_key_id=api_key.pk,
-                idempotency_key=idempotency_key,
-                request_hash=request.digest(),
-                work_id=work.pk,
-                offer_id=offer.pk,
-                grant_id=grant.pk,
-                use_class=request.use_class,
-                territory=request.territory,
-                price_minor=price.amount_minor,
-                currency=price.currency,
-                paid_by_x402=paid_by_x402,
-                response_body=body,
-                created_at=now,
-            )
+        event_id = _charge_in_one_statement(organisation, grant, price, access_id, event)
+        if event_id is None:
+            with transaction.atomic():
+                _use_quota(grant)
+                _spend(organisation, api_key, price)
+                access_fee_record(
+                    organisation=organisation,
+                    offer=offer,
+                    amount=price,
+                    access_key=str(access_id),
+                    new_key=True,
+                )
+                event_id = rows.insert_values(AccessEvent, event)
     except IntegrityError:
         # A concurrent request with the same key committed first: everything above rolled back, and its
         # response is the answer.
@@ -386,12 +363,97 @@ def _charge(
     return AccessResult(body=body, replayed=False, event_id=event_id)
 
 
-def _insert_event(**values: object) -> int:
-    """Insert an access event, each value prepared by its field exactly as the ORM would."""
-    params = [field.get_db_prep_save(values[field.attname], connection) for field in _EVENT_FIELDS]
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_EVENT_SQL, params)
-        return int(cursor.fetchone()[0])
+def _charge_in_one_statement(
+    organisation: Organisation, grant: Grant, price: Money, access_id: uuid.UUID, event: dict[str, object]
+) -> int | None:
+    """On PostgreSQL, the common case in one statement (its own transaction, one round trip): count the
+    grant's use and hold the price (the access_count_and_hold function, both or neither), then insert the
+    revenue and the access event. The new event's id; None when it does not apply (another database, a
+    free use, spend caps to count) or when the grant or the balance refused, having changed nothing: the
+    general path then decides, and names the refusal."""
+    if connection.vendor != "postgresql" or price.amount_minor == 0 or _has_spend_caps(organisation.pk):
+        return None
+    fee = access_fee(organisation=organisation, offer=grant.offer, amount=price, access_key=str(access_id))
+    assert fee is not None
+    params = [grant.pk, grant.offer.quota, fee.payer_key, price.amount_minor]
+    params += rows.prepared(RevenueItem, fee.revenue_values(), omit=_COMPUTED_REVENUE)
+    params += rows.prepared(AccessEvent, event)
+    if connection.in_atomic_block:
+        # Inside a caller's transaction: a savepoint, so a conflict leaves that transaction usable.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_one_statement_sql(), params)
+            found = cursor.fetchone()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_one_statement_sql(), params)
+            found = cursor.fetchone()
+    return None if found is None else int(found[0])
+
+
+# The revenue's payer is the account the function held the price on.
+_COMPUTED_REVENUE = {"payer_id": "charge.payer"}
+
+
+@functools.cache
+def _one_statement_sql() -> str:
+    def select_list(model: type[models.Model], computed: dict[str, str]) -> str:
+        return ", ".join(
+            computed.get(field.attname, f"CAST(%s AS {field.db_type(connection)})")
+            for field in rows.insert_fields(model)
+        )
+
+    def columns(model: type[models.Model]) -> str:
+        return ", ".join(str(field.column) for field in rows.insert_fields(model))
+
+    revenues, events = RevenueItem._meta.db_table, AccessEvent._meta.db_table
+    revenue_values, event_values = select_list(RevenueItem, _COMPUTED_REVENUE), select_list(AccessEvent, {})
+    return (
+        "WITH charge AS MATERIALIZED (SELECT access_count_and_hold(%s, %s, %s, %s) AS payer), "  # noqa: S608
+        f"revenue AS (INSERT INTO {revenues} ({columns(RevenueItem)}) SELECT {revenue_values} "
+        "FROM charge WHERE charge.payer > 0 RETURNING id), "
+        f"event AS (INSERT INTO {events} ({columns(AccessEvent)}) SELECT {event_values} "
+        "FROM revenue RETURNING id) SELECT id FROM event"
+    )
+
+
+def _response_body(
+    organisation: Organisation,
+    offer: Offer,
+    request: AccessRequest,
+    price: Money,
+    access_id: uuid.UUID,
+    now: datetime,
+) -> bytes:
+    receipt = receipts.sign(
+        {
+            "jti": str(access_id),
+            "iat": int(now.timestamp()),
+            "sub": f"organisation:{organisation.pk}",
+            "work": offer.work_id,
+            "offer": offer.pk,
+            "offer_version": offer.version,
+            "use": request.use_class,
+            "territory": request.territory,
+            "price_minor": price.amount_minor,
+            "currency": price.currency,
+        },
+        signing.private_key(),
+        kid=signing.key_id(),
+    )
+    return json.dumps(
+        {
+            "access_id": str(access_id),
+            "work": offer.work_id,
+            "offer": offer.pk,
+            "offer_version": offer.version,
+            "use": request.use_class,
+            "price_minor": price.amount_minor,
+            "currency": price.currency,
+            "granted_at": now.isoformat(),
+            "receipt": receipt,
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def forget_caches() -> None:

@@ -32,5 +32,10 @@ def private_key() -> Ed25519PrivateKey:
     return receipts.load_private_key(path.read_bytes())
 
 
+@cache
+def key_id() -> str:
+    return receipts.key_id(private_key().public_key())
+
+
 def public_keys() -> list[Ed25519PublicKey]:
     return [private_key().public_key()]

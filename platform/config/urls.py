@@ -11,10 +11,10 @@ from common.apis import HealthApi
 
 api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
+    path("", include("access.urls")),  # first: the metered access call is the busiest address
     path("", include("accounts.urls")),
     path("", include("catalog.urls")),
     path("", include("royalties.urls")),
-    path("", include("access.urls")),
     path("", include("studio.urls")),
     path("", include("datasets.urls")),
 ]

@@ -3,13 +3,17 @@ import json
 import uuid
 
 import pytest
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from access import receipts
 from access.models import AccessEvent, SpendCap
 from accounts.models import ApiKey
+from catalog.models import Grant
 from common.money import Money
-from royalties.selectors import prepaid_available
+from royalties.models import RevenueItem
+from royalties.selectors import prepaid_available, prepaid_key
 from royalties.services import prepaid_fund
 from tests import factories
 
@@ -114,6 +118,7 @@ def test_not_enough_balance_is_402_with_the_ways_to_pay_and_charges_nothing(mark
     assert accept["network"].startswith("eip155:")
     assert AccessEvent.objects.count() == 0
     assert prepaid_available(organisation=market["org"], currency="USD") == 3
+    assert Grant.objects.get(offer=market["offer"]).accesses_used == 0  # the refused use is not counted
     _fund(market["org"], 10, ref="t2")
     assert _access(market["client"], market["work"].pk, key="poor").status_code == 200
 
@@ -131,6 +136,27 @@ def test_a_use_the_terms_refuse_is_403_naming_the_term(market, payload, code) ->
     assert response.status_code == 403 and response.json()["code"] == code
     assert AccessEvent.objects.count() == 0
     assert prepaid_available(organisation=market["org"], currency="USD") == 100
+
+
+@pytest.mark.postgres
+def test_on_postgresql_an_access_is_charged_in_one_statement(market) -> None:
+    _fund(market["org"], 100)
+    assert _access(market["client"], market["work"].pk).status_code == 200  # accepts the terms: a grant
+
+    with CaptureQueriesContext(connection) as queries:
+        response = _access(market["client"], market["work"].pk)
+
+    assert response.status_code == 200
+    # The test runs inside a transaction, so the charge takes a savepoint; a request in production does not.
+    statements = [query["sql"] for query in queries.captured_queries if "SAVEPOINT" not in query["sql"]]
+    assert len(statements) == 2, statements  # the API key, then the charge
+    assert "access_count_and_hold" in statements[1]
+    grant = Grant.objects.get(offer=market["offer"])
+    assert grant.accesses_used == 2
+    revenue = RevenueItem.objects.get(source_key=f"access:{response.json()['access_id']}")
+    assert (revenue.amount_minor, revenue.payer.key) == (5, prepaid_key(market["org"].pk, "USD"))
+    assert AccessEvent.objects.get(access_id=response.json()["access_id"]).response_body == response.content
+    assert prepaid_available(organisation=market["org"], currency="USD") == 90
 
 
 def test_the_grants_quota_is_enforced(market) -> None:
