@@ -2,13 +2,15 @@
 
 Every voice of media.samples.speech says four held-apart sentences (different text, or disjoint recordings).
 Sentences 0 and 1 are the creator's enrolled voice work, uploaded clean; sentences 2 and 3 are the
-suspect recordings, degraded as a re-upload would be: MP3 at 64 kbit/s, then white noise at --snr-db.
-A genuine trial pairs a test sentence with its own speaker's enrolment, an impostor trial with every
-other speaker's. Prints the equal error rate, the threshold there, error rates at the shipped threshold,
-a logistic calibration for voice.confidence, the closest impostor pairs, the sung-versus-spoken result,
-and the embedding speed.
+suspect recordings, tested clean and degraded as a re-upload would be: MP3 at 64 kbit/s, then white or
+pink (1/f) noise at each --snr-db. A genuine trial pairs a test sentence with its own speaker's enrolment,
+an impostor trial with every other speaker's. Prints, per test condition, the equal error rate, the
+threshold there and error rates at the shipped threshold; then a logistic calibration for
+voice.confidence fitted on all conditions pooled, the closest impostor pairs, the sung-versus-spoken
+result, and the embedding speed. --without-denoising switches the noise front end off (the v1 method),
+for comparison.
 
-Run: ``python bench/fingerprint_voice.py [--snr-db 15] [--cache var/samples/speech]``
+Run: ``python bench/fingerprint_voice.py [--snr-db 15 10] [--cache var/samples/speech]``
 """
 
 from __future__ import annotations
@@ -31,7 +33,21 @@ MP3_BITRATE_MODE = "CONSTANT"
 MP3_COMPRESSION_LEVEL = 0.6  # libsndfile's 0..1 scale; 0.6 is about 64 kbit/s for 16 kHz mono
 
 
-def degrade(samples: np.ndarray, rate: int, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+NOISE_COLOURS = ("white", "pink")
+
+
+def pink_noise(size: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance noise with power falling as 1/f (white noise shaped in the frequency domain)."""
+    spectrum = np.fft.rfft(rng.normal(size=size))
+    frequencies = np.arange(spectrum.size, dtype=np.float64)
+    frequencies[0] = 1.0
+    shaped = np.fft.irfft(spectrum / np.sqrt(frequencies), size)
+    return shaped / shaped.std()
+
+
+def degrade(
+    samples: np.ndarray, rate: int, snr_db: float, rng: np.random.Generator, colour: str = "white"
+) -> np.ndarray:
     buffer = io.BytesIO()
     soundfile.write(
         buffer,
@@ -45,7 +61,8 @@ def degrade(samples: np.ndarray, rate: int, snr_db: float, rng: np.random.Genera
     buffer.seek(0)
     decoded, _ = soundfile.read(buffer, dtype="float32")
     signal_power = float(np.mean(decoded**2))
-    noise = rng.normal(scale=np.sqrt(signal_power / 10 ** (snr_db / 10)), size=decoded.shape)
+    unit_noise = rng.normal(size=decoded.shape) if colour == "white" else pink_noise(decoded.size, rng)
+    noise = unit_noise * np.sqrt(signal_power / 10 ** (snr_db / 10))
     return (decoded + noise).astype(np.float32)
 
 
@@ -105,10 +122,14 @@ def report(title: str, genuine: np.ndarray, impostor: np.ndarray) -> tuple[float
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--cache", type=Path, default=Path("var/samples/speech"))
-    parser.add_argument("--snr-db", type=float, default=15.0)
+    parser.add_argument("--snr-db", type=float, nargs="+", default=[15.0, 10.0])
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--without-denoising", action="store_true", help="skip the noise front end (v1)")
     arguments = parser.parse_args()
     rng = np.random.default_rng(arguments.seed)
+    if arguments.without_denoising:
+        # An ablation for the comparison only: the shipped embedding always has its front end.
+        voice._denoised = lambda wav: wav
 
     speech.ensure_system_packages()
     started = time.perf_counter()
@@ -128,23 +149,29 @@ def main() -> int:
         audio_seconds += samples.shape[0] / rate
         return embedding
 
+    conditions = ["clean"] + [
+        f"MP3 + {colour} noise {snr_db:g} dB" for snr_db in arguments.snr_db for colour in NOISE_COLOURS
+    ]
     enrol: dict[str, list[voice.VoiceEmbedding]] = {}
-    clean_tests: dict[str, list[voice.VoiceEmbedding]] = {}
-    degraded_tests: dict[str, list[voice.VoiceEmbedding]] = {}
+    tests: dict[str, dict[str, list[voice.VoiceEmbedding]]] = {condition: {} for condition in conditions}
     for name in names:
-        paths = renders[name]
-        loaded = [soundfile.read(str(path), dtype="float32") for path in paths]
+        loaded = [soundfile.read(str(path), dtype="float32") for path in renders[name]]
         enrol[name] = [timed_embed(samples, rate) for samples, rate in loaded[: len(ENROL_SENTENCES)]]
-        tests = loaded[len(ENROL_SENTENCES) :]
-        clean_tests[name] = [timed_embed(samples, rate) for samples, rate in tests]
-        degraded_tests[name] = [
-            timed_embed(degrade(samples, rate, arguments.snr_db, rng), rate) for samples, rate in tests
-        ]
+        held_apart = loaded[len(ENROL_SENTENCES) :]
+        tests["clean"][name] = [timed_embed(samples, rate) for samples, rate in held_apart]
+        for snr_db in arguments.snr_db:
+            for colour in NOISE_COLOURS:
+                tests[f"MP3 + {colour} noise {snr_db:g} dB"][name] = [
+                    timed_embed(degrade(samples, rate, snr_db, rng, colour), rate)
+                    for samples, rate in held_apart
+                ]
 
-    def trials(tests: dict[str, list[voice.VoiceEmbedding]]) -> tuple[np.ndarray, np.ndarray, list]:
+    def trials(
+        tested_embeddings: dict[str, list[voice.VoiceEmbedding]],
+    ) -> tuple[np.ndarray, np.ndarray, list]:
         genuine, impostor, impostor_pairs = [], [], []
         for enrolled, tested in itertools.product(names, names):
-            for reference, test in itertools.product(enrol[enrolled], tests[tested]):
+            for reference, test in itertools.product(enrol[enrolled], tested_embeddings[tested]):
                 score = voice.similarity(reference, test)
                 if enrolled == tested:
                     genuine.append(score)
@@ -153,31 +180,50 @@ def main() -> int:
                     impostor_pairs.append((score, enrolled, tested))
         return np.array(genuine), np.array(impostor), impostor_pairs
 
-    print(f"\n{len(names)} speakers; enrol sentences {ENROL_SENTENCES}, test sentences {TEST_SENTENCES}")
-    clean_genuine, clean_impostor, _ = trials(clean_tests)
-    report("clean enrolment vs clean test", clean_genuine, clean_impostor)
-    genuine, impostor, pairs = trials(degraded_tests)
-    report(f"clean enrolment vs MP3 + {arguments.snr_db:g} dB noise test", genuine, impostor)
-    pooled_genuine = np.concatenate([clean_genuine, genuine])
-    pooled_impostor = np.concatenate([clean_impostor, impostor])
-    report("both test conditions pooled", pooled_genuine, pooled_impostor)
+    front_end = "without denoising (v1)" if arguments.without_denoising else "with the noise front end"
+    print(f"\n{len(names)} speakers, {front_end}; enrol sentences {ENROL_SENTENCES}, test {TEST_SENTENCES}")
+    results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    summary: list[tuple[str, float, float]] = []
+    pairs: list = []
+    for condition in conditions:
+        genuine, impostor, condition_pairs = trials(tests[condition])
+        results[condition] = (genuine, impostor)
+        pairs.extend((score, enrolled, tested, condition) for score, enrolled, tested in condition_pairs)
+        eer, threshold = report(f"clean enrolment vs {condition} test", genuine, impostor)
+        summary.append((condition, eer, threshold))
+    pooled_genuine = np.concatenate([genuine for genuine, _ in results.values()])
+    pooled_impostor = np.concatenate([impostor for _, impostor in results.values()])
+    report("all test conditions pooled", pooled_genuine, pooled_impostor)
     slope, midpoint = fit_logistic(pooled_genuine, pooled_impostor)
     print(f"logistic calibration, pooled trials, equal priors: slope {slope:.1f}, midpoint {midpoint:.3f}")
-    print("threshold  clean FPR/FNR    degraded FPR/FNR")
-    for threshold in np.arange(0.60, 0.826, 0.025):
-        print(
-            f"  {threshold:.3f}   {np.mean(clean_impostor >= threshold) * 100:5.1f}% "
-            f"{np.mean(clean_genuine < threshold) * 100:5.1f}%    "
-            f"{np.mean(impostor >= threshold) * 100:5.1f}% {np.mean(genuine < threshold) * 100:5.1f}%"
-        )
-    print("closest impostor pairs (enrolled <- tested):")
-    for score, enrolled, tested in sorted(pairs, reverse=True)[:6]:
-        print(f"  {score:.3f} {enrolled} <- {tested}")
 
-    print("\n== sung versus spoken (festival singing mode, own words and tune)")
+    shipped = voice.SAME_SPEAKER_THRESHOLD
+    print(f"\n| test condition | EER | threshold at EER | at {shipped:.2f}: FPR / FNR |")
+    print("| --- | --- | --- | --- |")
+    for condition, eer, threshold in summary:
+        genuine, impostor = results[condition]
+        print(
+            f"| {condition} | {eer * 100:.2f}% | {threshold:.3f} | "
+            f"{np.mean(impostor >= shipped) * 100:.1f}% / {np.mean(genuine < shipped) * 100:.1f}% |"
+        )
+    print("\nthreshold  " + "  ".join(f"{condition[-20:]:>20s}" for condition in conditions))
+    for threshold in np.arange(0.55, 0.826, 0.025):
+        cells = [
+            f"{np.mean(impostor >= threshold) * 100:5.1f}% FP {np.mean(genuine < threshold) * 100:5.1f}% FN"
+            for genuine, impostor in results.values()
+        ]
+        print(f"  {threshold:.3f}   " + "  ".join(f"{cell:>20s}" for cell in cells))
+    print("closest impostor pairs (enrolled <- tested, test condition):")
+    for score, enrolled, tested, condition in sorted(pairs, reverse=True)[:6]:
+        print(f"  {score:.3f} {enrolled} <- {tested} ({condition})")
+
+    song_snr_db = arguments.snr_db[0]
+    print(
+        f"\n== sung versus spoken (festival singing mode, own words and tune; MP3 + white {song_snr_db:g} dB)"
+    )
     for singer in speech.SINGING_VOICES:
         samples, rate = soundfile.read(str(speech.render_song(arguments.cache, singer)), dtype="float32")
-        sung = timed_embed(degrade(samples, rate, arguments.snr_db, rng), rate)
+        sung = timed_embed(degrade(samples, rate, song_snr_db, rng), rate)
         ranked = sorted(
             ((max(voice.similarity(sung, reference) for reference in enrol[name]), name) for name in names),
             reverse=True,

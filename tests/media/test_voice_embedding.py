@@ -49,7 +49,39 @@ def test_an_embedding_is_a_unit_float32_vector_tagged_with_the_algorithm(embeddi
     assert embedding.vector.dtype == np.float32
     assert embedding.vector.shape == (voice.EMBEDDING_SIZE,)
     assert float(np.linalg.norm(embedding.vector)) == pytest.approx(1.0, abs=1e-5)
-    assert embedding.algorithm == voice.ALGORITHM == "voice-resemblyzer-ge2e-v1"
+    assert embedding.algorithm == voice.ALGORITHM == "voice-resemblyzer-ge2e-v2"
+
+
+def _noisy(samples: np.ndarray, snr_db: float) -> np.ndarray:
+    noise = np.random.default_rng(3).normal(size=samples.shape)
+    scale = np.sqrt(float(np.mean(samples**2)) / 10 ** (snr_db / 10))
+    return (samples + noise * scale).astype(np.float32)
+
+
+def _held_apart_samples(name: str) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    path = speech.render_speech(SPEECH_CACHE, [name], [HELD_APART_SENTENCE])[name][0]
+    samples, rate = soundfile.read(str(path), dtype="float32")
+    return samples, rate
+
+
+def test_the_snr_estimate_tells_clean_speech_from_speech_under_noise():
+    samples, rate = _held_apart_samples("festival-kal")
+    assert rate == voice.MODEL_SAMPLE_RATE_HZ
+
+    assert voice.estimated_snr_db(samples) >= voice.NOISY_BELOW_SNR_DB
+    assert voice.estimated_snr_db(_noisy(samples, 10.0)) < voice.NOISY_BELOW_SNR_DB
+
+
+def test_a_held_apart_sentence_under_noise_is_closest_to_its_own_speaker(embeddings):
+    for tested_name in VOICES:
+        samples, rate = _held_apart_samples(tested_name)
+        noisy = voice.embed(_noisy(samples, 10.0), rate)
+
+        scores = {name: voice.similarity(embeddings[name][0], noisy) for name in VOICES}
+
+        assert max(scores, key=scores.__getitem__) == tested_name, scores
 
 
 def test_an_embedding_round_trips_through_bytes(embeddings):
