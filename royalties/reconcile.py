@@ -237,12 +237,20 @@ def chain_records(*, since: datetime, until: datetime) -> list[RailRecord]:
     deposits = ChainDeposit.objects.filter(created_at__gte=since, created_at__lt=until)
     blocks = deposits.aggregate(low=Min("block_number"), high=Max("block_number"))
     if blocks["low"] is not None and blocks["high"] is not None:
-        for transfer in _transfers_to(client, deposit_address(), int(blocks["low"]), int(blocks["high"])):
+        # Transfers the deposit watcher skipped (not a funding), read once rather than per transfer.
+        low, high = int(blocks["low"]), int(blocks["high"])
+        skipped = {
+            f"{tx_hash}:{log_index}"
+            for tx_hash, log_index in ChainDeposit.objects.filter(
+                status="skipped", block_number__gte=low, block_number__lte=high
+            ).values_list("tx_hash", "log_index")
+        }
+        for transfer in _transfers_to(client, deposit_address(), low, high):
             cents, _ = to_minor(transfer["amount"])
             if cents == 0:
                 continue
             reference = f"{transfer['tx_hash']}:{transfer['log_index']}"
-            if _not_a_funding(reference):
+            if reference in skipped:
                 continue
             records.append(
                 RailRecord(
@@ -255,11 +263,6 @@ def chain_records(*, since: datetime, until: datetime) -> list[RailRecord]:
                 )
             )
     return records
-
-
-def _not_a_funding(reference: str) -> bool:
-    tx_hash, _, log_index = reference.partition(":")
-    return ChainDeposit.objects.filter(tx_hash=tx_hash, log_index=int(log_index), status="skipped").exists()
 
 
 # The job -----------------------------------------------------------------------------------------------

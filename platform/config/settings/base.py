@@ -79,7 +79,7 @@ def _database() -> dict[str, object]:
         config: dict[str, object] = dict(
             dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
         )
-        config["CONN_HEALTH_CHECKS"] = True
+        config["CONN_HEALTH_CHECKS"] = env_bool("DB_HEALTH_CHECKS", True)
         return config
     # SQLite: WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN so two
     # writers queue on the busy timeout instead of failing with "database is locked" on upgrade.
