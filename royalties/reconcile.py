@@ -33,6 +33,7 @@ from contracts.chain import ChainError, payout_id_from_key
 from royalties.models import (
     ChainBatch,
     ChainDeposit,
+    ChainDepositStatus,
     DifferenceKind,
     JournalTransaction,
     Payout,
@@ -242,7 +243,7 @@ def chain_records(*, since: datetime, until: datetime) -> list[RailRecord]:
         skipped = {
             f"{tx_hash}:{log_index}"
             for tx_hash, log_index in ChainDeposit.objects.filter(
-                status="skipped", block_number__gte=low, block_number__lte=high
+                status=ChainDepositStatus.SKIPPED, block_number__gte=low, block_number__lte=high
             ).values_list("tx_hash", "log_index")
         }
         for transfer in _transfers_to(client, deposit_address(), low, high):

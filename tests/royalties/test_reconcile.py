@@ -124,6 +124,7 @@ def test_chain_fundings_are_reconciled_with_the_transfer_logs(onchain: Chain, se
     settings.CHAIN_PAYOUTS_ENABLED = True
     onchain.mint(onchain.address, 3_000_000)
     onchain.transfer(funding.deposit_address(), 3_000_000)
+    onchain.mint(funding.deposit_address(), 2_000_000)  # a mint: the watcher skips it, so it is no funding
     funding.chain_deposits_watch()
 
     run = reconcile.reconcile(period=period_of(timezone.now()), rail="chain")
