@@ -5,11 +5,11 @@ Method (after Wang's landmark hashing and Six & Leman's Panako, written from scr
 1. Decode to mono at SAMPLE_RATE_HZ and take a magnitude STFT (FRAME_S per frame).
 2. Pick spectral peaks: local maxima of the log spectrogram within a time-frequency neighbourhood, the
    strongest few per second, each with a sub-bin (parabolic) frequency.
-3. Join each anchor peak with pairs of later peaks into triplets (t1, f1), (t2, f2), (t3, f3) and hash what
-   a change of speed, tempo or pitch leaves unchanged: the frequency *ratios* f2/f1 and f3/f1 in semitones
-   (invariant to any pitch scale), the time *ratio* (t2 - t1) / (t3 - t1) (invariant to any time scale),
-   plus the coarse octave band of f1. Plain peak pairs hash absolute time and frequency differences, which
-   is why they break on a 3 % speed change.
+3. Join each anchor peak with pairs of the next few peaks (more of them for a query) into triplets
+   (t1, f1), (t2, f2), (t3, f3) and hash what a change of speed, tempo or pitch leaves unchanged: the
+   frequency *ratios* f2/f1 and f3/f1 in semitones (invariant to any pitch scale), the time *ratio*
+   (t2 - t1) / (t3 - t1) (invariant to any time scale), plus the coarse octave band of f1. Plain peak
+   pairs hash absolute time and frequency differences, which is why they break on a 3 % speed change.
 4. Each hash keeps its anchor frame and the triplet's span t3 - t1; the span ratio between a query and a
    reference estimates the time-scale factor, and matching votes for a consistent (offset, scale) pair: see
    ``media.fingerprint.audio_index``.
@@ -37,7 +37,9 @@ from scipy import signal
 from media.errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
 from media.validation import AUDIO_FORMATS, sniff
 
-ALGORITHM = "aud-triplet-ratio-v2"  # v2: the peaks are stored for verification
+# v2: the peaks are stored for verification; v3: peaks ranked in a window centred on each (v2 used fixed
+# one-second blocks), so the stored hashes and peaks differ from v2's for the same audio.
+ALGORITHM = "aud-triplet-ratio-v3"
 
 SAMPLE_RATE_HZ = 8000
 N_FFT = 1024
@@ -47,14 +49,21 @@ MIN_FREQUENCY_HZ = 120.0
 MAX_FREQUENCY_HZ = 3600.0
 
 # Peak picking: a peak is the maximum of its neighbourhood (+-PEAK_BINS bins, +-PEAK_FRAMES frames) and among
-# the PEAKS_PER_S strongest of its one-second block.
+# the PEAKS_PER_S strongest of the RANK_WINDOW_S centred on it.
 PEAK_BINS = 9
 PEAK_FRAMES = 7
-# Queries use the same density as references: partners are "the next FAN_OUT peaks", so a denser query
-# would form different triplets (measured: fewer matches, not more).
+RANK_WINDOW_S = 1.0
+# Queries use the same density as references (measured: 20 or 24 a second ranked the right reference lower,
+# because the extra peaks add chance hits everywhere).
 PEAKS_PER_S = 14
-# Triplets: p2 and p3 come from the FAN_OUT peaks that follow the anchor within the target zone.
+# Triplets: p2 and p3 come from the FAN_OUT peaks that follow the anchor within the target zone. A query
+# pairs each anchor with more of the peaks that follow: noise and lossy coding remove some of a reference's
+# weaker peaks and put others in their place, which moves a surviving partner a place or two down the list,
+# so a query that looks QUERY_FAN_OUT peaks ahead still forms the triplets the reference formed (a superset
+# of them on the same peaks). It costs query hashes (about 2.6x), not index size, and stores nothing new.
 FAN_OUT = 4
+QUERY_PEAKS_PER_S = PEAKS_PER_S
+QUERY_FAN_OUT = 6
 MIN_SPAN_FRAMES = 6  # t3 - t1; shorter spans give a noisy time ratio
 MAX_SPAN_FRAMES = 60  # about 1 s
 MAX_INTERVAL_SEMITONES = 24
@@ -255,15 +264,20 @@ def compute(samples: NDArray[np.floating], sr: int, *, query: bool = False) -> A
         raise MediaError("The sample rate must be positive.")
     audio = resample(np.asarray(samples), sr) if sr != SAMPLE_RATE_HZ else np.asarray(samples, np.float32)
     duration_s = audio.size / SAMPLE_RATE_HZ
-    times, freqs = _peaks(audio, PEAKS_PER_S)
-    hashes, frames, spans = _triplet_hashes(times, freqs, expand=query)
-    pitches = np.clip(np.rint(freqs * PITCH_STEPS_PER_SEMITONE), 0, np.iinfo(np.uint16).max)
+    density = QUERY_PEAKS_PER_S if query else PEAKS_PER_S
+    times, freqs, ranks = _peaks(audio, density)
+    hashes, frames, spans = _triplet_hashes(
+        times, freqs, expand=query, fan_out=QUERY_FAN_OUT if query else FAN_OUT
+    )
+    # Verification compares peaks at the reference density, whatever density the query hashed.
+    stored = ranks < PEAKS_PER_S
+    pitches = np.clip(np.rint(freqs[stored] * PITCH_STEPS_PER_SEMITONE), 0, np.iinfo(np.uint16).max)
     return AudioFingerprint(
         hashes=hashes,
         frames=frames,
         spans=spans,
         duration_s=duration_s,
-        peak_frames=times.astype(np.uint32),
+        peak_frames=times[stored].astype(np.uint32),
         peak_pitches=pitches.astype(np.uint16),
     )
 
@@ -287,12 +301,15 @@ def _band_bins() -> tuple[int, int]:
     return int(MIN_FREQUENCY_HZ / bin_hz), int(MAX_FREQUENCY_HZ / bin_hz) + 1
 
 
-def _peaks(audio: NDArray[np.float32], peaks_per_s: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Peak frames and peak frequencies in semitones above MIN_FREQUENCY_HZ, sorted by time."""
+def _peaks(
+    audio: NDArray[np.float32], peaks_per_s: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+    """Peak frames, frequencies in semitones above MIN_FREQUENCY_HZ and strength rank (stronger peaks
+    around them, see _window_rank), sorted by time."""
     log_power = _spectrogram(audio)
     frame_count = log_power.shape[1]
     if frame_count < 3:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64)
     neighbourhood_max = _sliding_max(_sliding_max(log_power, PEAK_BINS, axis=0), PEAK_FRAMES, axis=1)
     # Ignore near-silence: a peak must stand well above the quietest part of the spectrogram.
     floor = np.percentile(log_power[:, ::8], 30.0) + 2.0
@@ -301,19 +318,17 @@ def _peaks(audio: NDArray[np.float32], peaks_per_s: int) -> tuple[NDArray[np.int
     is_peak[-1, :] = False
     peak_bins, peak_frames = np.nonzero(is_peak)
     if peak_bins.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64)
     strength = log_power[peak_bins, peak_frames]
 
-    # Keep the strongest peaks_per_s of each one-second block: density stays even through loud and quiet
-    # passages, and added noise removes weak peaks first.
-    block_frames = max(1, round(1.0 / FRAME_S))
-    block = peak_frames // block_frames
-    order = np.lexsort((-strength, block))
-    block_sorted = block[order]
-    starts = np.searchsorted(block_sorted, block_sorted, side="left")
-    rank = np.arange(order.size) - starts
-    keep = order[rank < peaks_per_s]
-    peak_bins, peak_frames = peak_bins[keep], peak_frames[keep]
+    # Keep the peaks with fewer than peaks_per_s stronger peaks within half a second either side: density
+    # stays even through loud and quiet passages, added noise removes weak peaks first, and (unlike fixed
+    # one-second blocks, whose edges fall elsewhere in an excerpt than in its source) the choice does not
+    # depend on where the audio starts.
+    rank = _window_rank(peak_frames, strength, frame_count)
+    kept = rank < peaks_per_s
+    rank = rank[kept]
+    peak_bins, peak_frames = peak_bins[kept], peak_frames[kept]
 
     # Parabolic interpolation of the peak in log power gives a sub-bin frequency.
     left = log_power[peak_bins - 1, peak_frames]
@@ -326,7 +341,40 @@ def _peaks(audio: NDArray[np.float32], peaks_per_s: int) -> tuple[NDArray[np.int
     frequency_hz = (peak_bins + low + np.clip(delta, -0.5, 0.5)) * (SAMPLE_RATE_HZ / N_FFT)
     semitones = 12.0 * np.log2(frequency_hz / MIN_FREQUENCY_HZ)
     time_order = np.lexsort((semitones, peak_frames))
-    return peak_frames[time_order].astype(np.int64), semitones[time_order]
+    return peak_frames[time_order].astype(np.int64), semitones[time_order], rank[time_order].astype(np.int64)
+
+
+def _window_rank(
+    frames: NDArray[np.intp], strength: NDArray[np.float32], frame_count: int
+) -> NDArray[np.int64]:
+    """For each peak, how many peaks within half a second either side of it are stronger.
+
+    Near the start or end of the audio the window is cut short; the count is scaled up to the whole window,
+    so an excerpt keeps no more peaks at its edges than its source has there.
+    """
+    order = np.argsort(frames, kind="stable")
+    sorted_frames, sorted_strength = frames[order], strength[order]
+    half = round(RANK_WINDOW_S / 2 / FRAME_S)
+    low = np.searchsorted(sorted_frames, sorted_frames - half, side="left")
+    high = np.searchsorted(sorted_frames, sorted_frames + half, side="right")
+    width = int((high - low).max())
+    count = sorted_frames.size
+    ranks = np.empty(count, dtype=np.int64)
+    steps = np.arange(width)
+    chunk = max(1, 400_000 // width)  # bounds the temporary (chunk x width) arrays
+    for start in range(0, count, chunk):
+        stop = min(count, start + chunk)
+        columns = low[start:stop, None] + steps[None, :]
+        inside = columns < high[start:stop, None]
+        neighbours = sorted_strength[np.minimum(columns, count - 1)]
+        ranks[start:stop] = np.count_nonzero(
+            inside & (neighbours > sorted_strength[start:stop, None]), axis=1
+        )
+    covered = np.minimum(sorted_frames + half, frame_count - 1) - np.maximum(sorted_frames - half, 0) + 1
+    ranks = np.floor(ranks * ((2 * half + 1) / covered)).astype(np.int64)
+    result = np.empty(count, dtype=np.int64)
+    result[order] = ranks
+    return result
 
 
 def _sliding_max(values: NDArray[np.float32], radius: int, axis: int) -> NDArray[np.float32]:
@@ -351,7 +399,7 @@ def _sliding_max(values: NDArray[np.float32], radius: int, axis: int) -> NDArray
 
 
 def _triplet_hashes(
-    times: NDArray[np.int64], semitones: NDArray[np.float64], *, expand: bool
+    times: NDArray[np.int64], semitones: NDArray[np.float64], *, expand: bool, fan_out: int = FAN_OUT
 ) -> tuple[NDArray[np.uint32], NDArray[np.uint32], NDArray[np.uint8]]:
     count = times.size
     empty = (np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.uint8))
@@ -359,14 +407,14 @@ def _triplet_hashes(
         return empty
     # Candidate partners of each anchor: the next FAN_OUT peaks strictly later in time (within the span).
     first_later = np.searchsorted(times, times, side="right")
-    offsets = np.arange(FAN_OUT)
+    offsets = np.arange(fan_out)
     partner = first_later[:, None] + offsets[None, :]
     valid = partner < count
     partner = np.where(valid, partner, 0)
     valid &= (times[partner] - times[:, None]) <= MAX_SPAN_FRAMES
     valid &= np.abs(semitones[partner] - semitones[:, None]) <= MAX_INTERVAL_SEMITONES
 
-    pair_a, pair_b = np.triu_indices(FAN_OUT, k=1)
+    pair_a, pair_b = np.triu_indices(fan_out, k=1)
     anchor = np.repeat(np.arange(count), pair_a.size)
     second = partner[:, pair_a].ravel()
     third = partner[:, pair_b].ravel()

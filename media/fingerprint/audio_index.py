@@ -4,7 +4,9 @@ Postings live in flat numpy arrays sorted by hash, with one entry per distinct h
 lookup is a binary search and a slice: about 9 bytes per posting. Additions and removals are buffered and
 merged on the next query (one sort); bulk loading therefore costs one sort however many references arrive.
 
-A query votes, per candidate reference, for a consistent alignment ``t_ref = offset + scale * t_query`` over a
+Candidates are the references with most raw hits, narrowed to those with most hits near one offset (a long
+reference collects chance hits everywhere; the right one concentrates them). A query votes, per candidate
+reference, for a consistent alignment ``t_ref = offset + scale * t_query`` over a
 grid of time-scale factors (MIN_SCALE..MAX_SCALE), using only matches whose span ratio agrees with the scale.
 The score is the number of matched triplets in the best (offset, scale) cell.
 
@@ -46,7 +48,16 @@ SPAN_TOLERANCE = 0.12
 OFFSET_BIN_FRAMES = 2
 # Hashes this common are stop words: they cost time and carry almost no evidence.
 MAX_POSTINGS_PER_HASH = 4000
-CANDIDATES = 40
+# Candidates: the PRE_CANDIDATES references with most raw hits, then the CANDIDATES of them with most hits
+# near one offset, which are aligned and verified.
+PRE_CANDIDATES = 300
+CANDIDATES = 20
+COARSE_BIN_FRAMES = 16
+# Alignment searches every ALIGN_COARSE_STRIDE-th scale first, then the whole grid within this many frames of
+# the coarse alignment (the coarse scale step misplaces a 5-s query's end by up to about 3 frames).
+ALIGN_COARSE_STRIDE = 4
+ALIGN_COARSE_SLACK_FRAMES = 8.0
+ALIGN_COARSE_WINDOWS = 6  # a weak true alignment can lose the coarse pass narrowly: refine the best few
 MIN_VOTES = 4
 
 # Verification: a query peak is confirmed when the reference has a peak within PEAK_TIME_TOLERANCE frames and
@@ -66,9 +77,9 @@ CHANCE_TRIALS = 16
 CONFIDENCE_MIDPOINT_VOTES = 12.0
 CONFIDENCE_SLOPE_VOTES = 1.5
 # Logistic map from verified evidence (fraction of query peaks confirmed beyond chance) to confidence, set
-# from bench/fingerprint_audio.py: true 5-s matches have a median of 0.62-0.86 per transformation; synthetic
-# references and unrelated music stayed under 0.32 (confidence 0.43); what reaches 0.9 besides true matches
-# is music two pieces share (Palestrina movements re-using a passage, same instrument).
+# from bench/fingerprint_audio.py: true 5-s matches have a median of 0.68-0.90 per transformation (v3 peaks);
+# no synthetic reference and no render with another instrument reached 0.5; what does besides true matches
+# is closely related music rendered with the same instrument (Palestrina movements, some sharing a passage).
 EVIDENCE_PER_DEVIATION = 0.0375  # 8 standard deviations count as a 0.3 fraction
 EVIDENCE_MIDPOINT = 0.33
 EVIDENCE_SLOPE = 0.03
@@ -191,18 +202,15 @@ class AudioIndex:
         posting = np.repeat(begins, lengths) + (np.arange(total) - run_start)
 
         refs = self._refs[posting]
-        ref_frames = self._frames[posting].astype(np.float64)
-        query_frames = fingerprint.frames[query_index].astype(np.float64)
-        span_ratio = self._spans[posting].astype(np.float64) / fingerprint.spans[query_index].astype(
-            np.float64
-        )
+        query_spans = fingerprint.spans[query_index].astype(np.float32)
+        span_ratio = self._spans[posting].astype(np.float32) / query_spans
         plausible = (span_ratio >= MIN_SCALE * (1 - SPAN_TOLERANCE)) & (
             span_ratio <= MAX_SCALE * (1 + SPAN_TOLERANCE)
         )
-        refs, ref_frames, query_frames, span_ratio = (
+        refs, posting, query_index, span_ratio = (
             refs[plausible],
-            ref_frames[plausible],
-            query_frames[plausible],
+            posting[plausible],
+            query_index[plausible],
             span_ratio[plausible],
         )
         if refs.size == 0:
@@ -210,12 +218,26 @@ class AudioIndex:
 
         per_ref = np.bincount(refs, minlength=self._alive.size)
         per_ref[~self._alive] = 0
-        candidate_count = min(CANDIDATES, int(np.count_nonzero(per_ref >= MIN_VOTES)))
+        candidate_count = min(PRE_CANDIDATES, int(np.count_nonzero(per_ref >= MIN_VOTES)))
         if candidate_count == 0:
             return []
         candidates = np.argpartition(-per_ref, candidate_count - 1)[:candidate_count]
         is_candidate = np.zeros(per_ref.size, dtype=bool)
         is_candidate[candidates] = True
+        chosen = np.flatnonzero(is_candidate[refs])
+        # Times are only needed for the candidates' matches.
+        refs, posting, query_index, span_ratio = (
+            refs[chosen],
+            posting[chosen],
+            query_index[chosen],
+            span_ratio[chosen],
+        )
+        ref_frames = self._frames[posting].astype(np.float64)
+        query_frames = fingerprint.frames[query_index].astype(np.float64)
+        if candidate_count > CANDIDATES:
+            candidates = _coarse_best(candidates, refs, ref_frames, query_frames, CANDIDATES)
+            is_candidate[:] = False
+            is_candidate[candidates] = True
         chosen = np.flatnonzero(is_candidate[refs])
         chosen = chosen[np.argsort(refs[chosen], kind="stable")]
         chosen_refs = refs[chosen]
@@ -342,6 +364,38 @@ def confidence_from_votes(votes: int) -> float:
     return 1.0 / (1.0 + math.exp(-(votes - CONFIDENCE_MIDPOINT_VOTES) / CONFIDENCE_SLOPE_VOTES))
 
 
+def _coarse_best(
+    candidates: NDArray[np.intp],
+    refs: NDArray[np.int32],
+    ref_frames: NDArray[np.float64],
+    query_frames: NDArray[np.float64],
+    count: int,
+) -> NDArray[np.intp]:
+    """The ``count`` candidates with most matches near one alignment, however long the reference.
+
+    A reference's total hits grow with its length and with how common its hashes are; a true match
+    concentrates its hits on one offset. The offset at scale 1 (reference frame - query frame) drifts by
+    at most (MAX_SCALE - 1) x the query length over a scaled query, so windows of two coarse bins hold it.
+    """
+    local = np.full(int(refs.max()) + 1, -1, dtype=np.int64)
+    local[candidates] = np.arange(candidates.size)
+    owner = local[refs]
+    mine = owner >= 0
+    owner = owner[mine]
+    coarse = np.floor((ref_frames[mine] - query_frames[mine]) / COARSE_BIN_FRAMES).astype(np.int64)
+    coarse -= int(coarse.min()) if coarse.size else 0
+    width = int(coarse.max()) + 2 if coarse.size else 2
+    keys, counts = np.unique(owner * width + coarse, return_counts=True)
+    # Adjacent coarse bins of the same reference form a window.
+    following = np.zeros(counts.size, dtype=np.int64)
+    adjacent = np.flatnonzero(np.diff(keys) == 1)
+    following[adjacent] = counts[adjacent + 1]
+    windows = counts + following
+    best = np.zeros(candidates.size, dtype=np.int64)
+    np.maximum.at(best, keys // width, windows)
+    return candidates[np.argsort(-best, kind="stable")[:count]]
+
+
 def _scale_grid(fingerprint: AudioFingerprint) -> NDArray[np.float64]:
     """Scales spaced so that the alignment error at the end of the query stays under one frame."""
     query_frames = max(1.0, float(fingerprint.frames.max()) if fingerprint.frames.size else 1.0)
@@ -357,7 +411,71 @@ def _align(
     span_ratio: NDArray[np.float64],
     scales: NDArray[np.float64],
 ) -> tuple[int, float, float] | None:
-    """Best (votes, offset in frames, scale) for one reference's matches, or None."""
+    """Best (votes, offset in frames, scale) for one reference's matches, or None.
+
+    Coarse to fine: every ALIGN_COARSE_STRIDE-th scale first finds where the matches agree (a scale step
+    that much coarser misplaces the end of the query by a few frames, still within a window), then the
+    whole scale grid counts the votes among the matches near that alignment only. The vote count is the
+    same as a search of the whole grid whenever the best cell lies there, at a fraction of the cost.
+    """
+    coarse = _coarse_alignments(ref_frames, query_frames, span_ratio, scales[::ALIGN_COARSE_STRIDE])
+    if not coarse:
+        return None
+    near = np.zeros(ref_frames.size, dtype=bool)
+    for coarse_offset, coarse_scale in coarse:
+        residual = np.abs(ref_frames - (coarse_offset + coarse_scale * query_frames))
+        near |= residual <= ALIGN_COARSE_SLACK_FRAMES
+    fine = _vote(ref_frames[near], query_frames[near], span_ratio[near], scales)
+    if fine is None:
+        return None
+    votes, offset, scale, (inlier_query, inlier_ref) = fine
+    if inlier_query.size >= 8 and np.ptp(inlier_query) > 30:
+        fitted_scale, fitted_offset = np.polyfit(inlier_query, inlier_ref, 1)
+        if MIN_SCALE <= fitted_scale <= MAX_SCALE:
+            scale, offset = float(fitted_scale), float(fitted_offset)
+    return votes, offset, scale
+
+
+def _coarse_alignments(
+    ref_frames: NDArray[np.float64],
+    query_frames: NDArray[np.float64],
+    span_ratio: NDArray[np.float64],
+    scales: NDArray[np.float64],
+) -> list[tuple[float, float]]:
+    """(offset, scale) of the ALIGN_COARSE_WINDOWS windows with most votes on a coarse scale grid."""
+    agree = np.abs(span_ratio[None, :] / scales[:, None] - 1.0) <= SPAN_TOLERANCE
+    scale_index, match_index = np.nonzero(agree)
+    if scale_index.size == 0:
+        return []
+    offsets = ref_frames[match_index] - scales[scale_index] * query_frames[match_index]
+    offset_bin = np.floor(offsets / OFFSET_BIN_FRAMES).astype(np.int64)
+    low = int(offset_bin.min())
+    width = int(offset_bin.max()) - low + 2
+    cell = scale_index.astype(np.int64) * width + (offset_bin - low)
+    slots = int(query_frames.max()) + 2
+    query_slot = query_frames[match_index].astype(np.int64)
+    distinct = np.unique(cell * slots + query_slot) // slots
+    counts = np.bincount(distinct, minlength=scales.size * width).reshape(scales.size, width)
+    windowed = (counts[:, :-1] + counts[:, 1:]).ravel()
+    top = min(ALIGN_COARSE_WINDOWS, windowed.size)
+    best = np.argpartition(-windowed, top - 1)[:top]
+    result = []
+    for window in best[windowed[best] > 0]:
+        scale_at, bin_at = divmod(int(window), width - 1)
+        offset = (low + bin_at + 1) * OFFSET_BIN_FRAMES  # the window's centre
+        result.append((float(offset), float(scales[scale_at])))
+    return result
+
+
+def _vote(
+    ref_frames: NDArray[np.float64],
+    query_frames: NDArray[np.float64],
+    span_ratio: NDArray[np.float64],
+    scales: NDArray[np.float64],
+) -> tuple[int, float, float, tuple[NDArray[np.float64], NDArray[np.float64]]] | None:
+    """Votes, offset and scale of the best (scale, offset) window, and its inliers (query, reference)."""
+    if ref_frames.size == 0:
+        return None
     # For every scale, the matches whose own span ratio agrees with it, and the offset each implies.
     agree = np.abs(span_ratio[None, :] / scales[:, None] - 1.0) <= SPAN_TOLERANCE
     scale_index, match_index = np.nonzero(agree)
@@ -378,7 +496,7 @@ def _align(
     best = int(np.argmax(windowed))
     best_scale_index, best_bin = divmod(best, windowed.shape[1])
     votes = int(windowed[best_scale_index, best_bin])
-    # Refine offset and scale by least squares on the inliers of the winning cell.
+    # Offset by the median over the inliers of the winning window.
     in_cell = (scale_index == best_scale_index) & (
         (offset_bin - low == best_bin) | (offset_bin - low == best_bin + 1)
     )
@@ -386,8 +504,4 @@ def _align(
     inlier_query = query_frames[match_index[in_cell]]
     scale = float(scales[best_scale_index])
     offset = float(np.median(inlier_ref - scale * inlier_query))
-    if inlier_query.size >= 8 and np.ptp(inlier_query) > 30:
-        fitted_scale, fitted_offset = np.polyfit(inlier_query, inlier_ref, 1)
-        if MIN_SCALE <= fitted_scale <= MAX_SCALE:
-            scale, offset = float(fitted_scale), float(fitted_offset)
-    return votes, offset, scale
+    return votes, offset, scale, (inlier_query, inlier_ref)

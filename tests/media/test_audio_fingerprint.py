@@ -228,3 +228,51 @@ def test_any_input_rate_is_resampled_to_the_fingerprint_rate():
     assert rate == SR
     assert samples.dtype == np.float32
     assert samples.size == SR
+
+
+def test_a_query_forms_every_triplet_its_reference_forms_from_the_same_peaks(pieces):
+    samples = next(iter(pieces.values()))[: 20 * SR]
+    times, semitones, _ = audio._peaks(samples, audio.PEAKS_PER_S)
+
+    reference = audio._triplet_hashes(times, semitones, expand=False, fan_out=audio.FAN_OUT)
+    query = audio._triplet_hashes(times, semitones, expand=False, fan_out=audio.QUERY_FAN_OUT)
+
+    reference_triplets = set(
+        zip(reference[0].tolist(), reference[1].tolist(), reference[2].tolist(), strict=True)
+    )
+    query_triplets = set(zip(query[0].tolist(), query[1].tolist(), query[2].tolist(), strict=True))
+    assert audio.QUERY_FAN_OUT > audio.FAN_OUT
+    assert reference_triplets < query_triplets
+
+
+def test_a_query_keeps_its_peaks_at_the_reference_density_for_verification(pieces):
+    samples = next(iter(pieces.values()))[: 10 * SR]
+
+    reference = audio.compute(samples, SR)
+    query = audio.compute(samples, SR, query=True)
+
+    assert np.array_equal(query.peak_frames, reference.peak_frames)
+    assert np.array_equal(query.peak_pitches, reference.peak_pitches)
+    assert len(query) > len(reference)
+
+
+def test_an_excerpt_keeps_the_peaks_of_its_source_wherever_it_starts(pieces):
+    samples = next(iter(pieces.values()))[: 30 * SR]
+    start_frame = 211  # not a whole number of seconds: a block-based choice would differ here
+    excerpt_samples = samples[start_frame * audio.HOP : (start_frame + 500) * audio.HOP]
+
+    source_frames, source_semitones, _ = audio._peaks(samples, audio.PEAKS_PER_S)
+    frames, semitones, _ = audio._peaks(excerpt_samples, audio.PEAKS_PER_S)
+
+    margin = round(0.5 / audio.FRAME_S)  # the excerpt's edges see only part of the ranking window
+    inside = (source_frames >= start_frame + margin) & (source_frames < start_frame + 500 - margin)
+    source = set(
+        zip(
+            (source_frames[inside] - start_frame).tolist(),
+            source_semitones[inside].round(3).tolist(),
+            strict=True,
+        )
+    )
+    kept = set(zip(frames.tolist(), semitones.round(3).tolist(), strict=True))
+    assert len(source) > 80
+    assert len(source & kept) >= 0.97 * len(source)

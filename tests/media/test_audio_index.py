@@ -11,6 +11,7 @@ from media.fingerprint import audio
 from media.fingerprint.audio_index import (
     AudioIndex,
     AudioMatch,
+    _coarse_best,
     confidence_from_evidence,
     confidence_from_votes,
 )
@@ -140,3 +141,15 @@ def test_confidence_rises_with_votes():
     assert confidence_from_votes(4) < 0.01
     assert confidence_from_votes(12) == pytest.approx(0.5)
     assert confidence_from_votes(25) > 0.99
+
+
+def test_candidates_are_ranked_by_hits_near_one_offset_not_by_total_hits():
+    # Reference 1 has 30 hits spread over its length; reference 2 has 12 hits at one offset.
+    rng = np.random.default_rng(7)
+    query_frames = np.concatenate([rng.uniform(0, 300, 30), rng.uniform(0, 300, 12)])
+    ref_frames = np.concatenate([rng.uniform(0, 20_000, 30), query_frames[30:] + 4_000.0])
+    refs = np.array([1] * 30 + [2] * 12, dtype=np.int32)
+
+    best = _coarse_best(np.array([1, 2]), refs, ref_frames, query_frames, 1)
+
+    assert best.tolist() == [2]
