@@ -12,6 +12,7 @@ from media.fingerprint.audio_index import (
     AudioIndex,
     AudioMatch,
     _coarse_best,
+    _coverage,
     confidence_from_evidence,
     confidence_from_votes,
 )
@@ -135,6 +136,24 @@ def test_confidence_is_half_when_a_third_of_the_query_peaks_are_confirmed_beyond
     assert confidence_from_evidence(0.25) < 0.1
     assert confidence_from_evidence(0.33) == pytest.approx(0.5)
     assert confidence_from_evidence(0.40) > 0.9
+
+
+def test_coverage_is_the_share_of_query_seconds_confirmed_beyond_chance():
+    # Five seconds of query, 14 peaks a second; chance confirms 1 peak in 14.
+    frames = np.repeat(np.arange(5) * 62.5, 14) + np.tile(np.arange(14) * 4.0, 5)
+    everywhere = np.tile(np.arange(14) < 8, 5)  # 8 of 14 peaks in every second
+    first_two_seconds = everywhere & (frames < 2 * 62.5)
+
+    assert _coverage(everywhere, frames, chance=5.0) == 1.0
+    assert _coverage(first_two_seconds, frames, chance=5.0) == pytest.approx(0.4)
+    assert _coverage(np.zeros(0, dtype=bool), np.zeros(0), chance=0.0) == 0.0
+
+
+def test_coverage_leaves_out_seconds_without_peaks():
+    frames = np.concatenate([np.arange(14) * 4.0, 3 * 62.5 + np.arange(14) * 4.0])  # silence in between
+    confirmed = np.ones(frames.size, dtype=bool)
+
+    assert _coverage(confirmed, frames, chance=1.0) == 1.0
 
 
 def test_confidence_rises_with_votes():
