@@ -159,11 +159,14 @@ class Upload:
     new_content: bool
 
 
-def asset_upload(*, work: Work, user: User, data: bytes, filename: str) -> Upload:
+def asset_upload(
+    *, work: Work, user: User, data: bytes, filename: str, fingerprint_later: bool = True
+) -> Upload:
     """Validate and store an uploaded file for a work.
 
     The format is decided from the content; bad media raises ApiError (415/413/422) and stores nothing.
-    The same bytes uploaded to the same work return the existing asset.
+    The same bytes uploaded to the same work return the existing asset. A new asset is queued for
+    fingerprinting after the commit, unless the caller fingerprints it itself (`fingerprint_later=False`).
     """
     limits = Limits(
         max_bytes=settings.UPLOAD_MAX_BYTES,
@@ -186,7 +189,7 @@ def asset_upload(*, work: Work, user: User, data: bytes, filename: str) -> Uploa
         asset, created = Asset.objects.get_or_create(
             work=work, blob=blob, defaults={"filename": filename[:255] or "upload", "uploaded_by": user}
         )
-        if created:
+        if created and fingerprint_later:
             transaction.on_commit(partial(_enqueue_fingerprint, asset.pk))
     return Upload(asset=asset, created=created, new_content=new_content)
 

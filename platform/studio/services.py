@@ -555,8 +555,13 @@ def _register(
             description=_attribution(grant, generator),
             tags=["tribute-studio", generator.name],
         )
+        # The job fingerprints its result itself (job_run), so no fingerprinting task is queued too.
         upload = asset_upload(
-            work=work, user=job.fan, data=signed, filename=f"{_slug(job.title)}.{result.extension}"
+            work=work,
+            user=job.fan,
+            data=signed,
+            filename=f"{_slug(job.title)}.{result.extension}",
+            fingerprint_later=False,
         )
         summary = credentials.manifest_of(signed, result.media_type)
         GenerationJob.objects.filter(pk=job.pk).update(

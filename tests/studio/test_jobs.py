@@ -12,6 +12,7 @@ import soundfile
 from PIL import Image
 
 from access.models import AccessEvent
+from catalog import services as catalog_services
 from catalog import tracing
 from catalog.models import FingerprintStatus, WorkParent
 from catalog.services import Terms, offer_publish
@@ -73,10 +74,14 @@ def test_an_image_derivative_is_generated_registered_signed_and_traced(
     assert len(callbacks) == 1  # the task is enqueued when the job commits
     assert wallet(cat.fan) == 850  # nothing charged until it succeeds
 
-    run_generation_job(body["id"])  # the Celery task's body
+    with django_capture_on_commit_callbacks(execute=False) as after_run:
+        run_generation_job(body["id"])  # the Celery task's body
     job = client.get(f"/api/v1/generation-jobs/{body['id']}").json()
     assert job["status"] == "succeeded", job["error"]
     assert job["progress"] == 100 and job["charged_minor"] == 25
+    # The job fingerprinted its result itself: no fingerprinting task is queued to do it again.
+    queued = [c for c in after_run if getattr(c, "func", None) is catalog_services._enqueue_fingerprint]
+    assert queued == []
     assert wallet(cat.fan) == 850 - 25
     # The derivative: the fan's work, its parent and share from the grant, its file fingerprinted.
     result = GenerationJob.objects.select_related("result_asset__blob", "result_work").get(pk=body["id"])
