@@ -106,7 +106,8 @@ class Offering:
     min_loudness_dbfs: int = -50
 
 
-def _check_offering(offering: Offering) -> list[str]:
+def _offering_fields(offering: Offering) -> dict[str, object]:
+    """The dataset fields these terms set, validated (ApiError naming the first bad one)."""
     if not currencies.is_supported(offering.currency):
         raise ApiError(f"Currency {offering.currency!r} is not supported.", code="unsupported_currency")
     uses = sorted(set(offering.uses))
@@ -132,7 +133,22 @@ def _check_offering(offering: Offering) -> list[str]:
         raise ApiError("expires_at must be in the future.", code="invalid_expiry")
     if min(offering.min_width, offering.min_height, offering.min_duration_ms) < 0:
         raise ApiError("Quality floors cannot be negative.", code="invalid_floor")
-    return territories
+    return {
+        "curator_share_bps": offering.curator_share_bps,
+        "uses": uses,
+        "currency": offering.currency,
+        "pricing": offering.pricing,
+        "price_minor": offering.price_minor,
+        "weighting": offering.weighting,
+        "commercial_use": offering.commercial_use,
+        "attribution_required": offering.attribution_required,
+        "territories": territories,
+        "expires_at": offering.expires_at,
+        "min_width": offering.min_width,
+        "min_height": offering.min_height,
+        "min_duration_ms": offering.min_duration_ms,
+        "min_loudness_dbfs": offering.min_loudness_dbfs,
+    }
 
 
 @transaction.atomic
@@ -154,27 +170,13 @@ def dataset_create(
         raise Forbidden("Only creators curate datasets.", code="role_not_allowed")
     if not title.strip():
         raise ApiError("A dataset needs a title.", code="title_required")
-    territories = _check_offering(offering)
     return Dataset.objects.create(
         title=title.strip()[:200],
         kind=kind,
         description=description,
         curator=None if platform_curated else user,
-        curator_share_bps=offering.curator_share_bps,
-        uses=sorted(set(offering.uses)),
-        currency=offering.currency,
-        pricing=offering.pricing,
-        price_minor=offering.price_minor,
-        weighting=offering.weighting,
-        commercial_use=offering.commercial_use,
-        attribution_required=offering.attribution_required,
-        territories=territories,
-        expires_at=offering.expires_at,
-        min_width=offering.min_width,
-        min_height=offering.min_height,
-        min_duration_ms=offering.min_duration_ms,
-        min_loudness_dbfs=offering.min_loudness_dbfs,
         created_by=user,
+        **_offering_fields(offering),
     )
 
 
@@ -184,32 +186,23 @@ def can_curate(user: User, dataset: Dataset) -> bool:
     return dataset.curator_id == user.pk
 
 
+def _locked_for_curator(dataset: Dataset, user: User) -> Dataset:
+    """The dataset's row, locked for this transaction; NotFound unless `user` curates it."""
+    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+    if not can_curate(user, dataset):
+        raise NotFound("No such dataset among those you curate.", code="dataset_not_found")
+    return dataset
+
+
 @transaction.atomic
 def dataset_terms_update(*, dataset: Dataset, user: User, offering: Offering) -> Dataset:
     """Publish new terms for the dataset (the next terms version). Snapshots keep the version they were
     cut under; the next snapshot re-checks every item against the new terms."""
-    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
-    if not can_curate(user, dataset):
-        raise NotFound("No such dataset among those you curate.", code="dataset_not_found")
-    territories = _check_offering(offering)
+    dataset = _locked_for_curator(dataset, user)
+    fields = _offering_fields(offering)
     if offering.currency != dataset.currency and dataset.snapshots.exists():
         raise Conflict("A dataset with snapshots keeps its currency.", code="currency_locked")
-    for field, value in {
-        "curator_share_bps": offering.curator_share_bps,
-        "uses": sorted(set(offering.uses)),
-        "currency": offering.currency,
-        "pricing": offering.pricing,
-        "price_minor": offering.price_minor,
-        "weighting": offering.weighting,
-        "commercial_use": offering.commercial_use,
-        "attribution_required": offering.attribution_required,
-        "territories": territories,
-        "expires_at": offering.expires_at,
-        "min_width": offering.min_width,
-        "min_height": offering.min_height,
-        "min_duration_ms": offering.min_duration_ms,
-        "min_loudness_dbfs": offering.min_loudness_dbfs,
-    }.items():
+    for field, value in fields.items():
         setattr(dataset, field, value)
     dataset.terms_version += 1
     dataset.save()
@@ -218,9 +211,7 @@ def dataset_terms_update(*, dataset: Dataset, user: User, offering: Offering) ->
 
 @transaction.atomic
 def dataset_status_set(*, dataset: Dataset, user: User, status: str) -> Dataset:
-    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
-    if not can_curate(user, dataset):
-        raise NotFound("No such dataset among those you curate.", code="dataset_not_found")
+    dataset = _locked_for_curator(dataset, user)
     if status not in DatasetStatus.values:
         raise ApiError(f"status is one of {', '.join(DatasetStatus.values)}.", code="invalid_status")
     dataset.status = status
@@ -644,9 +635,7 @@ def snapshot_create(*, dataset: Dataset, user: User) -> Snapshot:
     """Cut the next snapshot: every included item is checked again (do-not-train, current terms, price
     floor) and left out with the reason when it no longer qualifies; the rest are frozen with their
     content hash, owners and offer version. Refused when nothing qualifies."""
-    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
-    if not can_curate(user, dataset):
-        raise NotFound("No such dataset among those you curate.", code="dataset_not_found")
+    dataset = _locked_for_curator(dataset, user)
     if dataset.expires_at is not None and dataset.expires_at <= timezone.now():
         raise Conflict("The dataset's terms have expired; publish new terms first.", code="dataset_expired")
     items = list(
