@@ -370,18 +370,23 @@ def _insert_revenue(
     else:
         assert payer is not None
         payer_id = payer.pk
-    return rows.insert(
-        RevenueItem(
-            source=source,
-            source_key=source_key,
-            work_id=work_id,
-            amount_minor=amount.amount_minor,
-            currency=amount.currency,
-            fee_bps=fee_bps,
-            arose_at=arose_at,
-            payer_id=payer_id,
-        )
-    )
+    values = _revenue_values(source, source_key, work_id, amount, fee_bps, arose_at)
+    return rows.insert(RevenueItem(**values, payer_id=payer_id))
+
+
+def _revenue_values(
+    source: str, source_key: str, work_id: int, amount: Money, fee_bps: int, arose_at: datetime
+) -> dict[str, object]:
+    """A revenue item's values by attribute name, all but the payer's account id."""
+    return {
+        "source": source,
+        "source_key": source_key,
+        "work_id": work_id,
+        "amount_minor": amount.amount_minor,
+        "currency": amount.currency,
+        "fee_bps": fee_bps,
+        "arose_at": arose_at,
+    }
 
 
 @dataclass(frozen=True)
@@ -397,15 +402,14 @@ class AccessFee:
 
     def revenue_values(self) -> dict[str, object]:
         """The RevenueItem's values by attribute name, all but the payer's account id."""
-        return {
-            "source": RevenueSource.ACCESS.value,
-            "source_key": self.source_key,
-            "work_id": self.work_id,
-            "amount_minor": self.amount.amount_minor,
-            "currency": self.amount.currency,
-            "fee_bps": self.fee_bps,
-            "arose_at": self.arose_at,
-        }
+        return _revenue_values(
+            RevenueSource.ACCESS.value,
+            self.source_key,
+            self.work_id,
+            self.amount,
+            self.fee_bps,
+            self.arose_at,
+        )
 
 
 def access_fee(

@@ -7,6 +7,7 @@ replays charge once); the stored response is replayed byte for byte; a refused a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -378,15 +379,12 @@ def _charge_in_one_statement(
     params = [grant.pk, grant.offer.quota, fee.payer_key, price.amount_minor]
     params += rows.prepared(RevenueItem, fee.revenue_values(), omit=_COMPUTED_REVENUE)
     params += rows.prepared(AccessEvent, event)
-    if connection.in_atomic_block:
-        # Inside a caller's transaction: a savepoint, so a conflict leaves that transaction usable.
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_one_statement_sql(), params)
-            found = cursor.fetchone()
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(_one_statement_sql(), params)
-            found = cursor.fetchone()
+    # Inside a caller's transaction, a savepoint, so a conflict leaves that transaction usable; on its own,
+    # the statement is its own transaction.
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(_one_statement_sql(), params)
+        found = cursor.fetchone()
     return None if found is None else int(found[0])
 
 

@@ -61,16 +61,15 @@ class Columns:
 
 
 @functools.cache
-def _insert_statement(model: type[Model], using: str) -> tuple[list[Field[Any, Any]], str]:
+def _insert_statement(model: type[Model], using: str) -> str:
     meta = model._meta
     quote = connections[using].ops.quote_name
     fields = insert_fields(model)
     columns = ", ".join(quote(str(field.column)) for field in fields)
-    sql = (
+    return (
         f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608
         f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote(str(meta.pk.column))}"
     )
-    return fields, sql
 
 
 def insert(instance: M, using: str = "default") -> M:
@@ -79,8 +78,7 @@ def insert(instance: M, using: str = "default") -> M:
     No signals are sent and no savepoint is made: for rows written on a hot path inside the caller's
     transaction, whose constraints live in the database.
     """
-    fields, _ = _insert_statement(type(instance), using)
-    values = {field.attname: field.pre_save(instance, True) for field in fields}
+    values = {field.attname: field.pre_save(instance, True) for field in insert_fields(type(instance))}
     instance.pk = insert_values(type(instance), values, using)
     instance._state.adding = False
     instance._state.db = using
@@ -91,9 +89,8 @@ def insert_values(model: type[Model], values: dict[str, Any], using: str = "defa
     """INSERT one row given its values by attribute name (fields left out take their defaults) and return
     its primary key, without building a model instance."""
     connection = connections[using]
-    _, sql = _insert_statement(model, using)
     with connection.cursor() as cursor:
-        cursor.execute(sql, prepared(model, values, using))
+        cursor.execute(_insert_statement(model, using), prepared(model, values, using))
         return cursor.fetchone()[0]
 
 
