@@ -213,21 +213,12 @@ class AudioIndex:
         posting = np.repeat(begins, lengths) + (np.arange(total) - run_start)
 
         refs = self._refs[posting]
-        query_spans = fingerprint.spans[query_index].astype(np.float32)
-        span_ratio = self._spans[posting].astype(np.float32) / query_spans
-        plausible = (span_ratio >= MIN_SCALE * (1 - SPAN_TOLERANCE)) & (
-            span_ratio <= MAX_SCALE * (1 + SPAN_TOLERANCE)
+        query_spans = np.repeat(fingerprint.spans.astype(np.float32), lengths)
+        reference_spans = self._spans[posting].astype(np.float32)
+        plausible = (reference_spans >= query_spans * np.float32(MIN_SCALE * (1 - SPAN_TOLERANCE))) & (
+            reference_spans <= query_spans * np.float32(MAX_SCALE * (1 + SPAN_TOLERANCE))
         )
-        refs, posting, query_index, span_ratio = (
-            refs[plausible],
-            posting[plausible],
-            query_index[plausible],
-            span_ratio[plausible],
-        )
-        if refs.size == 0:
-            return []
-
-        per_ref = np.bincount(refs, minlength=self._alive.size)
+        per_ref = np.bincount(refs[plausible], minlength=self._alive.size)
         per_ref[~self._alive] = 0
         candidate_count = min(PRE_CANDIDATES, int(np.count_nonzero(per_ref >= MIN_VOTES)))
         if candidate_count == 0:
@@ -235,14 +226,11 @@ class AudioIndex:
         candidates = np.argpartition(-per_ref, candidate_count - 1)[:candidate_count]
         is_candidate = np.zeros(per_ref.size, dtype=bool)
         is_candidate[candidates] = True
-        chosen = np.flatnonzero(is_candidate[refs])
+        # Only the candidates' plausible matches go further: one pass over all the matches, not one per array.
+        chosen = np.flatnonzero(plausible & is_candidate[refs])
         # Times are only needed for the candidates' matches.
-        refs, posting, query_index, span_ratio = (
-            refs[chosen],
-            posting[chosen],
-            query_index[chosen],
-            span_ratio[chosen],
-        )
+        refs, posting, query_index = refs[chosen], posting[chosen], query_index[chosen]
+        span_ratio = reference_spans[chosen] / query_spans[chosen]
         ref_frames = self._frames[posting].astype(np.float64)
         query_frames = fingerprint.frames[query_index].astype(np.float64)
         if candidate_count > CANDIDATES:
@@ -415,7 +403,7 @@ def _coarse_best(
     coarse = np.floor((ref_frames[mine] - query_frames[mine]) / COARSE_BIN_FRAMES).astype(np.int64)
     coarse -= int(coarse.min()) if coarse.size else 0
     width = int(coarse.max()) + 2 if coarse.size else 2
-    keys, counts = np.unique(owner * width + coarse, return_counts=True)
+    keys, counts = _distinct(owner * width + coarse)
     # Adjacent coarse bins of the same reference form a window.
     following = np.zeros(counts.size, dtype=np.int64)
     adjacent = np.flatnonzero(np.diff(keys) == 1)
@@ -424,6 +412,16 @@ def _coarse_best(
     best = np.zeros(candidates.size, dtype=np.int64)
     np.maximum.at(best, keys // width, windows)
     return candidates[np.argsort(-best, kind="stable")[:count]]
+
+
+def _distinct(values: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The distinct values, ascending, and how often each occurs (np.unique's answer: a sort is several
+    times faster than np.unique on these integer keys)."""
+    ordered = np.sort(values)
+    if ordered.size == 0:
+        return ordered, np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    return ordered[starts], np.diff(starts, append=ordered.size)
 
 
 def _scale_grid(fingerprint: AudioFingerprint) -> NDArray[np.float64]:
@@ -484,7 +482,7 @@ def _coarse_alignments(
     cell = scale_index.astype(np.int64) * width + (offset_bin - low)
     slots = int(query_frames.max()) + 2
     query_slot = query_frames[match_index].astype(np.int64)
-    distinct = np.unique(cell * slots + query_slot) // slots
+    distinct = _distinct(cell * slots + query_slot)[0] // slots
     counts = np.bincount(distinct, minlength=scales.size * width).reshape(scales.size, width)
     windowed = (counts[:, :-1] + counts[:, 1:]).ravel()
     top = min(ALIGN_COARSE_WINDOWS, windowed.size)
@@ -519,7 +517,8 @@ def _vote(
     # One vote per query anchor frame per cell: the triplets that share an anchor (and a query hash's
     # expansion variants) are not independent evidence.
     query_slot = query_frames[match_index].astype(np.int64)
-    distinct = np.unique(cell * (int(query_slot.max()) + 1) + query_slot) // (int(query_slot.max()) + 1)
+    slots = int(query_slot.max()) + 1
+    distinct = _distinct(cell * slots + query_slot)[0] // slots
     counts = np.bincount(distinct, minlength=scales.size * width).reshape(scales.size, width)
     # A true alignment can straddle two bins: score windows of two adjacent bins.
     windowed = counts[:, :-1] + counts[:, 1:]

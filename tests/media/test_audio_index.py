@@ -13,6 +13,7 @@ from media.fingerprint.audio_index import (
     AudioMatch,
     _coarse_best,
     _coverage,
+    _distinct,
     confidence_from_evidence,
     confidence_from_votes,
 )
@@ -172,3 +173,13 @@ def test_candidates_are_ranked_by_hits_near_one_offset_not_by_total_hits():
     best = _coarse_best(np.array([1, 2]), refs, ref_frames, query_frames, 1)
 
     assert best.tolist() == [2]
+
+
+def test_distinct_gives_the_sorted_distinct_keys_and_their_counts_as_numpy_unique_does():
+    keys = np.random.default_rng(7).integers(0, 50, 2_000).astype(np.int64)
+    values, counts = _distinct(keys)
+    expected_values, expected_counts = np.unique(keys, return_counts=True)
+    assert np.array_equal(values, expected_values)
+    assert np.array_equal(counts, expected_counts)
+    empty_values, empty_counts = _distinct(np.zeros(0, dtype=np.int64))
+    assert empty_values.size == 0 and empty_counts.size == 0
