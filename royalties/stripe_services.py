@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts import payout_identity
 from accounts.models import Membership, Organisation, PayoutProfile, User
 from accounts.payout_identity import StripeOff
+from accounts.selectors import organisations_of
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError, Conflict, NotFound
@@ -106,7 +107,7 @@ METHODS = ("checkout", "payment_intent")
 
 def topup_organisation(*, user: User, organisation_id: int | None) -> Organisation:
     """The organisation a user tops up: the one named (a membership is required), else their first."""
-    memberships = Organisation.objects.filter(membership__user=user).order_by("id")
+    memberships = organisations_of(user=user).order_by("id")
     if organisation_id is not None:
         organisation = memberships.filter(pk=organisation_id).first()
         if organisation is None:
