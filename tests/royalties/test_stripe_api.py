@@ -144,6 +144,17 @@ def test_bad_top_ups_are_refused_before_stripe_is_called(stripe_api, as_user, pa
     assert len(stripe_api.calls) == 0
 
 
+def test_nobody_tops_up_another_vendors_organisation(stripe_api, as_user) -> None:
+    other = factories.vendor().organisations.get()
+
+    response = as_user(factories.vendor()).post(
+        "/api/v1/topups", {"amount_minor": 5000, "currency": "USD", "organisation": other.pk}, format="json"
+    )
+
+    assert (response.status_code, response.json()["code"]) == (404, "organisation_not_found")
+    assert len(stripe_api.calls) == 0
+
+
 def test_someone_without_an_organisation_cannot_top_up(stripe_api, as_user) -> None:
     response = as_user(factories.creator()).post(
         "/api/v1/topups", {"amount_minor": 5000, "currency": "USD"}, format="json"
