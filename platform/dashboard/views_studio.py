@@ -169,7 +169,11 @@ def start(request: HttpRequest, offer_id: int) -> HttpResponse:
                 inputs[spec.name] = services.InputFile(filename=upload.name or spec.name, data=upload.read())
     try:
         job = services.job_create(
-            user=user, grant=grant, generator_name=name, inputs=inputs, title=request.POST.get("title", "")
+            user=user,
+            grant_id=grant.pk,
+            generator_name=name,
+            inputs=inputs,
+            title=request.POST.get("title", ""),
         )
     except ApiError as exc:
         messages.error(request, str(exc.detail))

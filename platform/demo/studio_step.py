@@ -91,7 +91,7 @@ def fan_creates(story: Story) -> None:
     licence_fee_record(grant=grant, rail="card", external_ref=f"demo-licence-{grant.pk}")
     job = studio.job_create(
         user=kai,
-        grant=grant,
+        grant_id=grant.pk,
         generator_name="audio-remix",
         inputs={"vocal": studio.InputFile("kai-vocal.wav", _vocal(story)), "vocal_bpm": "96"},
         title="Harbour hymn (Kai sings)",
@@ -132,7 +132,7 @@ def fan_creates(story: Story) -> None:
     )
     job = studio.job_create(
         user=kai,
-        grant=accepted.grant,
+        grant_id=accepted.grant.pk,
         generator_name="image-restyle",
         inputs={"photo": studio.InputFile("kai-aqua.jpg", _own_photo(story))},
         title="Aqua in Mira's light",

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import authenticated_user
 from catalog import selectors as catalog
-from catalog.models import Grant, Offer
+from catalog.models import Offer
 from common.apis import SelectorListApi
 from common.money import Money
 from common.problems import Forbidden, NotFound
@@ -213,9 +213,6 @@ class JobListCreateApi(SelectorListApi):
         user = authenticated_user(request)
         fields = self.InputSerializer(data=request.data)
         fields.is_valid(raise_exception=True)
-        grant = Grant.objects.filter(pk=fields.validated_data["grant"], licensee=user).first()
-        if grant is None:
-            raise NotFound("No such grant among yours.", code="grant_not_found")
         inputs: dict[str, services.InputFile | str] = {}
         reserved = {"grant", "generator", "title", "territory"}
         for name, value in cast(dict[str, Any], request.data).items():
@@ -230,7 +227,7 @@ class JobListCreateApi(SelectorListApi):
             )
         job = services.job_create(
             user=user,
-            grant=grant,
+            grant_id=fields.validated_data["grant"],
             generator_name=fields.validated_data["generator"],
             inputs=inputs,
             title=fields.validated_data.get("title", ""),

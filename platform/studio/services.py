@@ -245,7 +245,7 @@ def job_price_minor(*, generator: Generator, offer: Offer) -> int:
 def job_create(
     *,
     user: User,
-    grant: Grant,
+    grant_id: int,
     generator_name: str,
     inputs: Mapping[str, InputFile | str],
     title: str = "",
@@ -258,10 +258,9 @@ def job_create(
     generator = generators.get(generator_name)
     if generator is None:
         raise ApiError(f"There is no generator named {generator_name!r}.", code="unknown_generator")
-    held = Grant.objects.select_related("offer__work__created_by").filter(pk=grant.pk, licensee=user).first()
-    if held is None:
+    grant = Grant.objects.select_related("offer__work__created_by").filter(pk=grant_id, licensee=user).first()
+    if grant is None:
         raise NotFound("No such grant among yours.", code="grant_not_found")
-    grant = held
     offer, work = grant.offer, grant.offer.work
     missing = generator_refusal(generator=generator, offer=offer)
     if missing:

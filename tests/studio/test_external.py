@@ -33,7 +33,10 @@ def run(cat, vendor_body_mode, vendor_service):
     grant = terms_accept(user=cat.fan, offer=offer).grant
     vendor_service.mode.update(vendor_body_mode)
     job = job_create(
-        user=cat.fan, grant=grant, generator_name="acme-image", inputs={"prompt": "the garden under snow"}
+        user=cat.fan,
+        grant_id=grant.pk,
+        generator_name="acme-image",
+        inputs={"prompt": "the garden under snow"},
     )
     run_generation_job(job.pk)
     job.refresh_from_db()
@@ -100,7 +103,7 @@ def test_inputs_for_an_unknown_generator_are_refused(image_catalogue):
     cat = image_catalogue
     grant = terms_accept(user=cat.fan, offer=cat.offer).grant
     try:
-        job_create(user=cat.fan, grant=grant, generator_name="nope", inputs={"x": InputFile("a", b"")})
+        job_create(user=cat.fan, grant_id=grant.pk, generator_name="nope", inputs={"x": InputFile("a", b"")})
     except Exception as exc:
         assert getattr(exc, "problem_code", "") == "unknown_generator"
     assert not GenerationJob.objects.exists()

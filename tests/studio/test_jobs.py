@@ -230,12 +230,28 @@ def test_a_short_wallet_is_refused_before_the_grant_is_made(db, image_catalogue)
     assert not poor.grants.exists()
 
 
+def test_a_job_under_another_persons_grant_is_not_found_and_starts_nothing(image_catalogue, photos, as_user):
+    from tests import factories
+
+    cat = image_catalogue
+    terms_accept(user=cat.fan, offer=cat.offer)
+    grant = cat.fan.grants.get()
+    before = (wallet(cat.fan), GenerationJob.objects.count())
+
+    response = start(
+        as_user(factories.fan(username="eve")), grant, "image-restyle", photo=upload("me.jpg", photos["Aqua"])
+    )
+
+    assert (response.status_code, response.json()["code"]) == (404, "grant_not_found")
+    assert (wallet(cat.fan), GenerationJob.objects.count()) == before
+
+
 def test_another_persons_job_is_not_found(image_catalogue, photos, as_user):
     cat = image_catalogue
     terms_accept(user=cat.fan, offer=cat.offer)
     job = job_create(
         user=cat.fan,
-        grant=cat.fan.grants.get(),
+        grant_id=cat.fan.grants.get().pk,
         generator_name="image-restyle",
         inputs={"photo": InputFile("me.jpg", photos["Aqua"])},
     )
@@ -268,7 +284,7 @@ def test_a_job_whose_worker_died_is_failed_after_the_timeout_and_nothing_is_char
     terms_accept(user=cat.fan, offer=cat.offer)
     job = job_create(
         user=cat.fan,
-        grant=cat.fan.grants.get(),
+        grant_id=cat.fan.grants.get().pk,
         generator_name="image-restyle",
         inputs={"photo": InputFile("me.jpg", photos["Aqua"])},
     )
@@ -277,7 +293,7 @@ def test_a_job_whose_worker_died_is_failed_after_the_timeout_and_nothing_is_char
     GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, started_at=started)
     recent = job_create(
         user=cat.fan,
-        grant=cat.fan.grants.get(),
+        grant_id=cat.fan.grants.get().pk,
         generator_name="image-restyle",
         inputs={"photo": InputFile("me.jpg", photos["Aqua"])},
     )

@@ -93,7 +93,7 @@ def test_another_persons_job_and_status_are_not_found(image_catalogue, photos):
     grant = terms_accept(user=cat.fan, offer=cat.offer).grant
     job = job_create(
         user=cat.fan,
-        grant=grant,
+        grant_id=grant.pk,
         generator_name="image-restyle",
         inputs={"photo": InputFile("a.jpg", photos["Aqua"])},
     )
