@@ -62,7 +62,6 @@ PEAKS_PER_S = 14
 # so a query that looks QUERY_FAN_OUT peaks ahead still forms the triplets the reference formed (a superset
 # of them on the same peaks). It costs query hashes (about 2.6x), not index size, and stores nothing new.
 FAN_OUT = 4
-QUERY_PEAKS_PER_S = PEAKS_PER_S
 QUERY_FAN_OUT = 6
 MIN_SPAN_FRAMES = 6  # t3 - t1; shorter spans give a noisy time ratio
 MAX_SPAN_FRAMES = 60  # about 1 s
@@ -264,20 +263,17 @@ def compute(samples: NDArray[np.floating], sr: int, *, query: bool = False) -> A
         raise MediaError("The sample rate must be positive.")
     audio = resample(np.asarray(samples), sr) if sr != SAMPLE_RATE_HZ else np.asarray(samples, np.float32)
     duration_s = audio.size / SAMPLE_RATE_HZ
-    density = QUERY_PEAKS_PER_S if query else PEAKS_PER_S
-    times, freqs, ranks = _peaks(audio, density)
+    times, freqs = _peaks(audio, PEAKS_PER_S)
     hashes, frames, spans = _triplet_hashes(
         times, freqs, expand=query, fan_out=QUERY_FAN_OUT if query else FAN_OUT
     )
-    # Verification compares peaks at the reference density, whatever density the query hashed.
-    stored = ranks < PEAKS_PER_S
-    pitches = np.clip(np.rint(freqs[stored] * PITCH_STEPS_PER_SEMITONE), 0, np.iinfo(np.uint16).max)
+    pitches = np.clip(np.rint(freqs * PITCH_STEPS_PER_SEMITONE), 0, np.iinfo(np.uint16).max)
     return AudioFingerprint(
         hashes=hashes,
         frames=frames,
         spans=spans,
         duration_s=duration_s,
-        peak_frames=times[stored].astype(np.uint32),
+        peak_frames=times.astype(np.uint32),
         peak_pitches=pitches.astype(np.uint16),
     )
 
@@ -301,15 +297,12 @@ def _band_bins() -> tuple[int, int]:
     return int(MIN_FREQUENCY_HZ / bin_hz), int(MAX_FREQUENCY_HZ / bin_hz) + 1
 
 
-def _peaks(
-    audio: NDArray[np.float32], peaks_per_s: int
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
-    """Peak frames, frequencies in semitones above MIN_FREQUENCY_HZ and strength rank (stronger peaks
-    around them, see _window_rank), sorted by time."""
+def _peaks(audio: NDArray[np.float32], peaks_per_s: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Peak frames and peak frequencies in semitones above MIN_FREQUENCY_HZ, sorted by time."""
     log_power = _spectrogram(audio)
     frame_count = log_power.shape[1]
     if frame_count < 3:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
     neighbourhood_max = _sliding_max(_sliding_max(log_power, PEAK_BINS, axis=0), PEAK_FRAMES, axis=1)
     # Ignore near-silence: a peak must stand well above the quietest part of the spectrogram.
     floor = np.percentile(log_power[:, ::8], 30.0) + 2.0
@@ -318,7 +311,7 @@ def _peaks(
     is_peak[-1, :] = False
     peak_bins, peak_frames = np.nonzero(is_peak)
     if peak_bins.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
     strength = log_power[peak_bins, peak_frames]
 
     # Keep the peaks with fewer than peaks_per_s stronger peaks within half a second either side: density
@@ -327,7 +320,6 @@ def _peaks(
     # depend on where the audio starts.
     rank = _window_rank(peak_frames, strength, frame_count)
     kept = rank < peaks_per_s
-    rank = rank[kept]
     peak_bins, peak_frames = peak_bins[kept], peak_frames[kept]
 
     # Parabolic interpolation of the peak in log power gives a sub-bin frequency.
@@ -341,7 +333,7 @@ def _peaks(
     frequency_hz = (peak_bins + low + np.clip(delta, -0.5, 0.5)) * (SAMPLE_RATE_HZ / N_FFT)
     semitones = 12.0 * np.log2(frequency_hz / MIN_FREQUENCY_HZ)
     time_order = np.lexsort((semitones, peak_frames))
-    return peak_frames[time_order].astype(np.int64), semitones[time_order], rank[time_order].astype(np.int64)
+    return peak_frames[time_order].astype(np.int64), semitones[time_order]
 
 
 def _window_rank(

@@ -232,7 +232,7 @@ def test_any_input_rate_is_resampled_to_the_fingerprint_rate():
 
 def test_a_query_forms_every_triplet_its_reference_forms_from_the_same_peaks(pieces):
     samples = next(iter(pieces.values()))[: 20 * SR]
-    times, semitones, _ = audio._peaks(samples, audio.PEAKS_PER_S)
+    times, semitones = audio._peaks(samples, audio.PEAKS_PER_S)
 
     reference = audio._triplet_hashes(times, semitones, expand=False, fan_out=audio.FAN_OUT)
     query = audio._triplet_hashes(times, semitones, expand=False, fan_out=audio.QUERY_FAN_OUT)
@@ -261,8 +261,8 @@ def test_an_excerpt_keeps_the_peaks_of_its_source_wherever_it_starts(pieces):
     start_frame = 211  # not a whole number of seconds: a block-based choice would differ here
     excerpt_samples = samples[start_frame * audio.HOP : (start_frame + 500) * audio.HOP]
 
-    source_frames, source_semitones, _ = audio._peaks(samples, audio.PEAKS_PER_S)
-    frames, semitones, _ = audio._peaks(excerpt_samples, audio.PEAKS_PER_S)
+    source_frames, source_semitones = audio._peaks(samples, audio.PEAKS_PER_S)
+    frames, semitones = audio._peaks(excerpt_samples, audio.PEAKS_PER_S)
 
     margin = round(0.5 / audio.FRAME_S)  # the excerpt's edges see only part of the ranking window
     inside = (source_frames >= start_frame + margin) & (source_frames < start_frame + 500 - margin)
