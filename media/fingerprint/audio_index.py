@@ -464,6 +464,46 @@ def _align(
     return votes, offset, scale
 
 
+@dataclass(frozen=True)
+class _VoteGrid:
+    """Votes per window of two adjacent (scale, offset bin) cells, and the cell of each agreeing match."""
+
+    windowed: NDArray[np.int64]  # (scales, offset bins - 1)
+    scale_index: NDArray[np.intp]  # per agreeing (scale, match) pair
+    match_index: NDArray[np.intp]
+    offset_bin: NDArray[np.int64]  # from 0; bin 0 starts at `low` x OFFSET_BIN_FRAMES
+    low: int
+
+
+def _vote_grid(
+    ref_frames: NDArray[np.float64],
+    query_frames: NDArray[np.float64],
+    span_ratio: NDArray[np.float64],
+    scales: NDArray[np.float64],
+) -> _VoteGrid | None:
+    """Count, for every scale and offset bin, the query anchors whose matches agree with it."""
+    # For every scale, the matches whose own span ratio agrees with it, and the offset each implies.
+    agree = np.abs(span_ratio[None, :] / scales[:, None] - 1.0) <= SPAN_TOLERANCE
+    scale_index, match_index = np.nonzero(agree)
+    if scale_index.size == 0:
+        return None
+    offsets = ref_frames[match_index] - scales[scale_index] * query_frames[match_index]
+    offset_bin = np.floor(offsets / OFFSET_BIN_FRAMES).astype(np.int64)
+    low = int(offset_bin.min())
+    offset_bin -= low
+    width = int(offset_bin.max()) + 2
+    cell = scale_index.astype(np.int64) * width + offset_bin
+    # One vote per query anchor frame per cell: the triplets that share an anchor (and a query hash's
+    # expansion variants) are not independent evidence.
+    query_slot = query_frames[match_index].astype(np.int64)
+    slots = int(query_slot.max()) + 1
+    distinct = _distinct(cell * slots + query_slot)[0] // slots
+    counts = np.bincount(distinct, minlength=scales.size * width).reshape(scales.size, width)
+    # A true alignment can straddle two bins: score windows of two adjacent bins.
+    windowed = counts[:, :-1] + counts[:, 1:]
+    return _VoteGrid(windowed, scale_index, match_index, offset_bin, low)
+
+
 def _coarse_alignments(
     ref_frames: NDArray[np.float64],
     query_frames: NDArray[np.float64],
@@ -471,26 +511,16 @@ def _coarse_alignments(
     scales: NDArray[np.float64],
 ) -> list[tuple[float, float]]:
     """(offset, scale) of the ALIGN_COARSE_WINDOWS windows with most votes on a coarse scale grid."""
-    agree = np.abs(span_ratio[None, :] / scales[:, None] - 1.0) <= SPAN_TOLERANCE
-    scale_index, match_index = np.nonzero(agree)
-    if scale_index.size == 0:
+    grid = _vote_grid(ref_frames, query_frames, span_ratio, scales)
+    if grid is None:
         return []
-    offsets = ref_frames[match_index] - scales[scale_index] * query_frames[match_index]
-    offset_bin = np.floor(offsets / OFFSET_BIN_FRAMES).astype(np.int64)
-    low = int(offset_bin.min())
-    width = int(offset_bin.max()) - low + 2
-    cell = scale_index.astype(np.int64) * width + (offset_bin - low)
-    slots = int(query_frames.max()) + 2
-    query_slot = query_frames[match_index].astype(np.int64)
-    distinct = _distinct(cell * slots + query_slot)[0] // slots
-    counts = np.bincount(distinct, minlength=scales.size * width).reshape(scales.size, width)
-    windowed = (counts[:, :-1] + counts[:, 1:]).ravel()
+    windowed = grid.windowed.ravel()
     top = min(ALIGN_COARSE_WINDOWS, windowed.size)
     best = np.argpartition(-windowed, top - 1)[:top]
     result = []
     for window in best[windowed[best] > 0]:
-        scale_at, bin_at = divmod(int(window), width - 1)
-        offset = (low + bin_at + 1) * OFFSET_BIN_FRAMES  # the window's centre
+        scale_at, bin_at = divmod(int(window), grid.windowed.shape[1])
+        offset = (grid.low + bin_at + 1) * OFFSET_BIN_FRAMES  # the window's centre
         result.append((float(offset), float(scales[scale_at])))
     return result
 
@@ -504,33 +534,18 @@ def _vote(
     """Votes, offset and scale of the best (scale, offset) window, and its inliers (query, reference)."""
     if ref_frames.size == 0:
         return None
-    # For every scale, the matches whose own span ratio agrees with it, and the offset each implies.
-    agree = np.abs(span_ratio[None, :] / scales[:, None] - 1.0) <= SPAN_TOLERANCE
-    scale_index, match_index = np.nonzero(agree)
-    if scale_index.size == 0:
+    grid = _vote_grid(ref_frames, query_frames, span_ratio, scales)
+    if grid is None:
         return None
-    offsets = ref_frames[match_index] - scales[scale_index] * query_frames[match_index]
-    offset_bin = np.floor(offsets / OFFSET_BIN_FRAMES).astype(np.int64)
-    low = int(offset_bin.min())
-    width = int(offset_bin.max()) - low + 2
-    cell = scale_index.astype(np.int64) * width + (offset_bin - low)
-    # One vote per query anchor frame per cell: the triplets that share an anchor (and a query hash's
-    # expansion variants) are not independent evidence.
-    query_slot = query_frames[match_index].astype(np.int64)
-    slots = int(query_slot.max()) + 1
-    distinct = _distinct(cell * slots + query_slot)[0] // slots
-    counts = np.bincount(distinct, minlength=scales.size * width).reshape(scales.size, width)
-    # A true alignment can straddle two bins: score windows of two adjacent bins.
-    windowed = counts[:, :-1] + counts[:, 1:]
-    best = int(np.argmax(windowed))
-    best_scale_index, best_bin = divmod(best, windowed.shape[1])
-    votes = int(windowed[best_scale_index, best_bin])
+    best = int(np.argmax(grid.windowed))
+    best_scale_index, best_bin = divmod(best, grid.windowed.shape[1])
+    votes = int(grid.windowed[best_scale_index, best_bin])
     # Offset by the median over the inliers of the winning window.
-    in_cell = (scale_index == best_scale_index) & (
-        (offset_bin - low == best_bin) | (offset_bin - low == best_bin + 1)
+    in_cell = (grid.scale_index == best_scale_index) & (
+        (grid.offset_bin == best_bin) | (grid.offset_bin == best_bin + 1)
     )
-    inlier_ref = ref_frames[match_index[in_cell]]
-    inlier_query = query_frames[match_index[in_cell]]
+    inlier_ref = ref_frames[grid.match_index[in_cell]]
+    inlier_query = query_frames[grid.match_index[in_cell]]
     scale = float(scales[best_scale_index])
     offset = float(np.median(inlier_ref - scale * inlier_query))
     return votes, offset, scale, (inlier_query, inlier_ref)
