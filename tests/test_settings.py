@@ -9,7 +9,7 @@ def test_the_default_database_is_sqlite_in_wal_mode_with_immediate_transactions(
         "from django.db import connection, transaction;"
         "cursor = connection.cursor(); cursor.execute('PRAGMA journal_mode'); print(cursor.fetchone()[0]);"
         "settings = connection.settings_dict;"
-        "print(settings['OPTIONS']['transaction_mode'], settings['CONN_MAX_AGE'])"
+        "print(settings['OPTIONS']['transaction_mode'], settings['CONN_MAX_AGE'], settings['ENGINE'])"
     )
     env = {
         **os.environ,
@@ -19,7 +19,7 @@ def test_the_default_database_is_sqlite_in_wal_mode_with_immediate_transactions(
     env.pop("DATABASE_URL", None)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["wal", "IMMEDIATE", "None"]
+    assert result.stdout.split() == ["wal", "IMMEDIATE", "None", "common.sqlite"]
 
 
 def test_database_url_switches_to_postgresql() -> None:

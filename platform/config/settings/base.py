@@ -82,9 +82,10 @@ def _database() -> dict[str, object]:
         config["CONN_HEALTH_CHECKS"] = env_bool("DB_HEALTH_CHECKS", True)
         return config
     # SQLite: WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN so two
-    # writers queue on the busy timeout instead of failing with "database is locked" on upgrade.
+    # writers queue instead of failing with "database is locked" on upgrade; common.sqlite queues them on
+    # a file lock (woken at once, not polled) and checkpoints the WAL outside it.
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": "common.sqlite",
         "NAME": env_str("SQLITE_PATH", str(VAR_DIR / "tribute.sqlite3")),
         "CONN_MAX_AGE": None,
         "OPTIONS": {

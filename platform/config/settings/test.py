@@ -29,7 +29,7 @@ STUDIO_DEV_TOP_UP = True
 
 # On SQLite the test database is a file, not shared-cache memory, so threaded tests see the real locking
 # (WAL, IMMEDIATE transactions) the site runs with.
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "common.sqlite":
     DATABASES["default"]["TEST"] = {
         "NAME": str(Path(tempfile.mkdtemp(prefix="tribute-test-db-")) / "test.sqlite3")
     }

@@ -1,0 +1,101 @@
+"""SQLite with writers queued on an OS file lock and the WAL checkpointed outside it.
+
+SQLite lets one writer at a time hold the database. A second writer that finds it taken sleeps in its
+busy handler (1, 2, 5, 10, 15, 20, 25 ... ms) and tries again, so under concurrent writes a request can
+wait tens of milliseconds for a lock that was free after one. Here every write transaction first takes
+an exclusive flock on a file beside the database: the kernel wakes the next waiter when the holder
+commits, so writers from every process and thread follow each other without sleeping. SQLite's own
+locking and busy timeout stay underneath; the file lock only orders who asks first.
+
+The committing writer also used to run SQLite's automatic checkpoint (copying the WAL back into the
+database, with two fsyncs) while every other writer waited for the lock. Automatic checkpoints are off;
+after releasing the lock a writer that finds the WAL over CHECKPOINT_WAL_BYTES runs a passive
+checkpoint, which never blocks the other writers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from typing import Any
+
+from django.db.backends.sqlite3 import base
+
+CHECKPOINT_WAL_BYTES = 4 << 20  # SQLite's own default checkpoints at 1,000 pages of 4 KiB
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    _writer_lock_fd: int | None = None
+    _writer_lock_held = False
+    _wal_checked_bytes = 0
+
+    def _on_disk(self) -> bool:
+        return bool(self.settings_dict["NAME"]) and not self.is_in_memory_db()
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        connection = super().get_new_connection(conn_params)
+        if self._on_disk():
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+            # A WAL that was checkpointed in full is cut back to nothing when it restarts, so its size on
+            # disk says how much is waiting to be checkpointed.
+            connection.execute("PRAGMA journal_size_limit=0")
+        return connection
+
+    def _start_transaction_under_autocommit(self) -> None:
+        self._acquire_writer_lock()
+        try:
+            super()._start_transaction_under_autocommit()  # type: ignore[misc]  # private in django-stubs
+        except BaseException:
+            self._release_writer_lock()
+            raise
+
+    def _commit(self) -> None:
+        try:
+            super()._commit()  # type: ignore[misc]  # private in django-stubs
+        finally:
+            self._release_writer_lock()
+        self._checkpoint_if_due()
+
+    def _rollback(self) -> None:
+        try:
+            super()._rollback()  # type: ignore[misc]  # private in django-stubs
+        finally:
+            self._release_writer_lock()
+
+    def _close(self) -> None:
+        try:
+            super()._close()  # type: ignore[misc]  # private in django-stubs
+        finally:
+            self._release_writer_lock()
+            if self._writer_lock_fd is not None:
+                os.close(self._writer_lock_fd)
+                self._writer_lock_fd = None
+
+    def _acquire_writer_lock(self) -> None:
+        if not self._on_disk():
+            return
+        if self._writer_lock_fd is None:
+            path = f"{self.settings_dict['NAME']}-writers.lock"
+            self._writer_lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._writer_lock_fd, fcntl.LOCK_EX)
+        self._writer_lock_held = True
+
+    def _release_writer_lock(self) -> None:
+        if self._writer_lock_held and self._writer_lock_fd is not None:
+            self._writer_lock_held = False
+            fcntl.flock(self._writer_lock_fd, fcntl.LOCK_UN)
+
+    def _checkpoint_if_due(self) -> None:
+        if not self._on_disk() or self.connection is None:
+            return
+        try:
+            size = os.stat(f"{self.settings_dict['NAME']}-wal").st_size
+        except OSError:
+            return
+        if size < self._wal_checked_bytes:  # the WAL restarted since this connection last looked
+            self._wal_checked_bytes = 0
+        # A reader holding an old snapshot can keep a checkpoint from finishing; try again only after
+        # another CHECKPOINT_WAL_BYTES, not on every commit.
+        if size >= self._wal_checked_bytes + CHECKPOINT_WAL_BYTES:
+            self._wal_checked_bytes = size
+            self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
