@@ -1,13 +1,14 @@
 """Load the metered access API the way production runs it and print what it sustains.
 
     python bench/access.py [--seconds 30] [--clients 50] [--workers 3] [--database sqlite|postgres]
+                           [--rate 400] [--paced-first]
 
 Starts gunicorn (several sync workers, DEBUG off, a real receipt key) on 127.0.0.1 against a fresh database
 (a temporary SQLite file, or a scratch database on the PostgreSQL server), drives POST /api/v1/access from
 two load-generator processes (asyncio, raw HTTP/1.1, a unique Idempotency-Key per request; the sync workers
-close each connection after the response, so every request opens one), then does the same against GET /api/v1/health (DRF, no database) as the baseline. Prints requests/s, p50, p99,
-errors, the ratio to the baseline, and whether the ledger still balances. Also times API key
-verification in-process.
+close each connection after the response, so every request opens one), then does the same against GET
+/api/v1/health (DRF, no database) as the baseline. Prints requests/s, p50, p99, errors, the ratio to the
+baseline, and whether the ledger still balances. Also times API key verification in-process.
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ def _key_verification_us() -> float:
     return (time.perf_counter() - started) / rounds * 1e6
 
 
-def run(database: str, seconds: float, clients: int, workers: int, rate: float) -> None:
+def run(database: str, seconds: float, clients: int, workers: int, rate: float, paced_first: bool) -> None:
     # (Not imported from access.receipts: this script's own name shadows the `access` package.)
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -269,8 +270,11 @@ def run(database: str, seconds: float, clients: int, workers: int, rate: float) 
     try:
         _wait_up()
         _load("access", str(setup["key"]), list(setup["works"]), 3, clients)  # warm-up
+        if paced_first:
+            paced = _load("access", str(setup["key"]), list(setup["works"]), seconds, clients, rate)
         access = _load("access", str(setup["key"]), list(setup["works"]), seconds, clients)
-        paced = _load("access", str(setup["key"]), list(setup["works"]), seconds, clients, rate)
+        if not paced_first:
+            paced = _load("access", str(setup["key"]), list(setup["works"]), seconds, clients, rate)
         bare = _load("health", "", [], seconds, clients)
     finally:
         server.send_signal(signal.SIGTERM)
@@ -326,11 +330,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--rate", type=float, default=400, help="offered rate of the paced run (req/s)")
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument(
+        "--paced-first", action="store_true", help="make the paced run first, on a fresh database"
+    )
     arguments = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     print(f"API key verification (checksum + SHA-256 compare): {_key_verification_us():.1f} µs per key")
     for database in ["sqlite", "postgres"] if arguments.database == "both" else [arguments.database]:
-        run(database, arguments.seconds, arguments.clients, arguments.workers, arguments.rate)
+        run(
+            database,
+            arguments.seconds,
+            arguments.clients,
+            arguments.workers,
+            arguments.rate,
+            arguments.paced_first,
+        )
 
 
 if __name__ == "__main__":

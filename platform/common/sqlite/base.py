@@ -8,20 +8,68 @@ commits, so writers from every process and thread follow each other without slee
 locking and busy timeout stay underneath; the file lock only orders who asks first.
 
 The committing writer also used to run SQLite's automatic checkpoint (copying the WAL back into the
-database, with two fsyncs) while every other writer waited for the lock. Automatic checkpoints are off;
-after releasing the lock a writer that finds the WAL over CHECKPOINT_WAL_BYTES runs a passive
-checkpoint, which never blocks the other writers.
+database, with two fsyncs that can take tens of milliseconds) while every other writer waited for the
+lock. Automatic checkpoints are off; a writer that finds the WAL over CHECKPOINT_WAL_BYTES after its
+commit wakes a background thread of its process, which runs a passive checkpoint: no request waits for
+it and it never blocks the writers.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import sqlite3
+import threading
 from typing import Any
 
 from django.db.backends.sqlite3 import base
 
 CHECKPOINT_WAL_BYTES = 4 << 20  # SQLite's own default checkpoints at 1,000 pages of 4 KiB
+
+logger = logging.getLogger(__name__)
+
+
+class _Checkpointer:
+    """A daemon thread, one per process and database file, that checkpoints the WAL when asked."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.asked = threading.Event()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.thread: threading.Thread | None = None
+
+    def ask(self) -> None:
+        self.idle.clear()
+        self.asked.set()
+        if self.thread is None or not self.thread.is_alive():  # also after a fork, which keeps no threads
+            self.thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self.path, timeout=20, check_same_thread=False)
+        try:
+            while True:
+                self.asked.wait()
+                self.asked.clear()
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    logger.exception("WAL checkpoint of %s failed", self.path)
+                if not self.asked.is_set():
+                    self.idle.set()
+        finally:
+            connection.close()
+
+
+_checkpointers: dict[str, _Checkpointer] = {}
+_checkpointers_lock = threading.Lock()
+
+
+def checkpointer(path: str) -> _Checkpointer:
+    with _checkpointers_lock:
+        return _checkpointers.setdefault(path, _Checkpointer(path))
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -98,4 +146,4 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # another CHECKPOINT_WAL_BYTES, not on every commit.
         if size >= self._wal_checked_bytes + CHECKPOINT_WAL_BYTES:
             self._wal_checked_bytes = size
-            self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            checkpointer(str(self.settings_dict["NAME"])).ask()
