@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import http.client
 import json
 import multiprocessing
@@ -269,12 +270,13 @@ def run(database: str, seconds: float, clients: int, workers: int, rate: float, 
     )
     try:
         _wait_up()
-        _load("access", str(setup["key"]), list(setup["works"]), 3, clients)  # warm-up
+        accesses = functools.partial(_load, "access", str(setup["key"]), list(setup["works"]))
+        accesses(3, clients)  # warm-up
         if paced_first:
-            paced = _load("access", str(setup["key"]), list(setup["works"]), seconds, clients, rate)
-        access = _load("access", str(setup["key"]), list(setup["works"]), seconds, clients)
+            paced = accesses(seconds, clients, rate)
+        access = accesses(seconds, clients)
         if not paced_first:
-            paced = _load("access", str(setup["key"]), list(setup["works"]), seconds, clients, rate)
+            paced = accesses(seconds, clients, rate)
         bare = _load("health", "", [], seconds, clients)
     finally:
         server.send_signal(signal.SIGTERM)

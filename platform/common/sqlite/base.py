@@ -39,16 +39,18 @@ class _Checkpointer:
         self.idle = threading.Event()
         self.idle.set()
         self.thread: threading.Thread | None = None
+        self.starting = threading.Lock()
 
     def ask(self) -> None:
         self.idle.clear()
         self.asked.set()
-        if self.thread is None or not self.thread.is_alive():  # also after a fork, which keeps no threads
-            self.thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-            self.thread.start()
+        with self.starting:  # two threads asking at once start one checkpointer
+            if self.thread is None or not self.thread.is_alive():  # also after a fork, which keeps no threads
+                self.thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+                self.thread.start()
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self.path, timeout=20, check_same_thread=False)
+        connection = sqlite3.connect(self.path, timeout=20)
         try:
             while True:
                 self.asked.wait()
@@ -73,16 +75,16 @@ def checkpointer(path: str) -> _Checkpointer:
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    _database_file: str | None = None  # None for an in-memory database: no other process can write it
     _writer_lock_fd: int | None = None
     _writer_lock_held = False
     _wal_checked_bytes = 0
 
-    def _on_disk(self) -> bool:
-        return bool(self.settings_dict["NAME"]) and not self.is_in_memory_db()
-
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
-        if self._on_disk():
+        name = str(self.settings_dict["NAME"])
+        self._database_file = name if name and not self.is_in_memory_db() else None
+        if self._database_file is not None:
             connection.execute("PRAGMA wal_autocheckpoint=0")
             # A WAL that was checkpointed in full is cut back to nothing when it restarts, so its size on
             # disk says how much is waiting to be checkpointed.
@@ -120,10 +122,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 self._writer_lock_fd = None
 
     def _acquire_writer_lock(self) -> None:
-        if not self._on_disk():
+        if self._database_file is None:
             return
         if self._writer_lock_fd is None:
-            path = f"{self.settings_dict['NAME']}-writers.lock"
+            path = f"{self._database_file}-writers.lock"
             self._writer_lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._writer_lock_fd, fcntl.LOCK_EX)
         self._writer_lock_held = True
@@ -134,10 +136,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
             fcntl.flock(self._writer_lock_fd, fcntl.LOCK_UN)
 
     def _checkpoint_if_due(self) -> None:
-        if not self._on_disk() or self.connection is None:
+        if self._database_file is None:
             return
         try:
-            size = os.stat(f"{self.settings_dict['NAME']}-wal").st_size
+            size = os.stat(f"{self._database_file}-wal").st_size
         except OSError:
             return
         if size < self._wal_checked_bytes:  # the WAL restarted since this connection last looked
@@ -146,4 +148,4 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # another CHECKPOINT_WAL_BYTES, not on every commit.
         if size >= self._wal_checked_bytes + CHECKPOINT_WAL_BYTES:
             self._wal_checked_bytes = size
-            checkpointer(str(self.settings_dict["NAME"])).ask()
+            checkpointer(self._database_file).ask()
