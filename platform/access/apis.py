@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import APIException
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -22,6 +24,7 @@ from rest_framework.views import APIView
 from access import payments, receipts, selectors, services, signing
 from accounts.models import ApiKey, Organisation
 from accounts.permissions import KeyScope, authenticated_user
+from accounts.services import api_key_authenticate
 from catalog import tracing
 from catalog.apis_tracing import TraceMatchSerializer
 from common.problems import ApiError, problem_response
@@ -52,6 +55,47 @@ def _well_formed(data: object) -> services.AccessRequest | None:
     if type(territory) is not str or len(territory) != 2 or not (territory.isascii() and territory.isalpha()):
         return None
     return services.AccessRequest(work_id=work, use_class=use, territory=territory.upper())
+
+
+def _idempotency_key(meta: dict[str, Any]) -> str | None:
+    key = meta.get("HTTP_IDEMPOTENCY_KEY", "").strip()
+    return key if 0 < len(key) <= _MAX_IDEMPOTENCY_KEY else None
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _plain_call(request: HttpRequest) -> tuple[ApiKey, str, services.AccessRequest] | None:
+    """The key, the Idempotency-Key and the request of a call that needs nothing of DRF: an active API
+    key with the `access` scope and an organisation, a well-formed JSON body, JSON (or anything) accepted
+    in reply, and no x402 payment. None for any other call, which DRF then handles (and refuses)."""
+    meta = request.META
+    if request.method != "POST" or request.content_type != "application/json":
+        return None
+    if "HTTP_PAYMENT_SIGNATURE" in meta or meta.get("HTTP_ACCEPT", "*/*") not in _PLAIN_ACCEPT:
+        return None
+    if not str(meta.get("CONTENT_LENGTH", "")).isdigit() or int(meta["CONTENT_LENGTH"]) > _PLAIN_BODY_BYTES:
+        return None
+    key = _idempotency_key(meta)
+    scheme, _, secret = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if key is None or scheme.lower() != "bearer":
+        return None
+    try:
+        data = json.loads(request.body.decode(), parse_constant=_refuse_constant)
+    except ValueError:  # also UnicodeDecodeError
+        return None
+    access = _well_formed(data)
+    if access is None:
+        return None
+    api_key = api_key_authenticate(secret=secret.strip())
+    if api_key is None or not api_key.has_scope("access") or api_key.organisation_id is None:
+        return None
+    return api_key, key, access
+
+
+_PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
+_PLAIN_BODY_BYTES = 4096
 
 
 class AccessApi(APIView):
@@ -87,6 +131,35 @@ class AccessApi(APIView):
         class Meta:
             ref_name = "AccessReceipt"
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """The common call (an access-scoped API key, a well-formed JSON body, no payment header) skips
+        DRF's request wrapping, content negotiation and renderers: they cost as much as the charge itself.
+        Anything else, and every error and 402, goes through DRF as usual."""
+        plain = _plain_call(request)
+        if plain is None:
+            return super().dispatch(request, *args, **kwargs)
+        api_key, key, access = plain
+        try:
+            response = self._access(api_key, key, access, payment_header=None)
+        except APIException as exc:
+            return self._finish_with_drf(request, exc, *args, **kwargs)
+        if isinstance(response, Response):  # the 402
+            return self._finish_with_drf(request, response, *args, **kwargs)
+        for header, value in self.default_response_headers.items():
+            response[header] = value
+        return response
+
+    def _finish_with_drf(
+        self, request: HttpRequest, outcome: Response | APIException, *args: Any, **kwargs: Any
+    ) -> Response:
+        """Answer a plain call's error or 402 as DRF's own dispatch would have."""
+        drf_request = self.initialize_request(request, *args, **kwargs)
+        self.request, self.args, self.kwargs = drf_request, args, kwargs
+        self.headers = self.default_response_headers
+        response = self.handle_exception(outcome) if isinstance(outcome, APIException) else outcome
+        self.response = self.finalize_response(drf_request, response, *args, **kwargs)
+        return self.response
+
     @extend_schema(
         request=InputSerializer,
         responses={200: OutputSerializer},
@@ -99,8 +172,8 @@ class AccessApi(APIView):
     def post(self, request: Request) -> Response | HttpResponse:
         api_key = request.auth
         assert isinstance(api_key, ApiKey) and api_key.organisation is not None
-        key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-        if not key or len(key) > _MAX_IDEMPOTENCY_KEY:
+        key = _idempotency_key(request.META)
+        if key is None:
             raise ApiError(
                 f"Send an {IDEMPOTENCY_HEADER} header (1 to {_MAX_IDEMPOTENCY_KEY} characters).",
                 code="idempotency_key_required",
@@ -114,8 +187,13 @@ class AccessApi(APIView):
                 use_class=data.validated_data["use"],
                 territory=data.validated_data["territory"].upper(),
             )
+        return self._access(api_key, key, access, payment_header=request.headers.get("PAYMENT-SIGNATURE"))
+
+    def _access(
+        self, api_key: ApiKey, key: str, access: services.AccessRequest, payment_header: str | None
+    ) -> Response | HttpResponse:
         organisation = api_key.organisation
-        payment_header = request.headers.get("PAYMENT-SIGNATURE")
+        assert organisation is not None
         settlement = None
         if payment_header:
             settlement = payments.x402_pay(

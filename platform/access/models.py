@@ -15,20 +15,31 @@ METERED_USES = [UseClass.AI_TRAIN, UseClass.AI_GENERATE, UseClass.STYLE, UseClas
 
 class AccessEvent(models.Model):
     """A granted access. Unique per organisation and Idempotency-Key; `response_body` is replayed byte
-    for byte when the same request comes again."""
+    for byte when the same request comes again.
+
+    The hot path inserts one of these per access, and every index is one more page written per insert, so
+    the foreign keys carry none of their own: the organisation's and the work's are served by the indexes
+    below, and grants, offers and keys are never looked up from here (nor deleted while accesses exist).
+    """
 
     access_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organisation = models.ForeignKey(
-        "accounts.Organisation", on_delete=models.PROTECT, related_name="accesses"
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="accesses", db_index=False
     )
     api_key = models.ForeignKey(
-        "accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="accesses"
+        "accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="accesses", db_index=False
     )
     idempotency_key = models.CharField(max_length=200)
     request_hash = models.CharField(max_length=64)
-    work = models.ForeignKey("catalog.Work", on_delete=models.PROTECT, related_name="accesses")
-    offer = models.ForeignKey("catalog.Offer", on_delete=models.PROTECT, related_name="accesses")
-    grant = models.ForeignKey("catalog.Grant", on_delete=models.PROTECT, related_name="accesses")
+    work = models.ForeignKey(
+        "catalog.Work", on_delete=models.PROTECT, related_name="accesses", db_index=False
+    )
+    offer = models.ForeignKey(
+        "catalog.Offer", on_delete=models.PROTECT, related_name="accesses", db_index=False
+    )
+    grant = models.ForeignKey(
+        "catalog.Grant", on_delete=models.PROTECT, related_name="accesses", db_index=False
+    )
     use_class = models.CharField(max_length=16)
     territory = models.CharField(max_length=2)
     price_minor = models.BigIntegerField()

@@ -6,8 +6,10 @@ import pytest
 from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from access import receipts
+from access.apis import AccessApi
 from access.models import AccessEvent, SpendCap
 from accounts.models import ApiKey
 from catalog.models import Grant
@@ -229,3 +231,79 @@ def test_a_revoked_licence_is_refused_on_the_next_access_and_charges_nothing(mar
     assert response.status_code == 403 and response.json()["code"] == "licence_revoked"
     assert AccessEvent.objects.count() == 1
     assert prepaid_available(organisation=market["org"], currency="USD") == 95
+
+
+def _both_paths(market, secret: str, **payload):
+    """The same call made plainly (Bearer key, JSON) and in a form only DRF's full path takes (the key in
+    X-Api-Key), each with its own Idempotency-Key."""
+    body = {"work": market["work"].pk, "use": "ai-train", "territory": "US", **payload}
+    plain = market["client"].post(
+        "/api/v1/access", body, format="json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4())
+    )
+    general = APIClient().post(
+        "/api/v1/access", body, format="json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()), HTTP_X_API_KEY=secret
+    )
+    return plain, general
+
+
+def _headers(response) -> dict[str, str]:
+    return {name: value for name, value in response.items() if name != "Content-Length"}
+
+
+@pytest.mark.parametrize(
+    ("funds", "payload", "status"),
+    [(100, {}, 200), (100, {"use": "voice"}, 403), (1, {}, 402), (100, {"work": 10**9}, 404)],
+)
+def test_the_plain_call_answers_as_the_general_path_does(market, funds, payload, status) -> None:
+    secret = factories.key(market["vendor"], "access")
+    _fund(market["org"], funds)
+
+    plain, general = _both_paths(market, secret, **payload)
+
+    assert plain.status_code == general.status_code == status
+    assert _headers(plain).keys() == _headers(general).keys()
+    for name in ("Content-Type", "Allow", "Vary"):
+        assert plain[name] == general[name]
+    if status == 200:
+        assert plain.json().keys() == general.json().keys()
+    else:
+        assert plain.json() == general.json()
+    if status == 402:
+        assert plain["PAYMENT-REQUIRED"] == general["PAYMENT-REQUIRED"]
+
+
+def test_the_plain_call_does_not_build_drf_requests(market, monkeypatch) -> None:
+    """The common call is answered without DRF's request wrapping; an odd one still gets it."""
+    _fund(market["org"], 100)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("DRF request built")
+
+    monkeypatch.setattr(AccessApi, "initialize_request", refuse)
+    assert _access(market["client"], market["work"].pk).status_code == 200
+    with pytest.raises(AssertionError, match="DRF request built"):
+        market["client"].post(
+            "/api/v1/access",
+            {"work": market["work"].pk, "use": "ai-train", "territory": "US"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="odd",
+            HTTP_ACCEPT="text/html",
+        )
+
+
+def test_access_events_carry_only_the_indexes_their_lookups_use() -> None:
+    """Every index is one more page each access writes: none per foreign key."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, AccessEvent._meta.db_table)
+    indexed = {
+        tuple(found["columns"])
+        for found in constraints.values()
+        if (found["index"] or found["unique"]) and not found["primary_key"]
+    }
+    assert indexed == {
+        ("access_id",),
+        ("organisation_id", "idempotency_key"),
+        ("created_at",),
+        ("organisation_id", "created_at"),
+        ("work_id", "created_at"),
+    }

@@ -129,3 +129,22 @@ def test_the_wal_is_checkpointed_in_the_background_and_stays_bounded(tmp_path, m
     assert largest < 4 * (64 << 10)
     assert connection.cursor().execute("SELECT count(*) FROM t").fetchone() == (200,)
     connection.close()
+
+
+def test_the_wal_stays_bounded_under_writes_that_never_pause(tmp_path, monkeypatch) -> None:
+    """Frames added while a checkpoint runs keep the WAL from starting again; past CATCH_UP_WAL_BYTES the
+    checkpointer holds the writers back for the last frames, so the file stops growing."""
+    monkeypatch.setattr(base, "CHECKPOINT_WAL_BYTES", 64 << 10)
+    monkeypatch.setattr(base, "CATCH_UP_WAL_BYTES", 512 << 10)
+    path = tmp_path / "db.sqlite3"
+    connection = _connection(path)
+    connection.cursor().execute("CREATE TABLE t (x BLOB)")
+    largest = 0
+    for _ in range(3000):  # about 25 MB written, back to back
+        _begin(connection)
+        connection.cursor().execute("INSERT INTO t VALUES (randomblob(8000))")
+        _end(connection, commit=True)
+        largest = max(largest, os.stat(f"{path}-wal").st_size)
+    assert largest < 4 << 20
+    assert connection.cursor().execute("SELECT count(*) FROM t").fetchone() == (3000,)
+    connection.close()

@@ -12,6 +12,11 @@ database, with two fsyncs that can take tens of milliseconds) while every other 
 lock. Automatic checkpoints are off; a writer that finds the WAL over CHECKPOINT_WAL_BYTES after its
 commit wakes a background thread of its process, which runs a passive checkpoint: no request waits for
 it and it never blocks the writers.
+
+Under a steady stream of writes that alone would let the WAL grow without end: it starts again from the
+beginning only when a writer finds every frame copied, and new frames arrive while a checkpoint runs. So
+when the WAL passes CATCH_UP_WAL_BYTES the checkpointer copies the last frames while holding the writers'
+lock (a pause of one checkpoint's two fsyncs), and the next writer starts the WAL again.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 from django.db.backends.sqlite3 import base
 
 CHECKPOINT_WAL_BYTES = 4 << 20  # SQLite's own default checkpoints at 1,000 pages of 4 KiB
+CATCH_UP_WAL_BYTES = 64 << 20
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +62,39 @@ class _Checkpointer:
                 self.asked.wait()
                 self.asked.clear()
                 try:
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    self._checkpoint(connection)
                 except sqlite3.Error:
                     logger.exception("WAL checkpoint of %s failed", self.path)
                 if not self.asked.is_set():
                     self.idle.set()
         finally:
             connection.close()
+
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the bulk of it, beside the writers
+        if _wal_bytes(self.path) < CATCH_UP_WAL_BYTES:
+            return
+        # Writers kept adding frames while it ran, so none found the WAL copied in full and started it
+        # again: copy what came meanwhile, then the little left with the writers held back, and the next
+        # writer starts the WAL from the beginning.
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        descriptor = _open_writers_lock(self.path)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            os.close(descriptor)  # also releases the lock
+
+
+def _wal_bytes(database_file: str) -> int:
+    try:
+        return os.stat(f"{database_file}-wal").st_size
+    except OSError:
+        return 0
+
+
+def _open_writers_lock(database_file: str) -> int:
+    return os.open(f"{database_file}-writers.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 _checkpointers: dict[str, _Checkpointer] = {}
@@ -125,8 +157,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self._database_file is None:
             return
         if self._writer_lock_fd is None:
-            path = f"{self._database_file}-writers.lock"
-            self._writer_lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._writer_lock_fd = _open_writers_lock(self._database_file)
         fcntl.flock(self._writer_lock_fd, fcntl.LOCK_EX)
         self._writer_lock_held = True
 
@@ -138,10 +169,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _checkpoint_if_due(self) -> None:
         if self._database_file is None:
             return
-        try:
-            size = os.stat(f"{self._database_file}-wal").st_size
-        except OSError:
-            return
+        size = _wal_bytes(self._database_file)
         if size < self._wal_checked_bytes:  # the WAL restarted since this connection last looked
             self._wal_checked_bytes = 0
         # A reader holding an old snapshot can keep a checkpoint from finishing; try again only after
