@@ -19,7 +19,8 @@ class AccessEvent(models.Model):
 
     The hot path inserts one of these per access, and every index is one more page written per insert, so
     the foreign keys carry none of their own: the organisation's and the work's are served by the indexes
-    below, and grants, offers and keys are never looked up from here (nor deleted while accesses exist).
+    below; grants, offers and keys are never looked up from here (grants and offers cannot be deleted
+    while accesses name them, and keys are revoked, not deleted).
     """
 
     access_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
