@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access import payments, receipts, selectors, services, signing
+from accounts.authentication import presented_secret
 from accounts.models import ApiKey, Organisation
 from accounts.permissions import KeyScope, authenticated_user
 from accounts.services import api_key_authenticate
@@ -66,10 +67,15 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+_PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
+_PLAIN_BODY_BYTES = 4096
+
+
 def _plain_call(request: HttpRequest) -> tuple[ApiKey, str, services.AccessRequest] | None:
     """The key, the Idempotency-Key and the request of a call that needs nothing of DRF: an active API
-    key with the `access` scope and an organisation, a well-formed JSON body, JSON (or anything) accepted
-    in reply, and no x402 payment. None for any other call, which DRF then handles (and refuses)."""
+    key (Bearer or X-Api-Key) with the `access` scope and an organisation, a well-formed JSON body, JSON
+    (or anything) accepted in reply, and no x402 payment. None for any other call, which DRF then
+    handles (and refuses)."""
     meta = request.META
     if request.method != "POST" or request.content_type != "application/json":
         return None
@@ -77,9 +83,8 @@ def _plain_call(request: HttpRequest) -> tuple[ApiKey, str, services.AccessReque
         return None
     if not str(meta.get("CONTENT_LENGTH", "")).isdigit() or int(meta["CONTENT_LENGTH"]) > _PLAIN_BODY_BYTES:
         return None
-    key = _idempotency_key(meta)
-    scheme, _, secret = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if key is None or scheme.lower() != "bearer":
+    key, secret = _idempotency_key(meta), presented_secret(meta)
+    if key is None or secret is None:
         return None
     try:
         data = json.loads(request.body.decode(), parse_constant=_refuse_constant)
@@ -88,14 +93,10 @@ def _plain_call(request: HttpRequest) -> tuple[ApiKey, str, services.AccessReque
     access = _well_formed(data)
     if access is None:
         return None
-    api_key = api_key_authenticate(secret=secret.strip())
+    api_key = api_key_authenticate(secret=secret)
     if api_key is None or not api_key.has_scope("access") or api_key.organisation_id is None:
         return None
     return api_key, key, access
-
-
-_PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
-_PLAIN_BODY_BYTES = 4096
 
 
 class AccessApi(APIView):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -10,23 +11,25 @@ from accounts.models import ApiKey, User
 from accounts.services import api_key_authenticate
 
 
+def presented_secret(meta: Mapping[str, Any]) -> str | None:
+    """The API key secret a request presents (`Authorization: Bearer …`, else `X-Api-Key: …`); None when
+    it presents none (no such header, or another Authorization scheme)."""
+    header = meta.get("HTTP_AUTHORIZATION", "")
+    if header:
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == ApiKeyAuthentication.keyword.lower() else None
+    return meta.get("HTTP_X_API_KEY", "").strip() or None
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer trb_…` (or `X-Api-Key: trb_…`). request.auth is the ApiKey row."""
 
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        secret = ""
-        if header:
-            scheme, _, value = header.partition(" ")
-            if scheme.lower() != self.keyword.lower():
-                return None
-            secret = value.strip()
-        else:
-            secret = request.META.get("HTTP_X_API_KEY", "").strip()
-            if not secret:
-                return None
+        secret = presented_secret(request.META)
+        if secret is None:
+            return None
         api_key = api_key_authenticate(secret=secret)
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is invalid, expired or revoked.")
