@@ -253,6 +253,9 @@ def synthetic_fingerprints(
         # Peaks at the template's times with pitches drawn from the pooled real pitches: what verification
         # compares has the real density and pitch distribution, but is not music.
         pitches = pitch_pool[rng.integers(0, pitch_pool.size, template.peak_frames.size)]
+        # The spectral envelope of another real render (shared, not copied): music, but not the music the
+        # template's times came from.
+        donor = real[(i % len(real) + 1 + (i // len(real)) % max(1, len(real) - 1)) % len(real)]
         fakes.append(
             AudioFingerprint(
                 hashes=hashes,
@@ -261,6 +264,8 @@ def synthetic_fingerprints(
                 duration_s=template.duration_s,
                 peak_frames=template.peak_frames,
                 peak_pitches=pitches,
+                envelope=donor.envelope,
+                envelope_tops=donor.envelope_tops,
             )
         )
     return fakes

@@ -15,12 +15,16 @@ Method (after Wang's landmark hashing and Six & Leman's Panako, written from scr
    ``media.fingerprint.audio_index``.
 5. The fingerprint also keeps the spectral peaks themselves (frame and pitch, about 3 bytes a peak), so a
    candidate found by the hashes can be verified peak by peak under its alignment.
+6. And a coarse spectral envelope (quarter-semitone bands, ENVELOPE_RATE_HZ frames a second, 4 bits a
+   band), so that a verified candidate can be compared on its whole spectrum: what tells a copy from
+   different music sharing many of its notes. A query keeps its power spectrogram in memory instead.
 
 Pure Python (numpy + scipy + soundfile), no Django.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -32,14 +36,15 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 from scipy import fft as scipy_fft
-from scipy import signal
+from scipy import signal, sparse
 
 from media.errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
 from media.validation import AUDIO_FORMATS, sniff
 
 # v2: the peaks are stored for verification; v3: peaks ranked in a window centred on each (v2 used fixed
-# one-second blocks), so the stored hashes and peaks differ from v2's for the same audio.
-ALGORITHM = "aud-triplet-ratio-v3"
+# one-second blocks), so the stored hashes and peaks differ from v2's for the same audio; v4: the spectral
+# envelope is stored too (hashes and peaks as in v3).
+ALGORITHM = "aud-triplet-ratio-v4"
 
 SAMPLE_RATE_HZ = 8000
 N_FFT = 1024
@@ -70,6 +75,20 @@ TIME_RATIO_STEPS = 12  # multiples of 1/12 keep 1/2, 1/3, 1/4, 2/3, 3/4 (beat fr
 OCTAVE_BAND_STEP = 0.5  # octaves per band for f1
 SPAN_STEP = 1.25  # spans t3 - t1 are hashed in geometric bands of this ratio, from MIN_SPAN_FRAMES
 
+# Spectral envelope (v4): log power in quarter-semitone bands, ENVELOPE_RATE_HZ frames a second, each frame
+# stored as its top level plus every band's distance below it in ENVELOPE_LEVELS steps of ENVELOPE_STEP (ln
+# power); what lies deeper sits on the floor. Verification compares it with the query's spectrum under the
+# found alignment: peaks tell a copy from unrelated music, the whole spectrum also tells it from look-alike
+# music that shares many of its notes (see media.fingerprint.audio_index).
+ENVELOPE_MIN_HZ = 110.0
+ENVELOPE_MAX_HZ = 3600.0
+ENVELOPE_BANDS_PER_SEMITONE = 4
+ENVELOPE_BANDS = int(12 * ENVELOPE_BANDS_PER_SEMITONE * np.log2(ENVELOPE_MAX_HZ / ENVELOPE_MIN_HZ)) + 1
+ENVELOPE_RATE_HZ = 8
+ENVELOPE_STEP = 0.75
+ENVELOPE_LEVELS = 16  # 4 bits a band
+ENVELOPE_PACKED_WIDTH = (ENVELOPE_BANDS + 1) // 2  # bytes a frame
+
 MAX_INPUT_BYTES = 200 * 1024 * 1024
 MAX_DURATION_S = 30 * 60.0
 
@@ -77,9 +96,11 @@ MAX_DURATION_S = 30 * 60.0
 PITCH_STEPS_PER_SEMITONE = 64
 
 _MAGIC_V1 = b"AFP1"  # hashes only (aud-triplet-ratio-v1)
-_MAGIC = b"AFP2"  # hashes and peaks
+_MAGIC_V2 = b"AFP2"  # hashes and peaks (v2, v3)
+_MAGIC = b"AFP3"  # hashes, peaks and envelope (v4)
 _HEADER_V1 = struct.Struct("<4sIf")  # magic, count, duration_s
-_HEADER = struct.Struct("<4sIfI")  # magic, count, duration_s, peak count
+_HEADER_V2 = struct.Struct("<4sIfI")  # magic, count, duration_s, peak count
+_HEADER = struct.Struct("<4sIfII")  # magic, count, duration_s, peak count, envelope frames
 
 
 def _no_frames() -> NDArray[np.uint32]:
@@ -88,6 +109,14 @@ def _no_frames() -> NDArray[np.uint32]:
 
 def _no_pitches() -> NDArray[np.uint16]:
     return np.zeros(0, dtype=np.uint16)
+
+
+def _no_envelope() -> NDArray[np.uint8]:
+    return np.zeros((0, ENVELOPE_BANDS), dtype=np.uint8)
+
+
+def _no_tops() -> NDArray[np.float16]:
+    return np.zeros(0, dtype=np.float16)
 
 
 @dataclass(frozen=True)
@@ -102,6 +131,12 @@ class AudioFingerprint:
     # fingerprints stored by aud-triplet-ratio-v1, which can then only be matched on their hashes.
     peak_frames: NDArray[np.uint32] = field(default_factory=_no_frames)
     peak_pitches: NDArray[np.uint16] = field(default_factory=_no_pitches)  # 1/64 semitone above 120 Hz
+    # The spectral envelope, (frames, ENVELOPE_BANDS) levels below each frame's top (0: ENVELOPE_LEVELS - 1
+    # steps or more below it), and the tops in ln power. Empty before v4.
+    envelope: NDArray[np.uint8] = field(default_factory=_no_envelope)
+    envelope_tops: NDArray[np.float16] = field(default_factory=_no_tops)
+    # A query's power spectrogram (frames, N_FFT // 2 + 1), kept in memory for verification, never stored.
+    spectrum: NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
 
     @property
     def peak_semitones(self) -> NDArray[np.float64]:
@@ -127,29 +162,33 @@ class AudioFingerprint:
             + self.spans[order].astype(np.uint8).tobytes()
             + peak_deltas.astype("<u4").tobytes()
             + self.peak_pitches[peak_order].astype("<u2").tobytes()
+            + self.envelope_tops.astype("<f2").tobytes()
+            + _pack_nibbles(self.envelope)
         )
         header = _HEADER.pack(
-            _MAGIC, int(self.hashes.size), float(self.duration_s), int(self.peak_frames.size)
+            _MAGIC,
+            int(self.hashes.size),
+            float(self.duration_s),
+            int(self.peak_frames.size),
+            int(self.envelope_tops.size),
         )
         return header + zlib.compress(body, 6)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AudioFingerprint:
-        """Read either storage form: AFP2 (hashes and peaks) or the older AFP1 (hashes only)."""
+        """Read any storage form: AFP3 (v4), AFP2 (hashes and peaks) or AFP1 (hashes only)."""
         if len(data) < _HEADER_V1.size:
             raise CorruptMedia("The audio fingerprint is truncated.")
         magic = data[:4]
-        if magic == _MAGIC_V1:
-            _, count, duration_s = _HEADER_V1.unpack_from(data)
-            peak_count, header_size = 0, _HEADER_V1.size
-        elif magic == _MAGIC and len(data) >= _HEADER.size:
-            _, count, duration_s, peak_count = _HEADER.unpack_from(data)
-            header_size = _HEADER.size
-        elif magic == _MAGIC:
-            raise CorruptMedia("The audio fingerprint is truncated.")
-        else:
+        header = {_MAGIC_V1: _HEADER_V1, _MAGIC_V2: _HEADER_V2, _MAGIC: _HEADER}.get(magic)
+        if header is None:
             raise CorruptMedia("The bytes are not an audio fingerprint.")
-        expected = count * 9 + peak_count * 6
+        if len(data) < header.size:
+            raise CorruptMedia("The audio fingerprint is truncated.")
+        count, duration_s, peak_count, envelope_frames = (*header.unpack_from(data)[1:], 0, 0)[:4]
+        header_size = header.size
+        envelope_bytes = envelope_frames * ENVELOPE_PACKED_WIDTH
+        expected = count * 9 + peak_count * 6 + envelope_frames * 2 + envelope_bytes
         try:
             # max_length bounds the output, so a forged count or payload cannot inflate memory.
             decompressor = zlib.decompressobj()
@@ -163,6 +202,11 @@ class AudioFingerprint:
         spans = np.frombuffer(body, dtype=np.uint8, count=count, offset=8 * count).copy()
         peak_deltas = np.frombuffer(body, dtype="<u4", count=peak_count, offset=9 * count).astype(np.int64)
         pitches = np.frombuffer(body, dtype="<u2", count=peak_count, offset=9 * count + 4 * peak_count)
+        at = 9 * count + 6 * peak_count
+        tops = np.frombuffer(body, dtype="<f2", count=envelope_frames, offset=at)
+        envelope = _unpack_nibbles(body[at + 2 * envelope_frames :], envelope_frames)
+        if not np.all(np.isfinite(tops)):
+            raise CorruptMedia("The audio fingerprint has non-finite envelope levels.")
         frames = np.cumsum(deltas)
         peak_frames = np.cumsum(peak_deltas)
         limit = np.iinfo(np.uint32).max
@@ -175,7 +219,32 @@ class AudioFingerprint:
             duration_s=float(duration_s),
             peak_frames=peak_frames.astype(np.uint32),
             peak_pitches=pitches.astype(np.uint16),
+            envelope=envelope,
+            envelope_tops=tops.astype(np.float16),
         )
+
+
+def pack_levels(levels: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Envelope levels (frames, ENVELOPE_BANDS) two to a byte: (frames, ENVELOPE_PACKED_WIDTH)."""
+    if levels.shape[1] % 2:
+        levels = np.pad(levels, ((0, 0), (0, 1)))
+    pairs = levels.reshape(levels.shape[0], ENVELOPE_PACKED_WIDTH, 2).astype(np.uint8)
+    return np.ascontiguousarray((pairs[:, :, 0] << 4) | pairs[:, :, 1]).astype(np.uint8)
+
+
+def unpack_levels(packed: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """The inverse of pack_levels."""
+    levels = np.stack([packed >> 4, packed & 0x0F], axis=2).reshape(packed.shape[0], 2 * packed.shape[1])
+    return np.ascontiguousarray(levels[:, :ENVELOPE_BANDS])
+
+
+def _pack_nibbles(levels: NDArray[np.uint8]) -> bytes:
+    return pack_levels(levels).tobytes()
+
+
+def _unpack_nibbles(data: bytes, frames: int) -> NDArray[np.uint8]:
+    packed = np.frombuffer(data, dtype=np.uint8, count=frames * ENVELOPE_PACKED_WIDTH)
+    return unpack_levels(packed.reshape(frames, ENVELOPE_PACKED_WIDTH))
 
 
 def decode(
@@ -263,11 +332,14 @@ def compute(samples: NDArray[np.floating], sr: int, *, query: bool = False) -> A
         raise MediaError("The sample rate must be positive.")
     audio = resample(np.asarray(samples), sr) if sr != SAMPLE_RATE_HZ else np.asarray(samples, np.float32)
     duration_s = audio.size / SAMPLE_RATE_HZ
-    times, freqs = _peaks(audio, PEAKS_PER_S)
+    power = _power(audio)
+    times, freqs = _peaks(_spectrogram(power), PEAKS_PER_S)
     hashes, frames, spans = _triplet_hashes(
         times, freqs, expand=query, fan_out=QUERY_FAN_OUT if query else FAN_OUT
     )
     pitches = np.clip(np.rint(freqs * PITCH_STEPS_PER_SEMITONE), 0, np.iinfo(np.uint16).max)
+    # A query keeps its power spectrum instead, to be compared under whatever alignment it is found at.
+    levels, tops = _envelope(power) if not query else (_no_envelope(), _no_tops())
     return AudioFingerprint(
         hashes=hashes,
         frames=frames,
@@ -275,21 +347,27 @@ def compute(samples: NDArray[np.floating], sr: int, *, query: bool = False) -> A
         duration_s=duration_s,
         peak_frames=times.astype(np.uint32),
         peak_pitches=pitches.astype(np.uint16),
+        envelope=levels,
+        envelope_tops=tops,
+        spectrum=power if query else None,
     )
 
 
-def _spectrogram(audio: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Log-power STFT restricted to [MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ]; shape (bins, frames)."""
+def _power(audio: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Power STFT, shape (frames, N_FFT // 2 + 1); frame i starts at sample i * HOP."""
     if audio.size < N_FFT:
         audio = np.pad(audio, (0, N_FFT - audio.size))
     frame_count = 1 + (audio.size - N_FFT) // HOP
     strided = np.lib.stride_tricks.sliding_window_view(audio, N_FFT)[::HOP][:frame_count]
     window = np.hanning(N_FFT).astype(np.float32)
     spectrum = scipy_fft.rfft(strided * window, axis=1)  # single precision: twice as fast, precise enough
+    return np.asarray(spectrum.real**2 + spectrum.imag**2, dtype=np.float32)
+
+
+def _spectrogram(power: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Log power restricted to [MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ]; shape (bins, frames)."""
     low, high = _band_bins()
-    band = spectrum[:, low:high]
-    power = band.real**2 + band.imag**2
-    return np.log(np.ascontiguousarray(power.T) + np.float32(1e-9))
+    return np.log(np.ascontiguousarray(power[:, low:high].T) + np.float32(1e-9))
 
 
 def _band_bins() -> tuple[int, int]:
@@ -297,9 +375,74 @@ def _band_bins() -> tuple[int, int]:
     return int(MIN_FREQUENCY_HZ / bin_hz), int(MAX_FREQUENCY_HZ / bin_hz) + 1
 
 
-def _peaks(audio: NDArray[np.float32], peaks_per_s: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+@functools.lru_cache(maxsize=64)
+def envelope_filterbank(semitones: float = 0.0) -> sparse.csc_matrix:
+    """Weights (N_FFT // 2 + 1, ENVELOPE_BANDS) that sum FFT power into quarter-semitone bands.
+
+    Each band is a triangle around its centre, as wide as a band or, low down where bands are narrower
+    than FFT bins, as a bin (linear interpolation between the two nearest bins). ``semitones`` moves every
+    centre down by that interval: the bands of audio played that much higher land on the bands of the
+    original, which is how a query with a pitch change is compared with its reference.
+    """
+    centres = ENVELOPE_MIN_HZ * np.exp2(
+        np.arange(ENVELOPE_BANDS) / (12.0 * ENVELOPE_BANDS_PER_SEMITONE) - semitones / 12.0
+    )
+    bin_hz = SAMPLE_RATE_HZ / N_FFT
+    widths = np.maximum(centres * (2.0 ** (1.0 / (12 * ENVELOPE_BANDS_PER_SEMITONE)) - 1.0), bin_hz)
+    frequencies = np.arange(N_FFT // 2 + 1) * bin_hz
+    weights = np.maximum(0.0, 1.0 - np.abs(frequencies[:, None] - centres[None, :]) / widths[None, :])
+    weights = (weights / weights.sum(axis=0, keepdims=True)).astype(np.float32)
+    # Each band takes a few bins: as a sparse matrix the product costs a fiftieth of a dense one.
+    return sparse.csc_matrix(weights)
+
+
+def envelope_slots(frame_starts_s: NDArray[np.floating]) -> NDArray[np.int64]:
+    """The envelope frame each STFT frame falls in, from the frames' start times (reference seconds)."""
+    return np.floor(frame_starts_s * ENVELOPE_RATE_HZ + 1e-9).astype(np.int64)
+
+
+def pool_power(
+    power: NDArray[np.float32], slots: NDArray[np.int64], first: int, count: int
+) -> NDArray[np.float32]:
+    """Mean power spectrum of the STFT frames in each envelope frame first .. first + count - 1.
+
+    ``slots`` (from envelope_slots) must not decrease; frames outside the range are ignored.
+    """
+    low, high = np.searchsorted(slots, [first, first + count])
+    local = slots[low:high] - first
+    if local.size == 0:
+        return np.zeros((count, power.shape[1]), dtype=np.float32)
+    starts = np.flatnonzero(np.concatenate(([True], local[1:] != local[:-1])))
+    sums = np.add.reduceat(power[low:high], starts, axis=0)
+    held = np.diff(starts, append=local.size)
+    mean = np.zeros((count, power.shape[1]), dtype=np.float32)
+    mean[local[starts]] = sums / held[:, None]
+    return mean
+
+
+def log_bands(mean_power: NDArray[np.float32], semitones: float = 0.0) -> NDArray[np.float32]:
+    """ln band power (frames, ENVELOPE_BANDS) of pooled power, with the bands moved by ``semitones``."""
+    bands = np.asarray(envelope_filterbank(round(semitones, 4)).T.dot(mean_power.T).T, dtype=np.float32)
+    return np.log(bands + np.float32(1e-9))
+
+
+def envelope_log_power(levels: NDArray[np.uint8], tops: NDArray[np.float16]) -> NDArray[np.float32]:
+    """A stored envelope as ln power, (frames, ENVELOPE_BANDS); the floor level stands for anything deeper."""
+    below = (levels.astype(np.float32) - (ENVELOPE_LEVELS - 1)) * np.float32(ENVELOPE_STEP)
+    return below + tops.astype(np.float32)[:, None]
+
+
+def _envelope(power: NDArray[np.float32]) -> tuple[NDArray[np.uint8], NDArray[np.float16]]:
+    slots = envelope_slots(np.arange(power.shape[0]) * FRAME_S)
+    bands = log_bands(pool_power(power, slots, 0, int(slots[-1]) + 1))
+    tops = bands.max(axis=1).astype(np.float16)
+    below = (bands - tops.astype(np.float32)[:, None]) / np.float32(ENVELOPE_STEP)
+    levels = np.clip(np.rint(below) + (ENVELOPE_LEVELS - 1), 0, ENVELOPE_LEVELS - 1)
+    return levels.astype(np.uint8), tops
+
+
+def _peaks(log_power: NDArray[np.float32], peaks_per_s: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Peak frames and peak frequencies in semitones above MIN_FREQUENCY_HZ, sorted by time."""
-    log_power = _spectrogram(audio)
     frame_count = log_power.shape[1]
     if frame_count < 3:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)

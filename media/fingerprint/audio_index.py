@@ -17,7 +17,14 @@ half an FFT bin. The same count with the query laid over other places of the sam
 chance confirms for that reference; the evidence is the fraction of the query's peaks confirmed beyond
 chance (capped by its significance) times its coverage, the share of the query's one-second windows
 whose peaks are confirmed beyond chance (a copy matches throughout; a passage or style two pieces share
-matches over part of the query), and the confidence a logistic of the evidence set from
+matches over part of the query).
+
+Peaks alone do not tell the same recording from different music that shares many of its notes (movements of
+one mass on the same instrument confirm half their peaks evenly, as many as a copy keeps under heavy noise).
+So a candidate the peaks support is last compared on its whole spectrum: the query's band spectrum, mapped
+through the alignment and the pitch shift the peaks found, against the envelope the reference stored (v4),
+seen through the query's own noise. The evidence is then the peaks' support (saturating at PEAKS_ESTABLISH)
+times that correlation to the fourth power, and the confidence a logistic of it, set from
 bench/fingerprint_audio.py (docs/fingerprinting.md, "Audio"). Matches are ordered by confidence.
 
 Pure Python (numpy), no Django.
@@ -33,12 +40,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from media.fingerprint.audio import (
+    ENVELOPE_RATE_HZ,
     FRAME_S,
     MIN_FREQUENCY_HZ,
     N_FFT,
     PITCH_STEPS_PER_SEMITONE,
     SAMPLE_RATE_HZ,
     AudioFingerprint,
+    envelope_log_power,
+    envelope_slots,
+    log_bands,
+    pack_levels,
+    pool_power,
+    unpack_levels,
 )
 
 RefId = Hashable
@@ -80,6 +94,28 @@ CHANCE_TRIALS = 16
 COVERAGE_WINDOW_S = 1.0
 COVERAGE_MIN_EXCESS = 0.3
 
+# Spectrum: an aligned candidate whose peaks give at least SPECTRUM_FROM_EVIDENCE is compared with the
+# reference's stored envelope (see _spectrum_correlation); the pitch is refined by SPECTRUM_PITCH_STEPS
+# semitones around the peaks' best shift. The query's noise in each band is the NOISE_PERCENTILE of its
+# frames; cells are compared where the query stands SPECTRUM_MASK_LN over its band's median, both sides
+# floored SPECTRUM_FLOOR_LN under their frame's loudest band.
+SPECTRUM_FROM_EVIDENCE = 0.02
+SPECTRUM_PITCH_STEPS = (-0.1, -0.05, 0.0, 0.05, 0.1)
+SPECTRUM_MASK_LN = 1.0
+SPECTRUM_FLOOR_LN = 11.25
+SPECTRUM_MIN_CELLS = 16
+# A query longer than SPECTRUM_WINDOW_S is compared window by window (SPECTRUM_WINDOW_HOP_S apart), the best
+# window kept: a remix or a compilation holds the reference in some stretches and other sounds in the rest.
+SPECTRUM_WINDOW_S = 5.0
+SPECTRUM_WINDOW_HOP_S = 2.5
+NOISE_PERCENTILE = 5.0
+NOISE_MARGIN_LN = 2.0  # cells this far over the noise set the gain between query and reference
+# The evidence of a candidate checked on its spectrum: min(1, peak evidence / PEAKS_ESTABLISH) x
+# correlation ** SPECTRUM_POWER. The peaks say the alignment is real (0.1 of the query's peaks beyond chance
+# is far beyond what chance gives), the spectrum says whether it is the same recording.
+PEAKS_ESTABLISH = 0.1
+SPECTRUM_POWER = 4
+
 # Logistic map from votes to confidence, only for references stored without peaks (aud-triplet-ratio-v1),
 # set from bench/fingerprint_audio.py: chance collisions in a 10,000-track index stay under 10 votes, true 5-s
 # matches have a median of 30-46. Not calibrated: shared passages of related music reached 29 votes.
@@ -102,10 +138,14 @@ class AudioMatch:
     confidence: float  # 0..1
     offset_s: float  # where the query starts in the reference, in reference seconds
     time_scale: float  # reference duration per query duration (1.05: the query is 5 % faster)
-    # Fraction of the query's peaks confirmed by the reference's peaks under the alignment beyond what chance
-    # confirms there, times the share of the query's seconds so confirmed: what the confidence is a function
-    # of (0 when the reference has no peaks).
+    # What the confidence is a function of. From the peaks: the fraction of the query's peaks confirmed by the
+    # reference's under the alignment beyond what chance confirms there, times the share of the query's
+    # seconds so confirmed (0 when the reference has no peaks). When both sides have a spectrum (references
+    # stored by v4), that support saturating at PEAKS_ESTABLISH times the spectrum's correlation ** 4.
     evidence: float = 0.0
+    # Correlation of the query's spectrum with the reference's envelope under the alignment (None when it was
+    # not measured: a reference or query without a spectrum, or peaks too weak to be worth it).
+    spectrum: float | None = None
 
 
 class AudioIndex:
@@ -123,6 +163,8 @@ class AudioIndex:
         # Per slot: peak frames (sorted) and pitches in 1/PITCH_STEPS_PER_SEMITONE semitone, for verification.
         self._peak_frames: list[NDArray[np.int32]] = []
         self._peak_pitches: list[NDArray[np.uint16]] = []
+        # Per slot: the spectral envelope (levels two to a byte, and frame tops), for verification.
+        self._envelopes: list[tuple[NDArray[np.uint8], NDArray[np.float16]]] = []
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -142,6 +184,7 @@ class AudioIndex:
         order = np.argsort(fingerprint.peak_frames, kind="stable")
         self._peak_frames.append(fingerprint.peak_frames[order].astype(np.int32))
         self._peak_pitches.append(fingerprint.peak_pitches[order].astype(np.uint16))
+        self._envelopes.append((pack_levels(fingerprint.envelope), fingerprint.envelope_tops))
 
     def remove(self, ref_id: RefId) -> bool:
         slot = self._slots.pop(ref_id, None)
@@ -151,6 +194,7 @@ class AudioIndex:
         self._has_removed = True
         self._peak_frames[slot] = np.zeros(0, dtype=np.int32)
         self._peak_pitches[slot] = np.zeros(0, dtype=np.uint16)
+        self._envelopes[slot] = (self._envelopes[slot][0][:0], self._envelopes[slot][1][:0])
         self._pending = [(s, fp) for s, fp in self._pending if s != slot]
         return True
 
@@ -158,7 +202,8 @@ class AudioIndex:
         self._build()
         arrays = (self._keys, self._starts, self._refs, self._frames, self._spans, self._alive)
         peaks = sum(f.nbytes + p.nbytes for f, p in zip(self._peak_frames, self._peak_pitches, strict=True))
-        return int(sum(a.nbytes for a in arrays)) + peaks
+        envelopes = sum(packed.nbytes + tops.nbytes for packed, tops in self._envelopes)
+        return int(sum(a.nbytes for a in arrays)) + peaks + envelopes
 
     def posting_count(self) -> int:
         self._build()
@@ -255,14 +300,23 @@ class AudioIndex:
         for slot, votes, offset_frames, scale in aligned_refs:
             reference_frames = self._peak_frames[slot]
             evidence = 0.0
+            spectrum: float | None = None
             if reference_frames.size == 0 or query_peaks.frames.size == 0:
                 # Stored by aud-triplet-ratio-v1 (no peaks): the hash votes are all there is.
                 confidence = confidence_from_votes(votes)
             else:
-                confirmed, chance = _verify(
+                confirmed, chance, pitch_shift = _verify(
                     query_peaks, reference_frames, self._peak_pitches[slot], offset_frames, scale
                 )
                 evidence = _evidence(confirmed, chance) * _coverage(confirmed, query_peaks.frames, chance)
+                packed, tops = self._envelopes[slot]
+                if fingerprint.spectrum is not None and tops.size:
+                    # Stored by v4 and queried with a spectrum: the spectrum decides (0 if not measured).
+                    if evidence >= SPECTRUM_FROM_EVIDENCE:
+                        spectrum = _spectrum_correlation(
+                            fingerprint.spectrum, packed, tops, offset_frames, scale, pitch_shift
+                        )
+                    evidence = _combined(evidence, spectrum)
                 confidence = confidence_from_evidence(evidence)
             matches.append(
                 AudioMatch(
@@ -272,6 +326,7 @@ class AudioIndex:
                     offset_s=offset_frames * FRAME_S,
                     time_scale=scale,
                     evidence=evidence,
+                    spectrum=spectrum,
                 )
             )
         matches.sort(key=lambda m: (-m.confidence, -m.score, m.offset_s))
@@ -299,8 +354,9 @@ def _verify(
     reference_pitches: NDArray[np.uint16],
     offset_frames: float,
     scale: float,
-) -> tuple[NDArray[np.bool_], float]:
-    """Which query peaks a reference peak confirms under the alignment, and how many chance confirms.
+) -> tuple[NDArray[np.bool_], float, float]:
+    """Which query peaks a reference peak confirms under the alignment, how many chance confirms, and the
+    pitch shift (semitones, reference minus query) that confirms most.
 
     Chance is the median count when the same query is laid, with the same search over small time and
     pitch shifts, over CHANCE_TRIALS evenly spread other places of the same reference (wrapping round): it
@@ -319,7 +375,7 @@ def _verify(
     counts = high - low
     total = int(counts.sum())
     if total == 0:
-        return np.zeros(query.frames.size, dtype=bool), 0.0
+        return np.zeros(query.frames.size, dtype=bool), 0.0, 0.0
     owner = np.repeat(np.arange(flat.size), counts)
     run_start = np.repeat(np.cumsum(counts) - counts, counts)
     reference_index = np.repeat(low, counts) + (np.arange(total) - run_start)
@@ -340,7 +396,91 @@ def _verify(
     per_cell = hit.reshape(CHANCE_TRIALS + 1, cells, peak_count)
     counts = per_cell.sum(axis=2)
     best = counts.max(axis=1)
-    return per_cell[0, int(np.argmax(counts[0]))], float(np.median(best[1:]))
+    best_cell = int(np.argmax(counts[0]))
+    pitch_shift = float(PITCH_SHIFTS[best_cell % PITCH_SHIFTS.size])
+    return per_cell[0, best_cell], float(np.median(best[1:])), pitch_shift
+
+
+def _spectrum_correlation(
+    power: NDArray[np.float32],
+    packed: NDArray[np.uint8],
+    tops: NDArray[np.float16],
+    offset_frames: float,
+    scale: float,
+    pitch_shift: float,
+) -> float:
+    """Correlation of the query's band spectrum with the reference's envelope under the alignment.
+
+    The query's STFT frames are mapped into the reference's time (offset, scale) and pooled into the
+    envelope frames they cover whole; its bands are moved by the pitch shift (refined a little either way,
+    the best kept). The reference is then seen through the query's noise: raised by the gain between the
+    two and added, band by band, to the query's noise floor (its quietest frames), which is what a noisy
+    copy of it looks like. Both sides lose anything deeper than SPECTRUM_FLOOR_LN under their frame's top
+    (coding holes) and each band's median over the frames (what an equaliser or a microphone add
+    everywhere); the correlation is taken over the cells where the query stands SPECTRUM_MASK_LN above its
+    band's median: its notes. The same recording, even noisy or re-coded, correlates highly; a different
+    piece that shares many of its notes does not share the rest of its spectrum at the same times.
+    """
+    frame_starts_s = (offset_frames + scale * np.arange(power.shape[0])) * FRAME_S
+    slots = envelope_slots(frame_starts_s)
+    first = max(0, int(slots[0]) + 1)  # frames the query covers whole
+    stop = min(int(tops.size), int(slots[-1]))
+    if stop - first < 2:
+        return 0.0
+    pooled = pool_power(power, slots, first, stop - first)
+    stored = envelope_log_power(unpack_levels(packed[first:stop]), tops[first:stop])
+    best = 0.0
+    for step in SPECTRUM_PITCH_STEPS:
+        query = log_bands(pooled, pitch_shift + step)
+        for window in _windows(query.shape[0]):
+            best = max(best, _window_correlation(query[window], stored[window]))
+    return best
+
+
+def _windows(frames: int) -> list[slice]:
+    """Stretches of SPECTRUM_WINDOW_S envelope frames about SPECTRUM_WINDOW_HOP_S apart, the last one ending
+    with the query (a query no longer than one window is one stretch)."""
+    length = round(SPECTRUM_WINDOW_S * ENVELOPE_RATE_HZ)
+    hop = round(SPECTRUM_WINDOW_HOP_S * ENVELOPE_RATE_HZ)
+    if frames <= length:
+        return [slice(0, frames)]
+    starts = [*range(0, frames - length, hop), frames - length]
+    return [slice(start, start + length) for start in starts]
+
+
+def _window_correlation(query: NDArray[np.float32], stored: NDArray[np.float32]) -> float:
+    """Correlation of a stretch of the query's band spectrum with the reference's, seen through the query's
+    noise, over the query's notes; 0 when there are too few of them (see _spectrum_correlation)."""
+    noise = np.percentile(query, NOISE_PERCENTILE, axis=0, method="lower")
+    loud = query > noise[None, :] + NOISE_MARGIN_LN
+    if np.count_nonzero(loud) < SPECTRUM_MIN_CELLS:
+        return 0.0
+    gain = float(np.median(query[loud] - stored[loud]))
+    # The reference as it would sound through the query's noise: what a noisy copy should look like.
+    reference = _floored(np.logaddexp(stored + np.float32(gain), noise[None, :]))
+    reference -= np.median(reference, axis=0, keepdims=True)
+    query = _floored(query)
+    query -= np.median(query, axis=0, keepdims=True)
+    notes = query > SPECTRUM_MASK_LN
+    if np.count_nonzero(notes) < SPECTRUM_MIN_CELLS:
+        return 0.0
+    return _correlation(query[notes], reference[notes])
+
+
+def _combined(peak_evidence: float, spectrum: float | None) -> float:
+    """The evidence of a candidate checked on its spectrum (0 when the spectrum was not measured)."""
+    return min(1.0, peak_evidence / PEAKS_ESTABLISH) * max(0.0, spectrum or 0.0) ** SPECTRUM_POWER
+
+
+def _floored(bands: NDArray[np.float32]) -> NDArray[np.float32]:
+    return np.maximum(bands, bands.max(axis=1, keepdims=True) - np.float32(SPECTRUM_FLOOR_LN))
+
+
+def _correlation(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    scale = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
+    return float(np.dot(a, b)) / scale if scale > 0 else 0.0
 
 
 def _evidence(confirmed: NDArray[np.bool_], chance: float) -> float:

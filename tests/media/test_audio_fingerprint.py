@@ -41,6 +41,10 @@ def index_of_two(pieces: dict[str, np.ndarray]) -> tuple[AudioIndex, list[str], 
     return index, indexed, unrelated
 
 
+def peaks_of(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return audio._peaks(audio._spectrogram(audio._power(samples)), audio.PEAKS_PER_S)
+
+
 def excerpt(samples: np.ndarray, start_s: float, length_s: float) -> np.ndarray:
     return samples[int(start_s * SR) : int((start_s + length_s) * SR)]
 
@@ -106,8 +110,41 @@ def test_fingerprints_round_trip_through_their_compact_bytes(pieces):
     assert np.array_equal(restored.peak_frames, fingerprint.peak_frames)
     assert np.array_equal(restored.peak_pitches, fingerprint.peak_pitches)
     assert fingerprint.peak_frames.size > 0
+    assert np.array_equal(restored.envelope, fingerprint.envelope)
+    assert np.array_equal(restored.envelope_tops, fingerprint.envelope_tops)
+    assert fingerprint.envelope.shape[1] == audio.ENVELOPE_BANDS
+    # One frame per 1/ENVELOPE_RATE_HZ s, up to the start of the last STFT frame.
+    assert abs(fingerprint.envelope.shape[0] - fingerprint.duration_s * audio.ENVELOPE_RATE_HZ) <= 2
     assert restored.duration_s == pytest.approx(fingerprint.duration_s)
-    assert len(data) < 6 * len(fingerprint)
+    # Hashes and peaks take under 6 bytes a hash; the envelope at most half a byte a level plus 2 a frame.
+    envelope_bytes = fingerprint.envelope_tops.size * (audio.ENVELOPE_PACKED_WIDTH + 2)
+    assert len(data) < 6 * len(fingerprint) + envelope_bytes
+
+
+def test_a_query_keeps_its_spectrum_in_memory_and_stores_no_envelope(pieces):
+    samples = next(iter(pieces.values()))[: 5 * SR]
+
+    query = audio.compute(samples, SR, query=True)
+    restored = audio.AudioFingerprint.from_bytes(query.to_bytes())
+
+    assert query.spectrum is not None
+    assert query.spectrum.shape[1] == audio.N_FFT // 2 + 1
+    assert query.envelope.shape == (0, audio.ENVELOPE_BANDS)
+    assert restored.spectrum is None
+
+
+def test_fingerprints_stored_by_v3_still_load_without_their_envelope(pieces):
+    fingerprint = audio.compute(next(iter(pieces.values())), SR)
+    data = fingerprint.to_bytes()
+    count, duration, peak_count = len(fingerprint), data[8:12], fingerprint.peak_frames.size
+    body = zlib.decompress(data[20:])[: 9 * count + 6 * peak_count]
+    header = b"AFP2" + count.to_bytes(4, "little") + duration + peak_count.to_bytes(4, "little")
+
+    restored = audio.AudioFingerprint.from_bytes(header + zlib.compress(body))
+
+    assert np.array_equal(restored.peak_pitches, fingerprint.peak_pitches)
+    assert restored.envelope.shape == (0, audio.ENVELOPE_BANDS)
+    assert restored.envelope_tops.size == 0
 
 
 def test_fingerprints_stored_by_v1_still_load_without_their_peaks(pieces):
@@ -145,6 +182,7 @@ def test_fingerprinting_is_deterministic(pieces):
         b"XXXX" + bytes(8),  # not a fingerprint
         b"AFP1" + (10).to_bytes(4, "little") + bytes(4) + b"not zlib at all",
         b"AFP2" + bytes(8),  # truncated v2 header
+        b"AFP3" + bytes(12),  # truncated v4 header
     ],
 )
 def test_damaged_fingerprint_bytes_are_refused(data):
@@ -152,7 +190,7 @@ def test_damaged_fingerprint_bytes_are_refused(data):
         audio.AudioFingerprint.from_bytes(data)
 
 
-@pytest.mark.parametrize("count_at", [4, 12], ids=["hash count", "peak count"])
+@pytest.mark.parametrize("count_at", [4, 12, 16], ids=["hash count", "peak count", "envelope frames"])
 def test_a_fingerprint_with_a_forged_count_is_refused(pieces, count_at):
     data = bytearray(audio.compute(next(iter(pieces.values())), SR).to_bytes())
     data[count_at : count_at + 4] = (10**8).to_bytes(4, "little")
@@ -232,7 +270,7 @@ def test_any_input_rate_is_resampled_to_the_fingerprint_rate():
 
 def test_a_query_forms_every_triplet_its_reference_forms_from_the_same_peaks(pieces):
     samples = next(iter(pieces.values()))[: 20 * SR]
-    times, semitones = audio._peaks(samples, audio.PEAKS_PER_S)
+    times, semitones = peaks_of(samples)
 
     reference = audio._triplet_hashes(times, semitones, expand=False, fan_out=audio.FAN_OUT)
     query = audio._triplet_hashes(times, semitones, expand=False, fan_out=audio.QUERY_FAN_OUT)
@@ -261,8 +299,8 @@ def test_an_excerpt_keeps_the_peaks_of_its_source_wherever_it_starts(pieces):
     start_frame = 211  # not a whole number of seconds: a block-based choice would differ here
     excerpt_samples = samples[start_frame * audio.HOP : (start_frame + 500) * audio.HOP]
 
-    source_frames, source_semitones = audio._peaks(samples, audio.PEAKS_PER_S)
-    frames, semitones = audio._peaks(excerpt_samples, audio.PEAKS_PER_S)
+    source_frames, source_semitones = peaks_of(samples)
+    frames, semitones = peaks_of(excerpt_samples)
 
     margin = round(0.5 / audio.FRAME_S)  # the excerpt's edges see only part of the ranking window
     inside = (source_frames >= start_frame + margin) & (source_frames < start_frame + 500 - margin)

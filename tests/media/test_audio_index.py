@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import signal
 
 from media.fingerprint import audio
 from media.fingerprint.audio_index import (
     AudioIndex,
     AudioMatch,
     _coarse_best,
+    _combined,
     _coverage,
     _distinct,
+    _spectrum_correlation,
+    _windows,
     confidence_from_evidence,
     confidence_from_votes,
 )
@@ -51,6 +57,93 @@ def test_a_query_finds_the_indexed_reference_with_offset_and_unit_scale(fingerpr
     assert [m.confidence for m in matches] == sorted((m.confidence for m in matches), reverse=True)
     assert all(0.0 <= m.confidence <= 1.0 for m in matches)
     assert all(m.confidence < 0.5 for m in matches[1:])
+
+
+def with_noise(samples: np.ndarray, snr_db: float) -> np.ndarray:
+    power = float(np.mean(samples.astype(np.float64) ** 2))
+    noise = np.random.default_rng(3).normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), samples.size)
+    return (samples + noise).astype(np.float32)
+
+
+def spectrum_at(query: np.ndarray, reference: audio.AudioFingerprint, offset_s: float, **alignment) -> float:
+    spectrum = audio.compute(query, SR, query=True).spectrum
+    assert spectrum is not None
+    return _spectrum_correlation(
+        spectrum,
+        audio.pack_levels(reference.envelope),
+        reference.envelope_tops,
+        offset_s / audio.FRAME_S,
+        alignment.get("scale", 1.0),
+        alignment.get("pitch_shift", 0.0),
+    )
+
+
+def test_the_spectrum_of_a_noisy_copy_correlates_with_its_reference_and_other_music_does_not(fingerprints):
+    (_, (samples, reference)), (_, (other, _)) = sorted(fingerprints.items())[:2]
+    noisy_copy = with_noise(samples[8 * SR : 13 * SR], snr_db=10.0)
+
+    assert spectrum_at(noisy_copy, reference, 8.0) > 0.75
+    # The same piece seven seconds later, and another piece, laid at the same place.
+    assert spectrum_at(with_noise(samples[15 * SR : 20 * SR], 10.0), reference, 8.0) < 0.5
+    assert spectrum_at(with_noise(other[8 * SR : 13 * SR], 10.0), reference, 8.0) < 0.5
+
+
+def test_the_spectrum_of_a_faster_copy_is_compared_through_its_time_scale_and_pitch_shift(fingerprints):
+    _, (samples, reference) = sorted(fingerprints.items())[0]
+    ratio = Fraction(1.04).limit_denominator(100)  # played 4 % faster: shorter and higher
+    faster = signal.resample_poly(samples[8 * SR : 14 * SR], ratio.denominator, ratio.numerator)
+    query = faster[: 5 * SR].astype(np.float32)
+    semitones = -12 * np.log2(1.04)  # reference minus query
+
+    assert spectrum_at(query, reference, 8.0, scale=1.04, pitch_shift=semitones) > 0.9
+    assert spectrum_at(query, reference, 8.0, scale=1.04, pitch_shift=0.0) < 0.6
+
+
+def test_a_match_checked_on_its_spectrum_reports_the_correlation_in_its_evidence(fingerprints):
+    index = AudioIndex()
+    for name, (_, fingerprint) in fingerprints.items():
+        index.add(name, fingerprint)
+    name, (samples, _) = sorted(fingerprints.items())[0]
+
+    best = index.query(query_for(samples, 6.0), limit=1)[0]
+
+    assert best.ref_id == name
+    assert best.spectrum is not None and best.spectrum > 0.95
+    assert best.evidence == pytest.approx(_combined(1.0, best.spectrum))
+
+
+def test_a_long_query_that_holds_the_reference_only_in_stretches_is_still_found(fingerprints):
+    index = AudioIndex()
+    for name, (_, fingerprint) in fingerprints.items():
+        index.add(name, fingerprint)
+    (name, (samples, _)), (_, (other, _)) = sorted(fingerprints.items())[:2]
+    # Seventeen seconds of the reference; the middle five drowned by another piece twice as loud.
+    query = samples[6 * SR : 23 * SR].copy()
+    query[6 * SR : 11 * SR] += 2.0 * other[: 5 * SR]
+
+    best = index.query(audio.compute(query, SR, query=True), limit=1)[0]
+
+    assert best.ref_id == name
+    assert best.offset_s == pytest.approx(6.0, abs=0.1)
+    assert best.confidence > 0.9
+
+
+def test_a_query_is_compared_in_whole_windows_the_last_ending_with_it():
+    length = round(5.0 * audio.ENVELOPE_RATE_HZ)
+
+    assert _windows(length - 3) == [slice(0, length - 3)]
+    assert _windows(length) == [slice(0, length)]
+    windows = _windows(100)
+    assert [w.stop - w.start for w in windows] == [length] * len(windows)
+    assert windows[0].start == 0 and windows[-1].stop == 100
+    assert all(b.start - a.start <= length // 2 for a, b in itertools.pairwise(windows))
+
+
+def test_evidence_checked_on_the_spectrum_needs_both_the_peaks_and_the_spectrum():
+    assert _combined(1.0, 0.9) == pytest.approx(0.9**4)
+    assert _combined(0.05, 1.0) == pytest.approx(0.5)
+    assert _combined(0.8, -0.2) == 0.0
+    assert _combined(0.8, None) == 0.0
 
 
 def test_a_removed_reference_is_no_longer_found(fingerprints):
@@ -103,15 +196,19 @@ def test_an_empty_index_answers_nothing_and_uses_almost_no_memory(fingerprints):
     assert index.memory_bytes() < 1024
 
 
-def test_memory_is_nine_bytes_a_posting_twelve_a_distinct_hash_and_six_a_peak(fingerprints):
+def test_memory_is_nine_bytes_a_posting_twelve_a_distinct_hash_six_a_peak_and_the_packed_envelope(
+    fingerprints,
+):
     index = AudioIndex()
     for name, (_, fingerprint) in fingerprints.items():
         index.add(name, fingerprint)
     peaks = sum(fingerprint.peak_frames.size for _, fingerprint in fingerprints.values())
+    envelope_frames = sum(fingerprint.envelope_tops.size for _, fingerprint in fingerprints.values())
+    fixed = 6 * peaks + (audio.ENVELOPE_PACKED_WIDTH + 2) * envelope_frames
 
     memory = index.memory_bytes()
 
-    assert 9 * index.posting_count() + 6 * peaks <= memory <= 21 * index.posting_count() + 6 * peaks + 4096
+    assert 9 * index.posting_count() + fixed <= memory <= 21 * index.posting_count() + fixed + 4096
 
 
 def test_a_reference_stored_without_peaks_is_matched_on_its_votes(fingerprints):
