@@ -488,8 +488,13 @@ def _instrument(name: str) -> str:
 
 
 def _excerpt(samples: np.ndarray, offset_s: float) -> np.ndarray:
-    start = max(0, int(offset_s * SAMPLE_RATE_HZ))
-    return samples[start : start + int(EXCERPT_S * SAMPLE_RATE_HZ)]
+    """EXCERPT_S seconds from ``offset_s``; an offset before the start is padded with silence, so that the
+    excerpt stays aligned with the query it is compared with."""
+    start, length = int(offset_s * SAMPLE_RATE_HZ), int(EXCERPT_S * SAMPLE_RATE_HZ)
+    if start >= 0:
+        return samples[start : start + length]
+    lead = min(-start, length)
+    return np.concatenate([np.zeros(lead, dtype=samples.dtype), samples[: length - lead]])
 
 
 def _summarise(

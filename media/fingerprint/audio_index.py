@@ -23,7 +23,7 @@ Peaks alone do not tell the same recording from different music that shares many
 one mass on the same instrument confirm half their peaks evenly, as many as a copy keeps under heavy noise).
 So a candidate the peaks support is last compared on its whole spectrum: the query's band spectrum, mapped
 through the alignment and the pitch shift the peaks found, against the envelope the reference stored (v4),
-seen through the query's own noise. The evidence is then the peaks' support (saturating at PEAKS_ESTABLISH)
+seen through the query's own noise. The evidence is then the peaks' support (saturating at PEAKS_FULL)
 times that correlation to the fourth power, and the confidence a logistic of it, set from
 bench/fingerprint_audio.py (docs/fingerprinting.md, "Audio"). Matches are ordered by confidence.
 
@@ -110,10 +110,11 @@ SPECTRUM_WINDOW_S = 5.0
 SPECTRUM_WINDOW_HOP_S = 2.5
 NOISE_PERCENTILE = 5.0
 NOISE_MARGIN_LN = 2.0  # cells this far over the noise set the gain between query and reference
-# The evidence of a candidate checked on its spectrum: min(1, peak evidence / PEAKS_ESTABLISH) x
-# correlation ** SPECTRUM_POWER. The peaks say the alignment is real (0.1 of the query's peaks beyond chance
-# is far beyond what chance gives), the spectrum says whether it is the same recording.
-PEAKS_ESTABLISH = 0.1
+# The evidence of a candidate checked on its spectrum: min(1, peak evidence / PEAKS_FULL) x
+# correlation ** SPECTRUM_POWER. The peaks say how much of the query the reference explains (a copy, even
+# at 10 dB SNR, a median of 0.7 of its peaks beyond chance; look-alike music 0.1-0.5), the spectrum
+# whether it is the same recording.
+PEAKS_FULL = 0.3
 SPECTRUM_POWER = 4
 
 # Logistic map from votes to confidence, only for references stored without peaks (aud-triplet-ratio-v1),
@@ -141,7 +142,7 @@ class AudioMatch:
     # What the confidence is a function of. From the peaks: the fraction of the query's peaks confirmed by the
     # reference's under the alignment beyond what chance confirms there, times the share of the query's
     # seconds so confirmed (0 when the reference has no peaks). When both sides have a spectrum (references
-    # stored by v4), that support saturating at PEAKS_ESTABLISH times the spectrum's correlation ** 4.
+    # stored by v4), that support saturating at PEAKS_FULL times the spectrum's correlation ** 4.
     evidence: float = 0.0
     # Correlation of the query's spectrum with the reference's envelope under the alignment (None when it was
     # not measured: a reference or query without a spectrum, or peaks too weak to be worth it).
@@ -419,21 +420,30 @@ def _spectrum_correlation(
     (coding holes) and each band's median over the frames (what an equaliser or a microphone add
     everywhere); the correlation is taken over the cells where the query stands SPECTRUM_MASK_LN above its
     band's median: its notes. The same recording, even noisy or re-coded, correlates highly; a different
-    piece that shares many of its notes does not share the rest of its spectrum at the same times.
+    piece that shares many of its notes does not share the rest of its spectrum at the same times. Where
+    the alignment puts part of the query before the reference's start or after its end, the correlation is
+    scaled by the share the reference holds: one chord at the start of a piece is not a copy of it.
     """
     frame_starts_s = (offset_frames + scale * np.arange(power.shape[0])) * FRAME_S
     slots = envelope_slots(frame_starts_s)
-    first = max(0, int(slots[0]) + 1)  # frames the query covers whole
-    stop = min(int(tops.size), int(slots[-1]))
-    if stop - first < 2:
+    first, stop = int(slots[0]) + 1, int(slots[-1])  # the envelope frames the query covers whole
+    inside_first, inside_stop = max(first, 0), min(stop, int(tops.size))  # and the reference holds
+    if inside_stop - inside_first < 2:
         return 0.0
-    pooled = pool_power(power, slots, first, stop - first)
-    stored = envelope_log_power(unpack_levels(packed[first:stop]), tops[first:stop])
+    pooled = pool_power(power, slots, inside_first, inside_stop - inside_first)
+    stored = envelope_log_power(
+        unpack_levels(packed[inside_first:inside_stop]), tops[inside_first:inside_stop]
+    )
     best = 0.0
     for step in SPECTRUM_PITCH_STEPS:
         query = log_bands(pooled, pitch_shift + step)
-        for window in _windows(query.shape[0]):
-            best = max(best, _window_correlation(query[window], stored[window]))
+        for window in _windows(stop - first):
+            # The part of the window the reference holds; what lies beyond its ends counts as unmatched.
+            low = max(window.start + first, inside_first) - inside_first
+            high = min(window.stop + first, inside_stop) - inside_first
+            if high - low >= 2:
+                share = (high - low) / (window.stop - window.start)
+                best = max(best, share * _window_correlation(query[low:high], stored[low:high]))
     return best
 
 
@@ -469,7 +479,7 @@ def _window_correlation(query: NDArray[np.float32], stored: NDArray[np.float32])
 
 def _combined(peak_evidence: float, spectrum: float | None) -> float:
     """The evidence of a candidate checked on its spectrum (0 when the spectrum was not measured)."""
-    return min(1.0, peak_evidence / PEAKS_ESTABLISH) * max(0.0, spectrum or 0.0) ** SPECTRUM_POWER
+    return min(1.0, peak_evidence / PEAKS_FULL) * max(0.0, spectrum or 0.0) ** SPECTRUM_POWER
 
 
 def _floored(bands: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -99,6 +99,18 @@ def test_the_spectrum_of_a_faster_copy_is_compared_through_its_time_scale_and_pi
     assert spectrum_at(query, reference, 8.0, scale=1.04, pitch_shift=0.0) < 0.6
 
 
+def test_the_part_of_a_query_laid_before_the_reference_starts_counts_as_unmatched(fingerprints):
+    (_, (samples, reference)), (_, (other, _)) = sorted(fingerprints.items())[:2]
+    # Two seconds of another piece, then the reference's first three seconds.
+    query = np.concatenate([other[10 * SR : 12 * SR], samples[: 3 * SR]])
+
+    whole = spectrum_at(samples[: 5 * SR], reference, 0.0)
+    partly = spectrum_at(query, reference, -2.0)
+
+    assert whole > 0.9
+    assert 0.4 * whole < partly <= 0.65 * whole
+
+
 def test_a_match_checked_on_its_spectrum_reports_the_correlation_in_its_evidence(fingerprints):
     index = AudioIndex()
     for name, (_, fingerprint) in fingerprints.items():
@@ -141,7 +153,7 @@ def test_a_query_is_compared_in_whole_windows_the_last_ending_with_it():
 
 def test_evidence_checked_on_the_spectrum_needs_both_the_peaks_and_the_spectrum():
     assert _combined(1.0, 0.9) == pytest.approx(0.9**4)
-    assert _combined(0.05, 1.0) == pytest.approx(0.5)
+    assert _combined(0.15, 1.0) == pytest.approx(0.5)
     assert _combined(0.8, -0.2) == 0.0
     assert _combined(0.8, None) == 0.0
 
