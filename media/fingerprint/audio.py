@@ -163,7 +163,7 @@ class AudioFingerprint:
             + peak_deltas.astype("<u4").tobytes()
             + self.peak_pitches[peak_order].astype("<u2").tobytes()
             + self.envelope_tops.astype("<f2").tobytes()
-            + _pack_nibbles(self.envelope)
+            + pack_levels(self.envelope).tobytes()
         )
         header = _HEADER.pack(
             _MAGIC,
@@ -185,6 +185,7 @@ class AudioFingerprint:
             raise CorruptMedia("The bytes are not an audio fingerprint.")
         if len(data) < header.size:
             raise CorruptMedia("The audio fingerprint is truncated.")
+        # The older forms have no envelope (AFP2) and no peaks either (AFP1): their counts are zero.
         count, duration_s, peak_count, envelope_frames = (*header.unpack_from(data)[1:], 0, 0)[:4]
         header_size = header.size
         envelope_bytes = envelope_frames * ENVELOPE_PACKED_WIDTH
@@ -204,7 +205,8 @@ class AudioFingerprint:
         pitches = np.frombuffer(body, dtype="<u2", count=peak_count, offset=9 * count + 4 * peak_count)
         at = 9 * count + 6 * peak_count
         tops = np.frombuffer(body, dtype="<f2", count=envelope_frames, offset=at)
-        envelope = _unpack_nibbles(body[at + 2 * envelope_frames :], envelope_frames)
+        packed = np.frombuffer(body, dtype=np.uint8, count=envelope_bytes, offset=at + 2 * envelope_frames)
+        envelope = unpack_levels(packed.reshape(envelope_frames, ENVELOPE_PACKED_WIDTH))
         if not np.all(np.isfinite(tops)):
             raise CorruptMedia("The audio fingerprint has non-finite envelope levels.")
         frames = np.cumsum(deltas)
@@ -236,15 +238,6 @@ def unpack_levels(packed: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """The inverse of pack_levels."""
     levels = np.stack([packed >> 4, packed & 0x0F], axis=2).reshape(packed.shape[0], 2 * packed.shape[1])
     return np.ascontiguousarray(levels[:, :ENVELOPE_BANDS])
-
-
-def _pack_nibbles(levels: NDArray[np.uint8]) -> bytes:
-    return pack_levels(levels).tobytes()
-
-
-def _unpack_nibbles(data: bytes, frames: int) -> NDArray[np.uint8]:
-    packed = np.frombuffer(data, dtype=np.uint8, count=frames * ENVELOPE_PACKED_WIDTH)
-    return unpack_levels(packed.reshape(frames, ENVELOPE_PACKED_WIDTH))
 
 
 def decode(

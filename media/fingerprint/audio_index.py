@@ -100,7 +100,7 @@ COVERAGE_MIN_EXCESS = 0.3
 # frames; cells are compared where the query stands SPECTRUM_MASK_LN over its band's median, both sides
 # floored SPECTRUM_FLOOR_LN under their frame's loudest band.
 SPECTRUM_FROM_EVIDENCE = 0.02
-SPECTRUM_PITCH_STEPS = (-0.1, -0.05, 0.0, 0.05, 0.1)
+SPECTRUM_PITCH_STEPS = (-0.05, 0.0, 0.05)
 SPECTRUM_MASK_LN = 1.0
 SPECTRUM_FLOOR_LN = 11.25
 SPECTRUM_MIN_CELLS = 16
