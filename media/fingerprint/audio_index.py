@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from media.fingerprint.audio import (
+    ENVELOPE_PACKED_WIDTH,
     ENVELOPE_RATE_HZ,
     FRAME_S,
     MIN_FREQUENCY_HZ,
@@ -195,7 +196,7 @@ class AudioIndex:
         self._has_removed = True
         self._peak_frames[slot] = np.zeros(0, dtype=np.int32)
         self._peak_pitches[slot] = np.zeros(0, dtype=np.uint16)
-        self._envelopes[slot] = (self._envelopes[slot][0][:0], self._envelopes[slot][1][:0])
+        self._envelopes[slot] = (np.zeros((0, ENVELOPE_PACKED_WIDTH), np.uint8), np.zeros(0, np.float16))
         self._pending = [(s, fp) for s, fp in self._pending if s != slot]
         return True
 
@@ -434,10 +435,11 @@ def _spectrum_correlation(
     stored = envelope_log_power(
         unpack_levels(packed[inside_first:inside_stop]), tops[inside_first:inside_stop]
     )
+    windows = _windows(stop - first)
     best = 0.0
     for step in SPECTRUM_PITCH_STEPS:
         query = log_bands(pooled, pitch_shift + step)
-        for window in _windows(stop - first):
+        for window in windows:
             # The part of the window the reference holds; what lies beyond its ends counts as unmatched.
             low = max(window.start + first, inside_first) - inside_first
             high = min(window.stop + first, inside_stop) - inside_first

@@ -17,6 +17,7 @@ from media.errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMed
 from media.fingerprint import audio
 from media.fingerprint.audio_index import AudioIndex
 from media.samples.audio import ensure_system_packages, render_corpus
+from tests.media.sounds import with_noise
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "var" / "samples" / "audio-tests"
 SR = audio.SAMPLE_RATE_HZ
@@ -47,12 +48,6 @@ def peaks_of(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def excerpt(samples: np.ndarray, start_s: float, length_s: float) -> np.ndarray:
     return samples[int(start_s * SR) : int((start_s + length_s) * SR)]
-
-
-def with_noise(samples: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
-    power = float(np.mean(samples.astype(np.float64) ** 2))
-    noise = np.random.default_rng(seed).normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), samples.size)
-    return (samples + noise).astype(np.float32)
 
 
 def as_mp3(samples: np.ndarray) -> bytes:
