@@ -147,7 +147,10 @@ class RevenueItem(models.Model):
 
     source = models.CharField(max_length=16, choices=RevenueSource.choices)
     source_key = models.CharField(max_length=200, unique=True)
-    work = models.ForeignKey("catalog.Work", on_delete=models.PROTECT, related_name="revenue_items")
+    # Not enforced by the database, like the access event's work (see AccessEvent): one row per access.
+    work = models.ForeignKey(
+        "catalog.Work", on_delete=models.PROTECT, related_name="revenue_items", db_constraint=False
+    )
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     fee_bps = models.PositiveIntegerField()

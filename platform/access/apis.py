@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, AuthenticationFailed
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -22,10 +22,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access import payments, receipts, selectors, services, signing
-from accounts.authentication import presented_secret
+from accounts.authentication import KEY_REFUSED, presented_secret
 from accounts.models import ApiKey, Organisation
 from accounts.permissions import KeyScope, authenticated_user
-from accounts.services import api_key_authenticate
+from accounts.services import api_key_authenticate_reusing, api_key_forget
 from catalog import tracing
 from catalog.apis_tracing import TraceMatchSerializer
 from common.problems import ApiError, problem_response
@@ -93,7 +93,7 @@ def _plain_call(request: HttpRequest) -> tuple[ApiKey, str, services.AccessReque
     access = _well_formed(data)
     if access is None:
         return None
-    api_key = api_key_authenticate(secret=secret)
+    api_key = api_key_authenticate_reusing(secret=secret)  # the charge confirms it (KeyNoLongerActive)
     if api_key is None or not api_key.has_scope("access") or api_key.organisation_id is None:
         return None
     return api_key, key, access
@@ -210,6 +210,9 @@ class AccessApi(APIView):
             )
         except InsufficientFunds as exc:
             return self._payment_required(exc, organisation=organisation, access=access)
+        except services.KeyNoLongerActive:
+            api_key_forget(api_key_id=api_key.pk)
+            raise AuthenticationFailed(KEY_REFUSED) from None
         response = HttpResponse(result.body, status=200, content_type="application/json")
         if result.replayed:
             response["Idempotent-Replayed"] = "true"

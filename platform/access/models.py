@@ -21,22 +21,46 @@ class AccessEvent(models.Model):
     the foreign keys carry none of their own: the organisation's and the work's are served by the indexes
     below; grants, offers and keys are never looked up from here (grants and offers cannot be deleted
     while accesses name them, and keys are revoked, not deleted).
+
+    Only the grant is a foreign key the database enforces. The organisation, work and offer are the
+    grant's own and the key is the caller's, copied by the charge itself, and they are kept for the usage
+    queries. On PostgreSQL each enforced reference took a shared lock on its parent row; every access of a
+    vendor names the same organisation, key and works, so those locks became multixacts, and dropping the
+    four took 0.2 to 0.4 ms of CPU off each access. Deleting a parent goes through Django, which still
+    applies PROTECT and SET_NULL; no code deletes them with raw SQL.
     """
 
     access_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organisation = models.ForeignKey(
-        "accounts.Organisation", on_delete=models.PROTECT, related_name="accesses", db_index=False
+        "accounts.Organisation",
+        on_delete=models.PROTECT,
+        related_name="accesses",
+        db_index=False,
+        db_constraint=False,
     )
     api_key = models.ForeignKey(
-        "accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="accesses", db_index=False
+        "accounts.ApiKey",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="accesses",
+        db_index=False,
+        db_constraint=False,
     )
     idempotency_key = models.CharField(max_length=200)
     request_hash = models.CharField(max_length=64)
     work = models.ForeignKey(
-        "catalog.Work", on_delete=models.PROTECT, related_name="accesses", db_index=False
+        "catalog.Work",
+        on_delete=models.PROTECT,
+        related_name="accesses",
+        db_index=False,
+        db_constraint=False,
     )
     offer = models.ForeignKey(
-        "catalog.Offer", on_delete=models.PROTECT, related_name="accesses", db_index=False
+        "catalog.Offer",
+        on_delete=models.PROTECT,
+        related_name="accesses",
+        db_index=False,
+        db_constraint=False,
     )
     grant = models.ForeignKey(
         "catalog.Grant", on_delete=models.PROTECT, related_name="accesses", db_index=False

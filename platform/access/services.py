@@ -23,6 +23,8 @@ from django.utils import timezone
 from access import receipts, signing
 from access.models import METERED_USES, AccessEvent, SpendCap
 from accounts.models import ApiKey, Organisation
+from accounts.selectors import ACTIVE_KEY_SQL, active_key_params, api_key_still_active
+from accounts.services import api_key_forget
 from catalog.models import Grant, GrantStatus, Offer, OfferStatus, Work, WorkStatus
 from catalog.services import grant_create
 from common import rows
@@ -56,6 +58,11 @@ class AccessResult:
 
 class TermRefused(Forbidden):
     """The licence terms do not allow this access; `code` names the term."""
+
+
+class KeyNoLongerActive(Exception):
+    """The API key was revoked or expired, or its user deactivated, since the caller authenticated it;
+    nothing was charged."""
 
 
 # The hot path's statements are written out: building them with the ORM costs more than running them.
@@ -156,6 +163,8 @@ def _lookup_grant(organisation: Organisation, api_key: ApiKey, work_id: int) -> 
             code="licence_required",
             extra={"offer": offer.pk},
         )
+    if not api_key_still_active(api_key_id=api_key.pk):  # the key may be one reused from memory
+        raise KeyNoLongerActive
     return grant_create(offer=offer, user=api_key.user, organisation=organisation).grant
 
 
@@ -341,9 +350,11 @@ def _charge(
         "created_at": now,
     }
     try:
-        event_id = _charge_in_one_statement(organisation, grant, price, access_id, event)
+        event_id = _charge_in_one_statement(organisation, api_key, grant, price, access_id, event)
         if event_id is None:
             with transaction.atomic():
+                if not api_key_still_active(api_key_id=api_key.pk):
+                    raise KeyNoLongerActive
                 _use_quota(grant)
                 _spend(organisation, api_key, price)
                 access_fee_record(
@@ -365,18 +376,24 @@ def _charge(
 
 
 def _charge_in_one_statement(
-    organisation: Organisation, grant: Grant, price: Money, access_id: uuid.UUID, event: dict[str, object]
+    organisation: Organisation,
+    api_key: ApiKey,
+    grant: Grant,
+    price: Money,
+    access_id: uuid.UUID,
+    event: dict[str, object],
 ) -> int | None:
-    """On PostgreSQL, the common case in one statement (its own transaction, one round trip): count the
-    grant's use and hold the price (the access_count_and_hold function, both or neither), then insert the
-    revenue and the access event. The new event's id; None when it does not apply (another database, a
-    free use, spend caps to count) or when the grant or the balance refused, having changed nothing: the
-    general path then decides, and names the refusal."""
+    """On PostgreSQL, the common case in one statement (its own transaction, one round trip): confirm the
+    API key is still active, count the grant's use and hold the price (the access_count_and_hold function,
+    both or neither), then insert the revenue and the access event. The new event's id; None when it does
+    not apply (another database, a free use, spend caps to count) or when the key, the grant or the balance
+    refused, having changed nothing: the general path then decides, and names the refusal."""
     if connection.vendor != "postgresql" or price.amount_minor == 0 or _has_spend_caps(organisation.pk):
         return None
     fee = access_fee(organisation=organisation, offer=grant.offer, amount=price, access_key=str(access_id))
     assert fee is not None
-    params = [grant.pk, grant.offer.quota, fee.payer_key, price.amount_minor]
+    params = active_key_params(api_key_id=api_key.pk)
+    params += [grant.pk, grant.offer.quota, fee.payer_key, price.amount_minor]
     params += rows.prepared(RevenueItem, fee.revenue_values(), omit=_COMPUTED_REVENUE)
     params += rows.prepared(AccessEvent, event)
     # Inside a caller's transaction, a savepoint, so a conflict leaves that transaction usable; on its own,
@@ -406,7 +423,8 @@ def _one_statement_sql() -> str:
     revenues, events = RevenueItem._meta.db_table, AccessEvent._meta.db_table
     revenue_values, event_values = select_list(RevenueItem, _COMPUTED_REVENUE), select_list(AccessEvent, {})
     return (
-        "WITH charge AS MATERIALIZED (SELECT access_count_and_hold(%s, %s, %s, %s) AS payer), "  # noqa: S608
+        f"WITH active_key AS MATERIALIZED ({ACTIVE_KEY_SQL}), "  # noqa: S608
+        "charge AS MATERIALIZED (SELECT access_count_and_hold(%s, %s, %s, %s) AS payer FROM active_key), "
         f"revenue AS (INSERT INTO {revenues} ({columns(RevenueItem)}) SELECT {revenue_values} "
         "FROM charge WHERE charge.payer > 0 RETURNING id), "
         f"event AS (INSERT INTO {events} ({columns(AccessEvent)}) SELECT {event_values} "
@@ -455,7 +473,8 @@ def _response_body(
 
 
 def forget_caches() -> None:
-    """Drop the per-process caches (prices, spend-cap lookups, grants)."""
+    """Drop the per-process caches (prices, spend-cap lookups, grants, reused API keys)."""
+    api_key_forget()
     _PRICES.clear()
     _caps_seen.clear()
     _grants_seen.clear()

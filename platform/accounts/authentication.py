@@ -10,6 +10,8 @@ from rest_framework.request import Request
 from accounts.models import ApiKey, User
 from accounts.services import api_key_authenticate
 
+KEY_REFUSED = "The API key is invalid, expired or revoked."
+
 
 def presented_secret(meta: Mapping[str, Any]) -> str | None:
     """The API key secret a request presents (`Authorization: Bearer …`, else `X-Api-Key: …`); None when
@@ -32,7 +34,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         api_key = api_key_authenticate(secret=secret)
         if api_key is None:
-            raise exceptions.AuthenticationFailed("The API key is invalid, expired or revoked.")
+            raise exceptions.AuthenticationFailed(KEY_REFUSED)
         return api_key.user, api_key
 
     def authenticate_header(self, request: Request) -> str:

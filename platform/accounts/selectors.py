@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db import connection
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from accounts.models import ApiKey, Organisation, User
 from common.rows import Columns
@@ -39,3 +40,22 @@ def api_key_for_prefix(*, prefix: str) -> ApiKey | None:
     ApiKey.user.field.set_cached_value(api_key, _KEY_USER.read(row, len(_KEY)))
     ApiKey.organisation.field.set_cached_value(api_key, organisation)
     return api_key
+
+
+# The key is usable: not revoked, not expired, its user active. Parameters: the key's id and the time,
+# adapted for the database. Also part of the access charge's single statement on PostgreSQL.
+ACTIVE_KEY_SQL = (
+    f"SELECT 1 FROM {ApiKey._meta.db_table} k JOIN {User._meta.db_table} u ON u.id = k.user_id "  # noqa: S608
+    "WHERE k.id = %s AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > %s) AND u.is_active"
+)
+
+
+def active_key_params(*, api_key_id: int) -> list[object]:
+    return [api_key_id, connection.ops.adapt_datetimefield_value(timezone.now())]
+
+
+def api_key_still_active(*, api_key_id: int) -> bool:
+    """Whether the key may still be used, read now (inside the caller's transaction, if any)."""
+    with connection.cursor() as cursor:
+        cursor.execute(ACTIVE_KEY_SQL, active_key_params(api_key_id=api_key_id))
+        return cursor.fetchone() is not None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -127,3 +128,40 @@ def api_key_authenticate(*, secret: str) -> ApiKey | None:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key
+
+
+# Keys authenticated in the last KEY_REUSE_S seconds, by the SHA-256 of their secret, for callers that
+# confirm the key inside the transaction that acts on it (api_key_still_active): the metered access call
+# authenticates the same few keys hundreds of times a second, and the lookup cost as much as the charge.
+KEY_REUSE_S = 5.0
+_KEYS_KEPT = 10_000
+_keys_seen: dict[str, tuple[float, ApiKey]] = {}
+
+
+def api_key_authenticate_reusing(*, secret: str) -> ApiKey | None:
+    """api_key_authenticate, answered from memory for a key it accepted in the last KEY_REUSE_S seconds.
+
+    The key may have been revoked or have expired since, or its user been deactivated: a caller must check
+    api_key_still_active in the transaction that uses the key, and call api_key_forget when it fails."""
+    if not keys.is_well_formed(secret):
+        return None
+    digest = keys.hash_key(secret)
+    now = time.monotonic()
+    seen = _keys_seen.get(digest)
+    if seen is not None and now - seen[0] <= KEY_REUSE_S:
+        return seen[1]
+    api_key = api_key_authenticate(secret=secret)
+    if api_key is not None:
+        if len(_keys_seen) >= _KEYS_KEPT:
+            _keys_seen.clear()
+        _keys_seen[digest] = (now, api_key)
+    return api_key
+
+
+def api_key_forget(*, api_key_id: int | None = None) -> None:
+    """Stop reusing a key (every key when no id is given)."""
+    if api_key_id is None:
+        _keys_seen.clear()
+        return
+    for digest in [digest for digest, (_, key) in _keys_seen.items() if key.pk == api_key_id]:
+        _keys_seen.pop(digest, None)

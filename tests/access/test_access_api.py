@@ -1,16 +1,19 @@
 import base64
 import json
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import ProtectedError
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from access import apis, receipts
 from access.apis import AccessApi
 from access.models import AccessEvent, SpendCap
-from accounts.models import ApiKey
+from accounts.models import ApiKey, User
 from catalog.models import Grant
 from common.money import Money
 from royalties.models import RevenueItem
@@ -150,8 +153,9 @@ def test_on_postgresql_an_access_is_charged_in_one_statement(market) -> None:
     assert response.status_code == 200
     # The test runs inside a transaction, so the charge takes a savepoint; a request in production does not.
     statements = [query["sql"] for query in queries.captured_queries if "SAVEPOINT" not in query["sql"]]
-    assert len(statements) == 2, statements  # the API key, then the charge
-    assert "access_count_and_hold" in statements[1]
+    # The key authenticated on the first call is reused, and confirmed inside the charge itself.
+    assert len(statements) == 1, statements
+    assert "accounts_apikey" in statements[0] and "access_count_and_hold" in statements[0]
     grant = Grant.objects.get(offer=market["offer"])
     assert grant.accesses_used == 2
     revenue = RevenueItem.objects.get(source_key=f"access:{response.json()['access_id']}")
@@ -309,3 +313,53 @@ def test_access_events_carry_only_the_indexes_their_lookups_use() -> None:
         ("organisation_id", "created_at"),
         ("work_id", "created_at"),
     }
+
+
+@pytest.mark.parametrize("change", ["revoked", "expired", "user deactivated"])
+def test_a_key_reused_from_memory_is_refused_once_it_is_no_longer_usable_and_charges_nothing(
+    market, change
+) -> None:
+    _fund(market["org"], 100)
+    assert _access(market["client"], market["work"].pk).status_code == 200  # authenticated and remembered
+    keys = ApiKey.objects.filter(organisation=market["org"])
+    if change == "revoked":
+        keys.update(revoked_at=timezone.now())
+    elif change == "expired":
+        keys.update(expires_at=timezone.now() - timedelta(seconds=1))
+    else:
+        User.objects.filter(pk=market["vendor"].pk).update(is_active=False)
+
+    response = _access(market["client"], market["work"].pk)
+
+    assert response.status_code == 401
+    assert response.json()["detail"] == "The API key is invalid, expired or revoked."
+    assert AccessEvent.objects.count() == 1
+    assert Grant.objects.get(offer=market["offer"]).accesses_used == 1
+    assert prepaid_available(organisation=market["org"], currency="USD") == 95
+
+
+def test_a_key_revoked_before_its_first_use_of_a_work_accepts_no_terms(market, with_key) -> None:
+    _fund(market["org"], 100)
+    other = factories.work(market["creator"], title="Second hymn")
+    factories.offer(market["creator"], other, uses={"ai-train": 5})
+    assert _access(market["client"], market["work"].pk).status_code == 200
+    ApiKey.objects.filter(organisation=market["org"]).update(revoked_at=timezone.now())
+
+    response = _access(market["client"], other.pk)
+
+    assert response.status_code == 401
+    assert not Grant.objects.filter(offer__work=other).exists()
+
+
+def test_the_parents_of_an_access_event_are_still_protected_without_database_constraints(market) -> None:
+    _fund(market["org"], 100)
+    event_id = AccessEvent.objects.get(
+        access_id=_access(market["client"], market["work"].pk).json()["access_id"]
+    ).pk
+
+    for parent in (market["work"], market["offer"], market["org"]):
+        with pytest.raises(ProtectedError) as refused:
+            parent.delete()
+        assert event_id in {obj.pk for obj in refused.value.protected_objects if isinstance(obj, AccessEvent)}
+    ApiKey.objects.filter(organisation=market["org"]).delete()
+    assert AccessEvent.objects.get(pk=event_id).api_key_id is None

@@ -1,6 +1,7 @@
 import pytest
 from django.db import connection
 
+from accounts import keys, services
 from accounts.models import ApiKey
 from tests import factories
 
@@ -96,3 +97,25 @@ def test_another_users_key_cannot_be_revoked(as_user) -> None:
     response = as_user(other).post(f"/api/v1/api-keys/{ApiKey.objects.get().pk}/revoke")
     assert response.status_code == 404
     assert ApiKey.objects.get().revoked_at is None
+
+
+def test_a_reused_key_is_read_again_once_its_window_has_passed(monkeypatch) -> None:
+    secret = factories.key(factories.vendor(), "access")
+    lookups = []
+    real_lookup = services.api_key_for_prefix
+    monkeypatch.setattr(services, "api_key_for_prefix", lambda **kw: lookups.append(1) or real_lookup(**kw))
+    services.api_key_forget()
+
+    first = services.api_key_authenticate_reusing(secret=secret)
+    again = services.api_key_authenticate_reusing(secret=secret)
+    assert first is not None and again is first and len(lookups) == 1
+
+    digest = keys.hash_key(secret)
+    seen_at, key = services._keys_seen[digest]
+    services._keys_seen[digest] = (seen_at - services.KEY_REUSE_S - 1, key)
+    assert services.api_key_authenticate_reusing(secret=secret) is not first and len(lookups) == 2
+
+    services.api_key_forget(api_key_id=first.pk)
+    assert digest not in services._keys_seen
+    assert services.api_key_authenticate_reusing(secret=keys.generate_key()) is None  # unknown: not kept
+    assert services._keys_seen == {}
