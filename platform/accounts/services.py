@@ -163,5 +163,5 @@ def api_key_forget(*, api_key_id: int | None = None) -> None:
     if api_key_id is None:
         _keys_seen.clear()
         return
-    for digest in [digest for digest, (_, key) in _keys_seen.items() if key.pk == api_key_id]:
+    for digest in [digest for digest, (_, key) in list(_keys_seen.items()) if key.pk == api_key_id]:
         _keys_seen.pop(digest, None)
