@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -50,7 +52,7 @@ ACTIVE_KEY_SQL = (
 )
 
 
-def active_key_params(*, api_key_id: int) -> list[object]:
+def active_key_params(*, api_key_id: int) -> list[Any]:
     return [api_key_id, connection.ops.adapt_datetimefield_value(timezone.now())]
 
 

@@ -103,7 +103,12 @@ def test_a_reused_key_is_read_again_once_its_window_has_passed(monkeypatch) -> N
     secret = factories.key(factories.vendor(), "access")
     lookups = []
     real_lookup = services.api_key_for_prefix
-    monkeypatch.setattr(services, "api_key_for_prefix", lambda **kw: lookups.append(1) or real_lookup(**kw))
+
+    def counted_lookup(*, prefix: str) -> ApiKey | None:
+        lookups.append(prefix)
+        return real_lookup(prefix=prefix)
+
+    monkeypatch.setattr(services, "api_key_for_prefix", counted_lookup)
     services.api_key_forget()
 
     first = services.api_key_authenticate_reusing(secret=secret)
