@@ -338,7 +338,7 @@ def test_a_key_reused_from_memory_is_refused_once_it_is_no_longer_usable_and_cha
     assert prepaid_available(organisation=market["org"], currency="USD") == 95
 
 
-def test_a_key_revoked_before_its_first_use_of_a_work_accepts_no_terms(market, with_key) -> None:
+def test_a_key_revoked_before_its_first_use_of_a_work_accepts_no_terms(market) -> None:
     _fund(market["org"], 100)
     other = factories.work(market["creator"], title="Second hymn")
     factories.offer(market["creator"], other, uses={"ai-train": 5})
