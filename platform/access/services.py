@@ -399,7 +399,7 @@ def _charge_in_one_statement(
     # Inside a caller's transaction, a savepoint, so a conflict leaves that transaction usable; on its own,
     # the statement is its own transaction.
     savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with savepoint, connection.cursor() as cursor:
+    with savepoint, rows.prepared_cursor() as cursor:
         cursor.execute(_one_statement_sql(), params)
         found = cursor.fetchone()
     return None if found is None else int(found[0])

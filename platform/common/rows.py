@@ -107,6 +107,26 @@ def prepared(
     ]
 
 
+def prepared_cursor(using: str = "default") -> Any:
+    """A cursor for a hot statement that PostgreSQL should parse and plan once per connection rather than
+    on every call: it binds parameters on the server and prepares each statement on first use (unless the
+    connection's OPTIONS turn prepared statements off, as for a transaction-pooling proxy). Another database
+    gets its usual cursor."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    import psycopg
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        cursor: Any = psycopg.Cursor(connection.connection)  # django-stubs type the wrapped cursor wrongly
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
+
+
 def insert_fields(model: type[Model]) -> list[Field[Any, Any]]:
     """The columns an INSERT of `model` names: every concrete field but the generated primary key."""
     return [field for field in model._meta.concrete_fields if not field.primary_key]

@@ -156,6 +156,9 @@ def test_on_postgresql_an_access_is_charged_in_one_statement(market) -> None:
     # The key authenticated on the first call is reused, and confirmed inside the charge itself.
     assert len(statements) == 1, statements
     assert "accounts_apikey" in statements[0] and "access_count_and_hold" in statements[0]
+    with connection.cursor() as cursor:  # parsed and planned once for the connection, not per access
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%access_count%%'")
+        assert cursor.fetchone() == (1,)
     grant = Grant.objects.get(offer=market["offer"])
     assert grant.accesses_used == 2
     revenue = RevenueItem.objects.get(source_key=f"access:{response.json()['access_id']}")

@@ -79,6 +79,13 @@ def _database() -> dict[str, object]:
         config: dict[str, object] = dict(
             dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
         )
+        if config["ENGINE"] == "django.db.backends.postgresql":
+            # common.postgresql checks a reused connection without a round trip; the hot statements
+            # (common.rows.prepared_cursor) are prepared once per connection unless a pooling proxy
+            # in transaction mode rules that out (DB_PREPARED_STATEMENTS=0).
+            config["ENGINE"] = "common.postgresql"
+            prepared = env_bool("DB_PREPARED_STATEMENTS", True)
+            config["OPTIONS"] = {"prepare_threshold": 0 if prepared else None}
         config["CONN_HEALTH_CHECKS"] = env_bool("DB_HEALTH_CHECKS", True)
         return config
     # SQLite: WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN so two
