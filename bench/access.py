@@ -3,11 +3,12 @@
     python bench/access.py [--seconds 30] [--clients 50] [--workers 3] [--database sqlite|postgres]
                            [--rate 400] [--paced-first]
 
-Starts gunicorn (several sync workers, DEBUG off, a real receipt key) on 127.0.0.1 against a fresh database
-(a temporary SQLite file, or a scratch database on the PostgreSQL server), drives POST /api/v1/access from
-two load-generator processes (asyncio, raw HTTP/1.1, a unique Idempotency-Key per request; the sync workers
-close each connection after the response, so every request opens one), then does the same against GET
-/api/v1/health (DRF, no database) as the baseline. Prints requests/s, p50, p99, errors, the ratio to the
+Starts gunicorn with the production settings (config/gunicorn.py: several single-threaded workers that keep
+connections open; DEBUG off, a real receipt key) on 127.0.0.1 against a fresh database (a temporary SQLite
+file, or a scratch database on the PostgreSQL server), drives POST /api/v1/access from two load-generator
+processes (asyncio, raw HTTP/1.1, each client on its own kept-alive connection as an API client's HTTP
+library would, a unique Idempotency-Key per request), then does the same against GET /api/v1/health (DRF,
+no database) as the baseline. Prints requests/s, p50, p99, errors, the ratio to the
 baseline, and whether the ledger still balances. Also times API key verification in-process.
 """
 
@@ -253,15 +254,13 @@ def run(database: str, seconds: float, clients: int, workers: int, rate: float, 
             PYTHON,
             "-m",
             "gunicorn",
+            "-c",
+            "python:config.gunicorn",
             "config.wsgi",
             "--bind",
             f"127.0.0.1:{PORT}",
             "--workers",
             str(workers),
-            "--worker-class",
-            "sync",
-            "--keep-alive",
-            "30",
             "--log-level",
             "warning",
         ],

@@ -1,0 +1,17 @@
+"""How gunicorn serves Tribute: `gunicorn -c python:config.gunicorn config.wsgi` (./dev up and
+bench/access.py start it so). Command-line options and GUNICORN_CMD_ARGS override these.
+
+Threaded workers with one thread each keep a client's connection open between requests, so an API
+client that reuses its connection (as the vendors' SDKs and HTTP libraries do) pays neither a TCP
+handshake nor gunicorn's wait for the client to close after every call: on the metered access call
+that raised what two cores sustain by a third or more (docs/access.md). One thread per worker, because
+a second thread in the same process only competes for the interpreter's lock; the processes give the
+parallelism. gunicorn still expects a buffering proxy in front for slow clients and TLS.
+"""
+
+import os
+
+workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+worker_class = "gthread"
+threads = 1
+keepalive = 30  # seconds an idle client connection stays open
