@@ -112,7 +112,7 @@ def test_a_failed_begin_releases_the_lock(tmp_path, monkeypatch) -> None:
 
 
 def test_the_wal_is_checkpointed_in_the_background_and_stays_bounded(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(base, "CHECKPOINT_WAL_BYTES", 64 << 10)
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY_COMMITS", 4)
     path = tmp_path / "db.sqlite3"
     connection = _connection(path)
     cursor = connection.cursor()
@@ -126,7 +126,7 @@ def test_the_wal_is_checkpointed_in_the_background_and_stays_bounded(tmp_path, m
         largest = max(largest, os.stat(f"{path}-wal").st_size)
         # The checkpoint runs in the background; waiting for it keeps the bound below deterministic.
         assert base.checkpointer(str(path)).idle.wait(timeout=10)
-    assert largest < 4 * (64 << 10)
+    assert largest < 4 * 4 * 12 << 10  # four checkpoints' worth of 12-KiB commits
     assert connection.cursor().execute("SELECT count(*) FROM t").fetchone() == (200,)
     connection.close()
 
@@ -134,7 +134,7 @@ def test_the_wal_is_checkpointed_in_the_background_and_stays_bounded(tmp_path, m
 def test_the_wal_stays_bounded_under_writes_that_never_pause(tmp_path, monkeypatch) -> None:
     """Frames added while a checkpoint runs keep the WAL from starting again; past CATCH_UP_WAL_BYTES the
     checkpointer holds the writers back for the last frames, so the file stops growing."""
-    monkeypatch.setattr(base, "CHECKPOINT_WAL_BYTES", 64 << 10)
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY_COMMITS", 4)
     monkeypatch.setattr(base, "CATCH_UP_WAL_BYTES", 512 << 10)
     path = tmp_path / "db.sqlite3"
     connection = _connection(path)
@@ -147,4 +147,30 @@ def test_the_wal_stays_bounded_under_writes_that_never_pause(tmp_path, monkeypat
         largest = max(largest, os.stat(f"{path}-wal").st_size)
     assert largest < 4 << 20
     assert connection.cursor().execute("SELECT count(*) FROM t").fetchone() == (3000,)
+    connection.close()
+
+
+def test_a_wal_that_starts_again_is_reused_not_cut_back(tmp_path) -> None:
+    """Cutting a large WAL back took tens of milliseconds inside a writer's commit, with the other
+    writers queued behind it."""
+    path = tmp_path / "db.sqlite3"
+    connection = _connection(path)
+    connection.cursor().execute("CREATE TABLE t (x BLOB)")
+    for _ in range(50):
+        _begin(connection)
+        connection.cursor().execute("INSERT INTO t VALUES (randomblob(8000))")
+        _end(connection, commit=True)
+    assert base.checkpointer(str(path)).idle.wait(timeout=10)
+    file_size = os.stat(f"{path}-wal").st_size
+    assert file_size > 50 * 8000
+    _, _, copied = connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert copied * 4096 > 50 * 8000
+
+    _begin(connection)  # this writer finds every frame copied and starts the WAL again
+    connection.cursor().execute("INSERT INTO t VALUES (1)")
+    _end(connection, commit=True)
+
+    _, frames, _ = connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert frames <= 2
+    assert os.stat(f"{path}-wal").st_size == file_size
     connection.close()
