@@ -22,12 +22,19 @@ def test_the_default_database_is_sqlite_in_wal_mode_with_immediate_transactions(
     assert result.stdout.split() == ["wal", "IMMEDIATE", "None", "common.sqlite"]
 
 
-def test_database_url_switches_to_postgresql() -> None:
-    code = "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+def test_database_url_switches_to_postgresql_and_keeps_the_urls_options() -> None:
+    code = (
+        "from django.conf import settings; database = settings.DATABASES['default'];"
+        "print(database['ENGINE'], database['OPTIONS']['sslmode'], database['OPTIONS']['prepare_threshold'])"
+    )
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.dev",
-        "DATABASE_URL": "postgres://someone@db.invalid:5432/tribute",
+        "DATABASE_URL": "postgres://someone@db.invalid:5432/tribute?sslmode=require",
     }
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert result.stdout.strip() == "django.db.backends.postgresql"
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["common.postgresql", "require", "0"]
+    env["DB_PREPARED_STATEMENTS"] = "0"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.stdout.split() == ["common.postgresql", "require", "None"]

@@ -85,7 +85,8 @@ def _database() -> dict[str, object]:
             # in transaction mode rules that out (DB_PREPARED_STATEMENTS=0).
             config["ENGINE"] = "common.postgresql"
             prepared = env_bool("DB_PREPARED_STATEMENTS", True)
-            config["OPTIONS"] = {"prepare_threshold": 0 if prepared else None}
+            options = dict(config.get("OPTIONS") or {})  # type: ignore[call-overload]
+            config["OPTIONS"] = {**options, "prepare_threshold": 0 if prepared else None}
         config["CONN_HEALTH_CHECKS"] = env_bool("DB_HEALTH_CHECKS", True)
         return config
     # SQLite: WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN so two
