@@ -106,9 +106,22 @@ class Gunicorn:
     """gunicorn serving config.wsgi on a free port; `stop()` ends it (and only it)."""
 
     def __init__(
-        self, env: dict[str, str], *, workers: int = 1, log: Path | None = None, options: tuple[str, ...] = ()
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        log: Path | None = None,
+        options: tuple[str, ...] = (),
+        production: bool = False,
     ) -> None:
+        """`production`: with the production settings (config/gunicorn.py: threaded workers that keep
+        connections open) rather than sync workers, which close each connection after its response."""
         self.port = free_port()
+        server = (
+            ("-c", "python:config.gunicorn")
+            if production
+            else ("--worker-class", "sync", "--keep-alive", "30")
+        )
         self.log_path = log
         self.log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
@@ -116,15 +129,12 @@ class Gunicorn:
                 PYTHON,
                 "-m",
                 "gunicorn",
+                *server,
                 "config.wsgi",
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",
                 str(workers),
-                "--worker-class",
-                "sync",
-                "--keep-alive",
-                "30",
                 "--timeout",
                 "120",
                 "--log-level",

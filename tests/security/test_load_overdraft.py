@@ -1,5 +1,6 @@
-"""The access benchmark's overdraft race under load: 50 concurrent clients against gunicorn (4 sync workers)
-on PostgreSQL, a prepaid balance funded for fewer accesses than are asked for.
+"""The access benchmark's overdraft race under load: 50 concurrent clients, each on its own kept-alive
+connection, against gunicorn with the production settings (4 workers) on PostgreSQL, a prepaid balance
+funded for fewer accesses than are asked for.
 
 Pass criterion: exactly the funded number of 200s, every other answer a 402, zero 5xx and zero connection
 errors; the balance read while the race runs is never negative, ends at exactly zero, and the ledger
@@ -82,7 +83,7 @@ def test_fifty_clients_racing_for_an_overdraft_get_exactly_what_was_funded(tmp_p
         env = server_env(tmp_path, database_url)
         migrate(env)
         setup = run_python(SETUP, env)
-        server = Gunicorn(env, workers=4, log=tmp_path / "gunicorn.log")
+        server = Gunicorn(env, workers=4, log=tmp_path / "gunicorn.log", production=True)
         balances: list[tuple[int, int]] = []
         racing = threading.Event()
 
