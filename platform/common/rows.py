@@ -100,11 +100,40 @@ def prepared(
     """The database values of a new row's columns, in `insert_fields(model)` order, leaving out the
     fields named in `omit` (by attribute name)."""
     connection = connections[using]
-    return [
-        field.get_db_prep_save(values.get(field.attname, field.get_default()), connection)
-        for field in insert_fields(model)
-        if field.attname not in omit
-    ]
+    plain = _plain_fields(model, connection.alias)
+    out = []
+    for field in insert_fields(model):
+        if field.attname in omit:
+            continue
+        value = values[field.attname] if field.attname in values else field.get_default()
+        if type(value) is not plain.get(field.attname):
+            value = field.get_db_prep_save(value, connection)
+        out.append(value)
+    return out
+
+
+# Values a converting field would change (case, spaces, non-ASCII, a number other than 0 or 1).
+_PROBES: tuple[object, ...] = (7, " Probe-Ä ", True)
+
+
+@functools.cache
+def _plain_fields(model: type[Model], using: str) -> dict[str, type]:
+    """For each field of `model` that stores a plain int, str or bool unchanged on this database, that
+    type: such a value needs no conversion call (most of an access's values, and the calls cost more
+    than the rest of preparing them). Found by converting a probe value once, so a field class or a
+    database that adapts the value (PostgreSQL types integers, for one) keeps the ORM's conversion."""
+    connection = connections[using]
+    plain: dict[str, type] = {}
+    for field in insert_fields(model):
+        for probe in _PROBES:
+            try:
+                converted = field.get_db_prep_save(probe, connection)
+            except Exception:  # noqa: S112 (a field that refuses the probe is converted as usual)
+                continue
+            if type(converted) is type(probe) and converted == probe:
+                plain[field.attname] = type(probe)
+                break
+    return plain
 
 
 def prepared_cursor(using: str = "default") -> Any:
@@ -127,6 +156,7 @@ def prepared_cursor(using: str = "default") -> Any:
     return connection.make_cursor(cursor)
 
 
+@functools.cache
 def insert_fields(model: type[Model]) -> list[Field[Any, Any]]:
     """The columns an INSERT of `model` names: every concrete field but the generated primary key."""
     return [field for field in model._meta.concrete_fields if not field.primary_key]
