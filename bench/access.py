@@ -104,12 +104,15 @@ def _run_python(code: str, env: dict[str, str]) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _client(args: tuple[str, str, list[int], float, int, int, float]) -> tuple[list[float], dict[int, int]]:
-    """One load-generator process: `connections` clients on one asyncio loop, each with its own socket.
+def _client(
+    args: tuple[str, str, list[int], float, int, int, int, float],
+) -> tuple[list[float], dict[int, int]]:
+    """One load-generator process: `connections` clients on one asyncio loop, each with its own socket,
+    numbered from `first` among all the load processes' clients.
 
     Requests are written as raw bytes and responses read by Content-Length, so the generator spends a
     few tens of microseconds per request and leaves the CPUs to the server it measures."""
-    path, key, works, deadline, connections, seed, interval_s = args
+    path, key, works, deadline, connections, first, clients, interval_s = args
     run = uuid.uuid4().hex[:8]  # each load run uses new Idempotency-Keys, so none is answered as a replay
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -120,7 +123,7 @@ def _client(args: tuple[str, str, list[int], float, int, int, float]) -> tuple[l
         body = json.dumps({"work": works[count % len(works)], "use": "ai-train", "territory": "US"}).encode()
         return (
             f"POST /api/v1/access HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: application/json\r\nIdempotency-Key: {run}-{seed}-{index}-{count}\r\n"
+            f"Content-Type: application/json\r\nIdempotency-Key: {run}-{first + index}-{count}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
@@ -142,7 +145,9 @@ def _client(args: tuple[str, str, list[int], float, int, int, float]) -> tuple[l
     async def client(index: int) -> None:
         streams: list[Any] = []
         count = 0
-        next_at = time.perf_counter() + (index % 50) * interval_s / 50
+        # Paced clients start spread evenly over one interval, across all the load processes, so the
+        # offered rate is steady rather than a burst at the start of every interval.
+        next_at = time.perf_counter() + interval_s * (first + index) / clients
         while time.time() < deadline:
             count += 1
             if interval_s:
@@ -180,11 +185,12 @@ def _load(
     processes = 2
     per_process = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     deadline = time.time() + seconds
+    interval_s = clients / rate if rate else 0.0
     with multiprocessing.Pool(processes) as pool:
         results = pool.map(
             _client,
             [
-                (path, key, works, deadline, n, i, clients / rate if rate else 0.0)
+                (path, key, works, deadline, n, sum(per_process[:i]), clients, interval_s)
                 for i, n in enumerate(per_process)
                 if n
             ],

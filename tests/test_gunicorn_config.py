@@ -7,7 +7,8 @@ from config import gunicorn
 
 
 def test_workers_keep_connections_open_with_one_thread_each() -> None:
-    assert (gunicorn.worker_class, gunicorn.threads) == ("gthread", 1)
+    assert gunicorn.worker_class == "config.gunicorn_worker.BalancingThreadWorker"
+    assert gunicorn.threads == 1
     assert gunicorn.keepalive > 0
 
 

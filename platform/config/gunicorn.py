@@ -6,7 +6,8 @@ client that reuses its connection (as the vendors' SDKs and HTTP libraries do) p
 handshake nor gunicorn's wait for the client to close after every call: on the metered access call
 that raised what two cores sustain by a third or more (docs/access.md). One thread per worker, because
 a second thread in the same process only competes for the interpreter's lock; the processes give the
-parallelism. gunicorn still expects a buffering proxy in front for slow clients and TLS.
+parallelism. The worker class is gunicorn's threaded worker made to spread those connections by load
+(config/gunicorn_worker.py). gunicorn still expects a buffering proxy in front for slow clients and TLS.
 """
 
 import os
@@ -14,7 +15,7 @@ import os
 # One worker per core and one more, so a core is not left idle while a worker waits on the database
 # (3 on the 2-core benchmark machine, where 2 and 4 did no better).
 workers = int(os.environ.get("WEB_CONCURRENCY", str((os.cpu_count() or 1) + 1)))
-worker_class = "gthread"
+worker_class = "config.gunicorn_worker.BalancingThreadWorker"
 threads = 1
 keepalive = 30  # seconds an idle client connection stays open
 
