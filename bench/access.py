@@ -1,7 +1,7 @@
 """Load the metered access API the way production runs it and print what it sustains.
 
     python bench/access.py [--seconds 30] [--clients 50] [--workers 3] [--database sqlite|postgres]
-                           [--rate 400] [--paced-first]
+                           [--rate 400] [--paced-first] [--durable-commit]
 
 Starts gunicorn with the production settings (config/gunicorn.py: several single-threaded workers that keep
 connections open; DEBUG off, a real receipt key) on 127.0.0.1 against a fresh database (a temporary SQLite
@@ -9,7 +9,9 @@ file, or a scratch database on the PostgreSQL server), drives POST /api/v1/acces
 processes (asyncio, raw HTTP/1.1, each client on its own kept-alive connection as an API client's HTTP
 library would, a unique Idempotency-Key per request), then does the same against GET /api/v1/health (DRF,
 no database) as the baseline. Prints requests/s, p50, p99, errors, the ratio to the
-baseline, and whether the ledger still balances. Also times API key verification in-process.
+baseline, and whether the ledger still balances. Also times API key verification in-process, and how long
+this machine's disk takes to flush a small write, which bounds a durable commit (--durable-commit makes
+PostgreSQL's access commits wait for it: ACCESS_DURABLE_COMMIT, docs/access.md).
 """
 
 from __future__ import annotations
@@ -236,7 +238,28 @@ def _key_verification_us() -> float:
     return (time.perf_counter() - started) / rounds * 1e6
 
 
-def run(database: str, seconds: float, clients: int, workers: int, rate: float, paced_first: bool) -> None:
+def _disk_flush_ms(directory: str, seconds: float = 5.0) -> tuple[float, float, float]:
+    """p50, p99 and the longest time to write 8 KiB and fdatasync it, a few hundred times."""
+    path = Path(directory) / "flush-probe"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    flushes: list[float] = []
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            os.pwrite(descriptor, os.urandom(8192), 8192 * (len(flushes) % 64))
+            started = time.perf_counter()
+            os.fdatasync(descriptor)
+            flushes.append(1000 * (time.perf_counter() - started))
+            time.sleep(0.005)
+    finally:
+        os.close(descriptor)
+        path.unlink()
+    flushes.sort()
+    return flushes[len(flushes) // 2], flushes[int(len(flushes) * 0.99)], flushes[-1]
+
+
+def run(database: str, arguments: argparse.Namespace) -> None:
+    seconds, clients, workers, rate = arguments.seconds, arguments.clients, arguments.workers, arguments.rate
     # (Not imported from access.receipts: this script's own name shadows the `access` package.)
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -253,6 +276,7 @@ def run(database: str, seconds: float, clients: int, workers: int, rate: float, 
         subprocess.run([*admin, f"CREATE DATABASE {name}"], check=True)
         database_url = f"postgres://postgres@127.0.0.1:5432/{name}"
     env = _env(database_url, var_dir, key_pem.decode())
+    env["ACCESS_DURABLE_COMMIT"] = "1" if arguments.durable_commit else "0"
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
     setup = _run_python(SETUP, env)
     server = subprocess.Popen(
@@ -277,10 +301,10 @@ def run(database: str, seconds: float, clients: int, workers: int, rate: float, 
         _wait_up()
         accesses = functools.partial(_load, "access", str(setup["key"]), list(setup["works"]))
         accesses(3, clients)  # warm-up
-        if paced_first:
+        if arguments.paced_first:
             paced = accesses(seconds, clients, rate)
         access = accesses(seconds, clients)
-        if not paced_first:
+        if not arguments.paced_first:
             paced = accesses(seconds, clients, rate)
         bare = _load("health", "", [], seconds, clients)
     finally:
@@ -292,7 +316,12 @@ def run(database: str, seconds: float, clients: int, workers: int, rate: float, 
         and ledger["entries_sum"] == 0
         and ledger["available"] == 10**12 - int(ledger["spent"])
     )
-    print(f"\n== {database}: {clients} clients, {workers} gunicorn workers, {seconds:.0f} s")
+    commit = "each waits for the disk" if arguments.durable_commit else "do not wait for the disk"
+    if database == "sqlite":
+        commit = "WAL, synchronous=NORMAL"
+    print(
+        f"\n== {database}: {clients} clients, {workers} gunicorn workers, {seconds:.0f} s; commits: {commit}"
+    )
     print(
         f"access, as fast as {clients} clients can: {access['rps']:7.1f} req/s  "
         f"p50 {access['p50_ms']:6.1f} ms  "
@@ -340,18 +369,22 @@ def main() -> None:
     parser.add_argument(
         "--paced-first", action="store_true", help="make the paced run first, on a fresh database"
     )
+    parser.add_argument(
+        "--durable-commit",
+        action="store_true",
+        help="PostgreSQL: each access commit waits for the disk (ACCESS_DURABLE_COMMIT=1)",
+    )
     arguments = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     print(f"API key verification (checksum + SHA-256 compare): {_key_verification_us():.1f} µs per key")
+    with tempfile.TemporaryDirectory(prefix="tribute-bench-") as directory:
+        flush = _disk_flush_ms(directory)
+    print(
+        "disk flush of 8 KiB (fdatasync, a durable commit waits for one): p50 {:.2f} ms  p99 {:.2f} ms  "
+        "longest {:.1f} ms".format(*flush)
+    )
     for database in ["sqlite", "postgres"] if arguments.database == "both" else [arguments.database]:
-        run(
-            database,
-            arguments.seconds,
-            arguments.clients,
-            arguments.workers,
-            arguments.rate,
-            arguments.paced_first,
-        )
+        run(database, arguments)
 
 
 if __name__ == "__main__":

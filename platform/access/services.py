@@ -15,7 +15,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
@@ -350,7 +352,8 @@ def _charge(
         "created_at": now,
     }
     try:
-        event_id = _charge_in_one_statement(organisation, api_key, grant, price, access_id, event)
+        durable = paid_by_x402 or settings.ACCESS_DURABLE_COMMIT
+        event_id = _charge_in_one_statement(organisation, api_key, grant, price, access_id, event, durable)
         if event_id is None:
             with transaction.atomic():
                 if not api_key_still_active(api_key_id=api_key.pk):
@@ -382,17 +385,24 @@ def _charge_in_one_statement(
     price: Money,
     access_id: uuid.UUID,
     event: dict[str, object],
+    durable: bool,
 ) -> int | None:
     """On PostgreSQL, the common case in one statement (its own transaction, one round trip): confirm the
     API key is still active, count the grant's use and hold the price (the access_count_and_hold function,
     both or neither), then insert the revenue and the access event. The new event's id; None when it does
     not apply (another database, a free use, spend caps to count) or when the key, the grant or the balance
-    refused, having changed nothing: the general path then decides, and names the refusal."""
+    refused, having changed nothing: the general path then decides, and names the refusal.
+
+    Unless `durable`, the statement's transaction commits without waiting for the WAL to reach the disk
+    (synchronous_commit off for it alone): a slow disk flush then delays no access, and a crash of the
+    database server can forget at most the last fraction of a second of accesses, never leaving the ledger
+    unbalanced. Inside a caller's transaction the caller's setting stands."""
     if connection.vendor != "postgresql" or price.amount_minor == 0 or _has_spend_caps(organisation.pk):
         return None
     fee = access_fee(organisation=organisation, offer=grant.offer, amount=price, access_key=str(access_id))
     assert fee is not None
-    params = active_key_params(api_key_id=api_key.pk)
+    commit_mode = None if durable or connection.in_atomic_block else "off"
+    params: list[Any] = [commit_mode, *active_key_params(api_key_id=api_key.pk)]
     params += [grant.pk, grant.offer.quota, fee.payer_key, price.amount_minor]
     params += rows.prepared(RevenueItem, fee.revenue_values(), omit=_COMPUTED_REVENUE)
     params += rows.prepared(AccessEvent, event)
@@ -423,8 +433,12 @@ def _one_statement_sql() -> str:
     revenues, events = RevenueItem._meta.db_table, AccessEvent._meta.db_table
     revenue_values, event_values = select_list(RevenueItem, _COMPUTED_REVENUE), select_list(AccessEvent, {})
     return (
-        f"WITH active_key AS MATERIALIZED ({ACTIVE_KEY_SQL}), "  # noqa: S608
-        "charge AS MATERIALIZED (SELECT access_count_and_hold(%s, %s, %s, %s) AS payer FROM active_key), "
+        # set_config(..., true) lasts until this statement's transaction ends, its commit included.
+        "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', "  # noqa: S608
+        "COALESCE(%s, current_setting('synchronous_commit')), true)), "
+        f"active_key AS MATERIALIZED ({ACTIVE_KEY_SQL}), "
+        "charge AS MATERIALIZED (SELECT access_count_and_hold(%s, %s, %s, %s) AS payer "
+        "FROM active_key, commit_mode), "
         f"revenue AS (INSERT INTO {revenues} ({columns(RevenueItem)}) SELECT {revenue_values} "
         "FROM charge WHERE charge.payer > 0 RETURNING id), "
         f"event AS (INSERT INTO {events} ({columns(AccessEvent)}) SELECT {event_values} "

@@ -90,3 +90,40 @@ def test_concurrent_replays_of_one_idempotency_key_charge_once_and_answer_the_sa
     assert len(set(bodies)) == 1 and len(bodies) == 100
     assert AccessEvent.objects.count() == 1
     assert prepaid_available(organisation=organisation, currency="USD") == 993
+
+
+def _wal_flushes() -> int:
+    """How many times the server has flushed WAL to disk (all processes), this backend's counts included."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    with connection.cursor() as cursor:  # a new statement: the forced report happened at the last one's end
+        cursor.execute("SELECT wal_sync FROM pg_stat_wal")
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("durable_setting", "paid_by_x402"), [(False, False), (True, False), (False, True)])
+def test_a_prepaid_access_waits_for_the_disk_only_when_asked_to(
+    settings, durable_setting: bool, paid_by_x402: bool
+) -> None:
+    # Each committed access flushes the WAL itself when its commit must be durable (the setting, or an
+    # access paid on-chain, whose payment must never be forgotten); otherwise it returns at once and the
+    # WAL writer flushes everything a little later, a few times a second at most.
+    settings.ACCESS_DURABLE_COMMIT = durable_setting
+    durable = durable_setting or paid_by_x402
+    work, organisation, api_key = _market(price_minor=1)
+    prepaid_fund(organisation=organisation, amount=Money(100, "USD"), external_ref="flushes")
+    request = AccessRequest(work_id=work.pk, use_class="ai-train", territory="US")
+    access_request(organisation=organisation, api_key=api_key, idempotency_key="first", request=request)
+    before = _wal_flushes()
+    for step in range(20):
+        access_request(
+            organisation=organisation,
+            api_key=api_key,
+            idempotency_key=f"{step}",
+            request=request,
+            paid_by_x402=paid_by_x402,
+        )
+    flushes = _wal_flushes() - before
+    assert AccessEvent.objects.count() == 21
+    assert flushes >= 20 if durable else flushes < 5, flushes

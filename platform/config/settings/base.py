@@ -145,6 +145,9 @@ FILE_UPLOAD_TEMP_DIR = None
 
 # Access receipts are signed with RECEIPT_SIGNING_KEY (Ed25519 PEM); in DEBUG a development key is made here.
 RECEIPT_DEV_KEY_PATH: Path | None = VAR_DIR / "keys" / "receipts-ed25519.pem" if DEBUG else None
+# PostgreSQL: whether an access paid from the prepaid balance waits for its commit to reach the disk before
+# it is answered (docs/access.md, "Commit durability"). Off by default, as SQLite's synchronous=NORMAL is.
+ACCESS_DURABLE_COMMIT = env_bool("ACCESS_DURABLE_COMMIT", False)
 
 # Money and licensing defaults.
 PLATFORM_FEE_BPS = env_int("PLATFORM_FEE_BPS", 1000, minimum=0)
