@@ -5,54 +5,26 @@ MAX_REQUESTS_PER_CONNECTION requests, so they spread by load."""
 from __future__ import annotations
 
 import http.client
-import subprocess
+import os
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from config.gunicorn_worker import MAX_REQUESTS_PER_CONNECTION
-from tests.security.live import PYTHON, ROOT, free_port
+from tests.security.live import Gunicorn
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "tests.gunicorn_probe_app",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "config.gunicorn_worker.BalancingThreadWorker",
-            "--threads",
-            "1",
-            "--keep-alive",
-            "30",
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-    )
+    # The worker class named on the command line (it overrides the sync workers Gunicorn starts by
+    # default), not the production settings file, whose start-up hook loads Django's views.
+    options = ("--worker-class", "config.gunicorn_worker.BalancingThreadWorker", "--threads", "1")
+    server = Gunicorn(dict(os.environ), workers=2, options=options, app="tests.gunicorn_probe_app")
     try:
-        for _ in range(100):
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            try:
-                _get(connection)
-                break
-            except OSError:
-                time.sleep(0.1)
-            finally:
-                connection.close()
-        yield port
+        yield server.port
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
 
 
 def _get(connection: http.client.HTTPConnection, path: str = "/") -> tuple[str, str | None]:

@@ -47,11 +47,9 @@ class BalancingThreadWorker(ThreadWorker):
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         if self.deferred_until is not None:
-            now = time.monotonic()
-            if now < self.deferred_until:  # wake up in time to listen again
-                timeout = min(timeout, self.deferred_until - now)
-            elif now >= self.deferred_until + ACCEPT_DELAY_S:  # another worker took it
-                self.deferred_until = None
+            remaining = self.deferred_until - time.monotonic()
+            if remaining > 0:  # wake up in time to listen again
+                timeout = min(timeout, remaining)
         super().wait_for_and_dispatch_events(timeout)
 
     def enqueue_req(self, conn: Any) -> None:

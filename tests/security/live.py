@@ -103,7 +103,7 @@ def scratch_postgres(prefix: str) -> Iterator[str]:
 
 
 class Gunicorn:
-    """gunicorn serving config.wsgi on a free port; `stop()` ends it (and only it)."""
+    """gunicorn serving `app` (config.wsgi unless told) on a free port; `stop()` ends it (and only it)."""
 
     def __init__(
         self,
@@ -113,6 +113,7 @@ class Gunicorn:
         log: Path | None = None,
         options: tuple[str, ...] = (),
         production: bool = False,
+        app: str = "config.wsgi",
     ) -> None:
         """`production`: with the production settings (config/gunicorn.py: threaded workers that keep
         connections open) rather than sync workers, which close each connection after its response."""
@@ -130,7 +131,7 @@ class Gunicorn:
                 "-m",
                 "gunicorn",
                 *server,
-                "config.wsgi",
+                app,
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",
