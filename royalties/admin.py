@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
+from common import clock
 from common.admin import ReadOnlyAdmin, ReadOnlyInline
 from common.problems import ApiError
 from royalties import payouts, reconcile
@@ -124,7 +124,7 @@ class PayoutAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Mark selected manual payouts paid (reference: admin, operator, date)")
     def mark_paid(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
-        reference = f"admin:{request.user.get_username()}:{timezone.now():%Y-%m-%d}"
+        reference = f"admin:{request.user.get_username()}:{clock.now():%Y-%m-%d}"
         done = 0
         for payout in self._manual(request, queryset):
             try:

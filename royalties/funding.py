@@ -22,12 +22,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import is_address, to_checksum_address
 
 from accounts.models import Organisation, User
+from common import clock
 from common.money import Money
 from common.problems import ApiError, Conflict
 from contracts.chain import Chain, ChainError, in_process_funded_keys
@@ -118,7 +118,7 @@ def deposit_address_register(
     try:
         with transaction.atomic():
             return DepositAddress.objects.create(
-                organisation=organisation, address=address, verified_at=timezone.now(), created_by=user
+                organisation=organisation, address=address, verified_at=clock.now(), created_by=user
             )
     except IntegrityError:
         return deposit_address_register(
@@ -193,7 +193,7 @@ def chain_deposits_watch(*, max_blocks: int = 50 * LOG_RANGE) -> WatchResult:
 
 def _advance(name: str, block: int) -> None:
     updated = ChainCursor.objects.filter(name=name, last_block__lt=block).update(
-        last_block=block, updated_at=timezone.now()
+        last_block=block, updated_at=clock.now()
     )
     if not updated and not ChainCursor.objects.filter(name=name).exists():
         try:
@@ -295,6 +295,6 @@ def deposit_assign(*, deposit: ChainDeposit, organisation: Organisation) -> Chai
     )
     deposit.status = ChainDepositStatus.ASSIGNED
     deposit.organisation = organisation
-    deposit.note = f"assigned by the operator at {timezone.now().isoformat(timespec='seconds')}"
+    deposit.note = f"assigned by the operator at {clock.now().isoformat(timespec='seconds')}"
     deposit.save(update_fields=["status", "organisation", "note"])
     return deposit

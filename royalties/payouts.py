@@ -36,10 +36,10 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
-from django.utils import timezone
 
 from accounts.models import PayoutProfile, User
 from accounts.payout_identity import stripe_enabled
+from common import clock
 from common import currency as currencies
 from common.problems import Conflict, NotFound
 from royalties import selectors
@@ -173,11 +173,11 @@ def rail_for(profile: PayoutProfile | None, currency: str) -> tuple[str, str]:
 # Creating payouts --------------------------------------------------------------------------------------
 
 
-def payout_create(*, user: User, currency: str, period: str, now: datetime | None = None) -> Payout | None:
+def payout_create(*, user: User, currency: str, period: str) -> Payout | None:
     """Make this payee's payout for the period from their whole available payable, if it reaches the
     threshold and none exists yet. The Payout row and the payable -> in_transit move are one database
     transaction: both or neither. Answers None when there is nothing to do."""
-    now = now or timezone.now()
+    now = clock.now()
     key = payout_key(user_id=user.pk, currency=currency, period=period)
     if Payout.objects.filter(user=user, currency=currency, period=period).exists():
         return None
@@ -240,7 +240,7 @@ class PayoutRunResult:
     manual: int = 0
 
 
-def payout_run(period: str | None = None, now: datetime | None = None) -> PayoutRunResult:
+def payout_run(period: str | None = None) -> PayoutRunResult:
     """The periodic payout job: make the period's payouts, then send every unsent one on its rail, then
     confirm chain payouts that are deep enough (and resend dropped or reverted chain transactions).
 
@@ -248,13 +248,12 @@ def payout_run(period: str | None = None, now: datetime | None = None) -> Payout
     already made are not made again, and each rail is asked with the payout key, so a payout that was
     sent is never paid a second time.
     """
-    now = now or timezone.now()
-    period = period or period_of(now)
+    period = period or period_of(clock.now())
     result = PayoutRunResult(period=period)
     due = payees_due(period=period)
     users = {u.pk: u for u in User.objects.filter(pk__in={uid for uid, _ in due})}
     for user_id, currency in due:
-        payout = payout_create(user=users[user_id], currency=currency, period=period, now=now)
+        payout = payout_create(user=users[user_id], currency=currency, period=period)
         if payout is not None:
             result.created.append(payout)
             if payout.rail == PayoutRail.MANUAL:
@@ -297,12 +296,12 @@ def _send_unsent(result: PayoutRunResult) -> None:
 
 def _note_attempt(payout: Payout) -> None:
     """Count an attempt before calling the rail, committed, so a crash during the call still shows."""
-    Payout.objects.filter(pk=payout.pk).update(attempts=F("attempts") + 1, updated_at=timezone.now())
+    Payout.objects.filter(pk=payout.pk).update(attempts=F("attempts") + 1, updated_at=clock.now())
     payout.attempts += 1
 
 
 def note_error(payout: Payout, message: str) -> None:
-    Payout.objects.filter(pk=payout.pk).update(last_error=message[:500], updated_at=timezone.now())
+    Payout.objects.filter(pk=payout.pk).update(last_error=message[:500], updated_at=clock.now())
     payout.last_error = message[:500]
 
 
@@ -311,7 +310,7 @@ def stripe_send(*, payout: Payout) -> str:
     status after the attempt; `created` means it waits for the next run (a retryable error)."""
     from royalties.rails import stripe as stripe_rail  # written beside us; imported when needed
 
-    if payout.attempts and timezone.now() - payout.created_at > STRIPE_RETRY_WINDOW:
+    if payout.attempts and clock.now() - payout.created_at > STRIPE_RETRY_WINDOW:
         note_error(
             payout,
             "Not sent again: Stripe forgets idempotency keys after 24 hours. Check the connected account "
@@ -354,7 +353,7 @@ def payout_submitted(*, key: str, external_id: str) -> Payout:
     no-op; after a failure, or with another external id, it is refused."""
     payout = _locked(key)
     if payout.status == PayoutStatus.CREATED:
-        now = timezone.now()
+        now = clock.now()
         payout.status = PayoutStatus.SUBMITTED
         payout.external_id = external_id
         payout.submitted_at = now
@@ -380,7 +379,7 @@ def chain_resubmitted(*, key: str, external_id: str) -> Payout:
         if payout.status != PayoutStatus.SUBMITTED or payout.rail != PayoutRail.CHAIN:
             raise _refuse(payout, "sent again")
         payout.external_id = external_id
-        payout.updated_at = timezone.now()
+        payout.updated_at = clock.now()
         payout.save(update_fields=["external_id", "updated_at"])
         return payout
 
@@ -410,7 +409,7 @@ def payout_confirm(*, key: str, external_id: str) -> Payout:
             Leg(clearing_account(rail=payout.rail, currency=payout.currency), payout.amount_minor),
         ],
     )
-    now = timezone.now()
+    now = clock.now()
     payout.status = PayoutStatus.CONFIRMED
     payout.external_id = external_id or payout.external_id
     payout.submitted_at = payout.submitted_at or now
@@ -452,7 +451,7 @@ def payout_fail(*, key: str, reason: str, returned: bool = False) -> Payout:
         memo=f"Payout {payout.key} {'returned' if returned else 'failed'}: {reason}",
         legs=[Leg(source, -payout.amount_minor), Leg(payable, payout.amount_minor)],
     )
-    now = timezone.now()
+    now = clock.now()
     payout.status = PayoutStatus.RETURNED if returned else PayoutStatus.FAILED
     payout.failure_reason = reason[:500]
     payout.settled_at = now

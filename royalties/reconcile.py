@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Max, Min, QuerySet
-from django.utils import timezone
 
 from accounts.models import User
+from common import clock
 from contracts.chain import ChainError, payout_id_from_key
 from royalties.models import (
     ChainBatch,
@@ -269,13 +269,13 @@ def chain_records(*, since: datetime, until: datetime) -> list[RailRecord]:
 # The job -----------------------------------------------------------------------------------------------
 
 
-def reconcile(*, period: str, rail: str, now: datetime | None = None) -> ReconciliationRun:
+def reconcile(*, period: str, rail: str) -> ReconciliationRun:
     """Compare one rail with our ledger for one period and store the differences. A run again replaces
     nothing: each run keeps its own differences (the staff page shows the unresolved ones of the latest)."""
     if rail not in RAILS:
         raise ValueError(f"reconciliation covers {', '.join(RAILS)}, not {rail!r}")
     start, end = period_bounds(period)
-    since, until = start - RECONCILE_MARGIN, min(end + RECONCILE_MARGIN, now or timezone.now())
+    since, until = start - RECONCILE_MARGIN, min(end + RECONCILE_MARGIN, clock.now())
     run = ReconciliationRun.objects.create(period=period, rail=rail, window_start=start, window_end=end)
     try:
         ours = ledger_records(rail=rail, since=since, until=until)
@@ -285,7 +285,7 @@ def reconcile(*, period: str, rail: str, now: datetime | None = None) -> Reconci
             else chain_records(since=since, until=until)
         )
     except (RailError, ChainError) as error:
-        ReconciliationRun.objects.filter(pk=run.pk).update(error=str(error)[:500], finished_at=timezone.now())
+        ReconciliationRun.objects.filter(pk=run.pk).update(error=str(error)[:500], finished_at=clock.now())
         run.refresh_from_db()
         return run
     found = [d for d in compare(ours, theirs) if start <= d.at < end]
@@ -311,7 +311,7 @@ def reconcile(*, period: str, rail: str, now: datetime | None = None) -> Reconci
             ledger_records=len([r for r in ours if start <= r.at < end]),
             rail_records=len([r for r in theirs if start <= r.at < end]),
             differences_found=len(found),
-            finished_at=timezone.now(),
+            finished_at=clock.now(),
         )
     run.refresh_from_db()
     if found:
@@ -319,16 +319,16 @@ def reconcile(*, period: str, rail: str, now: datetime | None = None) -> Reconci
     return run
 
 
-def reconcile_all(*, period: str, now: datetime | None = None) -> list[ReconciliationRun]:
+def reconcile_all(*, period: str) -> list[ReconciliationRun]:
     """Every configured rail for one period: the chain when chain payouts are on, Stripe when it is."""
     from accounts.payout_identity import stripe_enabled
     from royalties.payouts import chain_configured
 
     runs = []
     if chain_configured():
-        runs.append(reconcile(period=period, rail=PayoutRail.CHAIN, now=now))
+        runs.append(reconcile(period=period, rail=PayoutRail.CHAIN))
     if stripe_enabled():
-        runs.append(reconcile(period=period, rail=PayoutRail.STRIPE, now=now))
+        runs.append(reconcile(period=period, rail=PayoutRail.STRIPE))
     return runs
 
 
@@ -344,7 +344,7 @@ def difference_resolve(
     """The operator explains a difference (and corrects the ledger by a reversal if it needs one)."""
     difference = ReconciliationDifference.objects.select_for_update().get(pk=difference.pk)
     if difference.resolved_at is None:
-        difference.resolved_at = timezone.now()
+        difference.resolved_at = clock.now()
         difference.resolved_by = user
         difference.resolution = note.strip()[:300] or "resolved"
         difference.save(update_fields=["resolved_at", "resolved_by", "resolution"])

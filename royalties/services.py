@@ -32,8 +32,8 @@ from django.utils.dateparse import parse_datetime
 from accounts.models import Organisation, User
 from catalog.models import Grant, Offer, OfferStatus, Work
 from catalog.selectors import monetizing_claim_on
+from common import clock, rows
 from common import currency as currencies
-from common import rows
 from common.money import Money
 from common.problems import ApiError, Conflict, NotFound
 from royalties import selectors, splits
@@ -430,7 +430,7 @@ def access_fee(
         work_id=offer.work_id,
         amount=amount,
         fee_bps=_fee_bps(offer),
-        arose_at=arose_at or timezone.now(),
+        arose_at=arose_at or clock.now(),
         payer_key=selectors.prepaid_key(organisation.pk, amount.currency),
     )
 
@@ -486,7 +486,7 @@ def licence_fee_record(*, grant: Grant, rail: str = "manual", external_ref: str 
         "work_id": grant.offer.work_id,
         "amount": amount,
         "fee_bps": _fee_bps(grant.offer),
-        "arose_at": timezone.now(),
+        "arose_at": clock.now(),
     }
     if grant.organisation_id is not None:
         return _record(**common, payer_key=selectors.prepaid_key(grant.organisation_id, grant.currency))  # type: ignore[arg-type]
@@ -505,7 +505,7 @@ def claim_revenue_record(
         work_id=work.pk,
         amount=amount,
         fee_bps=_fee_bps(_current_offer(work.pk)),
-        arose_at=arose_at or timezone.now(),
+        arose_at=arose_at or clock.now(),
         payer=clearing_account(rail=rail, currency=amount.currency),
     )
 
@@ -568,7 +568,7 @@ def sale_record(*, work: Work, buyer: Organisation, amount: Money, sale_ref: str
         work_id=earning_work,
         amount=amount,
         fee_bps=_fee_bps(_current_offer(earning_work)),
-        arose_at=timezone.now(),
+        arose_at=clock.now(),
         payer_key=selectors.prepaid_key(buyer.pk, amount.currency),
     )
 
@@ -614,7 +614,7 @@ def revenue_report_record(*, user: User, distributor: str, lines: Sequence[Repor
             "pk", flat=True
         )
     )
-    now = timezone.now()
+    now = clock.now()
     fees: dict[int, int] = {}
     earner: dict[int, int] = {}
     items: list[RevenueItem] = []
@@ -919,7 +919,7 @@ def statement_generate(
         raise ApiError(f"Currency {currency} is not supported.", code="unsupported_currency")
     if timezone.is_naive(period_end) or (period_start is not None and timezone.is_naive(period_start)):
         raise ApiError("Times need a zone.", code="naive_datetime")
-    if period_end > timezone.now():
+    if period_end > clock.now():
         raise ApiError("A statement cannot cover the future.", code="period_in_future")
     User.objects.select_for_update().get(pk=user.pk)  # one statement chain writer per payee
     previous = Statement.objects.filter(user=user, currency=currency).order_by("-period_end").first()

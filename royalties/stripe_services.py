@@ -10,12 +10,11 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from django.utils import timezone
-
 from accounts import payout_identity
 from accounts.models import Membership, Organisation, PayoutProfile, User
 from accounts.payout_identity import StripeOff
 from accounts.selectors import organisations_of
+from common import clock
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError, Conflict, NotFound
@@ -81,7 +80,7 @@ def stripe_account_refresh(*, user: User) -> PayoutProfile:
         account_id=state.account_id,
         payouts_enabled=state.payouts_enabled,
         details_submitted=state.details_submitted,
-        at=timezone.now(),
+        at=clock.now(),
     )
     profile.refresh_from_db()
     return profile

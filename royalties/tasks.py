@@ -4,8 +4,8 @@ credits nothing twice."""
 from __future__ import annotations
 
 from celery import shared_task
-from django.utils import timezone
 
+from common import clock
 from royalties.services import revenue_settle
 
 
@@ -41,6 +41,6 @@ def reconcile(period: str | None = None) -> int:
     from royalties.payouts import period_of, previous_period
     from royalties.reconcile import reconcile_all
 
-    now = timezone.now()
+    now = clock.now()
     periods = [period] if period is not None else [previous_period(period_of(now)), period_of(now)]
-    return sum(run.differences_found for name in periods for run in reconcile_all(period=name, now=now))
+    return sum(run.differences_found for name in periods for run in reconcile_all(period=name))

@@ -34,10 +34,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from accounts import payout_identity
 from accounts.models import Organisation
+from common import clock
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError
@@ -137,7 +137,7 @@ def webhook_event_process(*, event_pk: int) -> WebhookEvent:
                 # A retry would be refused the same way: keep the reason for the operator, and stop.
                 logger.error("Stripe event %s (%s) refused: %s", event.event_id, event.event_type, error)
                 note = f"refused: {error}"
-            event.processed_at = timezone.now()
+            event.processed_at = clock.now()
             event.error = note[:MAX_ERROR]
             event.save(update_fields=["processed_at", "error"])
             return event

@@ -20,7 +20,6 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Case, F, Q, Value, When
-from django.utils import timezone
 
 from access import receipts, signing
 from access.models import METERED_USES, AccessEvent, SpendCap
@@ -29,7 +28,7 @@ from accounts.selectors import ACTIVE_KEY_SQL, active_key_params, api_key_still_
 from accounts.services import api_key_forget
 from catalog.models import Grant, GrantStatus, Offer, OfferStatus, Work, WorkStatus
 from catalog.services import grant_create
-from common import rows
+from common import clock, rows
 from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from royalties.models import RevenueItem
@@ -197,7 +196,7 @@ def _check_terms(offer: Offer, request: AccessRequest) -> int:
             f"The terms do not cover territory {request.territory} (only {', '.join(offer.territories)}).",
             code="territory_not_allowed",
         )
-    if offer.expires_at is not None and offer.expires_at <= timezone.now():
+    if offer.expires_at is not None and offer.expires_at <= clock.now():
         raise TermRefused("The terms have expired.", code="offer_expired")
     return prices[request.use_class]
 
@@ -220,7 +219,7 @@ def _spend(organisation: Organisation, api_key: ApiKey, price: Money) -> None:
     """Count the price against the organisation's and the key's monthly caps, if they have any."""
     if price.amount_minor == 0 or not _has_spend_caps(organisation.pk):
         return
-    period = timezone.now().strftime("%Y-%m")
+    period = clock.now().strftime("%Y-%m")
     spent_after = Case(
         When(period=period, then=F("spent_minor") + price.amount_minor), default=Value(price.amount_minor)
     )
@@ -330,7 +329,7 @@ def _charge(
     offer = grant.offer
     price = Money(_check_terms(offer, request), offer.currency)
     access_id = uuid.uuid4()
-    now = timezone.now()
+    now = clock.now()
     # The receipt and the response are made before the transaction, so the balance row stays locked only
     # for the statements themselves.
     body = _response_body(organisation, offer, request, price, access_id, now)

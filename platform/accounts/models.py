@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from common import clock
+
 
 class Role(models.TextChoices):
     CREATOR = "creator", "Creator"
@@ -95,7 +97,7 @@ class ApiKey(models.Model):
 
     @property
     def is_active(self) -> bool:
-        now = timezone.now()
+        now = clock.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
     def has_scope(self, scope: str) -> bool:

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_keys.exceptions import BadSignature
@@ -32,6 +31,7 @@ from eth_utils import to_checksum_address
 from eth_utils.exceptions import ValidationError as EthValidationError
 
 from accounts.models import PayoutProfile, User, WalletChallenge
+from common import clock
 from common.problems import ApiError, Conflict, NotFound
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -96,7 +96,7 @@ def payout_profile_rail_set(*, user: User, rail: str) -> PayoutProfile:
         raise Conflict(readiness.reason, code="rail_not_ready", extra={"rail": rail})
     if profile.rail != rail:
         profile.rail = rail
-        profile.updated_at = timezone.now()
+        profile.updated_at = clock.now()
         profile.save(update_fields=["rail", "updated_at"])
     return profile
 
@@ -112,7 +112,7 @@ def payout_profile_stripe_account_set(*, user: User, account_id: str) -> PayoutP
         raise ApiError("Not a Stripe account id.", code="invalid_stripe_account")
     profile = payout_profile_get_or_create(user=user)
     PayoutProfile.objects.filter(pk=profile.pk, stripe_account_id="").update(
-        stripe_account_id=account_id, updated_at=timezone.now()
+        stripe_account_id=account_id, updated_at=clock.now()
     )
     profile.refresh_from_db()
     return profile
@@ -131,7 +131,7 @@ def payout_profile_stripe_state_apply(
             stripe_payouts_enabled=payouts_enabled,
             stripe_details_submitted=details_submitted,
             stripe_state_at=at,
-            updated_at=timezone.now(),
+            updated_at=clock.now(),
         )
     )
     return updated > 0
@@ -160,7 +160,7 @@ def wallet_challenge_create(*, user: User, domain: str) -> WalletChallenge:
     """A fresh message for the user to sign with the wallet they want paid to (EIP-191 personal_sign)."""
     if not domain or any(c.isspace() for c in domain):
         raise ApiError("The challenge needs the site's domain.", code="invalid_domain")
-    now = timezone.now().replace(microsecond=0)
+    now = clock.now().replace(microsecond=0)
     expires_at = now + timedelta(seconds=int(settings.WALLET_CHALLENGE_TTL_S))
     nonce = secrets.token_hex(16)
     return WalletChallenge.objects.create(
@@ -207,7 +207,7 @@ def wallet_link(*, user: User, nonce: str, address: str, signature: str) -> Payo
             code="wrong_signer",
             extra={"signer": signer},
         )
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         used = WalletChallenge.objects.filter(
             pk=challenge.pk, used_at__isnull=True, expires_at__gt=now

@@ -4,9 +4,9 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
 from accounts.models import ApiKey, Organisation, User
+from common import clock
 from common.rows import Columns
 
 
@@ -53,7 +53,7 @@ ACTIVE_KEY_SQL = (
 
 
 def active_key_params(*, api_key_id: int) -> list[Any]:
-    return [api_key_id, connection.ops.adapt_datetimefield_value(timezone.now())]
+    return [api_key_id, connection.ops.adapt_datetimefield_value(clock.now())]
 
 
 def api_key_still_active(*, api_key_id: int) -> bool:

@@ -5,12 +5,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts import keys
 from accounts.models import ApiKey, Membership, Organisation, Role, Scope, User
 from accounts.selectors import api_key_for_prefix
+from common import clock
 from common.problems import ApiError, Forbidden
 
 # last_used_at is written at most this often per key, so the hot path is not a write per request.
@@ -86,7 +86,7 @@ def api_key_create(
         raise Forbidden("You are not a member of this organisation.", code="not_a_member")
     if organisation is None and user.role == Role.VENDOR:
         organisation = Organisation.objects.filter(membership__user=user).order_by("id").first()
-    if expires_at is not None and expires_at <= timezone.now():
+    if expires_at is not None and expires_at <= clock.now():
         raise ApiError("expires_at must be in the future.", code="invalid_expiry")
     for _ in range(5):
         secret = keys.generate_key()
@@ -109,7 +109,7 @@ def api_key_create(
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke now. The conditional update keeps the first revocation time if two requests race."""
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=clock.now())
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
 
@@ -123,7 +123,7 @@ def api_key_authenticate(*, secret: str) -> ApiKey | None:
         return None
     if not api_key.is_active or not api_key.user.is_active:
         return None
-    now = timezone.now()
+    now = clock.now()
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now

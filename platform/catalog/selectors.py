@@ -6,7 +6,6 @@ from typing import TypedDict
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 
 from accounts.models import User
 from catalog import lineage
@@ -26,6 +25,7 @@ from catalog.models import (
     WorkParent,
     WorkStatus,
 )
+from common import clock
 
 
 def works_visible_to(*, user: User) -> QuerySet[Work]:
@@ -83,7 +83,7 @@ def _offers() -> QuerySet[Offer]:
 
 def offers_public() -> QuerySet[Offer]:
     """Current offers of published works: what anyone may read and accept."""
-    now = timezone.now()
+    now = clock.now()
     return (
         _offers()
         .filter(status=OfferStatus.CURRENT, work__status=WorkStatus.PUBLISHED)

@@ -14,7 +14,6 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from accounts.models import Organisation, Role, User
 from catalog import lineage
@@ -39,7 +38,7 @@ from catalog.models import (
 )
 from catalog.selectors import parent_edges
 from catalog.storage import blob_store
-from common import currency
+from common import clock, currency
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from media.errors import MediaError
 from media.validation import Limits, inspect
@@ -86,7 +85,7 @@ def _work_insert(*, user: User, title: str, kind: str, description: str, tags: S
     work = Work.objects.create(
         title=title.strip(), kind=kind, description=description, tags=_clean_tags(tags), created_by=user
     )
-    now = timezone.now()
+    now = clock.now()
     sheet = SplitSheet.objects.create(
         work=work, version=1, status=SplitSheetStatus.ACTIVE, created_by=user, activated_at=now
     )
@@ -121,7 +120,7 @@ def work_withdraw(*, work: Work) -> Work:
     """Take a work out of the catalogue: its current offer is withdrawn; existing grants stay valid."""
     work = _lock_work(work)
     Offer.objects.filter(work=work, status=OfferStatus.CURRENT).update(
-        status=OfferStatus.WITHDRAWN, superseded_at=timezone.now()
+        status=OfferStatus.WITHDRAWN, superseded_at=clock.now()
     )
     work.status = WorkStatus.WITHDRAWN
     work.save(update_fields=["status", "updated_at"])
@@ -239,7 +238,7 @@ def split_sheet_propose(*, work: Work, user: User, shares: Sequence[tuple[str, i
     last = SplitSheet.objects.filter(work=work).order_by("-version").values_list("version", flat=True).first()
     sheet = SplitSheet.objects.create(work=work, version=(last or 0) + 1, created_by=user)
     users = {u.email.lower(): u for u in User.objects.filter(email__in=emails)}
-    now = timezone.now()
+    now = clock.now()
     invitations: list[tuple[str, str]] = []
     for email, bps in zip(emails, (bps for _, bps in shares), strict=True):
         member = users.get(email)
@@ -272,7 +271,7 @@ def _send_invitation(work: Work, inviter: User, email: str, token: str) -> None:
 
 
 def _activate(sheet: SplitSheet) -> None:
-    now = timezone.now()
+    now = clock.now()
     SplitSheet.objects.filter(work_id=sheet.work_id, status=SplitSheetStatus.ACTIVE).exclude(
         pk=sheet.pk
     ).update(status=SplitSheetStatus.SUPERSEDED, superseded_at=now)
@@ -293,7 +292,7 @@ def split_share_accept(*, token: str, user: User) -> SplitSheet:
     sheet = SplitSheet.objects.select_for_update().get(pk=share.sheet_id)
     if sheet.status != SplitSheetStatus.PENDING:
         raise Conflict("This split sheet is no longer waiting for acceptance.", code="split_sheet_closed")
-    SplitShare.objects.filter(pk=share.pk).update(user=user, accepted_at=timezone.now())
+    SplitShare.objects.filter(pk=share.pk).update(user=user, accepted_at=clock.now())
     if not sheet.shares.filter(accepted_at__isnull=True).exists():
         Work.objects.select_for_update().get(pk=sheet.work_id)
         _activate(sheet)
@@ -347,7 +346,7 @@ def _check_terms(terms: Terms) -> list[str]:
             f"Territories must be ISO 3166-1 alpha-2 country codes (empty for worldwide); bad: {bad}.",
             code="invalid_territory",
         )
-    if terms.expires_at is not None and terms.expires_at <= timezone.now():
+    if terms.expires_at is not None and terms.expires_at <= clock.now():
         raise ApiError("expires_at must be in the future.", code="invalid_expiry")
     if terms.quota is not None and terms.quota <= 0:
         raise ApiError(
@@ -373,7 +372,7 @@ def offer_publish(*, work: Work, user: User, terms: Terms, platform_staff: bool 
         raise Conflict(
             "The work needs an active split sheet before it can be offered.", code="no_split_sheet"
         )
-    now = timezone.now()
+    now = clock.now()
     Offer.objects.filter(work=work, status=OfferStatus.CURRENT).update(
         status=OfferStatus.SUPERSEDED, superseded_at=now
     )
@@ -429,7 +428,7 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
                     "This version of the terms is no longer offered; accept the current version.",
                     code="offer_not_current",
                 )
-            if locked.expires_at is not None and locked.expires_at <= timezone.now():
+            if locked.expires_at is not None and locked.expires_at <= clock.now():
                 raise Conflict("This offer has expired.", code="offer_expired")
             if locked.work.created_by_id == user.pk:
                 raise Conflict("You manage this work; you do not need a licence for it.", code="own_work")
@@ -466,7 +465,7 @@ def grant_decide(*, grant: Grant, user: User, approve: bool) -> Grant:
     if grant.status != GrantStatus.PENDING_APPROVAL:
         raise Conflict(f"This grant is {grant.status}, not waiting for approval.", code="grant_not_pending")
     grant.status = GrantStatus.ACTIVE if approve else GrantStatus.REJECTED
-    grant.decided_at = timezone.now()
+    grant.decided_at = clock.now()
     grant.save(update_fields=["status", "decided_at"])
     return grant
 
@@ -523,7 +522,7 @@ def _link_parents(*, work: Work, user: User, parents: Sequence[ParentClaim]) -> 
             Q(licensee=user) | Q(organisation__membership__user=user), pk__in=[c.grant_id for c in parents]
         )
     }
-    now = timezone.now()
+    now = clock.now()
     links = []
     for claim in parents:
         grant = grants.get(claim.grant_id)

@@ -24,11 +24,12 @@ ACCEPT_DELAY_S = 0.005  # a few requests' time: long enough for an idle worker t
 
 
 class BalancingThreadWorker(ThreadWorker):
+    clock = staticmethod(time.monotonic)  # a test steps its own clock through the decisions below
     in_flight = 0  # requests handed to the thread pool and not yet finished (main thread only)
     deferred_until: float | None = None  # a pending connection is left to the others until then
 
     def accept(self, listener: Any) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.in_flight >= self.cfg.threads:
             due = self.deferred_until
             if due is None or not due <= now < due + ACCEPT_DELAY_S:
@@ -41,13 +42,13 @@ class BalancingThreadWorker(ThreadWorker):
         super().accept(listener)
 
     def set_accept_enabled(self, enabled: bool) -> None:
-        if self.deferred_until is not None and time.monotonic() < self.deferred_until:
+        if self.deferred_until is not None and self.clock() < self.deferred_until:
             enabled = False
         super().set_accept_enabled(enabled and self.alive)
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         if self.deferred_until is not None:
-            remaining = self.deferred_until - time.monotonic()
+            remaining = self.deferred_until - self.clock()
             if remaining > 0:  # wake up in time to listen again
                 timeout = min(timeout, remaining)
         super().wait_for_and_dispatch_events(timeout)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import Scope
 from catalog.models import ClaimDecision, ClaimResolution, Grant, UseClass, WorkKind
 from catalog.services import Terms
-from common import currency
+from common import clock, currency
 from common.problems import ApiError
 from dashboard.plain_words import percent
 
@@ -216,7 +216,7 @@ class OfferTermsForm(forms.Form):
         if day is None:
             return None
         moment = datetime.combine(day, time(23, 59, 59), tzinfo=timezone.get_current_timezone())
-        if moment <= timezone.now():
+        if moment <= clock.now():
             raise forms.ValidationError("Pick a day in the future, or leave it empty.")
         return moment
 
@@ -286,7 +286,7 @@ class ApiKeyForm(forms.Form):
         if day is None:
             return None
         moment = datetime.combine(day, time(0, 0), tzinfo=timezone.get_current_timezone())
-        if moment <= timezone.now():
+        if moment <= clock.now():
             raise forms.ValidationError("Pick a day in the future, or leave it empty.")
         return moment
 

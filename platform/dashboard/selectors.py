@@ -11,7 +11,6 @@ from typing import TypedDict
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate, TruncWeek
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 
 from access import selectors as access
 from access.models import AccessEvent, SpendCap
@@ -30,6 +29,7 @@ from catalog.models import (
     Work,
     WorkParent,
 )
+from common import clock
 from dashboard.plain_words import minor_digits
 from royalties import selectors as royalties
 from royalties.models import AccountKind, Entry, LedgerAccount, RevenueSource
@@ -100,7 +100,7 @@ def claim_open_count(*, user: User) -> int:
 
 def weekly_activity(*, user: User, weeks: int = 12) -> dict[str, list[int] | list[str]]:
     """Works registered, files uploaded and licences granted on the user's works, per week (Monday first)."""
-    today = timezone.now().date()
+    today = clock.now().date()
     first = today - timedelta(days=today.weekday() + 7 * (weeks - 1))
     labels = [first + timedelta(weeks=i) for i in range(weeks)]
     works = catalog.works_visible_to(user=user)

@@ -38,6 +38,7 @@ from catalog.models import (
     WorkKind,
     WorkStatus,
 )
+from common import clock
 from common.problems import ApiError
 from contracts.chain import ChainError, TokenDomain
 from dashboard import forms, lineage_graph, plain_words
@@ -383,7 +384,7 @@ class _PreviewOffer:
         self.attribution_required = terms.attribution_required
         self.licence_fee_minor = terms.licence_fee_minor
         self.territories = list(terms.territories)
-        self.created_at: datetime = timezone.now()
+        self.created_at: datetime = clock.now()
         self.uses = _PreviewUses(terms.uses)
 
 
@@ -752,9 +753,7 @@ def statement_new(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Choose a currency you have earned in.")
         return redirect("dashboard:earnings")
     try:
-        statement = royalty_services.statement_generate(
-            user=user, currency=currency, period_end=timezone.now()
-        )
+        statement = royalty_services.statement_generate(user=user, currency=currency, period_end=clock.now())
     except ApiError as exc:
         messages.error(request, str(exc.detail))
     else:
@@ -798,7 +797,7 @@ def balance(request: HttpRequest) -> HttpResponse:
             "balances": dashboard.prepaid_balances_of(user=user),
             "organisations": dashboard.organisations_of(user=user),
             "caps": _page(request, dashboard.spend_caps_of(user=user)),
-            "month": timezone.now().strftime("%Y-%m"),
+            "month": clock.now().strftime("%Y-%m"),
             "token": _token_domain(),
         },
     )

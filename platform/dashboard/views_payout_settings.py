@@ -15,12 +15,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import payout_identity
 from accounts.models import PayoutProfile, Role, User, WalletChallenge
-from common import currency
+from common import clock, currency
 from common.money import Money
 from common.problems import ApiError
 from dashboard.forms import attach_problem, to_minor
@@ -72,7 +71,7 @@ def _open_challenge(user: User, nonce: str | None) -> WalletChallenge | None:
     if not nonce:
         return None
     return WalletChallenge.objects.filter(
-        user=user, nonce=nonce, used_at__isnull=True, expires_at__gt=timezone.now()
+        user=user, nonce=nonce, used_at__isnull=True, expires_at__gt=clock.now()
     ).first()
 
 

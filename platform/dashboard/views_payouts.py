@@ -7,10 +7,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import PayoutProfile
+from common import clock
 from common.problems import ApiError
 from dashboard.views import _page, _user, staff_required
 from royalties import payouts, reconcile
@@ -39,7 +39,7 @@ def payouts_page(request: HttpRequest) -> HttpResponse:
             "page": _page(request, payouts.payouts_of(user=user)),
             "balances": balances,
             "profile": profile,
-            "period": payouts.period_of(timezone.now()),
+            "period": payouts.period_of(clock.now()),
         },
     )
 
@@ -80,7 +80,7 @@ def staff_payouts(request: HttpRequest) -> HttpResponse:
 @require_GET
 def staff_payouts_csv(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(payouts.payouts_csv(payouts.manual_waiting()), content_type="text/csv")
-    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    stamp = clock.now().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="manual-payouts-{stamp}.csv"'
     return response
 
@@ -92,7 +92,7 @@ def staff_reconciliation(request: HttpRequest) -> HttpResponse:
     of a period, or resolve a difference with a note."""
     if request.method == "POST":
         if request.POST.get("action") == "run":
-            period = request.POST.get("period", "").strip() or payouts.period_of(timezone.now())
+            period = request.POST.get("period", "").strip() or payouts.period_of(clock.now())
             try:
                 payouts.period_bounds(period)
             except ValueError:
@@ -117,7 +117,7 @@ def staff_reconciliation(request: HttpRequest) -> HttpResponse:
         {
             "page": _page(request, reconcile.differences_open().order_by("-created_at", "-id")),
             "runs": ReconciliationRun.objects.order_by("-started_at", "-id")[:10],
-            "period": payouts.period_of(timezone.now()),
+            "period": payouts.period_of(clock.now()),
         },
     )
 

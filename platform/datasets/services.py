@@ -28,7 +28,6 @@ from django.core.files.storage import default_storage
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
-from django.utils import timezone
 
 from access import receipts, signing
 from accounts.models import Organisation, Role, User
@@ -45,6 +44,7 @@ from catalog.models import (
     WorkKind,
     WorkStatus,
 )
+from common import clock
 from common import currency as currencies
 from common.money import Money, allocate
 from common.problems import ApiError, Conflict, Forbidden, NotFound
@@ -129,7 +129,7 @@ def _offering_fields(offering: Offering) -> dict[str, object]:
         raise ApiError(
             "Territories are ISO 3166-1 alpha-2 codes (empty: worldwide).", code="invalid_territory"
         )
-    if offering.expires_at is not None and offering.expires_at <= timezone.now():
+    if offering.expires_at is not None and offering.expires_at <= clock.now():
         raise ApiError("expires_at must be in the future.", code="invalid_expiry")
     if min(offering.min_width, offering.min_height, offering.min_duration_ms) < 0:
         raise ApiError("Quality floors cannot be negative.", code="invalid_floor")
@@ -248,7 +248,7 @@ def _member_terms(offer: Offer) -> MemberTerms:
 
 def _current_offers(work_ids: set[int]) -> dict[int, Offer]:
     """Each work's current, unexpired offer (with its uses), in two queries however many works."""
-    now = timezone.now()
+    now = clock.now()
     offers = Offer.objects.filter(work_id__in=work_ids, status=OfferStatus.CURRENT).prefetch_related("uses")
     return {offer.work_id: offer for offer in offers if offer.expires_at is None or offer.expires_at > now}
 
@@ -636,7 +636,7 @@ def snapshot_create(*, dataset: Dataset, user: User) -> Snapshot:
     floor) and left out with the reason when it no longer qualifies; the rest are frozen with their
     content hash, owners and offer version. Refused when nothing qualifies."""
     dataset = _locked_for_curator(dataset, user)
-    if dataset.expires_at is not None and dataset.expires_at <= timezone.now():
+    if dataset.expires_at is not None and dataset.expires_at <= clock.now():
         raise Conflict("The dataset's terms have expired; publish new terms first.", code="dataset_expired")
     items = list(
         DatasetItem.objects.filter(dataset=dataset, status=ItemStatus.INCLUDED)
@@ -752,7 +752,7 @@ def snapshot_sale_problem(snapshot: Snapshot) -> tuple[str, str] | None:
     if latest != snapshot.pk:
         return "snapshot_superseded", "A newer snapshot of this dataset is for sale; license that one."
     expires = snapshot.terms.get("expires_at")
-    if expires and datetime.fromisoformat(str(expires)) <= timezone.now():
+    if expires and datetime.fromisoformat(str(expires)) <= clock.now():
         return "dataset_expired", "The dataset's terms have expired."
     if snapshot.opt_outs.exists():
         return "snapshot_stale", "Items of this snapshot were opted out; the curator must cut a new snapshot."
@@ -815,7 +815,7 @@ def licence_purchase(
 
 @transaction.atomic
 def _sell(*, snapshot: Snapshot, organisation: Organisation, user: User, territory: str) -> DatasetLicence:
-    now = timezone.now()
+    now = clock.now()
     price = Money(snapshot.price_minor, snapshot.currency)
     licence = DatasetLicence.objects.create(
         organisation=organisation,

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.utils import timezone
-
 from accounts.models import Organisation
 from catalog.models import Grant
+from common import clock
 from common.currency import format_minor
 from royalties import selectors
 from royalties.services import (
@@ -52,7 +51,7 @@ def settle_and_report(story: Story) -> None:
     story.say("9. Settlement splits the revenue: platform fee first, then owners, up the derivative chain")
     result = revenue_settle()
     story.say(f"    settled {result.items} revenue items in {result.transactions} journal transaction(s)")
-    now = timezone.now()
+    now = clock.now()
     for username in ("mira", "sol", "ade", "kai"):
         person = story.people[username]
         earnings = selectors.earnings_of(user=person)

@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
@@ -25,7 +25,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from access.services import AccessRequest, access_request
 from accounts.models import Role, User
@@ -42,6 +41,7 @@ from catalog.models import (
     WorkStatus,
 )
 from catalog.services import ParentClaim, asset_upload, derivative_create, grant_create, media_error_to_api
+from common import clock
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
@@ -279,7 +279,7 @@ def job_create(
         raise Conflict(
             f"Grant {grant.pk} is {grant.get_status_display().lower()}, not active.", code="grant_not_active"
         )
-    if offer.expires_at is not None and offer.expires_at <= timezone.now():
+    if offer.expires_at is not None and offer.expires_at <= clock.now():
         raise Conflict("These terms have expired.", code="offer_expired")
     territory = (territory or settings.STUDIO_TERRITORY).strip().upper()
     if not _COUNTRY.match(territory):
@@ -365,7 +365,7 @@ def job_run(*, job_id: int) -> GenerationJob | None:
 
     Any failure marks the job failed with a message for the fan and charges nothing."""
     started = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=timezone.now(), progress=1, stage="Starting"
+        status=JobStatus.RUNNING, started_at=clock.now(), progress=1, stage="Starting"
     )
     if not started:
         return None
@@ -409,26 +409,26 @@ def job_run(*, job_id: int) -> GenerationJob | None:
             job, "internal_error", f"The generator stopped unexpectedly. Try again, or quote job #{job.pk}."
         )
     GenerationJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.SUCCEEDED, progress=100, stage="Done", finished_at=timezone.now()
+        status=JobStatus.SUCCEEDED, progress=100, stage="Done", finished_at=clock.now()
     )
     job.refresh_from_db()
     return job
 
 
-def jobs_sweep_stuck(*, now: datetime | None = None) -> int:
+def jobs_sweep_stuck() -> int:
     """Close jobs whose worker stopped mid-run (killed, out of memory, machine restarted): a job running for
     longer than STUDIO_JOB_TIMEOUT_S that registered its result is marked succeeded (the charge and the
     result committed together); one that did not is failed, with nothing charged. Returns how many."""
-    cutoff = (now or timezone.now()) - timedelta(seconds=settings.STUDIO_JOB_TIMEOUT_S)
+    cutoff = clock.now() - timedelta(seconds=settings.STUDIO_JOB_TIMEOUT_S)
     stuck = GenerationJob.objects.filter(status=JobStatus.RUNNING, started_at__lt=cutoff)
     finished = stuck.filter(result_work__isnull=False).update(
-        status=JobStatus.SUCCEEDED, progress=100, stage="Done", finished_at=timezone.now()
+        status=JobStatus.SUCCEEDED, progress=100, stage="Done", finished_at=clock.now()
     )
     failed = stuck.filter(result_work__isnull=True).update(
         status=JobStatus.FAILED,
         error_code="worker_stopped",
         error="The worker stopped while running this job. Nothing was charged; start it again.",
-        finished_at=timezone.now(),
+        finished_at=clock.now(),
     )
     return finished + failed
 
@@ -438,7 +438,7 @@ def _fail(job: GenerationJob, code: str, message: str) -> GenerationJob:
         status=JobStatus.FAILED,
         error_code=code[:40],
         error=f"{message} Nothing was charged."[:500] if not job.result_work_id else message[:500],
-        finished_at=timezone.now(),
+        finished_at=clock.now(),
         stage="Failed",
     )
     job.refresh_from_db()
@@ -608,7 +608,7 @@ def release_set(*, user: User, work: Work, price_minor: int, currency: str) -> R
                     code="commercial_use_not_allowed",
                     extra={"term": "commercial_use", "work": link.parent_id},
                 )
-    now = timezone.now()
+    now = clock.now()
     release, created = Release.objects.get_or_create(
         work=work,
         defaults={"released_by": user, "price_minor": price_minor, "currency": currency, "created_at": now},
@@ -626,7 +626,7 @@ def release_withdraw(*, user: User, release: Release) -> Release:
     release = Release.objects.select_for_update().get(pk=release.pk)
     if release.released_by_id != user.pk:
         raise NotFound("No such release among yours.", code="release_not_found")
-    release.status, release.updated_at = ReleaseStatus.WITHDRAWN, timezone.now()
+    release.status, release.updated_at = ReleaseStatus.WITHDRAWN, clock.now()
     release.save(update_fields=["status", "updated_at"])
     return release
 

@@ -30,9 +30,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 from eth_utils import keccak, to_checksum_address
 
+from common import clock
 from contracts.chain import (
     STABLECOIN_DECIMALS,
     Chain,
@@ -193,7 +193,7 @@ def _send_batch(client: Chain, payouts: Sequence[Payout], *, resend: bool) -> bo
         return False
     with transaction.atomic():
         batch = ChainBatch.objects.create(
-            batch_id=f"pending:{timezone.now().timestamp()}:{payouts[0].pk}:{len(payouts)}",
+            batch_id=f"pending:{clock.now().timestamp()}:{payouts[0].pk}:{len(payouts)}",
             from_block=head,
             entries=len(entries),
             total_base_units=Decimal(total),
@@ -204,7 +204,7 @@ def _send_batch(client: Chain, payouts: Sequence[Payout], *, resend: bool) -> bo
             chain_batch=batch,
             attempts=F("attempts") + 1,
             chain_from_block=Coalesce(F("chain_from_block"), head),
-            updated_at=timezone.now(),
+            updated_at=clock.now(),
         )
     # Committed: from here a crash leaves a prepared batch and counted attempts; the next run asks the
     # chain whether these payout ids were paid before sending them again.
@@ -217,7 +217,7 @@ def _send_batch(client: Chain, payouts: Sequence[Payout], *, resend: bool) -> bo
         _batch_failed(batch, payouts, f"sending failed: {error}", status=ChainBatchStatus.PREPARED)
         return False
     ChainBatch.objects.filter(pk=batch.pk).update(
-        status=ChainBatchStatus.SENT, tx_hash=sent.tx_hash, nonce=sent.nonce, sent_at=timezone.now()
+        status=ChainBatchStatus.SENT, tx_hash=sent.tx_hash, nonce=sent.nonce, sent_at=clock.now()
     )
     for payout in payouts:
         if resend:
@@ -285,7 +285,7 @@ def _settle_batch(
     else:
         receipt = client.get_receipt(batch.tx_hash)
         if receipt is None:
-            age_s = (timezone.now() - (batch.sent_at or batch.created_at)).total_seconds()
+            age_s = (clock.now() - (batch.sent_at or batch.created_at)).total_seconds()
             if age_s < resend_after_s:
                 result.waiting += len(payouts)
                 return

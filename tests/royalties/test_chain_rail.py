@@ -3,8 +3,6 @@ CHAIN_CONFIRMATIONS blocks, and exactly one payment per payout whatever crashes,
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from accounts.models import User
@@ -20,8 +18,6 @@ from tests.royalties.payout_world import Crash, balance, credit, in_transit, onc
 
 __all__ = ["onchain"]
 pytestmark = pytest.mark.django_db
-
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +57,7 @@ def test_minor_units_become_token_base_units_exactly_and_only_usd_goes_on_chain(
 def test_a_run_pays_its_chain_payouts_in_one_batch_and_confirms_after_n_blocks(onchain: Chain) -> None:
     (alice, alice_wallet), (bob, bob_wallet) = _payees([1234, 99_999])
 
-    result = payout_run(now=NOW)
+    result = payout_run()
 
     made = {p.user_id: Payout.objects.get(pk=p.pk) for p in result.created}
     assert {p.status for p in made.values()} == {"submitted"}
@@ -71,7 +67,7 @@ def test_a_run_pays_its_chain_payouts_in_one_batch_and_confirms_after_n_blocks(o
     assert onchain.balance_of(bob_wallet) == 999_990_000
     assert in_transit("chain") == 1234 + 99_999
 
-    payout_run(now=NOW)  # one confirmation so far: not yet
+    payout_run()  # one confirmation so far: not yet
     assert set(Payout.objects.values_list("status", flat=True)) == {"submitted"}
     onchain.mine_blocks(1)
     assert chain_rail.chain_confirm_pending().confirmed == 0  # two
@@ -90,7 +86,7 @@ def test_big_runs_are_split_into_batches(onchain: Chain, monkeypatch: pytest.Mon
     monkeypatch.setattr(chain_rail, "MAX_BATCH_ENTRIES", 2)
     _payees([100, 200, 300])
 
-    payout_run(now=NOW)
+    payout_run()
 
     assert ChainBatch.objects.count() == 2
     assert len(set(Payout.objects.values_list("external_id", flat=True))) == 2
@@ -108,11 +104,11 @@ def test_crash_after_the_ledger_move_then_rerun_pays_once(
     with monkeypatch.context() as patch:
         patch.setattr(payouts, "_send_unsent", die)
         with pytest.raises(Crash):
-            payout_run(now=NOW)
+            payout_run()
     assert onchain.balance_of(wallet) == 0
 
-    payout_run(now=NOW)
-    payout_run(now=NOW)
+    payout_run()
+    payout_run()
 
     payout = Payout.objects.get(user=payee)
     assert payout.status == "submitted"
@@ -133,12 +129,12 @@ def test_crash_after_the_transaction_was_sent_then_rerun_pays_once(
     with monkeypatch.context() as patch:
         patch.setattr(Chain, "send_batch_payout", send_then_die)
         with pytest.raises(Crash):
-            payout_run(now=NOW)
+            payout_run()
     assert Payout.objects.get(user=payee).status == "created"
 
-    payout_run(now=NOW)
+    payout_run()
     onchain.mine_blocks(3)
-    payout_run(now=NOW)
+    payout_run()
 
     payout = Payout.objects.get(user=payee)
     assert payout.status == "confirmed"
@@ -166,12 +162,12 @@ def test_crash_before_recording_the_hash_then_rerun_pays_once(
     with monkeypatch.context() as patch:
         patch.setattr(payouts, "payout_submitted", record_or_die)
         with pytest.raises(Crash):
-            payout_run(now=NOW)
+            payout_run()
     assert sorted(Payout.objects.values_list("status", flat=True)) == ["created", "submitted"]
 
-    payout_run(now=NOW)
+    payout_run()
     onchain.mine_blocks(3)
-    payout_run(now=NOW)
+    payout_run()
 
     assert set(Payout.objects.values_list("status", flat=True)) == {"confirmed"}
     for payout in Payout.objects.all():
@@ -185,15 +181,15 @@ def test_a_dropped_transaction_is_sent_again_with_the_same_payout_id(onchain: Ch
     settings.CHAIN_RESEND_AFTER_S = 0
     [(payee, wallet)] = _payees([2500])
     before = onchain.snapshot()
-    payout_run(now=NOW)
+    payout_run()
     first_hash = Payout.objects.get(user=payee).external_id
     onchain.revert(before)  # the block with the transaction is gone: as if it was never mined
     assert onchain.get_receipt(first_hash) is None
     assert onchain.balance_of(wallet) == 0
 
-    payout_run(now=NOW)
+    payout_run()
     onchain.mine_blocks(3)
-    payout_run(now=NOW)
+    payout_run()
 
     payout = Payout.objects.get(user=payee)
     assert payout.status == "confirmed"
@@ -207,10 +203,10 @@ def test_a_dropped_transaction_is_sent_again_with_the_same_payout_id(onchain: Ch
 def test_a_transaction_without_receipt_waits_before_being_sent_again(onchain: Chain) -> None:
     [(payee, _)] = _payees([2500])
     before = onchain.snapshot()
-    payout_run(now=NOW)
+    payout_run()
     onchain.revert(before)
 
-    payout_run(now=NOW)  # CHAIN_RESEND_AFTER_S is 900: it may still be pending at a node
+    payout_run()  # CHAIN_RESEND_AFTER_S is 900: it may still be pending at a node
 
     assert ChainBatch.objects.count() == 1
     assert Payout.objects.get(user=payee).status == "submitted"
@@ -220,7 +216,7 @@ def test_a_reverted_receipt_is_retried_and_the_contract_never_pays_twice(
     onchain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     [(payee, wallet)] = _payees([4000])
-    payout_run(now=NOW)
+    payout_run()
     onchain.mine_blocks(3)
     sent = Payout.objects.get(user=payee).external_id
     real_receipt = Chain.get_receipt
@@ -235,7 +231,7 @@ def test_a_reverted_receipt_is_retried_and_the_contract_never_pays_twice(
 
     with monkeypatch.context() as patch:
         patch.setattr(Chain, "get_receipt", reverted_once)
-        payout_run(now=NOW)  # told it reverted: asks the contract, which says the payout id is paid
+        payout_run()  # told it reverted: asks the contract, which says the payout id is paid
 
     payout = Payout.objects.get(user=payee)
     assert payout.status == "confirmed"
@@ -248,14 +244,14 @@ def test_an_underfunded_distributor_on_a_node_leaves_payouts_waiting(onchain: Ch
     [(payee, wallet)] = _payees([3000])
     monkeypatch.setattr(onchain, "in_process", False)  # a node: nobody mints for us
 
-    result = payout_run(now=NOW)
+    result = payout_run()
 
     payout = Payout.objects.get(user=payee)
     assert (payout.status, result.waiting) == ("created", 1)
     assert "Fund it" in payout.last_error
     assert ChainBatch.objects.count() == 0
     onchain.mint(str(onchain.distributor.address), 30_000_000)  # the operator funds the distributor
-    payout_run(now=NOW)
+    payout_run()
     assert Payout.objects.get(user=payee).status == "submitted"
     assert onchain.balance_of(wallet) == 30_000_000
 
@@ -264,7 +260,7 @@ def test_chain_payouts_are_manual_when_no_chain_is_configured(settings) -> None:
     settings.CHAIN_PAYOUTS_ENABLED = False
     [(payee, _)] = _payees([3000])
 
-    payout_run(now=NOW)
+    payout_run()
 
     assert Payout.objects.get(user=payee).rail == "manual"
     assert payable(payee) == 0
@@ -284,9 +280,9 @@ def test_chain_payouts_on_an_anvil_node(anvil_node, settings) -> None:
         (_, alice_wallet), (_, bob_wallet) = _payees([1500, 2500])
         client.mint(str(client.distributor.address), 40_000_000)
 
-        payout_run(now=NOW)
+        payout_run()
         client.mine_blocks(3)
-        payout_run(now=NOW)
+        payout_run()
 
         assert set(Payout.objects.values_list("status", flat=True)) == {"confirmed"}
         assert (client.balance_of(alice_wallet), client.balance_of(bob_wallet)) == (15_000_000, 25_000_000)

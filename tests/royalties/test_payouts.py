@@ -35,6 +35,13 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def at_noon_on_the_21st(time_machine) -> None:
+    """The whole test runs on the platform clock moved to NOW (and ticking from there): the payouts it
+    makes and the retry window it checks read the same clock."""
+    time_machine.move_to(NOW)
+
+
 @pytest.fixture
 def fake_stripe(monkeypatch: pytest.MonkeyPatch, settings) -> FakeStripe:
     settings.STRIPE_SECRET_KEY = "sk_test_payouts"
@@ -63,7 +70,7 @@ def test_a_payee_at_the_threshold_gets_one_manual_payout_and_the_money_moves_to_
     credit(rich, 1000)
     credit(poor, 999)
 
-    result = payout_run(now=NOW)
+    result = payout_run()
 
     assert [(p.user_id, p.amount_minor, p.rail, p.status) for p in result.created] == [
         (rich.pk, 1000, "manual", "created")
@@ -76,19 +83,20 @@ def test_a_payee_at_the_threshold_gets_one_manual_payout_and_the_money_moves_to_
     assert ledger_check().clean
 
 
-def test_running_again_in_the_same_period_makes_no_second_payout(settings) -> None:
+def test_running_again_in_the_same_period_makes_no_second_payout(settings, time_machine) -> None:
     settings.PAYOUT_THRESHOLD_MINOR = {"USD": 500}
     payee = factories.creator()
     credit(payee, 700)
-    payout_run(now=NOW)
+    payout_run()
     credit(payee, 900)  # earned more later in the month
 
-    again = payout_run(now=NOW)
+    again = payout_run()
 
     assert again.created == []
     assert Payout.objects.filter(user=payee).count() == 1
     assert payable(payee) == 900
-    next_month = payout_run(now=datetime(2026, 12, 2, tzinfo=UTC))
+    time_machine.move_to(datetime(2026, 12, 2, tzinfo=UTC))
+    next_month = payout_run()
     assert [(p.period, p.amount_minor) for p in next_month.created] == [("2026-12", 900)]
 
 
@@ -99,7 +107,7 @@ def test_each_currency_is_paid_separately_with_its_own_default_threshold(setting
     credit(payee, 999, "EUR")
     credit(payee, 10, "JPY")  # 10 yen: JPY has no minor digits, so the default is 10
 
-    made = payout_run(now=NOW).created
+    made = payout_run().created
 
     assert sorted((p.currency, p.amount_minor) for p in made) == [("JPY", 10), ("USD", 1000)]
 
@@ -131,7 +139,7 @@ def _one_payout(settings, amount: int = 2500) -> Payout:
     settings.PAYOUT_THRESHOLD_MINOR = {"USD": 100}
     payee = factories.creator()
     credit(payee, amount)
-    return payout_run(now=NOW).created[0]
+    return payout_run().created[0]
 
 
 def test_confirm_moves_in_transit_to_clearing_once(settings) -> None:
@@ -207,7 +215,7 @@ def test_stripe_payouts_are_sent_with_the_payout_key_and_submitted(settings, fak
     stripe_profile(payee)
     credit(payee, 4321)
 
-    result = payout_run(now=NOW)
+    result = payout_run()
 
     payout = Payout.objects.get(user=payee)
     assert (payout.rail, payout.status, payout.external_id) == ("stripe", "submitted", "tr_0001")
@@ -231,12 +239,12 @@ def test_crash_after_the_ledger_move_then_rerun_sends_one_transfer(
     with monkeypatch.context() as patch:
         patch.setattr(payouts, "_send_unsent", die)
         with pytest.raises(Crash):
-            payout_run(now=NOW)
+            payout_run()
     assert Payout.objects.get(user=payee).status == "created"
     assert fake_stripe.transfers == {}
 
-    payout_run(now=NOW)
-    payout_run(now=NOW)
+    payout_run()
+    payout_run()
 
     payout = Payout.objects.get(user=payee)
     assert payout.status == "submitted"
@@ -255,9 +263,9 @@ def test_crash_after_the_stripe_call_then_rerun_gets_the_same_transfer(
     fake_stripe.crash_after_call = True
 
     with pytest.raises(Crash):
-        payout_run(now=NOW)
+        payout_run()
     assert Payout.objects.get(user=payee).status == "created"
-    payout_run(now=NOW)
+    payout_run()
 
     payout = Payout.objects.get(user=payee)
     assert (payout.status, payout.external_id, payout.attempts) == ("submitted", "tr_0001", 2)
@@ -285,8 +293,8 @@ def test_crash_before_recording_the_answer_then_rerun_pays_once(
     with monkeypatch.context() as patch:
         patch.setattr(payouts, "payout_submitted", record_or_die)
         with pytest.raises(Crash):
-            payout_run(now=NOW)
-    payout_run(now=NOW)
+            payout_run()
+    payout_run()
     # A webhook confirming it arrives and then is delivered again: nothing moves twice.
     for payout in Payout.objects.all():
         payout_confirm(key=payout.key, external_id=payout.external_id)
@@ -309,13 +317,13 @@ def test_a_retryable_stripe_error_leaves_the_payout_for_the_next_run(
     credit(payee, 3000)
     fake_stripe.fail_with = RailError("rate limited", retryable=True)
 
-    result = payout_run(now=NOW)
+    result = payout_run()
 
     payout = Payout.objects.get(user=payee)
     assert (payout.status, result.waiting) == ("created", 1)
     assert payout.last_error == "Stripe: rate limited"
     fake_stripe.fail_with = None
-    payout_run(now=NOW)
+    payout_run()
     assert Payout.objects.get(user=payee).status == "submitted"
 
 
@@ -328,7 +336,7 @@ def test_a_refused_stripe_transfer_fails_the_payout_and_returns_the_money(
     credit(payee, 3000)
     fake_stripe.fail_with = RailError("No such destination", retryable=False)
 
-    payout_run(now=NOW)
+    payout_run()
 
     payout = Payout.objects.get(user=payee)
     assert payout.status == "failed"
@@ -337,17 +345,19 @@ def test_a_refused_stripe_transfer_fails_the_payout_and_returns_the_money(
 
 
 def test_an_unanswered_stripe_payout_older_than_a_day_is_not_sent_again(
-    settings, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+    settings, fake_stripe: FakeStripe, time_machine
 ) -> None:
     settings.PAYOUT_THRESHOLD_MINOR = {"USD": 100}
     payee = factories.creator()
     stripe_profile(payee)
     credit(payee, 3000)
     fake_stripe.fail_with = RailError("timeout", retryable=True)
-    payout_run(now=datetime(2026, 11, 1, tzinfo=UTC))
+    time_machine.move_to(datetime(2026, 11, 1, tzinfo=UTC))
+    payout_run()
     fake_stripe.fail_with = None
+    time_machine.move_to(NOW)
 
-    payout_run(now=NOW)  # the payout was created on the 1st; it is now the 21st
+    payout_run()  # the payout was created on the 1st; it is now the 21st
 
     payout = Payout.objects.get(user=payee)
     assert payout.status == "created"
@@ -364,7 +374,7 @@ def test_manual_payouts_export_as_csv_and_are_marked_paid_or_failed(settings, tm
     bob = factories.creator(username="bob")
     credit(alice, 1234)
     credit(bob, 5678)
-    payout_run(now=NOW)
+    payout_run()
     target = tmp_path / "payouts.csv"
 
     call_command("payouts_export", output=str(target))

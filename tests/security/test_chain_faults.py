@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,6 @@ from tests.royalties.payout_world import credit, prove_wallet
 
 pytestmark = [pytest.mark.security, pytest.mark.anvil, pytest.mark.django_db]
 
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 BASE_UNITS_PER_CENT = 10_000
 DEPTH = 3
 GWEI = 1_000_000_000
@@ -124,7 +123,7 @@ def assert_each_paid_once(client: Chain, wallets: dict[int, str]) -> None:
 def confirm(client: Chain) -> None:
     """Bury the payment under enough blocks and run again: the run confirms it."""
     client.mine_blocks(DEPTH)
-    payout_run(now=NOW)
+    payout_run()
 
 
 def test_a_batch_that_reverts_when_mined_is_sent_again_once_the_distributor_can_pay(
@@ -134,7 +133,7 @@ def test_a_batch_that_reverts_when_mined_is_sent_again_once_the_distributor_can_
     wallets = payees_with_money(client, [1500, 2500])
     distributor = str(client.distributor.address)
     node.rpc("evm_setAutomine", False)
-    payout_run(now=NOW)  # simulated fine, sent, waiting in the pool
+    payout_run()  # simulated fine, sent, waiting in the pool
     sent = {p.external_id for p in Payout.objects.all()}
     assert len(sent) == 1
     # Before it is mined, the distributor's tokens leave ahead of it (a higher tip comes first in the block).
@@ -149,16 +148,16 @@ def test_a_batch_that_reverts_when_mined_is_sent_again_once_the_distributor_can_
     receipt = client.get_receipt(sent.pop())
     assert receipt is not None and receipt.succeeded is False
 
-    payout_run(now=NOW)  # reverted: to be sent again, but the distributor holds nothing now
+    payout_run()  # reverted: to be sent again, but the distributor holds nothing now
 
     assert set(Payout.objects.values_list("status", flat=True)) == {"submitted"}
     assert all("Fund it" in p.last_error for p in Payout.objects.all())
     assert set(paid_events_per_payout(client).values()) == {0}
     client.mint(distributor, 4000 * BASE_UNITS_PER_CENT)  # the operator funds it again
 
-    payout_run(now=NOW)
+    payout_run()
     confirm(client)
-    payout_run(now=NOW)  # and once more: nothing changes
+    payout_run()  # and once more: nothing changes
 
     assert_each_paid_once(client, wallets)
     assert list(ChainBatch.objects.order_by("id").values_list("status", flat=True)) == ["reverted", "mined"]
@@ -168,16 +167,16 @@ def test_a_batch_the_node_dropped_is_sent_again_and_paid_once(node: KeptStateNod
     client = chain_rail.chain()
     wallets = payees_with_money(client, [1200, 3400])
     node.rpc("evm_setAutomine", False)
-    payout_run(now=NOW)
+    payout_run()
     (dropped,) = set(Payout.objects.values_list("external_id", flat=True))
     node.rpc("anvil_dropTransaction", dropped)
     node.rpc("evm_setAutomine", True)
     assert client.get_receipt(dropped) is None
-    payout_run(now=NOW)  # no receipt yet: it may still be pending somewhere, so it waits
+    payout_run()  # no receipt yet: it may still be pending somewhere, so it waits
     assert ChainBatch.objects.count() == 1
     wait_out_the_resend_delay()
 
-    payout_run(now=NOW)  # still no receipt: dropped, sent again with the same payout ids
+    payout_run()  # still no receipt: dropped, sent again with the same payout ids
     confirm(client)
 
     assert_each_paid_once(client, wallets)
@@ -192,12 +191,12 @@ def test_a_node_down_while_sending_leaves_the_payouts_waiting_and_the_next_run_p
     wallets = payees_with_money(client, [2000, 700])
     node.stop()
 
-    result = payout_run(now=NOW)  # the payouts are made, the node does not answer
+    result = payout_run()  # the payouts are made, the node does not answer
 
     assert (len(result.created), result.waiting) == (2, 2)
     assert set(Payout.objects.values_list("status", flat=True)) == {"created"}
     node.start()
-    payout_run(now=NOW)
+    payout_run()
     confirm(client)
 
     assert_each_paid_once(client, wallets)
@@ -209,11 +208,11 @@ def test_a_node_restarted_after_the_payment_was_mined_keeps_it_and_it_is_confirm
 ) -> None:
     client = chain_rail.chain()
     wallets = payees_with_money(client, [1800, 900])
-    payout_run(now=NOW)
+    payout_run()
     mined_in = {p.external_id for p in Payout.objects.all()}
     node.stop()
 
-    payout_run(now=NOW)  # the node is down: the payouts wait, nothing is sent again
+    payout_run()  # the node is down: the payouts wait, nothing is sent again
 
     assert set(Payout.objects.values_list("status", flat=True)) == {"submitted"}
     node.start()
@@ -231,14 +230,14 @@ def test_a_node_restarted_without_the_pending_transaction_gets_it_sent_again_and
     client = chain_rail.chain()
     wallets = payees_with_money(client, [2600, 1100])
     node.rpc("evm_setAutomine", False)
-    payout_run(now=NOW)
+    payout_run()
     (lost,) = set(Payout.objects.values_list("external_id", flat=True))
     node.stop()  # the transaction was still pending: a restarted node has never heard of it
     node.start()
     assert client.get_receipt(lost) is None
     wait_out_the_resend_delay()
 
-    payout_run(now=NOW)
+    payout_run()
     confirm(client)
 
     assert_each_paid_once(client, wallets)

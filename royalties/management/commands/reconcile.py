@@ -1,8 +1,8 @@
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.utils import timezone
 
+from common import clock
 from royalties.payouts import period_of
 from royalties.reconcile import RAILS, differences_open, reconcile, reconcile_all
 
@@ -20,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["list"]:
-            period = options.get("period") or period_of(timezone.now())
+            period = options.get("period") or period_of(clock.now())
             rail = options.get("rail")
             runs = [reconcile(period=period, rail=rail)] if rail else reconcile_all(period=period)
             for run in runs:
