@@ -29,6 +29,7 @@ TRAINED_ALGORITHMIC_MEDIA: Final = "http://cv.iptc.org/newscodes/digitalsourcety
 CLAIM_GENERATOR: Final = "Tribute studio"
 CLAIM_GENERATOR_VERSION: Final = "1"
 SIGNING_ALGORITHMS: Final = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
+DEVELOPMENT_BACKDATE_DAYS: Final = 3 * 365  # a development chain is valid from this long before it was made
 
 
 class ProvenanceError(Exception):
@@ -107,7 +108,11 @@ def development_credentials(*, organisation: str = "Tribute development") -> Dev
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+    # Valid from long before it was made: the c2pa library checks the certificate against the system clock
+    # when it signs, which need not agree with the clock that made it (a test moves its process's clock;
+    # an operator sets a machine's).
     now = datetime.datetime.now(datetime.UTC)
+    made_at = now - datetime.timedelta(days=DEVELOPMENT_BACKDATE_DAYS)
     root_key = ec.generate_private_key(ec.SECP256R1())
     root_name = x509.Name(
         [
@@ -121,7 +126,7 @@ def development_credentials(*, organisation: str = "Tribute development") -> Dev
         .issuer_name(root_name)
         .public_key(root_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_before(made_at)
         .not_valid_after(now + datetime.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(signing=False), critical=True)
@@ -142,7 +147,7 @@ def development_credentials(*, organisation: str = "Tribute development") -> Dev
         .issuer_name(root_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_before(made_at)
         .not_valid_after(now + datetime.timedelta(days=825))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(signing=True), critical=True)

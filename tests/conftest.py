@@ -1,13 +1,31 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.conf import settings
 from rest_framework.test import APIClient
 
 from accounts.models import User
 from contracts.anvil import AnvilNode, AnvilNotInstalled
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """TRIBUTE_TEST_CLOCK_SHIFT_DAYS=N runs the whole session N days from now (.ci/run's SQLite pass: 400),
+    so a test that depends on today's date fails today rather than on the day it would have expired.
+
+    The clock moves for every thread of the test process and keeps ticking; the monotonic clock and sleeps
+    are left alone. Debian's faketime (0.9.10) cannot do this for the suite: with the monotonic clock moved,
+    every timed wait (a lock, an event or a join with a timeout) waits the whole shift; with it left alone
+    (FAKETIME_DONT_FAKE_MONOTONIC), every time.sleep fails with EINVAL. Processes the tests start (gunicorn,
+    a Celery worker, Chromium) and native code reading the system clock itself (the c2pa signer) keep the
+    real date."""
+    shift = os.environ.get("TRIBUTE_TEST_CLOCK_SHIFT_DAYS", "").strip()
+    if shift:
+        time_machine.travel(datetime.now(UTC) + timedelta(days=int(shift))).start()
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ class SteppedWorker(BalancingThreadWorker):
         self.sockets_opened.append(conn.sock)
         return Future()
 
-    def clock(self) -> float:  # type: ignore[override]
+    def clock(self) -> float:
         return self.moment
 
     def waiting_connection(self) -> socket.socket:
