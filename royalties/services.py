@@ -469,18 +469,17 @@ def access_fee_record(
     )
 
 
-@transaction.atomic
-def licence_fee_record(*, grant: Grant, rail: str = "manual", external_ref: str = "") -> RevenueItem | None:
-    """The licence fee owed under a grant, once per grant.
+def licence_fee_charge(*, grant: Grant, organisation_id: int | None = None, rail: str = "") -> RevenueItem:
+    """Record the licence fee owed under `grant`, once per grant (source key `licence:<grant id>`).
 
-    A grant held for an organisation is paid from its prepaid balance; a person's grant is paid on a rail
-    (card, chain), whose reference the payments code passes.
+    Paid from `organisation_id`'s prepaid balance (held by one conditional UPDATE: InsufficientFunds,
+    402, when short) or, when the money already arrived on an external `rail`, from that rail's clearing
+    account. Only `royalties.licences` calls this, inside the transaction that activates the grant.
     """
-    grant = Grant.objects.select_related("offer").get(pk=grant.pk)
-    if grant.fee_minor == 0:
-        return None
+    if grant.fee_minor <= 0:
+        raise ApiError("This grant has no licence fee to charge.", code="no_licence_fee")
     amount = Money(grant.fee_minor, grant.currency)
-    common = {
+    values = {
         "source": RevenueSource.LICENCE_FEE,
         "source_key": f"licence:{grant.pk}",
         "work_id": grant.offer.work_id,
@@ -488,10 +487,16 @@ def licence_fee_record(*, grant: Grant, rail: str = "manual", external_ref: str 
         "fee_bps": _fee_bps(grant.offer),
         "arose_at": clock.now(),
     }
-    if grant.organisation_id is not None:
-        return _record(**common, payer_key=selectors.prepaid_key(grant.organisation_id, grant.currency))  # type: ignore[arg-type]
-    payer = clearing_account(rail=rail, currency=grant.currency)
-    return _record(**common, payer=payer)  # type: ignore[arg-type]
+    if rail:
+        return _record(**values, payer=clearing_account(rail=rail, currency=grant.currency))  # type: ignore[arg-type]
+    if organisation_id is None:
+        raise InsufficientFunds(
+            "The licence fee is paid from a prepaid balance and you have none yet: fund your wallet, then "
+            "accept the terms again.",
+            code="licence_fee_unpaid",
+            extra={"price_minor": amount.amount_minor, "currency": amount.currency},
+        )
+    return _record(**values, payer_key=selectors.prepaid_key(organisation_id, grant.currency))  # type: ignore[arg-type]
 
 
 @transaction.atomic

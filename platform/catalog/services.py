@@ -415,7 +415,9 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
     """Accept an offer version. Accepting again while a grant is open returns that grant.
 
     The fee owed is fixed from the version accepted. If the terms require the owner's approval of
-    derivatives, the grant waits for it.
+    derivatives, the grant waits for it; a grant with a licence fee then waits for the fee
+    (PENDING_PAYMENT). Only free terms make an active grant here: a fee is charged, and its grant
+    activated, by the royalties licence service (`royalties.licences.licence_accept`), which calls this.
     """
     if user.role == Role.VENDOR and organisation is None:
         organisation = Organisation.objects.filter(membership__user=user).order_by("id").first()
@@ -445,7 +447,9 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
                 offer=locked,
                 licensee=user,
                 organisation=organisation,
-                status=GrantStatus.PENDING_APPROVAL if needs_approval else GrantStatus.ACTIVE,
+                status=GrantStatus.PENDING_APPROVAL
+                if needs_approval
+                else _unpaid_status(locked.licence_fee_minor),
                 fee_minor=locked.licence_fee_minor,
                 currency=locked.currency,
             )
@@ -456,18 +460,46 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
         return Acceptance(grant=existing, created=False)
 
 
+def _unpaid_status(fee_minor: int) -> GrantStatus:
+    """Where an accepted (or approved) grant stands before anything is paid."""
+    return GrantStatus.PENDING_PAYMENT if fee_minor > 0 else GrantStatus.ACTIVE
+
+
 @transaction.atomic
 def grant_decide(*, grant: Grant, user: User, approve: bool) -> Grant:
-    """The work's manager approves or rejects a grant waiting for approval."""
+    """The work's manager approves or rejects a grant waiting for approval. An approved grant with a
+    licence fee waits for the licensee to pay it (accepting the offer again pays it)."""
     grant = Grant.objects.select_for_update().select_related("offer__work").get(pk=grant.pk)
     if grant.offer.work.created_by_id != user.pk:
         raise NotFound(code="grant_not_found")
     if grant.status != GrantStatus.PENDING_APPROVAL:
         raise Conflict(f"This grant is {grant.status}, not waiting for approval.", code="grant_not_pending")
-    grant.status = GrantStatus.ACTIVE if approve else GrantStatus.REJECTED
+    grant.status = _unpaid_status(grant.fee_minor) if approve else GrantStatus.REJECTED
     grant.decided_at = clock.now()
     grant.save(update_fields=["status", "decided_at"])
     return grant
+
+
+def grant_activate_paid(*, grant: Grant, holder: Organisation | None = None) -> Grant:
+    """Activate a grant whose licence fee was just recorded, inside the caller's transaction.
+
+    Called only by the royalties licence service, in the database transaction that recorded the fee, so
+    a grant is never active with its fee unpaid. A grant held by nobody yet takes `holder` (the
+    organisation whose balance paid). Conflict, changing nothing, unless the grant waits for payment.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("grant_activate_paid runs inside the transaction that recorded the fee")
+    changes: dict[str, object] = {"status": GrantStatus.ACTIVE}
+    if holder is not None:
+        changes["organisation"] = holder
+    rows = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PENDING_PAYMENT)
+    if grant.organisation_id is not None:
+        rows = rows.filter(organisation_id=grant.organisation_id)
+    if rows.update(**changes) != 1:
+        raise Conflict(
+            f"Grant {grant.pk} is not waiting for its licence fee.", code="grant_not_pending_payment"
+        )
+    return Grant.objects.select_related("offer").get(pk=grant.pk)
 
 
 # Derivatives -------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Writes for the studio: wallets, accepting terms, generation jobs, releases and purchases.
 
 Money invariants:
-- the licence fee is charged once per grant, from the fan's wallet, when the grant is active;
+- the licence fee is charged once per grant, from the fan's wallet, in the transaction that activates the
+  grant (royalties.licences: a grant is never active with its fee unpaid);
 - a generation job charges its per-use prices (one metered access per use class the generator needs) only
   when it succeeds, in the same database transaction that registers the derivative: a failed job (the
   generator's error, a vendor's timeout, a short balance, a revoked licence) charges nothing;
@@ -40,7 +41,7 @@ from catalog.models import (
     WorkParent,
     WorkStatus,
 )
-from catalog.services import ParentClaim, asset_upload, derivative_create, grant_create, media_error_to_api
+from catalog.services import ParentClaim, asset_upload, derivative_create, media_error_to_api
 from common import clock
 from common import currency as currencies
 from common.money import Money
@@ -50,7 +51,8 @@ from media.errors import MediaError
 from media.generators import GeneratedMedia, GenerationFailed, GenerationRequest, Generator, ParentMedia
 from media.generators.base import metered_uses
 from media.validation import Limits, inspect
-from royalties.services import InsufficientFunds, licence_fee_record, prepaid_fund, sale_record
+from royalties.licences import licence_accept, licence_pay
+from royalties.services import InsufficientFunds, prepaid_fund, sale_record
 from studio import generators, selectors
 from studio.models import GenerationJob, JobStatus, Purchase, Release, ReleaseStatus, Wallet
 
@@ -103,32 +105,17 @@ class TermsAcceptance:
     fee_charged_minor: int
 
 
-@transaction.atomic
 def terms_accept(*, user: User, offer: Offer) -> TermsAcceptance:
-    """Accept an offer for the studio: the grant is held by the person's wallet, and the licence fee is
-    charged from it at once when the grant is active (when the creator approves a pending one, at the
-    first job). A short wallet answers 402 and leaves nothing behind."""
+    """Accept an offer for the studio: the grant is held by the person's wallet, and its licence fee is
+    charged from the wallet in the same transaction that activates it (royalties.licences). A grant
+    waiting for the creator's approval is paid when accepted again after approval, or at the first job.
+    A short wallet answers 402 and leaves nothing behind."""
     _require_maker(user)
     wallet = wallet_get_or_create(user=user)
-    acceptance = grant_create(offer=offer, user=user, organisation=wallet.organisation)
-    charged = 0
-    if acceptance.grant.status == GrantStatus.ACTIVE:
-        charged = _licence_fee_ensure(grant=acceptance.grant, wallet=wallet)
-    return TermsAcceptance(grant=acceptance.grant, created=acceptance.created, fee_charged_minor=charged)
-
-
-def _licence_fee_ensure(*, grant: Grant, wallet: Wallet) -> int:
-    """Charge the grant's licence fee from the wallet unless it was already recorded; what was charged."""
-    if grant.fee_minor == 0 or selectors.licence_fee_recorded(grant=grant):
-        return 0
-    if grant.organisation_id != wallet.organisation_id:
-        raise Conflict(
-            f"The licence fee of grant {grant.pk} is not paid yet. Accept the terms again from the studio "
-            "to pay it from your wallet.",
-            code="licence_fee_unpaid",
-        )
-    licence_fee_record(grant=grant)
-    return grant.fee_minor
+    acceptance = licence_accept(offer=offer, user=user, organisation=wallet.organisation)
+    return TermsAcceptance(
+        grant=acceptance.grant, created=acceptance.created, fee_charged_minor=acceptance.fee_charged_minor
+    )
 
 
 # Jobs --------------------------------------------------------------------------------------------------
@@ -275,7 +262,7 @@ def job_create(
                 "offer": offer.pk,
             },
         )
-    if grant.status != GrantStatus.ACTIVE:
+    if grant.status not in (GrantStatus.ACTIVE, GrantStatus.PENDING_PAYMENT):
         raise Conflict(
             f"Grant {grant.pk} is {grant.get_status_display().lower()}, not active.", code="grant_not_active"
         )
@@ -307,7 +294,8 @@ def job_create(
         )
     stored = _store_inputs(generator, inputs)
     with transaction.atomic():
-        _licence_fee_ensure(grant=grant, wallet=wallet)
+        if grant.status == GrantStatus.PENDING_PAYMENT:  # approved since it was accepted: pay it now
+            grant = licence_pay(grant=grant, user=user, organisation=wallet.organisation).grant
         if price and selectors.wallet_available(user=user, currency=offer.currency) < price:
             raise InsufficientFunds(
                 f"A run of the {generator.title} generator costs "
