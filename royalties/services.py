@@ -496,7 +496,14 @@ def licence_fee_charge(*, grant: Grant, organisation_id: int | None = None, rail
             code="licence_fee_unpaid",
             extra={"price_minor": amount.amount_minor, "currency": amount.currency},
         )
-    return _record(**values, payer_key=selectors.prepaid_key(organisation_id, grant.currency))  # type: ignore[arg-type]
+    try:
+        return _record(**values, payer_key=selectors.prepaid_key(organisation_id, grant.currency))  # type: ignore[arg-type]
+    except InsufficientFunds:
+        raise InsufficientFunds(
+            "The prepaid balance is not enough for the licence fee of "
+            f"{currencies.format_minor(amount.amount_minor, amount.currency)}; top it up.",
+            extra={"price_minor": amount.amount_minor, "currency": amount.currency},
+        ) from None
 
 
 @transaction.atomic
