@@ -32,7 +32,7 @@ from django.utils.dateparse import parse_datetime
 from accounts.models import Organisation, User
 from catalog.models import Grant, Offer, OfferStatus, Work
 from catalog.selectors import monetizing_claim_on
-from common import clock, rows
+from common import clock, locks, rows
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError, Conflict, NotFound
@@ -167,6 +167,7 @@ def _post(
     if any(leg.account.currency not in currencies.MINOR_DIGITS for leg in legs):
         raise LedgerImbalance("unsupported currency")
     _check_balanced((leg.amount_minor, leg.account.currency) for leg in legs)
+    locks.hold(locks.Serialised.LEDGER_WRITES, shared=True)  # before created_at is set: see statements
     txn = JournalTransaction.objects.create(kind=kind, key=key, memo=memo[:300], reverses=reverses)
     Entry.objects.bulk_create(
         [
@@ -771,6 +772,9 @@ class _Plans:
 
 @transaction.atomic
 def _settle_chunk(*, limit: int) -> int:
+    # Held until the chunk commits, and taken before its transaction's created_at is set, so a statement
+    # cut (which takes this lock exclusively) sees the whole chunk or none of it.
+    locks.hold(locks.Serialised.LEDGER_WRITES, shared=True)
     pending = RevenueItem.objects.filter(settlement__isnull=True).order_by("id")
     if connection.features.has_select_for_update_skip_locked:
         pending = pending.select_for_update(skip_locked=True, of=("self",))
@@ -933,7 +937,13 @@ def statement_generate(
         raise ApiError("Times need a zone.", code="naive_datetime")
     if period_end > clock.now():
         raise ApiError("A statement cannot cover the future.", code="period_in_future")
-    User.objects.select_for_update().get(pk=user.pk)  # one statement chain writer per payee
+    # Wait for every journal transaction in flight to commit, and hold back new ones until this statement
+    # commits: whatever is dated before period_end is then committed and visible here, and whatever
+    # commits later is dated after it (a statement never misses a settlement chunk, nor cuts one in two).
+    locks.hold(locks.Serialised.LEDGER_WRITES)
+    # One statement chain writer per payee. NO KEY UPDATE: rows naming the payee (a payout) may be written
+    # meanwhile; only another statement of the payee waits.
+    User.objects.select_for_update(no_key=True).get(pk=user.pk)
     previous = Statement.objects.filter(user=user, currency=currency).order_by("-period_end").first()
     if previous is not None:
         if period_start is not None and period_start != previous.period_end:

@@ -38,7 +38,7 @@ from catalog.models import (
 )
 from catalog.selectors import parent_edges
 from catalog.storage import blob_store
-from common import clock, currency
+from common import clock, currency, locks
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from media.errors import MediaError
 from media.validation import Limits, inspect
@@ -526,6 +526,7 @@ def derivative_create(
     _require_role(user, Role.CREATOR, Role.FAN, action="register derivative works")
     if not parents:
         raise ApiError("A derivative names at least one parent work.", code="no_parents")
+    _serialise_lineage()
     work = _work_insert(user=user, title=title, kind=kind, description=description, tags=tags)
     _link_parents(work=work, user=user, parents=parents)
     return work
@@ -534,9 +535,18 @@ def derivative_create(
 @transaction.atomic
 def work_parents_add(*, work: Work, user: User, parents: Sequence[ParentClaim]) -> Work:
     """Name further parents of an existing work (refused if that would make a cycle)."""
+    _serialise_lineage()
     work = _lock_work(work)
     _link_parents(work=work, user=user, parents=parents)
     return work
+
+
+def _serialise_lineage() -> None:
+    """One parent link at a time: two links made at once (A->B and C->A while B->C stands) would each
+    read the ancestry without the other's edge and together close a cycle. Held until commit, so the next
+    link reads an ancestry that holds this one's edge. Taken before any row lock (the new edge's foreign
+    key locks its parent work), so two links never wait for each other in a circle."""
+    locks.hold(locks.Serialised.LINEAGE)
 
 
 def _link_parents(*, work: Work, user: User, parents: Sequence[ParentClaim]) -> None:

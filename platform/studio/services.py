@@ -6,8 +6,9 @@ Money invariants:
 - a generation job charges its per-use prices (one metered access per use class the generator needs) only
   when it succeeds, in the same database transaction that registers the derivative: a failed job (the
   generator's error, a vendor's timeout, a short balance, a revoked licence) charges nothing;
-- a purchase is recorded once per buyer and release, its price held on the buyer's wallet until
-  settlement splits it up the derivative's chain.
+- a purchase is recorded once per buyer and release, at the price and status read under the release's
+  row lock in the purchase's transaction, its price held on the buyer's wallet until settlement splits it
+  up the derivative's chain.
 """
 
 from __future__ import annotations
@@ -625,31 +626,48 @@ class PurchaseResult:
     created: bool
 
 
-def release_purchase(*, buyer: User, release: Release) -> PurchaseResult:
+def release_purchase(
+    *, buyer: User, release: Release, expected_price_minor: int | None = None
+) -> PurchaseResult:
     """Buy a release from the buyer's wallet, once: buying again returns the first purchase. The price is
     recorded as a sale of the work (split up its chain at settlement); a short wallet answers 402 and
-    changes nothing."""
-    release = Release.objects.select_related("work").get(pk=release.pk)
-    existing = Purchase.objects.filter(release=release, buyer=buyer).first()
+    changes nothing.
+
+    The release's status and price are read under its row lock, in the purchase's own transaction: a
+    release withdrawn or repriced a moment ago is bought as it now stands, or not at all. A buyer who
+    names the price they saw (`expected_price_minor`) is refused (409, nothing charged) when it changed.
+    """
+    existing = Purchase.objects.filter(release_id=release.pk, buyer=buyer).first()
     if existing is not None:
         return PurchaseResult(purchase=existing, created=False)
-    if release.status != ReleaseStatus.ON_SALE:
-        raise Conflict("This release is no longer on sale.", code="release_not_on_sale")
-    if release.released_by_id == buyer.pk or release.work.created_by_id == buyer.pk:
-        raise Conflict("This is your own release.", code="own_release")
-    wallet = wallet_get_or_create(user=buyer) if release.price_minor else None
     try:
         with transaction.atomic():
+            locked = Release.objects.select_for_update().select_related("work").get(pk=release.pk)
+            existing = Purchase.objects.filter(release=locked, buyer=buyer).first()
+            if existing is not None:
+                return PurchaseResult(purchase=existing, created=False)
+            if locked.status != ReleaseStatus.ON_SALE:
+                raise Conflict("This release is no longer on sale.", code="release_not_on_sale")
+            if locked.released_by_id == buyer.pk or locked.work.created_by_id == buyer.pk:
+                raise Conflict("This is your own release.", code="own_release")
+            if expected_price_minor is not None and expected_price_minor != locked.price_minor:
+                raise Conflict(
+                    "The price changed to "
+                    f"{currencies.format_minor(locked.price_minor, locked.currency)}; confirm the new price.",
+                    code="release_price_changed",
+                    extra={"price_minor": locked.price_minor, "currency": locked.currency},
+                )
             purchase = Purchase.objects.create(
-                release=release, buyer=buyer, amount_minor=release.price_minor, currency=release.currency
+                release=locked, buyer=buyer, amount_minor=locked.price_minor, currency=locked.currency
             )
-            if wallet is not None:
+            if locked.price_minor:
                 sale_record(
-                    work=release.work,
-                    buyer=wallet.organisation,
-                    amount=Money(release.price_minor, release.currency),
+                    work=locked.work,
+                    buyer=wallet_get_or_create(user=buyer).organisation,
+                    amount=Money(locked.price_minor, locked.currency),
                     sale_ref=f"purchase:{purchase.pk}",
                 )
     except IntegrityError:  # the same buyer's concurrent request won
-        return PurchaseResult(purchase=Purchase.objects.get(release=release, buyer=buyer), created=False)
+        won = Purchase.objects.get(release_id=release.pk, buyer=buyer)
+        return PurchaseResult(purchase=won, created=False)
     return PurchaseResult(purchase=purchase, created=True)
