@@ -21,7 +21,7 @@ from tests.royalties.builders import funded_vendor, three_level_chain
 from tests.royalties.payout_world import credit
 
 
-def _raw(sql: str, params: list[object] | None = None) -> None:
+def _raw(sql: str, params: list[int] | None = None) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params or [])
 
