@@ -249,3 +249,21 @@ def test_two_concurrent_accepts_charge_the_fee_once():
     assert Grant.objects.filter(status=GrantStatus.ACTIVE).count() == 1
     assert RevenueItem.objects.count() == 1
     assert _available(organisation) == FEE
+
+
+def test_the_dashboard_offers_to_pay_an_approved_grant_and_paying_activates_it(client, as_user):
+    offer = _fee_offer(derivative_approval_required=True)
+    fan = factories.fan(username="kai")
+    wallet = studio.wallet_fund(user=fan, amount=Money(3_000, "USD"), external_ref="card-1")
+    client.force_login(fan)
+    client.post(f"/dashboard/offers/{offer.pk}/accept/")
+    grant = Grant.objects.get()
+    as_user(_owner_of(offer)).post(f"/api/v1/grants/{grant.pk}/approve")
+
+    page = client.get(f"/dashboard/offers/{offer.pk}/").content.decode()
+    client.post(f"/dashboard/offers/{offer.pk}/accept/")
+
+    assert "Pay the licence fee of 19.99 USD" in page
+    grant.refresh_from_db()
+    assert (grant.status, grant.organisation_id) == (GrantStatus.ACTIVE, wallet.organisation_id)
+    assert _available(wallet.organisation) == 3_000 - FEE
