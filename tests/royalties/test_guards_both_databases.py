@@ -7,13 +7,21 @@ from __future__ import annotations
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
 from common.money import Money
 from common.problems import ApiError
 from royalties import payouts
-from royalties.models import Entry, JournalTransaction, LedgerAccount, Payout, TransactionKind
+from royalties.models import (
+    Entry,
+    JournalTransaction,
+    LedgerAccount,
+    Payout,
+    ReconciliationRun,
+    TransactionKind,
+)
 from royalties.reconcile import reconcile
 from royalties.services import access_fee_record, ledger_check, revenue_settle
 from tests import factories
@@ -183,3 +191,15 @@ def test_the_database_refuses_a_payout_period_of_no_known_form() -> None:
             created_at=now,
         )
     assert not Payout.objects.exists()
+
+
+def test_the_operators_reconciliation_page_refuses_a_period_spelled_another_way(payee) -> None:
+    staff = factories.creator(username="op")
+    User.objects.filter(pk=staff.pk).update(is_staff=True)
+    client = Client()
+    client.force_login(staff)
+
+    page = client.post("/dashboard/staff/reconciliation/", {"action": "run", "period": "2026-1"}, follow=True)
+
+    assert "&#x27;2026-1&#x27; is not a payout period" in page.content.decode()
+    assert not ReconciliationRun.objects.exists()
