@@ -95,8 +95,8 @@ def staff_reconciliation(request: HttpRequest) -> HttpResponse:
             period = request.POST.get("period", "").strip() or payouts.period_of(clock.now())
             try:
                 period = payouts.period_check(period, any_kind=True)
-            except ApiError as error:
-                messages.error(request, str(error.detail))
+            except ApiError as refused:
+                messages.error(request, str(refused.detail))
                 return redirect("dashboard:staff-reconciliation")
             runs = reconcile.reconcile_all(period=period)
             found = sum(run.differences_found for run in runs)
