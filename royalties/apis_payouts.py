@@ -66,6 +66,8 @@ class PayoutListApi(SelectorListApi):
 
     @extend_schema(operation_id="payouts_list")
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if "period" in request.query_params:  # a period spelled another way would silently match nothing
+            payouts.period_check(request.query_params["period"], any_kind=True)
         return super().get(request, *args, **kwargs)
 
 

@@ -4,23 +4,21 @@ from django.apps import AppConfig
 from django.db import connections
 from django.db.models.signals import post_migrate
 
-# SQLite rebuilds a table to alter it (a new CHECK constraint, a changed column) and the rebuild drops the
-# table's triggers, so the append-only guards of migration 0002 are put back after every migrate.
-SQLITE_GUARDS = [
-    f"""CREATE TRIGGER IF NOT EXISTS royalties_{name}_no_update BEFORE UPDATE ON royalties_{table}
-       BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE on royalties_{table} refused'); END"""
-    for name, table in (("entry", "entry"), ("journal", "journaltransaction"))
-]
-
 
 def _restore_sqlite_guards(using: str = "default", **kwargs: Any) -> None:
+    """SQLite rebuilds a table to alter it (a new CHECK constraint, a changed column) and the rebuild drops
+    the table's triggers, so the ledger's guards (royalties.db_guards) are put back after every migrate."""
+    from royalties import db_guards
+
     connection = connections[using]
     if connection.vendor != "sqlite":
         return
     tables = set(connection.introspection.table_names())
-    if {"royalties_entry", "royalties_journaltransaction"} <= tables:
+    if {"royalties_entry", "royalties_journaltransaction", "royalties_ledgeraccount"} <= tables:
         with connection.cursor() as cursor:
-            for statement in SQLITE_GUARDS:
+            for name in db_guards.SQLITE_REPLACED:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+            for statement in db_guards.SQLITE:
                 cursor.execute(statement)
 
 
@@ -29,4 +27,8 @@ class RoyaltiesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from common.sqlite.base import register_commit_check
+        from royalties import db_guards
+
+        register_commit_check(db_guards.JOURNAL, db_guards.journal_unbalanced)
         post_migrate.connect(_restore_sqlite_guards, sender=self)

@@ -242,6 +242,11 @@ class PayoutStatus(models.TextChoices):
     RETURNED = "returned", "Returned by the rail (money back to payable)"
 
 
+# The form of every payout period (royalties.payouts.period_of): a month `2026-11`, an ISO week `2026-W47`
+# or a day `2026-11-21`. The services also insist on the configured kind and the exact spelling.
+PERIOD_FORM = r"^[0-9]{4}-((0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?|W(0[1-9]|[1-4][0-9]|5[0-3]))$"
+
+
 class Payout(models.Model):
     """One payment to one payee, in one currency, for one period: the unique constraint is the promise
     that a period is paid once. `key` is the id sent to the rail (Stripe Idempotency-Key, the chain's
@@ -274,6 +279,7 @@ class Payout(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["user", "currency", "period"], name="payout_once_per_period"),
+            models.CheckConstraint(condition=Q(period__regex=PERIOD_FORM), name="payout_period_form"),
             models.CheckConstraint(condition=Q(amount_minor__gt=0), name="payout_amount_positive"),
             models.CheckConstraint(condition=Q(rail__in=PayoutRail.values), name="payout_rail_valid"),
             models.CheckConstraint(condition=Q(status__in=PayoutStatus.values), name="payout_status_valid"),

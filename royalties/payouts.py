@@ -41,7 +41,7 @@ from accounts.models import PayoutProfile, User
 from accounts.payout_identity import stripe_enabled
 from common import clock
 from common import currency as currencies
-from common.problems import Conflict, NotFound
+from common.problems import ApiError, Conflict, NotFound
 from royalties import selectors
 from royalties.models import (
     AccountKind,
@@ -103,6 +103,32 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
         end = datetime(parts[0] + parts[1] // 12, parts[1] % 12 + 1, 1, tzinfo=UTC)
         return start, end
     raise ValueError(f"not a payout period: {period!r}")
+
+
+_PERIOD_EXAMPLES = {"month": "2026-11", "week": "2026-W47", "day": "2026-11-21"}
+
+
+def period_check(period: str, *, any_kind: bool = False) -> str:
+    """`period` if it names a payout period exactly as `period_of` spells it, in the configured
+    PAYOUT_PERIOD kind (any kind with `any_kind`, for reading back older periods); otherwise a 400
+    naming the expected form. Every input of a period goes through this: a period spelled another way
+    (`2026-1`, `garbage`, a week while months are configured) would make a second payout for the same
+    weeks."""
+    configured = str(settings.PAYOUT_PERIOD)
+    kinds = list(_PERIOD_EXAMPLES) if any_kind else [configured]
+    text = period.strip() if isinstance(period, str) else ""
+    for kind in kinds:
+        try:
+            start, _ = period_bounds(text)
+        except (ValueError, OverflowError):
+            break
+        if period_of(start, kind) == text:
+            return text
+    expected = " or ".join(f"{kind}s like {_PERIOD_EXAMPLES[kind]}" for kind in kinds)
+    raise ApiError(
+        f"{period!r} is not a payout period: payout periods are {expected} (PAYOUT_PERIOD={configured}).",
+        code="invalid_period",
+    )
 
 
 def previous_period(period: str) -> str:
@@ -177,6 +203,7 @@ def payout_create(*, user: User, currency: str, period: str) -> Payout | None:
     """Make this payee's payout for the period from their whole available payable, if it reaches the
     threshold and none exists yet. The Payout row and the payable -> in_transit move are one database
     transaction: both or neither. Answers None when there is nothing to do."""
+    period = period_check(period)
     now = clock.now()
     key = payout_key(user_id=user.pk, currency=currency, period=period)
     if Payout.objects.filter(user=user, currency=currency, period=period).exists():
@@ -218,6 +245,7 @@ def payout_create(*, user: User, currency: str, period: str) -> Payout | None:
 
 def payees_due(*, period: str) -> list[tuple[int, str]]:
     """(user id, currency) of every payable account at or above its threshold with no payout this period."""
+    period = period_check(period)
     rows = LedgerAccount.objects.filter(kind=AccountKind.PAYABLE, user__isnull=False).values_list(
         "user_id", "currency", "balance_minor", "held_minor"
     )
@@ -248,7 +276,7 @@ def payout_run(period: str | None = None) -> PayoutRunResult:
     already made are not made again, and each rail is asked with the payout key, so a payout that was
     sent is never paid a second time.
     """
-    period = period or period_of(clock.now())
+    period = period_check(period) if period is not None else period_of(clock.now())
     result = PayoutRunResult(period=period)
     due = payees_due(period=period)
     users = {u.pk: u for u in User.objects.filter(pk__in={uid for uid, _ in due})}

@@ -43,7 +43,7 @@ from royalties.models import (
     ReconciliationRun,
     TransactionKind,
 )
-from royalties.payouts import period_bounds
+from royalties.payouts import period_bounds, period_check
 from royalties.rails import RailError, RailRecord
 
 logger = logging.getLogger(__name__)
@@ -274,6 +274,7 @@ def reconcile(*, period: str, rail: str) -> ReconciliationRun:
     nothing: each run keeps its own differences (the staff page shows the unresolved ones of the latest)."""
     if rail not in RAILS:
         raise ValueError(f"reconciliation covers {', '.join(RAILS)}, not {rail!r}")
+    period = period_check(period, any_kind=True)
     start, end = period_bounds(period)
     since, until = start - RECONCILE_MARGIN, min(end + RECONCILE_MARGIN, clock.now())
     run = ReconciliationRun.objects.create(period=period, rail=rail, window_start=start, window_end=end)

@@ -32,7 +32,7 @@ from django.utils.dateparse import parse_datetime
 from accounts.models import Organisation, User
 from catalog.models import Grant, Offer, OfferStatus, Work
 from catalog.selectors import monetizing_claim_on
-from common import clock, rows
+from common import clock, locks, rows
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError, Conflict, NotFound
@@ -167,6 +167,7 @@ def _post(
     if any(leg.account.currency not in currencies.MINOR_DIGITS for leg in legs):
         raise LedgerImbalance("unsupported currency")
     _check_balanced((leg.amount_minor, leg.account.currency) for leg in legs)
+    locks.hold(locks.Serialised.LEDGER_WRITES, shared=True)  # before created_at is set: see statements
     txn = JournalTransaction.objects.create(kind=kind, key=key, memo=memo[:300], reverses=reverses)
     Entry.objects.bulk_create(
         [
@@ -469,18 +470,17 @@ def access_fee_record(
     )
 
 
-@transaction.atomic
-def licence_fee_record(*, grant: Grant, rail: str = "manual", external_ref: str = "") -> RevenueItem | None:
-    """The licence fee owed under a grant, once per grant.
+def licence_fee_charge(*, grant: Grant, organisation_id: int | None = None, rail: str = "") -> RevenueItem:
+    """Record the licence fee owed under `grant`, once per grant (source key `licence:<grant id>`).
 
-    A grant held for an organisation is paid from its prepaid balance; a person's grant is paid on a rail
-    (card, chain), whose reference the payments code passes.
+    Paid from `organisation_id`'s prepaid balance (held by one conditional UPDATE: InsufficientFunds,
+    402, when short) or, when the money already arrived on an external `rail`, from that rail's clearing
+    account. Only `royalties.licences` calls this, inside the transaction that activates the grant.
     """
-    grant = Grant.objects.select_related("offer").get(pk=grant.pk)
-    if grant.fee_minor == 0:
-        return None
+    if grant.fee_minor <= 0:
+        raise ApiError("This grant has no licence fee to charge.", code="no_licence_fee")
     amount = Money(grant.fee_minor, grant.currency)
-    common = {
+    values = {
         "source": RevenueSource.LICENCE_FEE,
         "source_key": f"licence:{grant.pk}",
         "work_id": grant.offer.work_id,
@@ -488,10 +488,23 @@ def licence_fee_record(*, grant: Grant, rail: str = "manual", external_ref: str 
         "fee_bps": _fee_bps(grant.offer),
         "arose_at": clock.now(),
     }
-    if grant.organisation_id is not None:
-        return _record(**common, payer_key=selectors.prepaid_key(grant.organisation_id, grant.currency))  # type: ignore[arg-type]
-    payer = clearing_account(rail=rail, currency=grant.currency)
-    return _record(**common, payer=payer)  # type: ignore[arg-type]
+    if rail:
+        return _record(**values, payer=clearing_account(rail=rail, currency=grant.currency))  # type: ignore[arg-type]
+    if organisation_id is None:
+        raise InsufficientFunds(
+            "The licence fee is paid from a prepaid balance and you have none yet: fund your wallet, then "
+            "accept the terms again.",
+            code="licence_fee_unpaid",
+            extra={"price_minor": amount.amount_minor, "currency": amount.currency},
+        )
+    try:
+        return _record(**values, payer_key=selectors.prepaid_key(organisation_id, grant.currency))  # type: ignore[arg-type]
+    except InsufficientFunds:
+        raise InsufficientFunds(
+            "The prepaid balance is not enough for the licence fee of "
+            f"{currencies.format_minor(amount.amount_minor, amount.currency)}; top it up.",
+            extra={"price_minor": amount.amount_minor, "currency": amount.currency},
+        ) from None
 
 
 @transaction.atomic
@@ -759,6 +772,9 @@ class _Plans:
 
 @transaction.atomic
 def _settle_chunk(*, limit: int) -> int:
+    # Held until the chunk commits, and taken before its transaction's created_at is set, so a statement
+    # cut (which takes this lock exclusively) sees the whole chunk or none of it.
+    locks.hold(locks.Serialised.LEDGER_WRITES, shared=True)
     pending = RevenueItem.objects.filter(settlement__isnull=True).order_by("id")
     if connection.features.has_select_for_update_skip_locked:
         pending = pending.select_for_update(skip_locked=True, of=("self",))
@@ -921,7 +937,13 @@ def statement_generate(
         raise ApiError("Times need a zone.", code="naive_datetime")
     if period_end > clock.now():
         raise ApiError("A statement cannot cover the future.", code="period_in_future")
-    User.objects.select_for_update().get(pk=user.pk)  # one statement chain writer per payee
+    # Wait for every journal transaction in flight to commit, and hold back new ones until this statement
+    # commits: whatever is dated before period_end is then committed and visible here, and whatever
+    # commits later is dated after it (a statement never misses a settlement chunk, nor cuts one in two).
+    locks.hold(locks.Serialised.LEDGER_WRITES)
+    # One statement chain writer per payee. NO KEY UPDATE: rows naming the payee (a payout) may be written
+    # meanwhile; only another statement of the payee waits.
+    User.objects.select_for_update(no_key=True).get(pk=user.pk)
     previous = Statement.objects.filter(user=user, currency=currency).order_by("-period_end").first()
     if previous is not None:
         if period_start is not None and period_start != previous.period_end:

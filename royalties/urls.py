@@ -1,8 +1,9 @@
 from django.urls import path
 
-from royalties import apis, apis_payouts, apis_stripe
+from royalties import apis, apis_licences, apis_payouts, apis_stripe
 
 urlpatterns = [
+    path("grants", apis_licences.GrantListCreateApi.as_view(), name="grants"),
     path("earnings", apis.EarningsApi.as_view(), name="earnings"),
     path("statements", apis.StatementListCreateApi.as_view(), name="statements"),
     path("statements/csv", apis.StatementCsvApi.as_view(), name="statement-csv"),

@@ -539,8 +539,9 @@ class OfferRslApi(APIView):
 # Grants ------------------------------------------------------------------------------------------------
 
 
-class GrantListCreateApi(SelectorListApi):
-    """Grants you hold or that were made on your works; accept an offer version (creates a grant)."""
+class GrantListApi(SelectorListApi):
+    """Grants you hold or that were made on your works. Accepting an offer (POST on the same address)
+    charges its licence fee, so it is served by royalties.apis_licences, which extends this view."""
 
     queryset = Grant.objects.none()
     permission_classes = [IsAuthenticated, KeyScope]
@@ -548,29 +549,8 @@ class GrantListCreateApi(SelectorListApi):
     filterset_fields = ["status", "offer"]
     ordering_fields = ["created_at"]
 
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "GrantListCreateInput"
-
-        offer = serializers.IntegerField(min_value=1)
-
     def select(self) -> QuerySet[Grant]:
         return selectors.grants_visible_to(user=authenticated_user(self.request))
-
-    @extend_schema(
-        request=InputSerializer,
-        responses={201: GrantSerializer, 200: GrantSerializer},
-        operation_id="grants_create",
-    )
-    def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        offer = _readable_offer(request, data.validated_data["offer"])
-        acceptance = services.grant_create(offer=offer, user=authenticated_user(request))
-        return Response(
-            GrantSerializer(acceptance.grant).data,
-            status=status.HTTP_201_CREATED if acceptance.created else status.HTTP_200_OK,
-        )
 
 
 class GrantDetailApi(APIView):

@@ -231,12 +231,15 @@ class OfferUse(models.Model):
 
 class GrantStatus(models.TextChoices):
     PENDING_APPROVAL = "pending_approval", "Waiting for the owner's approval"
+    PENDING_PAYMENT = "pending_payment", "Waiting for the licence fee"
     ACTIVE = "active", "Active"
     REJECTED = "rejected", "Rejected"
     REVOKED = "revoked", "Revoked"
 
 
-OPEN_GRANT_STATUSES = [GrantStatus.PENDING_APPROVAL, GrantStatus.ACTIVE]
+# A grant is active only once its licence fee is paid: a grant with a fee waits in PENDING_PAYMENT until
+# the royalties licence service records the fee and activates it in the same database transaction.
+OPEN_GRANT_STATUSES = [GrantStatus.PENDING_APPROVAL, GrantStatus.PENDING_PAYMENT, GrantStatus.ACTIVE]
 
 
 class Grant(models.Model):
@@ -259,7 +262,7 @@ class Grant(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["offer", "licensee"],
-                condition=Q(status__in=["pending_approval", "active"]),
+                condition=Q(status__in=["pending_approval", "pending_payment", "active"]),
                 name="grant_one_open_per_offer_and_licensee",
             ),
             models.CheckConstraint(condition=Q(fee_minor__gte=0), name="grant_fee_non_negative"),

@@ -38,7 +38,7 @@ from catalog.models import (
 )
 from catalog.selectors import parent_edges
 from catalog.storage import blob_store
-from common import clock, currency
+from common import clock, currency, locks
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from media.errors import MediaError
 from media.validation import Limits, inspect
@@ -415,7 +415,9 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
     """Accept an offer version. Accepting again while a grant is open returns that grant.
 
     The fee owed is fixed from the version accepted. If the terms require the owner's approval of
-    derivatives, the grant waits for it.
+    derivatives, the grant waits for it; a grant with a licence fee then waits for the fee
+    (PENDING_PAYMENT). Only free terms make an active grant here: a fee is charged, and its grant
+    activated, by the royalties licence service (`royalties.licences.licence_accept`), which calls this.
     """
     if user.role == Role.VENDOR and organisation is None:
         organisation = Organisation.objects.filter(membership__user=user).order_by("id").first()
@@ -445,7 +447,9 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
                 offer=locked,
                 licensee=user,
                 organisation=organisation,
-                status=GrantStatus.PENDING_APPROVAL if needs_approval else GrantStatus.ACTIVE,
+                status=GrantStatus.PENDING_APPROVAL
+                if needs_approval
+                else _unpaid_status(locked.licence_fee_minor),
                 fee_minor=locked.licence_fee_minor,
                 currency=locked.currency,
             )
@@ -456,18 +460,46 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
         return Acceptance(grant=existing, created=False)
 
 
+def _unpaid_status(fee_minor: int) -> GrantStatus:
+    """Where an accepted (or approved) grant stands before anything is paid."""
+    return GrantStatus.PENDING_PAYMENT if fee_minor > 0 else GrantStatus.ACTIVE
+
+
 @transaction.atomic
 def grant_decide(*, grant: Grant, user: User, approve: bool) -> Grant:
-    """The work's manager approves or rejects a grant waiting for approval."""
+    """The work's manager approves or rejects a grant waiting for approval. An approved grant with a
+    licence fee waits for the licensee to pay it (accepting the offer again pays it)."""
     grant = Grant.objects.select_for_update().select_related("offer__work").get(pk=grant.pk)
     if grant.offer.work.created_by_id != user.pk:
         raise NotFound(code="grant_not_found")
     if grant.status != GrantStatus.PENDING_APPROVAL:
         raise Conflict(f"This grant is {grant.status}, not waiting for approval.", code="grant_not_pending")
-    grant.status = GrantStatus.ACTIVE if approve else GrantStatus.REJECTED
+    grant.status = _unpaid_status(grant.fee_minor) if approve else GrantStatus.REJECTED
     grant.decided_at = clock.now()
     grant.save(update_fields=["status", "decided_at"])
     return grant
+
+
+def grant_activate_paid(*, grant: Grant, holder: Organisation | None = None) -> Grant:
+    """Activate a grant whose licence fee was just recorded, inside the caller's transaction.
+
+    Called only by the royalties licence service, in the database transaction that recorded the fee, so
+    a grant is never active with its fee unpaid. A grant held by nobody yet takes `holder` (the
+    organisation whose balance paid). Conflict, changing nothing, unless the grant waits for payment.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("grant_activate_paid runs inside the transaction that recorded the fee")
+    changes: dict[str, object] = {"status": GrantStatus.ACTIVE}
+    if holder is not None:
+        changes["organisation"] = holder
+    rows = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PENDING_PAYMENT)
+    if grant.organisation_id is not None:
+        rows = rows.filter(organisation_id=grant.organisation_id)
+    if rows.update(**changes) != 1:
+        raise Conflict(
+            f"Grant {grant.pk} is not waiting for its licence fee.", code="grant_not_pending_payment"
+        )
+    return Grant.objects.select_related("offer").get(pk=grant.pk)
 
 
 # Derivatives -------------------------------------------------------------------------------------------
@@ -494,6 +526,7 @@ def derivative_create(
     _require_role(user, Role.CREATOR, Role.FAN, action="register derivative works")
     if not parents:
         raise ApiError("A derivative names at least one parent work.", code="no_parents")
+    _serialise_lineage()
     work = _work_insert(user=user, title=title, kind=kind, description=description, tags=tags)
     _link_parents(work=work, user=user, parents=parents)
     return work
@@ -502,9 +535,18 @@ def derivative_create(
 @transaction.atomic
 def work_parents_add(*, work: Work, user: User, parents: Sequence[ParentClaim]) -> Work:
     """Name further parents of an existing work (refused if that would make a cycle)."""
+    _serialise_lineage()
     work = _lock_work(work)
     _link_parents(work=work, user=user, parents=parents)
     return work
+
+
+def _serialise_lineage() -> None:
+    """One parent link at a time: two links made at once (A->B and C->A while B->C stands) would each
+    read the ancestry without the other's edge and together close a cycle. Held until commit, so the next
+    link reads an ancestry that holds this one's edge. Taken before any row lock (the new edge's foreign
+    key locks its parent work), so two links never wait for each other in a circle."""
+    locks.hold(locks.Serialised.LINEAGE)
 
 
 def _link_parents(*, work: Work, user: User, parents: Sequence[ParentClaim]) -> None:

@@ -20,7 +20,7 @@ urlpatterns = [
     path("offers", apis.OfferListApi.as_view(), name="offers"),
     path("offers/<int:offer_id>", apis.OfferDetailApi.as_view(), name="offer-detail"),
     path("offers/<int:offer_id>/rsl", apis.OfferRslApi.as_view(), name="offer-rsl"),
-    path("grants", apis.GrantListCreateApi.as_view(), name="grants"),
+    # `grants` (list and accept) is served by royalties: accepting charges the licence fee.
     path("grants/<int:grant_id>", apis.GrantDetailApi.as_view(), name="grant-detail"),
     path("grants/<int:grant_id>/approve", apis.GrantDecideApi.as_view(approve=True), name="grant-approve"),
     path("grants/<int:grant_id>/reject", apis.GrantDecideApi.as_view(approve=False), name="grant-reject"),

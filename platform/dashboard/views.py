@@ -39,10 +39,12 @@ from catalog.models import (
     WorkStatus,
 )
 from common import clock
+from common.currency import format_minor
 from common.problems import ApiError
 from contracts.chain import ChainError, TokenDomain
 from dashboard import forms, lineage_graph, plain_words
 from dashboard import selectors as dashboard
+from royalties import licences
 from royalties import selectors as royalty_selectors
 from royalties import services as royalty_services
 from royalties.models import RevenueSource
@@ -509,13 +511,16 @@ def offer_detail(request: HttpRequest, offer_id: int) -> HttpResponse:
 def offer_accept(request: HttpRequest, offer_id: int) -> HttpResponse:
     offer = _readable_offer(request, offer_id)
     try:
-        acceptance = catalog_services.grant_create(offer=offer, user=_user(request))
+        acceptance = licences.licence_accept(offer=offer, user=_user(request))
     except ApiError as exc:
         messages.error(request, str(exc.detail))
         return redirect("dashboard:offer", offer_id=offer.pk)
     grant = acceptance.grant
     if grant.status == GrantStatus.PENDING_APPROVAL:
         messages.info(request, "Your licence request is waiting for the creator's approval.")
+    elif acceptance.fee_charged_minor:
+        fee = format_minor(acceptance.fee_charged_minor, grant.currency)
+        messages.success(request, f"You hold a licence for “{offer.work.title}”; its fee of {fee} is paid.")
     elif acceptance.created:
         messages.success(request, f"You hold a licence for “{offer.work.title}”.")
     else:

@@ -94,9 +94,9 @@ def staff_reconciliation(request: HttpRequest) -> HttpResponse:
         if request.POST.get("action") == "run":
             period = request.POST.get("period", "").strip() or payouts.period_of(clock.now())
             try:
-                payouts.period_bounds(period)
-            except ValueError:
-                messages.error(request, f"{period!r} is not a period (2026-11, 2026-W47 or 2026-11-21).")
+                period = payouts.period_check(period, any_kind=True)
+            except ApiError as refused:
+                messages.error(request, str(refused.detail))
                 return redirect("dashboard:staff-reconciliation")
             runs = reconcile.reconcile_all(period=period)
             found = sum(run.differences_found for run in runs)

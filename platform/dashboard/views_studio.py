@@ -265,8 +265,13 @@ def release_detail(request: HttpRequest, release_id: int) -> HttpResponse:
 @require_POST
 def release_buy(request: HttpRequest, release_id: int) -> HttpResponse:
     found = _release(request, release_id)
+    shown = request.POST.get("price_minor", "")
     try:
-        services.release_purchase(buyer=_user(request), release=found)
+        services.release_purchase(
+            buyer=_user(request),
+            release=found,
+            expected_price_minor=int(shown) if shown.isdigit() and len(shown) < 19 else None,
+        )
     except ApiError as exc:
         messages.error(request, str(exc.detail))
     else:

@@ -16,11 +16,11 @@ from access.services import AccessRequest, access_quote, access_request
 from accounts.models import ApiKey, Organisation
 from catalog import tracing
 from catalog.models import Asset, FingerprintStatus, Offer, OfferStatus
-from catalog.services import grant_create
 from common.currency import format_minor
 from common.money import Money
 from royalties import selectors
-from royalties.services import InsufficientFunds, licence_fee_record, prepaid_fund
+from royalties.licences import licence_accept
+from royalties.services import InsufficientFunds, prepaid_fund
 
 if TYPE_CHECKING:
     from demo.story import Story
@@ -100,8 +100,7 @@ def pay_per_access(story: Story) -> None:
     )
     prepaid_fund(organisation=organisation, amount=Money(5_000, "USD"), external_ref="demo-top-up-2")
     song_offer = Offer.objects.get(work=story.works["song"], status=OfferStatus.CURRENT)
-    grant = grant_create(offer=song_offer, user=acme, organisation=organisation).grant
-    licence_fee_record(grant=grant)
+    grant = licence_accept(offer=song_offer, user=acme, organisation=organisation).grant
     story.say(
         f"    tops up {format_minor(5_000, 'USD')} by card and licenses “Harbour hymn” "
         f"(licence fee {format_minor(grant.fee_minor, grant.currency)} from its balance)"

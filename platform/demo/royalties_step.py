@@ -1,8 +1,8 @@
 """The demo's money step: the story's activity earns money, settlement splits it, everyone sees earnings.
 
-Acme AI tops up its prepaid balance and uses the works, Kai pays the song's licence fee and reports sales
-of the remix; settlement then splits every coin up the chain exactly once, and each person's earnings and
-a first statement (with its SHA-256 digest) are printed.
+Acme AI tops up its prepaid balance and uses the works, Kai reports sales of the remix; settlement then
+splits every coin up the chain exactly once, and each person's earnings and a first statement (with its
+SHA-256 digest) are printed.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from accounts.models import Organisation
-from catalog.models import Grant
 from common import clock
 from common.currency import format_minor
 from royalties import selectors
 from royalties.services import (
     ReportLine,
-    licence_fee_record,
     revenue_report_record,
     revenue_settle,
     statement_generate,
@@ -28,16 +26,12 @@ if TYPE_CHECKING:  # story.py lists this step in STEPS: no import cycle at run t
 
 def settle_and_report(story: Story) -> None:
     acme, kai = story.people["acme"], story.people["kai"]
-    song, remix = story.works["song"], story.works["remix"]
+    remix = story.works["remix"]
     organisation = Organisation.objects.filter(membership__user=acme).order_by("id").first()
     if organisation is None:
         raise RuntimeError("the demo's vendor has no organisation")
 
-    story.say("8. Kai pays the song's licence fee and reports the remix's first sales")
-    grant = Grant.objects.filter(licensee=kai, offer__work=song).order_by("id").first()
-    if grant is not None:
-        licence_fee_record(grant=grant, rail="card", external_ref=f"demo-licence-{grant.pk}")
-        story.say(f"    licence fee {format_minor(grant.fee_minor, grant.currency)} paid by card")
+    story.say("8. Kai reports the remix's first sales")
     report = revenue_report_record(
         user=kai,
         distributor="bandcamp",

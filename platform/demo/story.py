@@ -23,7 +23,6 @@ from catalog.services import (
     Terms,
     asset_upload,
     derivative_create,
-    grant_create,
     offer_publish,
     split_share_accept,
     split_sheet_propose,
@@ -36,6 +35,7 @@ from demo.dataset_step import dataset_sale
 from demo.payouts_step import pay_out
 from demo.royalties_step import settle_and_report
 from demo.studio_step import fan_creates
+from royalties.licences import licence_accept
 
 PASSWORD = "tribute-demo-password"  # noqa: S105 (demo accounts on a local machine, printed for the reader)
 
@@ -141,8 +141,8 @@ def register_catalog(story: Story) -> None:
         f"(licence fee {format_minor(299, 'USD')}); AI training {format_minor(5, 'USD')} per access"
     )
 
-    story.say("4. Kai, a fan, licenses the song and registers a remix of it")
-    grant = grant_create(offer=offer, user=kai).grant
+    story.say("4. Kai, a fan, licenses the song (its licence fee paid by card) and registers a remix of it")
+    grant = licence_accept(offer=offer, user=kai, paid_on_rail="card").grant
     remix = derivative_create(
         user=kai,
         title="Harbour hymn (Kai's night remix)",

@@ -19,7 +19,6 @@ from catalog.models import Grant
 from catalog.services import Terms, offer_publish
 from common.currency import format_minor
 from common.money import Money
-from royalties.services import licence_fee_record
 from studio import services as studio
 from studio.models import GenerationJob, JobStatus
 
@@ -88,7 +87,6 @@ def fan_creates(story: Story) -> None:
     grant = Grant.objects.filter(licensee=kai, offer__work=song).order_by("id").first()
     if grant is None:
         raise RuntimeError("the demo's fan holds no licence for the song")
-    licence_fee_record(grant=grant, rail="card", external_ref=f"demo-licence-{grant.pk}")
     job = studio.job_create(
         user=kai,
         grant_id=grant.pk,

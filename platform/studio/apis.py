@@ -371,17 +371,28 @@ class PurchaseSerializer(serializers.ModelSerializer):
 
 
 class ReleasePurchaseApi(APIView):
-    """Buy a release from your wallet (once; buying again returns the first purchase; 402 if short)."""
+    """Buy a release from your wallet (once; buying again returns the first purchase; 402 if short).
+    Name the price you saw (`price_minor`) to be refused (409) instead of charged if it changed."""
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ReleasePurchaseInput"
+
+        price_minor = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False)
 
     @extend_schema(
-        request=None,
+        request=InputSerializer,
         responses={201: PurchaseSerializer, 200: PurchaseSerializer},
         operation_id="releases_purchase",
     )
     def post(self, request: Request, release_id: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
         user = authenticated_user(request)
         release = selectors.release_get_visible(user=user, release_id=release_id)
-        result = services.release_purchase(buyer=user, release=release)
+        result = services.release_purchase(
+            buyer=user, release=release, expected_price_minor=data.validated_data.get("price_minor")
+        )
         return Response(
             PurchaseSerializer(result.purchase).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from accounts.models import User
-from catalog.models import Asset, Grant, Offer, OfferStatus, UseClass, WorkStatus
+from catalog.models import Asset, Offer, OfferStatus, UseClass, WorkStatus
 from common.problems import NotFound
-from royalties.models import RevenueItem
 from royalties.selectors import prepaid_available
 from studio.models import GenerationJob, Purchase, Release, ReleaseStatus, Wallet
 
@@ -20,11 +19,6 @@ def wallet_available(*, user: User, currency: str) -> int:
     """What the person's wallet can still spend (balance less what unsettled charges hold)."""
     wallet = wallet_of(user=user)
     return 0 if wallet is None else prepaid_available(organisation=wallet.organisation, currency=currency)
-
-
-def licence_fee_recorded(*, grant: Grant) -> bool:
-    # The royalties engine records a grant's licence fee once, under this key.
-    return RevenueItem.objects.filter(source_key=f"licence:{grant.pk}").exists()
 
 
 def offers_for_derivatives() -> QuerySet[Offer]:

@@ -1,12 +1,14 @@
 """Writes for the studio: wallets, accepting terms, generation jobs, releases and purchases.
 
 Money invariants:
-- the licence fee is charged once per grant, from the fan's wallet, when the grant is active;
+- the licence fee is charged once per grant, from the fan's wallet, in the transaction that activates the
+  grant (royalties.licences: a grant is never active with its fee unpaid);
 - a generation job charges its per-use prices (one metered access per use class the generator needs) only
   when it succeeds, in the same database transaction that registers the derivative: a failed job (the
   generator's error, a vendor's timeout, a short balance, a revoked licence) charges nothing;
-- a purchase is recorded once per buyer and release, its price held on the buyer's wallet until
-  settlement splits it up the derivative's chain.
+- a purchase is recorded once per buyer and release, at the price and status read under the release's
+  row lock in the purchase's transaction, its price held on the buyer's wallet until settlement splits it
+  up the derivative's chain.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from catalog.models import (
     WorkParent,
     WorkStatus,
 )
-from catalog.services import ParentClaim, asset_upload, derivative_create, grant_create, media_error_to_api
+from catalog.services import ParentClaim, asset_upload, derivative_create, media_error_to_api
 from common import clock
 from common import currency as currencies
 from common.money import Money
@@ -50,7 +52,8 @@ from media.errors import MediaError
 from media.generators import GeneratedMedia, GenerationFailed, GenerationRequest, Generator, ParentMedia
 from media.generators.base import metered_uses
 from media.validation import Limits, inspect
-from royalties.services import InsufficientFunds, licence_fee_record, prepaid_fund, sale_record
+from royalties.licences import licence_accept, licence_pay
+from royalties.services import InsufficientFunds, prepaid_fund, sale_record
 from studio import generators, selectors
 from studio.models import GenerationJob, JobStatus, Purchase, Release, ReleaseStatus, Wallet
 
@@ -103,32 +106,17 @@ class TermsAcceptance:
     fee_charged_minor: int
 
 
-@transaction.atomic
 def terms_accept(*, user: User, offer: Offer) -> TermsAcceptance:
-    """Accept an offer for the studio: the grant is held by the person's wallet, and the licence fee is
-    charged from it at once when the grant is active (when the creator approves a pending one, at the
-    first job). A short wallet answers 402 and leaves nothing behind."""
+    """Accept an offer for the studio: the grant is held by the person's wallet, and its licence fee is
+    charged from the wallet in the same transaction that activates it (royalties.licences). A grant
+    waiting for the creator's approval is paid when accepted again after approval, or at the first job.
+    A short wallet answers 402 and leaves nothing behind."""
     _require_maker(user)
     wallet = wallet_get_or_create(user=user)
-    acceptance = grant_create(offer=offer, user=user, organisation=wallet.organisation)
-    charged = 0
-    if acceptance.grant.status == GrantStatus.ACTIVE:
-        charged = _licence_fee_ensure(grant=acceptance.grant, wallet=wallet)
-    return TermsAcceptance(grant=acceptance.grant, created=acceptance.created, fee_charged_minor=charged)
-
-
-def _licence_fee_ensure(*, grant: Grant, wallet: Wallet) -> int:
-    """Charge the grant's licence fee from the wallet unless it was already recorded; what was charged."""
-    if grant.fee_minor == 0 or selectors.licence_fee_recorded(grant=grant):
-        return 0
-    if grant.organisation_id != wallet.organisation_id:
-        raise Conflict(
-            f"The licence fee of grant {grant.pk} is not paid yet. Accept the terms again from the studio "
-            "to pay it from your wallet.",
-            code="licence_fee_unpaid",
-        )
-    licence_fee_record(grant=grant)
-    return grant.fee_minor
+    acceptance = licence_accept(offer=offer, user=user, organisation=wallet.organisation)
+    return TermsAcceptance(
+        grant=acceptance.grant, created=acceptance.created, fee_charged_minor=acceptance.fee_charged_minor
+    )
 
 
 # Jobs --------------------------------------------------------------------------------------------------
@@ -275,7 +263,7 @@ def job_create(
                 "offer": offer.pk,
             },
         )
-    if grant.status != GrantStatus.ACTIVE:
+    if grant.status not in (GrantStatus.ACTIVE, GrantStatus.PENDING_PAYMENT):
         raise Conflict(
             f"Grant {grant.pk} is {grant.get_status_display().lower()}, not active.", code="grant_not_active"
         )
@@ -307,7 +295,8 @@ def job_create(
         )
     stored = _store_inputs(generator, inputs)
     with transaction.atomic():
-        _licence_fee_ensure(grant=grant, wallet=wallet)
+        if grant.status == GrantStatus.PENDING_PAYMENT:  # approved since it was accepted: pay it now
+            grant = licence_pay(grant=grant, user=user, organisation=wallet.organisation).grant
         if price and selectors.wallet_available(user=user, currency=offer.currency) < price:
             raise InsufficientFunds(
                 f"A run of the {generator.title} generator costs "
@@ -637,31 +626,48 @@ class PurchaseResult:
     created: bool
 
 
-def release_purchase(*, buyer: User, release: Release) -> PurchaseResult:
+def release_purchase(
+    *, buyer: User, release: Release, expected_price_minor: int | None = None
+) -> PurchaseResult:
     """Buy a release from the buyer's wallet, once: buying again returns the first purchase. The price is
     recorded as a sale of the work (split up its chain at settlement); a short wallet answers 402 and
-    changes nothing."""
-    release = Release.objects.select_related("work").get(pk=release.pk)
-    existing = Purchase.objects.filter(release=release, buyer=buyer).first()
+    changes nothing.
+
+    The release's status and price are read under its row lock, in the purchase's own transaction: a
+    release withdrawn or repriced a moment ago is bought as it now stands, or not at all. A buyer who
+    names the price they saw (`expected_price_minor`) is refused (409, nothing charged) when it changed.
+    """
+    existing = Purchase.objects.filter(release_id=release.pk, buyer=buyer).first()
     if existing is not None:
         return PurchaseResult(purchase=existing, created=False)
-    if release.status != ReleaseStatus.ON_SALE:
-        raise Conflict("This release is no longer on sale.", code="release_not_on_sale")
-    if release.released_by_id == buyer.pk or release.work.created_by_id == buyer.pk:
-        raise Conflict("This is your own release.", code="own_release")
-    wallet = wallet_get_or_create(user=buyer) if release.price_minor else None
     try:
         with transaction.atomic():
+            locked = Release.objects.select_for_update().select_related("work").get(pk=release.pk)
+            existing = Purchase.objects.filter(release=locked, buyer=buyer).first()
+            if existing is not None:
+                return PurchaseResult(purchase=existing, created=False)
+            if locked.status != ReleaseStatus.ON_SALE:
+                raise Conflict("This release is no longer on sale.", code="release_not_on_sale")
+            if locked.released_by_id == buyer.pk or locked.work.created_by_id == buyer.pk:
+                raise Conflict("This is your own release.", code="own_release")
+            if expected_price_minor is not None and expected_price_minor != locked.price_minor:
+                raise Conflict(
+                    "The price changed to "
+                    f"{currencies.format_minor(locked.price_minor, locked.currency)}; confirm the new price.",
+                    code="release_price_changed",
+                    extra={"price_minor": locked.price_minor, "currency": locked.currency},
+                )
             purchase = Purchase.objects.create(
-                release=release, buyer=buyer, amount_minor=release.price_minor, currency=release.currency
+                release=locked, buyer=buyer, amount_minor=locked.price_minor, currency=locked.currency
             )
-            if wallet is not None:
+            if locked.price_minor:
                 sale_record(
-                    work=release.work,
-                    buyer=wallet.organisation,
-                    amount=Money(release.price_minor, release.currency),
+                    work=locked.work,
+                    buyer=wallet_get_or_create(user=buyer).organisation,
+                    amount=Money(locked.price_minor, locked.currency),
                     sale_ref=f"purchase:{purchase.pk}",
                 )
     except IntegrityError:  # the same buyer's concurrent request won
-        return PurchaseResult(purchase=Purchase.objects.get(release=release, buyer=buyer), created=False)
+        won = Purchase.objects.get(release_id=release.pk, buyer=buyer)
+        return PurchaseResult(purchase=won, created=False)
     return PurchaseResult(purchase=purchase, created=True)

@@ -4,7 +4,10 @@ import pytest
 from django.utils import timezone
 
 from catalog.models import Grant, Offer
+from common.money import Money
+from royalties.services import prepaid_fund
 from tests import factories
+from tests.royalties.builders import organisation_of
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +23,8 @@ TERMS = {
 
 
 def test_publishing_terms_versions_them_and_keeps_grants_on_their_version(as_user) -> None:
-    creator, licensee = factories.creator(), factories.fan()
+    creator, licensee = factories.creator(), factories.vendor()
+    prepaid_fund(organisation=organisation_of(licensee), amount=Money(1999, "USD"), external_ref="t-1")
     work = factories.work(creator)
     client = as_user(creator)
 

@@ -20,6 +20,7 @@ from royalties.models import RevenueItem, RevenueSource
 from royalties.services import InsufficientFunds, ledger_check, revenue_settle
 from tests import factories
 from tests.datasets.conftest import dataset, funded, publish, register
+from tests.royalties.builders import payable
 
 pytestmark = pytest.mark.django_db
 
@@ -245,3 +246,38 @@ def test_a_declared_weighting_splits_by_weight(photos):
         SaleShare.objects.filter(licence=licence, work__isnull=False).values_list("work_id", "amount_minor")
     )
     assert parts == {garden.pk: 750, wood.pk: 250}
+
+
+def test_a_dataset_licence_pays_each_members_licence_fee_once_and_settlement_credits_the_owners(photos):
+    # given two works whose terms carry licence fees, in a dataset priced above both floors
+    mira, sol, curator, vendor = (
+        factories.creator(),
+        factories.creator(),
+        factories.creator(),
+        factories.vendor(),
+    )
+    garden = register(mira, photos["Garden"], title="Garden", licence_fee_minor=2_000)
+    wood = register(sol, photos["Wood"], title="Wood", licence_fee_minor=1_000)
+    photo_set = dataset(curator, price_minor=10_001, curator_share_bps=1_000)
+    services.item_contribute(dataset=photo_set, user=mira, work=garden)
+    services.item_contribute(dataset=photo_set, user=sol, work=wood)
+    snapshot = services.snapshot_create(dataset=photo_set, user=curator)
+    organisation = funded(vendor, 50_000)
+
+    # when the vendor buys the licence, then clicks again
+    first = services.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
+    replay = services.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
+
+    # then it paid once, and each member's part covers its own licence fee and training price
+    assert (first.created, replay.created, replay.licence.pk) == (True, False, first.licence.pk)
+    assert ledger.prepaid_available(organisation=organisation, currency="USD") == 50_000 - 10_001
+    parts = dict(SaleShare.objects.filter(work__isnull=False).values_list("work_id", "amount_minor"))
+    assert parts == {garden.pk: 4_501, wood.pk: 4_500}  # the curator has 1,000; the odd unit is Garden's
+    assert all(part >= 2_000 + 5 for part in parts.values())
+    assert RevenueItem.objects.filter(source=RevenueSource.DATASET).count() == 2
+
+    # and settlement credits the owners (less the platform's 10%) exactly once
+    assert revenue_settle().items == 2
+    assert revenue_settle().items == 0
+    assert [payable(user) for user in (mira, sol, curator)] == [4_051, 4_050, 1_000]
+    assert ledger_check().clean

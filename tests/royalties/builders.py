@@ -14,12 +14,12 @@ from catalog.services import (
     ParentClaim,
     Terms,
     derivative_create,
-    grant_create,
     offer_publish,
     split_share_accept,
     split_sheet_propose,
 )
 from common.money import Money
+from royalties.licences import licence_accept
 from royalties.models import LedgerAccount
 from royalties.services import prepaid_fund
 from tests import factories
@@ -53,7 +53,11 @@ def publish(owner: User, work: Work, *, share_bps: int = 0, **terms: Any) -> Off
 
 
 def derive(maker: User, title: str, parents: list[Offer]) -> Work:
-    claims = [ParentClaim(offer.work_id, grant_create(offer=offer, user=maker).grant.pk) for offer in parents]
+    """A derivative of `parents`, each licensed by `maker` (a licence fee, if any, paid by card)."""
+    claims = [
+        ParentClaim(offer.work_id, licence_accept(offer=offer, user=maker, paid_on_rail="card").grant.pk)
+        for offer in parents
+    ]
     return derivative_create(user=maker, title=title, kind="image", parents=claims)
 
 

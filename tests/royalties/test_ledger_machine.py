@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from catalog.services import grant_create
 from common.money import Money
 from common.problems import Conflict
+from royalties.licences import licence_accept
 from royalties.models import Entry, JournalTransaction, LedgerAccount, RevenueItem, TransactionKind
 from royalties.services import (
     InsufficientFunds,
@@ -22,7 +22,6 @@ from royalties.services import (
     access_fee_record,
     claim_revenue_record,
     ledger_check,
-    licence_fee_record,
     prepaid_fund,
     revenue_report_record,
     revenue_settle,
@@ -73,8 +72,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(offer=st.integers(0, 3))
     def licence_fee(self, offer: int) -> None:
         with contextlib.suppress(InsufficientFunds, Conflict):
-            grant = grant_create(offer=self.world["offers"][offer], user=self.world["vendor_users"][0]).grant
-            licence_fee_record(grant=grant)
+            licence_accept(offer=self.world["offers"][offer], user=self.world["vendor_users"][0])
 
     @rule(
         lines=st.lists(

@@ -9,16 +9,15 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from catalog.models import Grant
-from catalog.services import grant_create
 from common.money import Money
 from royalties import services
+from royalties.licences import licence_accept
 from royalties.models import Entry, JournalTransaction, LedgerAccount, RevenueItem, TransactionKind
 from royalties.services import (
     InsufficientFunds,
     access_fee_record,
     claim_revenue_record,
     ledger_check,
-    licence_fee_record,
     prepaid_fund,
     revenue_settle,
     transaction_reverse,
@@ -286,13 +285,13 @@ def test_a_licence_fee_paid_by_an_organisation_comes_from_its_prepaid_balance_on
     vendor = factories.vendor(username="v")
     organisation = organisation_of(vendor)
     prepaid_fund(organisation=organisation, amount=Money(2_000, "USD"), external_ref="t")
-    grant = grant_create(offer=offer, user=vendor).grant
 
-    first = licence_fee_record(grant=grant)
-    again = licence_fee_record(grant=grant)
+    first = licence_accept(offer=offer, user=vendor)
+    again = licence_accept(offer=offer, user=vendor)
     revenue_settle()
 
-    assert first is not None and again is not None and first.pk == again.pk
+    assert (first.fee_charged_minor, again.fee_charged_minor) == (500, 0)
+    assert first.grant.pk == again.grant.pk
     assert payable(creator) == 450
     assert balance(f"vendor_prepaid:org:{organisation.pk}:USD") == 1_500
 
@@ -301,10 +300,9 @@ def test_a_persons_licence_fee_and_claim_revenue_come_in_through_their_rails() -
     creator = factories.creator()
     work = factories.work(creator)
     offer = publish(creator, work, licence_fee_minor=300)
-    grant = grant_create(offer=offer, user=factories.fan()).grant
+    grant = licence_accept(offer=offer, user=factories.fan(), paid_on_rail="card").grant
     assert Grant.objects.get(pk=grant.pk).organisation_id is None
 
-    licence_fee_record(grant=grant, rail="card", external_ref="pi_1")
     claim_revenue_record(work=work, amount=Money(700, "USD"), claim_ref="claim-1:line-1")
     revenue_settle()
 

@@ -7,13 +7,15 @@ import pytest
 
 from catalog.services import ParentClaim, asset_upload, derivative_create, grant_create
 from common.money import Money, allocate
+from common.problems import Conflict
 from royalties.models import LedgerAccount, RevenueItem, RevenueSource
 from royalties.selectors import fee_key, payable_key
 from royalties.services import revenue_settle
 from studio import selectors
 from studio.models import Purchase
-from studio.services import release_purchase, release_set, wallet_fund
+from studio.services import release_purchase, release_set, release_withdraw, wallet_fund
 from tests import factories
+from tests.interleave import Session, paused_inside_transaction, wait_until_blocked_or_done
 from tests.studio.http import close
 
 
@@ -145,3 +147,80 @@ def test_someone_elses_work_cannot_be_released(derivative, as_user):
         "/api/v1/releases", {"work": work.pk, "price_minor": 100, "currency": "USD"}, format="json"
     )
     assert response.status_code == 404
+
+
+def test_a_buyer_who_saw_an_older_price_is_refused_and_charged_nothing(derivative, as_user):
+    # given a release the buyer saw at 5.00, repriced to 9.00 by its maker since
+    _, fan, work = derivative
+    buyer = factories.fan(username="ada")
+    wallet_fund(user=buyer, amount=Money(1_000, "USD"), external_ref="ada-1")
+    release = release_set(user=fan, work=work, price_minor=500, currency="USD")
+    release_set(user=fan, work=work, price_minor=900, currency="USD")
+
+    # when the buyer confirms the price they saw
+    stale = as_user(buyer).post(
+        f"/api/v1/releases/{release.pk}/purchase", {"price_minor": 500}, format="json"
+    )
+
+    # then nothing is bought or charged, and the new price is named
+    assert (stale.status_code, stale.json()["code"], stale.json()["price_minor"]) == (
+        409,
+        "release_price_changed",
+        900,
+    )
+    assert not Purchase.objects.exists()
+    assert selectors.wallet_available(user=buyer, currency="USD") == 1_000
+    current = as_user(buyer).post(
+        f"/api/v1/releases/{release.pk}/purchase", {"price_minor": 900}, format="json"
+    )
+    assert (current.status_code, current.json()["amount_minor"]) == (201, 900)
+    assert selectors.wallet_available(user=buyer, currency="USD") == 100
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_release_withdrawn_while_it_is_being_bought_is_not_sold(derivative):
+    _, fan, work = derivative
+    buyer = factories.fan(username="ada")
+    wallet_fund(user=buyer, amount=Money(1_000, "USD"), external_ref="ada-1")
+    release = release_set(user=fan, work=work, price_minor=500, currency="USD")
+
+    # when the maker withdraws it (not yet committed) while the buyer's purchase comes in
+    withdrawal, commit = paused_inside_transaction(lambda: release_withdraw(user=fan, release=release))
+    purchase = Session(lambda: release_purchase(buyer=buyer, release=release))
+    purchase.start()
+    purchase_waited = wait_until_blocked_or_done(purchase)
+    commit.set()
+    withdrawal.join()
+    purchase.join()
+
+    # then the purchase waited for the withdrawal and was refused: nothing sold, nothing charged
+    assert purchase_waited and withdrawal.error is None
+    assert isinstance(purchase.error, Conflict) and purchase.error.problem_code == "release_not_on_sale"
+    assert not Purchase.objects.exists()
+    assert not RevenueItem.objects.filter(source=RevenueSource.SALE).exists()
+    assert selectors.wallet_available(user=buyer, currency="USD") == 1_000
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_release_repriced_while_it_is_being_bought_is_sold_at_the_price_that_stands(derivative):
+    _, fan, work = derivative
+    buyer = factories.fan(username="ada")
+    wallet_fund(user=buyer, amount=Money(1_000, "USD"), external_ref="ada-1")
+    release = release_set(user=fan, work=work, price_minor=500, currency="USD")
+
+    repricing, commit = paused_inside_transaction(
+        lambda: release_set(user=fan, work=work, price_minor=900, currency="USD")
+    )
+    purchase = Session(lambda: release_purchase(buyer=buyer, release=release))
+    purchase.start()
+    purchase_waited = wait_until_blocked_or_done(purchase)
+    commit.set()
+    repricing.join()
+    purchase.join()
+
+    assert purchase_waited and repricing.error is None and purchase.error is None
+    assert (purchase.result.purchase.amount_minor, purchase.result.created) == (900, True)
+    assert RevenueItem.objects.get(source=RevenueSource.SALE).amount_minor == 900
+    assert selectors.wallet_available(user=buyer, currency="USD") == 100

@@ -30,9 +30,10 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db.backends.sqlite3 import base
+from django.db.backends.sqlite3 import base, operations
 
 CHECKPOINT_WAL_BYTES = 4 << 20  # SQLite's own default checkpoints at 1,000 pages of 4 KiB
 CHECKPOINT_EVERY_COMMITS = 64
@@ -105,6 +106,20 @@ def _open_writers_lock(database_file: str) -> int:
     return os.open(f"{database_file}-writers.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
+# Checks a write transaction must pass before it commits: SQLite has no deferred constraints, so a rule
+# over several rows (a journal transaction's entries sum to zero) is checked here. A trigger reports each
+# row it guards through the SQL function `tribute_written(kind, id)`, which answers 0 outside a
+# transaction (the trigger then refuses the row: an autocommitted row would escape the check); at commit,
+# the check registered for each kind written is given the ids and answers a problem or None.
+CommitCheck = Callable[[Any, list[int]], str | None]
+_commit_checks: dict[str, CommitCheck] = {}
+
+
+def register_commit_check(kind: str, check: CommitCheck) -> None:
+    """Check the rows of `kind` that triggers reported, before every commit that wrote some."""
+    _commit_checks[kind] = check
+
+
 _checkpointers: dict[str, _Checkpointer] = {}
 _checkpointers_lock = threading.Lock()
 
@@ -114,15 +129,51 @@ def checkpointer(path: str) -> _Checkpointer:
         return _checkpointers.setdefault(path, _Checkpointer(path))
 
 
+class DatabaseOperations(operations.DatabaseOperations):
+    def sql_flush(
+        self, style: Any, tables: Sequence[str], *, reset_sequences: bool = False, allow_cascade: bool = False
+    ) -> list[str]:
+        """Emptying tables (`manage.py flush`, the test runner between transactional tests) lifts their
+        triggers for the flush: a guard refusing DELETE (the ledger's) would refuse the flush itself. The
+        triggers are dropped and made again, from their own SQL, in the flush's transaction."""
+        statements = super().sql_flush(
+            style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
+        )
+        if not statements:
+            return statements
+        placeholders = ", ".join("%s" for _ in tables)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "  # noqa: S608 (placeholders)
+                f"AND tbl_name IN ({placeholders}) ORDER BY name",
+                list(tables),
+            )
+            triggers = cursor.fetchall()
+        return [f'DROP TRIGGER "{name}"' for name, _ in triggers] + statements + [sql for _, sql in triggers]
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
     _database_file: str | None = None  # None for an in-memory database: no other process can write it
     _writer_lock_fd: int | None = None
     _writer_lock_held = False
     _wal_checked_bytes = 0  # the WAL file's size when this connection last asked for a checkpoint
     _commits_unchecked = 0
+    _written: dict[str, set[int]] | None = None  # rows reported by triggers in the open transaction
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
+        self._written = {}
+        written = self._written
+
+        def note_written(kind: str, ident: int) -> int:
+            if not connection.in_transaction:
+                return 0
+            written.setdefault(kind, set()).add(ident)
+            return 1
+
+        connection.create_function("tribute_written", 2, note_written)
         name = str(self.settings_dict["NAME"])
         self._database_file = name if name and not self.is_in_memory_db() else None
         if self._database_file is not None:
@@ -138,13 +189,32 @@ class DatabaseWrapper(base.DatabaseWrapper):
             raise
 
     def _commit(self) -> None:
+        self._check_before_commit()  # a refusal leaves the transaction open: atomic() then rolls it back
         try:
             super()._commit()  # type: ignore[misc]  # private in django-stubs
         finally:
             self._release_writer_lock()
         self._checkpoint_if_due()
 
+    def _check_before_commit(self) -> None:
+        if not self._written:
+            return
+        written = {kind: sorted(ids) for kind, ids in self._written.items() if ids}
+        self._written.clear()
+        with self.wrap_database_errors:
+            cursor = self.connection.cursor()
+            try:
+                for kind, ids in written.items():
+                    check = _commit_checks.get(kind)
+                    problem = check(cursor, ids) if check is not None else f"no commit check for {kind!r}"
+                    if problem is not None:
+                        raise sqlite3.IntegrityError(problem)
+            finally:
+                cursor.close()
+
     def _rollback(self) -> None:
+        if self._written:
+            self._written.clear()
         try:
             super()._rollback()  # type: ignore[misc]  # private in django-stubs
         finally:

@@ -1,8 +1,9 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from common.currency import format_minor
+from common.problems import ApiError
 from royalties.payouts import payout_run
 
 
@@ -18,7 +19,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = payout_run(period=options.get("period"))
+        try:
+            result = payout_run(period=options.get("period"))
+        except ApiError as error:  # a period not in the configured form
+            raise CommandError(str(error.detail)) from None
         self.stdout.write(f"{len(result.created)} payout(s) made for {result.period}")
         for payout in result.created:
             amount = format_minor(payout.amount_minor, payout.currency)

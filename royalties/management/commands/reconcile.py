@@ -1,9 +1,10 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from common import clock
-from royalties.payouts import period_of
+from common.problems import ApiError
+from royalties.payouts import period_check, period_of
 from royalties.reconcile import RAILS, differences_open, reconcile, reconcile_all
 
 
@@ -20,7 +21,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["list"]:
-            period = options.get("period") or period_of(clock.now())
+            try:
+                period = period_check(options["period"], any_kind=True) if options.get("period") else None
+            except ApiError as error:
+                raise CommandError(str(error.detail)) from None
+            period = period or period_of(clock.now())
             rail = options.get("rail")
             runs = [reconcile(period=period, rail=rail)] if rail else reconcile_all(period=period)
             for run in runs:
