@@ -1,7 +1,8 @@
 """The demo's money step: the story's activity earns money, settlement splits it, everyone sees earnings.
 
 Acme AI tops up its prepaid balance and uses the works, Kai pays the song's licence fee and reports sales
-of the remix; settlement then splits every coin up the chain exactly once, and each person's earnings and
+of the remix (a receivable from Bandcamp until Bandcamp's payment arrives and is matched); settlement then
+splits every coin up the chain exactly once, and each person's earnings and
 a first statement (with its SHA-256 digest) are printed.
 """
 
@@ -13,10 +14,12 @@ from accounts.models import Organisation
 from catalog.models import Grant
 from common import clock
 from common.currency import format_minor
+from common.money import Money
 from royalties import selectors
 from royalties.services import (
     ReportLine,
     licence_fee_record,
+    receipt_record,
     revenue_report_record,
     revenue_settle,
     statement_generate,
@@ -46,7 +49,21 @@ def settle_and_report(story: Story) -> None:
             ReportLine("BC-1002", remix.pk, 1_450, "USD"),
         ],
     )
-    story.say(f"    Bandcamp statement: {report.created} sales lines, {format_minor(2_150, 'USD')}")
+    story.say(
+        f"    Bandcamp statement: {report.created} sales lines, {format_minor(2_150, 'USD')}: a receivable "
+        "from Bandcamp, nobody's earnings yet"
+    )
+    receipt = receipt_record(
+        reporter=kai,
+        distributor="bandcamp",
+        amount=Money(2_150, "USD"),
+        rail="bank",
+        reference="DEMO-BANK-BC-2026-11",
+    )
+    story.say(
+        f"    Bandcamp's bank transfer DEMO-BANK-BC-2026-11 arrives and is matched to "
+        f"{len(receipt.matched)} lines: now they earn"
+    )
 
     story.say("9. Settlement splits the revenue: platform fee first, then owners, up the derivative chain")
     result = revenue_settle()
