@@ -157,7 +157,8 @@ def test_two_five_quintillion_lines_do_not_block_other_creators_settlement() -> 
     assert RevenueItem.objects.filter(settlement__isnull=True).count() == 1
     assert ledger_check().clean
     assert all(
-        abs(balance) <= currency.COLUMN_MAX for balance in LedgerAccount.objects.values_list("balance_minor", flat=True)
+        abs(balance) <= currency.COLUMN_MAX
+        for balance in LedgerAccount.objects.values_list("balance_minor", flat=True)
     )
 
     again = revenue_settle()  # parked items wait for the operator: the next run is not held up by them

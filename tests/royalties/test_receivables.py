@@ -96,7 +96,9 @@ def test_money_received_from_the_distributor_is_matched_oldest_first_and_only_th
     assert ledger_check().clean
 
 
-def test_a_receipt_is_recorded_once_per_reference_and_a_reused_reference_with_another_amount_is_refused() -> None:
+def test_a_receipt_is_recorded_once_per_reference_and_a_reused_reference_with_another_amount_is_refused() -> (
+    None
+):
     creator = factories.creator()
     work = factories.work(creator)
     revenue_report_record(user=creator, distributor="shop", lines=[ReportLine("L1", work.pk, 500, "USD")])
@@ -184,7 +186,9 @@ def test_a_backdated_report_is_split_by_the_owners_in_force_when_it_was_reported
         distributor="shop",
         lines=[ReportLine("L1", work.pk, 10_000, "USD", arose_at=T0 + timedelta(days=1))],
     )
-    receipt_record(reporter=alice, distributor="shop", amount=Money(10_000, "USD"), rail="bank", reference="B")
+    receipt_record(
+        reporter=alice, distributor="shop", amount=Money(10_000, "USD"), rail="bank", reference="B"
+    )
     revenue_settle()
 
     receivable = Receivable.objects.get()
@@ -210,7 +214,9 @@ def test_an_operator_may_confirm_the_earlier_date_and_only_within_the_bounds(tim
     with pytest.raises(ApiError):
         receivable_date_confirm(receivable=receivable, operator=operator, sale_at=T0 - timedelta(days=1))
     receivable_date_confirm(receivable=receivable, operator=operator, sale_at=T0 + timedelta(days=1))
-    receipt_record(reporter=alice, distributor="shop", amount=Money(10_000, "USD"), rail="bank", reference="B")
+    receipt_record(
+        reporter=alice, distributor="shop", amount=Money(10_000, "USD"), rail="bank", reference="B"
+    )
     revenue_settle()
 
     assert (payable(alice), payable(bob)) == (9_000, 0)  # the sheet in force on the confirmed date
@@ -231,7 +237,9 @@ def test_backdating_cannot_cut_out_a_parent(as_user) -> None:
             distributor="shop",
             lines=[ReportLine("L2", chain.d.pk, 10_000, "USD", arose_at=link_made - timedelta(seconds=1))],
         )
-    receipt_record(reporter=chain.dan, distributor="shop", amount=Money(10_000, "USD"), rail="bank", reference="B")
+    receipt_record(
+        reporter=chain.dan, distributor="shop", amount=Money(10_000, "USD"), rail="bank", reference="B"
+    )
     revenue_settle()
 
     assert (payable(chain.dan), payable(chain.carl)) == (4_500, 2_250)
@@ -252,13 +260,17 @@ def test_reconciliation_of_the_reported_rail_shows_overdue_receivables_and_unapp
     late = reconcile.reconcile(period="2026-06", rail="reported")
 
     assert [d.kind for d in early.differences.all()] == ["unapplied"]
-    assert sorted((d.kind, d.reference, d.ledger_amount_minor, d.rail_amount_minor) for d in late.differences.all()) == [
+    assert sorted(
+        (d.kind, d.reference, d.ledger_amount_minor, d.rail_amount_minor) for d in late.differences.all()
+    ) == [
         ("overdue", f"report:{creator.pk}:shop:L1", 500, None),
         ("unapplied", f"{creator.pk}:other", None, 70),
     ]
 
 
-def test_the_operator_confirms_a_bank_receipt_for_selected_receivables_in_the_admin(rf: RequestFactory) -> None:
+def test_the_operator_confirms_a_bank_receipt_for_selected_receivables_in_the_admin(
+    rf: RequestFactory,
+) -> None:
     creator = factories.creator()
     work = factories.work(creator)
     revenue_report_record(
