@@ -373,9 +373,9 @@ def receivables_summary(*, now: datetime) -> list[ReceivableGroup]:
     for key, balance, held in LedgerAccount.objects.filter(kind=AccountKind.RECEIPTS).values_list(
         "key", "balance_minor", "held_minor"
     ):
-        _, _, reporter, distributor, currency = key.split(":")
+        _, _, reporter_id, distributor_name, code = key.split(":")
         if balance - held:
-            group(int(reporter), distributor, currency)["unapplied_minor"] += balance - held
+            group(int(reporter_id), distributor_name, code)["unapplied_minor"] += balance - held
     return [groups[k] for k in sorted(groups)]
 
 

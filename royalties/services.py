@@ -1472,7 +1472,7 @@ def _receipt_refund_legs(funding: JournalTransaction, receipts: LedgerAccount, a
     if not rest:
         return legs
     matched = list(Receivable.objects.filter(receipt=funding).select_related("revenue").order_by("id"))
-    unsettled = [r.revenue_id for r in matched if r.revenue is not None and r.revenue.settlement_id is None]
+    unsettled = [r.revenue.pk for r in matched if r.revenue is not None and r.revenue.settlement_id is None]
     if unsettled:
         _settle_chunk(limit=len(unsettled), only=unsettled)
     if not matched:

@@ -320,7 +320,7 @@ def _sale_price(dataset: Dataset, item_count: int) -> int:
     price = dataset.price_minor * item_count if dataset.pricing == Pricing.PER_ITEM else dataset.price_minor
     if price > currencies.max_minor(dataset.currency):
         raise ApiError(
-            f"This sale's price is above the largest amount accepted, {currencies.bound_text(dataset.currency)}.",
+            f"This sale's price is above the largest amount: {currencies.bound_text(dataset.currency)}.",
             code="amount_out_of_range",
         )
     return price

@@ -4,8 +4,8 @@ import pytest
 
 from catalog.models import Claim, ClaimStatus
 from catalog.services import asset_upload
-from royalties.selectors import earnings_of
 from common.money import Money
+from royalties.selectors import earnings_of
 from royalties.services import ReportLine, receipt_record, revenue_report_record, revenue_settle
 from tests import factories
 
