@@ -18,6 +18,8 @@ from common.money import Money
 from royalties import selectors
 from royalties.services import (
     ReportLine,
+    funding_find,
+    funding_refund,
     licence_fee_record,
     receipt_record,
     revenue_report_record,
@@ -27,6 +29,22 @@ from royalties.services import (
 
 if TYPE_CHECKING:  # story.py lists this step in STEPS: no import cycle at run time
     from demo.story import Story
+
+
+def refund_part_of_a_top_up(story: Story, organisation: Organisation) -> None:
+    """Acme asks for 10.00 USD of its card top-up back: the refund reverses what that payment funded, from
+    the balance Acme has not spent (had Acme spent it, the rest would be Acme's debt, paid first by its next
+    top-up, and its accesses refused until then)."""
+    funding = funding_find(rail="manual", reference="demo-top-up-2")
+    if funding is None:
+        return
+    before = selectors.prepaid_available(organisation=organisation, currency="USD")
+    funding_refund(funding=funding, amount_minor=1_000, cause="refund:1", memo="Demo: Acme's refund")
+    after = selectors.prepaid_available(organisation=organisation, currency="USD")
+    story.say(
+        f"    Acme is refunded {format_minor(1_000, 'USD')} of its card top-up: its balance goes from "
+        f"{format_minor(before, 'USD')} to {format_minor(after, 'USD')}"
+    )
 
 
 def settle_and_report(story: Story) -> None:
@@ -64,6 +82,8 @@ def settle_and_report(story: Story) -> None:
         f"    Bandcamp's bank transfer DEMO-BANK-BC-2026-11 arrives and is matched to "
         f"{len(receipt.matched)} lines: now they earn"
     )
+
+    refund_part_of_a_top_up(story, organisation)
 
     story.say("9. Settlement splits the revenue: platform fee first, then owners, up the derivative chain")
     result = revenue_settle()
