@@ -277,6 +277,10 @@ def _insert_entries(rows: list[tuple[int, int, int, str, int | None, str]]) -> N
 # Funding -----------------------------------------------------------------------------------------------
 
 
+# Rails whose payments each pay for one access: they never go to a vendor's debt.
+PER_ACCESS_RAILS = frozenset({"x402"})
+
+
 @transaction.atomic
 def prepaid_fund(
     *, organisation: Organisation, amount: Money, external_ref: str, rail: str = "manual"
@@ -286,7 +290,8 @@ def prepaid_fund(
     The same reference again returns the first transaction; with another amount or organisation it is a
     conflict. Money moves from the rail's clearing account, so the rail can be reconciled against it. A
     vendor that owes us (a refund or chargeback of money it had already spent) pays that debt first: the
-    top-up covers the debt, and only the rest becomes spendable.
+    top-up covers the debt, and only the rest becomes spendable (except a payment made for one access,
+    on a rail in PER_ACCESS_RAILS, which pays that access).
     """
     if amount.amount_minor <= 0:
         raise ApiError("A top-up must be a positive amount.", code="invalid_amount")
@@ -303,7 +308,8 @@ def prepaid_fund(
     try:
         with transaction.atomic():
             owed = -LedgerAccount.objects.select_for_update().get(pk=debt.pk).balance_minor
-            to_debt = min(owed, amount.amount_minor)
+            # A payment for one access (x402) pays that access, not an older debt.
+            to_debt = 0 if rail in PER_ACCESS_RAILS else min(owed, amount.amount_minor)
             return _post(
                 kind=TransactionKind.FUNDING,
                 key=key,

@@ -330,3 +330,18 @@ def test_a_connected_accounts_failed_bank_payout_is_noted_and_moves_no_money(str
 
     assert "closed" in Payout.objects.get().last_error
     assert JournalTransaction.objects.count() == 0
+
+
+def test_a_payment_for_one_access_pays_that_access_not_the_vendors_debt(stripe_on, web: Client) -> None:
+    organisation = _vendor()
+    creator = factories.creator()
+    offer = publish(creator, factories.work(creator), uses={"ai-train": 500})
+    _top_up(web, organisation, 500)
+    access_fee_record(organisation=organisation, offer=offer, amount=Money(500, "USD"), access_key="a1")
+    _refunded(web, "pi_topup_1", 500, 500, n=1)
+
+    prepaid_fund(organisation=organisation, amount=Money(500, "USD"), external_ref="0xabc", rail="x402")
+
+    assert (prepaid_available(organisation=organisation, currency="USD"), _debt(organisation)) == (500, -500)
+    access_fee_record(organisation=organisation, offer=offer, amount=Money(500, "USD"), access_key="a2")
+    assert ledger_check().clean
