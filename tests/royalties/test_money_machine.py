@@ -166,7 +166,7 @@ class MoneyMachine(RuleBasedStateMachine):
 
     # Money back to payers -----------------------------------------------------------------------------
 
-    @precondition(lambda self: getattr(self, "payments", None))
+    @precondition(lambda self: bool(getattr(self, "payments", None)))
     @rule(pick=st.integers(0, 10**6), amount=st.integers(1, 12_000))
     def refund(self, pick: int, amount: int) -> None:
         payment = self.payments[pick % len(self.payments)]
@@ -179,7 +179,7 @@ class MoneyMachine(RuleBasedStateMachine):
         payment.returned += actual
         self.returned += actual
 
-    @precondition(lambda self: getattr(self, "payments", None))
+    @precondition(lambda self: bool(getattr(self, "payments", None)))
     @rule(pick=st.integers(0, 10**6))
     def chargeback(self, pick: int) -> None:
         payment = self.payments[pick % len(self.payments)]
@@ -194,7 +194,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.returned += actual
         self.disputes.append((payment, dispute, actual))
 
-    @precondition(lambda self: getattr(self, "disputes", None))
+    @precondition(lambda self: bool(getattr(self, "disputes", None)))
     @rule(pick=st.integers(0, 10**6))
     def chargeback_won(self, pick: int) -> None:
         payment, dispute, amount = self.disputes.pop(pick % len(self.disputes))
