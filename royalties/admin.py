@@ -6,6 +6,7 @@ from django.contrib.admin.helpers import ActionForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.models import User
 from common import clock
 from common.admin import ReadOnlyAdmin, ReadOnlyInline
 from common.money import Money
@@ -138,7 +139,25 @@ class ReceivableAdmin(ReadOnlyAdmin):
     list_select_related = ("reporter", "work")
     raw_id_fields = ("reporter", "work", "reported_work", "receipt", "revenue", "date_confirmed_by")
     action_form = ReferenceActionForm
-    actions = ["confirm_bank_receipt"]
+    actions = ["confirm_bank_receipt", "confirm_sale_date"]
+
+    @admin.action(description="Confirm the reported sale dates (split by the owners in force then)")
+    def confirm_sale_date(self, request: HttpRequest, queryset: QuerySet[Receivable]) -> None:
+        """The operator checked the distributor's statement: each selected open receivable is split by the
+        lineage and owners in force on its reported sale date instead of the day it was reported."""
+        operator = request.user
+        if not isinstance(operator, User):
+            return
+        done = 0
+        for receivable in queryset.filter(status=ReceivableStatus.OPEN).order_by("id"):
+            try:
+                services.receivable_date_confirm(
+                    receivable=receivable, operator=operator, sale_at=receivable.sale_at
+                )
+                done += 1
+            except ApiError as error:
+                self.message_user(request, f"{receivable.source_key}: {error.detail}", messages.ERROR)
+        self.message_user(request, f"{done} sale date(s) confirmed.", messages.SUCCESS)
 
     @admin.action(
         description="Confirm a bank receipt covering the selected open receivables (reference above)"

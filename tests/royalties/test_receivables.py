@@ -291,3 +291,32 @@ def test_the_operator_confirms_a_bank_receipt_for_selected_receivables_in_the_ad
     assert statuses == {f"report:{creator.pk}:shop:L1": "open", f"report:{creator.pk}:shop:L2": "matched"}
     assert balance("clearing:bank:USD") == -700
     assert JournalTransaction.objects.filter(key="funding:bank:BANK-77").count() == 1
+
+
+def test_the_operator_confirms_a_reported_sale_date_in_the_admin(rf: RequestFactory, time_machine) -> None:
+    time_machine.move_to(T0)
+    alice, bob = factories.creator(username="alice"), factories.creator(username="bob")
+    work = factories.work(alice)
+    time_machine.move_to(T0 + timedelta(days=10))
+    co_own(work, alice, [(alice, 7000), (bob, 3000)])
+    time_machine.move_to(T0 + timedelta(days=20))
+    revenue_report_record(
+        user=alice,
+        distributor="shop",
+        lines=[ReportLine("L1", work.pk, 10_000, "USD", arose_at=T0 + timedelta(days=1))],
+    )
+    operator = factories.creator(username="op", is_staff=True, is_superuser=True)
+    request = rf.post("/", {})
+    request.user = operator
+    admin = ReceivableAdmin(Receivable, site)
+    admin.message_user = lambda *args, **kwargs: None  # type: ignore[method-assign]
+
+    admin.confirm_sale_date(request, Receivable.objects.all())
+    receipt_record(
+        reporter=alice, distributor="shop", amount=Money(10_000, "USD"), rail="bank", reference="B"
+    )
+    revenue_settle()
+
+    receivable = Receivable.objects.get()
+    assert (receivable.split_at, receivable.date_confirmed_by) == (T0 + timedelta(days=1), operator)
+    assert (payable(alice), payable(bob)) == (9_000, 0)
