@@ -1,22 +1,32 @@
+from collections import defaultdict
+
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.models import User
 from common import clock
 from common.admin import ReadOnlyAdmin, ReadOnlyInline
+from common.money import Money
 from common.problems import ApiError
-from royalties import payouts, reconcile
+from royalties import payouts, reconcile, services
 from royalties.models import (
     ChainBatch,
     ChainCursor,
     ChainDeposit,
     DepositAddress,
     Entry,
+    Holdback,
     JournalTransaction,
     LedgerAccount,
+    ParkedRevenue,
     Payout,
     PayoutRail,
     PayoutStatus,
+    Receivable,
+    ReceivableStatus,
     ReconciliationDifference,
     ReconciliationRun,
     RevenueItem,
@@ -39,12 +49,41 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
     search_fields = ("key",)
 
 
+class ReasonActionForm(ActionForm):
+    reason = forms.CharField(required=False, max_length=200, label="Reason")
+
+
+def _operator(request: HttpRequest) -> str:
+    return str(request.user.get_username())
+
+
 @admin.register(JournalTransaction)
 class JournalTransactionAdmin(ReadOnlyAdmin):
+    """Transactions are never edited: a correction is a reversal, appended with the operator's reason."""
+
     list_display = ("id", "kind", "key", "memo", "created_at", "reverses")
     list_filter = ("kind",)
     search_fields = ("key", "memo")
     inlines = [EntryInline]
+    action_form = ReasonActionForm
+    actions = ["reverse"]
+
+    @admin.action(description="Reverse selected transactions (give the reason above)")
+    def reverse(self, request: HttpRequest, queryset: QuerySet[JournalTransaction]) -> None:
+        reason = str(request.POST.get("reason", "")).strip()
+        if not reason:
+            self.message_user(request, "Give the reason for the reversal.", messages.ERROR)
+            return
+        done = 0
+        for txn in queryset.order_by("id"):
+            try:
+                services.transaction_reverse(
+                    transaction=txn, reason=f"{reason} (by {_operator(request)} in the admin)", clawback=True
+                )
+                done += 1
+            except ApiError as error:
+                self.message_user(request, f"#{txn.pk}: {error.detail}", messages.ERROR)
+        self.message_user(request, f"{done} transaction(s) reversed.", messages.SUCCESS)
 
 
 @admin.register(Entry)
@@ -70,6 +109,116 @@ class RevenueItemAdmin(ReadOnlyAdmin):
     list_filter = ("source", "currency")
     search_fields = ("source_key",)
     list_select_related = ("work", "settlement")
+
+
+class ReferenceActionForm(ActionForm):
+    reference = forms.CharField(required=False, max_length=150, label="Bank reference")
+
+
+@admin.register(Receivable)
+class ReceivableAdmin(ReadOnlyAdmin):
+    """Reported revenue owed by a distributor. It earns nothing until money covering it is matched: the
+    operator confirms a bank receipt (with the bank's reference) for the selected receivables."""
+
+    list_display = (
+        "id",
+        "reporter",
+        "distributor",
+        "source_key",
+        "work",
+        "amount_minor",
+        "currency",
+        "sale_at",
+        "split_at",
+        "due_at",
+        "status",
+        "matched_at",
+    )
+    list_filter = ("status", "currency", "distributor")
+    search_fields = ("source_key", "distributor", "reporter__username")
+    list_select_related = ("reporter", "work")
+    raw_id_fields = ("reporter", "work", "reported_work", "receipt", "revenue", "date_confirmed_by")
+    action_form = ReferenceActionForm
+    actions = ["confirm_bank_receipt", "confirm_sale_date"]
+
+    @admin.action(description="Confirm the reported sale dates (split by the owners in force then)")
+    def confirm_sale_date(self, request: HttpRequest, queryset: QuerySet[Receivable]) -> None:
+        """The operator checked the distributor's statement: each selected open receivable is split by the
+        lineage and owners in force on its reported sale date instead of the day it was reported."""
+        operator = request.user
+        if not isinstance(operator, User):
+            return
+        done = 0
+        for receivable in queryset.filter(status=ReceivableStatus.OPEN).order_by("id"):
+            try:
+                services.receivable_date_confirm(
+                    receivable=receivable, operator=operator, sale_at=receivable.sale_at
+                )
+                done += 1
+            except ApiError as error:
+                self.message_user(request, f"{receivable.source_key}: {error.detail}", messages.ERROR)
+        self.message_user(request, f"{done} sale date(s) confirmed.", messages.SUCCESS)
+
+    @admin.action(
+        description="Confirm a bank receipt covering the selected open receivables (reference above)"
+    )
+    def confirm_bank_receipt(self, request: HttpRequest, queryset: QuerySet[Receivable]) -> None:
+        reference = str(request.POST.get("reference", "")).strip()
+        if not reference:
+            self.message_user(request, "Give the bank's reference of the payment.", messages.ERROR)
+            return
+        groups: dict[tuple[int, str, str], list[Receivable]] = defaultdict(list)
+        for receivable in queryset.filter(status=ReceivableStatus.OPEN).select_related("reporter"):
+            groups[(receivable.reporter_id, receivable.distributor, receivable.currency)].append(receivable)
+        if not groups:
+            self.message_user(request, "None of the selected receivables is open.", messages.WARNING)
+            return
+        if len(groups) > 1:
+            self.message_user(
+                request,
+                "One bank payment covers one reporter's receivables from one distributor in one currency.",
+                messages.ERROR,
+            )
+            return
+        [(_, distributor, currency)] = groups
+        [selected] = groups.values()
+        try:
+            result = services.receipt_record(
+                reporter=selected[0].reporter,
+                distributor=distributor,
+                amount=Money(sum(r.amount_minor for r in selected), currency),
+                rail="bank",
+                reference=reference,
+                receivable_ids=[r.pk for r in selected],
+            )
+        except ApiError as error:
+            self.message_user(request, str(error.detail), messages.ERROR)
+            return
+        self.message_user(
+            request,
+            f"Receipt {reference} recorded; {len(result.matched)} receivable(s) matched.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(ParkedRevenue)
+class ParkedRevenueAdmin(ReadOnlyAdmin):
+    """Revenue settlement set aside with its error, so nothing else waited behind it."""
+
+    list_display = ("item", "error", "parked_at")
+    raw_id_fields = ("item",)
+    actions = ["retry"]
+
+    @admin.action(description="Retry settling the selected items")
+    def retry(self, request: HttpRequest, queryset: QuerySet[ParkedRevenue]) -> None:
+        items = services.parked_retry(parked_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{items} item(s) settled.", messages.SUCCESS)
+
+
+@admin.register(Holdback)
+class HoldbackAdmin(ReadOnlyAdmin):
+    list_display = ("account", "amount_minor", "remaining_minor", "release_at", "settlement")
+    raw_id_fields = ("account", "settlement")
 
 
 class StatementLineInline(ReadOnlyInline):

@@ -20,7 +20,7 @@ from common import currency
 from common.apis import SelectorListApi
 from common.problems import ApiError
 from royalties import selectors, services
-from royalties.models import RevenueItem, Statement, StatementLine
+from royalties.models import Receivable, Statement, StatementLine
 
 # Serializers -------------------------------------------------------------------------------------------
 
@@ -57,16 +57,29 @@ class StatementSerializer(serializers.ModelSerializer):
         return f"/api/v1/statements/csv?id={statement.pk}"
 
 
-class RevenueItemSerializer(serializers.ModelSerializer):
+class ReceivableSerializer(serializers.ModelSerializer):
+    arose_at = serializers.DateTimeField(source="sale_at")
+
     class Meta:
-        model = RevenueItem
-        fields = ["id", "source", "source_key", "work", "amount_minor", "currency", "arose_at"]
+        model = Receivable
+        fields = [
+            "id",
+            "source",
+            "source_key",
+            "work",
+            "amount_minor",
+            "currency",
+            "arose_at",
+            "split_at",
+            "status",
+            "due_at",
+        ]
 
 
 class ReportResultSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     duplicates = serializers.IntegerField()
-    items = RevenueItemSerializer(many=True)
+    items = ReceivableSerializer(many=True)
 
 
 EarningsSerializer = inline_serializer(
@@ -168,10 +181,17 @@ class StatementCsvApi(APIView):
 
 class ReportLineSerializer(serializers.Serializer):
     line_id = serializers.CharField(max_length=100)
-    work = serializers.IntegerField(min_value=1)
-    amount_minor = serializers.IntegerField(min_value=1)
+    work = serializers.IntegerField(min_value=1, max_value=currency.COLUMN_MAX)
+    amount_minor = serializers.IntegerField(min_value=1, max_value=currency.max_minor("USD"))
     currency = serializers.ChoiceField(choices=currency.SUPPORTED)
     arose_at = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not currency.amount_in_bounds(attrs["amount_minor"], attrs["currency"]):
+            raise serializers.ValidationError(
+                {"amount_minor": f"In {attrs['currency']}, {currency.bound_text(attrs['currency'])}."}
+            )
+        return attrs
 
 
 def _report_response(result: services.ReportResult) -> Response:

@@ -42,7 +42,16 @@ from royalties.models import (
     TransactionKind,
 )
 from royalties.rails.chain import CHAIN_CURRENCY, chain, to_minor
-from royalties.services import Leg, _account, _post, clearing_account, prepaid_account, prepaid_fund
+from royalties.services import (
+    Leg,
+    _account,
+    _post,
+    clearing_account,
+    prepaid_account,
+    prepaid_fund,
+    receipts_account,
+    receivables_match,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +277,30 @@ def _suspense() -> Any:
     return _account(
         key=selectors.suspense_key(CHAIN_CURRENCY), kind=AccountKind.SUSPENSE, currency=CHAIN_CURRENCY
     )
+
+
+@transaction.atomic
+def deposit_assign_receipt(*, deposit: ChainDeposit, reporter: User, distributor: str) -> ChainDeposit:
+    """The operator says a deposit in suspense is a distributor's payment of a reporter's receivables:
+    suspense -> receipts:<reporter>:<distributor>, then matched to the open receivables it covers. Once."""
+    deposit = ChainDeposit.objects.select_for_update().get(pk=deposit.pk)
+    if deposit.status != ChainDepositStatus.SUSPENSE:
+        raise Conflict(f"This deposit is {deposit.status}, not in suspense.", code="deposit_not_in_suspense")
+    distributor = distributor.strip().lower()
+    receipts = receipts_account(reporter_id=reporter.pk, distributor=distributor, currency=deposit.currency)
+    _post(
+        kind=TransactionKind.ADJUSTMENT,
+        key=f"funding:chain:{deposit.tx_hash}:{deposit.log_index}:assign",
+        memo=f"Chain deposit {deposit.tx_hash}:{deposit.log_index}: {distributor} pays receivables",
+        legs=[Leg(_suspense(), -deposit.amount_minor), Leg(receipts, deposit.amount_minor)],
+    )
+    receivables_match(
+        reporter=reporter, distributor=distributor, currency=deposit.currency, receipt=deposit.journal
+    )
+    deposit.status = ChainDepositStatus.ASSIGNED
+    deposit.note = f"receipt from {distributor} for user #{reporter.pk} at {clock.now():%Y-%m-%d %H:%M}"
+    deposit.save(update_fields=["status", "note"])
+    return deposit
 
 
 @transaction.atomic

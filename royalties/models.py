@@ -22,6 +22,9 @@ class AccountKind(models.TextChoices):
     CLEARING = "clearing", "External clearing (per rail and currency)"
     IN_TRANSIT = "in_transit", "Payouts sent and not yet confirmed by the rail"
     SUSPENSE = "suspense", "Suspense (owed to nobody we can pay yet)"
+    RECEIPTS = "receipts", "Money received from a named payer for its receivables"
+    VENDOR_DEBT = "vendor_debt", "Owed by a vendor after a refund or chargeback of money it spent"
+    CLAWBACK = "clawback", "Owed by a payee after earnings already paid out were reversed"
 
 
 # Balances these accounts hold are owed to someone: they never go below what is held against them.
@@ -30,7 +33,10 @@ NON_NEGATIVE_KINDS = [
     AccountKind.PAYABLE.value,
     AccountKind.SUSPENSE.value,
     AccountKind.IN_TRANSIT.value,
+    AccountKind.RECEIPTS.value,
 ]
+# Balances of these accounts are what someone owes the platform: zero or negative, never positive.
+OWED_KINDS = [AccountKind.VENDOR_DEBT.value, AccountKind.CLAWBACK.value]
 
 
 class LedgerAccount(models.Model):
@@ -66,6 +72,10 @@ class LedgerAccount(models.Model):
                 condition=~Q(kind__in=NON_NEGATIVE_KINDS) | Q(balance_minor__gte=F("held_minor")),
                 name="ledger_account_available_non_negative",
             ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=OWED_KINDS) | Q(balance_minor__lte=0),
+                name="ledger_account_owed_not_positive",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -82,6 +92,7 @@ class TransactionKind(models.TextChoices):
     REVERSAL = "reversal", "Reversal"
     ADJUSTMENT = "adjustment", "Adjustment"
     PAYOUT = "payout", "Payout"
+    REFUND = "refund", "Refund, chargeback or its return"
 
 
 class JournalTransaction(models.Model):
@@ -465,6 +476,8 @@ class DifferenceKind(models.TextChoices):
     MISSING_IN_LEDGER = "missing_in_ledger", "On the rail, not in our ledger"
     DUPLICATE = "duplicate", "More than one rail record for one of ours"
     AMOUNT_MISMATCH = "amount_mismatch", "Amounts differ"
+    OVERDUE = "overdue", "Receivable past its due date, no money matched"
+    UNAPPLIED = "unapplied", "Money received from a payer, not matched to any receivable"
 
 
 class ReconciliationDifference(models.Model):
@@ -496,3 +509,110 @@ class ReconciliationDifference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.record_kind} {self.reference}"
+
+
+# Receivables, holdbacks, parked settlement ----------------------------------------------------------
+
+
+class ReceivableStatus(models.TextChoices):
+    OPEN = "open", "Open: reported, no money matched yet"
+    MATCHED = "matched", "Matched: money received covers it; its revenue is settled like any other"
+
+
+class Receivable(models.Model):
+    """Revenue reported to us (a distributor's statement line) that a named payer owes: it earns nothing
+    until money covering it arrives from that payer and is matched. Matching records its RevenueItem,
+    paid from the payer's receipts account, so every credit it makes to a payee is money received.
+
+    The payer is the distributor as named by the reporter; receivables and receipts are kept per
+    (reporter, distributor, currency), so money one creator's distributor paid is never matched to
+    another creator's reports. `split_at` decides which lineage and owners share it: the moment it was
+    reported, unless an operator confirmed the earlier `sale_at` (`date_confirmed_by`)."""
+
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    distributor = models.CharField(max_length=40)
+    source = models.CharField(max_length=16)
+    source_key = models.CharField(max_length=200, unique=True)
+    work = models.ForeignKey("catalog.Work", on_delete=models.PROTECT, related_name="receivables")
+    reported_work = models.ForeignKey(
+        "catalog.Work", on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    fee_bps = models.PositiveIntegerField()
+    sale_at = models.DateTimeField()
+    split_at = models.DateTimeField()
+    date_confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=ReceivableStatus.choices, default=ReceivableStatus.OPEN)
+    receipt = models.ForeignKey(
+        JournalTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="receivables"
+    )
+    revenue = models.OneToOneField(
+        RevenueItem, null=True, blank=True, on_delete=models.PROTECT, related_name="receivable"
+    )
+    matched_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["reporter", "distributor", "currency", "status"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="receivable_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=ReceivableStatus.values), name="receivable_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status=ReceivableStatus.OPEN) | Q(revenue__isnull=False),
+                name="receivable_matched_has_revenue",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_key}: {self.amount_minor} {self.currency} ({self.status})"
+
+
+class Holdback(models.Model):
+    """A share of a payee's new earnings kept on their payable (`held_minor`) until `release_at`, so a
+    refund or chargeback in the dispute window is taken from it instead of from a later payout.
+    `remaining_minor` falls when it is released or used to cover a clawback."""
+
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="holdbacks")
+    settlement = models.ForeignKey(JournalTransaction, on_delete=models.PROTECT, related_name="+")
+    amount_minor = models.BigIntegerField()
+    remaining_minor = models.BigIntegerField()
+    release_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["release_at", "id"]
+        indexes = [
+            models.Index(fields=["release_at"], condition=Q(remaining_minor__gt=0), name="holdback_due_idx")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(remaining_minor__gte=0) & Q(remaining_minor__lte=F("amount_minor")),
+                name="holdback_remaining_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Holdback of {self.remaining_minor}/{self.amount_minor} on account #{self.account_id}"
+
+
+class ParkedRevenue(models.Model):
+    """A revenue item settlement could not settle (an amount that would overflow, a split that fails):
+    set aside with its error so every other item settles, and shown to operators in the admin."""
+
+    item = models.OneToOneField(RevenueItem, on_delete=models.PROTECT, related_name="parked")
+    error = models.CharField(max_length=500)
+    parked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-parked_at", "-id"]
+        verbose_name_plural = "parked revenue"
+
+    def __str__(self) -> str:
+        return f"Parked revenue item #{self.item_id}: {self.error}"

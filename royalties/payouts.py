@@ -52,7 +52,14 @@ from royalties.models import (
     TransactionKind,
 )
 from royalties.rails import RailError
-from royalties.services import Leg, _account, _post, clearing_account
+from royalties.services import (
+    Leg,
+    _account,
+    _post,
+    clawback_recover,
+    clearing_account,
+    holdbacks_release,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +219,8 @@ def payout_create(*, user: User, currency: str, period: str) -> Payout | None:
     rail, destination = rail_for(profile, currency)
     try:
         with transaction.atomic():
+            # What the payee owes (a clawback of earnings reversed after they were paid) comes off first.
+            clawback_recover(user_id=user.pk, currency=currency)
             payable = _payable(user.pk, currency)
             # Read inside the transaction; the conditional UPDATE in _post refuses to overdraw if another
             # writer took money in between (then this payout is not made and nothing changes).
@@ -244,15 +253,23 @@ def payout_create(*, user: User, currency: str, period: str) -> Payout | None:
 
 
 def payees_due(*, period: str) -> list[tuple[int, str]]:
-    """(user id, currency) of every payable account at or above its threshold with no payout this period."""
+    """(user id, currency) of every payable account whose available balance, less any clawback the payee
+    owes, is at or above its threshold, with no payout this period."""
     period = period_check(period)
     rows = LedgerAccount.objects.filter(kind=AccountKind.PAYABLE, user__isnull=False).values_list(
         "user_id", "currency", "balance_minor", "held_minor"
     )
+    owed = {
+        (user_id, currency): -balance
+        for user_id, currency, balance in LedgerAccount.objects.filter(
+            kind=AccountKind.CLAWBACK, balance_minor__lt=0
+        ).values_list("user_id", "currency", "balance_minor")
+    }
     paid = set(Payout.objects.filter(period=period).values_list("user_id", "currency"))
     due = []
     for user_id, currency, balance, held in rows.order_by("user_id", "currency"):
-        if balance - held >= threshold_minor(currency) and (user_id, currency) not in paid:
+        available = balance - held - owed.get((user_id, currency), 0)
+        if available >= threshold_minor(currency) and (user_id, currency) not in paid:
             due.append((int(user_id), str(currency)))
     return due
 
@@ -271,6 +288,8 @@ class PayoutRunResult:
 def payout_run(period: str | None = None) -> PayoutRunResult:
     """The periodic payout job: make the period's payouts, then send every unsent one on its rail, then
     confirm chain payouts that are deep enough (and resend dropped or reverted chain transactions).
+    Holdbacks whose dispute window is over are released first; a payee's clawback is recovered from
+    their payable before their payout is made.
 
     Safe to run again at any moment, including after a crash at any point of a previous run: payouts
     already made are not made again, and each rail is asked with the payout key, so a payout that was
@@ -278,6 +297,7 @@ def payout_run(period: str | None = None) -> PayoutRunResult:
     """
     period = period_check(period) if period is not None else period_of(clock.now())
     result = PayoutRunResult(period=period)
+    holdbacks_release()  # earnings whose dispute window is over can be paid now
     due = payees_due(period=period)
     users = {u.pk: u for u in User.objects.filter(pk__in={uid for uid, _ in due})}
     for user_id, currency in due:

@@ -39,17 +39,21 @@ from royalties.models import (
     Payout,
     PayoutRail,
     PayoutStatus,
+    Receivable,
+    ReceivableStatus,
     ReconciliationDifference,
     ReconciliationRun,
     TransactionKind,
 )
 from royalties.payouts import period_bounds, period_check
 from royalties.rails import RailError, RailRecord
+from royalties.selectors import receivables_summary
 
 logger = logging.getLogger(__name__)
 
 RECONCILE_MARGIN = timedelta(days=1)
-RAILS = (PayoutRail.STRIPE, PayoutRail.CHAIN)
+REPORTED = "reported"
+RAILS = (PayoutRail.STRIPE, PayoutRail.CHAIN, REPORTED)
 # Payouts that reached the rail: these must appear there (a returned one was paid, then reversed).
 SENT_STATUSES = (PayoutStatus.SUBMITTED, PayoutStatus.CONFIRMED, PayoutStatus.RETURNED)
 
@@ -275,6 +279,8 @@ def reconcile(*, period: str, rail: str) -> ReconciliationRun:
     if rail not in RAILS:
         raise ValueError(f"reconciliation covers {', '.join(RAILS)}, not {rail!r}")
     period = period_check(period, any_kind=True)
+    if rail == REPORTED:
+        return _reconcile_reported(period=period)
     start, end = period_bounds(period)
     since, until = start - RECONCILE_MARGIN, min(end + RECONCILE_MARGIN, clock.now())
     run = ReconciliationRun.objects.create(period=period, rail=rail, window_start=start, window_end=end)
@@ -320,12 +326,65 @@ def reconcile(*, period: str, rail: str) -> ReconciliationRun:
     return run
 
 
+def _reconcile_reported(*, period: str) -> ReconciliationRun:
+    """The `reported` rail: revenue reported to us is a receivable until its payer's money arrives. As of
+    now, every receivable reported before the period's end that is still open past its due date is
+    `overdue` (so a late payer shows in every run until it pays), and money a payer sent that no
+    receivable matched is `unapplied` (one difference per payer and currency)."""
+    start, end = period_bounds(period)
+    now = clock.now()
+    run = ReconciliationRun.objects.create(period=period, rail=REPORTED, window_start=start, window_end=end)
+    reported = Receivable.objects.filter(created_at__lt=end)
+    found = [
+        ReconciliationDifference(
+            run=run,
+            rail=REPORTED,
+            kind=DifferenceKind.OVERDUE,
+            record_kind="receivable",
+            reference=receivable.source_key[:200],
+            external_id=receivable.distributor,
+            currency=receivable.currency,
+            ledger_amount_minor=receivable.amount_minor,
+            rail_amount_minor=None,
+            detail=f"due {receivable.due_at.astimezone(UTC):%Y-%m-%d}, open",
+        )
+        for receivable in reported.filter(status=ReceivableStatus.OPEN, due_at__lt=now).order_by("id")
+    ]
+    found += [
+        ReconciliationDifference(
+            run=run,
+            rail=REPORTED,
+            kind=DifferenceKind.UNAPPLIED,
+            record_kind="receipt",
+            reference=f"{group['reporter']}:{group['distributor']}",
+            external_id=group["distributor"],
+            currency=group["currency"],
+            ledger_amount_minor=None,
+            rail_amount_minor=group["unapplied_minor"],
+            detail=f"{group['unapplied_minor']} received, matched to no receivable",
+        )
+        for group in receivables_summary(now=now)
+        if group["unapplied_minor"]
+    ]
+    with transaction.atomic():
+        ReconciliationDifference.objects.bulk_create(found)
+        ReconciliationRun.objects.filter(pk=run.pk).update(
+            ledger_records=reported.count(),
+            rail_records=reported.filter(status=ReceivableStatus.MATCHED).count(),
+            differences_found=len(found),
+            finished_at=now,
+        )
+    run.refresh_from_db()
+    return run
+
+
 def reconcile_all(*, period: str) -> list[ReconciliationRun]:
-    """Every configured rail for one period: the chain when chain payouts are on, Stripe when it is."""
+    """Every configured rail for one period: the chain when chain payouts are on, Stripe when it is, and
+    the reported rail (receivables) always."""
     from accounts.payout_identity import stripe_enabled
     from royalties.payouts import chain_configured
 
-    runs = []
+    runs = [reconcile(period=period, rail=REPORTED)]
     if chain_configured():
         runs.append(reconcile(period=period, rail=PayoutRail.CHAIN))
     if stripe_enabled():

@@ -15,8 +15,11 @@ from catalog.models import SplitShare, SplitSheet, WorkParent
 from royalties.models import (
     AccountKind,
     Entry,
+    Holdback,
     JournalTransaction,
     LedgerAccount,
+    Receivable,
+    ReceivableStatus,
     RevenueItem,
     Statement,
     StatementLine,
@@ -43,6 +46,18 @@ def clearing_key(rail: str, currency: str) -> str:
 
 def suspense_key(currency: str) -> str:
     return f"suspense:{currency}"
+
+
+def receipts_key(reporter_id: int, distributor: str, currency: str) -> str:
+    return f"receipts:user:{reporter_id}:{distributor}:{currency}"
+
+
+def vendor_debt_key(organisation_id: int, currency: str) -> str:
+    return f"vendor_debt:org:{organisation_id}:{currency}"
+
+
+def clawback_key(user_id: int, currency: str) -> str:
+    return f"clawback:user:{user_id}:{currency}"
 
 
 # Balances ------------------------------------------------------------------------------------------------
@@ -116,13 +131,27 @@ def account_balances_from_entries(account_ids: list[int] | None = None) -> dict[
 
 
 def held_from_unsettled_items() -> dict[int, int]:
-    """What unsettled revenue holds per payer account (only accounts that must stay non-negative hold)."""
-    return dict(
-        RevenueItem.objects.filter(settlement__isnull=True, payer__kind=AccountKind.VENDOR_PREPAID)
+    """What is held per account: on payers' accounts (prepaid, receipts), the unsettled revenue they pay;
+    on payables, the holdbacks not yet released."""
+    held: dict[int, int] = defaultdict(int)
+    for payer, total in (
+        RevenueItem.objects.filter(
+            settlement__isnull=True,
+            payer__kind__in=[AccountKind.VENDOR_PREPAID, AccountKind.RECEIPTS],
+        )
         .values("payer")
         .annotate(total=Sum("amount_minor"))
         .values_list("payer", "total")
-    )
+    ):
+        held[payer] += int(total)
+    for account, total in (
+        Holdback.objects.filter(remaining_minor__gt=0)
+        .values("account")
+        .annotate(total=Sum("remaining_minor"))
+        .values_list("account", "total")
+    ):
+        held[account] += int(total)
+    return dict(held)
 
 
 def unbalanced_transactions() -> list[tuple[int, str, int]]:
@@ -296,3 +325,59 @@ def revenue_unsettled_total(*, currency: str) -> int:
 def platform_fee_total(*, currency: str) -> int:
     row = LedgerAccount.objects.filter(key=fee_key(currency)).values_list("balance_minor", flat=True).first()
     return int(row or 0)
+
+
+# Receivables ---------------------------------------------------------------------------------------------
+
+
+class ReceivableGroup(TypedDict):
+    reporter: int
+    distributor: str
+    currency: str
+    open_minor: int
+    overdue_minor: int
+    matched_minor: int
+    unapplied_minor: int
+
+
+def receivables_summary(*, now: datetime) -> list[ReceivableGroup]:
+    """Per (reporter, distributor, currency): what is receivable (open), overdue (open past its due
+    date), matched to money received, and received but not matched (unapplied)."""
+    groups: dict[tuple[int, str, str], ReceivableGroup] = {}
+
+    def group(reporter: int, distributor: str, currency: str) -> ReceivableGroup:
+        return groups.setdefault(
+            (reporter, distributor, currency),
+            {
+                "reporter": reporter,
+                "distributor": distributor,
+                "currency": currency,
+                "open_minor": 0,
+                "overdue_minor": 0,
+                "matched_minor": 0,
+                "unapplied_minor": 0,
+            },
+        )
+
+    rows = Receivable.objects.values_list(
+        "reporter_id", "distributor", "currency", "status", "due_at", "amount_minor"
+    )
+    for reporter, distributor, currency, status, due_at, amount in rows:
+        row = group(reporter, distributor, currency)
+        if status == ReceivableStatus.MATCHED:
+            row["matched_minor"] += amount
+        else:
+            row["open_minor"] += amount
+            if due_at < now:
+                row["overdue_minor"] += amount
+    for key, balance, held in LedgerAccount.objects.filter(kind=AccountKind.RECEIPTS).values_list(
+        "key", "balance_minor", "held_minor"
+    ):
+        _, _, reporter_id, distributor_name, code = key.split(":")
+        if balance - held:
+            group(int(reporter_id), distributor_name, code)["unapplied_minor"] += balance - held
+    return [groups[k] for k in sorted(groups)]
+
+
+def receivables_of(*, user: User) -> QuerySet[Receivable]:
+    return Receivable.objects.filter(reporter=user).order_by("-id")

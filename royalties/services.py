@@ -17,32 +17,39 @@ import hashlib
 import io
 import json
 import logging
+import secrets
+import time
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db import DataError, IntegrityError, connection, transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Organisation, User
-from catalog.models import Grant, Offer, OfferStatus, Work
+from catalog.models import Grant, Offer, OfferStatus, Work, WorkParent
 from catalog.selectors import monetizing_claim_on
 from common import clock, locks, rows
 from common import currency as currencies
-from common.money import Money
+from common.money import Money, allocate
 from common.problems import ApiError, Conflict, NotFound
 from royalties import selectors, splits
 from royalties.models import (
     NON_NEGATIVE_KINDS,
+    OWED_KINDS,
     AccountKind,
     Entry,
+    Holdback,
     JournalTransaction,
     LedgerAccount,
+    ParkedRevenue,
+    Receivable,
+    ReceivableStatus,
     RevenueItem,
     RevenueSource,
     Statement,
@@ -64,6 +71,11 @@ class InsufficientFunds(ApiError):
 
 class LedgerImbalance(RuntimeError):
     """A transaction that would not sum to zero: a bug, never a user error."""
+
+
+class AmountOutOfRange(ApiError):
+    default_code = "amount_out_of_range"
+    default_detail = "The amount is outside what the ledger accepts."
 
 
 # Accounts ----------------------------------------------------------------------------------------------
@@ -101,6 +113,24 @@ def prepaid_account(*, organisation_id: int, currency: str) -> LedgerAccount:
         kind=AccountKind.VENDOR_PREPAID,
         currency=currency,
         organisation_id=organisation_id,
+    )
+
+
+def vendor_debt_account(*, organisation_id: int, currency: str) -> LedgerAccount:
+    return _account(
+        key=selectors.vendor_debt_key(organisation_id, currency),
+        kind=AccountKind.VENDOR_DEBT,
+        currency=currency,
+        organisation_id=organisation_id,
+    )
+
+
+def clawback_account(*, user_id: int, currency: str) -> LedgerAccount:
+    return _account(
+        key=selectors.clawback_key(user_id, currency),
+        kind=AccountKind.CLAWBACK,
+        currency=currency,
+        user_id=user_id,
     )
 
 
@@ -166,9 +196,13 @@ def _post(
         raise LedgerImbalance("a transaction needs entries")
     if any(leg.account.currency not in currencies.MINOR_DIGITS for leg in legs):
         raise LedgerImbalance("unsupported currency")
+    if any(abs(leg.amount_minor) > currencies.COLUMN_MAX for leg in legs):
+        raise AmountOutOfRange("An amount does not fit the ledger's 64-bit columns.")
     _check_balanced((leg.amount_minor, leg.account.currency) for leg in legs)
     locks.hold(locks.Serialised.LEDGER_WRITES, shared=True)  # before created_at is set: see statements
-    txn = JournalTransaction.objects.create(kind=kind, key=key, memo=memo[:300], reverses=reverses)
+    txn = JournalTransaction.objects.create(
+        kind=kind, key=key, memo=memo[:300], reverses=reverses, created_at=clock.now()
+    )
     Entry.objects.bulk_create(
         [
             Entry(
@@ -194,7 +228,17 @@ def _post(
         if delta < 0 and accounts[account_id].kind in NON_NEGATIVE_KINDS:
             # balance + delta >= held, in the UPDATE itself: no read-then-write.
             rows = rows.filter(balance_minor__gte=F("held_minor") - delta)
+        # The new balance must fit the 64-bit column (SQLite would silently store a REAL instead).
+        if delta > 0:
+            rows = rows.filter(balance_minor__lte=currencies.COLUMN_MAX - delta)
+        else:
+            rows = rows.filter(balance_minor__gte=-currencies.COLUMN_MAX - delta)
         if rows.update(balance_minor=F("balance_minor") + delta) != 1:
+            if delta > 0 or accounts[account_id].kind not in NON_NEGATIVE_KINDS:
+                raise AmountOutOfRange(
+                    f"Account {accounts[account_id].key} cannot hold that much.",
+                    extra={"account": accounts[account_id].key},
+                )
             raise InsufficientFunds(
                 f"Account {accounts[account_id].key} does not hold {-delta} minor units to move.",
                 extra={"account": accounts[account_id].key, "amount_minor": -delta},
@@ -234,6 +278,10 @@ def _insert_entries(rows: list[tuple[int, int, int, str, int | None, str]]) -> N
 # Funding -----------------------------------------------------------------------------------------------
 
 
+# Rails whose payments each pay for one access: they never go to a vendor's debt.
+PER_ACCESS_RAILS = frozenset({"x402"})
+
+
 @transaction.atomic
 def prepaid_fund(
     *, organisation: Organisation, amount: Money, external_ref: str, rail: str = "manual"
@@ -241,40 +289,55 @@ def prepaid_fund(
     """Credit a vendor's prepaid balance with money received on `rail` (idempotent by external_ref).
 
     The same reference again returns the first transaction; with another amount or organisation it is a
-    conflict. Money moves from the rail's clearing account, so the rail can be reconciled against it.
+    conflict. Money moves from the rail's clearing account, so the rail can be reconciled against it. A
+    vendor that owes us (a refund or chargeback of money it had already spent) pays that debt first: the
+    top-up covers the debt, and only the rest becomes spendable (except a payment made for one access,
+    on a rail in PER_ACCESS_RAILS, which pays that access).
     """
     if amount.amount_minor <= 0:
         raise ApiError("A top-up must be a positive amount.", code="invalid_amount")
-    if not currencies.is_supported(amount.currency):
-        raise ApiError(f"Currency {amount.currency} is not supported.", code="unsupported_currency")
+    _check_amount(amount, what="A top-up")
     if not external_ref:
         raise ApiError("A top-up needs the rail's reference.", code="missing_reference")
     key = f"funding:{rail}:{external_ref}"
     prepaid = prepaid_account(organisation_id=organisation.pk, currency=amount.currency)
-    existing = _existing_funding(key, prepaid, amount)
+    debt = vendor_debt_account(organisation_id=organisation.pk, currency=amount.currency)
+    existing = _existing_funding(key, [prepaid, debt], amount)
     if existing is not None:
         return existing
     clearing = clearing_account(rail=rail, currency=amount.currency)
     try:
         with transaction.atomic():
+            owed = -LedgerAccount.objects.select_for_update().get(pk=debt.pk).balance_minor
+            # A payment for one access (x402) pays that access, not an older debt.
+            to_debt = 0 if rail in PER_ACCESS_RAILS else min(owed, amount.amount_minor)
             return _post(
                 kind=TransactionKind.FUNDING,
                 key=key,
                 memo=f"Top-up of {organisation.name} via {rail} ({external_ref})",
-                legs=[Leg(clearing, -amount.amount_minor), Leg(prepaid, amount.amount_minor)],
+                legs=[
+                    Leg(clearing, -amount.amount_minor),
+                    Leg(debt, to_debt),
+                    Leg(prepaid, amount.amount_minor - to_debt),
+                ],
             )
     except IntegrityError:
-        replay = _existing_funding(key, prepaid, amount)
+        replay = _existing_funding(key, [prepaid, debt], amount)
         if replay is None:
             raise
         return replay
 
 
-def _existing_funding(key: str, prepaid: LedgerAccount, amount: Money) -> JournalTransaction | None:
+def _existing_funding(
+    key: str, accounts: Sequence[LedgerAccount], amount: Money
+) -> JournalTransaction | None:
     txn = JournalTransaction.objects.filter(key=key).first()
     if txn is None:
         return None
-    if not txn.entries.filter(account=prepaid, amount_minor=amount.amount_minor).exists():
+    credited = txn.entries.filter(account__in=list(accounts), amount_minor__gt=0).aggregate(
+        total=Sum("amount_minor")
+    )["total"]
+    if credited != amount.amount_minor or txn.entries.exclude(currency=amount.currency).exists():
         raise Conflict(
             "This payment reference was already used for another top-up.", code="funding_reference_reused"
         )
@@ -329,8 +392,7 @@ def _record(
     """
     if amount.amount_minor <= 0:
         raise ApiError("Revenue must be a positive amount.", code="invalid_amount")
-    if not currencies.is_supported(amount.currency):
-        raise ApiError(f"Currency {amount.currency} is not supported.", code="unsupported_currency")
+    _check_amount(amount, what="Revenue")
     if fresh_key:
         return _insert_revenue(source, source_key, work_id, amount, fee_bps, arose_at, payer_key, payer)
     try:
@@ -599,18 +661,67 @@ class ReportLine:
 class ReportResult:
     created: int
     duplicates: int
-    items: list[RevenueItem]
+    items: list[Receivable]
+
+
+def _earliest_sale(work_id: int) -> datetime:
+    """The earliest moment a sale of `work_id` can have happened: not before the work existed, nor before
+    any parent link (and the grant it was made under) that shares in its revenue."""
+    work_created = Work.objects.filter(pk=work_id).values_list("created_at", flat=True).get()
+    moments = [work_created]
+    for link_created, grant_created in WorkParent.objects.filter(child_id=work_id).values_list(
+        "created_at", "grant__created_at"
+    ):
+        moments += [link_created, grant_created]
+    return max(moments)
+
+
+def _check_sale_at(*, line_id: str, work_id: int, sale_at: datetime, now: datetime) -> None:
+    if sale_at > now:
+        raise ApiError(f"Line {line_id}: the sale is in the future.", code="invalid_arose_at")
+    oldest = now - timedelta(days=int(settings.REPORT_MAX_AGE_DAYS))
+    if sale_at < oldest:
+        raise ApiError(
+            f"Line {line_id}: a sale older than {settings.REPORT_MAX_AGE_DAYS} days is not accepted.",
+            code="invalid_arose_at",
+            extra={"earliest": oldest.isoformat()},
+        )
+    earliest = _earliest_sale(work_id)
+    if sale_at < earliest:
+        raise ApiError(
+            f"Line {line_id}: the sale is dated before the work (or its licence) existed.",
+            code="invalid_arose_at",
+            extra={"earliest": earliest.isoformat()},
+        )
+
+
+def _check_amount(amount: Money, *, what: str = "The amount") -> None:
+    if not currencies.is_supported(amount.currency):
+        raise ApiError(f"Currency {amount.currency} is not supported.", code="unsupported_currency")
+    if not currencies.amount_in_bounds(amount.amount_minor, amount.currency):
+        raise ApiError(
+            f"{what} must be a positive whole number of minor units, "
+            f"{currencies.bound_text(amount.currency)}.",
+            code="amount_out_of_range",
+            extra={"max_minor": currencies.max_minor(amount.currency)},
+        )
 
 
 @transaction.atomic
 def revenue_report_record(*, user: User, distributor: str, lines: Sequence[ReportLine]) -> ReportResult:
     """Sales of the user's own works reported by a distributor: all lines or none.
 
-    A work whose media stands under a monetize claim earns for the claimed work instead (source `claim`).
+    Each line becomes a *receivable* from the distributor (named payer), not revenue: nothing is credited
+    to anyone until money from that distributor arrives and is matched (`receipt_record`). A work whose
+    media stands under a monetize claim earns for the claimed work instead (source `claim`).
+
+    The sale date (`arose_at`) may not be in the future, before the work or its parent licences existed,
+    or older than REPORT_MAX_AGE_DAYS. It is kept as reported, but the revenue is split by the lineage and
+    owners in force when it was reported, unless an operator confirms the earlier date
+    (`receivable_date_confirm`): backdating cannot cut out a parent or a co-owner.
 
     Each line is recorded once per (reporter, distributor, line id): sending the same statement again
-    records nothing new; a known line id with other values is a conflict. The money is expected on the
-    `reported` rail (the distributor pays the platform), where reconciliation matches it.
+    records nothing new; a known line id with other values is a conflict.
     """
     distributor = distributor.strip().lower()
     if not distributor or len(distributor) > 40 or ":" in distributor:
@@ -628,9 +739,10 @@ def revenue_report_record(*, user: User, distributor: str, lines: Sequence[Repor
         )
     )
     now = clock.now()
+    due_at = now + timedelta(days=int(settings.RECEIVABLE_DUE_DAYS))
     fees: dict[int, int] = {}
     earner: dict[int, int] = {}
-    items: list[RevenueItem] = []
+    items: list[Receivable] = []
     created = 0
     for line in lines:
         if line.work_id not in managed:
@@ -639,27 +751,184 @@ def revenue_report_record(*, user: User, distributor: str, lines: Sequence[Repor
             )
         if not line.line_id or len(line.line_id) > 100:
             raise ApiError("Line ids are 1 to 100 characters.", code="invalid_line_id")
-        if line.arose_at is not None and line.arose_at > now:
-            raise ApiError(f"Line {line.line_id}: the sale is in the future.", code="invalid_arose_at")
+        amount = Money(line.amount_minor, line.currency) if isinstance(line.amount_minor, int) else None
+        if amount is None:
+            raise ApiError(f"Line {line.line_id}: the amount is not an integer.", code="invalid_amount")
+        _check_amount(amount, what=f"Line {line.line_id}: the amount")
+        sale_at = line.arose_at or now
+        _check_sale_at(line_id=line.line_id, work_id=line.work_id, sale_at=sale_at, now=now)
         if line.work_id not in earner:
             earner[line.work_id] = _earning_work(line.work_id)
         earning_work = earner[line.work_id]
         if earning_work not in fees:
             fees[earning_work] = _fee_bps(_current_offer(earning_work))
         key = f"report:{user.pk}:{distributor}:{line.line_id}"
-        before = RevenueItem.objects.filter(source_key=key).exists()
-        item = _record(
-            source=RevenueSource.REPORTED if earning_work == line.work_id else RevenueSource.CLAIM,
-            source_key=key,
-            work_id=earning_work,
-            amount=Money(line.amount_minor, line.currency),
-            fee_bps=fees[earning_work],
-            arose_at=line.arose_at or now,
-            payer=clearing_account(rail="reported", currency=line.currency),
+        existing = Receivable.objects.filter(source_key=key).first()
+        if existing is not None:
+            if (existing.reported_work_id, existing.amount_minor, existing.currency) != (
+                line.work_id,
+                amount.amount_minor,
+                amount.currency,
+            ):
+                raise Conflict(
+                    f"Revenue {key} was already recorded with other values.", code="revenue_key_reused"
+                )
+            items.append(existing)
+            continue
+        items.append(
+            Receivable.objects.create(
+                reporter=user,
+                distributor=distributor,
+                source=RevenueSource.REPORTED if earning_work == line.work_id else RevenueSource.CLAIM,
+                source_key=key,
+                work_id=earning_work,
+                reported_work_id=line.work_id,
+                amount_minor=amount.amount_minor,
+                currency=amount.currency,
+                fee_bps=fees[earning_work],
+                sale_at=sale_at,
+                split_at=now,
+                due_at=due_at,
+                created_at=now,
+            )
         )
-        created += 0 if before else 1
-        items.append(item)
+        created += 1
     return ReportResult(created=created, duplicates=len(lines) - created, items=items)
+
+
+def receipts_key(reporter_id: int, distributor: str, currency: str) -> str:
+    return selectors.receipts_key(reporter_id, distributor, currency)
+
+
+def receipts_account(*, reporter_id: int, distributor: str, currency: str) -> LedgerAccount:
+    return _account(
+        key=receipts_key(reporter_id, distributor, currency),
+        kind=AccountKind.RECEIPTS,
+        currency=currency,
+        user_id=reporter_id,
+    )
+
+
+@dataclass(frozen=True)
+class ReceiptResult:
+    receipt: JournalTransaction
+    matched: list[Receivable]
+
+
+@transaction.atomic
+def receipt_record(
+    *,
+    reporter: User,
+    distributor: str,
+    amount: Money,
+    rail: str,
+    reference: str,
+    receivable_ids: Sequence[int] | None = None,
+) -> ReceiptResult:
+    """Money a distributor paid for a reporter's receivables arrived on `rail` (a Stripe charge, a chain
+    deposit, an operator's confirmed bank receipt): clearing:<rail> -> receipts:<reporter>:<distributor>,
+    once per (rail, reference), then matched to the open receivables it covers.
+
+    The same reference again returns the first receipt (and matches again, which finds nothing new);
+    with another amount it is a conflict. `receivable_ids` names the receivables this payment is for;
+    otherwise the oldest open ones are matched while the money covers them whole.
+    """
+    distributor = distributor.strip().lower()
+    _check_amount(amount, what="A receipt")
+    if not reference.strip():
+        raise ApiError("A receipt needs the payment's reference.", code="missing_reference")
+    reference = reference.strip()[:150]
+    key = f"funding:{rail}:{reference}"
+    account = receipts_account(reporter_id=reporter.pk, distributor=distributor, currency=amount.currency)
+    receipt = _existing_funding(key, [account], amount)
+    if receipt is None:
+        receipt = _post(
+            kind=TransactionKind.FUNDING,
+            key=key,
+            memo=f"Receipt from {distributor} for {reporter.get_username()} via {rail} ({reference})",
+            legs=[
+                Leg(clearing_account(rail=rail, currency=amount.currency), -amount.amount_minor),
+                Leg(account, amount.amount_minor),
+            ],
+        )
+    matched = receivables_match(
+        reporter=reporter,
+        distributor=distributor,
+        currency=amount.currency,
+        receipt=receipt,
+        receivable_ids=receivable_ids,
+    )
+    return ReceiptResult(receipt=receipt, matched=matched)
+
+
+@transaction.atomic
+def receivables_match(
+    *,
+    reporter: User,
+    distributor: str,
+    currency: str,
+    receipt: JournalTransaction | None = None,
+    receivable_ids: Sequence[int] | None = None,
+) -> list[Receivable]:
+    """Match open receivables of (reporter, distributor, currency), oldest first, while the money received
+    from that payer and not yet used covers each whole one. Each match holds its amount on the receipts
+    account and records its revenue item (source key as reported), which settlement then splits: the
+    only way reported revenue reaches a payable."""
+    key = receipts_key(reporter.pk, distributor, currency)
+    open_receivables = (
+        Receivable.objects.select_for_update()
+        .filter(reporter=reporter, distributor=distributor, currency=currency, status=ReceivableStatus.OPEN)
+        .order_by("id")
+    )
+    if receivable_ids is not None:
+        open_receivables = open_receivables.filter(pk__in=list(receivable_ids))
+    now = clock.now()
+    matched = []
+    for receivable in open_receivables:
+        payer_id = _hold(key=key, amount_minor=receivable.amount_minor)
+        if payer_id is None:
+            break
+        revenue = rows.insert(
+            RevenueItem(
+                **_revenue_values(
+                    receivable.source,
+                    receivable.source_key,
+                    receivable.work_id,
+                    Money(receivable.amount_minor, receivable.currency),
+                    receivable.fee_bps,
+                    receivable.split_at,
+                ),
+                payer_id=payer_id,
+                created_at=now,
+            )
+        )
+        receivable.status = ReceivableStatus.MATCHED
+        receivable.revenue = revenue
+        receivable.receipt = receipt
+        receivable.matched_at = now
+        receivable.save(update_fields=["status", "revenue", "receipt", "matched_at"])
+        matched.append(receivable)
+    return matched
+
+
+@transaction.atomic
+def receivable_date_confirm(*, receivable: Receivable, operator: User, sale_at: datetime) -> Receivable:
+    """An operator confirmed (from the distributor's own statement) that an open receivable's sale happened
+    at `sale_at`: it is then split by the lineage and owners in force at that moment. The same bounds as
+    a report apply; a matched receivable is not changed."""
+    receivable = Receivable.objects.select_for_update().get(pk=receivable.pk)
+    if receivable.status != ReceivableStatus.OPEN:
+        raise Conflict("Only an open receivable's date can be confirmed.", code="receivable_matched")
+    if timezone.is_naive(sale_at):
+        raise ApiError("Times need a zone.", code="naive_datetime")
+    _check_sale_at(
+        line_id=receivable.source_key, work_id=receivable.work_id, sale_at=sale_at, now=clock.now()
+    )
+    receivable.sale_at = sale_at
+    receivable.split_at = sale_at
+    receivable.date_confirmed_by = operator
+    receivable.save(update_fields=["sale_at", "split_at", "date_confirmed_by"])
+    return receivable
 
 
 REPORT_COLUMNS = ("line_id", "work", "amount_minor", "currency", "arose_at")
@@ -718,6 +987,20 @@ class SettlementRace(RuntimeError):
     """Another settlement took some of this chunk's items: this chunk rolls back and is retried."""
 
 
+SETTLEMENT_RACE_RETRIES = 8
+# Errors a chunk can meet because of what its items say (an amount the columns cannot hold, a split that
+# cannot be made): the items at fault are parked so the others settle. Anything else (the database went
+# away) stops the run, and the next run takes the chunk again.
+_ITEM_ERRORS = (
+    splits.SplitError,
+    LedgerImbalance,
+    AmountOutOfRange,
+    ArithmeticError,
+    DataError,
+    IntegrityError,
+)
+
+
 def revenue_settle(*, chunk_size: int = SETTLEMENT_CHUNK, max_chunks: int | None = None) -> SettleResult:
     """Turn unsettled revenue into journal transactions, exactly once, one database transaction per chunk.
 
@@ -726,19 +1009,93 @@ def revenue_settle(*, chunk_size: int = SETTLEMENT_CHUNK, max_chunks: int | None
     settled with a conditional UPDATE, appends one balanced transaction with the aggregated entries, and
     moves the cached balances. A crash loses at most the chunk in flight, which rolls back whole and is
     taken by the next run. Running it again settles nothing twice.
+
+    A chunk that fails because of its items is split in halves until the failing items are found; each is
+    parked (`ParkedRevenue`, with its error, shown in the admin) and everything else settles, so one bad
+    item never blocks other payees. A chunk that raced with another worker is retried at most
+    SETTLEMENT_RACE_RETRIES times, with a growing pause between tries.
     """
-    items = chunks = 0
+    parked = set(ParkedRevenue.objects.values_list("item_id", flat=True))
+    items = chunks = races = 0
     while max_chunks is None or chunks < max_chunks:
         try:
-            count = _settle_chunk(limit=chunk_size)
+            count = _settle_chunk(limit=chunk_size, excluded=parked)
         except SettlementRace:
+            races += 1
+            if races > SETTLEMENT_RACE_RETRIES:
+                logger.warning("settlement raced %d times in a row; the next run goes on", races)
+                break
             logger.info("settlement chunk raced with another worker; retrying")
+            time.sleep(min(0.01 * 2**races, 1.0))
             continue
+        except _ITEM_ERRORS as error:
+            logger.warning("settlement chunk failed (%s); isolating the items at fault", error)
+            count = _settle_isolating(limit=chunk_size, excluded=parked)
+            if count == 0 and not _next_ids(limit=1, excluded=parked):
+                break
+            items += count
+            chunks += 1
+            continue
+        races = 0
         if count == 0:
             break
         items += count
         chunks += 1
     return SettleResult(items=items, transactions=chunks)
+
+
+def _next_ids(*, limit: int, excluded: set[int]) -> list[int]:
+    pending = RevenueItem.objects.filter(settlement__isnull=True)
+    if excluded:
+        pending = pending.exclude(pk__in=excluded)
+    return list(pending.order_by("id").values_list("id", flat=True)[:limit])
+
+
+def _settle_isolating(*, limit: int, excluded: set[int]) -> int:
+    """Settle the next chunk's items in halves, parking each single item that still fails. Adds the
+    parked ids to `excluded`; answers how many items settled."""
+    settled = 0
+    pending = [_next_ids(limit=limit, excluded=excluded)]
+    while pending:
+        ids = pending.pop()
+        if not ids:
+            continue
+        try:
+            settled += _settle_chunk(limit=len(ids), excluded=excluded, only=ids)
+        except SettlementRace:
+            continue  # another worker took some of them: the next run sees the rest
+        except _ITEM_ERRORS as error:
+            if len(ids) == 1:
+                _park(ids[0], error)
+                excluded.add(ids[0])
+            else:
+                middle = len(ids) // 2
+                pending += [ids[middle:], ids[:middle]]
+    return settled
+
+
+def _park(item_id: int, error: Exception) -> None:
+    message = f"{type(error).__name__}: {error}"[:500]
+    logger.error("revenue item #%s parked: %s", item_id, message)
+    with transaction.atomic():
+        ParkedRevenue.objects.get_or_create(
+            item_id=item_id, defaults={"error": message, "parked_at": clock.now()}
+        )
+
+
+def parked_retry(*, parked_ids: Sequence[int]) -> int:
+    """An operator retries parked items (after fixing their cause): they are unparked and settled; any
+    that still fails is parked again with its new error. Answers how many settled."""
+    item_ids = list(ParkedRevenue.objects.filter(pk__in=parked_ids).values_list("item_id", flat=True))
+    ParkedRevenue.objects.filter(pk__in=parked_ids).delete()
+    excluded = set(ParkedRevenue.objects.values_list("item_id", flat=True))
+    settled = 0
+    for item_id in item_ids:
+        try:
+            settled += _settle_chunk(limit=1, excluded=excluded, only=[item_id])
+        except (SettlementRace, *_ITEM_ERRORS) as error:
+            _park(item_id, error)
+    return settled
 
 
 class _Plans:
@@ -771,11 +1128,15 @@ class _Plans:
 
 
 @transaction.atomic
-def _settle_chunk(*, limit: int) -> int:
+def _settle_chunk(*, limit: int, excluded: set[int] | None = None, only: Sequence[int] | None = None) -> int:
     # Held until the chunk commits, and taken before its transaction's created_at is set, so a statement
     # cut (which takes this lock exclusively) sees the whole chunk or none of it.
     locks.hold(locks.Serialised.LEDGER_WRITES, shared=True)
     pending = RevenueItem.objects.filter(settlement__isnull=True).order_by("id")
+    if excluded:
+        pending = pending.exclude(pk__in=excluded)
+    if only is not None:
+        pending = pending.filter(pk__in=list(only))
     if connection.features.has_select_for_update_skip_locked:
         pending = pending.select_for_update(skip_locked=True, of=("self",))
     rows = list(
@@ -786,10 +1147,12 @@ def _settle_chunk(*, limit: int) -> int:
     if not rows:
         return 0
     ids = [row[0] for row in rows]
+    now = clock.now()
     txn = JournalTransaction.objects.create(
         kind=TransactionKind.SETTLEMENT,
         key=f"settlement:{ids[0]}-{ids[-1]}:{len(ids)}",
         memo=f"Settlement of {len(ids)} revenue items",
+        created_at=now,
     )
     marked = 0
     for start in range(0, len(ids), 5_000):
@@ -844,7 +1207,6 @@ def _settle_chunk(*, limit: int) -> int:
         if total
     ]
     _check_balanced((row[2], row[3]) for row in rows_out)
-    _insert_entries(rows_out)
 
     balance: dict[int, int] = defaultdict(int)
     held: dict[int, int] = defaultdict(int)
@@ -853,20 +1215,83 @@ def _settle_chunk(*, limit: int) -> int:
     for (payer_id, _, _), total in debits.items():
         if payer_kinds[payer_id] in NON_NEGATIVE_KINDS:
             held[payer_id] += total  # the hold placed when the revenue was recorded is released
+    holdbacks = _holdbacks(txn, balance, specs, account_ids, now)
+    for holdback in holdbacks:
+        held[holdback.account_id] += holdback.amount_minor
+    _check_fits(balance, held, rows_out)
+    _insert_entries(rows_out)
     _apply_deltas(balance, held)
+    if holdbacks:
+        Holdback.objects.bulk_create(holdbacks)
     return len(ids)
+
+
+def _holdbacks(
+    txn: JournalTransaction,
+    balance: dict[int, int],
+    specs: dict[str, dict[str, object]],
+    account_ids: dict[str, int],
+    now: datetime,
+) -> list[Holdback]:
+    """HOLDBACK_BPS of what this settlement credits each payee, kept on their payable for HOLDBACK_DAYS."""
+    share = int(settings.HOLDBACK_BPS)
+    if not share:
+        return []
+    release_at = now + timedelta(days=int(settings.HOLDBACK_DAYS))
+    found = []
+    for key, spec in specs.items():
+        if spec["kind"] != AccountKind.PAYABLE:
+            continue
+        account_id = account_ids[key]
+        amount = balance.get(account_id, 0) * share // 10_000
+        if amount > 0:
+            found.append(
+                Holdback(
+                    account_id=account_id,
+                    settlement=txn,
+                    amount_minor=amount,
+                    remaining_minor=amount,
+                    release_at=release_at,
+                    created_at=now,
+                )
+            )
+    return found
+
+
+def _check_fits(
+    balance: dict[int, int], held: dict[int, int], rows_out: list[tuple[int, int, int, str, int | None, str]]
+) -> None:
+    """Refuse, before writing anything, a settlement whose entries or new balances would not fit the 64-bit
+    columns: PostgreSQL would fail the chunk at its end and SQLite would silently store a REAL."""
+    if any(abs(row[2]) > currencies.COLUMN_MAX for row in rows_out):
+        raise AmountOutOfRange("A settlement entry does not fit the ledger's 64-bit columns.")
+    current = LedgerAccount.objects.filter(pk__in=list(balance)).values_list(
+        "pk", "balance_minor", "held_minor"
+    )
+    for account_id, cached, held_now in current:
+        if abs(cached + balance.get(account_id, 0)) > currencies.COLUMN_MAX or (
+            held_now + held.get(account_id, 0) > currencies.COLUMN_MAX
+        ):
+            raise AmountOutOfRange(f"Account #{account_id} cannot hold what this settlement credits.")
 
 
 # Reversal ----------------------------------------------------------------------------------------------
 
 
 @transaction.atomic
-def transaction_reverse(*, transaction: JournalTransaction, reason: str) -> JournalTransaction:
+def transaction_reverse(
+    *, transaction: JournalTransaction, reason: str, clawback: bool = False
+) -> JournalTransaction:
     """Append the mirror image of a transaction (once: reversing again returns the same reversal).
 
-    Refused, changing nothing, when an account that must stay non-negative no longer holds what the
-    reversal takes back (a payee already paid out, a vendor who spent the top-up).
+    Without `clawback`, refused, changing nothing, when an account that must stay non-negative no longer
+    holds what the reversal takes back (a payee already paid out, a vendor who spent the top-up). With
+    `clawback` (what an operator's reversal in the admin asks), what a payee no longer holds becomes
+    their clawback (recovered from their next payouts), and what a vendor spent becomes its debt (paid
+    first by its next top-up): the reversal is then always whole.
     """
+    if not reason.strip():
+        raise ApiError("A reversal needs a reason.", code="missing_reason")
     original = JournalTransaction.objects.select_for_update().get(pk=transaction.pk)
     if original.kind == TransactionKind.REVERSAL:
         raise Conflict(
@@ -879,6 +1304,8 @@ def transaction_reverse(*, transaction: JournalTransaction, reason: str) -> Jour
         Leg(entry.account, -entry.amount_minor, entry.work_id, entry.source)
         for entry in original.entries.select_related("account")
     ]
+    if clawback:
+        legs = _covered(legs)
     return _post(
         kind=TransactionKind.REVERSAL,
         key=f"reversal:{original.pk}",
@@ -886,6 +1313,237 @@ def transaction_reverse(*, transaction: JournalTransaction, reason: str) -> Jour
         legs=legs,
         reverses=original,
     )
+
+
+def _covered(legs: Sequence[Leg]) -> list[Leg]:
+    """The legs, with each take from a payable or a prepaid balance limited to what it holds; the rest is
+    taken from the payee's clawback account or the vendor's debt account (both may go negative: owed to
+    us). A payee's holdbacks are used before anything becomes a clawback."""
+    wanted: dict[int, int] = defaultdict(int)
+    for leg in legs:
+        if leg.amount_minor < 0 and leg.account.kind in (AccountKind.PAYABLE, AccountKind.VENDOR_PREPAID):
+            wanted[leg.account.pk] += -leg.amount_minor
+    if not wanted:
+        return list(legs)
+    takeable: dict[int, int] = {}
+    for account in LedgerAccount.objects.select_for_update().filter(pk__in=list(wanted)).order_by("pk"):
+        if account.kind == AccountKind.PAYABLE:
+            # Holdbacks exist for this: release what the take needs from them.
+            short_of_available = wanted[account.pk] - account.available_minor
+            if short_of_available > 0:
+                _holdback_consume(account=account, amount_minor=short_of_available)
+            takeable[account.pk] = max(0, min(wanted[account.pk], account.balance_minor))
+        else:
+            takeable[account.pk] = max(0, min(wanted[account.pk], account.available_minor))
+    out: list[Leg] = []
+    for leg in legs:
+        remaining = takeable.get(leg.account.pk)
+        if leg.amount_minor >= 0 or remaining is None:
+            out.append(leg)
+            continue
+        take = min(-leg.amount_minor, remaining)
+        takeable[leg.account.pk] = remaining - take
+        short = -leg.amount_minor - take
+        out.append(Leg(leg.account, -take, leg.work_id, leg.source))
+        if short:
+            owed = (
+                clawback_account(user_id=int(leg.account.user_id or 0), currency=leg.account.currency)
+                if leg.account.kind == AccountKind.PAYABLE
+                else vendor_debt_account(
+                    organisation_id=int(leg.account.organisation_id or 0), currency=leg.account.currency
+                )
+            )
+            out.append(Leg(owed, -short, leg.work_id, leg.source))
+    return out
+
+
+def _holdback_consume(*, account: LedgerAccount, amount_minor: int) -> int:
+    """Release up to `amount_minor` of a payable's holdbacks, oldest first, so a clawback can take it."""
+    released = 0
+    for holdback in (
+        Holdback.objects.select_for_update()
+        .filter(account=account, remaining_minor__gt=0)
+        .order_by("release_at", "id")
+    ):
+        if released >= amount_minor:
+            break
+        part = min(holdback.remaining_minor, amount_minor - released)
+        Holdback.objects.filter(pk=holdback.pk).update(remaining_minor=F("remaining_minor") - part)
+        released += part
+    if released:
+        LedgerAccount.objects.filter(pk=account.pk).update(held_minor=F("held_minor") - released)
+        account.held_minor -= released
+    return released
+
+
+@transaction.atomic
+def holdbacks_release() -> int:
+    """Release every holdback whose dispute window is over: its payee can be paid it. Answers how much."""
+    due = list(
+        Holdback.objects.select_for_update()
+        .filter(remaining_minor__gt=0, release_at__lte=clock.now())
+        .order_by("account_id", "id")
+    )
+    per_account: dict[int, int] = defaultdict(int)
+    for holdback in due:
+        per_account[holdback.account_id] += holdback.remaining_minor
+    Holdback.objects.filter(pk__in=[h.pk for h in due]).update(remaining_minor=0)
+    for account_id, amount in sorted(per_account.items()):
+        LedgerAccount.objects.filter(pk=account_id).update(held_minor=F("held_minor") - amount)
+    return sum(per_account.values())
+
+
+@transaction.atomic
+def clawback_recover(*, user_id: int, currency: str) -> int:
+    """Take what a payee owes (their clawback) from their available payable, before they are paid out.
+    Answers the amount recovered."""
+    owed_account = LedgerAccount.objects.filter(key=selectors.clawback_key(user_id, currency)).first()
+    if owed_account is None:
+        return 0
+    owed = -LedgerAccount.objects.select_for_update().get(pk=owed_account.pk).balance_minor
+    payable = LedgerAccount.objects.filter(key=selectors.payable_key(user_id, currency)).first()
+    if owed <= 0 or payable is None:
+        return 0
+    available = LedgerAccount.objects.select_for_update().get(pk=payable.pk).available_minor
+    take = min(owed, available)
+    if take <= 0:
+        return 0
+    _post(
+        kind=TransactionKind.ADJUSTMENT,
+        key=f"clawback:{user_id}:{currency}:{secrets.token_hex(8)}",
+        memo=f"Clawback of {currencies.format_minor(take, currency)} recovered from later earnings",
+        legs=[Leg(payable, -take), Leg(owed_account, take)],
+    )
+    return take
+
+
+# Refunds and chargebacks -------------------------------------------------------------------------------
+
+
+def funding_find(*, rail: str, reference: str) -> JournalTransaction | None:
+    """The funding credited for a payment on `rail` with this reference (a top-up or a receipt)."""
+    return JournalTransaction.objects.filter(
+        kind=TransactionKind.FUNDING, key=f"funding:{rail}:{reference}"
+    ).first()
+
+
+def _funding_sides(funding: JournalTransaction) -> tuple[LedgerAccount, LedgerAccount]:
+    """(the rail's clearing account, the account the money went to) of a funding."""
+    entries = list(funding.entries.select_related("account").order_by("id"))
+    clearing = next(e.account for e in entries if e.amount_minor < 0)
+    funded = next(
+        (e.account for e in entries if e.amount_minor > 0 and e.account.kind != AccountKind.VENDOR_DEBT),
+        None,
+    ) or next(e.account for e in entries if e.amount_minor > 0)
+    if funded.kind == AccountKind.VENDOR_DEBT:  # the whole top-up paid a debt: the vendor's prepaid
+        funded = prepaid_account(organisation_id=int(funded.organisation_id or 0), currency=funded.currency)
+    return clearing, funded
+
+
+def funding_refunded_minor(*, funding: JournalTransaction, kind: str = "") -> int:
+    """How much of a funding went back to the payer and stayed back: refunds (and chargebacks) posted less
+    what came back again. `kind` narrows it to one cause (`refund`, `dispute`)."""
+    clearing, _ = _funding_sides(funding)
+    out = Entry.objects.filter(
+        transaction__key__startswith=f"refund:{funding.pk}:{kind}", account=clearing
+    ).aggregate(total=Sum("amount_minor"))["total"]
+    back = Entry.objects.filter(
+        transaction__key__startswith=f"reinstate:{funding.pk}:{kind}", account=clearing
+    ).aggregate(total=Sum("amount_minor"))["total"]
+    return int(out or 0) + int(back or 0)
+
+
+@transaction.atomic
+def funding_refund(
+    *, funding: JournalTransaction, amount_minor: int, cause: str, memo: str
+) -> JournalTransaction | None:
+    """Money that arrived as `funding` went back to the payer (a refund, a chargeback): reverse what it
+    funded, once per `cause` (`refund:<n>`, `dispute:<id>`). At most what the funding brought in (less
+    what went back already) is taken.
+
+    - A vendor's top-up: taken from its available prepaid balance; what it already spent becomes its
+      debt (`vendor_debt`, negative), which its next top-up pays first; until then its accesses are
+      refused (nothing is available).
+    - A distributor's receipt: taken from the money not yet matched; the rest from the payees its matched
+      revenue was split to (in the same shares, each item settled first if it was not yet), from their
+      payable and holdbacks, and what they were already paid becomes their clawback, taken from their
+      next payouts.
+    """
+    key = f"refund:{funding.pk}:{cause}"
+    existing = JournalTransaction.objects.filter(key=key).first()
+    if existing is not None:
+        return existing
+    clearing, funded = _funding_sides(funding)
+    brought = -sum(e.amount_minor for e in funding.entries.all() if e.account_id == clearing.pk)
+    amount = min(amount_minor, brought - funding_refunded_minor(funding=funding))
+    if amount <= 0:
+        return None
+    legs = [Leg(clearing, amount)]
+    if funded.kind == AccountKind.RECEIPTS:
+        legs += _receipt_refund_legs(funding, funded, amount)
+    else:
+        legs += _covered([Leg(funded, -amount)])
+    return _post(kind=TransactionKind.REFUND, key=key, memo=memo, legs=legs)
+
+
+def _receipt_refund_legs(funding: JournalTransaction, receipts: LedgerAccount, amount: int) -> list[Leg]:
+    available = LedgerAccount.objects.select_for_update().get(pk=receipts.pk).available_minor
+    take = max(0, min(amount, available))
+    legs = [Leg(receipts, -take)] if take else []
+    rest = amount - take
+    if not rest:
+        return legs
+    matched = list(Receivable.objects.filter(receipt=funding).select_related("revenue").order_by("id"))
+    unsettled = [r.revenue.pk for r in matched if r.revenue is not None and r.revenue.settlement_id is None]
+    if unsettled:
+        _settle_chunk(limit=len(unsettled), only=unsettled)
+    if not matched:
+        raise InsufficientFunds("The receipt's money is neither unused nor matched: for the operator.")
+    revenues = [r.revenue for r in matched if r.revenue is not None]
+    shares = allocate(rest, [item.amount_minor for item in revenues])
+    plans = _Plans(selectors.lineage_for({item.work_id for item in revenues}))
+    payee_legs: list[Leg] = []
+    for item, share in zip(revenues, shares, strict=True):
+        if not share:
+            continue
+        plan = plans.get(item.work_id, item.arose_at, item.fee_bps)
+        for part, part_amount in zip(plan.parts, plan.split(share), strict=True):
+            if not part_amount:
+                continue
+            payee = ("fee", None) if part.payee == splits.FEE else part.payee
+            account_key, spec = _payee_spec(payee, item.currency)  # type: ignore[arg-type]
+            account = _account(key=account_key, **spec)  # type: ignore[arg-type]
+            payee_legs.append(Leg(account, -part_amount, part.work, item.source))
+    return legs + _covered(payee_legs)
+
+
+@transaction.atomic
+def funding_reinstate(
+    *, funding: JournalTransaction, amount_minor: int, cause: str, memo: str
+) -> JournalTransaction | None:
+    """Money that had gone back to the payer came back (a chargeback won, a refund that failed): at most
+    what went back for `cause`. It returns to where it came from: a vendor's debt first, then its prepaid
+    balance; a distributor's receipts account (unmatched: the operator sees it in reconciliation)."""
+    key = f"reinstate:{funding.pk}:{cause}"
+    existing = JournalTransaction.objects.filter(key=key).first()
+    if existing is not None:
+        return existing
+    clearing, funded = _funding_sides(funding)
+    # A chargeback comes back only as far as that dispute took; a failed refund, within all refunds.
+    went_back = funding_refunded_minor(
+        funding=funding, kind=cause if cause.startswith("dispute:") else "refund"
+    )
+    amount = min(amount_minor, went_back)
+    if amount <= 0:
+        return None
+    legs = [Leg(clearing, -amount)]
+    if funded.kind == AccountKind.VENDOR_PREPAID:
+        debt = vendor_debt_account(organisation_id=int(funded.organisation_id or 0), currency=funded.currency)
+        owed = -LedgerAccount.objects.select_for_update().get(pk=debt.pk).balance_minor
+        legs += [Leg(debt, min(owed, amount)), Leg(funded, amount - min(owed, amount))]
+    else:
+        legs.append(Leg(funded, amount))
+    return _post(kind=TransactionKind.REFUND, key=key, memo=memo, legs=legs)
 
 
 # Statements --------------------------------------------------------------------------------------------
@@ -1134,6 +1792,8 @@ def ledger_check() -> LedgerProblems:
         if account.held_minor != holds.get(account.pk, 0):
             held_differences[account.key] = (account.held_minor, holds.get(account.pk, 0))
         if account.kind in NON_NEGATIVE_KINDS and (account.held_minor < 0 or account.available_minor < 0):
+            negative.append(account.key)
+        if account.kind in OWED_KINDS and account.balance_minor > 0:
             negative.append(account.key)
     return LedgerProblems(
         balance_differences=balance_differences,

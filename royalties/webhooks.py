@@ -16,7 +16,19 @@ arrival, so events delivered late or shuffled end in the same state as in order:
   order); otherwise it confirms the payout; a payout already returned stays so;
 - `payment_intent.succeeded`, `checkout.session.completed`,
   `checkout.session.async_payment_succeeded`: credit the vendor's prepaid balance once, keyed by the
-  PaymentIntent id (the two kinds of event for one Checkout payment credit it once).
+  PaymentIntent id (the two kinds of event for one Checkout payment credit it once); a payment whose
+  metadata names a reporter and distributor (`tribute_reporter`, `tribute_distributor`) is a distributor
+  paying receivables: a receipt, matched to them;
+- `charge.refunded`, `charge.refund.updated`: the charge says how much of it is refunded in all
+  (`amount_refunded`); what is more than we already took back is reversed from what the payment funded
+  (`services.funding_refund`). An older event saying less changes nothing. `refund.created` and
+  `refund.updated` are noted (the charge's events carry the amounts); `refund.failed`, or a refund
+  updated to `failed` or `canceled`, gives the money back (`services.funding_reinstate`);
+- `charge.dispute.created` / `charge.dispute.funds_withdrawn`: Stripe took the disputed amount: reversed
+  once per dispute (an inquiry, `warning_*`, takes nothing); `charge.dispute.closed` as `won` or
+  `charge.dispute.funds_reinstated`: the money came back; closed as `lost`: taken if it was not already;
+- `payout.failed`: a connected account's own bank payout failed; our transfer reached its Stripe balance,
+  so no money moves here; the failure is noted on that account's latest payout for the operator.
 
 An error a retry cannot fix (a refused ledger write, an organisation that no longer exists) is stored on
 the event, which counts as processed, and Stripe gets 200. Any other error rolls the handler back, is stored
@@ -36,13 +48,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from accounts import payout_identity
-from accounts.models import Organisation
+from accounts.models import Organisation, User
 from common import clock
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError
 from royalties import services
-from royalties.models import Payout, PayoutStatus, WebhookEvent
+from royalties.models import JournalTransaction, Payout, PayoutStatus, WebhookEvent
 from royalties.rails import RailError
 from royalties.rails import stripe as gateway
 
@@ -216,6 +228,14 @@ def _transfer(transfer: Mapping[str, Any], created: datetime) -> str:
 
 
 def _fund(*, metadata: Mapping[str, Any], intent_id: str, amount_minor: int, currency: str) -> str:
+    code = currency.upper()
+    if not currencies.is_supported(code):
+        raise ApiError(
+            f"Payment {intent_id} is in {code}, which is not supported.", code="unsupported_currency"
+        )
+    receipt = _receipt_fund(metadata=metadata, intent_id=intent_id, amount_minor=amount_minor, currency=code)
+    if receipt is not None:
+        return receipt
     organisation_id = str(metadata.get(gateway.META_ORGANISATION, ""))
     if not organisation_id:
         return "not a Tribute top-up"
@@ -259,6 +279,121 @@ def _checkout_completed(session: Mapping[str, Any], created: datetime) -> str:
     )
 
 
+def _receipt_fund(
+    *, metadata: Mapping[str, Any], intent_id: str, amount_minor: int, currency: str
+) -> str | None:
+    """A distributor's payment of receivables: None when the metadata does not say so."""
+    reporter_id = str(metadata.get(gateway.META_REPORTER, ""))
+    distributor = str(metadata.get(gateway.META_DISTRIBUTOR, ""))
+    if not reporter_id or not distributor:
+        return None
+    reporter = User.objects.filter(pk=int(reporter_id)).first() if reporter_id.isdigit() else None
+    if reporter is None:
+        raise ApiError(f"Receipt {intent_id} names an unknown reporter.", code="reporter_not_found")
+    result = services.receipt_record(
+        reporter=reporter,
+        distributor=distributor,
+        amount=Money(amount_minor, currency.upper()),
+        rail=PROVIDER,
+        reference=intent_id,
+    )
+    return f"receipt: {len(result.matched)} receivable(s) matched"
+
+
+def _intent_of(obj: Mapping[str, Any]) -> str:
+    intent = obj.get("payment_intent")
+    return str(intent.get("id") if isinstance(intent, Mapping) else intent or "")
+
+
+def _charge_refunded(charge: Mapping[str, Any], created: datetime) -> str:
+    intent_id = _intent_of(charge)
+    funding = services.funding_find(rail=PROVIDER, reference=intent_id) if intent_id else None
+    if funding is None:
+        return "not a payment credited here"
+    refunded = int(charge.get("amount_refunded") or 0)
+    delta = refunded - services.funding_refunded_minor(funding=funding, kind="refund")
+    if delta <= 0:
+        return "nothing new refunded"
+    count = JournalTransaction.objects.filter(key__startswith=f"refund:{funding.pk}:refund:").count()
+    services.funding_refund(
+        funding=funding,
+        amount_minor=delta,
+        cause=f"refund:{count + 1}",
+        memo=f"Stripe refunded {delta} of payment {intent_id} ({refunded} refunded in all)",
+    )
+    return ""
+
+
+def _refund(refund: Mapping[str, Any], created: datetime) -> str:
+    if refund.get("status") not in ("failed", "canceled"):
+        return "counted from the charge's events"
+    intent_id = _intent_of(refund)
+    funding = services.funding_find(rail=PROVIDER, reference=intent_id) if intent_id else None
+    if funding is None:
+        return "not a payment credited here"
+    reinstated = services.funding_reinstate(
+        funding=funding,
+        amount_minor=int(refund.get("amount") or 0),
+        cause=f"refund:{refund.get('id', '')}",
+        memo=f"Stripe refund {refund.get('id', '')} of payment {intent_id} {refund.get('status')}",
+    )
+    return "" if reinstated is not None else "the refund had not been taken"
+
+
+_INQUIRY = ("warning_needs_response", "warning_under_review", "warning_closed")
+
+
+def _dispute(dispute: Mapping[str, Any], created: datetime, *, withdrawn: bool | None = None) -> str:
+    intent_id = _intent_of(dispute)
+    funding = services.funding_find(rail=PROVIDER, reference=intent_id) if intent_id else None
+    if funding is None:
+        return "not a payment credited here"
+    status = str(dispute.get("status", ""))
+    dispute_id = str(dispute.get("id", ""))
+    amount = int(dispute.get("amount") or 0)
+    if withdrawn is None:  # charge.dispute.closed: the outcome decides
+        withdrawn = status == "lost"
+        if status not in ("won", "lost"):
+            return f"closed as {status}: no money moved"
+    if status in _INQUIRY:
+        return "an inquiry: no money moved"
+    if withdrawn:
+        services.funding_refund(
+            funding=funding,
+            amount_minor=amount,
+            cause=f"dispute:{dispute_id}",
+            memo=f"Stripe dispute {dispute_id} on payment {intent_id}: {amount} withdrawn ({status})",
+        )
+        return ""
+    services.funding_reinstate(
+        funding=funding,
+        amount_minor=amount,
+        cause=f"dispute:{dispute_id}",
+        memo=f"Stripe dispute {dispute_id} on payment {intent_id} won: {amount} reinstated",
+    )
+    return ""
+
+
+def _dispute_withdrawn(dispute: Mapping[str, Any], created: datetime) -> str:
+    return _dispute(dispute, created, withdrawn=True)
+
+
+def _dispute_reinstated(dispute: Mapping[str, Any], created: datetime) -> str:
+    return _dispute(dispute, created, withdrawn=False)
+
+
+def _connected_payout_failed(payout: Mapping[str, Any], created: datetime) -> str:
+    destination = str(payout.get("destination_account") or payout.get("account") or "")
+    ours = Payout.objects.filter(rail="stripe", destination=destination).order_by("-id").first()
+    if ours is None:
+        return "no payout of ours to that account"
+    reason = str(payout.get("failure_message") or payout.get("failure_code") or "failed")
+    Payout.objects.filter(pk=ours.pk).update(
+        last_error=f"The account's bank payout {payout.get('id', '')} failed: {reason}"[:500]
+    )
+    return "noted on the latest payout"
+
+
 HANDLERS: dict[str, Handler] = {
     "account.updated": _account_updated,
     "transfer.created": _transfer,
@@ -267,5 +402,15 @@ HANDLERS: dict[str, Handler] = {
     "payment_intent.succeeded": _payment_intent_succeeded,
     "checkout.session.completed": _checkout_completed,
     "checkout.session.async_payment_succeeded": _checkout_completed,
+    "charge.refunded": _charge_refunded,
+    "charge.refund.updated": _refund,
+    "refund.created": _refund,
+    "refund.updated": _refund,
+    "refund.failed": _refund,
+    "charge.dispute.created": _dispute_withdrawn,
+    "charge.dispute.funds_withdrawn": _dispute_withdrawn,
+    "charge.dispute.funds_reinstated": _dispute_reinstated,
+    "charge.dispute.closed": _dispute,
+    "payout.failed": _connected_payout_failed,
 }
 EVENT_TYPES = sorted(HANDLERS)

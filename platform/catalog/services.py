@@ -331,6 +331,13 @@ def _check_terms(terms: Terms) -> list[str]:
         raise ApiError(f"Unknown use classes: {', '.join(unknown)}.", code="invalid_use_class")
     if any(price < 0 for price in terms.uses.values()) or terms.licence_fee_minor < 0:
         raise ApiError("Prices and fees cannot be negative.", code="negative_price")
+    amounts = [*terms.uses.values(), terms.licence_fee_minor]
+    if not all(currency.amount_in_bounds(amount, terms.currency, allow_zero=True) for amount in amounts):
+        raise ApiError(
+            f"Prices and fees are whole minor units, {currency.bound_text(terms.currency)}.",
+            code="amount_out_of_range",
+            extra={"max_minor": currency.max_minor(terms.currency)},
+        )
     if not 0 <= terms.derivative_share_bps <= BPS_WHOLE:
         raise ApiError("derivative_share_bps must be between 0 and 10,000.", code="invalid_share")
     if terms.derivative_share_bps and UseClass.DERIVATIVE not in terms.uses:

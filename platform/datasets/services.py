@@ -118,6 +118,11 @@ def _offering_fields(offering: Offering) -> dict[str, object]:
         raise ApiError(f"A dataset cannot offer {', '.join(unknown)}.", code="invalid_use_class")
     if offering.price_minor < 0:
         raise ApiError("The price cannot be negative.", code="negative_price")
+    if not currencies.amount_in_bounds(offering.price_minor, offering.currency, allow_zero=True):
+        raise ApiError(
+            f"The price is whole minor units, {currencies.bound_text(offering.currency)}.",
+            code="amount_out_of_range",
+        )
     if offering.pricing not in Pricing.values:
         raise ApiError(f"pricing is one of {', '.join(Pricing.values)}.", code="invalid_pricing")
     if offering.weighting not in Weighting.values:
@@ -310,7 +315,15 @@ def _total_weight(dataset: Dataset, extra: int = 0) -> tuple[int, int]:
 
 
 def _sale_price(dataset: Dataset, item_count: int) -> int:
-    return dataset.price_minor * item_count if dataset.pricing == Pricing.PER_ITEM else dataset.price_minor
+    """A sale's price; refused (before anything is written) above the currency's maximum amount, which a
+    per-item price times many items could reach."""
+    price = dataset.price_minor * item_count if dataset.pricing == Pricing.PER_ITEM else dataset.price_minor
+    if price > currencies.max_minor(dataset.currency):
+        raise ApiError(
+            f"This sale's price is above the largest amount: {currencies.bound_text(dataset.currency)}.",
+            code="amount_out_of_range",
+        )
+    return price
 
 
 def _item_weight(dataset: Dataset, declared: int) -> int:

@@ -42,6 +42,9 @@ META_PAYOUT = "tribute_payout_key"
 META_TOPUP = "tribute_topup_reference"
 META_ORGANISATION = "tribute_organisation_id"
 META_USER = "tribute_user_id"
+# A distributor paying a reporter's receivables (a receipt, not a top-up).
+META_REPORTER = "tribute_reporter"
+META_DISTRIBUTOR = "tribute_distributor"
 PAGE_LIMIT = 100
 
 

@@ -17,9 +17,10 @@ from django_celery_beat.models import PeriodicTask
 
 from common.money import Money
 from royalties import tasks
-from royalties.models import LedgerAccount, RevenueItem, Statement, StatementLine
+from royalties.models import LedgerAccount, Receivable, RevenueItem, Statement, StatementLine
 from royalties.services import (
     access_fee_record,
+    receipt_record,
     revenue_settle,
     statement_canonical,
     statement_generate,
@@ -180,6 +181,17 @@ def test_a_manager_reports_sales_once_per_line_id_and_they_settle_up_the_chain(a
     assert (conflict.status_code, conflict.json()["code"]) == (409, "revenue_key_reused")
 
     revenue_settle()
+    assert payable(settled.dan) == 4500  # reported, not received: nothing is payable yet
+    assert [r["status"] for r in first.json()["items"]] == ["open", "open"]
+
+    receipt_record(
+        reporter=settled.dan,
+        distributor="bandcamp",
+        amount=Money(10_999, "USD"),
+        rail="bank",
+        reference="BANK-REF-1",
+    )
+    revenue_settle()
     assert payable(settled.dan) == 4500 + 4500 + 449
     assert payable(settled.bob) == 540 + 540 + 54
 
@@ -194,13 +206,13 @@ def test_reporting_sales_of_someone_elses_work_is_refused_and_records_nothing(as
         format="json",
     )
     assert (response.status_code, response.json()["code"]) == (404, "work_not_found")
-    assert RevenueItem.objects.filter(source="reported").count() == 0
+    assert Receivable.objects.count() == 0
 
 
 def test_a_distributor_statement_uploads_as_csv_idempotently(as_user, settled, tmp_path) -> None:
     data = (
         "line_id,work,amount_minor,currency,arose_at\n"
-        f"R1,{settled.d.pk},1000,USD,2026-01-02T03:04:05+00:00\n"
+        f"R1,{settled.d.pk},1000,USD,{timezone.now().isoformat()}\n"
         f"R2,{settled.d.pk},2000,USD,\n"
     ).encode()
     client = as_user(settled.dan)
@@ -209,13 +221,14 @@ def test_a_distributor_statement_uploads_as_csv_idempotently(as_user, settled, t
         {"distributor": "shop", "file": SimpleUploadedFile("s.csv", data, content_type="text/csv")},
         format="multipart",
     )
-    assert (upload.status_code, upload.json()["created"]) == (201, 2)
+    assert (upload.status_code, upload.json().get("created")) == (201, 2), upload.json()
     path = tmp_path / "s.csv"
     path.write_bytes(data + f"R3,{settled.d.pk},3000,USD,\n".encode())
     out = io.StringIO()
     call_command("import_revenue_report", str(path), user="dan", distributor="shop", stdout=out)
     assert out.getvalue().strip() == "1 lines recorded, 2 already known"
-    assert RevenueItem.objects.filter(source="reported").count() == 3
+    assert Receivable.objects.filter(source="reported", status="open").count() == 3
+    assert RevenueItem.objects.filter(source="reported").count() == 0
 
     bad = client.post(
         "/api/v1/revenue-reports/csv",

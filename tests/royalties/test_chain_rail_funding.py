@@ -12,9 +12,9 @@ from eth_account.signers.local import LocalAccount
 from common.problems import ApiError, Conflict
 from contracts.chain import Chain
 from royalties import funding
-from royalties.models import ChainDeposit, DepositAddress
+from royalties.models import ChainDeposit, DepositAddress, Receivable
 from royalties.selectors import prepaid_available
-from royalties.services import ledger_check
+from royalties.services import ReportLine, ledger_check, revenue_report_record, revenue_settle
 from tests import factories
 from tests.royalties.builders import organisation_of
 from tests.royalties.payout_world import balance, onchain
@@ -153,3 +153,23 @@ def test_the_watch_command_reports_what_it_credited(onchain: Chain, capsys) -> N
     call_command("watch_chain_deposits")
 
     assert "suspense 1" in capsys.readouterr().out
+
+
+def test_a_deposit_in_suspense_can_be_a_distributors_payment_that_matches_receivables(onchain: Chain) -> None:
+    creator = factories.creator()
+    work = factories.work(creator)
+    revenue_report_record(user=creator, distributor="shop", lines=[ReportLine("L1", work.pk, 500, "USD")])
+    stranger = _wallet(onchain, 5_000_000)
+    _deposit(onchain, stranger, 5_000_000)  # 5 tUSD = 500 cents
+    onchain.mine_blocks(2)
+    funding.chain_deposits_watch()
+    deposit = ChainDeposit.objects.get()
+
+    funding.deposit_assign_receipt(deposit=deposit, reporter=creator, distributor="Shop")
+    with pytest.raises(Conflict):
+        funding.deposit_assign_receipt(deposit=deposit, reporter=creator, distributor="shop")
+    revenue_settle()
+
+    assert Receivable.objects.get().status == "matched"
+    assert (balance("suspense:USD"), balance(f"payable:user:{creator.pk}:USD")) == (0, 450)
+    assert ledger_check().clean

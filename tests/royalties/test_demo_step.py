@@ -45,6 +45,8 @@ def test_the_demo_settles_the_stories_activity_and_prints_each_persons_earnings(
     text = "\n".join(lines)
     # (Accesses are the access step's.) The remix's 2150 of sales lose the 10% fee (215), then half of the
     # rest goes up to the song; the song's licence fee of 299 pays 30 (29.9, rounded) of fee.
+    assert "a receivable from Bandcamp, nobody's earnings yet" in text
+    assert "is matched to 2 lines: now they earn" in text
     assert "Kai has earned 9.68 USD" in text
     assert "the platform's fee: 2.45 USD" in text
     assert "Mira has earned 0.00 USD" in text

@@ -4,8 +4,9 @@ import pytest
 
 from catalog.models import Claim, ClaimStatus
 from catalog.services import asset_upload
+from common.money import Money
 from royalties.selectors import earnings_of
-from royalties.services import ReportLine, revenue_report_record, revenue_settle
+from royalties.services import ReportLine, receipt_record, revenue_report_record, revenue_settle
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -30,6 +31,12 @@ def _claimed_work(decision: str, status: str = ClaimStatus.DECIDED):
     return painter, copier, copy
 
 
+def _received(reporter) -> None:
+    receipt_record(
+        reporter=reporter, distributor="shop", amount=Money(1_000, "USD"), rail="bank", reference="shop-1"
+    )
+
+
 def _payable(user) -> dict[str, int]:
     return {row["currency"]: row["balance_minor"] for row in earnings_of(user=user)["balances"]}
 
@@ -40,6 +47,7 @@ def test_sales_of_a_monetized_copy_are_paid_to_the_original_works_owners() -> No
     result = revenue_report_record(
         user=copier, distributor="shop", lines=[ReportLine("L1", copy.pk, 1_000, "USD")]
     )
+    _received(copier)
     revenue_settle()
 
     [item] = result.items
@@ -53,6 +61,7 @@ def test_a_claim_that_does_not_monetize_leaves_the_sales_with_the_seller(decisio
     painter, copier, copy = _claimed_work(decision, status)
 
     revenue_report_record(user=copier, distributor="shop", lines=[ReportLine("L1", copy.pk, 1_000, "USD")])
+    _received(copier)
     revenue_settle()
 
     assert _payable(copier) == {"USD": 900}

@@ -165,7 +165,7 @@ def test_the_operator_sees_and_resolves_reconciliation_differences(settings, mon
     assert "tr_mystery" in body and 'data-difference="missing_in_ledger"' in body
     difference.refresh_from_db()
     assert difference.resolution == "test transfer" and difference.resolved_at is not None
-    assert "Reconciled 1 rail(s) for 2026-10" in ran.content.decode()
+    assert "Reconciled 2 rail(s) for 2026-10" in ran.content.decode()  # Stripe and the reported rail
 
 
 def test_the_admin_actions_mark_manual_payouts(two_payouts) -> None:

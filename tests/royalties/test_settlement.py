@@ -169,11 +169,11 @@ def test_a_crash_between_chunks_keeps_the_settled_chunk_and_the_next_run_settles
     real_chunk = services._settle_chunk
     calls = {"n": 0}
 
-    def crash_on_second_chunk(*, limit: int) -> int:
+    def crash_on_second_chunk(*, limit: int, **kwargs) -> int:
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("worker killed")
-        return real_chunk(limit=limit)
+        return real_chunk(limit=limit, **kwargs)
 
     monkeypatch.setattr(services, "_settle_chunk", crash_on_second_chunk)
     with pytest.raises(RuntimeError):

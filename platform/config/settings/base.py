@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from common.env import env_bool, env_int, env_list, env_secret, env_str
 from common.security import DEFAULT_CONTENT_SECURITY_POLICY, DEFAULT_PERMISSIONS_POLICY
@@ -194,6 +195,15 @@ PAYOUT_THRESHOLD_MINOR: dict[str, int] = {
     code.strip().upper(): int(value)
     for code, _, value in (item.partition("=") for item in env_list("PAYOUT_THRESHOLD_MINOR", []))
 }
+# Receivables and holdbacks (docs/royalties.md). Reported revenue is a receivable until money covering it
+# arrives; a sale date older than REPORT_MAX_AGE_DAYS is refused, and an open receivable is overdue after
+# RECEIVABLE_DUE_DAYS. HOLDBACK_BPS of each payee's new earnings waits HOLDBACK_DAYS before it can be paid.
+REPORT_MAX_AGE_DAYS = env_int("REPORT_MAX_AGE_DAYS", 400, minimum=1)
+RECEIVABLE_DUE_DAYS = env_int("RECEIVABLE_DUE_DAYS", 60, minimum=1)
+HOLDBACK_BPS = env_int("HOLDBACK_BPS", 0, minimum=0)
+HOLDBACK_DAYS = env_int("HOLDBACK_DAYS", 30, minimum=0)
+if HOLDBACK_BPS > 10_000:
+    raise ImproperlyConfigured("HOLDBACK_BPS is a share in basis points: at most 10000")
 # Chain (docs/chain.md, docs/payouts.md): the in-process EVM unless CHAIN_RPC_URL names a node. Chain payouts
 # are on with a node, or in DEBUG on the in-process chain; CHAIN_DEPOSIT_ADDRESS receives vendors' top-ups.
 CHAIN_RPC_URL = env_str("CHAIN_RPC_URL")
