@@ -39,6 +39,13 @@ SQLITE = [
        BEGIN SELECT RAISE(ABORT, 'a ledger account''s currency never changes'); END""",
 ]
 
+
+
+def sqlite_trigger_names() -> list[str]:
+    """The names of the triggers in SQLITE, for a migration that must lift them while it rebuilds a table."""
+    return [statement.split("IF NOT EXISTS ", 1)[1].split(None, 1)[0] for statement in SQLITE]
+
+
 # The triggers of migration 0002 that SQLite knew before these (named differently): dropped, as the
 # statements above replace them.
 SQLITE_REPLACED = ["royalties_entry_no_update", "royalties_journal_no_update"]

@@ -6,16 +6,23 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-SQLITE_JOURNAL_TRIGGER = """CREATE TRIGGER IF NOT EXISTS royalties_journal_no_update
-    BEFORE UPDATE ON royalties_journaltransaction
-    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: UPDATE on royalties_journaltransaction refused'); END"""
+def sqlite_guards_off(apps, schema_editor):
+    """SQLite rebuilds a table to change its CHECK constraints, which drops the table's own triggers and
+    fails on another table's trigger naming it: the ledger's guards (royalties.db_guards) are lifted for
+    the rebuild and made again at the end."""
+    from royalties import db_guards
 
-
-def sqlite_journal_trigger(apps, schema_editor):
-    """SQLite rebuilds a table to change its CHECK constraints, which drops the table's triggers: the
-    journal's append-only trigger of migration 0002 is made again."""
     if schema_editor.connection.vendor == "sqlite":
-        schema_editor.execute(SQLITE_JOURNAL_TRIGGER)
+        for name in db_guards.sqlite_trigger_names():
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+def sqlite_guards_on(apps, schema_editor):
+    from royalties import db_guards
+
+    if schema_editor.connection.vendor == "sqlite":
+        for statement in db_guards.SQLITE:
+            schema_editor.execute(statement)
 
 
 class Migration(migrations.Migration):
@@ -27,6 +34,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(sqlite_guards_off, sqlite_guards_on, elidable=False),
         migrations.CreateModel(
             name="Holdback",
             fields=[
@@ -364,5 +372,5 @@ class Migration(migrations.Migration):
                 name="receivable_matched_has_revenue",
             ),
         ),
-        migrations.RunPython(sqlite_journal_trigger, migrations.RunPython.noop, elidable=False),
+        migrations.RunPython(sqlite_guards_on, sqlite_guards_off, elidable=False),
     ]
