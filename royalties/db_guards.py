@@ -40,7 +40,6 @@ SQLITE = [
 ]
 
 
-
 def sqlite_trigger_names() -> list[str]:
     """The names of the triggers in SQLITE, for a migration that must lift them while it rebuilds a table."""
     return [statement.split("IF NOT EXISTS ", 1)[1].split(None, 1)[0] for statement in SQLITE]
