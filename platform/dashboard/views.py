@@ -609,11 +609,13 @@ def claims(request: HttpRequest) -> HttpResponse:
 def _claim_context(request: HttpRequest, claim: Claim, **extra: Any) -> dict[str, Any]:
     user = _user(request)
     subject = claim.subject_asset
+    # The respondent is shown the claimed work's file that matched, and no other file of that work.
+    registered = claim.matched_asset
+    if registered is None and claim.respondent_id != user.pk:
+        registered = dashboard.preview_asset_of(work=claim.work, kind=subject.blob.kind if subject else None)
     context = {
         "claim": claim,
-        "registered": dashboard.preview_asset_of(
-            work=claim.work, kind=subject.blob.kind if subject else None
-        ),
+        "registered": registered,
         "subject": subject,
         "manages": claim.work.created_by_id == user.pk,
         "respondent": claim.respondent_id == user.pk,
