@@ -22,11 +22,22 @@ class SignupForm(UserCreationForm):
         model = User
         fields = ("username", "email", "role", "display_name")
 
+    def clean_username(self) -> str:
+        # Whether the username is taken is not said here (that would enumerate accounts): the sign-up
+        # view answers the same either way and tells the address's owner by mail.
+        username: str = self.cleaned_data["username"]
+        return username
+
     def clean_email(self) -> str:
         email: str = self.cleaned_data["email"].lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists.")
         return email
+
+    def validate_unique(self) -> None:
+        """Uniqueness is the sign-up view's business (see clean_username)."""
+
+    def _get_validation_exclusions(self) -> set[str]:
+        # The model's case-insensitive email constraint would say the address is taken: not here either.
+        return {*super()._get_validation_exclusions(), "email", "username"}
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}

@@ -20,6 +20,9 @@ class User(AbstractUser):
     email = models.EmailField("email address", unique=True)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.FAN)
     display_name = models.CharField(max_length=120, blank=True)
+    # Set when the user followed a link we mailed to `email` (or reset the password through it); until
+    # then the account may not publish, receive money or be named on a split sheet.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -30,6 +33,10 @@ class User(AbstractUser):
     @property
     def public_name(self) -> str:
         return self.display_name or self.username
+
+    @property
+    def is_email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
     @property
     def is_creator(self) -> bool:

@@ -31,6 +31,7 @@ from eth_utils import to_checksum_address
 from eth_utils.exceptions import ValidationError as EthValidationError
 
 from accounts.models import PayoutProfile, User, WalletChallenge
+from accounts.services import require_verified_email
 from common import clock
 from common.problems import ApiError, Conflict, NotFound
 
@@ -89,6 +90,7 @@ def payout_profile_rail_set(*, user: User, rail: str) -> PayoutProfile:
             f"Unknown rail {rail!r}; choose one of {', '.join(PayoutProfile.Rail.values)}.",
             code="invalid_rail",
         )
+    require_verified_email(user=user, action="choose where you are paid")
     profile = payout_profile_get_or_create(user=user)
     profile = PayoutProfile.objects.select_for_update().get(pk=profile.pk)
     readiness = {r.rail: r for r in rail_readiness(profile=profile)}[rail]
@@ -110,6 +112,7 @@ def payout_profile_stripe_account_set(*, user: User, account_id: str) -> PayoutP
     as the creation is keyed by the user)."""
     if not account_id.startswith("acct_"):
         raise ApiError("Not a Stripe account id.", code="invalid_stripe_account")
+    require_verified_email(user=user, action="connect a Stripe account to be paid to")
     profile = payout_profile_get_or_create(user=user)
     PayoutProfile.objects.filter(pk=profile.pk, stripe_account_id="").update(
         stripe_account_id=account_id, updated_at=clock.now()
@@ -160,6 +163,7 @@ def wallet_challenge_create(*, user: User, domain: str) -> WalletChallenge:
     """A fresh message for the user to sign with the wallet they want paid to (EIP-191 personal_sign)."""
     if not domain or any(c.isspace() for c in domain):
         raise ApiError("The challenge needs the site's domain.", code="invalid_domain")
+    require_verified_email(user=user, action="link a wallet to be paid to")
     now = clock.now().replace(microsecond=0)
     expires_at = now + timedelta(seconds=int(settings.WALLET_CHALLENGE_TTL_S))
     nonce = secrets.token_hex(16)

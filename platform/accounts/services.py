@@ -3,8 +3,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django.utils.text import slugify
 
 from accounts import keys
@@ -26,12 +34,21 @@ def user_create(
     role: str,
     display_name: str = "",
     organisation_name: str = "",
+    email_verified: bool = False,
 ) -> User:
+    """Create an account. `email_verified` is for accounts whose address is known to be theirs (the
+    demo's people, an operator's command); everyone else proves it with email_verification_send."""
     if role not in Role.values:
         raise ApiError(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.", code="invalid_role")
     if User.objects.filter(email__iexact=email).exists():
         raise ApiError("An account with this email already exists.", code="email_taken")
-    user = User(username=username, email=email.lower(), role=role, display_name=display_name)
+    user = User(
+        username=username,
+        email=email.lower(),
+        role=role,
+        display_name=display_name,
+        email_verified_at=clock.now() if email_verified else None,
+    )
     if password:
         user.set_password(password)
     else:
@@ -165,3 +182,93 @@ def api_key_forget(*, api_key_id: int | None = None) -> None:
         return
     for digest in [digest for digest, (_, key) in list(_keys_seen.items()) if key.pk == api_key_id]:
         _keys_seen.pop(digest, None)
+
+
+# Email verification ------------------------------------------------------------------------------------
+
+
+class EmailVerificationTokens(PasswordResetTokenGenerator):
+    """Tokens for the link that proves a user reads their address. A token stops working once the address
+    is verified or changed, and after PASSWORD_RESET_TIMEOUT."""
+
+    key_salt = "accounts.EmailVerificationTokens"
+
+    def _make_hash_value(self, user: AbstractBaseUser, timestamp: int) -> str:
+        assert isinstance(user, User)
+        return f"{user.pk}{user.email}{user.email_verified_at}{timestamp}"
+
+
+email_verification_tokens = EmailVerificationTokens()
+
+
+def email_verification_link(*, user: User) -> str:
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = email_verification_tokens.make_token(user)
+    return f"{settings.SITE_URL}{reverse('verify-email', args=[uid, token])}"
+
+
+def email_verification_send(*, user: User) -> None:
+    """Mail the user a link that verifies their address (after the current transaction commits)."""
+    if user.is_email_verified:
+        return
+    link = email_verification_link(user=user)
+    transaction.on_commit(
+        partial(
+            send_mail,
+            subject="Confirm your email address for Tribute",
+            message=(
+                "Follow this link to confirm this address and sign in to Tribute:\n\n"
+                f"{link}\n\nIf you did not sign up, ignore this message: nothing happens without the link.\n"
+            ),
+            from_email=None,
+            recipient_list=[user.email],
+        )
+    )
+
+
+def user_for_verification_link(*, uidb64: str, token: str) -> User | None:
+    try:
+        user = User.objects.get(pk=int(urlsafe_base64_decode(uidb64).decode()))
+    except (ValueError, TypeError, OverflowError, User.DoesNotExist):
+        return None
+    return user if email_verification_tokens.check_token(user, token) else None
+
+
+def user_email_verify(*, user: User) -> User:
+    """Mark the address verified (once: the first time is kept)."""
+    User.objects.filter(pk=user.pk, email_verified_at__isnull=True).update(email_verified_at=clock.now())
+    user.refresh_from_db(fields=["email_verified_at"])
+    return user
+
+
+def require_verified_email(*, user: User, action: str) -> None:
+    """Refuse `action` (words for the message) to an account whose address is not verified yet."""
+    if not user.is_email_verified:
+        raise Forbidden(
+            f"Confirm your email address before you {action}: follow the link we mailed you "
+            "(the dashboard can send it again).",
+            code="email_not_verified",
+        )
+
+
+def signup_attempt_on_taken_identity(*, email: str, username_taken: bool) -> None:
+    """Someone signed up with an address or a username already in use. The page they see is the same as
+    for a new account; only the address's owner learns what happened, by mail."""
+    if username_taken and not User.objects.filter(email__iexact=email).exists():
+        subject = "Choose another username for Tribute"
+        body = (
+            "Someone (probably you) tried to sign up to Tribute with this address, but the username they "
+            "chose is taken. Sign up again with another username:\n\n"
+            f"{settings.SITE_URL}{reverse('signup')}\n"
+        )
+    else:
+        subject = "You already have a Tribute account"
+        body = (
+            "Someone (probably you) tried to sign up to Tribute with this address, which already has an "
+            "account. Log in, or set a new password for it here (this also confirms the address):\n\n"
+            f"{settings.SITE_URL}{reverse('password_reset')}\n\n"
+            "If this was not you, you need do nothing.\n"
+        )
+    transaction.on_commit(
+        partial(send_mail, subject=subject, message=body, from_email=None, recipient_list=[email.lower()])
+    )

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -86,12 +86,34 @@ class AssetSerializer(serializers.ModelSerializer):
 
 
 class SplitShareSerializer(serializers.ModelSerializer):
-    user = serializers.CharField(source="user.public_name", allow_null=True, read_only=True)
+    email = serializers.SerializerMethodField(
+        help_text="The invited address: shown to the work's manager, who typed it, and to its own "
+        "invitee; null for everyone else (co-owners see each other's names, not addresses)."
+    )
+    user = serializers.SerializerMethodField(help_text="The co-owner's public name, once they accepted.")
     accepted = serializers.SerializerMethodField()
 
     class Meta:
         model = SplitShare
         fields = ["email", "user", "share_bps", "accepted", "accepted_at"]
+
+    def _viewer(self) -> User | None:
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        return user if isinstance(user, User) else None
+
+    @extend_schema_field(serializers.EmailField(allow_null=True))
+    def get_email(self, share: SplitShare) -> str | None:
+        viewer = self._viewer()
+        if viewer is None:
+            return None
+        if share.sheet.work.created_by_id == viewer.pk or share.email.lower() == viewer.email.lower():
+            return share.email
+        return None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_user(self, share: SplitShare) -> str | None:
+        return share.user.public_name if share.user is not None and share.accepted_at else None
 
     def get_accepted(self, share: SplitShare) -> bool:
         return share.accepted_at is not None
@@ -383,7 +405,9 @@ class SplitSheetListCreateApi(SelectorListApi):
         shares = [(item["email"], item["share_bps"]) for item in data.validated_data["shares"]]
         sheet = services.split_sheet_propose(work=work, user=authenticated_user(request), shares=shares)
         sheet = selectors.split_sheets_of(work=work).get(pk=sheet.pk)
-        return Response(SplitSheetSerializer(sheet).data, status=status.HTTP_201_CREATED)
+        return Response(
+            SplitSheetSerializer(sheet, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
 
 
 class SplitSheetDetailApi(APIView):
@@ -392,7 +416,7 @@ class SplitSheetDetailApi(APIView):
     @extend_schema(responses=SplitSheetSerializer, operation_id="split_sheets_retrieve")
     def get(self, request: Request, sheet_id: int) -> Response:
         sheet = selectors.split_sheet_get_visible(user=authenticated_user(request), sheet_id=sheet_id)
-        return Response(SplitSheetSerializer(sheet).data)
+        return Response(SplitSheetSerializer(sheet, context={"request": request}).data)
 
 
 class SplitInvitationAcceptApi(APIView):
@@ -415,8 +439,8 @@ class SplitInvitationAcceptApi(APIView):
         sheet = services.split_share_accept(
             token=data.validated_data["token"], user=authenticated_user(request)
         )
-        sheet = SplitSheet.objects.prefetch_related("shares__user").get(pk=sheet.pk)
-        return Response(SplitSheetSerializer(sheet).data)
+        sheet = SplitSheet.objects.select_related("work").prefetch_related("shares__user").get(pk=sheet.pk)
+        return Response(SplitSheetSerializer(sheet, context={"request": request}).data)
 
 
 # Offers ------------------------------------------------------------------------------------------------
