@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import APIException, AuthenticationFailed
+from rest_framework.exceptions import APIException, AuthenticationFailed, Throttled
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access import payments, receipts, selectors, services, signing
+from accounts import ratelimits
 from accounts.authentication import KEY_REFUSED, presented_secret
 from accounts.models import ApiKey, Organisation
 from accounts.permissions import KeyScope, authenticated_user
@@ -140,6 +141,10 @@ class AccessApi(APIView):
         if plain is None:
             return super().dispatch(request, *args, **kwargs)
         api_key, key, access = plain
+        # DRF's throttles are skipped with the rest of its machinery: the key's quotas are counted here.
+        usage = ratelimits.api_usage(request, user=None, api_key=api_key)
+        if usage is not None and usage.limited:
+            return self._finish_with_drf(request, Throttled(wait=usage.retry_after_s), *args, **kwargs)
         try:
             response = self._access(api_key, key, access, payment_header=None)
         except APIException as exc:
@@ -292,6 +297,7 @@ class OutputsApi(APIView):
     parser_classes = [MultiPartParser]
     permission_classes = [IsAuthenticated, KeyScope]
     required_scope = "outputs"
+    quota_scope = "outputs"  # outputs per day (accounts.ratelimits)
 
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField()

@@ -37,7 +37,7 @@ class SignupForm(UserCreationForm):
 
     def _get_validation_exclusions(self) -> set[str]:
         # The model's case-insensitive email constraint would say the address is taken: not here either.
-        return {*super()._get_validation_exclusions(), "email", "username"}
+        return {*super()._get_validation_exclusions(), "email", "username"}  # type: ignore[misc]
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}

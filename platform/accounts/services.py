@@ -272,3 +272,20 @@ def signup_attempt_on_taken_identity(*, email: str, username_taken: bool) -> Non
     transaction.on_commit(
         partial(send_mail, subject=subject, message=body, from_email=None, recipient_list=[email.lower()])
     )
+
+
+def login_lockout_notify(*, username: str) -> None:
+    """Tell an account's owner that failed logins locked it out for a while (nothing when no such account)."""
+    user = User.objects.filter(username__iexact=username.strip()).first()
+    if user is None:
+        return
+    send_mail(
+        subject="Too many failed logins to your Tribute account",
+        message=(
+            f"Someone failed to log in to your account {user.username} many times, so logins to it are "
+            "refused for a while, even with the right password. If this was not you, nothing of your "
+            "account was reached; consider a longer password and turning on two-factor authentication.\n"
+        ),
+        from_email=None,
+        recipient_list=[user.email],
+    )

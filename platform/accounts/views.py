@@ -1,3 +1,7 @@
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -5,13 +9,16 @@ from django.contrib.auth.views import PasswordResetConfirmView
 from django.db import IntegrityError
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts import ratelimits
 from accounts.forms import SignupForm
 from accounts.models import User
 from accounts.services import (
     email_verification_send,
+    login_lockout_notify,
     signup_attempt_on_taken_identity,
     user_create,
     user_email_verify,
@@ -29,6 +36,16 @@ def signup(request: HttpRequest) -> HttpResponse:
     address is new or taken: only the address's owner learns, by mail, what happened. The account can
     sign in once the emailed link is followed."""
     form = SignupForm(request.POST or None)
+    if request.method == "POST":
+        usage = ratelimits.count(request, scope="signup_ip", key=f"ip:{ratelimits.client_ip(request)}")
+        ratelimits.note(request, usage)
+        if usage is not None and usage.limited:
+            return render(
+                request,
+                "registration/login_locked.html",
+                {"retry_after_s": usage.retry_after_s, "locked_out": False},
+                status=429,
+            )
     if request.method == "POST" and form.is_valid():
         email, username = form.cleaned_data["email"], form.cleaned_data["username"]
         email_taken = User.objects.filter(email__iexact=email).exists()
@@ -87,3 +104,33 @@ class VerifyingPasswordResetConfirmView(PasswordResetConfirmView):
         response = super().form_valid(form)
         user_email_verify(user=form.user)
         return response
+
+
+def login_throttled(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Wrap a login view (ours or the admin's) in the login limits: while an account's or an address's
+    failures fill a tier, attempts are refused with 429 before the password is checked, so even the
+    right password does not sign in until the tier's window ends. A failure that fills the last tier
+    locks the account out and mails its owner a notice."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        refused = ratelimits.login_refusal(request)
+        if refused is not None:
+            ratelimits.note(request, refused)
+            locked = render(
+                request,
+                "registration/login_locked.html",
+                {"retry_after_s": refused.retry_after_s, "locked_out": refused.final_tier},
+                status=429,
+            )
+            locked["Retry-After"] = str(refused.retry_after_s)
+            return locked
+        response = view(request, *args, **kwargs)
+        # A login view answers a failed attempt by showing its form again (200); success redirects.
+        if response.status_code == 200 and ratelimits.login_failed(request):
+            login_lockout_notify(username=str(request.POST.get("username", "")))
+        return response
+
+    return wrapped

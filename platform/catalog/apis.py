@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from accounts.permissions import IsCreator, KeyScope, authenticated_user
+from accounts.ratelimits import invitations_quota
 from catalog import rsl, selectors, services
 from catalog.models import (
     Asset,
@@ -317,6 +318,7 @@ class AssetListCreateApi(SelectorListApi):
     permission_classes = [IsAuthenticated, KeyScope]
     serializer_class = AssetSerializer
     parser_classes = [MultiPartParser]
+    quota_scope = "uploads"  # uploads per day (accounts.ratelimits)
     ordering_fields = ["created_at"]
 
     class InputSerializer(serializers.Serializer):
@@ -403,7 +405,9 @@ class SplitSheetListCreateApi(SelectorListApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         shares = [(item["email"], item["share_bps"]) for item in data.validated_data["shares"]]
-        sheet = services.split_sheet_propose(work=work, user=authenticated_user(request), shares=shares)
+        user = authenticated_user(request)
+        invitations_quota(request, user=user, shares=shares)
+        sheet = services.split_sheet_propose(work=work, user=user, shares=shares)
         sheet = selectors.split_sheets_of(work=work).get(pk=sheet.pk)
         return Response(
             SplitSheetSerializer(sheet, context={"request": request}).data, status=status.HTTP_201_CREATED

@@ -247,7 +247,9 @@ def split_sheet_propose(*, work: Work, user: User, shares: Sequence[tuple[str, i
         # Whether the address has an account is neither looked up nor shown: every invitee is invited the
         # same way, and the share names its user only once that user has accepted.
         token = secrets.token_urlsafe(32)
-        SplitShare.objects.create(sheet=sheet, email=email, share_bps=bps, invite_token_hash=_token_hash(token))
+        SplitShare.objects.create(
+            sheet=sheet, email=email, share_bps=bps, invite_token_hash=_token_hash(token)
+        )
         invitations.append((email, token))
     if not invitations:
         _activate(sheet)

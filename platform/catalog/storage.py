@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Model, OuterRef
+from django.db.models import Exists, ForeignObjectRel, Model, OuterRef
 
 from catalog.models import Blob
 from common import clock
@@ -58,7 +58,7 @@ def _blob_references() -> list[tuple[type[Model], str]]:
     return [
         (relation.related_model, relation.field.name)
         for relation in Blob._meta.get_fields(include_hidden=True)
-        if relation.auto_created and not relation.concrete and relation.related_model is not None
+        if isinstance(relation, ForeignObjectRel) and isinstance(relation.related_model, type)
     ]
 
 
@@ -80,9 +80,7 @@ def blobs_sweep_unreferenced(*, grace: timedelta = BLOB_SWEEP_GRACE) -> int:
     cutoff = clock.now() - grace
     unreferenced = Blob.objects.filter(created_at__lt=cutoff)
     for model, field in _blob_references():
-        unreferenced = unreferenced.exclude(
-            Exists(model._default_manager.filter(**{field: OuterRef("pk")}))  # type: ignore[attr-defined]
-        )
+        unreferenced = unreferenced.exclude(Exists(model._default_manager.filter(**{field: OuterRef("pk")})))
     removed = 0
     for sha256, storage_name in list(unreferenced.values_list("sha256", "storage_name")):
         with transaction.atomic():

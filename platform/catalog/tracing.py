@@ -135,9 +135,7 @@ def match_works(
     result = []
     for work, match, asset in works.values():
         own = work.pk in visible or work.pk in ancestors
-        result.append(
-            WorkMatch(work=work, match=match, grant=grants.get(work.pk), own_work=own, asset=asset)
-        )
+        result.append(WorkMatch(work=work, match=match, grant=grants.get(work.pk), own_work=own, asset=asset))
     result.sort(key=lambda item: -item.match.confidence)
     return result
 

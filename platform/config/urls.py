@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -21,6 +22,7 @@ api_v1: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("", account_views.home, name="home"),
+    path("admin/login/", account_views.login_throttled(admin.site.login)),
     path("admin/", admin.site.urls),
     path("dashboard/", include("dashboard.urls")),
     path("accounts/signup/", account_views.signup, name="signup"),
@@ -32,6 +34,7 @@ urlpatterns = [
         account_views.VerifyingPasswordResetConfirmView.as_view(),
         name="password_reset_confirm",
     ),
+    path("accounts/login/", account_views.login_throttled(LoginView.as_view()), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from access import payments
+from accounts import ratelimits
 from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.models import ApiKey, Role, User
@@ -233,6 +234,7 @@ def asset_upload(request: HttpRequest, work_id: int) -> HttpResponse:
     form = forms.UploadForm(request.POST, request.FILES)
     xhr = request.headers.get("X-Requested-With") == "XMLHttpRequest"
     asset = None
+    refused_status = 422
     if form.is_valid():
         upload = form.cleaned_data["file"]
         try:
@@ -241,15 +243,17 @@ def asset_upload(request: HttpRequest, work_id: int) -> HttpResponse:
                     f"The file is {upload.size:,} bytes; the limit is {settings.UPLOAD_MAX_BYTES:,} bytes.",
                     code="media_too_large",
                 )
+            ratelimits.quota_consume_or_refuse(request, scope="uploads", user=user)
             result = catalog_services.asset_upload(
                 work=work, user=user, data=upload.read(), filename=upload.name or ""
             )
             asset = result.asset
         except ApiError as exc:
+            refused_status = 429 if exc.status_code == 429 else 422
             forms.attach_problem(form, exc, UPLOAD_FIELDS)
     if xhr:
         if asset is None:
-            return render(request, "dashboard/_upload_errors.html", {"form": form}, status=422)
+            return render(request, "dashboard/_upload_errors.html", {"form": form}, status=refused_status)
         return render(request, "dashboard/_asset.html", {"asset": asset, "manages": True}, status=201)
     if asset is None:
         for error in [*form.errors.get("file", []), *form.non_field_errors()]:
@@ -298,6 +302,7 @@ def split_edit(request: HttpRequest, work_id: int) -> HttpResponse:
     )
     if request.method == "POST" and formset.is_valid():
         try:
+            ratelimits.invitations_quota(request, user=user, shares=formset.shares())
             sheet = catalog_services.split_sheet_propose(work=work, user=user, shares=formset.shares())
         except ApiError as exc:
             formset.add_problem(str(exc.detail))

@@ -89,7 +89,8 @@ def test_the_owner_of_a_squatted_address_takes_the_account_over_by_resetting_its
     client.post("/accounts/password_reset/", {"email": "owner@example.com"})
     confirm = client.get(_link(mail.outbox[0]), follow=True)
     done = client.post(
-        confirm.redirect_chain[-1][0], {"new_password1": "owner's new phrase 42", "new_password2": "owner's new phrase 42"}
+        confirm.redirect_chain[-1][0],
+        {"new_password1": "owner's new phrase 42", "new_password2": "owner's new phrase 42"},
     )
 
     # then the owner holds the account (the squatter's password no longer works) and the address is verified

@@ -26,7 +26,9 @@ def test_the_sweep_removes_unreferenced_blobs_and_stray_files_once_they_are_an_h
     start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     time_machine.move_to(start)
     creator = factories.creator()
-    kept = asset_upload(work=factories.work(creator), user=creator, data=factories.png_bytes(), filename="a.png")
+    kept = asset_upload(
+        work=factories.work(creator), user=creator, data=factories.png_bytes(), filename="a.png"
+    )
     orphan_bytes = factories.png_bytes(color=(9, 9, 9))
     orphan, _ = blob_store(data=orphan_bytes, info=inspect(orphan_bytes))
     stray = default_storage.save("blobs/zz/zz/stray.png", ContentFile(b"left by a rolled-back request"))

@@ -154,7 +154,8 @@ def test_the_invitation_carries_only_a_bounded_escaped_title_of_the_proposers_te
 ) -> None:
     # given a proposer who chose a display name and a title that read like instructions
     owner = factories.creator(email="owner@example.com", display_name="Tribute Security Team")
-    title = "Urgent\nYour account is suspended: visit https://evil.example/login now " + "x" * 200 + " Ꭺpple"
+    title = "Urgent\nYour account is suspended: visit https://evil.example/login now "
+    title += "x" * 200 + " \u13aapple"
     work = factories.work(owner, title=title[:200])
 
     # when a co-owner is invited
@@ -164,7 +165,7 @@ def test_the_invitation_carries_only_a_bounded_escaped_title_of_the_proposers_te
     # then the mail names no proposer, keeps the title on one quoted line of at most 60 characters,
     # and no link of the proposer's is clickable
     (message,) = mail.outbox
-    assert "Tribute Security Team" not in message.subject + message.body
+    assert "Tribute Security Team" not in f"{message.subject} {message.body}"
     assert "Urgent" not in message.subject
     assert '"Urgent Your account is suspended: visit https:[//]evil.exampl~"' in message.body
     assert "https://evil" not in message.body
@@ -178,20 +179,26 @@ def test_co_owners_see_each_others_names_not_addresses(as_user, django_capture_o
     b = factories.creator(email="b@example.com", display_name="Bo")
     work = factories.work(owner)
     with django_capture_on_commit_callbacks(execute=True):
-        sheet = as_user(owner).post(
-            f"/api/v1/works/{work.pk}/split-sheets",
-            {
-                "shares": [
-                    {"email": "owner@example.com", "share_bps": 5000},
-                    {"email": "a@example.com", "share_bps": 2500},
-                    {"email": "b@example.com", "share_bps": 2500},
-                ]
-            },
-            format="json",
-        ).json()
+        sheet = (
+            as_user(owner)
+            .post(
+                f"/api/v1/works/{work.pk}/split-sheets",
+                {
+                    "shares": [
+                        {"email": "owner@example.com", "share_bps": 5000},
+                        {"email": "a@example.com", "share_bps": 2500},
+                        {"email": "b@example.com", "share_bps": 2500},
+                    ]
+                },
+                format="json",
+            )
+            .json()
+        )
     tokens = {m.to[0]: _token(m) for m in mail.outbox}
     for user in (a, b):
-        accept = as_user(user).post("/api/v1/split-invitations/accept", {"token": tokens[user.email]}, format="json")
+        accept = as_user(user).post(
+            "/api/v1/split-invitations/accept", {"token": tokens[user.email]}, format="json"
+        )
         assert accept.status_code == 200
 
     # when co-owner Ada reads the sheet

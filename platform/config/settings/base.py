@@ -50,6 +50,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.ratelimits.RateLimitHeadersMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -206,6 +207,41 @@ CHAIN_RESEND_AFTER_S = env_int("CHAIN_RESEND_AFTER_S", 900, minimum=0)
 CHAIN_DEPOSIT_ADDRESS = env_str("CHAIN_DEPOSIT_ADDRESS")
 CHAIN_FUNDING_START_BLOCK = env_int("CHAIN_FUNDING_START_BLOCK", 0, minimum=0)
 
+# The cache: Redis when CACHE_URL names one (redis://host:port/db; shared by every worker and machine),
+# else this process's memory (the embedded default: each worker process counts its own requests).
+CACHE_URL = env_str("CACHE_URL")
+CACHES: dict[str, dict[str, object]] = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tribute"}
+    )
+}
+
+# Rate limits (accounts.ratelimits; docs/security.md lists them). Each is "count/period" (s, m, h, d, with
+# an optional multiple: "10/15m"); several make tiers. RATE_LIMITS_ENABLED=0 switches every one off.
+RATELIMIT_ENABLE = env_bool("RATE_LIMITS_ENABLED", True)
+RATELIMIT_USE_CACHE = "default"
+# Behind a proxy, the header whose last hop is the client's address (e.g. X-Forwarded-For); else REMOTE_ADDR.
+RATELIMIT_TRUSTED_PROXY_HEADER = env_str("RATELIMIT_TRUSTED_PROXY_HEADER")
+RATE_LIMITS: dict[str, str | list[str]] = {
+    # failed logins per account name and per address: a slow-down, then a lockout (the last tier)
+    "login_account": ["5/m", "10/h"],
+    "login_ip": ["20/10m", "100/h"],
+    "signup_ip": "10/h",
+    # API requests per minute: per key, per organisation (all its keys), per session user, per anonymous
+    # address. A metered-access key may sustain 500 requests a second (what one machine serves).
+    "api_key": env_str("RATE_LIMIT_API_KEY", "30000/m"),
+    "api_organisation": env_str("RATE_LIMIT_API_ORGANISATION", "60000/m"),
+    "api_user": env_str("RATE_LIMIT_API_USER", "600/m"),
+    "api_anonymous": env_str("RATE_LIMIT_API_ANONYMOUS", "120/m"),
+    # per day, per organisation for organisation keys, else per user
+    "uploads": env_str("RATE_LIMIT_UPLOADS", "500/d"),
+    "traces": env_str("RATE_LIMIT_TRACES", "2000/d"),
+    "outputs": env_str("RATE_LIMIT_OUTPUTS", "2000/d"),
+    "invitations": env_str("RATE_LIMIT_INVITATIONS", "100/d"),
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiKeyAuthentication",
@@ -214,6 +250,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
         "accounts.permissions.KeyScope",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "accounts.ratelimits.ApiQuotaThrottle",
+        "accounts.ratelimits.OperationQuotaThrottle",
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "common.pagination.Pagination",
