@@ -21,6 +21,9 @@ from accounts.selectors import api_key_for_prefix
 from common import clock
 from common.problems import ApiError, Forbidden
 
+# Scopes of the vendor-only operations (metered access, registering outputs): only a vendor's key has them.
+VENDOR_SCOPES = frozenset({Scope.ACCESS.value, Scope.OUTPUTS.value})
+
 # last_used_at is written at most this often per key, so the hot path is not a write per request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -88,13 +91,23 @@ def api_key_create(
     scopes: list[str],
     organisation: Organisation | None = None,
     expires_at: datetime | None = None,
+    platform_use: bool = False,
 ) -> IssuedKey:
-    """Issue a key. The returned secret is the only copy: it is never stored or shown again."""
+    """Issue a key. The returned secret is the only copy: it is never stored or shown again.
+
+    Only vendors' keys may have the vendor scopes, except a key the platform makes for its own use on a
+    person's behalf (`platform_use`: the studio's metered accesses), whose secret nobody is ever shown."""
     unknown = sorted(set(scopes) - set(Scope.values))
     if not scopes or unknown:
         raise ApiError(
             f"Scopes must be a non-empty subset of {', '.join(Scope.values)}; unknown: {', '.join(unknown)}.",
             code="invalid_scopes",
+        )
+    vendor_scopes = sorted(set(scopes) & VENDOR_SCOPES)
+    if vendor_scopes and user.role != Role.VENDOR and not platform_use:
+        raise Forbidden(
+            f"Only AI vendors' keys may have the {', '.join(vendor_scopes)} scope.",
+            code="vendor_role_required",
         )
     if (
         organisation is not None

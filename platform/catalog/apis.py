@@ -34,6 +34,7 @@ from catalog.models import (
     WorkStatus,
 )
 from common.apis import SelectorListApi
+from common.money import MAX_AMOUNT_MINOR
 from common.problems import NotFound
 from common.uploads import read_upload
 
@@ -451,21 +452,23 @@ class SplitInvitationAcceptApi(APIView):
 
 
 class OfferInputSerializer(serializers.Serializer):
-    currency = serializers.CharField(min_length=3, max_length=3)
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", help_text="ISO 4217 code")
     uses = serializers.DictField(
-        child=serializers.IntegerField(min_value=0),
+        child=serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT_MINOR),
         help_text='Allowed use classes, each mapped to its per-access price in minor units: {"ai-train": 5}.',
     )
     commercial_use = serializers.BooleanField(default=False)
     attribution_required = serializers.BooleanField(default=True)
     derivative_share_bps = serializers.IntegerField(min_value=0, max_value=10_000, default=0)
     derivative_approval_required = serializers.BooleanField(default=False)
-    licence_fee_minor = serializers.IntegerField(min_value=0, default=0)
+    licence_fee_minor = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT_MINOR, default=0)
     territories = serializers.ListField(
         child=serializers.CharField(max_length=2), default=list, max_length=250
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    quota = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    quota = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, required=False, allow_null=True, default=None
+    )
     platform_fee_bps = serializers.IntegerField(
         min_value=0, max_value=10_000, required=False, allow_null=True
     )
