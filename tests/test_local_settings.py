@@ -1,6 +1,6 @@
-"""`./dev up` serves with config.settings.local: DEBUG off, our error pages, no /uploads/ route, hashed static
-files through whitenoise. Started here as `./dev up` starts it (migrate, collectstatic, gunicorn), on a scratch
-var directory."""
+"""`./dev up` serves with config.settings.local: DEBUG off, our error pages, no /uploads/ route, hashed
+static files through whitenoise. Started here as `./dev up` starts it (migrate, collectstatic, gunicorn),
+on a scratch var directory."""
 
 from __future__ import annotations
 

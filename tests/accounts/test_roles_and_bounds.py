@@ -1,4 +1,4 @@
-"""Roles hold at the API, out-of-range numbers answer 400, query parameters are strict, CSV cells are inert."""
+"""Roles hold at the API, out-of-range numbers answer 400, query parameters are strict, CSV is inert."""
 
 from __future__ import annotations
 

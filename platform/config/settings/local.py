@@ -31,8 +31,8 @@ def _kept_secret(name: str) -> str:
 os.environ["DJANGO_DEBUG"] = "0"
 os.environ.setdefault("DJANGO_SECRET_KEY", _kept_secret("django-secret-key"))
 
-from common.env import env_bool
-from config.settings.base import *
+from common.env import env_bool  # noqa: E402 (after the environment above is set)
+from config.settings.base import *  # noqa: E402
 
 # The receipt and C2PA development keys are made once under var/keys/, as in DEBUG.
 RECEIPT_DEV_KEY_PATH = VAR_DIR / "keys" / "receipts-ed25519.pem"
