@@ -3,9 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from accounts.models import Role, User
+from accounts.security import totp_check
 
 
 class SignupForm(UserCreationForm):
@@ -44,3 +46,53 @@ class SignupForm(UserCreationForm):
         if cleaned.get("role") == Role.VENDOR and not cleaned.get("organisation_name"):
             self.add_error("organisation_name", "AI vendors sign up for an organisation: name it.")
         return cleaned
+
+
+class LoginForm(AuthenticationForm):
+    """The login form, with the authenticator code for accounts that turned two-factor on."""
+
+    code = forms.CharField(
+        required=False,
+        max_length=10,
+        label="Authenticator code",
+        help_text="Only if you turned on two-factor authentication: the six digits your app shows.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    def confirm_login_allowed(self, user: User) -> None:
+        super().confirm_login_allowed(user)
+        if not totp_check(user=user, code=self.cleaned_data.get("code", "")):
+            raise forms.ValidationError(
+                "Enter the current six-digit code from your authenticator app.", code="invalid_code"
+            )
+
+
+class ReauthenticateForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    code = forms.CharField(
+        required=False,
+        max_length=10,
+        label="Authenticator code",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+class TotpCodeForm(forms.Form):
+    code = forms.CharField(
+        max_length=10,
+        label="Code from your app",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+class AdminLoginForm(AdminAuthenticationForm):
+    """The admin's login asks for the authenticator code too."""
+
+    code = LoginForm.base_fields["code"]
+
+    def confirm_login_allowed(self, user: User) -> None:
+        super().confirm_login_allowed(user)
+        if not totp_check(user=user, code=self.cleaned_data.get("code", "")):
+            raise forms.ValidationError(
+                "Enter the current six-digit code from your authenticator app.", code="invalid_code"
+            )

@@ -15,11 +15,11 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django.utils.text import slugify
 
-from accounts import keys
-from accounts.models import ApiKey, Membership, Organisation, Role, Scope, User
+from accounts import keys, security
+from accounts.models import ApiKey, Membership, Organisation, Role, Scope, SecurityEvent, User
 from accounts.selectors import api_key_for_prefix
 from common import clock
-from common.problems import ApiError, Forbidden
+from common.problems import ApiError, Conflict, Forbidden
 
 # Scopes of the vendor-only operations (metered access, registering outputs): only a vendor's key has them.
 VENDOR_SCOPES = frozenset({Scope.ACCESS.value, Scope.OUTPUTS.value})
@@ -131,17 +131,71 @@ def api_key_create(
                     scopes=sorted(set(scopes)),
                     expires_at=expires_at,
                 )
+            if not platform_use:
+                security.security_event_record(
+                    user=user,
+                    kind=SecurityEvent.Kind.KEY_CREATED,
+                    key=api_key.prefix,
+                    name=name,
+                    scopes=api_key.scopes,
+                )
+                security.notify(
+                    user=user,
+                    subject="A new Tribute API key was created",
+                    body=(
+                        f"A key named {name[:80]!r} (prefix {api_key.prefix}, scopes "
+                        f"{', '.join(api_key.scopes)}) was created for your account."
+                    ),
+                )
             return IssuedKey(api_key=api_key, secret=secret)
         except IntegrityError:  # prefix collision: astronomically rare, try another key
             continue
     raise RuntimeError("could not allocate a unique API key prefix")
 
 
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+def api_key_revoke(*, api_key: ApiKey, by: User | None = None) -> ApiKey:
     """Revoke now. The conditional update keeps the first revocation time if two requests race."""
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=clock.now())
+    revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=clock.now())
     api_key.refresh_from_db(fields=["revoked_at"])
+    if revoked:
+        security.security_event_record(
+            user=api_key.user,
+            kind=SecurityEvent.Kind.KEY_REVOKED,
+            key=api_key.prefix,
+            by=by.username if by is not None else "",
+        )
     return api_key
+
+
+@transaction.atomic
+def api_key_rotate(*, api_key: ApiKey, by: User, overlap: timedelta) -> IssuedKey:
+    """Issue a successor with the same name, scopes and organisation; the old key keeps working for
+    `overlap` (so programs can switch without an outage) and then expires. Rotating an expired or revoked
+    key is refused: there is nothing to overlap with."""
+    locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if not locked.is_active:
+        raise Conflict("This key is no longer active; create a new one.", code="api_key_inactive")
+    now = clock.now()
+    ends = now + overlap
+    if locked.expires_at is None or locked.expires_at > ends:
+        ApiKey.objects.filter(pk=locked.pk).update(expires_at=ends)
+    lifetime = None if locked.expires_at is None else max(locked.expires_at - locked.created_at, overlap)
+    issued = api_key_create(
+        user=locked.user,
+        name=locked.name,
+        scopes=list(locked.scopes),
+        organisation=locked.organisation,
+        expires_at=None if lifetime is None else now + lifetime,
+    )
+    security.security_event_record(
+        user=locked.user,
+        kind=SecurityEvent.Kind.KEY_ROTATED,
+        key=locked.prefix,
+        successor=issued.api_key.prefix,
+        old_key_expires_at=ends.isoformat(),
+        by=by.username,
+    )
+    return issued
 
 
 def api_key_authenticate(*, secret: str) -> ApiKey | None:

@@ -2,20 +2,23 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+import pyotp
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import PasswordResetConfirmView
+from django.contrib.auth.views import PasswordChangeView, PasswordResetConfirmView
 from django.db import IntegrityError
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import ratelimits
-from accounts.forms import SignupForm
-from accounts.models import User
+from accounts import ratelimits, security
+from accounts.forms import ReauthenticateForm, SignupForm, TotpCodeForm
+from accounts.models import SecurityEvent, User
 from accounts.services import (
     email_verification_send,
     login_lockout_notify,
@@ -24,6 +27,7 @@ from accounts.services import (
     user_email_verify,
     user_for_verification_link,
 )
+from common.problems import ApiError
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -80,6 +84,7 @@ def verify_email(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
     if user is None or not user.is_active:
         return render(request, "registration/verify_email_invalid.html", status=400)
     user_email_verify(user=user)
+    security.security_event_record(user=user, kind=SecurityEvent.Kind.EMAIL_VERIFIED, request=request)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     messages.success(request, "Your email address is confirmed.")
     return redirect("home")
@@ -103,6 +108,14 @@ class VerifyingPasswordResetConfirmView(PasswordResetConfirmView):
     def form_valid(self, form):  # type: ignore[no-untyped-def]
         response = super().form_valid(form)
         user_email_verify(user=form.user)
+        security.security_event_record(
+            user=form.user, kind=SecurityEvent.Kind.PASSWORD_CHANGED, request=self.request, by="reset"
+        )
+        security.notify(
+            user=form.user,
+            subject="Your Tribute password was reset",
+            body="The password of your Tribute account was just set through a reset link.",
+        )
         return response
 
 
@@ -128,9 +141,127 @@ def login_throttled(view: Callable[..., HttpResponseBase]) -> Callable[..., Http
             locked["Retry-After"] = str(refused.retry_after_s)
             return locked
         response = view(request, *args, **kwargs)
+        username = str(request.POST.get("username", ""))
         # A login view answers a failed attempt by showing its form again (200); success redirects.
-        if response.status_code == 200 and ratelimits.login_failed(request):
-            login_lockout_notify(username=str(request.POST.get("username", "")))
+        if response.status_code == 200:
+            now_locked = ratelimits.login_failed(request)
+            named = User.objects.filter(username__iexact=username.strip()).first()
+            if named is not None:
+                kind = SecurityEvent.Kind.LOGIN_LOCKED if now_locked else SecurityEvent.Kind.LOGIN_FAILED
+                security.security_event_record(user=named, kind=kind, request=request)
+            if now_locked:
+                login_lockout_notify(username=username)
+        elif isinstance(request.user, User) and request.user.is_authenticated:
+            security.security_event_record(user=request.user, kind=SecurityEvent.Kind.LOGIN, request=request)
         return response
 
     return wrapped
+
+
+def _signed_in(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    target = str(request.POST.get("next") or request.GET.get("next") or "")
+    allowed = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
+    return target if target and allowed else fallback
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def two_factor(request: HttpRequest) -> HttpResponse:
+    """Turn two-factor authentication on (show a new secret, confirm it with a code) or off."""
+    user = _signed_in(request)
+    form = TotpCodeForm(request.POST or None)
+    action = request.POST.get("action", "")
+    uri = ""
+    if request.method == "POST" and action == "begin":
+        try:
+            _, uri = security.totp_begin(user=user)
+        except ApiError as exc:
+            messages.error(request, str(exc.detail))
+        form = TotpCodeForm()
+    elif request.method == "POST" and form.is_valid():
+        try:
+            if action == "disable":
+                security.totp_disable(user=user, code=form.cleaned_data["code"], request=request)
+                messages.success(request, "Two-factor authentication is off.")
+            else:
+                security.totp_confirm(user=user, code=form.cleaned_data["code"], request=request)
+                messages.success(request, "Two-factor authentication is on.")
+            return redirect("two-factor")
+        except ApiError as exc:
+            form.add_error("code", str(exc.detail))
+    device = security.totp_device_of(user=user)
+    if device is not None and device.confirmed_at is None and not uri:
+        uri = pyotp.TOTP(device.secret).provisioning_uri(name=user.email, issuer_name=security.ISSUER)
+    return render(
+        request,
+        "registration/two_factor.html",
+        {
+            "form": form,
+            "device": device,
+            "uri": uri,
+            "secret": device.secret if device is not None and device.confirmed_at is None else "",
+            "staff_required": request.GET.get("required") == "staff",
+        },
+        status=400 if request.method == "POST" and form.errors else 200,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def reauthenticate(request: HttpRequest) -> HttpResponse:
+    """Confirm the password (and the authenticator code) before a sensitive change."""
+    form = ReauthenticateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            security.reauthenticate(
+                request=request,
+                user=_signed_in(request),
+                password=form.cleaned_data["password"],
+                code=form.cleaned_data["code"],
+            )
+        except ApiError as exc:
+            form.add_error(None, str(exc.detail))
+        else:
+            return redirect(_safe_next(request, "/dashboard/"))
+    return render(
+        request,
+        "registration/reauthenticate.html",
+        {"form": form, "next": _safe_next(request, "")},
+        status=400 if form.errors else 200,
+    )
+
+
+class NotifyingPasswordChangeView(PasswordChangeView):
+    """A changed password is logged and its owner told by mail."""
+
+    def form_valid(self, form):  # type: ignore[no-untyped-def]
+        response = super().form_valid(form)
+        user = form.user
+        security.security_event_record(
+            user=user, kind=SecurityEvent.Kind.PASSWORD_CHANGED, request=self.request
+        )
+        security.notify(
+            user=user,
+            subject="Your Tribute password was changed",
+            body="The password of your Tribute account was just changed.",
+        )
+        return response
+
+
+def strong_session_redirect(request: HttpRequest, *, action: str, back: str) -> HttpResponse | None:
+    """For dashboard pages: None when the session may make a sensitive change now; otherwise a redirect to
+    set up two-factor or to confirm the password and code, returning to `back`."""
+    try:
+        security.require_strong_session(request=request, user=_signed_in(request), action=action)
+    except ApiError as exc:
+        messages.error(request, str(exc.detail))
+        if exc.problem_code == "two_factor_required":
+            return redirect("two-factor")
+        return redirect(f"{reverse('reauthenticate')}?{urlencode({'next': back})}")
+    return None

@@ -15,7 +15,8 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from accounts.models import Organisation, User
+from accounts.models import Organisation, SecurityEvent, User
+from accounts.security import security_event_record
 from catalog.models import (
     Asset,
     Claim,
@@ -287,6 +288,11 @@ def claim_decide(*, claim: Claim, user: User, decision: str) -> Claim:
     claim.status, claim.decision = ClaimStatus.DECIDED, decision
     claim.save(update_fields=["status", "decision", "updated_at"])
     ClaimEvent.objects.create(claim=claim, actor=user, kind=ClaimEvent.Kind.DECIDED, decision=decision)
+    # Both parties' security logs show the decision: the one who made it and the one it concerns.
+    for party, role in ((user, "decided"), (claim.respondent, "respondent")):
+        security_event_record(
+            user=party, kind=SecurityEvent.Kind.CLAIM_DECIDED, claim=claim.pk, decision=decision, role=role
+        )
     return claim
 
 

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from access import apis as access_apis
 from accounts import views as account_views
+from accounts.forms import LoginForm
 from catalog import views as catalog_views
 from common.apis import HealthApi
 
@@ -34,7 +35,18 @@ urlpatterns = [
         account_views.VerifyingPasswordResetConfirmView.as_view(),
         name="password_reset_confirm",
     ),
-    path("accounts/login/", account_views.login_throttled(LoginView.as_view()), name="login"),
+    path(
+        "accounts/login/",
+        account_views.login_throttled(LoginView.as_view(authentication_form=LoginForm)),
+        name="login",
+    ),
+    path("accounts/two-factor/", account_views.two_factor, name="two-factor"),
+    path("accounts/reauthenticate/", account_views.reauthenticate, name="reauthenticate"),
+    path(
+        "accounts/password_change/",
+        account_views.NotifyingPasswordChangeView.as_view(),
+        name="password_change",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

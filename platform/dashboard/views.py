@@ -25,6 +25,7 @@ from accounts import ratelimits
 from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.models import ApiKey, Role, User
+from accounts.views import strong_session_redirect
 from catalog import rsl, tracing
 from catalog import selectors as catalog
 from catalog import services as catalog_services
@@ -687,6 +688,10 @@ def keys(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     form = forms.ApiKeyForm(request.POST or None)
     issued = None
+    if request.method == "POST" and form.is_valid() and "access" in form.cleaned_data["scopes"]:
+        weak = strong_session_redirect(request, action="create an access key", back=reverse("dashboard:keys"))
+        if weak:
+            return weak
     if request.method == "POST" and form.is_valid():
         try:
             issued = account_services.api_key_create(

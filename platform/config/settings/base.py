@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.ratelimits.RateLimitHeadersMiddleware",
+    "accounts.security.StaffTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -241,6 +242,16 @@ RATE_LIMITS: dict[str, str | list[str]] = {
     "outputs": env_str("RATE_LIMIT_OUTPUTS", "2000/d"),
     "invitations": env_str("RATE_LIMIT_INVITATIONS", "100/d"),
 }
+
+# Account security (accounts.security, docs/security.md): a payout-destination change or a key with the
+# `access` scope needs an authenticator and a password+code confirmation within REAUTH_WINDOW_S; staff reach
+# the operator pages only with an authenticator.
+REAUTH_WINDOW_S = env_int("REAUTH_WINDOW_S", 600, minimum=60)
+SENSITIVE_CHANGES_NEED_TWO_FACTOR = env_bool("SENSITIVE_CHANGES_NEED_TWO_FACTOR", True)
+TWO_FACTOR_REQUIRED_FOR_STAFF = env_bool("TWO_FACTOR_REQUIRED_FOR_STAFF", True)
+# Rotating a key keeps the old one working this long by default (at most API_KEY_ROTATION_MAX_OVERLAP_S).
+API_KEY_ROTATION_OVERLAP_S = env_int("API_KEY_ROTATION_OVERLAP_S", 24 * 3600, minimum=0)
+API_KEY_ROTATION_MAX_OVERLAP_S = 7 * 24 * 3600
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
