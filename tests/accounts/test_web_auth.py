@@ -127,3 +127,22 @@ def test_login_and_logout() -> None:
     assert client.get("/api/v1/me").status_code == 200
     assert client.post("/accounts/logout/").status_code == 302
     assert client.get("/api/v1/me").status_code == 401
+
+
+def test_an_unconfirmed_account_can_ask_for_a_new_link_and_is_never_sent_off_site(
+    django_capture_on_commit_callbacks,
+) -> None:
+    user = factories.fan(email="late@example.com", email_verified=False)
+    client = Client()
+    client.force_login(user)
+
+    assert "Confirm your email address" in client.get("/dashboard/").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/accounts/verify/send/", {"next": "https://evil.example/"})
+
+    assert response.status_code == 302 and response["Location"] == "/"
+    (message,) = mail.outbox
+    assert message.to == ["late@example.com"]
+    assert client.get(_link(message)).status_code == 302
+    user.refresh_from_db()
+    assert user.is_email_verified
