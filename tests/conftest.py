@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -14,9 +14,11 @@ from contracts.anvil import AnvilNode, AnvilNotInstalled
 @pytest.fixture(autouse=True)
 def fresh_rate_limits() -> Iterator[None]:
     """Rate-limit counters live in the cache: each test starts with none."""
-    cache.clear()
+    for alias in ("default", "ratelimit"):
+        caches[alias].clear()
     yield
-    cache.clear()
+    for alias in ("default", "ratelimit"):
+        caches[alias].clear()
 
 
 @pytest.fixture

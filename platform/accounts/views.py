@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import ratelimits, security
 from accounts.forms import ReauthenticateForm, SignupForm, TotpCodeForm
 from accounts.models import SecurityEvent, User
+from accounts.selectors import security_events_of
 from accounts.services import (
     email_verification_send,
     login_lockout_notify,
@@ -84,6 +85,9 @@ def verify_email(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
         return render(request, "registration/verify_email_invalid.html", status=400)
     user_email_verify(user=user)
     security.security_event_record(user=user, kind=SecurityEvent.Kind.EMAIL_VERIFIED, request=request)
+    if security.has_two_factor(user):  # the link proves the address, not the second factor
+        messages.success(request, "Your email address is confirmed. Log in with your authenticator code.")
+        return redirect("login")
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     messages.success(request, "Your email address is confirmed.")
     return redirect("home")
@@ -262,3 +266,10 @@ def strong_session_redirect(request: HttpRequest, *, action: str, back: str) -> 
             return redirect("two-factor")
         return redirect(f"{reverse('reauthenticate')}?{urlencode({'next': back})}")
     return None
+
+
+@login_required
+def security_log(request: HttpRequest) -> HttpResponse:
+    """The signed-in person's security log, newest first (the API's GET /api/v1/security-log)."""
+    events = security_events_of(user=_signed_in(request))[:200]
+    return render(request, "registration/security_log.html", {"events": events})

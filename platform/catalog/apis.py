@@ -6,6 +6,7 @@ from typing import Any
 
 import django_filters
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -407,8 +408,10 @@ class SplitSheetListCreateApi(SelectorListApi):
         data.is_valid(raise_exception=True)
         shares = [(item["email"], item["share_bps"]) for item in data.validated_data["shares"]]
         user = authenticated_user(request)
-        invitations_quota(request, user=user, shares=shares)
-        sheet = services.split_sheet_propose(work=work, user=user, shares=shares)
+        # Counted once the proposal is valid; over the quota, the proposal rolls back and mails nobody.
+        with transaction.atomic():
+            sheet = services.split_sheet_propose(work=work, user=user, shares=shares)
+            invitations_quota(request, user=user, shares=shares)
         sheet = selectors.split_sheets_of(work=work).get(pk=sheet.pk)
         return Response(
             SplitSheetSerializer(sheet, context={"request": request}).data, status=status.HTTP_201_CREATED

@@ -42,6 +42,7 @@ urlpatterns = [
     ),
     path("accounts/two-factor/", account_views.two_factor, name="two-factor"),
     path("accounts/reauthenticate/", account_views.reauthenticate, name="reauthenticate"),
+    path("accounts/security-log/", account_views.security_log, name="security-log-page"),
     path(
         "accounts/password_change/",
         account_views.NotifyingPasswordChangeView.as_view(),

@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.core.paginator import Page, Paginator
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -303,8 +304,9 @@ def split_edit(request: HttpRequest, work_id: int) -> HttpResponse:
     )
     if request.method == "POST" and formset.is_valid():
         try:
-            ratelimits.invitations_quota(request, user=user, shares=formset.shares())
-            sheet = catalog_services.split_sheet_propose(work=work, user=user, shares=formset.shares())
+            with transaction.atomic():  # over the quota, the proposal rolls back and mails nobody
+                sheet = catalog_services.split_sheet_propose(work=work, user=user, shares=formset.shares())
+                ratelimits.invitations_quota(request, user=user, shares=formset.shares())
         except ApiError as exc:
             formset.add_problem(str(exc.detail))
         else:

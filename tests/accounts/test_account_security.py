@@ -158,6 +158,10 @@ def test_the_security_log_is_the_users_own_and_the_operators(as_user) -> None:
 
     mine = as_user(user).get("/api/v1/security-log").json()["results"]
     assert [(e["kind"], e["detail"]["name"]) for e in mine] == [("key_created", "mine")]
+    page_client = Client()
+    page_client.force_login(user)
+    page = page_client.get("/accounts/security-log/").content.decode()
+    assert "API key created · mine" in page and "theirs" not in page
 
     operator = factories.creator()
     User.objects.filter(pk=operator.pk).update(is_staff=True, is_superuser=True)

@@ -216,13 +216,19 @@ CACHES: dict[str, dict[str, object]] = {
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
         if CACHE_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tribute"}
-    )
+    ),
+    # The rate-limit counters (common.cache: the same stores without the per-character key check).
+    "ratelimit": (
+        {"BACKEND": "common.cache.CounterRedisCache", "LOCATION": CACHE_URL, "KEY_PREFIX": "rl"}
+        if CACHE_URL
+        else {"BACKEND": "common.cache.CounterLocMemCache", "LOCATION": "tribute-ratelimit"}
+    ),
 }
 
 # Rate limits (accounts.ratelimits; docs/security.md lists them). Each is "count/period" (s, m, h, d, with
 # an optional multiple: "10/15m"); several make tiers. RATE_LIMITS_ENABLED=0 switches every one off.
 RATELIMIT_ENABLE = env_bool("RATE_LIMITS_ENABLED", True)
-RATELIMIT_USE_CACHE = "default"
+RATELIMIT_USE_CACHE = "ratelimit"
 # Behind a proxy, the header whose last hop is the client's address (e.g. X-Forwarded-For); else REMOTE_ADDR.
 RATELIMIT_TRUSTED_PROXY_HEADER = env_str("RATELIMIT_TRUSTED_PROXY_HEADER")
 RATE_LIMITS: dict[str, str | list[str]] = {
