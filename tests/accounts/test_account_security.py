@@ -160,16 +160,16 @@ def test_the_security_log_is_the_users_own_and_the_operators(as_user) -> None:
     assert [(e["kind"], e["detail"]["name"]) for e in mine] == [("key_created", "mine")]
     page_client = Client()
     page_client.force_login(user)
-    page = page_client.get("/accounts/security-log/").content.decode()
-    assert "API key created · mine" in page and "theirs" not in page
+    own_page = page_client.get("/accounts/security-log/").content.decode()
+    assert "API key created · mine" in own_page and "theirs" not in own_page
 
     operator = factories.creator()
     User.objects.filter(pk=operator.pk).update(is_staff=True, is_superuser=True)
     _with_two_factor(operator)
     staff_client = Client()
     staff_client.force_login(operator)
-    page = staff_client.get("/admin/accounts/securityevent/")
-    assert page.status_code == 200 and page.content.decode().count("API key created") >= 2
+    admin_page = staff_client.get("/admin/accounts/securityevent/")
+    assert admin_page.status_code == 200 and admin_page.content.decode().count("API key created") >= 2
 
 
 def test_staff_reach_operator_pages_only_with_two_factor() -> None:
