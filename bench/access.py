@@ -63,7 +63,9 @@ from common.money import Money
 from accounts.services import user_create, api_key_create
 from catalog.services import Terms, offer_publish, work_create
 from royalties.services import prepaid_fund
-creator = user_create(username="c", email="c@bench.invalid", password=None, role="creator")
+creator = user_create(
+    username="c", email="c@bench.invalid", password=None, role="creator", email_verified=True
+)
 vendor = user_create(
     username="v", email="v@bench.invalid", password=None, role="vendor", organisation_name="Bench AI"
 )

@@ -25,7 +25,6 @@ Invariants:
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import secrets
@@ -41,6 +40,7 @@ from accounts.models import PayoutProfile, User
 from accounts.payout_identity import stripe_enabled
 from common import clock
 from common import currency as currencies
+from common.csvsafe import SafeCsvWriter
 from common.problems import ApiError, Conflict, NotFound
 from royalties import selectors
 from royalties.models import (
@@ -537,7 +537,7 @@ MANUAL_CSV_COLUMNS = [
 def payouts_csv(payouts: Iterable[Payout]) -> str:
     """The operator's export: one row per payout, amounts exact in minor units and as text."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeCsvWriter(buffer, lineterminator="\n")
     writer.writerow(MANUAL_CSV_COLUMNS)
     for payout in payouts:
         user = payout.user
@@ -547,7 +547,7 @@ def payouts_csv(payouts: Iterable[Payout]) -> str:
                 user.pk,
                 user.username,
                 user.email,
-                _csv_safe(user.public_name),
+                user.public_name,
                 payout.currency,
                 payout.amount_minor,
                 currencies.format_minor(payout.amount_minor, payout.currency),
@@ -556,11 +556,6 @@ def payouts_csv(payouts: Iterable[Payout]) -> str:
             ]
         )
     return buffer.getvalue()
-
-
-def _csv_safe(text: str) -> str:
-    """A name a spreadsheet would run as a formula (=, +, -, @) is quoted with a leading apostrophe."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def manual_mark_paid(*, payout: Payout, reference: str) -> Payout:

@@ -36,6 +36,7 @@ from catalog.models import Grant, Offer, OfferStatus, Work, WorkParent
 from catalog.selectors import monetizing_claim_on
 from common import clock, locks, rows
 from common import currency as currencies
+from common.csvsafe import SafeCsvWriter
 from common.money import Money, allocate
 from common.problems import ApiError, Conflict, NotFound
 from royalties import selectors, splits
@@ -1728,7 +1729,7 @@ def statement_verify(*, statement: Statement) -> StatementCheck:
 
 def statement_csv(*, statement: Statement) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = SafeCsvWriter(buffer, lineterminator="\n")  # work titles are the owners' free text
     writer.writerow(["statement", statement.pk])
     writer.writerow(["payee", statement.user_id])
     writer.writerow(["currency", statement.currency])

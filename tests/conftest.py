@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.conf import settings
+from django.core.cache import caches
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -26,6 +27,16 @@ def pytest_configure(config: pytest.Config) -> None:
     shift = os.environ.get("TRIBUTE_TEST_CLOCK_SHIFT_DAYS", "").strip()
     if shift:
         time_machine.travel(datetime.now(UTC) + timedelta(days=int(shift))).start()
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> Iterator[None]:
+    """Rate-limit counters live in the cache: each test starts with none."""
+    for alias in ("default", "ratelimit"):
+        caches[alias].clear()
+    yield
+    for alias in ("default", "ratelimit"):
+        caches[alias].clear()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
             role=kwargs["role"],
             display_name=kwargs.get("display_name", ""),
             organisation_name=kwargs.get("organisation_name", ""),
+            email_verified=kwargs.get("email_verified", True),
         )
 
 

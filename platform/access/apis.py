@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import APIException, AuthenticationFailed
+from rest_framework.exceptions import APIException, AuthenticationFailed, Throttled
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -22,8 +22,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access import payments, receipts, selectors, services, signing
+from accounts import ratelimits
 from accounts.authentication import KEY_REFUSED, presented_secret
-from accounts.models import ApiKey, Organisation
+from accounts.models import ApiKey, Organisation, Role
 from accounts.permissions import KeyScope, authenticated_user
 from accounts.services import api_key_authenticate_reusing, api_key_forget
 from catalog import tracing
@@ -42,7 +43,12 @@ class HasAccessKey(BasePermission):
 
     def has_permission(self, request: Request, view: object) -> bool:
         key = request.auth
-        return isinstance(key, ApiKey) and key.has_scope("access") and key.organisation_id is not None
+        return (
+            isinstance(key, ApiKey)
+            and key.has_scope("access")
+            and key.organisation_id is not None
+            and key.user.role == Role.VENDOR  # a key minted before roles were checked stays refused
+        )
 
 
 def _well_formed(data: object) -> services.AccessRequest | None:
@@ -51,7 +57,12 @@ def _well_formed(data: object) -> services.AccessRequest | None:
     if not isinstance(data, dict):
         return None
     work, use, territory = data.get("work"), data.get("use"), data.get("territory")
-    if type(work) is not int or work < 1 or type(use) is not str or use not in services.METERED_USES:
+    if (
+        type(work) is not int
+        or not 1 <= work <= MAX_ID
+        or type(use) is not str
+        or use not in services.METERED_USES
+    ):
         return None
     if type(territory) is not str or len(territory) != 2 or not (territory.isascii() and territory.isalpha()):
         return None
@@ -66,6 +77,8 @@ def _idempotency_key(meta: dict[str, Any]) -> str | None:
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
+
+MAX_ID = 2**63 - 1  # the largest id the database stores
 
 _PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
 _PLAIN_BODY_BYTES = 4096
@@ -94,7 +107,12 @@ def _plain_call(request: HttpRequest) -> tuple[ApiKey, str, services.AccessReque
     if access is None:
         return None
     api_key = api_key_authenticate_reusing(secret=secret)  # the charge confirms it (KeyNoLongerActive)
-    if api_key is None or not api_key.has_scope("access") or api_key.organisation_id is None:
+    if (
+        api_key is None
+        or not api_key.has_scope("access")
+        or api_key.organisation_id is None
+        or api_key.user.role != Role.VENDOR
+    ):
         return None
     return api_key, key, access
 
@@ -111,7 +129,7 @@ class AccessApi(APIView):
     required_scope = "access"  # what HasAccessKey checks; named here for readers of the view
 
     class InputSerializer(serializers.Serializer):
-        work = serializers.IntegerField(min_value=1)
+        work = serializers.IntegerField(min_value=1, max_value=MAX_ID)
         use = serializers.ChoiceField(choices=[u.value for u in services.METERED_USES])
         territory = serializers.RegexField(r"^[A-Za-z]{2}$", help_text="ISO 3166-1 alpha-2 country code")
 
@@ -140,6 +158,10 @@ class AccessApi(APIView):
         if plain is None:
             return super().dispatch(request, *args, **kwargs)
         api_key, key, access = plain
+        # DRF's throttles are skipped with the rest of its machinery: the key's quotas are counted here.
+        usage = ratelimits.api_usage(request, user=None, api_key=api_key)
+        if usage is not None and usage.limited:
+            return self._finish_with_drf(request, Throttled(wait=usage.retry_after_s), *args, **kwargs)
         try:
             response = self._access(api_key, key, access, payment_header=None)
         except APIException as exc:
@@ -271,8 +293,11 @@ class UsageApi(APIView):
     )
     def get(self, request: Request) -> Response:
         parsed = {}
+        unknown = sorted(set(request.query_params) - {"since", "until"})
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown query parameter."] for name in unknown})
         for name in ("since", "until"):
-            if request.query_params.get(name):
+            if name in request.query_params:  # present but empty is an error, not "no bound"
                 field = serializers.DateField()
                 try:
                     parsed[name] = field.to_internal_value(request.query_params[name])
@@ -292,6 +317,7 @@ class OutputsApi(APIView):
     parser_classes = [MultiPartParser]
     permission_classes = [IsAuthenticated, KeyScope]
     required_scope = "outputs"
+    quota_scope = "outputs"  # outputs per day (accounts.ratelimits)
 
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField()
@@ -321,6 +347,10 @@ class OutputsApi(APIView):
     def post(self, request: Request) -> Response:
         user = authenticated_user(request)
         organisation = request.auth.organisation if isinstance(request.auth, ApiKey) else None
+        if user.role != Role.VENDOR:
+            raise ApiError(
+                "Outputs are registered by AI vendors.", code="vendor_role_required", status_code=403
+            )
         if organisation is None:
             raise ApiError(
                 "Outputs are registered with an organisation's API key.",

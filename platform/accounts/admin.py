@@ -3,7 +3,17 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts.models import ApiKey, Membership, Organisation, PayoutProfile, User, WalletChallenge
+from accounts.forms import AdminLoginForm
+from accounts.models import (
+    ApiKey,
+    Membership,
+    Organisation,
+    PayoutProfile,
+    SecurityEvent,
+    TotpDevice,
+    User,
+    WalletChallenge,
+)
 from accounts.services import api_key_revoke
 from common.admin import ReadOnlyAdmin
 
@@ -12,7 +22,10 @@ from common.admin import ReadOnlyAdmin
 class UserAdmin(BaseUserAdmin):
     list_display = ("username", "email", "role", "display_name", "is_staff", "date_joined")
     list_filter = ("role", "is_staff", "is_active")
-    fieldsets = (*(BaseUserAdmin.fieldsets or ()), ("Tribute", {"fields": ("role", "display_name")}))
+    fieldsets = (
+        *(BaseUserAdmin.fieldsets or ()),
+        ("Tribute", {"fields": ("role", "display_name", "email_verified_at")}),
+    )
 
 
 class MembershipInline(admin.TabularInline):
@@ -70,3 +83,29 @@ class PayoutProfileAdmin(ReadOnlyAdmin):
 class WalletChallengeAdmin(ReadOnlyAdmin):
     list_display = ("user", "nonce", "created_at", "expires_at", "used_at", "address")
     search_fields = ("user__username", "nonce", "address")
+
+
+# The admin's login asks for the authenticator code of accounts that have one (accounts.forms).
+admin.site.login_form = AdminLoginForm
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(ReadOnlyAdmin):
+    """Every account's security log, for operators (each user sees their own in the dashboard and API)."""
+
+    list_display = ("created_at", "user", "kind", "ip_address")
+    list_filter = ("kind",)
+    search_fields = ("user__username", "user__email", "ip_address")
+    raw_id_fields = ("user",)
+
+
+@admin.register(TotpDevice)
+class TotpDeviceAdmin(admin.ModelAdmin):
+    """Operators may remove a lost authenticator (the person then enrols again); the secret is never shown."""
+
+    list_display = ("user", "created_at", "confirmed_at")
+    fields = ("user", "created_at", "confirmed_at")
+    readonly_fields = ("user", "created_at", "confirmed_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

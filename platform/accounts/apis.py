@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -10,11 +12,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import payout_identity
-from accounts.models import ApiKey, Membership, PayoutProfile, Scope
+from accounts import payout_identity, security
+from accounts.models import ApiKey, Membership, PayoutProfile, Scope, SecurityEvent
 from accounts.permissions import KeyScope, SessionOnly, authenticated_user
-from accounts.selectors import api_keys_visible_to, organisations_of
-from accounts.services import api_key_create, api_key_revoke
+from accounts.selectors import api_keys_visible_to, organisations_of, security_events_of
+from accounts.services import api_key_create, api_key_revoke, api_key_rotate
 from common.apis import SelectorListApi
 from common.problems import NotFound
 
@@ -100,6 +102,10 @@ class ApiKeyListCreateApi(SelectorListApi):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        if Scope.ACCESS in data.validated_data["scopes"]:
+            security.require_strong_session(
+                request=request._request, user=authenticated_user(request), action="create an access key"
+            )
         organisation = None
         if data.validated_data.get("organisation") is not None:
             organisation = (
@@ -139,7 +145,8 @@ class ApiKeyRevokeApi(APIView):
         )
         if not may_revoke:
             raise NotFound(code="api_key_not_found")
-        return Response(ApiKeyOutputSerializer(api_key_revoke(api_key=api_key)).data)
+        revoked = api_key_revoke(api_key=api_key, by=authenticated_user(request))
+        return Response(ApiKeyOutputSerializer(revoked).data)
 
 
 # Payout identities -------------------------------------------------------------------------------------
@@ -209,6 +216,9 @@ class PayoutProfileApi(APIView):
     def put(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        security.require_strong_session(
+            request=request._request, user=authenticated_user(request), action="change where you are paid"
+        )
         profile = payout_identity.payout_profile_rail_set(
             user=authenticated_user(request), rail=data.validated_data["rail"]
         )
@@ -231,6 +241,9 @@ class WalletChallengeCreateApi(APIView):
 
     @extend_schema(request=None, responses={201: OutputSerializer}, operation_id="wallet_challenge_create")
     def post(self, request: Request) -> Response:
+        security.require_strong_session(
+            request=request._request, user=authenticated_user(request), action="link a payout wallet"
+        )
         challenge = payout_identity.wallet_challenge_create(
             user=authenticated_user(request), domain=request.get_host()
         )
@@ -256,5 +269,97 @@ class WalletLinkApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        security.require_strong_session(
+            request=request._request, user=authenticated_user(request), action="link a payout wallet"
+        )
         profile = payout_identity.wallet_link(user=authenticated_user(request), **data.validated_data)
         return Response(payout_profile_body(profile))
+
+
+# Account security ------------------------------------------------------------------------------------
+
+
+class ReauthenticateApi(APIView):
+    """Confirm your password (and authenticator code, when two-factor is on) before a sensitive change:
+    choosing a payout rail, linking a wallet, or creating or rotating a key with the `access` scope. The
+    confirmation lasts REAUTH_WINDOW_S (10 minutes) in this session."""
+
+    permission_classes = [IsAuthenticated, SessionOnly]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ReauthenticateInput"
+
+        password = serializers.CharField(max_length=200)
+        code = serializers.RegexField(r"^\d{6}$", required=False, default="")
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "Reauthenticated"
+
+        valid_for_s = serializers.IntegerField()
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer, operation_id="reauthenticate")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        security.reauthenticate(
+            request=request._request,
+            user=authenticated_user(request),
+            password=data.validated_data["password"],
+            code=data.validated_data["code"],
+        )
+        return Response({"valid_for_s": settings.REAUTH_WINDOW_S})
+
+
+class SecurityEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SecurityEvent
+        fields = ["id", "kind", "detail", "ip_address", "created_at"]
+
+
+class SecurityLogListApi(SelectorListApi):
+    """Your account's security log, newest first: logins and failed logins, keys created, rotated and
+    revoked, payout-destination changes, claim decisions, password and two-factor changes."""
+
+    queryset = SecurityEvent.objects.none()
+    serializer_class = SecurityEventSerializer
+    filterset_fields = ["kind"]
+
+    def select(self) -> Any:
+        return security_events_of(user=authenticated_user(self.request))
+
+
+class ApiKeyRotateApi(APIView):
+    """Replace a key: a new key with the same name, scopes and organisation (its secret shown once), while
+    the old one keeps working for `overlap_s` seconds (default a day, at most a week) and then expires."""
+
+    permission_classes = [IsAuthenticated, SessionOnly]
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ApiKeyRotateInput"
+
+        overlap_s = serializers.IntegerField(
+            min_value=0, max_value=settings.API_KEY_ROTATION_MAX_OVERLAP_S, required=False
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: ApiKeyListCreateApi.CreatedSerializer},
+        operation_id="api_keys_rotate",
+    )
+    def post(self, request: Request, key_id: int) -> Response:
+        user = authenticated_user(request)
+        api_key = get_object_or_404(ApiKey.objects.filter(user=user), pk=key_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if Scope.ACCESS in api_key.scopes:
+            security.require_strong_session(
+                request=request._request, user=user, action="rotate an access key"
+            )
+        overlap = data.validated_data.get("overlap_s", settings.API_KEY_ROTATION_OVERLAP_S)
+        issued = api_key_rotate(api_key=api_key, by=user, overlap=timedelta(seconds=overlap))
+        body = dict(ApiKeyListCreateApi.CreatedSerializer(issued.api_key).data)
+        body["secret"] = issued.secret
+        return Response(body, status=status.HTTP_201_CREATED)

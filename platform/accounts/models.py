@@ -20,6 +20,9 @@ class User(AbstractUser):
     email = models.EmailField("email address", unique=True)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.FAN)
     display_name = models.CharField(max_length=120, blank=True)
+    # Set when the user followed a link we mailed to `email` (or reset the password through it); until
+    # then the account may not publish, receive money or be named on a split sheet.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -30,6 +33,10 @@ class User(AbstractUser):
     @property
     def public_name(self) -> str:
         return self.display_name or self.username
+
+    @property
+    def is_email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
     @property
     def is_creator(self) -> bool:
@@ -180,3 +187,52 @@ class WalletChallenge(models.Model):
 
     def __str__(self) -> str:
         return f"Wallet challenge {self.nonce[:8]}… for user #{self.user_id}"
+
+
+class TotpDevice(models.Model):
+    """A person's authenticator app (TOTP, RFC 6238, through pyotp). Confirmed once a code from the app
+    was entered; each time step's code is accepted once (`last_used_step`, advanced by a conditional
+    UPDATE), so an observed code cannot be replayed."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="totp_device")
+    secret = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_used_step = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        state = "confirmed" if self.confirmed_at else "not confirmed"
+        return f"Authenticator of user #{self.user_id} ({state})"
+
+
+class SecurityEvent(models.Model):
+    """What happened to an account's security: logins, keys, payout destinations, claim decisions. Shown to
+    the account's owner and to operators; rows are only ever added."""
+
+    class Kind(models.TextChoices):
+        LOGIN = "login", "Logged in"
+        LOGIN_FAILED = "login_failed", "Failed login"
+        LOGIN_LOCKED = "login_locked", "Logins locked after failures"
+        PASSWORD_CHANGED = "password_changed", "Password changed"
+        EMAIL_VERIFIED = "email_verified", "Email address confirmed"
+        TWO_FACTOR_ENABLED = "two_factor_enabled", "Two-factor authentication turned on"
+        TWO_FACTOR_DISABLED = "two_factor_disabled", "Two-factor authentication turned off"
+        REAUTHENTICATED = "reauthenticated", "Confirmed identity for a sensitive change"
+        KEY_CREATED = "key_created", "API key created"
+        KEY_REVOKED = "key_revoked", "API key revoked"
+        KEY_ROTATED = "key_rotated", "API key rotated"
+        PAYOUT_CHANGED = "payout_changed", "Payout destination changed"
+        CLAIM_DECIDED = "claim_decided", "Claim decided"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="security_events")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    ip_address = models.CharField(max_length=45, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for user #{self.user_id}"

@@ -30,7 +30,9 @@ from eth_keys.exceptions import BadSignature
 from eth_utils import to_checksum_address
 from eth_utils.exceptions import ValidationError as EthValidationError
 
-from accounts.models import PayoutProfile, User, WalletChallenge
+from accounts.models import PayoutProfile, SecurityEvent, User, WalletChallenge
+from accounts.security import notify, security_event_record
+from accounts.services import require_verified_email
 from common import clock
 from common.problems import ApiError, Conflict, NotFound
 
@@ -89,6 +91,7 @@ def payout_profile_rail_set(*, user: User, rail: str) -> PayoutProfile:
             f"Unknown rail {rail!r}; choose one of {', '.join(PayoutProfile.Rail.values)}.",
             code="invalid_rail",
         )
+    require_verified_email(user=user, action="choose where you are paid")
     profile = payout_profile_get_or_create(user=user)
     profile = PayoutProfile.objects.select_for_update().get(pk=profile.pk)
     readiness = {r.rail: r for r in rail_readiness(profile=profile)}[rail]
@@ -98,6 +101,7 @@ def payout_profile_rail_set(*, user: User, rail: str) -> PayoutProfile:
         profile.rail = rail
         profile.updated_at = clock.now()
         profile.save(update_fields=["rail", "updated_at"])
+        _payout_changed(user=user, what=f"payouts are sent by {profile.get_rail_display()}")
     return profile
 
 
@@ -110,11 +114,14 @@ def payout_profile_stripe_account_set(*, user: User, account_id: str) -> PayoutP
     as the creation is keyed by the user)."""
     if not account_id.startswith("acct_"):
         raise ApiError("Not a Stripe account id.", code="invalid_stripe_account")
+    require_verified_email(user=user, action="connect a Stripe account to be paid to")
     profile = payout_profile_get_or_create(user=user)
-    PayoutProfile.objects.filter(pk=profile.pk, stripe_account_id="").update(
+    stored = PayoutProfile.objects.filter(pk=profile.pk, stripe_account_id="").update(
         stripe_account_id=account_id, updated_at=clock.now()
     )
     profile.refresh_from_db()
+    if stored:
+        _payout_changed(user=user, what=f"the Stripe account {account_id} is connected for payouts")
     return profile
 
 
@@ -160,6 +167,7 @@ def wallet_challenge_create(*, user: User, domain: str) -> WalletChallenge:
     """A fresh message for the user to sign with the wallet they want paid to (EIP-191 personal_sign)."""
     if not domain or any(c.isspace() for c in domain):
         raise ApiError("The challenge needs the site's domain.", code="invalid_domain")
+    require_verified_email(user=user, action="link a wallet to be paid to")
     now = clock.now().replace(microsecond=0)
     expires_at = now + timedelta(seconds=int(settings.WALLET_CHALLENGE_TTL_S))
     nonce = secrets.token_hex(16)
@@ -222,4 +230,10 @@ def wallet_link(*, user: User, nonce: str, address: str, signature: str) -> Payo
             wallet_address=claimed, wallet_verified_at=now, updated_at=now
         )
         profile.refresh_from_db()
+        _payout_changed(user=user, what=f"the payout wallet is now {claimed}")
     return profile
+
+
+def _payout_changed(*, user: User, what: str) -> None:
+    security_event_record(user=user, kind=SecurityEvent.Kind.PAYOUT_CHANGED, change=what)
+    notify(user=user, subject="Where Tribute pays you has changed", body=f"On your Tribute account, {what}.")

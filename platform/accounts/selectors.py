@@ -5,7 +5,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from accounts.models import ApiKey, Organisation, User
+from accounts.models import ApiKey, Organisation, SecurityEvent, User
 from common import clock
 from common.rows import Columns
 
@@ -61,3 +61,7 @@ def api_key_still_active(*, api_key_id: int) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(ACTIVE_KEY_SQL, active_key_params(api_key_id=api_key_id))
         return cursor.fetchone() is not None
+
+
+def security_events_of(*, user: User) -> QuerySet[SecurityEvent]:
+    return SecurityEvent.objects.filter(user=user).order_by("-created_at", "-id")

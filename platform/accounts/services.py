@@ -3,15 +3,26 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django.utils.text import slugify
 
-from accounts import keys
-from accounts.models import ApiKey, Membership, Organisation, Role, Scope, User
+from accounts import keys, security
+from accounts.models import ApiKey, Membership, Organisation, Role, Scope, SecurityEvent, User
 from accounts.selectors import api_key_for_prefix
 from common import clock
-from common.problems import ApiError, Forbidden
+from common.problems import ApiError, Conflict, Forbidden
+
+# Scopes of the vendor-only operations (metered access, registering outputs): only a vendor's key has them.
+VENDOR_SCOPES = frozenset({Scope.ACCESS.value, Scope.OUTPUTS.value})
 
 # last_used_at is written at most this often per key, so the hot path is not a write per request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -26,12 +37,21 @@ def user_create(
     role: str,
     display_name: str = "",
     organisation_name: str = "",
+    email_verified: bool = False,
 ) -> User:
+    """Create an account. `email_verified` is for accounts whose address is known to be theirs (the
+    demo's people, an operator's command); everyone else proves it with email_verification_send."""
     if role not in Role.values:
         raise ApiError(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.", code="invalid_role")
     if User.objects.filter(email__iexact=email).exists():
         raise ApiError("An account with this email already exists.", code="email_taken")
-    user = User(username=username, email=email.lower(), role=role, display_name=display_name)
+    user = User(
+        username=username,
+        email=email.lower(),
+        role=role,
+        display_name=display_name,
+        email_verified_at=clock.now() if email_verified else None,
+    )
     if password:
         user.set_password(password)
     else:
@@ -71,13 +91,23 @@ def api_key_create(
     scopes: list[str],
     organisation: Organisation | None = None,
     expires_at: datetime | None = None,
+    platform_use: bool = False,
 ) -> IssuedKey:
-    """Issue a key. The returned secret is the only copy: it is never stored or shown again."""
+    """Issue a key. The returned secret is the only copy: it is never stored or shown again.
+
+    Only vendors' keys may have the vendor scopes, except a key the platform makes for its own use on a
+    person's behalf (`platform_use`: the studio's metered accesses), whose secret nobody is ever shown."""
     unknown = sorted(set(scopes) - set(Scope.values))
     if not scopes or unknown:
         raise ApiError(
             f"Scopes must be a non-empty subset of {', '.join(Scope.values)}; unknown: {', '.join(unknown)}.",
             code="invalid_scopes",
+        )
+    vendor_scopes = sorted(set(scopes) & VENDOR_SCOPES)
+    if vendor_scopes and user.role != Role.VENDOR and not platform_use:
+        raise Forbidden(
+            f"Only AI vendors' keys may have the {', '.join(vendor_scopes)} scope.",
+            code="vendor_role_required",
         )
     if (
         organisation is not None
@@ -101,17 +131,71 @@ def api_key_create(
                     scopes=sorted(set(scopes)),
                     expires_at=expires_at,
                 )
+            if not platform_use:
+                security.security_event_record(
+                    user=user,
+                    kind=SecurityEvent.Kind.KEY_CREATED,
+                    key=api_key.prefix,
+                    name=name,
+                    scopes=api_key.scopes,
+                )
+                security.notify(
+                    user=user,
+                    subject="A new Tribute API key was created",
+                    body=(
+                        f"A key named {name[:80]!r} (prefix {api_key.prefix}, scopes "
+                        f"{', '.join(api_key.scopes)}) was created for your account."
+                    ),
+                )
             return IssuedKey(api_key=api_key, secret=secret)
         except IntegrityError:  # prefix collision: astronomically rare, try another key
             continue
     raise RuntimeError("could not allocate a unique API key prefix")
 
 
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+def api_key_revoke(*, api_key: ApiKey, by: User | None = None) -> ApiKey:
     """Revoke now. The conditional update keeps the first revocation time if two requests race."""
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=clock.now())
+    revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=clock.now())
     api_key.refresh_from_db(fields=["revoked_at"])
+    if revoked:
+        security.security_event_record(
+            user=api_key.user,
+            kind=SecurityEvent.Kind.KEY_REVOKED,
+            key=api_key.prefix,
+            by=by.username if by is not None else "",
+        )
     return api_key
+
+
+@transaction.atomic
+def api_key_rotate(*, api_key: ApiKey, by: User, overlap: timedelta) -> IssuedKey:
+    """Issue a successor with the same name, scopes and organisation; the old key keeps working for
+    `overlap` (so programs can switch without an outage) and then expires. Rotating an expired or revoked
+    key is refused: there is nothing to overlap with."""
+    locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if not locked.is_active:
+        raise Conflict("This key is no longer active; create a new one.", code="api_key_inactive")
+    now = clock.now()
+    ends = now + overlap
+    if locked.expires_at is None or locked.expires_at > ends:
+        ApiKey.objects.filter(pk=locked.pk).update(expires_at=ends)
+    lifetime = None if locked.expires_at is None else max(locked.expires_at - locked.created_at, overlap)
+    issued = api_key_create(
+        user=locked.user,
+        name=locked.name,
+        scopes=list(locked.scopes),
+        organisation=locked.organisation,
+        expires_at=None if lifetime is None else now + lifetime,
+    )
+    security.security_event_record(
+        user=locked.user,
+        kind=SecurityEvent.Kind.KEY_ROTATED,
+        key=locked.prefix,
+        successor=issued.api_key.prefix,
+        old_key_expires_at=ends.isoformat(),
+        by=by.username,
+    )
+    return issued
 
 
 def api_key_authenticate(*, secret: str) -> ApiKey | None:
@@ -165,3 +249,110 @@ def api_key_forget(*, api_key_id: int | None = None) -> None:
         return
     for digest in [digest for digest, (_, key) in list(_keys_seen.items()) if key.pk == api_key_id]:
         _keys_seen.pop(digest, None)
+
+
+# Email verification ------------------------------------------------------------------------------------
+
+
+class EmailVerificationTokens(PasswordResetTokenGenerator):
+    """Tokens for the link that proves a user reads their address. A token stops working once the address
+    is verified or changed, and after PASSWORD_RESET_TIMEOUT."""
+
+    key_salt = "accounts.EmailVerificationTokens"
+
+    def _make_hash_value(self, user: AbstractBaseUser, timestamp: int) -> str:
+        assert isinstance(user, User)
+        return f"{user.pk}{user.email}{user.email_verified_at}{timestamp}"
+
+
+email_verification_tokens = EmailVerificationTokens()
+
+
+def email_verification_link(*, user: User) -> str:
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = email_verification_tokens.make_token(user)
+    return f"{settings.SITE_URL}{reverse('verify-email', args=[uid, token])}"
+
+
+def email_verification_send(*, user: User) -> None:
+    """Mail the user a link that verifies their address (after the current transaction commits)."""
+    if user.is_email_verified:
+        return
+    link = email_verification_link(user=user)
+    transaction.on_commit(
+        partial(
+            send_mail,
+            subject="Confirm your email address for Tribute",
+            message=(
+                "Follow this link to confirm this address and sign in to Tribute:\n\n"
+                f"{link}\n\nIf you did not sign up, ignore this message: nothing happens without the link.\n"
+            ),
+            from_email=None,
+            recipient_list=[user.email],
+        )
+    )
+
+
+def user_for_verification_link(*, uidb64: str, token: str) -> User | None:
+    try:
+        user = User.objects.get(pk=int(urlsafe_base64_decode(uidb64).decode()))
+    except (ValueError, TypeError, OverflowError, User.DoesNotExist):
+        return None
+    return user if email_verification_tokens.check_token(user, token) else None
+
+
+def user_email_verify(*, user: User) -> User:
+    """Mark the address verified (once: the first time is kept)."""
+    User.objects.filter(pk=user.pk, email_verified_at__isnull=True).update(email_verified_at=clock.now())
+    user.refresh_from_db(fields=["email_verified_at"])
+    return user
+
+
+def require_verified_email(*, user: User, action: str) -> None:
+    """Refuse `action` (words for the message) to an account whose address is not verified yet."""
+    if not user.is_email_verified:
+        raise Forbidden(
+            f"Confirm your email address before you {action}: follow the link we mailed you "
+            "(the dashboard can send it again).",
+            code="email_not_verified",
+        )
+
+
+def signup_attempt_on_taken_identity(*, email: str, username_taken: bool) -> None:
+    """Someone signed up with an address or a username already in use. The page they see is the same as
+    for a new account; only the address's owner learns what happened, by mail."""
+    if username_taken and not User.objects.filter(email__iexact=email).exists():
+        subject = "Choose another username for Tribute"
+        body = (
+            "Someone (probably you) tried to sign up to Tribute with this address, but the username they "
+            "chose is taken. Sign up again with another username:\n\n"
+            f"{settings.SITE_URL}{reverse('signup')}\n"
+        )
+    else:
+        subject = "You already have a Tribute account"
+        body = (
+            "Someone (probably you) tried to sign up to Tribute with this address, which already has an "
+            "account. Log in, or set a new password for it here (this also confirms the address):\n\n"
+            f"{settings.SITE_URL}{reverse('password_reset')}\n\n"
+            "If this was not you, you need do nothing.\n"
+        )
+    transaction.on_commit(
+        partial(send_mail, subject=subject, message=body, from_email=None, recipient_list=[email.lower()])
+    )
+
+
+def login_lockout_notify(*, username: str) -> None:
+    """Tell an account's owner that failed logins locked it out for a while (nothing when no such account)."""
+    user = User.objects.filter(username__iexact=username.strip()).first()
+    if user is None:
+        return
+    send_mail(
+        subject="Too many failed logins to your Tribute account",
+        message=(
+            f"Someone failed to log in to your account {user.username} many times, so logins to it are "
+            "refused for a while, even with the right password. If this was not you, nothing of your "
+            "account was reached; consider a longer password and turning on two-factor authentication.\n"
+        ),
+        from_email=None,
+        recipient_list=[user.email],
+    )

@@ -6,10 +6,11 @@ from typing import Any
 
 import django_filters
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -19,6 +20,7 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from accounts.permissions import IsCreator, KeyScope, authenticated_user
+from accounts.ratelimits import invitations_quota
 from catalog import rsl, selectors, services
 from catalog.models import (
     Asset,
@@ -33,6 +35,7 @@ from catalog.models import (
     WorkStatus,
 )
 from common.apis import SelectorListApi
+from common.money import MAX_AMOUNT_MINOR
 from common.problems import NotFound
 from common.uploads import read_upload
 
@@ -86,12 +89,34 @@ class AssetSerializer(serializers.ModelSerializer):
 
 
 class SplitShareSerializer(serializers.ModelSerializer):
-    user = serializers.CharField(source="user.public_name", allow_null=True, read_only=True)
+    email = serializers.SerializerMethodField(
+        help_text="The invited address: shown to the work's manager, who typed it, and to its own "
+        "invitee; null for everyone else (co-owners see each other's names, not addresses)."
+    )
+    user = serializers.SerializerMethodField(help_text="The co-owner's public name, once they accepted.")
     accepted = serializers.SerializerMethodField()
 
     class Meta:
         model = SplitShare
         fields = ["email", "user", "share_bps", "accepted", "accepted_at"]
+
+    def _viewer(self) -> User | None:
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        return user if isinstance(user, User) else None
+
+    @extend_schema_field(serializers.EmailField(allow_null=True))
+    def get_email(self, share: SplitShare) -> str | None:
+        viewer = self._viewer()
+        if viewer is None:
+            return None
+        if share.sheet.work.created_by_id == viewer.pk or share.email.lower() == viewer.email.lower():
+            return share.email
+        return None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_user(self, share: SplitShare) -> str | None:
+        return share.user.public_name if share.user is not None and share.accepted_at else None
 
     def get_accepted(self, share: SplitShare) -> bool:
         return share.accepted_at is not None
@@ -295,6 +320,7 @@ class AssetListCreateApi(SelectorListApi):
     permission_classes = [IsAuthenticated, KeyScope]
     serializer_class = AssetSerializer
     parser_classes = [MultiPartParser]
+    quota_scope = "uploads"  # uploads per day (accounts.ratelimits)
     ordering_fields = ["created_at"]
 
     class InputSerializer(serializers.Serializer):
@@ -381,9 +407,15 @@ class SplitSheetListCreateApi(SelectorListApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         shares = [(item["email"], item["share_bps"]) for item in data.validated_data["shares"]]
-        sheet = services.split_sheet_propose(work=work, user=authenticated_user(request), shares=shares)
+        user = authenticated_user(request)
+        # Counted once the proposal is valid; over the quota, the proposal rolls back and mails nobody.
+        with transaction.atomic():
+            sheet = services.split_sheet_propose(work=work, user=user, shares=shares)
+            invitations_quota(request, user=user, shares=shares)
         sheet = selectors.split_sheets_of(work=work).get(pk=sheet.pk)
-        return Response(SplitSheetSerializer(sheet).data, status=status.HTTP_201_CREATED)
+        return Response(
+            SplitSheetSerializer(sheet, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
 
 
 class SplitSheetDetailApi(APIView):
@@ -392,7 +424,7 @@ class SplitSheetDetailApi(APIView):
     @extend_schema(responses=SplitSheetSerializer, operation_id="split_sheets_retrieve")
     def get(self, request: Request, sheet_id: int) -> Response:
         sheet = selectors.split_sheet_get_visible(user=authenticated_user(request), sheet_id=sheet_id)
-        return Response(SplitSheetSerializer(sheet).data)
+        return Response(SplitSheetSerializer(sheet, context={"request": request}).data)
 
 
 class SplitInvitationAcceptApi(APIView):
@@ -415,29 +447,31 @@ class SplitInvitationAcceptApi(APIView):
         sheet = services.split_share_accept(
             token=data.validated_data["token"], user=authenticated_user(request)
         )
-        sheet = SplitSheet.objects.prefetch_related("shares__user").get(pk=sheet.pk)
-        return Response(SplitSheetSerializer(sheet).data)
+        sheet = SplitSheet.objects.select_related("work").prefetch_related("shares__user").get(pk=sheet.pk)
+        return Response(SplitSheetSerializer(sheet, context={"request": request}).data)
 
 
 # Offers ------------------------------------------------------------------------------------------------
 
 
 class OfferInputSerializer(serializers.Serializer):
-    currency = serializers.CharField(min_length=3, max_length=3)
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", help_text="ISO 4217 code")
     uses = serializers.DictField(
-        child=serializers.IntegerField(min_value=0),
+        child=serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT_MINOR),
         help_text='Allowed use classes, each mapped to its per-access price in minor units: {"ai-train": 5}.',
     )
     commercial_use = serializers.BooleanField(default=False)
     attribution_required = serializers.BooleanField(default=True)
     derivative_share_bps = serializers.IntegerField(min_value=0, max_value=10_000, default=0)
     derivative_approval_required = serializers.BooleanField(default=False)
-    licence_fee_minor = serializers.IntegerField(min_value=0, default=0)
+    licence_fee_minor = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT_MINOR, default=0)
     territories = serializers.ListField(
         child=serializers.CharField(max_length=2), default=list, max_length=250
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    quota = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
+    quota = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, required=False, allow_null=True, default=None
+    )
     platform_fee_bps = serializers.IntegerField(
         min_value=0, max_value=10_000, required=False, allow_null=True
     )

@@ -47,6 +47,7 @@ class TraceApi(APIView):
     parser_classes = [MultiPartParser]
     permission_classes = [IsAuthenticated, KeyScope]
     required_scope = "read"
+    quota_scope = "traces"  # traces per day (accounts.ratelimits)
 
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField()

@@ -349,6 +349,10 @@ class Claim(models.Model):
         Output, null=True, blank=True, on_delete=models.PROTECT, related_name="claims"
     )
     subject_sha256 = models.CharField(max_length=64)
+    # The claimed work's file that matched: the only file of that work the respondent may preview.
+    matched_asset = models.ForeignKey(
+        Asset, null=True, blank=True, on_delete=models.PROTECT, related_name="claims_matched"
+    )
     match_kind = models.CharField(max_length=8)
     score = models.FloatField()
     confidence = models.FloatField()

@@ -193,7 +193,9 @@ def derivatives_visible_to(*, user: User) -> QuerySet[Work]:
 
 def claims_visible_to(*, user: User) -> QuerySet[Claim]:
     """Claims on works the user manages or co-owns, claims against the user, and all of them for staff."""
-    claims = Claim.objects.select_related("work", "respondent", "subject_asset").prefetch_related("events")
+    claims = Claim.objects.select_related(
+        "work", "respondent", "subject_asset", "matched_asset__blob"
+    ).prefetch_related("events")
     if user.is_staff:
         return claims
     return claims.filter(Q(work__in=works_visible_to(user=user)) | Q(respondent=user)).distinct()

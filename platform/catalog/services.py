@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from accounts.models import Organisation, Role, User
+from accounts.services import require_verified_email
 from catalog import lineage
 from catalog.models import (
     COLLECTION_KINDS,
@@ -237,17 +238,17 @@ def split_sheet_propose(*, work: Work, user: User, shares: Sequence[tuple[str, i
     )
     last = SplitSheet.objects.filter(work=work).order_by("-version").values_list("version", flat=True).first()
     sheet = SplitSheet.objects.create(work=work, version=(last or 0) + 1, created_by=user)
-    users = {u.email.lower(): u for u in User.objects.filter(email__in=emails)}
     now = clock.now()
     invitations: list[tuple[str, str]] = []
     for email, bps in zip(emails, (bps for _, bps in shares), strict=True):
-        member = users.get(email)
-        if member is not None and member.pk == user.pk:
+        if email == user.email.lower():
             SplitShare.objects.create(sheet=sheet, email=email, user=user, share_bps=bps, accepted_at=now)
             continue
+        # Whether the address has an account is neither looked up nor shown: every invitee is invited the
+        # same way, and the share names its user only once that user has accepted.
         token = secrets.token_urlsafe(32)
         SplitShare.objects.create(
-            sheet=sheet, email=email, user=member, share_bps=bps, invite_token_hash=_token_hash(token)
+            sheet=sheet, email=email, share_bps=bps, invite_token_hash=_token_hash(token)
         )
         invitations.append((email, token))
     if not invitations:
@@ -257,13 +258,29 @@ def split_sheet_propose(*, work: Work, user: User, shares: Sequence[tuple[str, i
     return sheet
 
 
+# The only text of the proposer's that an invitation carries: the work's title, on one line, bounded and
+# quoted with every character outside printable ASCII escaped (no look-alike letters, no line breaks).
+INVITATION_TITLE_MAX_CHARS = 60
+
+
+def invitation_title(title: str) -> str:
+    one_line = " ".join(title.split())
+    if len(one_line) > INVITATION_TITLE_MAX_CHARS:
+        one_line = one_line[: INVITATION_TITLE_MAX_CHARS - 1] + "~"
+    escaped = one_line.encode("ascii", "backslashreplace").decode("ascii")
+    # A link the proposer typed must not become clickable in the mail client.
+    return '"' + escaped.replace("://", ":[//]").replace('"', "'") + '"'
+
+
 def _send_invitation(work: Work, inviter: User, email: str, token: str) -> None:
     send_mail(
-        subject=f"{inviter.public_name} invites you to co-own “{work.title}” on Tribute",
+        subject="An invitation to co-own a work on Tribute",
         message=(
-            f"{inviter.public_name} lists you as a co-owner of “{work.title}”.\n\n"
-            f"Sign in (or sign up with this email address) and accept with this token:\n{token}\n\n"
-            f"{settings.SITE_URL}/api/v1/split-invitations/accept\n"
+            "A Tribute creator lists this address as a co-owner of a work, titled (as they typed it) "
+            f"{invitation_title(work.title)}.\n\n"
+            "Sign in to Tribute (or sign up with this address), confirm the address, and accept with this "
+            f"token:\n{token}\n\n{settings.SITE_URL}/dashboard/invitations/accept/\n\n"
+            "If you do not know this work, ignore this message: nothing is shared without your acceptance.\n"
         ),
         from_email=None,
         recipient_list=[email],
@@ -281,7 +298,9 @@ def _activate(sheet: SplitSheet) -> None:
 
 @transaction.atomic
 def split_share_accept(*, token: str, user: User) -> SplitSheet:
-    """Accept a co-ownership invitation. The token must match and be addressed to the user's email."""
+    """Accept a co-ownership invitation. The token must match and be addressed to the user's email, and
+    that email must be verified (else anyone could sign up with the address and take the share)."""
+    require_verified_email(user=user, action="accept a co-ownership")
     share = (
         SplitShare.objects.select_related("sheet")
         .filter(invite_token_hash=_token_hash(token), accepted_at__isnull=True)
@@ -369,6 +388,7 @@ def offer_publish(*, work: Work, user: User, terms: Terms, platform_staff: bool 
     Grants made under earlier versions keep their version. Only staff may set a platform fee override.
     """
     _require_role(user, Role.CREATOR, action="publish licence terms")
+    require_verified_email(user=user, action="publish licence terms")
     territories = _check_terms(terms)
     if terms.platform_fee_bps is not None and not platform_staff:
         raise Forbidden("Only the platform may set a platform fee override.", code="fee_override_forbidden")

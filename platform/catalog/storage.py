@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from datetime import timedelta
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, ForeignObjectRel, Model, OuterRef
 
 from catalog.models import Blob
+from common import clock
 from media.validation import MediaInfo
 
 
@@ -42,3 +46,53 @@ def blob_store(*, data: bytes, info: MediaInfo) -> tuple[Blob, bool]:
     except IntegrityError:
         return Blob.objects.get(sha256=sha256), False
     return blob, True
+
+
+# A blob younger than this is never swept: the request or task that stored it may not have committed the
+# row that refers to it yet.
+BLOB_SWEEP_GRACE = timedelta(hours=1)
+
+
+def _blob_references() -> list[tuple[type[Model], str]]:
+    """Every model and field that refers to a blob, including apps that hide their reverse relation."""
+    return [
+        (relation.related_model, relation.field.name)
+        for relation in Blob._meta.get_fields(include_hidden=True)
+        if isinstance(relation, ForeignObjectRel) and isinstance(relation.related_model, type)
+    ]
+
+
+def _stored_blob_names() -> Iterator[str]:
+    folders = ["blobs"]
+    while folders:
+        folder = folders.pop()
+        if not default_storage.exists(folder):
+            continue
+        subfolders, files = default_storage.listdir(folder)
+        folders.extend(f"{folder}/{name}" for name in subfolders)
+        yield from (f"{folder}/{name}" for name in files)
+
+
+def blobs_sweep_unreferenced(*, grace: timedelta = BLOB_SWEEP_GRACE) -> int:
+    """Delete the blobs no row refers to, and files under blobs/ that no blob row names, once both are
+    older than `grace`. Returns how many files or rows went. Idempotent; a blob that gains a reference
+    meanwhile is kept (the delete re-checks every reference in the same statement)."""
+    cutoff = clock.now() - grace
+    unreferenced = Blob.objects.filter(created_at__lt=cutoff)
+    for model, field in _blob_references():
+        unreferenced = unreferenced.exclude(Exists(model._default_manager.filter(**{field: OuterRef("pk")})))
+    removed = 0
+    for sha256, storage_name in list(unreferenced.values_list("sha256", "storage_name")):
+        with transaction.atomic():
+            deleted, _ = unreferenced.filter(pk=sha256).delete()
+        if deleted:
+            default_storage.delete(storage_name)
+            removed += 1
+    known = set(Blob.objects.values_list("storage_name", flat=True))
+    for name in _stored_blob_names():
+        if name in known:
+            continue
+        if default_storage.get_modified_time(name) < cutoff:
+            default_storage.delete(name)
+            removed += 1
+    return removed

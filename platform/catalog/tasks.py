@@ -1,9 +1,15 @@
 from celery import shared_task
 
-from catalog import tracing
+from catalog import storage, tracing
 
 
 @shared_task(name="catalog.fingerprint_asset", ignore_result=True, acks_late=True)
 def fingerprint_asset(asset_id: int) -> None:
     """Fingerprint an uploaded asset (progress on the asset), index it and open claims it triggers."""
     tracing.asset_fingerprint(asset_id=asset_id)
+
+
+@shared_task(name="catalog.sweep_unreferenced_blobs", ignore_result=True)
+def sweep_unreferenced_blobs() -> int:
+    """Remove stored files and blob rows that no asset, output or dataset item refers to."""
+    return storage.blobs_sweep_unreferenced()

@@ -6,6 +6,7 @@ who registered the media holds a grant covering each matched work, and opens cla
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
@@ -14,7 +15,8 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from accounts.models import Organisation, User
+from accounts.models import Organisation, SecurityEvent, User
+from accounts.security import security_event_record
 from catalog.models import (
     Asset,
     Claim,
@@ -86,6 +88,8 @@ class WorkMatch:
     match: media.ContentMatch
     grant: Grant | None
     own_work: bool
+    # The work's file the media matched: the one file a claim lets the respondent preview.
+    asset: Asset | None = None
 
     @property
     def covered(self) -> bool:
@@ -115,24 +119,24 @@ def match_works(
     for match in matches:
         by_sha[match.sha256].append(match)
     assets = Asset.objects.filter(blob_id__in=list(by_sha)).select_related("work", "work__created_by")
-    works: dict[int, tuple[Work, media.ContentMatch]] = {}
-    for asset in assets:
+    works: dict[int, tuple[Work, media.ContentMatch, Asset]] = {}
+    for asset in assets.order_by("pk"):
         for match in by_sha[asset.blob_id]:
             best = works.get(asset.work_id)
             if best is None or match.confidence > best[1].confidence:
-                works[asset.work_id] = (asset.work, match)
+                works[asset.work_id] = (asset.work, match, asset)
     visible: set[int] = set()
     grants: dict[int, Grant] = {}
     ancestors: set[int] = set()
     if user is not None:
         visible = set(works_visible_to(user=user).filter(pk__in=list(works)).values_list("pk", flat=True))
-        grants = _covering_grants(user, [work for work, _ in works.values()])
+        grants = _covering_grants(user, [work for work, _, _ in works.values()])
         if derived_from is not None:
             ancestors = work_ancestor_ids(work_id=derived_from.pk)
     result = []
-    for work, match in works.values():
+    for work, match, asset in works.values():
         own = work.pk in visible or work.pk in ancestors
-        result.append(WorkMatch(work=work, match=match, grant=grants.get(work.pk), own_work=own))
+        result.append(WorkMatch(work=work, match=match, grant=grants.get(work.pk), own_work=own, asset=asset))
     result.sort(key=lambda item: -item.match.confidence)
     return result
 
@@ -146,9 +150,13 @@ def trace(*, data: bytes, user: User | None) -> tuple[MediaInfo, list[WorkMatch]
         matches = match_works(data=data, info=info, user=user)
     except MediaError as exc:
         raise media_error_to_api(exc) from None
-    # Someone else's unpublished work is not disclosed, not even its existence.
-    disclosed = [m for m in matches if user is None or m.own_work or m.work.status == WorkStatus.PUBLISHED]
+    disclosed = [m for m in matches if user is None or _disclosed(m)]
     return info, disclosed
+
+
+def _disclosed(match: WorkMatch) -> bool:
+    """Someone else's unpublished work is not disclosed, not even its existence."""
+    return match.own_work or match.work.status == WorkStatus.PUBLISHED
 
 
 def manifest_of(*, data: bytes, info: MediaInfo) -> dict[str, object] | None:
@@ -185,6 +193,7 @@ def _open_claims(
                     subject_asset=asset,
                     subject_output=output,
                     subject_sha256=sha256,
+                    matched_asset=item.asset,
                     match_kind=item.match.kind,
                     score=item.match.score,
                     confidence=item.match.confidence,
@@ -216,11 +225,13 @@ def output_register(
     """
     from catalog.services import media_error_to_api
 
+    # Nothing is stored until the media is known to be readable: fingerprints are keyed by the content's
+    # hash, so they are computed first and the blob is written only for an output that is registered.
+    sha256 = hashlib.sha256(data).hexdigest()
     try:
         info = inspect(data)
-        blob, _ = blob_store(data=data, info=info)
         media.fingerprints_compute(
-            sha256=blob.sha256,
+            sha256=sha256,
             data=data,
             kinds=media.fingerprint_kinds_for(info.kind, voice_work=True),
             progress=lambda _percent: None,
@@ -228,10 +239,13 @@ def output_register(
         matches = match_works(data=data, info=info, user=user)
     except MediaError as exc:
         raise media_error_to_api(exc) from None
+    # Someone else's unpublished work is neither reported nor claimed, exactly as `trace` hides it.
+    matches = [m for m in matches if _disclosed(m)]
     claimed = set(receipts.values())
     matched = {m.work.pk for m in matches if m.work.created_by_id != user.pk}
     uncovered = [m for m in matches if m.work.pk not in claimed and m.work.created_by_id != user.pk]
     with transaction.atomic():
+        blob, _ = blob_store(data=data, info=info)
         output = Output.objects.create(
             organisation=organisation,
             registered_by=user,
@@ -274,6 +288,11 @@ def claim_decide(*, claim: Claim, user: User, decision: str) -> Claim:
     claim.status, claim.decision = ClaimStatus.DECIDED, decision
     claim.save(update_fields=["status", "decision", "updated_at"])
     ClaimEvent.objects.create(claim=claim, actor=user, kind=ClaimEvent.Kind.DECIDED, decision=decision)
+    # Both parties' security logs show the decision: the one who made it and the one it concerns.
+    for party, role in ((user, "decided"), (claim.respondent, "respondent")):
+        security_event_record(
+            user=party, kind=SecurityEvent.Kind.CLAIM_DECIDED, claim=claim.pk, decision=decision, role=role
+        )
     return claim
 
 

@@ -16,6 +16,29 @@ class SelectorListApi(generics.ListAPIView):
     """
 
     queryset: Any = None
+    # Query parameters a subclass reads itself, besides pagination, ordering and its filters.
+    extra_query_params: tuple[str, ...] = ()
+
+    def allowed_query_params(self) -> set[str]:
+        allowed = {"page", "page_size", "format", *self.extra_query_params}
+        if getattr(self, "ordering_fields", None):
+            allowed.add("ordering")
+        fields = getattr(self, "filterset_fields", None) or ()
+        allowed.update(fields)
+        filterset_class = getattr(self, "filterset_class", None)
+        if filterset_class is not None:
+            allowed.update(filterset_class.base_filters)
+        return allowed
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """Unknown query parameters answer 400 instead of being ignored (a misspelt filter would otherwise
+        return everything)."""
+        super().initial(request, *args, **kwargs)
+        unknown = sorted(set(request.query_params) - self.allowed_query_params())
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["Unknown query parameter."] for name in unknown}, code="unknown_query_parameter"
+            )
 
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):
@@ -31,6 +54,7 @@ class HealthApi(APIView):
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
+    throttle_classes: list[type] = []  # probed by load balancers; counts against nobody's quota
 
     @extend_schema(
         responses={200: inline_serializer("Health", {"ok": serializers.BooleanField()})},

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 BPS_WHOLE = 10_000
+# The largest amount one price, fee or top-up may name: a trillion major units, far inside a 64-bit column
+# even once multiplied by a quota or summed over a ledger.
+MAX_AMOUNT_MINOR = 10**14
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 

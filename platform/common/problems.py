@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -110,7 +111,17 @@ def _flatten(detail: Any) -> str:
     return str(detail)
 
 
+class ValueOutOfRange(ApiError):
+    default_code = "value_out_of_range"
+    default_detail = "A number or text in the request is outside what can be stored (integers to 2^63 - 1)."
+
+
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # A number past what the database stores (SQLite raises OverflowError, PostgreSQL a DataError) is the
+    # client's mistake: 400, whichever field or path segment carried it. The statement that raised it was
+    # refused, so nothing was written.
+    if isinstance(exc, OverflowError | DataError):
+        exc = ValueOutOfRange()
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

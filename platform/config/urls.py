@@ -1,11 +1,13 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from access import apis as access_apis
 from accounts import views as account_views
+from accounts.forms import LoginForm
 from catalog import views as catalog_views
 from common.apis import HealthApi
 
@@ -21,9 +23,31 @@ api_v1: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("", account_views.home, name="home"),
+    path("admin/login/", account_views.login_throttled(admin.site.login)),
     path("admin/", admin.site.urls),
     path("dashboard/", include("dashboard.urls")),
     path("accounts/signup/", account_views.signup, name="signup"),
+    path("accounts/signup/done/", account_views.signup_done, name="signup-done"),
+    path("accounts/verify/send/", account_views.verify_email_resend, name="verify-email-send"),
+    path("accounts/verify/<uidb64>/<token>/", account_views.verify_email, name="verify-email"),
+    path(
+        "accounts/reset/<uidb64>/<token>/",
+        account_views.VerifyingPasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "accounts/login/",
+        account_views.login_throttled(LoginView.as_view(authentication_form=LoginForm)),
+        name="login",
+    ),
+    path("accounts/two-factor/", account_views.two_factor, name="two-factor"),
+    path("accounts/reauthenticate/", account_views.reauthenticate, name="reauthenticate"),
+    path("accounts/security-log/", account_views.security_log, name="security-log-page"),
+    path(
+        "accounts/password_change/",
+        account_views.NotifyingPasswordChangeView.as_view(),
+        name="password_change",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -37,7 +37,8 @@ from royalties.models import AccountKind, Entry, LedgerAccount, RevenueSource
 
 def asset_get_viewable(*, user: User | None, asset_id: int) -> Asset:
     """An asset's bytes may be shown to the people who can see its work, to anyone when the work is in the
-    public catalogue, and to both parties of a claim that names the asset or its work."""
+    public catalogue, and to both parties of a claim: the claimed work's owners see the respondent's file,
+    the respondent sees the one file of the claimed work that matched, never its other files."""
     assets = Asset.objects.select_related("blob", "work")
     public_work_ids = catalog.offers_public().values("work_id")
     rule = Q(work_id__in=public_work_ids)
@@ -46,7 +47,7 @@ def asset_get_viewable(*, user: User | None, asset_id: int) -> Asset:
         rule |= (
             Q(work__in=catalog.works_visible_to(user=user))
             | Q(pk__in=claims.values("subject_asset_id"))
-            | Q(work_id__in=claims.values("work_id"))
+            | Q(pk__in=claims.filter(respondent=user).values("matched_asset_id"))
         )
     return get_object_or_404(assets.filter(rule), pk=asset_id)
 

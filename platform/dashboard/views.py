@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.core.paginator import Page, Paginator
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -21,9 +22,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from access import payments
+from accounts import ratelimits
 from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.models import ApiKey, Role, User
+from accounts.views import strong_session_redirect
 from catalog import rsl, tracing
 from catalog import selectors as catalog
 from catalog import services as catalog_services
@@ -235,6 +238,7 @@ def asset_upload(request: HttpRequest, work_id: int) -> HttpResponse:
     form = forms.UploadForm(request.POST, request.FILES)
     xhr = request.headers.get("X-Requested-With") == "XMLHttpRequest"
     asset = None
+    refused_status = 422
     if form.is_valid():
         upload = form.cleaned_data["file"]
         try:
@@ -243,15 +247,17 @@ def asset_upload(request: HttpRequest, work_id: int) -> HttpResponse:
                     f"The file is {upload.size:,} bytes; the limit is {settings.UPLOAD_MAX_BYTES:,} bytes.",
                     code="media_too_large",
                 )
+            ratelimits.quota_consume_or_refuse(request, scope="uploads", user=user)
             result = catalog_services.asset_upload(
                 work=work, user=user, data=upload.read(), filename=upload.name or ""
             )
             asset = result.asset
         except ApiError as exc:
+            refused_status = 429 if exc.status_code == 429 else 422
             forms.attach_problem(form, exc, UPLOAD_FIELDS)
     if xhr:
         if asset is None:
-            return render(request, "dashboard/_upload_errors.html", {"form": form}, status=422)
+            return render(request, "dashboard/_upload_errors.html", {"form": form}, status=refused_status)
         return render(request, "dashboard/_asset.html", {"asset": asset, "manages": True}, status=201)
     if asset is None:
         for error in [*form.errors.get("file", []), *form.non_field_errors()]:
@@ -300,7 +306,9 @@ def split_edit(request: HttpRequest, work_id: int) -> HttpResponse:
     )
     if request.method == "POST" and formset.is_valid():
         try:
-            sheet = catalog_services.split_sheet_propose(work=work, user=user, shares=formset.shares())
+            with transaction.atomic():  # over the quota, the proposal rolls back and mails nobody
+                sheet = catalog_services.split_sheet_propose(work=work, user=user, shares=formset.shares())
+                ratelimits.invitations_quota(request, user=user, shares=formset.shares())
         except ApiError as exc:
             formset.add_problem(str(exc.detail))
         else:
@@ -614,11 +622,13 @@ def claims(request: HttpRequest) -> HttpResponse:
 def _claim_context(request: HttpRequest, claim: Claim, **extra: Any) -> dict[str, Any]:
     user = _user(request)
     subject = claim.subject_asset
+    # The respondent is shown the claimed work's file that matched, and no other file of that work.
+    registered = claim.matched_asset
+    if registered is None and claim.respondent_id != user.pk:
+        registered = dashboard.preview_asset_of(work=claim.work, kind=subject.blob.kind if subject else None)
     context = {
         "claim": claim,
-        "registered": dashboard.preview_asset_of(
-            work=claim.work, kind=subject.blob.kind if subject else None
-        ),
+        "registered": registered,
         "subject": subject,
         "manages": claim.work.created_by_id == user.pk,
         "respondent": claim.respondent_id == user.pk,
@@ -685,6 +695,10 @@ def keys(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     form = forms.ApiKeyForm(request.POST or None)
     issued = None
+    if request.method == "POST" and form.is_valid() and "access" in form.cleaned_data["scopes"]:
+        weak = strong_session_redirect(request, action="create an access key", back=reverse("dashboard:keys"))
+        if weak:
+            return weak
     if request.method == "POST" and form.is_valid():
         try:
             issued = account_services.api_key_create(

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import payout_identity
 from accounts.models import PayoutProfile, Role, User, WalletChallenge
+from accounts.views import strong_session_redirect
 from common import clock, currency
 from common.money import Money
 from common.problems import ApiError
@@ -132,6 +133,11 @@ def payout_rail(request: HttpRequest) -> HttpResponse:
     refused = _payee_only(request)
     if refused:
         return refused
+    weak = strong_session_redirect(
+        request, action="change where you are paid", back=reverse("dashboard:payout-settings")
+    )
+    if weak:
+        return weak
     user = _user(request)
     form = RailForm(request.POST)
     if form.is_valid():
@@ -162,7 +168,12 @@ def _to_stripe(request: HttpRequest) -> HttpResponse:
 @require_POST
 def payout_stripe_connect(request: HttpRequest) -> HttpResponse:
     """Make (once) the user's Express account and send them to Stripe's onboarding."""
-    return _payee_only(request) or _to_stripe(request)
+    back = reverse("dashboard:payout-settings")
+    return (
+        _payee_only(request)
+        or strong_session_redirect(request, action="change where you are paid", back=back)
+        or _to_stripe(request)
+    )
 
 
 @login_required
@@ -178,6 +189,11 @@ def payout_wallet_challenge(request: HttpRequest) -> HttpResponse:
     refused = _payee_only(request)
     if refused:
         return refused
+    weak = strong_session_redirect(
+        request, action="change where you are paid", back=reverse("dashboard:payout-settings")
+    )
+    if weak:
+        return weak
     challenge = payout_identity.wallet_challenge_create(user=_user(request), domain=request.get_host())
     return redirect(f"{reverse('dashboard:payout-settings')}?challenge={challenge.nonce}#wallet")
 
@@ -188,6 +204,11 @@ def payout_wallet_link(request: HttpRequest) -> HttpResponse:
     refused = _payee_only(request)
     if refused:
         return refused
+    weak = strong_session_redirect(
+        request, action="change where you are paid", back=reverse("dashboard:payout-settings")
+    )
+    if weak:
+        return weak
     user = _user(request)
     form = WalletForm(request.POST)
     challenge = _open_challenge(user, request.POST.get("nonce"))

@@ -56,7 +56,7 @@ def create(request: HttpRequest) -> HttpResponse:
             "wallet": selectors.wallet_of(user=user),
             "available_minor": selectors.wallet_available(user=user, currency=settings.DEFAULT_CURRENCY),
             "currency": settings.DEFAULT_CURRENCY,
-            "top_up": settings.STUDIO_DEV_TOP_UP,
+            "top_up": settings.DEBUG and settings.STUDIO_DEV_TOP_UP and user.is_staff,
             "releases": selectors.releases_visible_to(user=user).exclude(released_by=user)[:PAGE_SIZE],
             "mine": selectors.releases_visible_to(user=user).filter(released_by=user)[:PAGE_SIZE],
         },
@@ -66,7 +66,7 @@ def create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def wallet_top_up(request: HttpRequest) -> HttpResponse:
-    if not settings.STUDIO_DEV_TOP_UP:
+    if not (settings.DEBUG and settings.STUDIO_DEV_TOP_UP and _user(request).is_staff):
         raise Http404
     try:
         amount = int(request.POST.get("amount_minor", "0"))

@@ -224,6 +224,7 @@ class DatasetListCreateApi(SelectorListApi):
     permission_classes = [IsAuthenticated, KeyScope]
     serializer_class = DatasetSerializer
     ordering_fields = ["created_at", "title"]
+    extra_query_params = ("kind",)
 
     class InputSerializer(OfferingInput):
         title = serializers.CharField(max_length=200)
@@ -287,6 +288,7 @@ class ItemListCreateApi(SelectorListApi):
     permission_classes = [IsAuthenticated, KeyScope]
     serializer_class = ItemSerializer
     ordering_fields = ["created_at"]
+    extra_query_params = ("status",)
 
     class InputSerializer(serializers.Serializer):
         work = serializers.IntegerField(min_value=1)

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import ApiKey, User
 from accounts.permissions import authenticated_user
 from catalog import selectors as catalog
 from catalog.models import Offer
@@ -66,12 +67,21 @@ class WalletSerializer(serializers.Serializer):
     available_minor = serializers.IntegerField()
 
 
+def dev_top_up_allowed(*, user: User, api_key: object) -> bool:
+    """The development top-up makes money from nothing: staff only, from a session, and only in DEBUG."""
+    return bool(
+        settings.DEBUG and settings.STUDIO_DEV_TOP_UP and user.is_staff and not isinstance(api_key, ApiKey)
+    )
+
+
 class WalletApi(APIView):
     """Your studio wallet: a personal prepaid balance that pays licence fees, per-use prices and purchases."""
 
     class InputSerializer(serializers.Serializer):
         amount_minor = serializers.IntegerField(min_value=1, max_value=10_000_000)
-        currency = serializers.CharField(max_length=3, default=settings.DEFAULT_CURRENCY)
+        currency = serializers.RegexField(
+            r"^[A-Za-z]{3}$", default=settings.DEFAULT_CURRENCY, help_text="ISO 4217 code"
+        )
 
         class Meta:
             ref_name = "WalletTopUpInput"
@@ -93,10 +103,11 @@ class WalletApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=WalletSerializer, operation_id="wallet_top_up")
     def post(self, request: Request) -> Response:
-        """Development top-up (only where STUDIO_DEV_TOP_UP is on; card top-ups arrive with payments)."""
-        if not settings.STUDIO_DEV_TOP_UP:
-            raise Forbidden("Top-ups by card are not available yet.", code="top_up_unavailable")
+        """Development top-up: staff only, from a logged-in session, and only in DEBUG with STUDIO_DEV_TOP_UP
+        on (card top-ups arrive with payments)."""
         user = authenticated_user(request)
+        if not dev_top_up_allowed(user=user, api_key=request.auth):
+            raise Forbidden("Top-ups by card are not available yet.", code="top_up_unavailable")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         currency = data.validated_data["currency"].upper()

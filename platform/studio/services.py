@@ -82,7 +82,11 @@ def wallet_get_or_create(*, user: User) -> Wallet:
         with transaction.atomic():
             organisation = organisation_create(name=f"{user.public_name} (personal wallet)", owner=user)
             issued = api_key_create(
-                user=user, name="Tribute studio (platform use)", scopes=["access"], organisation=organisation
+                user=user,
+                name="Tribute studio (platform use)",
+                scopes=["access"],
+                organisation=organisation,
+                platform_use=True,
             )
             return Wallet.objects.create(user=user, organisation=organisation, api_key=issued.api_key)
     except IntegrityError:  # a concurrent request made it first

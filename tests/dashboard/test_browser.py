@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import playwright.sync_api as playwright_sync
 import pytest
+from django.core import mail
 from django.db import connections
 from PIL import Image
 
@@ -101,6 +103,11 @@ def sign_up(page, base: str, *, username: str, role: str, organisation: str = ""
     if role == "creator":
         shot(page, "01-signup")
     page.get_by_role("button", name="Create account").click()
+    playwright_sync.expect(page.locator("h1")).to_contain_text("Check your email")
+    # The account signs in by following the link mailed to its address.
+    message = wait_for(lambda: next((m for m in mail.outbox if m.to == [f"{username}@example.com"]), None))
+    link = re.search(r"/accounts/verify/\S+", message.body).group(0)  # type: ignore[attr-defined]
+    page.goto(f"{base}{link}")
     page.get_by_role("link", name="Open your dashboard").click()
     playwright_sync.expect(page.locator("h1")).to_contain_text(f"Hello, {username.capitalize()}")
 

@@ -12,6 +12,7 @@ from access import receipts
 from accounts.models import Role, User
 from catalog.models import Asset, Blob
 from catalog.services import ParentClaim, derivative_create, grant_create, work_create
+from common import clock
 from common.problems import ApiError
 from datasets import services
 from datasets.models import Dataset, DatasetItem, DatasetLicence, SaleShare
@@ -32,7 +33,15 @@ def _contributors(count: int, curator: User) -> tuple[Dataset, list[User]]:
     curation of real media has its own tests), and the catalog's services for works and terms.
     """
     users = User.objects.bulk_create(
-        [User(username=f"c{i:04d}", email=f"c{i:04d}@example.com", role=Role.CREATOR) for i in range(count)]
+        [
+            User(
+                username=f"c{i:04d}",
+                email=f"c{i:04d}@example.com",
+                role=Role.CREATOR,
+                email_verified_at=clock.now(),
+            )
+            for i in range(count)
+        ]
     )
     photo_set = dataset(curator, price_minor=1_000_003, curator_share_bps=1_250)
     blobs, works = [], []

@@ -23,10 +23,13 @@ from common.money import Money
 from royalties.services import prepaid_fund
 from tests import factories
 
-creator = user_create(username="cora", email="cora@example.com", password=None, role="creator")
-fan = user_create(username="finn", email="finn@example.com", password=None, role="fan")
+creator = user_create(
+    username="cora", email="cora@example.com", password=None, role="creator", email_verified=True
+)
+fan = user_create(username="finn", email="finn@example.com", password=None, role="fan", email_verified=True)
 vendor = user_create(
-    username="vera", email="vera@example.com", password=None, role="vendor", organisation_name="Vera AI"
+    username="vera", email="vera@example.com", password=None, role="vendor", organisation_name="Vera AI",
+    email_verified=True,
 )
 work = work_create(user=creator, title="Harbour", kind="image")
 asset_upload(work=work, user=creator, data=factories.png_bytes(), filename="harbour.png")

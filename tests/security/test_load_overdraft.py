@@ -33,9 +33,12 @@ from accounts.services import api_key_create, user_create
 from catalog.services import Terms, offer_publish, work_create
 from common.money import Money
 from royalties.services import prepaid_fund
-creator = user_create(username="c", email="c@example.com", password=None, role="creator")
+creator = user_create(
+    username="c", email="c@example.com", password=None, role="creator", email_verified=True
+)
 vendor = user_create(
-    username="v", email="v@example.com", password=None, role="vendor", organisation_name="Race AI"
+    username="v", email="v@example.com", password=None, role="vendor", organisation_name="Race AI",
+    email_verified=True,
 )
 works = []
 for i in range(5):

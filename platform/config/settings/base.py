@@ -51,6 +51,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.ratelimits.RateLimitHeadersMiddleware",
+    "accounts.security.StaffTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -216,6 +218,57 @@ CHAIN_RESEND_AFTER_S = env_int("CHAIN_RESEND_AFTER_S", 900, minimum=0)
 CHAIN_DEPOSIT_ADDRESS = env_str("CHAIN_DEPOSIT_ADDRESS")
 CHAIN_FUNDING_START_BLOCK = env_int("CHAIN_FUNDING_START_BLOCK", 0, minimum=0)
 
+# The cache: Redis when CACHE_URL names one (redis://host:port/db; shared by every worker and machine),
+# else this process's memory (the embedded default: each worker process counts its own requests).
+CACHE_URL = env_str("CACHE_URL")
+CACHES: dict[str, dict[str, object]] = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tribute"}
+    ),
+    # The rate-limit counters (common.cache: the same stores without the per-character key check).
+    "ratelimit": (
+        {"BACKEND": "common.cache.CounterRedisCache", "LOCATION": CACHE_URL, "KEY_PREFIX": "rl"}
+        if CACHE_URL
+        else {"BACKEND": "common.cache.CounterLocMemCache", "LOCATION": "tribute-ratelimit"}
+    ),
+}
+
+# Rate limits (accounts.ratelimits; docs/security.md lists them). Each is "count/period" (s, m, h, d, with
+# an optional multiple: "10/15m"); several make tiers. RATE_LIMITS_ENABLED=0 switches every one off.
+RATELIMIT_ENABLE = env_bool("RATE_LIMITS_ENABLED", True)
+RATELIMIT_USE_CACHE = "ratelimit"
+# Behind a proxy, the header whose last hop is the client's address (e.g. X-Forwarded-For); else REMOTE_ADDR.
+RATELIMIT_TRUSTED_PROXY_HEADER = env_str("RATELIMIT_TRUSTED_PROXY_HEADER")
+RATE_LIMITS: dict[str, str | list[str]] = {
+    # failed logins per account name and per address: a slow-down, then a lockout (the last tier)
+    "login_account": ["5/m", "10/h"],
+    "login_ip": ["20/10m", "100/h"],
+    "signup_ip": "10/h",
+    # API requests per minute: per key, per organisation (all its keys), per session user, per anonymous
+    # address. A metered-access key may sustain 500 requests a second (what one machine serves).
+    "api_key": env_str("RATE_LIMIT_API_KEY", "30000/m"),
+    "api_organisation": env_str("RATE_LIMIT_API_ORGANISATION", "60000/m"),
+    "api_user": env_str("RATE_LIMIT_API_USER", "600/m"),
+    "api_anonymous": env_str("RATE_LIMIT_API_ANONYMOUS", "120/m"),
+    # per day, per organisation for organisation keys, else per user
+    "uploads": env_str("RATE_LIMIT_UPLOADS", "500/d"),
+    "traces": env_str("RATE_LIMIT_TRACES", "2000/d"),
+    "outputs": env_str("RATE_LIMIT_OUTPUTS", "2000/d"),
+    "invitations": env_str("RATE_LIMIT_INVITATIONS", "100/d"),
+}
+
+# Account security (accounts.security, docs/security.md): a payout-destination change or a key with the
+# `access` scope needs an authenticator and a password+code confirmation within REAUTH_WINDOW_S; staff reach
+# the operator pages only with an authenticator.
+REAUTH_WINDOW_S = env_int("REAUTH_WINDOW_S", 600, minimum=60)
+SENSITIVE_CHANGES_NEED_TWO_FACTOR = env_bool("SENSITIVE_CHANGES_NEED_TWO_FACTOR", True)
+TWO_FACTOR_REQUIRED_FOR_STAFF = env_bool("TWO_FACTOR_REQUIRED_FOR_STAFF", True)
+# Rotating a key keeps the old one working this long by default (at most API_KEY_ROTATION_MAX_OVERLAP_S).
+API_KEY_ROTATION_OVERLAP_S = env_int("API_KEY_ROTATION_OVERLAP_S", 24 * 3600, minimum=0)
+API_KEY_ROTATION_MAX_OVERLAP_S = 7 * 24 * 3600
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiKeyAuthentication",
@@ -224,6 +277,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
         "accounts.permissions.KeyScope",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "accounts.ratelimits.ApiQuotaThrottle",
+        "accounts.ratelimits.OperationQuotaThrottle",
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "common.pagination.Pagination",

@@ -26,6 +26,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {}
 RECEIPT_DEV_KEY_PATH = Path(tempfile.mkdtemp(prefix="tribute-test-keys-")) / "receipts-ed25519.pem"
 C2PA_DEV_DIR = Path(tempfile.mkdtemp(prefix="tribute-test-c2pa-")) / "c2pa"
 STUDIO_DEV_TOP_UP = True
+# Most tests log people in with force_login and change payout settings or make keys directly; the tests of
+# account security turn these back on (tests/accounts/test_account_security.py).
+SENSITIVE_CHANGES_NEED_TWO_FACTOR = False
+TWO_FACTOR_REQUIRED_FOR_STAFF = False
 
 # On SQLite the test database is a file, not shared-cache memory, so threaded tests see the real locking
 # (WAL, IMMEDIATE transactions) the site runs with.
