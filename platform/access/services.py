@@ -279,6 +279,12 @@ def access_quote(*, organisation: Organisation, request: AccessRequest) -> Money
     return price
 
 
+def access_answer(body: bytes) -> dict[str, Any]:
+    """An access's stored answer, parsed."""
+    answer: dict[str, Any] = json.loads(body)
+    return answer
+
+
 def access_request(
     *,
     organisation: Organisation,

@@ -1,0 +1,175 @@
+"""Who may have a work's original bytes, and what everyone else gets instead.
+
+One service decides for every route to a file (the content URL, the dashboard's asset view): the original
+goes to someone entitled to this use at this moment, in one of four forms:
+
+1. an owner, co-owner or holder of an active grant on the work, signed in (`session`);
+2. a delivery link returned by `POST /api/v1/access` (`delivery`): signed, short-lived, naming the access,
+   the licensee and the SHA-256 of each file it may fetch;
+3. an RSL licence token (`Authorization: License <token>`, `license`), issued by the licence server;
+4. an x402 payment on the GET itself (`x402`), verified and settled by `access.payments`.
+
+Everyone else gets the preview (`media.preview`), made once per file and kept beside the originals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db.models import Exists, OuterRef, Q
+
+from access import delivery, licensing
+from access.services import delivery_key
+from accounts.models import Membership, User
+from catalog import consent
+from catalog.models import Asset, Blob, Grant, GrantStatus, OfferUse, Work
+from catalog.selectors import offers_public, works_visible_to
+from common import clock
+from common.problems import ApiError, NotFound
+from media import preview as previews
+
+SESSION, DELIVERY, LICENSE, X402 = "session", "delivery", "license", "x402"
+# The use an unpaid GET is priced for when it names none: the cheapest priced metered use the terms allow.
+USE_ORDER = ("index", "ai-generate", "style", "voice", "ai-train")
+DEFAULT_TERRITORY = "ZZ"  # "unknown" (ISO 3166 user-assigned): only worldwide terms cover it
+
+
+class DeliveryRefused(ApiError):
+    status_code = 403
+    default_code = "delivery_refused"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    work: Work
+    asset: Asset
+    blob: Blob
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    form: str
+    use_class: str = ""
+    licensee: str = ""
+    access_id: str = ""
+
+
+def content_file(*, work_id: int, asset_id: int | None = None) -> StoredFile:
+    """The file at a content URL: the asset named, or the work's first; 404 when there is none."""
+    assets = Asset.objects.select_related("blob", "work").filter(work_id=work_id)
+    if asset_id is not None:
+        assets = assets.filter(pk=asset_id)
+    asset = assets.order_by("created_at", "id").first()
+    if asset is None:
+        raise NotFound("No such file.", code="content_not_found")
+    return StoredFile(work=asset.work, asset=asset, blob=asset.blob)
+
+
+def is_public(work: Work) -> bool:
+    return offers_public().filter(work_id=work.pk).exists()
+
+
+def may_see(*, user: User | None, work: Work) -> bool:
+    """Whether the work (and so its preview) may be shown to this person at all."""
+    if is_public(work):
+        return True
+    return user is not None and user.is_authenticated and works_visible_to(user=user).filter(pk=work.pk).exists()
+
+
+def session_entitlement(*, user: User | None, work: Work) -> Entitlement | None:
+    """Owners and co-owners, and holders of an active grant on any version of the work's terms (their
+    own, or their organisation's), signed in."""
+    if user is None or not user.is_authenticated:
+        return None
+    if works_visible_to(user=user).filter(pk=work.pk).exists():
+        return Entitlement(form=SESSION, licensee=f"user:{user.pk}")
+    members = Membership.objects.filter(organisation_id=OuterRef("organisation_id"), user=user)
+    grants = Grant.objects.filter(offer__work=work, status=GrantStatus.ACTIVE).filter(
+        Q(licensee=user) | Q(Exists(members))
+    )
+    if grants.exists():
+        return Entitlement(form=SESSION, licensee=f"user:{user.pk}")
+    return None
+
+
+def delivery_entitlement(*, token: str, file: StoredFile) -> Entitlement:
+    """The delivery link's entitlement to this file; DeliveryRefused saying why not."""
+    try:
+        grant = delivery.check(token, delivery_key(), now_s=clock.now().timestamp())
+    except delivery.InvalidDelivery as exc:
+        raise DeliveryRefused(f"This delivery link cannot be used: {exc}.", code="delivery_invalid") from None
+    if grant.work_id != file.work.pk or file.blob.sha256 not in grant.sha256:
+        raise DeliveryRefused("This delivery link is for other content.", code="delivery_other_content")
+    return Entitlement(
+        form=DELIVERY,
+        use_class=grant.use_class,
+        licensee=f"organisation:{grant.organisation_id}",
+        access_id=grant.access_id,
+    )
+
+
+def license_entitlement(*, token: str, file: StoredFile) -> Entitlement:
+    """An RSL licence token's entitlement to this file; licensing.LicenseRefused saying why not."""
+    claims = licensing.license_check(token=token, work_id=file.work.pk, sha256=file.blob.sha256)
+    return Entitlement(
+        form=LICENSE, use_class=str(claims["use"]), licensee=str(claims["sub"]), access_id=str(claims["jti"])
+    )
+
+
+def priced_uses(work: Work) -> dict[str, int]:
+    """The metered uses the work's current public terms allow and its creator consents to, with prices."""
+    offer = offers_public().filter(work_id=work.pk).first()
+    if offer is None:
+        return {}
+    refused = consent.refused_uses([work.pk]).get(work.pk, set())
+    prices = dict(OfferUse.objects.filter(offer=offer).values_list("use_class", "price_minor"))
+    return {use: prices[use] for use in USE_ORDER if use in prices and use not in refused}
+
+
+def default_use(work: Work) -> str | None:
+    """The use an unpaid GET is priced for when it names none: the cheapest priced use on offer."""
+    priced = {use: price for use, price in priced_uses(work).items() if price > 0}
+    if not priced:
+        return None
+    return min(priced, key=lambda use: (priced[use], USE_ORDER.index(use)))
+
+
+def open_original(file: StoredFile) -> IO[bytes]:
+    return default_storage.open(file.blob.storage_name, "rb")
+
+
+# Previews -----------------------------------------------------------------------------------------------
+
+
+def _preview_name(blob: Blob, extension: str) -> str:
+    return f"previews/{blob.sha256[:2]}/{blob.sha256}.{extension}"
+
+
+_PREVIEW_EXTENSIONS = {"image": ("jpg", "image/jpeg"), "audio": ("ogg", "audio/ogg")}
+
+
+def preview_of(blob: Blob) -> tuple[str, str]:
+    """The storage name and media type of the file's preview, made on first request and kept."""
+    if blob.kind not in _PREVIEW_EXTENSIONS:
+        raise NotFound("This file has no preview.", code="preview_not_available")
+    extension, media_type = _PREVIEW_EXTENSIONS[blob.kind]
+    name = _preview_name(blob, extension)
+    if not default_storage.exists(name):
+        with default_storage.open(blob.storage_name, "rb") as original:
+            made = previews.preview(original, blob.kind)
+        saved = default_storage.save(name, ContentFile(made.data))
+        if saved != name:  # made at the same moment by another request: keep one
+            default_storage.delete(saved)
+    return name, media_type
+
+
+def open_preview(name: str) -> IO[bytes]:
+    return default_storage.open(name, "rb")
+
+
+def offer_currency(work: Work) -> str:
+    offer = offers_public().filter(work_id=work.pk).only("currency").first()
+    return offer.currency if offer is not None else "USD"
