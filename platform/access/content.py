@@ -171,5 +171,5 @@ def open_preview(name: str) -> IO[bytes]:
 
 
 def offer_currency(work: Work) -> str:
-    offer = offers_public().filter(work_id=work.pk).only("currency").first()
-    return offer.currency if offer is not None else "USD"
+    currency = offers_public().filter(work_id=work.pk).values_list("currency", flat=True).first()
+    return currency or "USD"

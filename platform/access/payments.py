@@ -173,6 +173,20 @@ def wallet_organisation(*, payer: str) -> tuple[Organisation, User]:
     return organisation, user
 
 
+def _authorization_of(payload: Any) -> tuple[str, str]:
+    authorization = payload.payload.get("authorization", {}) if isinstance(payload.payload, dict) else {}
+    payer, nonce = str(authorization.get("from", "")), str(authorization.get("nonce", ""))
+    if not payer or not nonce:
+        raise PaymentRefused("The payment names no payer or nonce.")
+    return payer, nonce
+
+
+def _refuse_replay(payload: Any) -> None:
+    payer, nonce = _authorization_of(payload)
+    if X402Payment.objects.filter(payer__iexact=payer, nonce=nonce).exists():
+        raise Conflict("This payment authorization was already used.", code="payment_replayed")
+
+
 def _record(
     *,
     organisation: Organisation,
@@ -183,12 +197,7 @@ def _record(
     idempotency_key: str,
 ) -> X402Payment:
     """Step 1, committed on its own: the authorization on record before anyone settles it."""
-    authorization = payload.payload.get("authorization", {}) if isinstance(payload.payload, dict) else {}
-    payer, nonce = str(authorization.get("from", "")), str(authorization.get("nonce", ""))
-    if not payer or not nonce:
-        raise PaymentRefused("The payment names no payer or nonce.")
-    if X402Payment.objects.filter(payer__iexact=payer, nonce=nonce).exists():
-        raise Conflict("This payment authorization was already used.", code="payment_replayed")
+    payer, nonce = _authorization_of(payload)
     try:
         head = chain().block_number()
     except Exception:  # noqa: BLE001 (the head only narrows recovery's search)
@@ -232,18 +241,22 @@ def _fail(payment: X402Payment, reason: str) -> None:
     )
 
 
+def _verify(payload: Any, requirements: dict[str, Any]) -> None:
+    """The facilitator's checks, before anything is written: a forged or short payment changes nothing."""
+    from x402.schemas.payments import PaymentRequirements
+
+    verified = _facilitator().verify(payload, PaymentRequirements.model_validate(requirements))
+    if not verified.is_valid:
+        raise PaymentRefused(f"The payment is not valid: {verified.invalid_reason}.")
+
+
 def _settle(payment: X402Payment) -> str:
-    """Step 2: verify and settle; the PAYMENT-RESPONSE header's value."""
+    """Step 2: settle the recorded payment; the PAYMENT-RESPONSE header's value."""
     from x402.schemas.payments import PaymentPayload, PaymentRequirements
 
     payload = PaymentPayload.model_validate(payment.authorization)
     requirements = PaymentRequirements.model_validate(payment.requirements)
-    facilitator = _facilitator()
-    verified = facilitator.verify(payload, requirements)
-    if not verified.is_valid:
-        _fail(payment, f"invalid: {verified.invalid_reason}")
-        raise PaymentRefused(f"The payment is not valid: {verified.invalid_reason}.")
-    settled = facilitator.settle(payload, requirements)
+    settled = _facilitator().settle(payload, requirements)
     if not settled.success:
         _fail(payment, f"not settled: {settled.error_reason}")
         raise PaymentRefused(f"The payment did not settle: {settled.error_reason}.", code="payment_failed")
@@ -332,6 +345,8 @@ def x402_pay(
     if wanted is None:
         raise PaymentRefused("This access cannot be paid with x402.", code="payment_not_accepted")
     payload = payment if payment is not None else _decode(payment_header)
+    _refuse_replay(payload)
+    _verify(payload, wanted)
     recorded = _record(
         organisation=organisation,
         payload=payload,
