@@ -45,12 +45,12 @@ def _element(parent: etree._Element, tag: str, text: str | None = None, **attrib
 
 def _add_content(root: etree._Element, offer: Offer, site_url: str, refused: set[str]) -> None:
     work = offer.work
-    # The content URLs (/works/<id>/content and each file's /works/<id>/assets/<asset>/content), and the
-    # licence server that issues tokens for them.
+    # The work's content URL (a token for it also opens each file's /works/<id>/assets/<asset>/content),
+    # and the licence server that issues tokens for it.
     content = _element(
         root,
         "content",
-        url=f"{site_url}/works/{work.pk}/*",
+        url=f"{site_url}/works/{work.pk}/content",
         server=f"{site_url}/rsl",
         lastmod=offer.created_at.isoformat(),
     )
