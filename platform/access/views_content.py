@@ -119,6 +119,11 @@ def _content(request: HttpRequest, file: StoredFile) -> HttpResponseBase:
 
 def _paid(request: HttpRequest, file: StoredFile, asked: services.AccessRequest, signature: str) -> HttpResponseBase:
     """x402 keyless: the payment is the authentication; its wallet is the licensee."""
+    refusal = consent.use_refusal(work_id=file.work.pk, use_class=asked.use_class)
+    if refusal is not None:  # refused before anything is made for the wallet
+        raise refusal.error()
+    if asked.use_class not in content.priced_uses(file.work):
+        raise ApiError(f"The terms do not allow '{asked.use_class}'.", code="use_not_allowed", status_code=403)
     payload, payer = payments.payer_of(signature)
     organisation, _ = payments.wallet_organisation(payer=payer)
     paid = payments.x402_pay(
