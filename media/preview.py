@@ -54,7 +54,9 @@ def _mark(image: Image.Image) -> None:
     band_top, band_bottom = height // 2 - size, height // 2 + size
     draw.rectangle([0, band_top, width, band_bottom], fill=(0, 0, 0, 110))
     text_width = draw.textlength(MARK_TEXT, font=font)
-    draw.text(((width - text_width) / 2, height // 2 - size // 2), MARK_TEXT, font=font, fill=(255, 255, 255, 220))
+    draw.text(
+        ((width - text_width) / 2, height // 2 - size // 2), MARK_TEXT, font=font, fill=(255, 255, 255, 220)
+    )
     small = ImageFont.load_default(size=max(8, size // 2))
     steps = 4
     for step in range(steps):

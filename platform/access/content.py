@@ -14,8 +14,9 @@ Everyone else gets the preview (`media.preview`), made once per file and kept be
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import IO
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -25,7 +26,7 @@ from access import delivery, licensing
 from access.services import delivery_key
 from accounts.models import Membership, User
 from catalog import consent
-from catalog.models import Asset, Blob, Grant, GrantStatus, OfferUse, Work
+from catalog.models import Asset, Grant, GrantStatus, OfferUse, Work
 from catalog.selectors import offers_public, works_visible_to
 from common import clock
 from common.problems import ApiError, NotFound
@@ -42,11 +43,25 @@ class DeliveryRefused(ApiError):
     default_code = "delivery_refused"
 
 
-@dataclass(frozen=True)
+@dataclass
 class StoredFile:
-    work: Work
-    asset: Asset
-    blob: Blob
+    """The file at a content URL: what serving it needs, read in one cheap query. The work itself is
+    loaded only when a decision needs it (never on the delivery-link path)."""
+
+    work_id: int
+    asset_id: int
+    sha256: str
+    storage_name: str
+    media_type: str
+    size_bytes: int
+    kind: str
+    _work: Work | None = field(default=None, repr=False)
+
+    @property
+    def work(self) -> Work:
+        if self._work is None:
+            self._work = Work.objects.select_related("created_by").get(pk=self.work_id)
+        return self._work
 
 
 @dataclass(frozen=True)
@@ -57,15 +72,56 @@ class Entitlement:
     access_id: str = ""
 
 
+# Files by (work, asset or None), remembered briefly: an asset's bytes never change (they are addressed by
+# their SHA-256), and a new first file of a work shows within this long.
+FILE_LOOKUP_TTL_S = 5.0
+_files_seen: dict[tuple[int, int | None], tuple[float, tuple[Any, ...]]] = {}
+_FILE_FIELDS = ("pk", "blob__sha256", "blob__storage_name", "blob__media_type", "blob__size_bytes", "blob__kind")
+
+
 def content_file(*, work_id: int, asset_id: int | None = None) -> StoredFile:
     """The file at a content URL: the asset named, or the work's first; 404 when there is none."""
-    assets = Asset.objects.select_related("blob", "work").filter(work_id=work_id)
-    if asset_id is not None:
-        assets = assets.filter(pk=asset_id)
-    asset = assets.order_by("created_at", "id").first()
-    if asset is None:
-        raise NotFound("No such file.", code="content_not_found")
-    return StoredFile(work=asset.work, asset=asset, blob=asset.blob)
+    key = (work_id, asset_id)
+    seen = _files_seen.get(key)
+    if seen is None or time.monotonic() - seen[0] > FILE_LOOKUP_TTL_S:
+        assets = Asset.objects.filter(work_id=work_id)
+        if asset_id is not None:
+            assets = assets.filter(pk=asset_id)
+        row = assets.order_by("created_at", "id").values_list(*_FILE_FIELDS).first()
+        if row is None:
+            raise NotFound("No such file.", code="content_not_found")
+        if len(_files_seen) >= 10_000:
+            _files_seen.clear()
+        seen = (time.monotonic(), tuple(row))
+        _files_seen[key] = seen
+    pk, sha256, storage_name, media_type, size_bytes, kind = seen[1]
+    return StoredFile(
+        work_id=work_id,
+        asset_id=pk,
+        sha256=sha256,
+        storage_name=storage_name,
+        media_type=media_type,
+        size_bytes=size_bytes,
+        kind=kind,
+    )
+
+
+def stored_file_of(asset: Asset) -> StoredFile:
+    blob = asset.blob
+    return StoredFile(
+        work_id=asset.work_id,
+        asset_id=asset.pk,
+        sha256=blob.sha256,
+        storage_name=blob.storage_name,
+        media_type=blob.media_type,
+        size_bytes=blob.size_bytes,
+        kind=blob.kind,
+        _work=asset.work,
+    )
+
+
+def forget() -> None:
+    _files_seen.clear()
 
 
 def is_public(work: Work) -> bool:
@@ -76,7 +132,9 @@ def may_see(*, user: User | None, work: Work) -> bool:
     """Whether the work (and so its preview) may be shown to this person at all."""
     if is_public(work):
         return True
-    return user is not None and user.is_authenticated and works_visible_to(user=user).filter(pk=work.pk).exists()
+    return (
+        user is not None and user.is_authenticated and works_visible_to(user=user).filter(pk=work.pk).exists()
+    )
 
 
 def session_entitlement(*, user: User | None, work: Work) -> Entitlement | None:
@@ -101,7 +159,7 @@ def delivery_entitlement(*, token: str, file: StoredFile) -> Entitlement:
         grant = delivery.check(token, delivery_key(), now_s=clock.now().timestamp())
     except delivery.InvalidDelivery as exc:
         raise DeliveryRefused(f"This delivery link cannot be used: {exc}.", code="delivery_invalid") from None
-    if grant.work_id != file.work.pk or file.blob.sha256 not in grant.sha256:
+    if grant.work_id != file.work_id or file.sha256 not in grant.sha256:
         raise DeliveryRefused("This delivery link is for other content.", code="delivery_other_content")
     return Entitlement(
         form=DELIVERY,
@@ -113,7 +171,7 @@ def delivery_entitlement(*, token: str, file: StoredFile) -> Entitlement:
 
 def license_entitlement(*, token: str, file: StoredFile) -> Entitlement:
     """An RSL licence token's entitlement to this file; licensing.LicenseRefused saying why not."""
-    claims = licensing.license_check(token=token, work_id=file.work.pk, sha256=file.blob.sha256)
+    claims = licensing.license_check(token=token, work_id=file.work_id, sha256=file.sha256)
     return Entitlement(
         form=LICENSE, use_class=str(claims["use"]), licensee=str(claims["sub"]), access_id=str(claims["jti"])
     )
@@ -138,20 +196,26 @@ def default_use(work: Work) -> str | None:
 
 
 def open_original(file: StoredFile) -> IO[bytes]:
-    return default_storage.open(file.blob.storage_name, "rb")
+    return default_storage.open(file.storage_name, "rb")
 
 
 # Previews -----------------------------------------------------------------------------------------------
 
 
-def _preview_name(blob: Blob, extension: str) -> str:
+class _Stored(Protocol):
+    sha256: str
+    storage_name: str
+    kind: str
+
+
+def _preview_name(blob: _Stored, extension: str) -> str:
     return f"previews/{blob.sha256[:2]}/{blob.sha256}.{extension}"
 
 
 _PREVIEW_EXTENSIONS = {"image": ("jpg", "image/jpeg"), "audio": ("ogg", "audio/ogg")}
 
 
-def preview_of(blob: Blob) -> tuple[str, str]:
+def preview_of(blob: _Stored) -> tuple[str, str]:
     """The storage name and media type of the file's preview, made on first request and kept."""
     if blob.kind not in _PREVIEW_EXTENSIONS:
         raise NotFound("This file has no preview.", code="preview_not_available")

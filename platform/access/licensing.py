@@ -28,7 +28,7 @@ from accounts.models import ApiKey
 from common import clock
 from common.problems import ApiError
 
-TOKEN_TYPE = "rsl-license+jwt"
+TOKEN_TYPE = "rsl-license+jwt"  # noqa: S105 (a JWS media type, not a secret)
 LICENSE_TTL_S = 600
 RSL_TO_USE = {"ai-train": "ai-train", "ai-input": "ai-generate", "ai-index": "index", "ai-all": "ai-train"}
 _RESOURCE_PATH = re.compile(r"^/works/(?P<work>\d+)(?:/content|/assets/(?P<asset>\d+)/content|/\*)?$")

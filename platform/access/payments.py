@@ -130,8 +130,6 @@ def _facilitator() -> Any:
     return exact.ExactEvmScheme(ChainSigner(chain().w3, _platform_private_key()))
 
 
-
-
 @dataclass(frozen=True)
 class PaidAccess:
     payment: X402Payment
@@ -200,7 +198,7 @@ def _record(
     payer, nonce = _authorization_of(payload)
     try:
         head = chain().block_number()
-    except Exception:  # noqa: BLE001 (the head only narrows recovery's search)
+    except Exception:
         head = None
     try:
         with transaction.atomic():  # its own commit: callers hold no transaction open here
@@ -356,7 +354,9 @@ def x402_pay(
         idempotency_key=idempotency_key,
     )
     header = _settle(recorded)
-    return PaidAccess(payment=recorded, response_header=header, result=x402_confirm(payment=recorded, api_key=api_key))
+    return PaidAccess(
+        payment=recorded, response_header=header, result=x402_confirm(payment=recorded, api_key=api_key)
+    )
 
 
 def payer_of(payment_header: str) -> tuple[Any, str]:
@@ -406,7 +406,9 @@ def x402_payments_recover() -> dict[str, int]:
         elif _authorization_expired(payment):
             _fail(payment, "never settled; the authorization has expired")
             counts["failed"] += 1
-    for payment in X402Payment.objects.filter(status=X402PaymentStatus.SETTLED).select_related("organisation"):
+    for payment in X402Payment.objects.filter(status=X402PaymentStatus.SETTLED).select_related(
+        "organisation"
+    ):
         try:
             if x402_confirm(payment=payment) is not None:
                 counts["confirmed"] += 1

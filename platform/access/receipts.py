@@ -49,9 +49,7 @@ def sign(claims: dict[str, Any], private_key: Ed25519PrivateKey, kid: str | None
     return jwt.encode({"iss": ISSUER, **claims}, private_key, algorithm="EdDSA", headers=headers)
 
 
-def verify(
-    token: str, public_keys: list[Ed25519PublicKey], *, audience: str | None = None
-) -> dict[str, Any]:
+def verify(token: str, public_keys: list[Ed25519PublicKey], *, audience: str | None = None) -> dict[str, Any]:
     """The receipt's claims if one of the keys signed it (and, when given, it names this audience) and it
     has not expired; InvalidReceipt otherwise."""
     try:

@@ -26,7 +26,7 @@ from access.models import METERED_USES, AccessEvent, SpendCap
 from accounts.models import ApiKey, Organisation, User
 from accounts.selectors import ACTIVE_KEY_SQL, active_key_params, api_key_still_active
 from accounts.services import api_key_forget
-from catalog import consent
+from catalog import consent, reservations
 from catalog.models import Asset, Grant, GrantStatus, Offer, OfferStatus, Work, WorkStatus
 from catalog.services import grant_create
 from common import clock, rows
@@ -491,7 +491,9 @@ def content_of(work_id: int) -> tuple[tuple[int, str], ...]:
     seen = _contents_seen.get(work_id)
     if seen is not None and time.monotonic() - seen[0] <= CONTENT_LOOKUP_TTL_S:
         return seen[1]
-    files = tuple(Asset.objects.filter(work_id=work_id).order_by("created_at", "id").values_list("pk", "blob_id"))
+    files = tuple(
+        Asset.objects.filter(work_id=work_id).order_by("created_at", "id").values_list("pk", "blob_id")
+    )
     _contents_seen[work_id] = (time.monotonic(), files)
     return files
 
@@ -554,7 +556,11 @@ def _response_body(
         delivery_key(),
     )
     content = [
-        {"asset": asset_id, "sha256": sha256, "url": f"{content_url(offer.work_id, asset_id)}?delivery={token}"}
+        {
+            "asset": asset_id,
+            "sha256": sha256,
+            "url": f"{content_url(offer.work_id, asset_id)}?delivery={token}",
+        }
         for asset_id, sha256 in files
     ]
     return json.dumps(
@@ -582,3 +588,7 @@ def forget_caches() -> None:
     _caps_seen.clear()
     _grants_seen.clear()
     _contents_seen.clear()
+    reservations.forget()
+    from access import content  # (content imports this module)
+
+    content.forget()

@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from access import content, licensing, payments, services
-from access.content import StoredFile, Entitlement
+from access.content import Entitlement, StoredFile
 from accounts.models import ApiKey, User
 from accounts.services import api_key_authenticate
 from catalog import consent, reservations
@@ -30,17 +30,19 @@ def _user(request: HttpRequest) -> User | None:
 
 def _reservation_headers(response: HttpResponseBase, file: StoredFile) -> None:
     """The licence and the creator's reservations, on every answer about a work's content."""
-    for name, value in reservations.content_headers(work_id=file.work.pk).items():
+    for name, value in reservations.content_headers(work_id=file.work_id).items():
         response[name] = value
 
 
 def _original(file: StoredFile, entitlement: Entitlement) -> FileResponse:
     """The original bytes, streamed from storage (never read whole into memory)."""
-    response = FileResponse(content.open_original(file), content_type=file.blob.media_type)
-    response["Content-Length"] = str(file.blob.size_bytes)
-    response["Content-Disposition"] = f'inline; filename="{file.blob.sha256}.{file.blob.storage_name.rsplit(".", 1)[-1]}"'
+    response = FileResponse(content.open_original(file), content_type=file.media_type)
+    response["Content-Length"] = str(file.size_bytes)
+    response["Content-Disposition"] = (
+        f'inline; filename="{file.sha256}.{file.storage_name.rsplit(".", 1)[-1]}"'
+    )
     response["Cache-Control"] = "private, no-store"
-    response["Digest-SHA256"] = file.blob.sha256
+    response["Digest-SHA256"] = file.sha256
     response["Entitlement"] = entitlement.form
     if entitlement.access_id:
         response["Access-Id"] = entitlement.access_id
@@ -48,14 +50,18 @@ def _original(file: StoredFile, entitlement: Entitlement) -> FileResponse:
     return response
 
 
-def problem_response(status: int, code: str, detail: str, *, extra: dict[str, Any] | None = None) -> HttpResponse:
+def problem_response(
+    status: int, code: str, detail: str, *, extra: dict[str, Any] | None = None
+) -> HttpResponse:
     body = json.dumps(problem_body(status, code, detail, extra=extra)).encode()
     return HttpResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
 
 
 def _problem(error: ApiError, file: StoredFile | None = None) -> HttpResponse:
     code = str(getattr(error, "problem_code", error.default_code))
-    response = problem_response(int(error.status_code), code, str(error.detail), extra=getattr(error, "extra", None))
+    response = problem_response(
+        int(error.status_code), code, str(error.detail), extra=getattr(error, "extra", None)
+    )
     if isinstance(error, licensing.LicenseRefused):
         response["WWW-Authenticate"] = f'{_AUTH_REALM}, error="{code}"'
     if file is not None:
@@ -79,7 +85,7 @@ def _asked(request: HttpRequest, file: StoredFile) -> services.AccessRequest | N
     territory = (request.GET.get("territory") or content.DEFAULT_TERRITORY).upper()
     if len(territory) != 2 or not territory.isalpha():
         raise ApiError("territory must be an ISO 3166-1 alpha-2 country code.", code="invalid_territory")
-    return services.AccessRequest(work_id=file.work.pk, use_class=use, territory=territory)
+    return services.AccessRequest(work_id=file.work_id, use_class=use, territory=territory)
 
 
 @require_GET
@@ -117,13 +123,17 @@ def _content(request: HttpRequest, file: StoredFile) -> HttpResponseBase:
     return _payment_required(request, file, asked)
 
 
-def _paid(request: HttpRequest, file: StoredFile, asked: services.AccessRequest, signature: str) -> HttpResponseBase:
+def _paid(
+    request: HttpRequest, file: StoredFile, asked: services.AccessRequest, signature: str
+) -> HttpResponseBase:
     """x402 keyless: the payment is the authentication; its wallet is the licensee."""
-    refusal = consent.use_refusal(work_id=file.work.pk, use_class=asked.use_class)
+    refusal = consent.use_refusal(work_id=file.work_id, use_class=asked.use_class)
     if refusal is not None:  # refused before anything is made for the wallet
         raise refusal.error()
     if asked.use_class not in content.priced_uses(file.work):
-        raise ApiError(f"The terms do not allow '{asked.use_class}'.", code="use_not_allowed", status_code=403)
+        raise ApiError(
+            f"The terms do not allow '{asked.use_class}'.", code="use_not_allowed", status_code=403
+        )
     payload, payer = payments.payer_of(signature)
     organisation, _ = payments.wallet_organisation(payer=payer)
     paid = payments.x402_pay(
@@ -138,7 +148,10 @@ def _paid(request: HttpRequest, file: StoredFile, asked: services.AccessRequest,
     if paid.result is not None:
         answer = services.access_answer(paid.result.body)
         entitlement = Entitlement(
-            form=content.X402, use_class=asked.use_class, licensee=f"wallet:{payer}", access_id=answer["access_id"]
+            form=content.X402,
+            use_class=asked.use_class,
+            licensee=f"wallet:{payer}",
+            access_id=answer["access_id"],
         )
     response = _original(file, entitlement)
     response["PAYMENT-RESPONSE"] = paid.response_header
@@ -149,7 +162,7 @@ def _paid(request: HttpRequest, file: StoredFile, asked: services.AccessRequest,
 
 def _ways_to_pay(file: StoredFile) -> dict[str, Any]:
     return {
-        "preview": services.content_url(file.work.pk, file.asset.pk).removesuffix("/content") + "/preview",
+        "preview": services.content_url(file.work_id, file.asset_id).removesuffix("/content") + "/preview",
         "license": f"{settings.SITE_URL}/licenses.xml",
         "license_server": f"{settings.SITE_URL}/rsl",
         "access_api": f"{settings.SITE_URL}/api/v1/access",
@@ -157,15 +170,13 @@ def _ways_to_pay(file: StoredFile) -> dict[str, Any]:
 
 
 def _payment_required(request: HttpRequest, file: StoredFile, asked: services.AccessRequest) -> HttpResponse:
-    refusal = consent.use_refusal(work_id=file.work.pk, use_class=asked.use_class)
+    refusal = consent.use_refusal(work_id=file.work_id, use_class=asked.use_class)
     if refusal is not None:
         return _problem(refusal.error(), file)
     prices = content.priced_uses(file.work)
     if asked.use_class not in prices:
         return _problem(
-            ApiError(
-                f"The terms do not allow '{asked.use_class}'.", code="use_not_allowed", status_code=403
-            ),
+            ApiError(f"The terms do not allow '{asked.use_class}'.", code="use_not_allowed", status_code=403),
             file,
         )
     offer_currency = content.offer_currency(file.work)
@@ -175,7 +186,7 @@ def _payment_required(request: HttpRequest, file: StoredFile, asked: services.Ac
         currency=offer_currency,
         access=asked,
         url=url,
-        mime_type=file.blob.media_type,
+        mime_type=file.media_type,
         error="payment required",
     )
     body = {
@@ -221,7 +232,7 @@ def preview_view(request: HttpRequest, work_id: int, asset_id: int | None = None
         file = content.content_file(work_id=work_id, asset_id=asset_id)
         if not content.may_see(user=_user(request), work=file.work):
             raise ApiError("No such file.", code="content_not_found", status_code=404)
-        name, media_type = content.preview_of(file.blob)
+        name, media_type = content.preview_of(file)
     except ApiError as exc:
         return _problem(exc)
     response = FileResponse(content.open_preview(name), content_type=media_type)
@@ -279,7 +290,9 @@ def rsl_token(request: HttpRequest) -> JsonResponse:
             if use not in services.METERED_USES:
                 return _oauth_error("invalid_scope", "Name a use (scope) or send the RSL license element.")
         territory = request.POST.get("territory", content.DEFAULT_TERRITORY).upper()
-        answer = licensing.license_issue(api_key=client, resource=resource, use_class=use, territory=territory)
+        answer = licensing.license_issue(
+            api_key=client, resource=resource, use_class=use, territory=territory
+        )
     except licensing.OAuthError as exc:
         return _oauth_error(exc.problem_code, str(exc.detail))
     except ApiError as exc:

@@ -152,7 +152,9 @@ def consent_withdraw(
                 created_at=now,
             )
     except IntegrityError:
-        raise Conflict(f"Consent for '{use_class}' is already withdrawn.", code="consent_already_withdrawn") from None
+        raise Conflict(
+            f"Consent for '{use_class}' is already withdrawn.", code="consent_already_withdrawn"
+        ) from None
     notices = []
     for grant in _open_grants_allowing(work, use_class):
         expires_at = grant.offer.expires_at

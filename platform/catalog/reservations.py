@@ -10,6 +10,7 @@ consent on each request (so a change shows on the next one):
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
@@ -51,8 +52,30 @@ def terms_url(offer: Offer) -> str:
     return f"{settings.SITE_URL}/api/v1/offers/{offer.pk}"
 
 
+# The content headers of each work, remembered briefly: they go out with every delivered file, and a paid
+# GET must stay nearly as cheap as the access that paid for it. robots.txt, licenses.xml and tdmrep.json
+# are never cached here: a withdrawn consent shows there on the next request, and here within this long.
+HEADERS_TTL_S = 5.0
+_headers_seen: dict[int, tuple[float, dict[str, str]]] = {}
+
+
 def content_headers(*, work_id: int) -> dict[str, str]:
     """The headers every answer about a work's content carries."""
+    seen = _headers_seen.get(work_id)
+    if seen is not None and time.monotonic() - seen[0] <= HEADERS_TTL_S:
+        return seen[1]
+    headers = _content_headers(work_id)
+    if len(_headers_seen) >= 10_000:
+        _headers_seen.clear()
+    _headers_seen[work_id] = (time.monotonic(), headers)
+    return headers
+
+
+def forget() -> None:
+    _headers_seen.clear()
+
+
+def _content_headers(work_id: int) -> dict[str, str]:
     offer = offers_public().filter(work_id=work_id).first()
     refused = consent.refused_uses([work_id]).get(work_id, set())
     _, free = _terms(offer, refused)

@@ -87,7 +87,9 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
 }
 
 
-def problem_body(status_code: int, code: str, detail: str, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def problem_body(
+    status_code: int, code: str, detail: str, *, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The problem document (RFC 9457) for plain Django views that cannot answer with DRF's Response."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,

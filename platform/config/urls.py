@@ -34,9 +34,13 @@ urlpatterns = [
     path(".well-known/tdmrep.json", catalog_views.tdmrep_json, name="tdmrep"),
     # One content URL per work and per file: the original to the entitled, 402 to everyone else.
     path("works/<int:work_id>/content", views_content.content_view, name="work-content"),
-    path("works/<int:work_id>/assets/<int:asset_id>/content", views_content.content_view, name="asset-content"),
+    path(
+        "works/<int:work_id>/assets/<int:asset_id>/content", views_content.content_view, name="asset-content"
+    ),
     path("works/<int:work_id>/preview", views_content.preview_view, name="work-preview"),
-    path("works/<int:work_id>/assets/<int:asset_id>/preview", views_content.preview_view, name="asset-preview"),
+    path(
+        "works/<int:work_id>/assets/<int:asset_id>/preview", views_content.preview_view, name="asset-preview"
+    ),
     # The RSL licence server (Open License Protocol).
     path("rsl/token", views_content.rsl_token, name="rsl-token"),
     path("rsl/introspect", views_content.rsl_introspect, name="rsl-introspect"),

@@ -63,7 +63,11 @@ def _token(world, use: str):
     basic = base64.b64encode(f"{world['prefix']}:{world['secret']}".encode()).decode()
     return Client().post(
         "/rsl/token",
-        {"grant_type": "rsl", "resource": f"http://127.0.0.1:8000/works/{world['work'].pk}/content", "scope": use},
+        {
+            "grant_type": "rsl",
+            "resource": f"http://127.0.0.1:8000/works/{world['work'].pk}/content",
+            "scope": use,
+        },
         HTTP_AUTHORIZATION=f"Basic {basic}",
     )
 
@@ -109,19 +113,23 @@ def test_a_do_not_train_work_refuses_ai_train_at_every_entry_point(world, flag_o
     assert usage.startswith("train-ai=n")
 
 
-def test_a_withdrawn_consent_stops_the_next_access_is_published_and_notifies_licensees(world, as_user) -> None:
+def test_a_withdrawn_consent_stops_the_next_access_is_published_and_notifies_licensees(
+    world, as_user
+) -> None:
     work, creator = world["work"], world["creator"]
     factories.offer(creator, work, uses={"ai-generate": 25, "index": 0})
     assert _access(world, "ai-generate").status_code == 200
     grant = Grant.objects.get(organisation=world["organisation"])
-    _, gptbot_before, _ = _published_refusals(world)
-    user_agent_group = lambda: Client().get("/robots.txt").content.decode().split(  # noqa: E731
-        "User-agent: ChatGPT-User", 1
-    )[1].split("\n\n", 1)[0]
+
+    def user_agent_group() -> str:
+        robots = Client().get("/robots.txt").content.decode()
+        return robots.split("User-agent: ChatGPT-User", 1)[1].split("\n\n", 1)[0]
+
     assert f"Disallow: /works/{work.pk}/" not in user_agent_group()
 
     withdrawn = as_user(creator).post(
-        f"/api/v1/works/{work.pk}/consent/withdraw", {"use": "ai-generate", "reason": "changed my mind"},
+        f"/api/v1/works/{work.pk}/consent/withdraw",
+        {"use": "ai-generate", "reason": "changed my mind"},
         format="json",
     )
     refused = _access(world, "ai-generate")
@@ -138,16 +146,21 @@ def test_a_withdrawn_consent_stops_the_next_access_is_published_and_notifies_lic
     notices = as_user(world["vendor"]).get("/api/v1/notices").json()
     assert [n["id"] for n in notices] == [notice.pk]
     # Restored: sold again.
-    assert as_user(creator).post(
-        f"/api/v1/works/{work.pk}/consent/restore", {"use": "ai-generate"}, format="json"
-    ).status_code == 200
+    assert (
+        as_user(creator)
+        .post(f"/api/v1/works/{work.pk}/consent/restore", {"use": "ai-generate"}, format="json")
+        .status_code
+        == 200
+    )
     assert _access(world, "ai-generate").status_code == 200
 
 
 def test_a_paid_licence_keeps_a_withdrawn_use_to_its_term_end_unless_ended_at_once(world, as_user) -> None:
     work, creator = world["work"], world["creator"]
     expires = clock.now() + timedelta(days=30)
-    offer = factories.offer(creator, work, uses={"ai-generate": 25}, licence_fee_minor=500, expires_at=expires)
+    offer = factories.offer(
+        creator, work, uses={"ai-generate": 25}, licence_fee_minor=500, expires_at=expires
+    )
     grant_create(offer=offer, user=world["vendor"], organisation=world["organisation"])
 
     as_user(creator).post(f"/api/v1/works/{work.pk}/consent/withdraw", {"use": "ai-generate"}, format="json")
@@ -161,7 +174,9 @@ def test_a_paid_licence_keeps_a_withdrawn_use_to_its_term_end_unless_ended_at_on
 
     as_user(creator).post(f"/api/v1/works/{work.pk}/consent/restore", {"use": "ai-generate"}, format="json")
     as_user(creator).post(
-        f"/api/v1/works/{work.pk}/consent/withdraw", {"use": "ai-generate", "grants_end": "now"}, format="json"
+        f"/api/v1/works/{work.pk}/consent/withdraw",
+        {"use": "ai-generate", "grants_end": "now"},
+        format="json",
     )
     ended = _access(world, "ai-generate")
 

@@ -48,8 +48,8 @@ def _access(client, work_id: int, use: str = "ai-generate"):
 
 
 def _funded_vendor():
-    from royalties.services import prepaid_fund
     from common.money import Money
+    from royalties.services import prepaid_fund
 
     vendor = factories.vendor()
     organisation = vendor.organisations.get()
@@ -58,7 +58,7 @@ def _funded_vendor():
 
 
 def test_an_anonymous_get_of_a_content_url_answers_402_with_the_price_and_no_bytes() -> None:
-    _, work, asset, original = _published()
+    _, work, _, original = _published()
 
     response = Client().get(f"/works/{work.pk}/content")
 
@@ -109,7 +109,7 @@ def test_an_unpublished_works_content_is_not_found_for_others_and_served_to_its_
 
 
 def test_owners_co_owners_and_grant_holders_get_the_original_others_pay() -> None:
-    creator, work, asset, original = _published()
+    _, work, asset, original = _published()
     fan = factories.fan()
     grant_create(offer=work.offers.get(), user=fan)
     holder, stranger = Client(), Client()
@@ -145,7 +145,7 @@ def test_a_delivery_link_expires_and_a_tampered_or_foreign_link_gets_nothing(wit
     time_machine.move_to(clock.now(), tick=False)
     _, work, _, original = _published()
     _, other_work, _, other_original = _published()
-    vendor, organisation = _funded_vendor()
+    vendor, _ = _funded_vendor()
     client = with_key(factories.key(vendor, "access"))
     url = _access(client, work.pk).json()["content"][0]["url"].removeprefix("http://127.0.0.1:8000")
     token = url.split("delivery=")[1]

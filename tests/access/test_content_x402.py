@@ -127,9 +127,11 @@ def test_a_forged_keyless_payment_changes_nothing(published) -> None:
     assert payments.chain().balance_of(PAYER.address) == balance
 
 
-def test_a_crash_between_settling_and_writing_loses_no_payment(published, settings, monkeypatch, time_machine) -> None:
+def test_a_crash_between_settling_and_writing_loses_no_payment(
+    published, settings, monkeypatch, time_machine
+) -> None:
     settings.CHAIN_CONFIRMATIONS = 1
-    _, work, asset, _ = published
+    _, work, _, _ = published
     balance = payments.chain().balance_of(PAYER.address)
     signature = _sign(_content(work.pk)["PAYMENT-REQUIRED"])
 
@@ -231,5 +233,7 @@ def on_anvil(anvil_node, settings):
 
 @pytest.mark.anvil
 @pytest.mark.django_db(transaction=True)
-def test_an_unmodified_x402_sdk_client_pays_for_a_content_url_on_anvil(on_anvil, live_server, settings) -> None:
+def test_an_unmodified_x402_sdk_client_pays_for_a_content_url_on_anvil(
+    on_anvil, live_server, settings
+) -> None:
     test_an_unmodified_x402_sdk_client_pays_for_a_content_url(live_server, settings)

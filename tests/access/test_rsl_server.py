@@ -40,8 +40,13 @@ def world():
     prepaid_fund(organisation=organisation, amount=Money(1_000, "USD"), external_ref=str(uuid.uuid4()))
     secret = factories.key(vendor, "access")
     client_id = ApiKey.objects.get(user=vendor).prefix
-    return {"work": work, "asset": asset, "original": original, "organisation": organisation,
-            "credentials": (client_id, secret)}
+    return {
+        "work": work,
+        "asset": asset,
+        "original": original,
+        "organisation": organisation,
+        "credentials": (client_id, secret),
+    }
 
 
 def _path(url: str) -> str:
@@ -93,21 +98,33 @@ def test_a_crawler_that_knows_only_robots_txt_reaches_the_content_through_the_li
     event = AccessEvent.objects.get()
     assert (event.use_class, event.price_minor, str(event.access_id)) == ("ai-train", 40, answer["access_id"])
     assert prepaid_available(organisation=world["organisation"], currency="USD") == 1_000 - 40
-    introspected = Client().post(
-        "/rsl/introspect", {"token": answer["access_token"]}, HTTP_AUTHORIZATION=_basic(*world["credentials"])
-    ).json()
+    introspected = (
+        Client()
+        .post(
+            "/rsl/introspect",
+            {"token": answer["access_token"]},
+            HTTP_AUTHORIZATION=_basic(*world["credentials"]),
+        )
+        .json()
+    )
     assert introspected["active"] is True and introspected["scope"] == "ai-train"
     assert introspected["content_sha256"] == [world["asset"].blob_id]
 
 
-def test_a_missing_bad_foreign_or_expired_token_gets_www_authenticate_and_no_bytes(world, time_machine) -> None:
+def test_a_missing_bad_foreign_or_expired_token_gets_www_authenticate_and_no_bytes(
+    world, time_machine
+) -> None:
     time_machine.move_to(clock.now(), tick=False)
     work, original = world["work"], world["original"]
     other = factories.work(factories.creator())
-    asset_upload(work=other, user=other.created_by, data=factories.png_bytes(color=(1, 1, 1)), filename="x.png")
+    asset_upload(
+        work=other, user=other.created_by, data=factories.png_bytes(color=(1, 1, 1)), filename="x.png"
+    )
     factories.offer(other.created_by, other, uses={"ai-train": 40})
     token = _token(
-        *world["credentials"], grant_type="rsl", resource=f"http://127.0.0.1:8000/works/{other.pk}/content",
+        *world["credentials"],
+        grant_type="rsl",
+        resource=f"http://127.0.0.1:8000/works/{other.pk}/content",
         scope="ai-train",
     ).json()["access_token"]
 
@@ -116,13 +133,19 @@ def test_a_missing_bad_foreign_or_expired_token_gets_www_authenticate_and_no_byt
     time_machine.shift(timedelta(seconds=601))
     expired = Client().get(f"/works/{other.pk}/content", HTTP_AUTHORIZATION=f"License {token}")
 
-    for response, error in ((bad, "invalid_token"), (foreign, "insufficient_scope"), (expired, "expired_token")):
+    for response, error in (
+        (bad, "invalid_token"),
+        (foreign, "insufficient_scope"),
+        (expired, "expired_token"),
+    ):
         assert response.status_code == 401
         assert response["WWW-Authenticate"] == f'License realm="tribute", error="{error}"'
         assert original not in response.content
-    introspected = Client().post(
-        "/rsl/introspect", {"token": token}, HTTP_AUTHORIZATION=_basic(*world["credentials"])
-    ).json()
+    introspected = (
+        Client()
+        .post("/rsl/introspect", {"token": token}, HTTP_AUTHORIZATION=_basic(*world["credentials"]))
+        .json()
+    )
     assert introspected == {"active": False}
 
 
@@ -132,8 +155,9 @@ def test_the_token_endpoint_refuses_unknown_clients_and_other_addresses_and_char
 
     wrong_secret = _token(client_id, secret + "x", grant_type="rsl", resource=resource, scope="ai-train")
     wrong_grant = _token(client_id, secret, grant_type="password", resource=resource, scope="ai-train")
-    elsewhere = _token(client_id, secret, grant_type="rsl", resource="https://example.org/works/1/content",
-                       scope="ai-train")
+    elsewhere = _token(
+        client_id, secret, grant_type="rsl", resource="https://example.org/works/1/content", scope="ai-train"
+    )
     not_offered = _token(client_id, secret, grant_type="rsl", resource=resource, scope="voice")
 
     assert (wrong_secret.status_code, wrong_secret.json()["error"]) == (401, "invalid_client")

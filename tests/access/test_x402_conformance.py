@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.security.live import Gunicorn, migrate, run_python, server_env
 
 SETUP = """

@@ -23,6 +23,14 @@ from tests import factories
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
+@pytest.fixture(autouse=True)
+def fresh_process_caches():
+    """Ids are reused after a rolled-back test: the content path's per-process caches must not carry over."""
+    services.forget_caches()
+    yield
+    services.forget_caches()
+
+
 FILE_ROUTES = {"work-content", "asset-content", "work-preview", "asset-preview", "dashboard:asset-file"}
 
 
@@ -88,6 +96,7 @@ def works(with_key):
 
 def _callers(world) -> list[tuple[str, Client, dict[str, str], str]]:
     """(who, client, headers, query) of everyone not entitled to the originals."""
+
     def logged_in(user) -> Client:
         client = Client()
         client.force_login(user)
@@ -95,7 +104,11 @@ def _callers(world) -> list[tuple[str, Client, dict[str, str], str]]:
 
     expired = services.delivery.issue(
         services.delivery.DeliveryGrant(
-            access_id=str(uuid.uuid4()), organisation_id=1, work_id=1, use_class="ai-train", sha256=(),
+            access_id=str(uuid.uuid4()),
+            organisation_id=1,
+            work_id=1,
+            use_class="ai-train",
+            sha256=(),
             expires_at=int((clock.now() - timedelta(minutes=1)).timestamp()),
         ),
         services.delivery_key(),
@@ -130,9 +143,7 @@ def test_no_unentitled_caller_receives_original_bytes_from_any_file_route(works)
         for path in paths:
             for who, client, headers, query in callers:
                 response = client.get(f"{path}?{query}" if query else path, **headers)
-                body = (
-                    b"".join(response.streaming_content) if response.streaming else response.content
-                )
+                body = b"".join(response.streaming_content) if response.streaming else response.content
                 assert original not in body, (who, path, response.status_code)
                 assert response.status_code in {200, 400, 401, 402, 403, 404, 409}, (who, path)
                 if response.status_code == 200:
