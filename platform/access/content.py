@@ -76,7 +76,14 @@ class Entitlement:
 # their SHA-256), and a new first file of a work shows within this long.
 FILE_LOOKUP_TTL_S = 5.0
 _files_seen: dict[tuple[int, int | None], tuple[float, tuple[Any, ...]]] = {}
-_FILE_FIELDS = ("pk", "blob__sha256", "blob__storage_name", "blob__media_type", "blob__size_bytes", "blob__kind")
+_FILE_FIELDS = (
+    "pk",
+    "blob__sha256",
+    "blob__storage_name",
+    "blob__media_type",
+    "blob__size_bytes",
+    "blob__kind",
+)
 
 
 def content_file(*, work_id: int, asset_id: int | None = None) -> StoredFile:
