@@ -23,6 +23,7 @@ from tests import factories
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
+
 @pytest.fixture(autouse=True)
 def fresh_process_caches():
     """Ids are reused after a rolled-back test: the content path's per-process caches must not carry over."""
