@@ -185,10 +185,11 @@ def license_entitlement(*, token: str, file: StoredFile) -> Entitlement:
 
 
 def priced_uses(work: Work) -> dict[str, int]:
-    """The metered uses the work's current public terms allow and its creator consents to, with prices."""
+    """The metered uses a GET may buy: those the work's current public terms allow (when they need no
+    licence fee or approval first) and its creator consents to, with their prices."""
     offer = offers_public().filter(work_id=work.pk).first()
-    if offer is None:
-        return {}
+    if offer is None or offer.licence_fee_minor > 0 or offer.derivative_approval_required:
+        return {}  # terms that need a licence first are not sold per GET
     refused = consent.refused_uses([work.pk]).get(work.pk, set())
     prices = dict(OfferUse.objects.filter(offer=offer).values_list("use_class", "price_minor"))
     return {use: prices[use] for use in USE_ORDER if use in prices and use not in refused}

@@ -114,6 +114,8 @@ def _content(request: HttpRequest, file: StoredFile) -> HttpResponseBase:
         return _original(file, entitled)
     if not content.is_public(file.work):
         return _problem(ApiError("No such file.", code="content_not_found", status_code=404))
+    if not content.priced_uses(file.work):
+        return _unpayable(request, file)
     asked = _asked(request, file)
     signature = request.META.get("HTTP_PAYMENT_SIGNATURE")
     if asked is None:
@@ -211,7 +213,8 @@ def _payment_required(request: HttpRequest, file: StoredFile, asked: services.Ac
 
 
 def _unpayable(request: HttpRequest, file: StoredFile) -> HttpResponse:
-    """No priced use: a licence (token or API key access) is the way in."""
+    """Nothing a GET can buy (every use free, or terms that need a licence fee or approval first): a
+    licence (a token, or an access with an API key under a grant) is the way in."""
     response = problem_response(
         401,
         "license_required",

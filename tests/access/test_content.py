@@ -256,3 +256,17 @@ def test_the_default_use_is_the_cheapest_priced_one_on_offer() -> None:
     _, work, _, _ = _published(uses={"ai-train": 5, "index": 9, "ai-generate": 0})
 
     assert content.default_use(work) == "ai-train"
+
+
+def test_terms_with_a_licence_fee_are_not_sold_per_get_and_say_how_to_license() -> None:
+    creator = factories.creator()
+    work = factories.work(creator)
+    data = factories.png_bytes(color=(4, 5, 6))
+    asset_upload(work=work, user=creator, data=data, filename="f.png")
+    factories.offer(creator, work, uses={"ai-train": 40}, licence_fee_minor=500)
+
+    response = Client().get(f"/works/{work.pk}/content?use=ai-train")
+
+    assert response.status_code == 401 and response.json()["code"] == "license_required"
+    assert response["WWW-Authenticate"] == 'License realm="tribute"'
+    assert "PAYMENT-REQUIRED" not in response and data not in response.content
