@@ -270,3 +270,36 @@ def test_terms_with_a_licence_fee_are_not_sold_per_get_and_say_how_to_license() 
     assert response.status_code == 401 and response.json()["code"] == "license_required"
     assert response["WWW-Authenticate"] == 'License realm="tribute"'
     assert "PAYMENT-REQUIRED" not in response and data not in response.content
+
+
+def test_tdmrep_reserves_every_published_work_with_its_policy() -> None:
+    _, work, _, _ = _published()
+    creator = factories.creator()
+    factories.work(creator, title="draft")  # unpublished: not listed
+    offer = work.offers.get()
+
+    document = Client().get("/.well-known/tdmrep.json").json()
+
+    assert document == [
+        {
+            "location": f"/works/{work.pk}/*",
+            "tdm-reservation": 1,
+            "tdm-policy": f"http://127.0.0.1:8000/api/v1/offers/{offer.pk}",
+        }
+    ]
+
+
+def test_robots_txt_has_a_group_per_ai_agent_closing_works_whose_use_is_not_on_offer() -> None:
+    _, trained, _, _ = _published(uses={"ai-train": 5})
+    _, generated, _, _ = _published(uses={"ai-generate": 5})
+
+    robots = Client().get("/robots.txt").content.decode()
+
+    def group(agent: str) -> str:
+        return robots.split(f"User-agent: {agent}\n", 1)[1].split("\n\n", 1)[0]
+
+    assert f"Disallow: /works/{generated.pk}/" in group("GPTBot")
+    assert f"Disallow: /works/{trained.pk}/" not in group("GPTBot")
+    assert f"Disallow: /works/{trained.pk}/" in group("ChatGPT-User")
+    assert f"Disallow: /works/{generated.pk}/" not in group("ChatGPT-User")
+    assert "License: http://127.0.0.1:8000/licenses.xml" in robots.splitlines()
