@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -231,7 +231,7 @@ def preview_of(blob: _Stored) -> tuple[str, str]:
     name = _preview_name(blob, extension)
     if not default_storage.exists(name):
         with default_storage.open(blob.storage_name, "rb") as original:
-            made = previews.preview(original, blob.kind)
+            made = previews.preview(cast(BinaryIO, original), blob.kind)
         saved = default_storage.save(name, ContentFile(made.data))
         if saved != name:  # made at the same moment by another request: keep one
             default_storage.delete(saved)

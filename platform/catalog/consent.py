@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.apps import apps
 from django.db import IntegrityError, connection, transaction
@@ -49,7 +50,7 @@ class Refusal:
         return ConsentRefused(self.detail, code=self.code)
 
 
-def _opt_outs() -> QuerySet:  # type: ignore[type-arg]
+def _opt_outs() -> QuerySet[Any]:
     return apps.get_model("datasets", "TrainingOptOut").objects.all()
 
 

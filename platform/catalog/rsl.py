@@ -94,7 +94,7 @@ def render(offers: Iterable[Offer], *, site_url: str, refused: dict[int, set[str
     (do-not-train, consent withdrawn) is published as prohibited, whatever the offer says."""
     root = etree.Element(f"{{{RSL_NAMESPACE}}}rsl", nsmap={None: RSL_NAMESPACE})  # type: ignore[dict-item]
     for offer in offers:
-        _add_content(root, offer, site_url, (refused or {}).get(offer.work_id, set()))
+        _add_content(root, offer, site_url, (refused or {}).get(offer.work.pk, set()))
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 

@@ -11,7 +11,6 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.files.storage import default_storage
 from django.core.paginator import Page, Paginator
 from django.db.models import Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -274,7 +273,8 @@ def asset_file(request: HttpRequest, asset_id: int) -> FileResponse:
     user = request.user if isinstance(request.user, User) else None
     asset = dashboard.asset_get_viewable(user=user, asset_id=asset_id)
     if access_content.session_entitlement(user=user, work=asset.work) is not None:
-        handle, media_type = default_storage.open(asset.blob.storage_name, "rb"), asset.blob.media_type
+        handle = access_content.open_original(access_content.stored_file_of(asset))
+        media_type = asset.blob.media_type
     else:
         name, media_type = access_content.preview_of(asset.blob)
         handle = access_content.open_preview(name)

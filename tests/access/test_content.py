@@ -26,6 +26,12 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
+
+def _read(response) -> bytes:
+    """A streamed answer's bytes (reading to the end closes the file)."""
+    return b"".join(response.streaming_content)
+
+
 BIG = (1600, 1000)
 
 
@@ -104,7 +110,7 @@ def test_an_unpublished_works_content_is_not_found_for_others_and_served_to_its_
     stranger.force_login(factories.creator())
     assert stranger.get(f"/works/{draft.pk}/content").status_code == 404
     served = owner.get(f"/works/{draft.pk}/content")
-    assert served.status_code == 200 and b"".join(served.streaming_content) == data
+    assert served.status_code == 200 and _read(served) == data
     assert served["Entitlement"] == "session"
 
 
@@ -119,7 +125,7 @@ def test_owners_co_owners_and_grant_holders_get_the_original_others_pay() -> Non
     got = holder.get(f"/works/{work.pk}/assets/{asset.pk}/content")
     refused = stranger.get(f"/works/{work.pk}/assets/{asset.pk}/content")
 
-    assert got.status_code == 200 and b"".join(got.streaming_content) == original
+    assert got.status_code == 200 and _read(got) == original
     assert refused.status_code == 402 and original not in refused.content
     Grant.objects.filter(licensee=fan).update(status="revoked")
     assert holder.get(f"/works/{work.pk}/content").status_code == 402
@@ -136,7 +142,7 @@ def test_the_access_api_answers_a_delivery_link_that_streams_the_paid_original(w
 
     assert (file["asset"], file["sha256"]) == (asset.pk, hashlib.sha256(original).hexdigest())
     assert response.status_code == 200 and response.streaming
-    assert hashlib.sha256(b"".join(response.streaming_content)).hexdigest() == file["sha256"]
+    assert hashlib.sha256(_read(response)).hexdigest() == file["sha256"]
     assert (response["Entitlement"], response["Access-Id"]) == ("delivery", answer["access_id"])
     assert response["Content-Length"] == str(len(original))
 
@@ -170,7 +176,7 @@ def test_a_receipt_and_the_file_it_names_verify_offline_with_the_published_keys(
     vendor, organisation = _funded_vendor()
     client = with_key(factories.key(vendor, "access"))
     answer = _access(client, work.pk).json()
-    data = b"".join(Client().get(answer["content"][0]["url"].split("8000", 1)[1]).streaming_content)
+    data = _read(Client().get(answer["content"][0]["url"].split("8000", 1)[1]))
     jwks = Client().get("/.well-known/jwks.json").json()
 
     # Offline: only the file, the receipt and the published key set.
@@ -188,22 +194,29 @@ def test_a_receipt_and_the_file_it_names_verify_offline_with_the_published_keys(
 
 def test_an_image_preview_is_marked_small_and_made_once(monkeypatch) -> None:
     _, work, asset, original = _published()
-    made = []
+    made: list[str] = []
     real = previews.preview
-    monkeypatch.setattr(previews, "preview", lambda source, kind: made.append(kind) or real(source, kind))
+
+    def counting(source, kind):
+        made.append(kind)
+        return real(source, kind)
+
+    monkeypatch.setattr(previews, "preview", counting)
 
     first = Client().get(f"/works/{work.pk}/preview")
     again = Client().get(f"/works/{work.pk}/assets/{asset.pk}/preview")
 
-    data = b"".join(first.streaming_content)
+    data = _read(first)
     assert first.status_code == 200 and first["Content-Type"] == "image/jpeg"
-    assert b"".join(again.streaming_content) == data and made == ["image"]
+    assert _read(again) == data and made == ["image"]
     image = Image.open(io.BytesIO(data))
     assert max(image.size) == 512 and image.size == (512, 320)
     # The mark: a dark band across the middle of a uniformly coloured picture.
     plain = Image.open(io.BytesIO(original)).convert("RGB").resize(image.size)
     middle = (10, image.size[1] // 2 - 30)
-    assert sum(image.convert("RGB").getpixel(middle)) < sum(plain.getpixel(middle)) - 60
+    marked, unmarked = image.convert("RGB").getpixel(middle), plain.getpixel(middle)
+    assert isinstance(marked, tuple) and isinstance(unmarked, tuple)
+    assert sum(marked) < sum(unmarked) - 60
 
 
 def test_an_audio_preview_is_a_short_low_rate_clip() -> None:
@@ -212,7 +225,7 @@ def test_an_audio_preview_is_a_short_low_rate_clip() -> None:
 
     response = Client().get(f"/works/{work.pk}/preview")
 
-    data = b"".join(response.streaming_content)
+    data = _read(response)
     assert response.status_code == 200 and response["Content-Type"] == "audio/ogg"
     info = soundfile.info(io.BytesIO(data))
     assert (info.samplerate, info.channels) == (previews.PREVIEW_AUDIO_RATE, 1)

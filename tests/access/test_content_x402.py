@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import x402.mechanisms.evm.exact.client as x402_client
@@ -48,7 +49,7 @@ def _sign(required_header: str) -> str:
     return base64.b64encode(payload.model_dump_json(by_alias=True).encode()).decode()
 
 
-def _content(work_id: int, **headers: str):
+def _content(work_id: int, **headers: Any):
     return Client(raise_request_exception=True).get(f"/works/{work_id}/content", **headers)
 
 

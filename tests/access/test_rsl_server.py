@@ -25,6 +25,12 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
+
+def _read(response) -> bytes:
+    """A streamed answer's bytes (reading to the end closes the file)."""
+    return b"".join(response.streaming_content)
+
+
 RSL = "{https://rslstandard.org/rsl}"
 
 
@@ -70,31 +76,32 @@ def test_a_crawler_that_knows_only_robots_txt_reaches_the_content_through_the_li
     # 2. The licence document names the content URL, its licence server and the licences on offer.
     document = etree.fromstring(crawler.get(_path(license_url)).content)
     [content] = document.findall(f"{RSL}content")
+    url, server = str(content.get("url")), str(content.get("server"))
     training = next(
         licence
         for licence in content.findall(f"{RSL}license")
         if licence.findtext(f"{RSL}permits[@type='usage']") == "ai-train"
     )
     # 3. Unlicensed, the content URL asks for a licence (and a price), not the bytes.
-    refused = crawler.get(_path(content.get("url")))
+    refused = crawler.get(_path(url))
     assert refused.status_code == 402 and refused["WWW-Authenticate"].startswith("License")
     assert world["original"] not in refused.content
     # 4. The licence server issues a token for the licence the crawler accepts (OLP grant type rsl).
     issued = _token(
         *world["credentials"],
         grant_type="rsl",
-        resource=content.get("url"),
+        resource=url,
         license=etree.tostring(training).decode(),
     )
     assert issued.status_code == 200, issued.content
     answer = issued.json()
     assert (answer["token_type"], answer["scope"], answer["expires_in"]) == ("License", "ai-train", 600)
-    assert _path(content.get("server")) == "/rsl"
+    assert _path(server) == "/rsl"
     # 5. The content URL serves the original to the token.
-    served = crawler.get(_path(content.get("url")), HTTP_AUTHORIZATION=f"License {answer['access_token']}")
+    served = crawler.get(_path(url), HTTP_AUTHORIZATION=f"License {answer['access_token']}")
 
     assert served.status_code == 200 and served["Entitlement"] == "license"
-    assert hashlib.sha256(b"".join(served.streaming_content)).hexdigest() == world["asset"].blob_id
+    assert hashlib.sha256(_read(served)).hexdigest() == world["asset"].blob_id
     event = AccessEvent.objects.get()
     assert (event.use_class, event.price_minor, str(event.access_id)) == ("ai-train", 40, answer["access_id"])
     assert prepaid_available(organisation=world["organisation"], currency="USD") == 1_000 - 40

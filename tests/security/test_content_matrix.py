@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -22,6 +23,11 @@ from royalties.services import prepaid_fund
 from tests import factories
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
+
+
+def _read(response) -> bytes:
+    """A streamed answer's bytes (reading to the end closes the file)."""
+    return b"".join(response.streaming_content)
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +101,7 @@ def works(with_key):
     return {"creator": creator, "made": made, "secret": secret, "foreign_link": foreign_link}
 
 
-def _callers(world) -> list[tuple[str, Client, dict[str, str], str]]:
+def _callers(world) -> list[tuple[str, Client, dict[str, Any], str]]:
     """(who, client, headers, query) of everyone not entitled to the originals."""
 
     def logged_in(user) -> Client:
@@ -144,7 +150,7 @@ def test_no_unentitled_caller_receives_original_bytes_from_any_file_route(works)
         for path in paths:
             for who, client, headers, query in callers:
                 response = client.get(f"{path}?{query}" if query else path, **headers)
-                body = b"".join(response.streaming_content) if response.streaming else response.content
+                body = _read(response) if response.streaming else response.content
                 assert original not in body, (who, path, response.status_code)
                 assert response.status_code in {200, 400, 401, 402, 403, 404, 409}, (who, path)
                 if response.status_code == 200:
@@ -160,4 +166,4 @@ def test_the_owner_gets_the_originals_through_the_content_and_file_routes(works)
         for path in (f"/works/{work.pk}/content", f"/dashboard/assets/{asset.pk}/file/"):
             response = owner.get(path)
             assert response.status_code == 200, path
-            assert b"".join(response.streaming_content) == original, path
+            assert _read(response) == original, path
