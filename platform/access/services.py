@@ -352,14 +352,6 @@ def _charge(
 ) -> AccessResult:
     offer = grant.offer
     price = Money(_check_terms(offer, request), offer.currency)
-    refusal = consent.use_refusal(
-        work_id=offer.work_id,
-        use_class=request.use_class,
-        grant_fee_minor=grant.fee_minor,
-        grant_expires_at=offer.expires_at,
-    )
-    if refusal is not None:
-        raise refusal.error()
     access_id = uuid.uuid4()
     now = clock.now()
     # The receipt and the response are made before the transaction, so the balance row stays locked only
@@ -384,8 +376,20 @@ def _charge(
     }
     try:
         durable = paid_by_x402 or settings.ACCESS_DURABLE_COMMIT
-        event_id = _charge_in_one_statement(organisation, api_key, grant, price, access_id, event, durable)
+        event_id = _charge_in_one_statement(
+            organisation, api_key, grant, price, access_id, event, durable, request.use_class
+        )
         if event_id is None:
+            # The creator's consent (do-not-train, a withdrawn use), checked here on the general path;
+            # the one statement checks it itself.
+            refusal = consent.use_refusal(
+                work_id=offer.work_id,
+                use_class=request.use_class,
+                grant_fee_minor=grant.fee_minor,
+                grant_expires_at=offer.expires_at,
+            )
+            if refusal is not None:
+                raise refusal.error()
             with transaction.atomic():
                 if api_key is not None and not api_key_still_active(api_key_id=api_key.pk):
                     raise KeyNoLongerActive
@@ -417,12 +421,14 @@ def _charge_in_one_statement(
     access_id: uuid.UUID,
     event: dict[str, object],
     durable: bool,
+    use_class: str,
 ) -> int | None:
     """On PostgreSQL, the common case in one statement (its own transaction, one round trip): confirm the
-    API key is still active, count the grant's use and hold the price (the access_count_and_hold function,
-    both or neither), then insert the revenue and the access event. The new event's id; None when it does
-    not apply (another database, a free use, spend caps to count) or when the key, the grant or the balance
-    refused, having changed nothing: the general path then decides, and names the refusal.
+    API key is still active and the creator's consent to the use (catalog.consent), count the grant's use
+    and hold the price (the access_count_and_hold function, both or neither), then insert the revenue and
+    the access event. The new event's id; None when it does not apply (another database, a free use, spend
+    caps to count) or when the key, the consent, the grant or the balance refused, having changed nothing:
+    the general path then decides, and names the refusal.
 
     Unless `durable`, the statement's transaction commits without waiting for the WAL to reach the disk
     (synchronous_commit off for it alone): a slow disk flush then delays no access, and a crash of the
@@ -436,6 +442,10 @@ def _charge_in_one_statement(
     assert fee is not None
     commit_mode = None if durable or connection.in_atomic_block else "off"
     params: list[Any] = [commit_mode, *active_key_params(api_key_id=api_key.pk)]
+    paid_term = consent.paid_term_running(
+        grant_fee_minor=grant.fee_minor, grant_expires_at=grant.offer.expires_at
+    )
+    params += consent.consented_params(work_id=grant.offer.work_id, use_class=use_class, paid_term=paid_term)
     params += [grant.pk, grant.offer.quota, fee.payer_key, price.amount_minor]
     params += rows.prepared(RevenueItem, fee.revenue_values(), omit=_COMPUTED_REVENUE)
     params += rows.prepared(AccessEvent, event)
@@ -470,8 +480,9 @@ def _one_statement_sql() -> str:
         "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', "  # noqa: S608
         "COALESCE(%s, current_setting('synchronous_commit')), true)), "
         f"active_key AS MATERIALIZED ({ACTIVE_KEY_SQL}), "
+        f"consented AS MATERIALIZED ({consent.consented_sql()}), "
         "charge AS MATERIALIZED (SELECT access_count_and_hold(%s, %s, %s, %s) AS payer "
-        "FROM active_key, commit_mode), "
+        "FROM active_key, consented, commit_mode), "
         f"revenue AS (INSERT INTO {revenues} ({columns(RevenueItem)}) SELECT {revenue_values} "
         "FROM charge WHERE charge.payer > 0 RETURNING id), "
         f"event AS (INSERT INTO {events} ({columns(AccessEvent)}) SELECT {event_values} "

@@ -69,6 +69,28 @@ def _opted_out_sql() -> str:
     )
 
 
+def paid_term_running(*, grant_fee_minor: int, grant_expires_at: datetime | None) -> bool:
+    """Whether a licence was paid for (a licence fee) and its term has not ended."""
+    return grant_fee_minor > 0 and grant_expires_at is not None and grant_expires_at > clock.now()
+
+
+def consented_sql() -> str:
+    """A SELECT that yields one row when the creator consents to the use (the same rule as use_refusal),
+    none otherwise: for the access charge that runs as one statement. Parameters: consented_params."""
+    opt_outs = apps.get_model("datasets", "TrainingOptOut")._meta.db_table
+    works, withdrawals = Work._meta.db_table, ConsentWithdrawal._meta.db_table
+    return (
+        f"SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM {withdrawals} WHERE work_id = %s AND use_class = %s "  # noqa: S608
+        f"AND restored_at IS NULL AND NOT (grants_end = '{GrantsEnd.TERM_END.value}' AND %s)) "
+        f"AND NOT (%s AND (EXISTS (SELECT 1 FROM {opt_outs} WHERE work_id = %s) OR EXISTS "
+        f"(SELECT 1 FROM {opt_outs} o JOIN {works} w ON o.user_id = w.created_by_id WHERE w.id = %s)))"
+    )
+
+
+def consented_params(*, work_id: int, use_class: str, paid_term: bool) -> list[object]:
+    return [work_id, use_class, paid_term, use_class == TRAINING, work_id, work_id]
+
+
 def use_refusal(
     *,
     work_id: int,
@@ -93,10 +115,8 @@ def use_refusal(
         found = cursor.fetchone()
     if found is None:
         return None
-    paid_term_running = (
-        grant_fee_minor > 0 and grant_expires_at is not None and grant_expires_at > clock.now()
-    )
-    if found[0] == GrantsEnd.TERM_END and paid_term_running:
+    paid_term = paid_term_running(grant_fee_minor=grant_fee_minor, grant_expires_at=grant_expires_at)
+    if found[0] == GrantsEnd.TERM_END and paid_term:
         return None
     return Refusal("consent_withdrawn", f"The creator has withdrawn consent for '{use_class}' of this work.")
 
