@@ -132,19 +132,23 @@ class _GrantNoLongerActive(Exception):
     pass
 
 
-def _grant_for(organisation: Organisation, api_key: ApiKey | None, licensee: User, work_id: int) -> Grant:
+def _grant_for(
+    organisation: Organisation, api_key: ApiKey | None, licensee: User, work_id: int, use_class: str
+) -> Grant:
     """The organisation's newest active grant on the work, or a new one on the current terms when they
     need neither a licence fee nor the owner's approval (calling the API accepts such terms)."""
     key = (organisation.pk, work_id)
     seen = _grants_seen.get(key)
     if seen is not None and time.monotonic() - seen[0] <= GRANT_LOOKUP_TTL_S:
         return seen[1]
-    grant = _lookup_grant(organisation, api_key, licensee, work_id)
+    grant = _lookup_grant(organisation, api_key, licensee, work_id, use_class)
     _grants_seen[key] = (time.monotonic(), grant)
     return grant
 
 
-def _lookup_grant(organisation: Organisation, api_key: ApiKey | None, licensee: User, work_id: int) -> Grant:
+def _lookup_grant(
+    organisation: Organisation, api_key: ApiKey | None, licensee: User, work_id: int, use_class: str
+) -> Grant:
     grant = _active_grant(organisation, work_id)
     if grant is not None:
         return grant
@@ -168,6 +172,9 @@ def _lookup_grant(organisation: Organisation, api_key: ApiKey | None, licensee: 
         )
     if api_key is not None and not api_key_still_active(api_key_id=api_key.pk):  # maybe reused from memory
         raise KeyNoLongerActive
+    refusal = consent.use_refusal(work_id=work_id, use_class=use_class)
+    if refusal is not None:  # refused before a licence is made for it
+        raise refusal.error()
     return grant_create(offer=offer, user=licensee, organisation=organisation).grant
 
 
@@ -327,13 +334,13 @@ def _grant_and_charge(
 ) -> AccessResult:
     # Accepting terms on first use commits on its own, before the charge transaction, so the charge
     # locks only the grant and the balance, in that order.
-    grant = _grant_for(organisation, api_key, licensee, request.work_id)
+    grant = _grant_for(organisation, api_key, licensee, request.work_id, request.use_class)
     try:
         return _charge(organisation, api_key, idempotency_key, request, grant, paid_by_x402)
     except _GrantNoLongerActive:
         # Revoked since it was remembered: forget it and charge under the grant that holds now, if any.
         _grants_seen.pop((organisation.pk, request.work_id), None)
-        grant = _grant_for(organisation, api_key, licensee, request.work_id)
+        grant = _grant_for(organisation, api_key, licensee, request.work_id, request.use_class)
         try:
             return _charge(organisation, api_key, idempotency_key, request, grant, paid_by_x402)
         except _GrantNoLongerActive:

@@ -103,6 +103,7 @@ def test_a_do_not_train_work_refuses_ai_train_at_every_entry_point(world, flag_o
     assert (by_token.status_code, by_token["Problem-Code"]) == (403, "do_not_train")
     assert "do-not-train" in by_url.json()["detail"]
     assert AccessEvent.objects.count() == 0 and X402Payment.objects.count() == 0
+    assert not Grant.objects.filter(organisation=world["organisation"]).exists()
     assert prepaid_available(organisation=world["organisation"], currency="USD") == balance
     # The unpaid GET prices another use now, and the other uses are still sold.
     assert Client().get(f"/works/{work.pk}/content").json()["use"] == "ai-generate"
