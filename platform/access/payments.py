@@ -198,7 +198,7 @@ def _record(
     payer, nonce = _authorization_of(payload)
     try:
         head = chain().block_number()
-    except Exception:
+    except Exception:  # the head only narrows recovery's search; without it recovery reads from block 0
         head = None
     try:
         with transaction.atomic():  # its own commit: callers hold no transaction open here
@@ -256,7 +256,9 @@ def _settle(payment: X402Payment) -> str:
     requirements = PaymentRequirements.model_validate(payment.requirements)
     settled = _facilitator().settle(payload, requirements)
     if not settled.success:
-        _fail(payment, f"not settled: {settled.error_reason}")
+        # The transaction may still have been sent (a timeout waiting for it looks the same): the row stays
+        # `recorded` and recovery asks the token whether the authorization was used.
+        X402Payment.objects.filter(pk=payment.pk).update(error=f"not settled: {settled.error_reason}"[:300])
         raise PaymentRefused(f"The payment did not settle: {settled.error_reason}.", code="payment_failed")
     _mark_settled(payment, str(settled.transaction))
     return base64.b64encode(settled.model_dump_json(by_alias=True).encode()).decode()
