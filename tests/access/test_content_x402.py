@@ -238,3 +238,34 @@ def test_an_unmodified_x402_sdk_client_pays_for_a_content_url_on_anvil(
     on_anvil, live_server, settings
 ) -> None:
     test_an_unmodified_x402_sdk_client_pays_for_a_content_url(live_server, settings)
+
+
+def test_an_api_key_access_paid_by_x402_waits_for_confirmations_then_answers_its_receipt(
+    published, settings, with_key
+) -> None:
+    settings.CHAIN_CONFIRMATIONS = 3
+    _, work, _, _ = published
+    vendor = factories.vendor()
+    client = with_key(factories.key(vendor, "access"))
+    body = {"work": work.pk, "use": "ai-generate", "territory": "US"}
+    refused = client.post("/api/v1/access", body, format="json", HTTP_IDEMPOTENCY_KEY="pay-1")
+
+    pending = client.post(
+        "/api/v1/access",
+        body,
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="pay-1",
+        HTTP_PAYMENT_SIGNATURE=_sign(refused["PAYMENT-REQUIRED"]),
+    )
+
+    assert refused.status_code == 402
+    assert pending.status_code == 202 and pending.json()["status"] == "payment_pending_confirmation"
+    assert json.loads(base64.b64decode(pending["PAYMENT-RESPONSE"]))["success"] is True
+    assert AccessEvent.objects.count() == 0
+    payments.chain().mine_blocks(2)
+    assert payments.x402_payments_recover()["confirmed"] == 1
+    answered = client.post("/api/v1/access", body, format="json", HTTP_IDEMPOTENCY_KEY="pay-1")
+    assert answered.status_code == 200 and answered["Idempotent-Replayed"] == "true"
+    event = AccessEvent.objects.get()
+    assert (event.paid_by_x402, event.organisation_id) == (True, vendor.organisations.get().pk)
+    assert answered.json()["access_id"] == str(event.access_id)
