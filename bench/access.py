@@ -1,4 +1,5 @@
-"""Load the metered access API the way production runs it and print what it sustains.
+"""Load the metered access API the way production runs it and print what it sustains: POST /api/v1/access,
+and the paid content GET through the delivery links it answers, in the same run.
 
     python bench/access.py [--seconds 30] [--clients 50] [--workers 3] [--database sqlite|postgres]
                            [--rate 400] [--paced-first] [--durable-commit]
@@ -8,7 +9,8 @@ connections open; DEBUG off, a real receipt key) on 127.0.0.1 against a fresh da
 file, or a scratch database on the PostgreSQL server), drives POST /api/v1/access from two load-generator
 processes (asyncio, raw HTTP/1.1, each client on its own kept-alive connection as an API client's HTTP
 library would, a unique Idempotency-Key per request), then does the same against GET /api/v1/health (DRF,
-no database) as the baseline. Prints requests/s, p50, p99, errors, the ratio to the
+no database) as the baseline, and GET of each work's file through a delivery link from an access (a
+small PNG: the paid content GET). Prints requests/s, p50, p99, errors, the ratio to the
 baseline, and whether the ledger still balances. Also times API key verification in-process, and how long
 this machine's disk takes to flush a small write, which bounds a durable commit (--durable-commit makes
 PostgreSQL's access commits wait for it: ACCESS_DURABLE_COMMIT, docs/access.md).
@@ -35,7 +37,19 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-PORT = 8765
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# A free port (and below, a database of its own) per run: two engineers' runs on one machine must not load
+# each other's servers. The load processes are forked, so they see the same value.
+PORT = int(os.environ.get("BENCH_PORT") or _free_port())
 
 
 def _env(database_url: str, var_dir: str, key_pem: str) -> dict[str, str]:
@@ -61,7 +75,8 @@ import django, json
 django.setup()
 from common.money import Money
 from accounts.services import user_create, api_key_create
-from catalog.services import Terms, offer_publish, work_create
+from catalog.services import Terms, asset_upload, offer_publish, work_create
+from tests.factories import png_bytes
 from royalties.services import prepaid_fund
 creator = user_create(
     username="c", email="c@bench.invalid", password=None, role="creator", email_verified=True
@@ -72,6 +87,7 @@ vendor = user_create(
 works = []
 for i in range(20):
     work = work_create(user=creator, title=f"Bench work {i}", kind="image")
+    asset_upload(work=work, user=creator, data=png_bytes(size=(64, 48), color=(i, 40, 90)), filename="b.png")
     terms = Terms(currency="USD", uses={"ai-train": 1, "ai-generate": 2})
     offer_publish(work=work, user=creator, terms=terms)
     works.append(work.pk)
@@ -122,6 +138,8 @@ def _client(
     statuses: dict[int, int] = {}
 
     def request(index: int, count: int) -> bytes:
+        if path == "content":  # `works` holds the delivery links' paths
+            return f"GET {works[count % len(works)]} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         if path != "access":
             return b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         body = json.dumps({"work": works[count % len(works)], "use": "ai-train", "territory": "US"}).encode()
@@ -183,8 +201,27 @@ def _client(
     return latencies, statuses
 
 
+def _delivery_links(key: str, works: list[int]) -> list[str]:
+    """One paid access per work, and the path of the delivery link each answers (valid for 5 minutes)."""
+    links = []
+    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+    for work in works:
+        body = json.dumps({"work": work, "use": "ai-train", "territory": "US"})
+        headers = {
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"links-{uuid.uuid4()}",
+        }
+        connection.request("POST", "/api/v1/access", body=body, headers=headers)
+        answer = json.loads(connection.getresponse().read())
+        url = answer["content"][0]["url"]
+        links.append(url[url.index("/works/") :])
+    connection.close()
+    return links
+
+
 def _load(
-    path: str, key: str, works: list[int], seconds: float, clients: int, rate: float = 0.0
+    path: str, key: str, works: list[Any], seconds: float, clients: int, rate: float = 0.0
 ) -> dict[str, float]:
     processes = 2
     per_process = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
@@ -272,7 +309,7 @@ def run(database: str, arguments: argparse.Namespace) -> None:
     var_dir = tempfile.mkdtemp(prefix="tribute-bench-")
     database_url = ""
     if database == "postgres":
-        name = "bench_access"
+        name = f"bench_access_{os.getpid()}"
         admin = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c"]
         subprocess.run([*admin, f"DROP DATABASE IF EXISTS {name}"], check=True)
         subprocess.run([*admin, f"CREATE DATABASE {name}"], check=True)
@@ -308,6 +345,9 @@ def run(database: str, arguments: argparse.Namespace) -> None:
         access = accesses(seconds, clients)
         if not arguments.paced_first:
             paced = accesses(seconds, clients, rate)
+        links = _delivery_links(str(setup["key"]), list(setup["works"]))
+        _load("content", "", links, 3, clients)  # warm-up
+        delivered = _load("content", "", links, seconds, clients)
         bare = _load("health", "", [], seconds, clients)
     finally:
         server.send_signal(signal.SIGTERM)
@@ -338,7 +378,12 @@ def run(database: str, arguments: argparse.Namespace) -> None:
         f"baseline: {bare['rps']:7.1f} req/s  p50 {bare['p50_ms']:6.1f} ms  p99 {bare['p99_ms']:6.1f} ms  "
         f"(GET /api/v1/health, DRF without the database)"
     )
+    print(
+        f"paid content GET (delivery link, {clients} clients, a 64x48 PNG): {delivered['rps']:7.1f} req/s  "
+        f"p50 {delivered['p50_ms']:6.1f} ms  p99 {delivered['p99_ms']:6.1f} ms  errors {delivered['errors']}"
+    )
     print(f"ratio access/baseline: {access['rps'] / bare['rps']:.2f}")
+    print(f"ratio content GET/access: {delivered['rps'] / access['rps']:.2f} (goal: at least 0.80)")
     print(
         f"ledger: {ledger['events']} access events, {ledger['spent']} minor units spent, "
         f"balanced: {'yes' if balanced else 'NO'}"
@@ -355,7 +400,7 @@ def run(database: str, arguments: argparse.Namespace) -> None:
                 "postgres",
                 "-q",
                 "-c",
-                "DROP DATABASE IF EXISTS bench_access",
+                f"DROP DATABASE IF EXISTS bench_access_{os.getpid()}",
             ],
             check=False,
         )

@@ -18,6 +18,7 @@ def test_every_scheduled_job_names_a_registered_task() -> None:
         "royalties: chain deposits",
         "royalties: reconcile rails",
         "studio: close stuck generation jobs",
+        "access: confirm and recover x402 payments",
     } <= set(scheduled)
     for name, task in scheduled.items():
         assert task.task in app.tasks, (name, task.task)

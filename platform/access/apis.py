@@ -220,15 +220,35 @@ class AccessApi(APIView):
         settlement = None
         if payment_header:
             settlement = payments.x402_pay(
-                organisation=organisation, api_key=api_key, request=access, payment_header=payment_header
-            )
-        try:
-            result = services.access_request(
                 organisation=organisation,
                 api_key=api_key,
-                idempotency_key=key,
                 request=access,
-                paid_by_x402=settlement is not None,
+                payment_header=payment_header,
+                idempotency_key=key,
+            )
+            if settlement.result is None:  # settled, waiting for CHAIN_CONFIRMATIONS
+                pending = JsonResponse(
+                    {
+                        "status": "payment_pending_confirmation",
+                        "transaction": settlement.payment.transaction_hash,
+                        "detail": "Paid; the access is granted once the payment is confirmed on chain. "
+                        "Repeat this request with the same Idempotency-Key (without PAYMENT-SIGNATURE).",
+                    },
+                    status=202,
+                )
+                pending["PAYMENT-RESPONSE"] = settlement.response_header
+                return pending
+        try:
+            result = (
+                settlement.result
+                if settlement is not None and settlement.result is not None
+                else services.access_request(
+                    organisation=organisation,
+                    api_key=api_key,
+                    idempotency_key=key,
+                    request=access,
+                    paid_by_x402=False,
+                )
             )
         except InsufficientFunds as exc:
             return self._payment_required(exc, organisation=organisation, access=access)

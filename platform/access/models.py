@@ -129,18 +129,59 @@ class SpendCap(models.Model):
         return f"{scope}: {self.cap_minor} {self.currency} a month"
 
 
+class X402PaymentStatus(models.TextChoices):
+    RECORDED = "recorded", "Recorded, not yet settled"
+    SETTLED = "settled", "Settled on chain, waiting for confirmations"
+    CONFIRMED = "confirmed", "Confirmed and credited"
+    FAILED = "failed", "Refused by the facilitator or the chain"
+
+
 class X402Payment(models.Model):
-    """An on-chain payment settled for an access: recorded once per authorization (payer and nonce)."""
+    """An x402 payment, written BEFORE the facilitator is asked to settle it (write-ahead): the signed
+    authorization, payer, amount and nonce are on record whatever happens next. One row per
+    authorization (payer and nonce).
+
+    recorded -> settled (the transaction hash is known) -> confirmed (CHAIN_CONFIRMATIONS deep: the
+    vendor's prepaid balance is funded and the access charged, in one transaction), or failed. A row left
+    `recorded` by a crash is recovered from the token's own record of used authorizations.
+    """
 
     payer = models.CharField(max_length=42)
     nonce = models.CharField(max_length=66)
     organisation = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+")
     amount_base_units = models.DecimalField(max_digits=78, decimal_places=0)
-    transaction_hash = models.CharField(max_length=66)
+    transaction_hash = models.CharField(max_length=66, blank=True, default="")
+    status = models.CharField(
+        max_length=16, choices=X402PaymentStatus.choices, default=X402PaymentStatus.CONFIRMED
+    )
+    # The PaymentPayload and PaymentRequirements exactly as received and asked, to settle or recover.
+    authorization = models.JSONField(default=dict)
+    requirements = models.JSONField(default=dict)
+    # What the payment buys: an access to this work for this use, charged under this Idempotency-Key.
+    work = models.ForeignKey(
+        "catalog.Work", null=True, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
+    use_class = models.CharField(max_length=16, blank=True, default="")
+    territory = models.CharField(max_length=2, blank=True, default="")
+    price_minor = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    # The chain head when the row was written: recovery looks for the authorization from there on.
+    recorded_at_block = models.PositiveBigIntegerField(null=True)
+    block_number = models.PositiveBigIntegerField(null=True)
+    error = models.CharField(max_length=300, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+    confirmed_at = models.DateTimeField(null=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["payer", "nonce"], name="x402_authorization_once")]
+        constraints = [
+            models.UniqueConstraint(fields=["payer", "nonce"], name="x402_authorization_once"),
+            models.CheckConstraint(
+                condition=Q(status__in=X402PaymentStatus.values), name="x402_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(price_minor__gte=0), name="x402_price_non_negative"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"])]
 
     def __str__(self) -> str:
-        return f"x402 {self.transaction_hash}"
+        return f"x402 {self.payer} {self.nonce[:10]} ({self.status})"

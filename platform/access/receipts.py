@@ -49,8 +49,9 @@ def sign(claims: dict[str, Any], private_key: Ed25519PrivateKey, kid: str | None
     return jwt.encode({"iss": ISSUER, **claims}, private_key, algorithm="EdDSA", headers=headers)
 
 
-def verify(token: str, public_keys: list[Ed25519PublicKey]) -> dict[str, Any]:
-    """The receipt's claims if one of the keys signed it; InvalidReceipt otherwise."""
+def verify(token: str, public_keys: list[Ed25519PublicKey], *, audience: str | None = None) -> dict[str, Any]:
+    """The receipt's claims if one of the keys signed it (and, when given, it names this audience) and it
+    has not expired; InvalidReceipt otherwise."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -64,7 +65,8 @@ def verify(token: str, public_keys: list[Ed25519PublicKey]) -> dict[str, Any]:
                 public_key,
                 algorithms=["EdDSA"],
                 issuer=ISSUER,
-                options={"require": ["iss", "jti", "iat"]},
+                audience=audience,
+                options={"require": ["iss", "jti", "iat"], "verify_aud": audience is not None},
             )
         except jwt.PyJWTError as exc:
             raise InvalidReceipt(f"receipt rejected: {exc}") from None

@@ -21,12 +21,13 @@ from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Case, F, Q, Value, When
 
-from access import receipts, signing
+from access import delivery, receipts, signing
 from access.models import METERED_USES, AccessEvent, SpendCap
-from accounts.models import ApiKey, Organisation
+from accounts.models import ApiKey, Organisation, User
 from accounts.selectors import ACTIVE_KEY_SQL, active_key_params, api_key_still_active
 from accounts.services import api_key_forget
-from catalog.models import Grant, GrantStatus, Offer, OfferStatus, Work, WorkStatus
+from catalog import consent, reservations
+from catalog.models import Asset, Grant, GrantStatus, Offer, OfferStatus, Work, WorkStatus
 from catalog.services import grant_create
 from common import clock, rows
 from common.money import Money
@@ -96,6 +97,7 @@ def _replay(organisation: Organisation, key: str, request: AccessRequest) -> Acc
 _GRANT_FIELDS = (
     "id",
     "accesses_used",
+    "fee_minor",
     "offer__id",
     "offer__version",
     "offer__currency",
@@ -130,19 +132,23 @@ class _GrantNoLongerActive(Exception):
     pass
 
 
-def _grant_for(organisation: Organisation, api_key: ApiKey, work_id: int) -> Grant:
+def _grant_for(
+    organisation: Organisation, api_key: ApiKey | None, licensee: User, work_id: int, use_class: str
+) -> Grant:
     """The organisation's newest active grant on the work, or a new one on the current terms when they
     need neither a licence fee nor the owner's approval (calling the API accepts such terms)."""
     key = (organisation.pk, work_id)
     seen = _grants_seen.get(key)
     if seen is not None and time.monotonic() - seen[0] <= GRANT_LOOKUP_TTL_S:
         return seen[1]
-    grant = _lookup_grant(organisation, api_key, work_id)
+    grant = _lookup_grant(organisation, api_key, licensee, work_id, use_class)
     _grants_seen[key] = (time.monotonic(), grant)
     return grant
 
 
-def _lookup_grant(organisation: Organisation, api_key: ApiKey, work_id: int) -> Grant:
+def _lookup_grant(
+    organisation: Organisation, api_key: ApiKey | None, licensee: User, work_id: int, use_class: str
+) -> Grant:
     grant = _active_grant(organisation, work_id)
     if grant is not None:
         return grant
@@ -164,9 +170,12 @@ def _lookup_grant(organisation: Organisation, api_key: ApiKey, work_id: int) -> 
             code="licence_required",
             extra={"offer": offer.pk},
         )
-    if not api_key_still_active(api_key_id=api_key.pk):  # the key may be one reused from memory
+    if api_key is not None and not api_key_still_active(api_key_id=api_key.pk):  # maybe reused from memory
         raise KeyNoLongerActive
-    return grant_create(offer=offer, user=api_key.user, organisation=organisation).grant
+    refusal = consent.use_refusal(work_id=work_id, use_class=use_class)
+    if refusal is not None:  # refused before a licence is made for it
+        raise refusal.error()
+    return grant_create(offer=offer, user=licensee, organisation=organisation).grant
 
 
 # Offers are immutable, so their prices can be kept for the life of the process (keyed with the creation
@@ -215,7 +224,7 @@ def _use_quota(grant: Grant) -> None:
         raise TermRefused(f"The grant's quota of {quota} accesses is used up.", code="quota_exhausted")
 
 
-def _spend(organisation: Organisation, api_key: ApiKey, price: Money) -> None:
+def _spend(organisation: Organisation, api_key: ApiKey | None, price: Money) -> None:
     """Count the price against the organisation's and the key's monthly caps, if they have any."""
     if price.amount_minor == 0 or not _has_spend_caps(organisation.pk):
         return
@@ -265,25 +274,46 @@ def access_quote(*, organisation: Organisation, request: AccessRequest) -> Money
         ).first()
     if offer is None:
         raise NotFound("No such work in the catalogue.", code="work_not_found")
-    return Money(_check_terms(offer, request), offer.currency)
+    price = Money(_check_terms(offer, request), offer.currency)
+    refusal = consent.use_refusal(
+        work_id=offer.work_id,
+        use_class=request.use_class,
+        grant_fee_minor=grant.fee_minor if grant is not None else 0,
+        grant_expires_at=offer.expires_at,
+    )
+    if refusal is not None:
+        raise refusal.error()
+    return price
+
+
+def access_answer(body: bytes) -> dict[str, Any]:
+    """An access's stored answer, parsed."""
+    answer: dict[str, Any] = json.loads(body)
+    return answer
 
 
 def access_request(
     *,
     organisation: Organisation,
-    api_key: ApiKey,
+    api_key: ApiKey | None,
     idempotency_key: str,
     request: AccessRequest,
     paid_by_x402: bool = False,
+    licensee: User | None = None,
 ) -> AccessResult:
     """Grant one access and charge for it, once per Idempotency-Key. Raises ApiError subclasses (403 for
-    terms, 402 InsufficientFunds, 404, 409) and then nothing has changed."""
+    terms or consent, 402 InsufficientFunds, 404, 409) and then nothing has changed.
+
+    The caller is an API key, or (an x402 payer with no key) the organisation and its `licensee`."""
     if request.use_class not in METERED_USES:
         raise ApiError(f"Unknown use class {request.use_class!r}.", code="invalid_use_class")
     if len(request.territory) != _COUNTRY_LENGTH or not request.territory.isalpha():
         raise ApiError("territory must be an ISO 3166-1 alpha-2 country code.", code="invalid_territory")
     try:
-        return _grant_and_charge(organisation, api_key, idempotency_key, request, paid_by_x402)
+        licensed = licensee if licensee is not None else api_key.user if api_key is not None else None
+        if licensed is None:
+            raise ValueError("an access needs an API key or a licensee")
+        return _grant_and_charge(organisation, api_key, licensed, idempotency_key, request, paid_by_x402)
     except ApiError:
         # A replayed key is answered with the first response whatever holds now (the balance may be spent
         # or the licence revoked since). The event's unique key catches replays that get as far as the
@@ -296,20 +326,21 @@ def access_request(
 
 def _grant_and_charge(
     organisation: Organisation,
-    api_key: ApiKey,
+    api_key: ApiKey | None,
+    licensee: User,
     idempotency_key: str,
     request: AccessRequest,
     paid_by_x402: bool,
 ) -> AccessResult:
     # Accepting terms on first use commits on its own, before the charge transaction, so the charge
     # locks only the grant and the balance, in that order.
-    grant = _grant_for(organisation, api_key, request.work_id)
+    grant = _grant_for(organisation, api_key, licensee, request.work_id, request.use_class)
     try:
         return _charge(organisation, api_key, idempotency_key, request, grant, paid_by_x402)
     except _GrantNoLongerActive:
         # Revoked since it was remembered: forget it and charge under the grant that holds now, if any.
         _grants_seen.pop((organisation.pk, request.work_id), None)
-        grant = _grant_for(organisation, api_key, request.work_id)
+        grant = _grant_for(organisation, api_key, licensee, request.work_id, request.use_class)
         try:
             return _charge(organisation, api_key, idempotency_key, request, grant, paid_by_x402)
         except _GrantNoLongerActive:
@@ -320,7 +351,7 @@ def _grant_and_charge(
 
 def _charge(
     organisation: Organisation,
-    api_key: ApiKey,
+    api_key: ApiKey | None,
     idempotency_key: str,
     request: AccessRequest,
     grant: Grant,
@@ -336,7 +367,7 @@ def _charge(
     event = {
         "access_id": access_id,
         "organisation_id": organisation.pk,
-        "api_key_id": api_key.pk,
+        "api_key_id": api_key.pk if api_key is not None else None,
         "idempotency_key": idempotency_key,
         "request_hash": request.digest(),
         "work_id": offer.work_id,
@@ -352,10 +383,22 @@ def _charge(
     }
     try:
         durable = paid_by_x402 or settings.ACCESS_DURABLE_COMMIT
-        event_id = _charge_in_one_statement(organisation, api_key, grant, price, access_id, event, durable)
+        event_id = _charge_in_one_statement(
+            organisation, api_key, grant, price, access_id, event, durable, request.use_class
+        )
         if event_id is None:
+            # The creator's consent (do-not-train, a withdrawn use), checked here on the general path;
+            # the one statement checks it itself.
+            refusal = consent.use_refusal(
+                work_id=offer.work_id,
+                use_class=request.use_class,
+                grant_fee_minor=grant.fee_minor,
+                grant_expires_at=offer.expires_at,
+            )
+            if refusal is not None:
+                raise refusal.error()
             with transaction.atomic():
-                if not api_key_still_active(api_key_id=api_key.pk):
+                if api_key is not None and not api_key_still_active(api_key_id=api_key.pk):
                     raise KeyNoLongerActive
                 _use_quota(grant)
                 _spend(organisation, api_key, price)
@@ -379,18 +422,20 @@ def _charge(
 
 def _charge_in_one_statement(
     organisation: Organisation,
-    api_key: ApiKey,
+    api_key: ApiKey | None,
     grant: Grant,
     price: Money,
     access_id: uuid.UUID,
     event: dict[str, object],
     durable: bool,
+    use_class: str,
 ) -> int | None:
     """On PostgreSQL, the common case in one statement (its own transaction, one round trip): confirm the
-    API key is still active, count the grant's use and hold the price (the access_count_and_hold function,
-    both or neither), then insert the revenue and the access event. The new event's id; None when it does
-    not apply (another database, a free use, spend caps to count) or when the key, the grant or the balance
-    refused, having changed nothing: the general path then decides, and names the refusal.
+    API key is still active and the creator's consent to the use (catalog.consent), count the grant's use
+    and hold the price (the access_count_and_hold function, both or neither), then insert the revenue and
+    the access event. The new event's id; None when it does not apply (another database, a free use, spend
+    caps to count) or when the key, the consent, the grant or the balance refused, having changed nothing:
+    the general path then decides, and names the refusal.
 
     Unless `durable`, the statement's transaction commits without waiting for the WAL to reach the disk
     (synchronous_commit off for it alone): a slow disk flush then delays no access, and a crash of the
@@ -398,10 +443,16 @@ def _charge_in_one_statement(
     unbalanced. Inside a caller's transaction the caller's setting stands."""
     if connection.vendor != "postgresql" or price.amount_minor == 0 or _has_spend_caps(organisation.pk):
         return None
+    if api_key is None:  # the statement confirms a key; a keyless (x402) access takes the general path
+        return None
     fee = access_fee(organisation=organisation, offer=grant.offer, amount=price, access_key=str(access_id))
     assert fee is not None
     commit_mode = None if durable or connection.in_atomic_block else "off"
     params: list[Any] = [commit_mode, *active_key_params(api_key_id=api_key.pk)]
+    paid_term = consent.paid_term_running(
+        grant_fee_minor=grant.fee_minor, grant_expires_at=grant.offer.expires_at
+    )
+    params += consent.consented_params(work_id=grant.offer.work_id, use_class=use_class, paid_term=paid_term)
     params += [grant.pk, grant.offer.quota, fee.payer_key, price.amount_minor]
     params += rows.prepared(RevenueItem, fee.revenue_values(), omit=_COMPUTED_REVENUE)
     params += rows.prepared(AccessEvent, event)
@@ -436,13 +487,45 @@ def _one_statement_sql() -> str:
         "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', "  # noqa: S608
         "COALESCE(%s, current_setting('synchronous_commit')), true)), "
         f"active_key AS MATERIALIZED ({ACTIVE_KEY_SQL}), "
+        f"consented AS MATERIALIZED ({consent.consented_sql()}), "
         "charge AS MATERIALIZED (SELECT access_count_and_hold(%s, %s, %s, %s) AS payer "
-        "FROM active_key, commit_mode), "
+        "FROM active_key, consented, commit_mode), "
         f"revenue AS (INSERT INTO {revenues} ({columns(RevenueItem)}) SELECT {revenue_values} "
         "FROM charge WHERE charge.payer > 0 RETURNING id), "
         f"event AS (INSERT INTO {events} ({columns(AccessEvent)}) SELECT {event_values} "
         "FROM revenue RETURNING id) SELECT id FROM event"
     )
+
+
+# The files of each work (asset id and SHA-256), remembered briefly: a new upload shows within this long.
+CONTENT_LOOKUP_TTL_S = 5.0
+_contents_seen: dict[int, tuple[float, tuple[tuple[int, str], ...]]] = {}
+# A receipt stays valid (as proof of what was licensed) until the terms expire, or this long.
+RECEIPT_VALIDITY_S = 365 * 24 * 3600
+
+
+def content_of(work_id: int) -> tuple[tuple[int, str], ...]:
+    """The work's files as (asset id, SHA-256), oldest first: the first is the work's content URL."""
+    seen = _contents_seen.get(work_id)
+    if seen is not None and time.monotonic() - seen[0] <= CONTENT_LOOKUP_TTL_S:
+        return seen[1]
+    files = tuple(
+        Asset.objects.filter(work_id=work_id).order_by("created_at", "id").values_list("pk", "blob_id")
+    )
+    _contents_seen[work_id] = (time.monotonic(), files)
+    return files
+
+
+def content_url(work_id: int, asset_id: int | None = None) -> str:
+    """The one address of a work's content (its first file), or of one of its files."""
+    if asset_id is None:
+        return f"{settings.SITE_URL}/works/{work_id}/content"
+    return f"{settings.SITE_URL}/works/{work_id}/assets/{asset_id}/content"
+
+
+@functools.cache
+def delivery_key() -> bytes:
+    return delivery.derive_key(str(settings.SECRET_KEY))
 
 
 def _response_body(
@@ -453,11 +536,19 @@ def _response_body(
     access_id: uuid.UUID,
     now: datetime,
 ) -> bytes:
+    """The answer to an access: the receipt (naming the files' SHA-256, the use, the licensee, the content
+    URL as audience and an expiry) and one short-lived delivery link per file."""
+    files = content_of(offer.work_id)
+    issued = int(now.timestamp())
+    expires = offer.expires_at.timestamp() if offer.expires_at is not None else issued + RECEIPT_VALIDITY_S
     receipt = receipts.sign(
         {
             "jti": str(access_id),
-            "iat": int(now.timestamp()),
+            "iat": issued,
+            "exp": int(expires),
             "sub": f"organisation:{organisation.pk}",
+            "licensee": organisation.name,
+            "aud": content_url(offer.work_id),
             "work": offer.work_id,
             "offer": offer.pk,
             "offer_version": offer.version,
@@ -465,10 +556,31 @@ def _response_body(
             "territory": request.territory,
             "price_minor": price.amount_minor,
             "currency": price.currency,
+            "content_sha256": [sha256 for _, sha256 in files],
         },
         signing.private_key(),
         kid=signing.key_id(),
     )
+    link_expires = issued + delivery.DELIVERY_TTL_S
+    token = delivery.issue(
+        delivery.DeliveryGrant(
+            access_id=str(access_id),
+            organisation_id=organisation.pk,
+            work_id=offer.work_id,
+            use_class=request.use_class,
+            sha256=tuple(sha256 for _, sha256 in files),
+            expires_at=link_expires,
+        ),
+        delivery_key(),
+    )
+    content = [
+        {
+            "asset": asset_id,
+            "sha256": sha256,
+            "url": f"{content_url(offer.work_id, asset_id)}?delivery={token}",
+        }
+        for asset_id, sha256 in files
+    ]
     return json.dumps(
         {
             "access_id": str(access_id),
@@ -480,6 +592,8 @@ def _response_body(
             "currency": price.currency,
             "granted_at": now.isoformat(),
             "receipt": receipt,
+            "content": content,
+            "delivery_expires_at": datetime.fromtimestamp(link_expires, tz=now.tzinfo).isoformat(),
         },
         separators=(",", ":"),
     ).encode()
@@ -491,3 +605,8 @@ def forget_caches() -> None:
     _PRICES.clear()
     _caps_seen.clear()
     _grants_seen.clear()
+    _contents_seen.clear()
+    reservations.forget()
+    from access import content  # (content imports this module)
+
+    content.forget()

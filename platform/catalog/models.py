@@ -396,3 +396,60 @@ class ClaimEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on claim #{self.claim_id}"
+
+
+class GrantsEnd(models.TextChoices):
+    TERM_END = "term_end", "At the end of each licence's paid term"
+    NOW = "now", "At once (the terms allow it)"
+
+
+class ConsentWithdrawal(models.Model):
+    """A creator no longer consents to one use of a work. While it stands (`restored_at` empty) no new
+    access for that use is granted, by any route; licences already paid for keep the use until the end of
+    their paid term, or lose it at once when `grants_end` says so."""
+
+    work = models.ForeignKey(Work, on_delete=models.CASCADE, related_name="consent_withdrawals")
+    use_class = models.CharField(max_length=16, choices=UseClass.choices)
+    grants_end = models.CharField(max_length=16, choices=GrantsEnd.choices, default=GrantsEnd.TERM_END)
+    reason = models.CharField(max_length=300, blank=True)
+    withdrawn_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    restored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["work", "use_class"],
+                condition=Q(restored_at__isnull=True),
+                name="consent_withdrawn_once_per_use",
+            ),
+            models.CheckConstraint(
+                condition=Q(grants_end__in=GrantsEnd.values), name="consent_grants_end_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.use_class} withdrawn from work #{self.work_id}"
+
+
+class LicenseeNotice(models.Model):
+    """What a licensee was told about a change to their licence (a consent withdrawn, a grant revoked).
+    Kept as a row: there is no licensee webhook to deliver it, so the licensee reads it from the API."""
+
+    class Kind(models.TextChoices):
+        CONSENT_WITHDRAWN = "consent_withdrawn", "Consent withdrawn for a use"
+        GRANT_REVOKED = "grant_revoked", "Licence revoked"
+
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    use_class = models.CharField(max_length=16, blank=True)
+    message = models.CharField(max_length=500)
+    effective_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} notice on grant #{self.grant_id}"

@@ -43,12 +43,18 @@ def _element(parent: etree._Element, tag: str, text: str | None = None, **attrib
     return child
 
 
-def _add_content(root: etree._Element, offer: Offer, site_url: str) -> None:
+def _add_content(root: etree._Element, offer: Offer, site_url: str, refused: set[str]) -> None:
     work = offer.work
+    # The work's content URL (a token for it also opens each file's /works/<id>/assets/<asset>/content),
+    # and the licence server that issues tokens for it.
     content = _element(
-        root, "content", url=f"{site_url}/works/{work.pk}/*", lastmod=offer.created_at.isoformat()
+        root,
+        "content",
+        url=f"{site_url}/works/{work.pk}/content",
+        server=f"{site_url}/rsl",
+        lastmod=offer.created_at.isoformat(),
     )
-    uses = {use.use_class: use.price_minor for use in offer.uses.all()}
+    uses = {use.use_class: use.price_minor for use in offer.uses.all() if use.use_class not in refused}
     allowed_rsl = {RSL_USAGE[UseClass(u)] for u in uses if u in RSL_USAGE}
     prohibited = [token for token in _ALL_RSL_USAGES if token not in allowed_rsl]
     for use_class, price_minor in sorted(uses.items()):
@@ -83,11 +89,12 @@ def _add_content(root: etree._Element, offer: Offer, site_url: str) -> None:
     _element(content, "copyright", work.created_by.public_name, type="person")
 
 
-def render(offers: Iterable[Offer], *, site_url: str) -> bytes:
-    """One RSL document describing every given offer (one <content> per work)."""
+def render(offers: Iterable[Offer], *, site_url: str, refused: dict[int, set[str]] | None = None) -> bytes:
+    """One RSL document describing every given offer (one <content> per work). A use the creator refuses
+    (do-not-train, consent withdrawn) is published as prohibited, whatever the offer says."""
     root = etree.Element(f"{{{RSL_NAMESPACE}}}rsl", nsmap={None: RSL_NAMESPACE})  # type: ignore[dict-item]
     for offer in offers:
-        _add_content(root, offer, site_url)
+        _add_content(root, offer, site_url, (refused or {}).get(offer.work.pk, set()))
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 

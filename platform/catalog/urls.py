@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalog import apis, apis_tracing
+from catalog import apis, apis_consent, apis_tracing
 
 urlpatterns = [
     path("works", apis.WorkListCreateApi.as_view(), name="works"),
@@ -24,6 +24,18 @@ urlpatterns = [
     path("grants/<int:grant_id>", apis.GrantDetailApi.as_view(), name="grant-detail"),
     path("grants/<int:grant_id>/approve", apis.GrantDecideApi.as_view(approve=True), name="grant-approve"),
     path("grants/<int:grant_id>/reject", apis.GrantDecideApi.as_view(approve=False), name="grant-reject"),
+    path("grants/<int:grant_id>/revoke", apis_consent.GrantRevokeApi.as_view(), name="grant-revoke"),
+    path(
+        "works/<int:work_id>/consent/withdraw",
+        apis_consent.WorkConsentWithdrawApi.as_view(),
+        name="work-consent-withdraw",
+    ),
+    path(
+        "works/<int:work_id>/consent/restore",
+        apis_consent.WorkConsentRestoreApi.as_view(),
+        name="work-consent-restore",
+    ),
+    path("notices", apis_consent.NoticeListApi.as_view(), name="notices"),
     path("derivatives", apis.DerivativeListCreateApi.as_view(), name="derivatives"),
     path("trace", apis_tracing.TraceApi.as_view(), name="trace"),
     path("claims", apis_tracing.ClaimListApi.as_view(), name="claims"),

@@ -88,6 +88,22 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
 }
 
 
+def problem_body(
+    status_code: int, code: str, detail: str, *, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The problem document (RFC 9457) for plain Django views that cannot answer with DRF's Response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": _TITLES.get(status_code, "Error"),
+        "status": status_code,
+        "code": code,
+        "detail": detail,
+    }
+    if extra:
+        body.update(extra)
+    return body
+
+
 def problem_response(
     status_code: int, code: str, detail: str, *, extra: dict[str, Any] | None = None
 ) -> Response:

@@ -1,11 +1,10 @@
-from django.conf import settings
-from django.conf.urls.static import static
 from django.contrib import admin
 from django.contrib.auth.views import LoginView
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from access import apis as access_apis
+from access import views_content
 from accounts import views as account_views
 from accounts.forms import LoginForm
 from catalog import views as catalog_views
@@ -56,11 +55,24 @@ urlpatterns = [
     path("robots.txt", catalog_views.robots_txt, name="robots-txt"),
     path("licenses.xml", catalog_views.licenses_xml, name="licenses-xml"),
     path(".well-known/jwks.json", access_apis.jwks, name="jwks"),
+    path(".well-known/tdmrep.json", catalog_views.tdmrep_json, name="tdmrep"),
+    # One content URL per work and per file: the original to the entitled, 402 to everyone else.
+    path("works/<int:work_id>/content", views_content.content_view, name="work-content"),
+    path(
+        "works/<int:work_id>/assets/<int:asset_id>/content", views_content.content_view, name="asset-content"
+    ),
+    path("works/<int:work_id>/preview", views_content.preview_view, name="work-preview"),
+    path(
+        "works/<int:work_id>/assets/<int:asset_id>/preview", views_content.preview_view, name="asset-preview"
+    ),
+    # The RSL licence server (Open License Protocol).
+    path("rsl/token", views_content.rsl_token, name="rsl-token"),
+    path("rsl/introspect", views_content.rsl_introspect, name="rsl-introspect"),
+    path("rsl/keys", views_content.rsl_keys, name="rsl-keys"),
 ]
 
 # Under /api/, unknown addresses and crashes answer problem+json like every other API error.
 handler404 = "common.errors.page_not_found"
 handler500 = "common.errors.server_error"
-
-if settings.DEBUG:
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# Uploaded files are never served from MEDIA_URL, not even in DEBUG: originals go only through the
+# content URLs above, which check entitlement.

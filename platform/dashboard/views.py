@@ -11,7 +11,6 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.files.storage import default_storage
 from django.core.paginator import Page, Paginator
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -21,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from access import content as access_content
 from access import payments
 from accounts import ratelimits
 from accounts import selectors as account_selectors
@@ -276,14 +276,20 @@ def asset_status(request: HttpRequest, asset_id: int) -> HttpResponse:
 
 @require_GET
 def asset_file(request: HttpRequest, asset_id: int) -> FileResponse:
-    """The asset's bytes for the page's preview, with the same visibility rules as the rest."""
+    """An asset as the dashboard shows it: the original to its owners, co-owners and grant holders (the
+    access service decides), the preview to everyone else who may see it (the same 404 rules as pages)."""
     user = request.user if isinstance(request.user, User) else None
     asset = dashboard.asset_get_viewable(user=user, asset_id=asset_id)
-    response = FileResponse(
-        default_storage.open(asset.blob.storage_name, "rb"), content_type=asset.blob.media_type
-    )
+    if access_content.session_entitlement(user=user, work=asset.work) is not None:
+        handle = access_content.open_original(access_content.stored_file_of(asset))
+        media_type = asset.blob.media_type
+    else:
+        name, media_type = access_content.preview_of(asset.blob)
+        handle = access_content.open_preview(name)
+    response = FileResponse(handle, content_type=media_type)
     response["Content-Disposition"] = "inline"
     response["Cache-Control"] = "private, max-age=3600"
+    response["Vary"] = "Cookie"
     return response
 
 

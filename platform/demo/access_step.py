@@ -9,6 +9,7 @@ import io
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from PIL import Image, ImageOps
 
 from access import payments
@@ -84,15 +85,16 @@ def pay_per_access(story: Story) -> None:
     )
     signature, wallet = _x402_signature(required)
     settlement = payments.x402_pay(
-        organisation=organisation, api_key=api_key, request=request, payment_header=signature
-    )
-    access_request(
         organisation=organisation,
         api_key=api_key,
-        idempotency_key=str(uuid.uuid4()),
         request=request,
-        paid_by_x402=True,
+        payment_header=signature,
+        idempotency_key=str(uuid.uuid4()),
     )
+    if settlement.result is None:
+        # Credited (and the access charged) once CHAIN_CONFIRMATIONS deep; the demo's chain mines on demand.
+        payments.chain().mine_blocks(int(settings.CHAIN_CONFIRMATIONS))
+        payments.x402_confirm(payment=settlement.payment, api_key=api_key)
     story.say(
         f"    pays the next access with x402 from wallet {wallet[:10]}…: "
         f"{int(settlement.payment.amount_base_units)} tUSD base units, "

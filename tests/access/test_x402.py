@@ -41,6 +41,13 @@ def _sign(required_header: str) -> str:
     return base64.b64encode(payload.model_dump_json(by_alias=True).encode()).decode()
 
 
+@pytest.fixture(autouse=True)
+def confirmed_at_once(settings):
+    """One confirmation: the payment is credited as soon as it is mined (deferred crediting has its own
+    tests in test_content_x402.py)."""
+    settings.CHAIN_CONFIRMATIONS = 1
+
+
 @pytest.fixture
 def on_anvil(anvil_node, settings):
     """Point the platform's chain at a fresh anvil node (contracts deployed on first use)."""

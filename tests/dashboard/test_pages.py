@@ -142,10 +142,11 @@ def test_an_unpublished_works_file_is_not_served_to_others(story) -> None:
     owner = client_for(creator).get(url)
     assert owner.status_code == 200 and owner["Content-Type"] == "image/png"
     assert owner.getvalue() == factories.png_bytes(color=(1, 2, 3))  # and closes the file
-    # A published work's file is a public preview.
+    # Anyone else gets a published work's preview, never its original: a marked JPEG.
     public = Client().get(f"/dashboard/assets/{story['asset'].pk}/file/")
-    assert public.status_code == 200
-    assert public.getvalue().startswith(b"\x89PNG")  # reading it to the end closes the file
+    assert public.status_code == 200 and public["Content-Type"] == "image/jpeg"
+    body = public.getvalue()  # reading it to the end closes the file
+    assert body.startswith(b"\xff\xd8") and body != factories.png_bytes()
 
 
 def test_a_fan_cannot_register_an_original_work_and_nothing_is_created(story) -> None:
