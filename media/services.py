@@ -187,3 +187,11 @@ def content_match(*, data: bytes, info: MediaInfo, limit: int = 10) -> list[Cont
                 matches.append(ContentMatch(sha256, FingerprintKind.VOICE, score, voice.confidence(score)))
     matches.sort(key=lambda match: -match.confidence)
     return matches[:limit]
+
+
+def passage_search(*, text: str, limit: int) -> list[tuple[embedding.PassageRef, float]]:
+    """The registered passages nearest in meaning to the text, with their cosines, best first."""
+    indexes = index.current()
+    if not len(indexes.passages):
+        return []
+    return indexes.passages.search(embedding.embed([text]), limit=limit)[0]

@@ -58,6 +58,17 @@ def _well_formed(data: object) -> services.AccessRequest | None:
     return services.AccessRequest(work_id=work, use_class=use, territory=territory.upper())
 
 
+def idempotency_key_of(meta: dict[str, Any]) -> str:
+    """The request's Idempotency-Key; a 400 problem when it is missing or too long."""
+    key = _idempotency_key(meta)
+    if key is None:
+        raise ApiError(
+            f"Send an {IDEMPOTENCY_HEADER} header (1 to {_MAX_IDEMPOTENCY_KEY} characters).",
+            code="idempotency_key_required",
+        )
+    return key
+
+
 def _idempotency_key(meta: dict[str, Any]) -> str | None:
     key = meta.get("HTTP_IDEMPOTENCY_KEY", "").strip()
     return key if 0 < len(key) <= _MAX_IDEMPOTENCY_KEY else None
