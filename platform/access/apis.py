@@ -294,7 +294,8 @@ class UsageApi(APIView):
 
 
 class OutputsApi(APIView):
-    """Register a generated output (multipart `file`, and `receipts`: access ids of the sources it used).
+    """Register a generated output (multipart `file`: media or text, and `receipts`: access ids or
+    retrieval ids of the sources it used).
 
     The answer says which claimed sources the output was confirmed to match, which it did not, and which
     registered works it matches that no receipt covers (each opens a claim for the work's owners).
@@ -343,7 +344,11 @@ class OutputsApi(APIView):
         upload = data.validated_data["file"]
         wanted = [str(r) for r in data.validated_data["receipts"]]
         receipts = selectors.receipts_of(organisation_ids=[organisation.pk], access_ids=wanted)
-        unknown = sorted(set(wanted) - set(receipts))
+        # A text retrieval's receipt covers every work it sold passages of.
+        retrievals = selectors.retrieval_receipts_of(organisation_ids=[organisation.pk], retrieval_ids=wanted)
+        for retrieval_id, work_ids in retrievals.items():
+            receipts.update({f"{retrieval_id}#{work_id}": work_id for work_id in work_ids})
+        unknown = sorted(set(wanted) - set(receipts) - set(retrievals))
         if unknown:
             raise ApiError(
                 f"Unknown receipts: {', '.join(unknown)}.", code="receipt_not_found", status_code=404

@@ -63,7 +63,7 @@ class RetrieveApi(APIView):
             required=False,
             allow_null=True,
             default=None,
-            help_text="the most this query may cost (minor units); passages that would exceed it are left out",
+            help_text="the most this query may cost (minor units); passages over it are left out",
         )
 
         class Meta:

@@ -74,3 +74,14 @@ def zip_bomb(uncompressed_bytes: int = 200 * 1024 * 1024) -> bytes:
         for _ in range(uncompressed_bytes // len(block)):
             member.write(block)
     return buffer.getvalue()
+
+
+LYRICS = """Lantern on the water, lantern on the stair,
+I counted all the windows and your light was never there.
+The tide came in at midnight and the tide went out at four,
+and every wave that found the sand was knocking at my door.
+
+So sing me back the harbour, sing me back the bay,
+sing me every mile of sea that carried you away.
+I will keep the kettle warm and leave the latch undone,
+until the boats come home again beneath a morning sun."""

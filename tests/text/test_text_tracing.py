@@ -78,7 +78,9 @@ def test_a_trace_of_unrelated_text_matches_nothing(with_key) -> None:
         "invariant computations out of loops before the back end chooses machine instructions."
     )
 
-    response = with_key(factories.key(vendor, "read")).post("/api/v1/trace", {"text": unrelated}, format="json")
+    response = with_key(factories.key(vendor, "read")).post(
+        "/api/v1/trace", {"text": unrelated}, format="json"
+    )
 
     assert response.status_code == 200 and response.json()["matches"] == []
 
@@ -98,7 +100,12 @@ def test_an_unlicensed_quote_in_a_vendor_output_opens_a_claim_for_the_writer(wit
     body = response.json()
     assert [m["work"] for m in body["uncovered"]] == [article.pk]
     claim = Claim.objects.get()
-    assert (claim.work, claim.respondent, claim.match_kind, claim.status) == (article, vendor, "quote", "open")
+    assert (claim.work, claim.respondent, claim.match_kind, claim.status) == (
+        article,
+        vendor,
+        "quote",
+        "open",
+    )
     assert body["claims"] == [claim.pk]
 
 
