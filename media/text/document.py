@@ -241,7 +241,8 @@ def _inspect_pdf(data: bytes, limits: TextLimits) -> TextDocument:
                 raise UnsupportedMedia("The PDF is encrypted; upload it without a password.")
             # The page count the file declares is read before the page tree is walked: a file claiming
             # more pages than the cap is refused before any work is done for them.
-            declared = reader.root_object["/Pages"].get_object().get("/Count", 0)
+            pages_root = reader.root_object["/Pages"].get_object()
+            declared = pages_root.get("/Count", 0) if isinstance(pages_root, dict) else 0
             if not isinstance(declared, int) or declared > limits.max_pdf_pages:
                 raise MediaTooLarge(
                     f"The PDF declares {declared} pages; the limit is {limits.max_pdf_pages} pages."

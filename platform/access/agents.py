@@ -21,6 +21,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import AnyHttpUrl
 
 from access import services
 from accounts.models import ApiKey
@@ -186,8 +187,8 @@ def build_server(*, api_key_secret: str | None = None, http: bool = False) -> MC
     if http:
         verifier = ApiKeyVerifier()
         auth = AuthSettings(
-            issuer_url=settings.SITE_URL,
-            resource_server_url=f"{settings.SITE_URL}/mcp",
+            issuer_url=AnyHttpUrl(settings.SITE_URL),
+            resource_server_url=AnyHttpUrl(f"{settings.SITE_URL}/mcp"),
             required_scopes=["read"],
         )
     server: MCPServer = MCPServer(

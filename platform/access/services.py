@@ -658,7 +658,9 @@ def retrieval_request(
     return AccessResult(body=body, replayed=False, event_id=retrieval.pk)
 
 
-def _retrieval_replay(existing: tuple[int, str, bytes], request: RetrievalRequest) -> AccessResult:
+def _retrieval_replay(
+    existing: tuple[int, str, bytes | memoryview], request: RetrievalRequest
+) -> AccessResult:
     pk, request_hash, body = existing
     if request_hash != request.digest():
         raise Conflict(

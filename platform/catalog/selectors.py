@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Substr
@@ -257,11 +257,12 @@ def passage_candidates(
     if not by_content:
         return []
     newest = TextVersion.objects.filter(work=OuterRef("work")).order_by("-version").values("pk")[:1]
-    versions = list(
-        TextVersion.objects.filter(
+    versions: list[dict[str, Any]] = [
+        dict(row)
+        for row in TextVersion.objects.filter(
             asset__blob_id__in=list(by_content), pk=Subquery(newest), work__status=WorkStatus.PUBLISHED
         ).values("pk", "version", "work_id", "work__title", "asset__blob_id")
-    )
+    ]
     offers = dict(
         Offer.objects.filter(
             work_id__in={row["work_id"] for row in versions},

@@ -28,7 +28,7 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {path}: {exc}") from None
         except ApiError as exc:
             raise CommandError(f"{path}: {exc.detail} ({exc.problem_code})") from None
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "work": item.work.pk,
                 "title": item.work.title,
