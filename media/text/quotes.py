@@ -25,9 +25,9 @@ import numpy.typing as npt
 
 from media.errors import CorruptMedia
 
-ALGORITHM = "txt-winnow-k3w4-v1"
+ALGORITHM = "txt-winnow-k3w3-v1"
 SHINGLE_WORDS = 3
-WINDOW = 4
+WINDOW = 3
 # A chain step may move the diagonal by this many words (words dropped or inserted between two hits) and
 # skip this many query words (a run of edits).
 MAX_DRIFT = 4
