@@ -242,7 +242,8 @@ def main() -> None:
     shipped30 = sum(s >= quotes.MATCH_SCORE for s in results["ours"][30]) / len(results["ours"][30])
     shipped_false = sum(s >= quotes.MATCH_SCORE for s in false["ours"])
     print(
-        f"\nours at the shipped threshold (score >= {quotes.MATCH_SCORE}): recall {shipped50:.3f} (50 words), "
+        f"\nours at the shipped threshold (score >= {quotes.MATCH_SCORE}): "
+        f"recall {shipped50:.3f} (50 words), "
         f"{shipped30:.3f} (30 words), {shipped_false} false pairs"
     )
     positives50 = sorted(results["ours"][50])

@@ -78,8 +78,9 @@ def main() -> None:
     vectors = embedding.embed(bodies)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(
-        f"indexing (embedding) rate: {len(bodies) / wall:.0f} passages/s wall, {len(bodies) / cpu:.0f}/s of CPU "
-        f"time (mean {np.mean(tokens):.0f} tokens); token counting {len(bodies) / token_seconds:.0f} passages/s"
+        f"indexing (embedding) rate: {len(bodies) / wall:.0f} passages/s wall, "
+        f"{len(bodies) / cpu:.0f}/s of CPU time (mean {np.mean(tokens):.0f} tokens); "
+        f"token counting {len(bodies) / token_seconds:.0f} passages/s"
     )
 
     noise = np.random.default_rng(args.seed)
@@ -110,7 +111,8 @@ def main() -> None:
         index.search(vector, limit=200)
         search_times.append(time.perf_counter() - started)
     print(
-        f"query embedding p50 {1000 * percentile(embed_times, 0.5):.1f} ms, p95 {1000 * percentile(embed_times, 0.95):.1f} ms; "
+        f"query embedding p50 {1000 * percentile(embed_times, 0.5):.1f} ms, "
+        f"p95 {1000 * percentile(embed_times, 0.95):.1f} ms; "
         f"exact search of {len(index)} p50 {1000 * percentile(search_times, 0.5):.1f} ms, "
         f"p95 {1000 * percentile(search_times, 0.95):.1f} ms"
     )
@@ -194,7 +196,8 @@ def whole_calls(args, docs, queries, vectors, noise) -> None:
         sold += len(body["passages"])
         spent += body["total_minor"]
     print(
-        f"retrieve calls (service, SQLite, {args.calls} in a row): p50 {1000 * percentile(times, 0.5):.0f} ms, "
+        f"retrieve calls (service, SQLite, {args.calls} in a row): "
+        f"p50 {1000 * percentile(times, 0.5):.0f} ms, "
         f"p95 {1000 * percentile(times, 0.95):.0f} ms, {len(times) / sum(times):.1f} calls/s; "
         f"{sold / len(times):.1f} passages and {spent / len(times):.1f} minor units per call"
     )

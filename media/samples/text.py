@@ -2,9 +2,10 @@
 
 `python3.11-doc` (the Python 3.11 documentation's reStructuredText sources: tutorials, how-tos, library
 reference), `postgresql-doc-15` (the PostgreSQL 15 manual, HTML), `debian-reference-en` (the Debian
-Reference, HTML) and `gnu-standards` (the GNU Coding Standards and the GNU maintainers' guide, plain text). Each is fetched once with ``apt-get download``, unpacked with
-``dpkg -x`` into the cache, and cut into documents of about 150 to 400 words at paragraph breaks, with
-code blocks, tables and markup lines left out. The texts stay under their own licences (PSF, GPL, GFDL):
+Reference, HTML) and `gnu-standards` (the GNU Coding Standards and the GNU maintainers' guide, plain text).
+Each is fetched once with ``apt-get download``, unpacked with ``dpkg -x`` into the cache, and cut into
+documents at paragraph breaks (sizes chosen by the caller), with code blocks, tables and markup lines left
+out. The texts stay under their own licences (PSF, GPL, GFDL):
 test data, never shipped content.
 """
 
