@@ -36,7 +36,7 @@ MAX_GAP = 24
 MAX_POSTINGS = 400
 # A chain scoring this much is reported (calibrated in bench/text.py on real text: see docs/text.md).
 REPORT_SCORE = 4.0
-MATCH_SCORE = 6.5
+MATCH_SCORE = 5.0
 _MAGIC = b"TXQ1"
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
