@@ -196,9 +196,9 @@ def main() -> None:
             words = indexed[doc].split()
             start = rng.randrange(0, len(words) - length + 1)
             passage = edit(words[start : start + length], rng, vocabulary)
-            text = host(pool, rng)
-            at = rng.randrange(0, len(text) + 1)
-            queries.append((doc, length, " ".join(text[:at] + passage + text[at:])))
+            host_words = host(pool, rng)
+            at = rng.randrange(0, len(host_words) + 1)
+            queries.append((doc, length, " ".join(host_words[:at] + passage + host_words[at:])))
     for _ in range(args.negatives):
         queries.append((None, 0, " ".join(host(pool, rng))))
 

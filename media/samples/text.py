@@ -68,7 +68,7 @@ def _paragraphs_of_html(data: bytes) -> list[str]:
     tree = lxml_html.fromstring(data)
     found = []
     for element in tree.iter("p"):
-        text = " ".join(element.text_content().split())
+        text = " ".join("".join(str(part) for part in element.itertext()).split())
         if len(text.split()) >= 12:
             found.append(text)
     return found
@@ -91,7 +91,9 @@ def _paragraphs_of_plain(text: str) -> list[str]:
 
 
 def _documents(paragraphs: list[str], min_words: int, max_words: int) -> list[str]:
-    documents, current, count = [], [], 0
+    documents: list[str] = []
+    current: list[str] = []
+    count = 0
     for paragraph in paragraphs:
         words = len(paragraph.split())
         if current and count + words > max_words:
