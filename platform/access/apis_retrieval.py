@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -10,13 +11,16 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from access import services
+from access import selectors, services
 from access.apis import IDEMPOTENCY_HEADER, HasAccessKey, idempotency_key_of
+from access.models import RetrievalPassage
 from accounts.authentication import KEY_REFUSED
 from accounts.models import ApiKey
+from accounts.permissions import authenticated_user
 from accounts.services import api_key_forget
 from catalog.models import RETRIEVAL_USES
 from common import currency
+from common.apis import SelectorListApi
 from common.problems import ApiError
 
 
@@ -119,3 +123,42 @@ class RetrieveApi(APIView):
         if result.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
+
+
+class RetrievedPassageListApi(SelectorListApi):
+    """Passages sold by retrieval: a vendor sees its own purchases, a creator the passages of their works
+    that were bought, with the version, the character span, the tokens and the price."""
+
+    class RowSerializer(serializers.ModelSerializer):
+        retrieval_id = serializers.UUIDField(source="retrieval.retrieval_id")
+        use = serializers.CharField(source="retrieval.use_class")
+        currency = serializers.CharField(source="retrieval.currency")
+        retrieved_at = serializers.DateTimeField(source="retrieval.created_at")
+        work_title = serializers.CharField(source="work.title")
+        version = serializers.IntegerField(source="text_version.version")
+
+        class Meta:
+            model = RetrievalPassage
+            ref_name = "RetrievedPassageRow"
+            fields = [
+                "retrieval_id",
+                "position",
+                "use",
+                "work",
+                "work_title",
+                "version",
+                "start",
+                "end",
+                "tokens",
+                "price_per_1k_tokens_minor",
+                "price_minor",
+                "currency",
+                "retrieved_at",
+            ]
+
+    queryset = RetrievalPassage.objects.none()
+    serializer_class = RowSerializer
+    filterset_fields = ["work"]
+
+    def select(self) -> QuerySet[RetrievalPassage]:
+        return selectors.retrieved_passages_visible_to(user=authenticated_user(self.request))

@@ -57,3 +57,18 @@ def retrieval_receipts_of(*, organisation_ids: list[int], retrieval_ids: list[st
     for retrieval_id, work_id in rows:
         found[str(retrieval_id)].add(work_id)
     return found
+
+
+def retrieved_passages_visible_to(*, user: User) -> QuerySet[RetrievalPassage]:
+    """Passages sold by retrieval: a vendor's members see their organisation's; creators those of their
+    works (which passage of which version, how many tokens, at what price, when)."""
+    from django.db.models import Q
+
+    return (
+        RetrievalPassage.objects.filter(
+            Q(retrieval__organisation__membership__user=user) | Q(work__in=works_visible_to(user=user))
+        )
+        .select_related("retrieval", "work", "text_version")
+        .distinct()
+        .order_by("-retrieval__created_at", "retrieval_id", "position")
+    )

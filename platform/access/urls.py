@@ -7,4 +7,5 @@ urlpatterns = [
     path("usage", apis.UsageApi.as_view(), name="usage"),
     path("outputs", apis.OutputsApi.as_view(), name="outputs"),
     path("retrieve", apis_retrieval.RetrieveApi.as_view(), name="retrieve"),
+    path("retrieved-passages", apis_retrieval.RetrievedPassageListApi.as_view(), name="retrieved-passages"),
 ]

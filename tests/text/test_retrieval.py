@@ -228,3 +228,20 @@ def test_a_key_without_the_access_scope_cannot_retrieve(market, with_key) -> Non
 
     assert response.status_code == 403
     assert Retrieval.objects.count() == 0
+
+
+def test_the_writer_sees_which_passages_were_bought_and_others_see_nothing(market, as_user) -> None:
+    body = _retrieve(market["client"]).json()
+    harbour = market["harbour"]
+    bought = [p for p in body["passages"] if p["work"] == harbour.pk]
+
+    writer_rows = as_user(harbour.created_by).get("/api/v1/retrieved-passages").json()["results"]
+    vendor_rows = market["client"].get("/api/v1/retrieved-passages").json()["results"]
+    stranger_rows = as_user(factories.creator()).get("/api/v1/retrieved-passages").json()["results"]
+
+    assert [(r["work"], r["start"], r["end"], r["tokens"], r["price_minor"]) for r in writer_rows] == [
+        (p["work"], p["start"], p["end"], p["tokens"], p["price_minor"]) for p in bought
+    ]
+    assert {r["retrieval_id"] for r in writer_rows} == {body["retrieval_id"]}
+    assert len(vendor_rows) == len(body["passages"])
+    assert stranger_rows == []
