@@ -153,7 +153,7 @@ def _retrieve(
 
 def _trace(fixed_secret: str | None, text: str) -> dict[str, Any]:
     key = _caller(fixed_secret, "read")
-    info, matches = tracing.trace(data=text.encode("utf-8"), user=key.user)
+    info, matches = tracing.trace(data=text.encode("utf-8"), user=key.user, text_only=True)
     return {
         "media_type": info.media_type,
         "matches": [

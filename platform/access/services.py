@@ -685,6 +685,10 @@ def _select_passages(organisation: Organisation, api_key: ApiKey, request: Retri
             break
         if request.use_class == UseClass.AI_TRAIN and candidate.work_id in seen_works:
             continue  # ai-train sells a work's whole text once
+        start, end, text, tokens = _cut(candidate, request.use_class)
+        if tokens > tokens_left:
+            continue
+        # The licence is looked up (and accepted on first use) only for a passage that fits the budget.
         if candidate.work_id not in grants:
             grants[candidate.work_id] = _retrieval_grant(organisation, api_key, candidate.work_id, request)
         grant = grants[candidate.work_id]
@@ -693,9 +697,8 @@ def _select_passages(organisation: Organisation, api_key: ApiKey, request: Retri
         per_1k = _token_price(grant.offer, request.use_class)
         if per_1k is None:
             continue
-        start, end, text, tokens = _cut(candidate, request.use_class)
         price = _passage_price(tokens, per_1k)
-        if tokens > tokens_left or (money_left is not None and price > money_left):
+        if money_left is not None and price > money_left:
             continue
         tokens_left -= tokens
         if money_left is not None:

@@ -108,11 +108,12 @@ class TraceApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if "text" in data.validated_data:
+        as_text = "text" in data.validated_data
+        if as_text:
             content = data.validated_data["text"].encode("utf-8")
         else:
             content = read_upload(data.validated_data["file"])
-        info, matches = tracing.trace(data=content, user=authenticated_user(request))
+        info, matches = tracing.trace(data=content, user=authenticated_user(request), text_only=as_text)
         manifest = tracing.manifest_of(data=content, info=info)
         return Response(
             self.OutputSerializer(

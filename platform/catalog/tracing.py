@@ -200,12 +200,18 @@ def _passage_pairs(match: media.ContentMatch, asset: Asset, text: str) -> tuple[
     )
 
 
-def trace(*, data: bytes, user: User | None) -> tuple[MediaInfo, list[WorkMatch]]:
-    """What this media or text derives from. Raises ApiError for content we cannot read."""
+def trace(*, data: bytes, user: User | None, text_only: bool = False) -> tuple[MediaInfo, list[WorkMatch]]:
+    """What this media or text derives from (`text_only`: the bytes are text sent as text, never taken for
+    media whatever they start with). Raises ApiError for content we cannot read."""
     from catalog.services import media_error_to_api
 
     try:
-        info, text = read_any(data)
+        if text_only:
+            document = inspect_text(data)
+            info = MediaInfo(kind="text", media_type=document.media_type, extension=document.extension)
+            text: str | None = document.text
+        else:
+            info, text = read_any(data)
         matches = match_works(data=data, info=info, user=user, text=text)
     except MediaError as exc:
         raise media_error_to_api(exc) from None

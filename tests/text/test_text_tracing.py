@@ -132,3 +132,17 @@ def test_manage_py_trace_reads_text_from_a_file(tmp_path, capsys) -> None:
 
     out = capsys.readouterr().out
     assert f"quote work #{article.pk} “Harbour”" in out and "(v1)" in out
+
+
+def test_text_sent_as_text_is_never_taken_for_media_whatever_it_starts_with(with_key) -> None:
+    vendor = factories.vendor()
+    client = with_key(factories.key(vendor, "read"))
+
+    response = client.post(
+        "/api/v1/trace", {"text": "ID3 tags hold the artist and title of an MP3 file."}, format="json"
+    )
+    neither = client.post("/api/v1/trace", {}, format="json")
+
+    assert response.status_code == 200
+    assert (response.json()["media_type"], response.json()["matches"]) == ("text/plain", [])
+    assert neither.status_code == 400 and neither.json()["code"] == "validation_error"
