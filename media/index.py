@@ -17,11 +17,14 @@ from media.fingerprint import audio, image, voice
 from media.fingerprint.audio_index import AudioIndex
 from media.fingerprint.image_index import ImageIndex
 from media.models import Fingerprint, FingerprintKind
+from media.text import embedding, quotes
 
 CURRENT = {
     FingerprintKind.IMAGE: image.ALGORITHM,
     FingerprintKind.AUDIO: audio.ALGORITHM,
     FingerprintKind.VOICE: voice.ALGORITHM,
+    FingerprintKind.TEXT: quotes.ALGORITHM,
+    FingerprintKind.PASSAGES: embedding.ALGORITHM,
 }
 
 
@@ -31,6 +34,8 @@ class Indexes:
     audio: AudioIndex = field(default_factory=AudioIndex)
     voice_ids: list[str] = field(default_factory=list)
     voice_vectors: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    text: quotes.QuoteIndex[str] = field(default_factory=quotes.QuoteIndex)
+    passages: embedding.PassageIndex = field(default_factory=embedding.PassageIndex)
     loaded_up_to: int = 0
 
     def load(self, rows: list[Fingerprint]) -> None:
@@ -41,6 +46,10 @@ class Indexes:
                 self.image.add(row.sha256, image.ImageFingerprint.from_bytes(data))
             elif row.kind == FingerprintKind.AUDIO:
                 self.audio.add(row.sha256, audio.AudioFingerprint.from_bytes(data))
+            elif row.kind == FingerprintKind.TEXT:
+                self.text.add(row.sha256, quotes.TextFingerprint.from_bytes(data))
+            elif row.kind == FingerprintKind.PASSAGES:
+                self.passages.add(row.sha256, embedding.PassageEmbeddings.from_bytes(data))
             else:
                 self.voice_ids.append(row.sha256)
                 new_voices.append(voice.VoiceEmbedding.from_bytes(data).vector)

@@ -9,6 +9,8 @@ class FingerprintKind(models.TextChoices):
     IMAGE = "image", "Image"
     AUDIO = "audio", "Audio"
     VOICE = "voice", "Voice"
+    TEXT = "text", "Text quotes"
+    PASSAGES = "passages", "Text passages"
 
 
 class Fingerprint(models.Model):

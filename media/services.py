@@ -11,6 +11,8 @@ from django.db import IntegrityError, transaction
 from media import index
 from media.fingerprint import audio, image, voice
 from media.models import Fingerprint, FingerprintKind
+from media.text import embedding, quotes
+from media.text.document import TextLimits, inspect_text
 from media.validation import MediaInfo
 
 Progress = Callable[[int], None]
@@ -19,6 +21,12 @@ REPORT_CONFIDENCE = 0.5
 
 
 def _compute(kind: str, data: bytes) -> bytes:
+    if kind in (FingerprintKind.TEXT, FingerprintKind.PASSAGES):
+        # Fingerprints of text are of its normalised form, which every offset refers to.
+        text = inspect_text(data, TextLimits(max_bytes=len(data), max_characters=len(data) + 1)).text
+        if kind == FingerprintKind.TEXT:
+            return quotes.compute(text).to_bytes()
+        return embedding.compute(text).to_bytes()
     if kind == FingerprintKind.IMAGE:
         return image.compute(data).to_bytes()
     if kind == FingerprintKind.AUDIO:
@@ -33,6 +41,8 @@ def fingerprint_kinds_for(info_kind: str, *, voice_work: bool) -> list[str]:
     is a voice (or sung in one)."""
     if info_kind == "image":
         return [FingerprintKind.IMAGE]
+    if info_kind == "text":
+        return [FingerprintKind.TEXT, FingerprintKind.PASSAGES]
     return [FingerprintKind.AUDIO, FingerprintKind.VOICE] if voice_work else [FingerprintKind.AUDIO]
 
 
@@ -57,6 +67,16 @@ def fingerprints_compute(*, sha256: str, data: bytes, kinds: Sequence[str], prog
 
 
 @dataclass(frozen=True)
+class TextSpan:
+    """A passage found on both sides: character offsets in the query and in the source's normalised text."""
+
+    query_start: int
+    query_end: int
+    source_start: int
+    source_end: int
+
+
+@dataclass(frozen=True)
 class ContentMatch:
     """Registered content that a query matches, with where it matches."""
 
@@ -68,6 +88,62 @@ class ContentMatch:
     mirrored: bool = False
     offset_s: float | None = None
     time_scale: float | None = None
+    spans: tuple[TextSpan, ...] = ()
+    overlap: float | None = None
+
+
+class TextMatchKind:
+    QUOTE = "quote"
+    PARAPHRASE = "paraphrase"
+
+
+def text_match(*, text: str, limit: int = 10) -> list[ContentMatch]:
+    """Registered texts this text quotes (kind `quote`) or closely paraphrases (kind `paraphrase`), best
+    first. A text found both ways is reported as a quote."""
+    indexes = index.current()
+    matches: list[ContentMatch] = []
+    for found in indexes.text.query(text, limit=limit):
+        if found.confidence >= REPORT_CONFIDENCE:
+            span = TextSpan(found.query_start, found.query_end, found.ref_start, found.ref_end)
+            matches.append(
+                ContentMatch(
+                    found.ref_id,
+                    TextMatchKind.QUOTE,
+                    found.score,
+                    found.confidence,
+                    spans=(span,),
+                    overlap=round(found.overlap, 3),
+                )
+            )
+    quoted = {match.sha256 for match in matches}
+    if len(indexes.passages):
+        from media.text import passages
+
+        cut = passages.split(text) or [passages.Passage(0, len(text), len(text.split()))]
+        cut = cut[:50]  # a long query is compared by its first 50 passages
+        vectors = embedding.embed([text[p.start : p.end] for p in cut])
+        best: dict[str, tuple[float, TextSpan]] = {}
+        for passage, found_list in zip(cut, indexes.passages.search(vectors, limit=5), strict=True):
+            for ref, cosine in found_list:
+                if ref.content in quoted:
+                    continue
+                if ref.content not in best or cosine > best[ref.content][0]:
+                    best[ref.content] = (cosine, TextSpan(passage.start, passage.end, ref.start, ref.end))
+        for sha256, (cosine, span) in best.items():
+            chance = embedding.confidence(cosine)
+            if chance >= REPORT_CONFIDENCE:
+                matches.append(
+                    ContentMatch(
+                        sha256,
+                        TextMatchKind.PARAPHRASE,
+                        round(cosine, 4),
+                        chance,
+                        spans=(span,),
+                        overlap=None,
+                    )
+                )
+    matches.sort(key=lambda match: -match.confidence)
+    return matches[:limit]
 
 
 def content_match(*, data: bytes, info: MediaInfo, limit: int = 10) -> list[ContentMatch]:
@@ -111,3 +187,11 @@ def content_match(*, data: bytes, info: MediaInfo, limit: int = 10) -> list[Cont
                 matches.append(ContentMatch(sha256, FingerprintKind.VOICE, score, voice.confidence(score)))
     matches.sort(key=lambda match: -match.confidence)
     return matches[:limit]
+
+
+def passage_search(*, text: str, limit: int) -> list[tuple[embedding.PassageRef, float]]:
+    """The registered passages nearest in meaning to the text, with their cosines, best first."""
+    indexes = index.current()
+    if not len(indexes.passages):
+        return []
+    return indexes.passages.search(embedding.embed([text]), limit=limit)[0]

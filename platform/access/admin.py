@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from access.models import AccessEvent, SpendCap, X402Payment
+from access.models import AccessEvent, Retrieval, RetrievalPassage, SpendCap, X402Payment
 from common.admin import ReadOnlyAdmin
 
 
@@ -23,3 +23,25 @@ class SpendCapAdmin(admin.ModelAdmin):
 class X402PaymentAdmin(ReadOnlyAdmin):
     list_display = ("transaction_hash", "payer", "organisation", "amount_base_units", "created_at")
     search_fields = ("transaction_hash", "payer")
+
+
+@admin.register(Retrieval)
+class RetrievalAdmin(ReadOnlyAdmin):
+    list_display = (
+        "retrieval_id",
+        "organisation",
+        "use_class",
+        "total_tokens",
+        "total_minor",
+        "currency",
+        "created_at",
+    )
+    list_filter = ("use_class", "currency")
+    search_fields = ("retrieval_id", "idempotency_key")
+    exclude = ("response_body",)
+
+
+@admin.register(RetrievalPassage)
+class RetrievalPassageAdmin(ReadOnlyAdmin):
+    list_display = ("retrieval", "position", "work", "text_version", "start", "end", "tokens", "price_minor")
+    raw_id_fields = ("retrieval", "work", "offer", "grant", "text_version")

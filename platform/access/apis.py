@@ -69,6 +69,17 @@ def _well_formed(data: object) -> services.AccessRequest | None:
     return services.AccessRequest(work_id=work, use_class=use, territory=territory.upper())
 
 
+def idempotency_key_of(meta: dict[str, Any]) -> str:
+    """The request's Idempotency-Key; a 400 problem when it is missing or too long."""
+    key = _idempotency_key(meta)
+    if key is None:
+        raise ApiError(
+            f"Send an {IDEMPOTENCY_HEADER} header (1 to {_MAX_IDEMPOTENCY_KEY} characters).",
+            code="idempotency_key_required",
+        )
+    return key
+
+
 def _idempotency_key(meta: dict[str, Any]) -> str | None:
     key = meta.get("HTTP_IDEMPOTENCY_KEY", "").strip()
     return key if 0 < len(key) <= _MAX_IDEMPOTENCY_KEY else None
@@ -328,7 +339,8 @@ class UsageApi(APIView):
 
 
 class OutputsApi(APIView):
-    """Register a generated output (multipart `file`, and `receipts`: access ids of the sources it used).
+    """Register a generated output (multipart `file`: media or text, and `receipts`: access ids or
+    retrieval ids of the sources it used).
 
     The answer says which claimed sources the output was confirmed to match, which it did not, and which
     registered works it matches that no receipt covers (each opens a claim for the work's owners).
@@ -382,7 +394,11 @@ class OutputsApi(APIView):
         upload = data.validated_data["file"]
         wanted = [str(r) for r in data.validated_data["receipts"]]
         receipts = selectors.receipts_of(organisation_ids=[organisation.pk], access_ids=wanted)
-        unknown = sorted(set(wanted) - set(receipts))
+        # A text retrieval's receipt covers every work it sold passages of.
+        retrievals = selectors.retrieval_receipts_of(organisation_ids=[organisation.pk], retrieval_ids=wanted)
+        for retrieval_id, work_ids in retrievals.items():
+            receipts.update({f"{retrieval_id}#{work_id}": work_id for work_id in work_ids})
+        unknown = sorted(set(wanted) - set(receipts) - set(retrievals))
         if unknown:
             raise ApiError(
                 f"Unknown receipts: {', '.join(unknown)}.", code="receipt_not_found", status_code=404

@@ -185,3 +185,70 @@ class X402Payment(models.Model):
 
     def __str__(self) -> str:
         return f"x402 {self.payer} {self.nonce[:10]} ({self.status})"
+
+
+class Retrieval(models.Model):
+    """One paid text retrieval (POST /api/v1/retrieve): the passages sold, their total and the receipt.
+
+    Unique per organisation and Idempotency-Key; `response_body` is replayed byte for byte. Each passage
+    is charged as its own revenue item (source key `retrieval:<id>:<n>`) in the same transaction.
+    """
+
+    retrieval_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, related_name="retrievals"
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="retrievals"
+    )
+    idempotency_key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    use_class = models.CharField(max_length=16)
+    territory = models.CharField(max_length=2)
+    currency = models.CharField(max_length=3)
+    total_minor = models.BigIntegerField()
+    total_tokens = models.PositiveIntegerField()
+    tokenizer = models.CharField(max_length=120)
+    response_body = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "idempotency_key"], name="retrieval_once_per_key"
+            ),
+            models.CheckConstraint(condition=Q(total_minor__gte=0), name="retrieval_total_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"retrieval {self.retrieval_id} ({self.total_tokens} tokens)"
+
+
+class RetrievalPassage(models.Model):
+    """A passage sold by a retrieval: which work, version and characters, how many tokens, at what price."""
+
+    retrieval = models.ForeignKey(Retrieval, on_delete=models.CASCADE, related_name="passages")
+    position = models.PositiveSmallIntegerField()
+    work = models.ForeignKey("catalog.Work", on_delete=models.PROTECT, related_name="retrieved_passages")
+    offer = models.ForeignKey("catalog.Offer", on_delete=models.PROTECT, related_name="+")
+    grant = models.ForeignKey("catalog.Grant", on_delete=models.PROTECT, related_name="+")
+    text_version = models.ForeignKey("catalog.TextVersion", on_delete=models.PROTECT, related_name="+")
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    tokens = models.PositiveIntegerField()
+    price_per_1k_tokens_minor = models.BigIntegerField()
+    price_minor = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["retrieval_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["retrieval", "position"], name="retrieval_passage_once"),
+            models.CheckConstraint(
+                condition=Q(price_minor__gte=0), name="retrieval_passage_price_non_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["work", "retrieval"])]
+
+    def __str__(self) -> str:
+        return f"passage {self.start}-{self.end} of work #{self.work_id}"

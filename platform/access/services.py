@@ -11,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,16 +23,28 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Case, F, Q, Value, When
 
 from access import delivery, receipts, signing
-from access.models import METERED_USES, AccessEvent, SpendCap
+from access.models import METERED_USES, AccessEvent, Retrieval, RetrievalPassage, SpendCap
 from accounts.models import ApiKey, Organisation, User
 from accounts.selectors import ACTIVE_KEY_SQL, active_key_params, api_key_still_active
 from accounts.services import api_key_forget
 from catalog import consent, reservations
-from catalog.models import Asset, Grant, GrantStatus, Offer, OfferStatus, Work, WorkStatus
+from catalog.models import (
+    RETRIEVAL_USES,
+    Asset,
+    Grant,
+    GrantStatus,
+    Offer,
+    OfferStatus,
+    UseClass,
+    Work,
+    WorkStatus,
+)
+from catalog.selectors import PassageCandidate, passage_candidates, text_excerpt, text_full
 from catalog.services import grant_create
 from common import clock, rows
 from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
+from media.text import passages
 from royalties.models import RevenueItem
 from royalties.services import access_fee, access_fee_record
 
@@ -610,3 +623,312 @@ def forget_caches() -> None:
     from access import content  # (content imports this module)
 
     content.forget()
+
+
+# Text retrieval ----------------------------------------------------------------------------------------
+
+MAX_RETRIEVAL_TOKENS = 32_000
+MAX_QUERY_CHARACTERS = 2_000
+MAX_QUERY_PRICE_MINOR = 10**12
+# ai-index sells snippets: the start of each passage, at most this many words.
+SNIPPET_WORDS = 40
+
+
+@dataclass(frozen=True)
+class RetrievalRequest:
+    query: str
+    max_tokens: int
+    use_class: str
+    territory: str
+    currency: str
+    max_price_minor: int | None = None
+
+    def digest(self) -> str:
+        canonical = json.dumps(
+            {
+                "query": self.query,
+                "max_tokens": self.max_tokens,
+                "use": self.use_class,
+                "territory": self.territory,
+                "currency": self.currency,
+                "max_price_minor": self.max_price_minor,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Sold:
+    candidate: PassageCandidate
+    grant: Grant
+    text: str
+    start: int
+    end: int
+    tokens: int
+    price_per_1k_minor: int
+    price_minor: int
+
+
+def _token_price(offer: Offer, use_class: str) -> int | None:
+    """The offer's price per 1,000 tokens for the use; None when the offer does not allow it."""
+    found = offer.uses.filter(use_class=use_class).values_list("price_per_1k_tokens_minor", flat=True).first()
+    return None if found is None else int(found)
+
+
+def _passage_price(tokens: int, per_1k_minor: int) -> int:
+    """Rounded up to the minor unit: a seller is never paid less than its price."""
+    return -(-tokens * per_1k_minor // 1000)
+
+
+def retrieval_check(request: RetrievalRequest) -> None:
+    """Refuse a malformed request before anything is looked up (ApiError, 400)."""
+    if request.use_class not in RETRIEVAL_USES:
+        raise ApiError(
+            f"Unknown use {request.use_class!r} for retrieval; use one of {', '.join(RETRIEVAL_USES)}.",
+            code="invalid_use_class",
+        )
+    if not 1 <= request.max_tokens <= MAX_RETRIEVAL_TOKENS:
+        raise ApiError(
+            f"max_tokens must be between 1 and {MAX_RETRIEVAL_TOKENS}.", code="invalid_token_budget"
+        )
+    if not request.query.strip() or len(request.query) > MAX_QUERY_CHARACTERS:
+        raise ApiError(f"The query is 1 to {MAX_QUERY_CHARACTERS} characters.", code="invalid_query")
+    if request.max_price_minor is not None and not 0 <= request.max_price_minor <= MAX_QUERY_PRICE_MINOR:
+        raise ApiError("max_price_minor is out of range.", code="invalid_price_cap")
+    if len(request.territory) != _COUNTRY_LENGTH or not request.territory.isalpha():
+        raise ApiError("territory must be an ISO 3166-1 alpha-2 country code.", code="invalid_territory")
+
+
+def retrieval_request(
+    *, organisation: Organisation, api_key: ApiKey, idempotency_key: str, request: RetrievalRequest
+) -> AccessResult:
+    """Sell the passages that best answer a query, within the token budget and the price cap, once per
+    Idempotency-Key.
+
+    Each passage is charged at its own offer's price per 1,000 tokens (rounded up), counted by the offline
+    tokenizer named in the receipt. In ONE transaction: each work's grant counts one use (quota), the total
+    counts against the monthly spend caps, every passage's price is held on the prepaid balance and
+    recorded as revenue of its work, and the retrieval with its passages is stored. Any refusal (402 short
+    balance, 403 spend cap) rolls all of it back: nothing is charged and nothing is answered. A replay
+    returns the first answer; the same key with another request is 409.
+    """
+    retrieval_check(request)
+    existing = (
+        Retrieval.objects.filter(organisation=organisation, idempotency_key=idempotency_key)
+        .values_list("pk", "request_hash", "response_body")
+        .first()
+    )
+    if existing is not None:
+        return _retrieval_replay(existing, request)
+    sold = _select_passages(organisation, api_key, request)
+    retrieval_id = uuid.uuid4()
+    now = clock.now()
+    total = sum(item.price_minor for item in sold)
+    body = _retrieval_body(organisation, request, sold, retrieval_id, now)
+    try:
+        with transaction.atomic():
+            if not api_key_still_active(api_key_id=api_key.pk):
+                raise KeyNoLongerActive
+            for grant in {item.grant.pk: item.grant for item in sold}.values():
+                _use_quota(grant)
+            _spend(organisation, api_key, Money(total, request.currency))
+            for position, item in enumerate(sold):
+                access_fee_record(
+                    organisation=organisation,
+                    offer=item.grant.offer,
+                    amount=Money(item.price_minor, request.currency),
+                    access_key=f"retrieval:{retrieval_id}:{position}",
+                    new_key=True,
+                )
+            retrieval = Retrieval.objects.create(
+                retrieval_id=retrieval_id,
+                organisation=organisation,
+                api_key=api_key,
+                idempotency_key=idempotency_key,
+                request_hash=request.digest(),
+                use_class=request.use_class,
+                territory=request.territory,
+                currency=request.currency,
+                total_minor=total,
+                total_tokens=sum(item.tokens for item in sold),
+                tokenizer=passages.TOKENIZER_NAME,
+                response_body=body,
+                created_at=now,
+            )
+            RetrievalPassage.objects.bulk_create(
+                [
+                    RetrievalPassage(
+                        retrieval=retrieval,
+                        position=position,
+                        work_id=item.candidate.work_id,
+                        offer_id=item.grant.offer_id,
+                        grant=item.grant,
+                        text_version_id=item.candidate.text_version_id,
+                        start=item.start,
+                        end=item.end,
+                        tokens=item.tokens,
+                        price_per_1k_tokens_minor=item.price_per_1k_minor,
+                        price_minor=item.price_minor,
+                    )
+                    for position, item in enumerate(sold)
+                ]
+            )
+    except IntegrityError:
+        # The same key committed concurrently: everything above rolled back; its answer is the answer.
+        existing = (
+            Retrieval.objects.filter(organisation=organisation, idempotency_key=idempotency_key)
+            .values_list("pk", "request_hash", "response_body")
+            .first()
+        )
+        if existing is None:
+            raise
+        return _retrieval_replay(existing, request)
+    return AccessResult(body=body, replayed=False, event_id=retrieval.pk)
+
+
+def _retrieval_replay(
+    existing: tuple[int, str, bytes | memoryview], request: RetrievalRequest
+) -> AccessResult:
+    pk, request_hash, body = existing
+    if request_hash != request.digest():
+        raise Conflict(
+            "This Idempotency-Key was already used for a different request.", code="idempotency_key_reused"
+        )
+    return AccessResult(body=bytes(body), replayed=True, event_id=pk)
+
+
+def _select_passages(organisation: Organisation, api_key: ApiKey, request: RetrievalRequest) -> list[_Sold]:
+    """The best passages that fit the budgets, each under the organisation's grant for its work (accepted
+    now on the current terms when they need no fee or approval; works that do are left out)."""
+    candidates = passage_candidates(
+        query=request.query, use_class=request.use_class, currency=request.currency
+    )
+    tokens_left = request.max_tokens
+    money_left = request.max_price_minor
+    grants: dict[int, Grant | None] = {}
+    sold: list[_Sold] = []
+    seen_works: set[int] = set()
+    for candidate in candidates:
+        if tokens_left <= 0:
+            break
+        if request.use_class == UseClass.AI_TRAIN and candidate.work_id in seen_works:
+            continue  # ai-train sells a work's whole text once
+        start, end, text, tokens = _cut(candidate, request.use_class)
+        if tokens > tokens_left:
+            continue
+        # The licence is looked up (and accepted on first use) only for a passage that fits the budget.
+        if candidate.work_id not in grants:
+            grants[candidate.work_id] = _retrieval_grant(organisation, api_key, candidate.work_id, request)
+        grant = grants[candidate.work_id]
+        if grant is None:
+            continue
+        per_1k = _token_price(grant.offer, request.use_class)
+        if per_1k is None:
+            continue
+        price = _passage_price(tokens, per_1k)
+        if money_left is not None and price > money_left:
+            continue
+        tokens_left -= tokens
+        if money_left is not None:
+            money_left -= price
+        seen_works.add(candidate.work_id)
+        sold.append(_Sold(candidate, grant, text, start, end, tokens, per_1k, price))
+    return sold
+
+
+def _retrieval_grant(
+    organisation: Organisation, api_key: ApiKey, work_id: int, request: RetrievalRequest
+) -> Grant | None:
+    try:
+        grant = _grant_for(organisation, api_key, work_id)
+    except (TermRefused, NotFound):
+        return None
+    offer = grant.offer
+    if offer.currency != request.currency:
+        return None
+    if offer.territories and request.territory not in offer.territories:
+        return None
+    if offer.expires_at is not None and offer.expires_at <= clock.now():
+        return None
+    return grant
+
+
+def _cut(candidate: PassageCandidate, use_class: str) -> tuple[int, int, str, int]:
+    """What is sold of a candidate for the use: a snippet (ai-index), the passage (ai-input) or the whole
+    text of the work's version (ai-train). Its span, text and tokens."""
+    if use_class == UseClass.AI_TRAIN:
+        text = text_full(text_version_id=candidate.text_version_id)
+        return 0, len(text), text, passages.count_tokens([text])[0]
+    text = text_excerpt(text_version_id=candidate.text_version_id, start=candidate.start, end=candidate.end)
+    start, end = candidate.start, candidate.end
+    if use_class == UseClass.AI_INDEX:
+        words = list(re.finditer(r"\S+", text))
+        if len(words) > SNIPPET_WORDS:
+            text = text[: words[SNIPPET_WORDS - 1].end()]
+            end = start + len(text)
+    return start, end, text, passages.count_tokens([text])[0]
+
+
+def _retrieval_body(
+    organisation: Organisation,
+    request: RetrievalRequest,
+    sold: list[_Sold],
+    retrieval_id: uuid.UUID,
+    now: datetime,
+) -> bytes:
+    listed = [
+        {
+            "work": item.candidate.work_id,
+            "offer": item.grant.offer_id,
+            "offer_version": item.grant.offer.version,
+            "text_version": item.candidate.text_version,
+            "start": item.start,
+            "end": item.end,
+            "tokens": item.tokens,
+            "price_per_1k_tokens_minor": item.price_per_1k_minor,
+            "price_minor": item.price_minor,
+            "sha256": hashlib.sha256(item.text.encode()).hexdigest(),
+        }
+        for item in sold
+    ]
+    total = sum(item.price_minor for item in sold)
+    tokens = sum(item.tokens for item in sold)
+    receipt = receipts.sign(
+        {
+            "jti": str(retrieval_id),
+            "iat": int(now.timestamp()),
+            "sub": f"organisation:{organisation.pk}",
+            "use": request.use_class,
+            "territory": request.territory,
+            "tokenizer": passages.TOKENIZER_NAME,
+            "passages": listed,
+            "total_tokens": tokens,
+            "total_minor": total,
+            "currency": request.currency,
+        },
+        signing.private_key(),
+        kid=signing.key_id(),
+    )
+    return json.dumps(
+        {
+            "retrieval_id": str(retrieval_id),
+            "use": request.use_class,
+            "tokenizer": passages.TOKENIZER_NAME,
+            "currency": request.currency,
+            "total_tokens": tokens,
+            "total_minor": total,
+            "passages": [
+                dict(
+                    entry,
+                    title=item.candidate.work_title,
+                    score=round(item.candidate.score, 4),
+                    text=item.text,
+                )
+                for entry, item in zip(listed, sold, strict=True)
+            ],
+            "retrieved_at": now.isoformat(),
+            "receipt": receipt,
+        },
+        separators=(",", ":"),
+    ).encode()

@@ -11,6 +11,7 @@ from catalog.models import (
     Output,
     SplitShare,
     SplitSheet,
+    TextVersion,
     Work,
     WorkParent,
 )
@@ -48,6 +49,13 @@ class AssetAdmin(admin.ModelAdmin):
     list_display = ("id", "work", "filename", "fingerprint_status", "created_at")
     list_filter = ("fingerprint_status",)
     readonly_fields = ("work", "blob", "filename", "uploaded_by", "created_at")
+
+
+@admin.register(TextVersion)
+class TextVersionAdmin(ReadOnlyAdmin):
+    list_display = ("work", "version", "characters", "words", "created_at")
+    raw_id_fields = ("work", "asset")
+    search_fields = ("work__title",)
 
 
 class SplitShareInline(ReadOnlyInline):

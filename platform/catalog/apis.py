@@ -68,6 +68,10 @@ class AssetSerializer(serializers.ModelSerializer):
     width = serializers.IntegerField(source="blob.width", allow_null=True)
     height = serializers.IntegerField(source="blob.height", allow_null=True)
     duration_ms = serializers.IntegerField(source="blob.duration_ms", allow_null=True)
+    text_version = serializers.IntegerField(
+        source="text_version.version", allow_null=True, default=None, help_text="text works: the version"
+    )
+    words = serializers.IntegerField(source="text_version.words", allow_null=True, default=None)
 
     class Meta:
         model = Asset
@@ -81,6 +85,8 @@ class AssetSerializer(serializers.ModelSerializer):
             "width",
             "height",
             "duration_ms",
+            "text_version",
+            "words",
             "created_at",
             "fingerprint_status",
             "fingerprint_progress",
@@ -133,7 +139,7 @@ class SplitSheetSerializer(serializers.ModelSerializer):
 class OfferUseSerializer(serializers.ModelSerializer):
     class Meta:
         model = OfferUse
-        fields = ["use_class", "price_minor"]
+        fields = ["use_class", "price_minor", "price_per_1k_tokens_minor"]
 
 
 class OfferSerializer(serializers.ModelSerializer):
@@ -459,6 +465,12 @@ class OfferInputSerializer(serializers.Serializer):
     uses = serializers.DictField(
         child=serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT_MINOR),
         help_text='Allowed use classes, each mapped to its per-access price in minor units: {"ai-train": 5}.',
+    )
+    token_prices = serializers.DictField(
+        child=serializers.IntegerField(min_value=0, max_value=services.MAX_TOKEN_PRICE_MINOR),
+        required=False,
+        default=dict,
+        help_text='Text retrieval: allowed use classes mapped to a price per 1,000 tokens: {"ai-input": 20}.',
     )
     commercial_use = serializers.BooleanField(default=False)
     attribution_required = serializers.BooleanField(default=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,13 +19,31 @@ from catalog.models import Claim, ClaimDecision, ClaimEvent, ClaimResolution
 from common.apis import SelectorListApi
 from common.uploads import read_upload
 
+# Text sent inline to the trace (about 40,000 words); longer texts go as a file.
+MAX_TRACE_CHARACTERS = 250_000
+
+
+class PassagePairSerializer(serializers.Serializer):
+    query_start = serializers.IntegerField(help_text="character offset in the text you sent (normalised)")
+    query_end = serializers.IntegerField()
+    query_text = serializers.CharField()
+    source_start = serializers.IntegerField(help_text="character offset in the work's normalised text")
+    source_end = serializers.IntegerField()
+    source_text = serializers.CharField()
+    source_version = serializers.IntegerField(help_text="the text version the passage was found in")
+
+    class Meta:
+        ref_name = "TracePassage"
+
 
 class TraceMatchSerializer(serializers.Serializer):
     work = serializers.IntegerField(source="work.pk")
     title = serializers.CharField(source="work.title")
     work_kind = serializers.CharField(source="work.kind")
     creator = serializers.CharField(source="work.created_by.public_name")
-    kind = serializers.CharField(source="match.kind", help_text="image, audio or voice")
+    kind = serializers.CharField(
+        source="match.kind", help_text="image, audio or voice; for text, quote or paraphrase"
+    )
     score = serializers.FloatField(source="match.score")
     confidence = serializers.FloatField(source="match.confidence", help_text="calibrated probability, 0 to 1")
     region = serializers.ListField(
@@ -37,23 +57,38 @@ class TraceMatchSerializer(serializers.Serializer):
         source="match.offset_s", allow_null=True, help_text="where in the original"
     )
     time_scale = serializers.FloatField(source="match.time_scale", allow_null=True)
+    overlap = serializers.FloatField(
+        source="match.overlap",
+        allow_null=True,
+        help_text="text quotes: share of the quoted passage's word shingles found in the work",
+    )
+    passages = PassagePairSerializer(many=True, help_text="text: the matched passages on both sides")
     covered = serializers.BooleanField(help_text="whether you own the work or hold a grant covering it")
     grant = serializers.IntegerField(source="grant.pk", allow_null=True, default=None)
 
 
 class TraceApi(APIView):
-    """What a piece of media derives from: the registered works it matches (multipart field `file`)."""
+    """What a piece of media or text derives from: the registered works it matches. Send a file (multipart
+    field `file`: an image, audio, or a text file) or text itself (JSON `{"text": "..."}`)."""
 
-    parser_classes = [MultiPartParser]
+    parser_classes = [MultiPartParser, JSONParser]
     permission_classes = [IsAuthenticated, KeyScope]
     required_scope = "read"
     quota_scope = "traces"  # traces per day (accounts.ratelimits)
 
     class InputSerializer(serializers.Serializer):
-        file = serializers.FileField()
+        file = serializers.FileField(required=False)
+        text = serializers.CharField(
+            required=False, max_length=MAX_TRACE_CHARACTERS, trim_whitespace=False, allow_blank=False
+        )
 
         class Meta:
             ref_name = "TraceInput"
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if ("file" in attrs) == ("text" in attrs):
+                raise serializers.ValidationError("Send either a file or a text, not both and not neither.")
+            return attrs
 
     class OutputSerializer(serializers.Serializer):
         media_type = serializers.CharField()
@@ -67,13 +102,19 @@ class TraceApi(APIView):
             ref_name = "TraceResult"
 
     @extend_schema(
-        request={"multipart/form-data": InputSerializer}, responses=OutputSerializer, operation_id="trace"
+        request={"multipart/form-data": InputSerializer, "application/json": InputSerializer},
+        responses=OutputSerializer,
+        operation_id="trace",
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        content = read_upload(data.validated_data["file"])
-        info, matches = tracing.trace(data=content, user=authenticated_user(request))
+        as_text = "text" in data.validated_data
+        if as_text:
+            content = data.validated_data["text"].encode("utf-8")
+        else:
+            content = read_upload(data.validated_data["file"])
+        info, matches = tracing.trace(data=content, user=authenticated_user(request), text_only=as_text)
         manifest = tracing.manifest_of(data=content, info=info)
         return Response(
             self.OutputSerializer(

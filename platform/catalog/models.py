@@ -20,9 +20,17 @@ class WorkKind(models.TextChoices):
     AUDIO = "audio", "Audio"
     VOICE = "voice", "Voice"
     STYLE = "style", "Style"
+    ARTICLE = "article", "Article"
+    LYRICS = "lyrics", "Lyrics"
+    BOOK = "book", "Book"
+    TEXT_COLLECTION = "text-collection", "Text collection"
 
 
 COLLECTION_KINDS = {WorkKind.STYLE, WorkKind.VOICE}
+# Works whose files are text; a text collection holds text works as members and has no file of its own.
+# (Values, not members: an enum member hashes by its name, so a plain string would not be found in a set
+# of members.)
+TEXT_KINDS: frozenset[str] = frozenset({WorkKind.ARTICLE.value, WorkKind.LYRICS.value, WorkKind.BOOK.value})
 
 
 class WorkStatus(models.TextChoices):
@@ -100,6 +108,30 @@ class Asset(models.Model):
         return f"{self.filename} (work #{self.work_id})"
 
 
+class TextVersion(models.Model):
+    """One version of a text work: the normalised text of an uploaded file (the original is the asset).
+
+    Every upload of different text to a text work adds the next version; the newest is what retrieval
+    sells, and every version is fingerprinted, so a quote of an old version still traces to the work.
+    Character offsets in traces and receipts refer to `text`.
+    """
+
+    work = models.ForeignKey(Work, on_delete=models.CASCADE, related_name="text_versions")
+    version = models.PositiveIntegerField()
+    asset = models.OneToOneField(Asset, on_delete=models.CASCADE, related_name="text_version")
+    text = models.TextField()
+    characters = models.PositiveIntegerField()
+    words = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["work_id", "-version"]
+        constraints = [models.UniqueConstraint(fields=["work", "version"], name="text_version_unique")]
+
+    def __str__(self) -> str:
+        return f"Text v{self.version} of work #{self.work_id}"
+
+
 class SplitSheetStatus(models.TextChoices):
     PENDING = "pending", "Waiting for co-owners"
     ACTIVE = "active", "Active"
@@ -164,6 +196,14 @@ class UseClass(models.TextChoices):
     VOICE = "voice", "Voice"
     INDEX = "index", "Indexing"
     DERIVATIVE = "derivative", "Derivative works"
+    # Text retrieval, priced per 1,000 tokens: snippets for a search index, text placed in a model's
+    # context, and the full text for training (ai-train).
+    AI_INDEX = "ai-index", "AI index snippets"
+    AI_INPUT = "ai-input", "AI input (retrieval-augmented answers)"
+
+
+# The uses POST /api/v1/retrieve sells, priced per 1,000 tokens.
+RETRIEVAL_USES = [UseClass.AI_INDEX, UseClass.AI_INPUT, UseClass.AI_TRAIN]
 
 
 class OfferStatus(models.TextChoices):
@@ -212,17 +252,22 @@ class Offer(models.Model):
 
 
 class OfferUse(models.Model):
-    """A use class the offer allows, with its per-access price (zero for free or non-metered uses)."""
+    """A use class the offer allows, with its per-access price (zero for free or non-metered uses) and,
+    for text retrieval, its price per 1,000 tokens."""
 
     offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="uses")
     use_class = models.CharField(max_length=16, choices=UseClass.choices)
     price_minor = models.BigIntegerField(default=0)
+    price_per_1k_tokens_minor = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["use_class"]
         constraints = [
             models.UniqueConstraint(fields=["offer", "use_class"], name="offer_use_once"),
             models.CheckConstraint(condition=Q(price_minor__gte=0), name="offer_use_price_non_negative"),
+            models.CheckConstraint(
+                condition=Q(price_per_1k_tokens_minor__gte=0), name="offer_use_token_price_non_negative"
+            ),
         ]
 
     def __str__(self) -> str:

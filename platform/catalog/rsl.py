@@ -3,7 +3,9 @@
 Our use classes map onto RSL's usage vocabulary: ai-train to `ai-train`; generation, style and voice use
 to `ai-input` (content used as input to an AI system producing output); index to `ai-index`. Derivative
 works have no RSL token: they are described by the offer's terms document. Each allowed use class becomes
-one <license> with its per-access price; a licence fee is a `purchase` payment.
+one <license> with its per-access price; a licence fee is a `purchase` payment. A text's price per 1,000
+tokens (retrieval) is a `use` payment whose `custom` link names the unit: the offer's terms document, at
+its `per-1000-tokens` fragment. The text uses ai-index and ai-input map to the RSL tokens of that name.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ RSL_USAGE = {
     UseClass.STYLE: "ai-input",
     UseClass.VOICE: "ai-input",
     UseClass.INDEX: "ai-index",
+    UseClass.AI_INDEX: "ai-index",
+    UseClass.AI_INPUT: "ai-input",
 }
 _ALL_RSL_USAGES = ("ai-train", "ai-input", "ai-index")
 
@@ -55,6 +59,11 @@ def _add_content(root: etree._Element, offer: Offer, site_url: str, refused: set
         lastmod=offer.created_at.isoformat(),
     )
     uses = {use.use_class: use.price_minor for use in offer.uses.all() if use.use_class not in refused}
+    token_prices = {
+        use.use_class: use.price_per_1k_tokens_minor
+        for use in offer.uses.all()
+        if use.use_class not in refused
+    }
     allowed_rsl = {RSL_USAGE[UseClass(u)] for u in uses if u in RSL_USAGE}
     prohibited = [token for token in _ALL_RSL_USAGES if token not in allowed_rsl]
     for use_class, price_minor in sorted(uses.items()):
@@ -71,8 +80,17 @@ def _add_content(root: etree._Element, offer: Offer, site_url: str, refused: set
         if price_minor > 0:
             payment = _element(licence, "payment", type="training" if usage == "ai-train" else "use")
             _element(payment, "amount", _major_units(price_minor, offer.currency), currency=offer.currency)
-        else:
+        elif not token_prices.get(use_class):
             _element(licence, "payment", type="attribution" if offer.attribution_required else "free")
+        if token_prices.get(use_class):
+            payment = _element(licence, "payment", type="training" if usage == "ai-train" else "use")
+            _element(payment, "custom", f"{site_url}/api/v1/offers/{offer.pk}#per-1000-tokens")
+            _element(
+                payment,
+                "amount",
+                _major_units(token_prices[use_class], offer.currency),
+                currency=offer.currency,
+            )
         if offer.licence_fee_minor > 0:
             payment = _element(licence, "payment", type="purchase")
             _element(

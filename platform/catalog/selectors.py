@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import TypedDict
+from typing import Any, TypedDict
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Substr
 from django.shortcuts import get_object_or_404
 
 from accounts.models import User
@@ -21,11 +23,14 @@ from catalog.models import (
     SplitShare,
     SplitSheet,
     SplitSheetStatus,
+    TextVersion,
     Work,
     WorkParent,
     WorkStatus,
 )
 from common import clock
+from media import services as media
+from media.text.embedding import PassageRef
 
 
 def works_visible_to(*, user: User) -> QuerySet[Work]:
@@ -217,3 +222,89 @@ def monetizing_claim_on(*, work_id: int) -> Claim | None:
         .order_by("created_at", "pk")
         .first()
     )
+
+
+# Text retrieval ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassageCandidate:
+    """A passage of the current version of a published text work whose current terms allow a use."""
+
+    work_id: int
+    work_title: str
+    offer_id: int
+    text_version_id: int
+    text_version: int
+    start: int
+    end: int
+    tokens: int
+    score: float
+
+
+# Passages less similar than this to the query are not worth selling.
+RETRIEVAL_MIN_SCORE = 0.2
+
+
+def passage_candidates(
+    *, query: str, use_class: str, currency: str, limit: int = 200
+) -> list[PassageCandidate]:
+    """The passages nearest the query, best first, from works that are published, whose current offer is
+    in `currency` and allows `use_class`, and only from each work's newest text version."""
+    found = media.passage_search(text=query, limit=limit)
+    by_content: dict[str, list[tuple[PassageRef, float]]] = {}
+    for ref, score in found:
+        if score >= RETRIEVAL_MIN_SCORE:
+            by_content.setdefault(ref.content, []).append((ref, score))
+    if not by_content:
+        return []
+    newest = TextVersion.objects.filter(work=OuterRef("work")).order_by("-version").values("pk")[:1]
+    versions: list[dict[str, Any]] = [
+        dict(row)
+        for row in TextVersion.objects.filter(
+            asset__blob_id__in=list(by_content), pk=Subquery(newest), work__status=WorkStatus.PUBLISHED
+        ).values("pk", "version", "work_id", "work__title", "asset__blob_id")
+    ]
+    offers = dict(
+        Offer.objects.filter(
+            work_id__in={row["work_id"] for row in versions},
+            status=OfferStatus.CURRENT,
+            currency=currency,
+            uses__use_class=use_class,
+        ).values_list("work_id", "pk")
+    )
+    versions = [dict(row, offer_id=offers[row["work_id"]]) for row in versions if row["work_id"] in offers]
+    candidates = []
+    for row in versions:
+        for ref, score in by_content[row["asset__blob_id"]]:
+            candidates.append(
+                PassageCandidate(
+                    work_id=row["work_id"],
+                    work_title=row["work__title"],
+                    offer_id=row["offer_id"],
+                    text_version_id=row["pk"],
+                    text_version=row["version"],
+                    start=ref.start,
+                    end=ref.end,
+                    tokens=ref.tokens,
+                    score=score,
+                )
+            )
+    candidates.sort(key=lambda c: (-c.score, c.work_id, c.start))
+    return candidates
+
+
+def text_excerpt(*, text_version_id: int, start: int, end: int) -> str:
+    """Characters start..end of a text version's normalised text, read by the database (a book's whole
+    text is not loaded for one passage)."""
+    part = (
+        TextVersion.objects.filter(pk=text_version_id)
+        .annotate(part=Substr("text", start + 1, end - start))
+        .values_list("part", flat=True)
+        .get()
+    )
+    return str(part)
+
+
+def text_full(*, text_version_id: int) -> str:
+    return str(TextVersion.objects.values_list("text", flat=True).get(pk=text_version_id))

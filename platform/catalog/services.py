@@ -6,7 +6,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
@@ -22,6 +22,7 @@ from catalog.models import (
     COLLECTION_KINDS,
     MAX_PARENTS,
     OPEN_GRANT_STATUSES,
+    TEXT_KINDS,
     Asset,
     Grant,
     GrantStatus,
@@ -31,6 +32,7 @@ from catalog.models import (
     SplitShare,
     SplitSheet,
     SplitSheetStatus,
+    TextVersion,
     UseClass,
     Work,
     WorkKind,
@@ -42,9 +44,12 @@ from catalog.storage import blob_store
 from common import clock, currency, locks
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from media.errors import MediaError
-from media.validation import Limits, inspect
+from media.text.document import TextLimits, inspect_text
+from media.validation import Limits, MediaInfo, inspect
 
 BPS_WHOLE = lineage.BPS_WHOLE
+# The most a text may cost per 1,000 tokens (a bound on input, far above any real price).
+MAX_TOKEN_PRICE_MINOR = 1_000_000
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # Which kinds of file each kind of work takes.
 _ASSET_KINDS = {
@@ -52,6 +57,10 @@ _ASSET_KINDS = {
     WorkKind.AUDIO: {"audio"},
     WorkKind.VOICE: {"audio"},
     WorkKind.STYLE: {"image", "audio"},
+    WorkKind.ARTICLE: {"text"},
+    WorkKind.LYRICS: {"text"},
+    WorkKind.BOOK: {"text"},
+    WorkKind.TEXT_COLLECTION: set(),
 }
 
 
@@ -132,8 +141,10 @@ def work_withdraw(*, work: Work) -> Work:
 def work_members_set(*, collection: Work, member_ids: Sequence[int]) -> Work:
     """Set the member works of a style or voice. Members must be the same manager's own works."""
     collection = _lock_work(collection)
-    if collection.kind not in COLLECTION_KINDS:
-        raise ApiError("Only a style or a voice has member works.", code="not_a_collection")
+    if collection.kind not in COLLECTION_KINDS and collection.kind != WorkKind.TEXT_COLLECTION:
+        raise ApiError(
+            "Only a style, a voice or a text collection has member works.", code="not_a_collection"
+        )
     ids = set(member_ids)
     if collection.pk in ids:
         raise ApiError("A collection cannot contain itself.", code="invalid_members")
@@ -145,6 +156,10 @@ def work_members_set(*, collection: Work, member_ids: Sequence[int]) -> Work:
         m.kind not in (WorkKind.AUDIO, WorkKind.VOICE) for m in members
     ):
         raise ApiError("A voice's members must be audio or voice works.", code="invalid_members")
+    if collection.kind == WorkKind.TEXT_COLLECTION and any(m.kind not in TEXT_KINDS for m in members):
+        raise ApiError(
+            "A text collection's members must be articles, lyrics or books.", code="invalid_members"
+        )
     collection.members.set(members)
     return collection
 
@@ -167,7 +182,20 @@ def asset_upload(
     The format is decided from the content; bad media raises ApiError (415/413/422) and stores nothing.
     The same bytes uploaded to the same work return the existing asset. A new asset is queued for
     fingerprinting after the commit, unless the caller fingerprints it itself (`fingerprint_later=False`).
+
+    A text work takes text files (plain text, Markdown, HTML, PDF): the original is stored as the asset and
+    its normalised text as the work's next `TextVersion`.
     """
+    if not _ASSET_KINDS[WorkKind(work.kind)]:
+        raise ApiError(
+            f"A {work.kind} has no files of its own; upload to its member works.",
+            code="wrong_media_kind",
+            status_code=415,
+        )
+    if work.kind in TEXT_KINDS:
+        return _text_upload(
+            work=work, user=user, data=data, filename=filename, fingerprint_later=fingerprint_later
+        )
     limits = Limits(
         max_bytes=settings.UPLOAD_MAX_BYTES,
         max_pixels=settings.UPLOAD_MAX_PIXELS,
@@ -194,6 +222,38 @@ def asset_upload(
     return Upload(asset=asset, created=created, new_content=new_content)
 
 
+def _text_upload(*, work: Work, user: User, data: bytes, filename: str, fingerprint_later: bool) -> Upload:
+    limits = TextLimits(
+        max_bytes=min(settings.UPLOAD_MAX_BYTES, settings.TEXT_UPLOAD_MAX_BYTES),
+        max_characters=settings.TEXT_MAX_CHARACTERS,
+        max_pdf_pages=settings.TEXT_MAX_PDF_PAGES,
+    )
+    try:
+        document = inspect_text(data, limits)
+    except MediaError as exc:
+        raise media_error_to_api(exc) from None
+    info = MediaInfo(kind="text", media_type=document.media_type, extension=document.extension)
+    with transaction.atomic():
+        work = _lock_work(work)  # versions are numbered under the work's lock
+        blob, new_content = blob_store(data=data, info=info)
+        asset, created = Asset.objects.get_or_create(
+            work=work, blob=blob, defaults={"filename": filename[:255] or "upload", "uploaded_by": user}
+        )
+        if created:
+            last = work.text_versions.order_by("-version").values_list("version", flat=True).first()
+            TextVersion.objects.create(
+                work=work,
+                version=(last or 0) + 1,
+                asset=asset,
+                text=document.text,
+                characters=len(document.text),
+                words=document.words,
+            )
+            if fingerprint_later:
+                transaction.on_commit(partial(_enqueue_fingerprint, asset.pk))
+    return Upload(asset=asset, created=created, new_content=new_content)
+
+
 def _enqueue_fingerprint(asset_id: int) -> None:
     from catalog.tasks import fingerprint_asset
 
@@ -201,7 +261,13 @@ def _enqueue_fingerprint(asset_id: int) -> None:
 
 
 def media_error_to_api(exc: MediaError) -> ApiError:
-    status_by_code = {"unsupported_media": 415, "media_too_large": 413, "corrupt_media": 422}
+    status_by_code = {
+        "unsupported_media": 415,
+        "active_content": 415,
+        "media_too_large": 413,
+        "corrupt_media": 422,
+        "invalid_encoding": 422,
+    }
     return ApiError(str(exc), code=exc.code, status_code=status_by_code.get(exc.code, 422))
 
 
@@ -326,6 +392,8 @@ def split_share_accept(*, token: str, user: User) -> SplitSheet:
 class Terms:
     currency: str
     uses: dict[str, int]  # use class -> per-access price in minor units
+    # use class -> price per 1,000 tokens of text retrieved (POST /api/v1/retrieve); each must be a use above
+    token_prices: dict[str, int] = field(default_factory=dict)
     commercial_use: bool = False
     attribution_required: bool = True
     derivative_share_bps: int = 0
@@ -356,6 +424,17 @@ def _check_terms(terms: Terms) -> list[str]:
             f"Prices and fees are whole minor units, {currency.bound_text(terms.currency)}.",
             code="amount_out_of_range",
             extra={"max_minor": currency.max_minor(terms.currency)},
+        )
+    not_allowed = sorted(set(terms.token_prices) - set(terms.uses))
+    if not_allowed:
+        raise ApiError(
+            f"Token prices are for allowed uses only; not allowed: {', '.join(not_allowed)}.",
+            code="invalid_token_price",
+        )
+    if any(not 0 <= price <= MAX_TOKEN_PRICE_MINOR for price in terms.token_prices.values()):
+        raise ApiError(
+            f"A price per 1,000 tokens is between 0 and {MAX_TOKEN_PRICE_MINOR} minor units.",
+            code="invalid_token_price",
         )
     if not 0 <= terms.derivative_share_bps <= BPS_WHOLE:
         raise ApiError("derivative_share_bps must be between 0 and 10,000.", code="invalid_share")
@@ -421,7 +500,15 @@ def offer_publish(*, work: Work, user: User, terms: Terms, platform_staff: bool 
         created_at=now,
     )
     OfferUse.objects.bulk_create(
-        [OfferUse(offer=offer, use_class=use, price_minor=price) for use, price in sorted(terms.uses.items())]
+        [
+            OfferUse(
+                offer=offer,
+                use_class=use,
+                price_minor=price,
+                price_per_1k_tokens_minor=terms.token_prices.get(use, 0),
+            )
+            for use, price in sorted(terms.uses.items())
+        ]
     )
     if work.status != WorkStatus.PUBLISHED:
         work.status = WorkStatus.PUBLISHED

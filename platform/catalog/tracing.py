@@ -37,7 +37,9 @@ from catalog.storage import blob_store
 from common.problems import ApiError, Conflict, NotFound
 from media import credentials
 from media import services as media
-from media.errors import MediaError
+from media.errors import MediaError, UnsupportedMedia
+from media.text.document import inspect_text
+from media.text.embedding import CLAIM_CONFIDENCE as PARAPHRASE_CLAIM_CONFIDENCE
 from media.validation import MediaInfo, inspect
 
 # A match this confident opens a claim; weaker matches are reported by the trace but claim nothing.
@@ -83,6 +85,19 @@ def asset_fingerprint(*, asset_id: int) -> Asset | None:
 
 
 @dataclass(frozen=True)
+class PassagePair:
+    """A matched passage of text on both sides: the query's and the work's (in the version it matched)."""
+
+    query_start: int
+    query_end: int
+    query_text: str
+    source_start: int
+    source_end: int
+    source_text: str
+    source_version: int
+
+
+@dataclass(frozen=True)
 class WorkMatch:
     work: Work
     match: media.ContentMatch
@@ -90,10 +105,24 @@ class WorkMatch:
     own_work: bool
     # The work's file the media matched: the one file a claim lets the respondent preview.
     asset: Asset | None = None
+    passages: tuple[PassagePair, ...] = ()
 
     @property
     def covered(self) -> bool:
         return self.own_work or self.grant is not None
+
+
+# Quoted passages shown in a trace are cut to this many characters on each side.
+_EXCERPT_CHARACTERS = 2000
+
+
+def read_any(data: bytes) -> tuple[MediaInfo, str | None]:
+    """What the bytes are: media (image, audio), or text with its normalised form. Raises MediaError."""
+    try:
+        return inspect(data), None
+    except UnsupportedMedia:
+        document = inspect_text(data)
+    return MediaInfo(kind="text", media_type=document.media_type, extension=document.extension), document.text
 
 
 def _covering_grants(user: User, works: list[Work]) -> dict[int, Grant]:
@@ -106,19 +135,30 @@ def _covering_grants(user: User, works: list[Work]) -> dict[int, Grant]:
 
 
 def match_works(
-    *, data: bytes, info: MediaInfo, user: User | None, derived_from: Work | None = None
+    *,
+    data: bytes,
+    info: MediaInfo,
+    user: User | None,
+    derived_from: Work | None = None,
+    text: str | None = None,
 ) -> list[WorkMatch]:
-    """The registered works the media matches, best first, each with whether `user` is covered.
+    """The registered works the media (or `text`, when info.kind is text) matches, best first, each with
+    whether `user` is covered.
 
     A user is covered for a work they manage or co-own, for a work they hold an active grant on, and
     (when the media belongs to `derived_from`) for that work's ancestors. With no user (the operator's
     command) every work is reported and nothing is covered.
     """
-    matches = media.content_match(data=data, info=info, limit=20)
+    if info.kind == "text":
+        matches = media.text_match(text=text or "", limit=20)
+    else:
+        matches = media.content_match(data=data, info=info, limit=20)
     by_sha: dict[str, list[media.ContentMatch]] = defaultdict(list)
     for match in matches:
         by_sha[match.sha256].append(match)
-    assets = Asset.objects.filter(blob_id__in=list(by_sha)).select_related("work", "work__created_by")
+    assets = Asset.objects.filter(blob_id__in=list(by_sha)).select_related(
+        "work", "work__created_by", "text_version"
+    )
     works: dict[int, tuple[Work, media.ContentMatch, Asset]] = {}
     for asset in assets.order_by("pk"):
         for match in by_sha[asset.blob_id]:
@@ -136,18 +176,47 @@ def match_works(
     result = []
     for work, match, asset in works.values():
         own = work.pk in visible or work.pk in ancestors
-        result.append(WorkMatch(work=work, match=match, grant=grants.get(work.pk), own_work=own, asset=asset))
+        pairs = _passage_pairs(match, asset, text or "") if match.spans else ()
+        result.append(
+            WorkMatch(
+                work=work, match=match, grant=grants.get(work.pk), own_work=own, asset=asset, passages=pairs
+            )
+        )
     result.sort(key=lambda item: -item.match.confidence)
     return result
 
 
-def trace(*, data: bytes, user: User | None) -> tuple[MediaInfo, list[WorkMatch]]:
-    """What this media derives from. Raises ApiError for media we cannot read."""
+def _passage_pairs(match: media.ContentMatch, asset: Asset, text: str) -> tuple[PassagePair, ...]:
+    version = getattr(asset, "text_version", None)
+    if version is None:
+        return ()
+    return tuple(
+        PassagePair(
+            query_start=span.query_start,
+            query_end=span.query_end,
+            query_text=text[span.query_start : span.query_end][:_EXCERPT_CHARACTERS],
+            source_start=span.source_start,
+            source_end=span.source_end,
+            source_text=version.text[span.source_start : span.source_end][:_EXCERPT_CHARACTERS],
+            source_version=version.version,
+        )
+        for span in match.spans
+    )
+
+
+def trace(*, data: bytes, user: User | None, text_only: bool = False) -> tuple[MediaInfo, list[WorkMatch]]:
+    """What this media or text derives from (`text_only`: the bytes are text sent as text, never taken for
+    media whatever they start with). Raises ApiError for content we cannot read."""
     from catalog.services import media_error_to_api
 
     try:
-        info = inspect(data)
-        matches = match_works(data=data, info=info, user=user)
+        if text_only:
+            document = inspect_text(data)
+            info = MediaInfo(kind="text", media_type=document.media_type, extension=document.extension)
+            text: str | None = document.text
+        else:
+            info, text = read_any(data)
+        matches = match_works(data=data, info=info, user=user, text=text)
     except MediaError as exc:
         raise media_error_to_api(exc) from None
     disclosed = [m for m in matches if user is None or _disclosed(m)]
@@ -162,13 +231,16 @@ def _disclosed(match: WorkMatch) -> bool:
 def manifest_of(*, data: bytes, info: MediaInfo) -> dict[str, object] | None:
     """The C2PA manifest the media carries, summarised (None when it has none, e.g. once stripped: the
     fingerprint match still finds what it derives from)."""
+    if info.kind == "text":
+        return None
     summary = credentials.manifest_of(data, info.media_type)
     return None if summary is None else summary.as_dict()
 
 
 def claims_open_for(*, asset: Asset, data: bytes) -> list[Claim]:
     """Open a claim for every confident match of someone else's work the uploader is not covered for."""
-    matches = match_works(data=data, info=inspect(data), user=asset.uploaded_by, derived_from=asset.work)
+    info, text = read_any(data)
+    matches = match_works(data=data, info=info, user=asset.uploaded_by, derived_from=asset.work, text=text)
     uncovered = [m for m in matches if not m.covered and m.work.pk != asset.work_id]
     return _open_claims(uncovered, respondent=asset.uploaded_by, sha256=asset.blob_id, asset=asset)
 
@@ -185,6 +257,11 @@ def _open_claims(
     for item in matches:
         if item.match.confidence < CLAIM_CONFIDENCE:
             continue
+        if (
+            item.match.kind == media.TextMatchKind.PARAPHRASE
+            and item.match.confidence < PARAPHRASE_CLAIM_CONFIDENCE
+        ):
+            continue  # a paraphrase alone claims only when it is very close
         try:
             with transaction.atomic():
                 claim = Claim.objects.create(
@@ -229,14 +306,15 @@ def output_register(
     # hash, so they are computed first and the blob is written only for an output that is registered.
     sha256 = hashlib.sha256(data).hexdigest()
     try:
-        info = inspect(data)
-        media.fingerprints_compute(
-            sha256=sha256,
-            data=data,
-            kinds=media.fingerprint_kinds_for(info.kind, voice_work=True),
-            progress=lambda _percent: None,
-        )
-        matches = match_works(data=data, info=info, user=user)
+        info, text = read_any(data)
+        if text is None:  # a text output is only compared, not indexed
+            media.fingerprints_compute(
+                sha256=sha256,
+                data=data,
+                kinds=media.fingerprint_kinds_for(info.kind, voice_work=True),
+                progress=lambda _percent: None,
+            )
+        matches = match_works(data=data, info=info, user=user, text=text)
     except MediaError as exc:
         raise media_error_to_api(exc) from None
     # Someone else's unpublished work is neither reported nor claimed, exactly as `trace` hides it.

@@ -15,6 +15,8 @@ USE_PHRASES = {
     UseClass.VOICE: "synthesise speech or song in this voice",
     UseClass.INDEX: "index it for search",
     UseClass.DERIVATIVE: "make and sell derivative works from it",
+    UseClass.AI_INDEX: "show snippets of it in an AI search index",
+    UseClass.AI_INPUT: "place passages of it in an AI model's context to answer questions",
 }
 
 
@@ -23,6 +25,11 @@ def terms_of(offer: Offer) -> Terms:
     return Terms(
         currency=offer.currency,
         uses={use.use_class: use.price_minor for use in offer.uses.all()},
+        token_prices={
+            use.use_class: use.price_per_1k_tokens_minor
+            for use in offer.uses.all()
+            if use.price_per_1k_tokens_minor
+        },
         commercial_use=offer.commercial_use,
         attribution_required=offer.attribution_required,
         derivative_share_bps=offer.derivative_share_bps,

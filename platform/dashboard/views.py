@@ -375,17 +375,21 @@ def _offer_initial(offer: Offer | None) -> dict[str, Any]:
 
 
 class _PreviewUses:
-    def __init__(self, uses: dict[str, int]) -> None:
-        self._uses = [_PreviewUse(use_class, price) for use_class, price in sorted(uses.items())]
+    def __init__(self, uses: dict[str, int], token_prices: dict[str, int]) -> None:
+        self._uses = [
+            _PreviewUse(use_class, price, token_prices.get(use_class, 0))
+            for use_class, price in sorted(uses.items())
+        ]
 
     def all(self) -> list[_PreviewUse]:
         return self._uses
 
 
 class _PreviewUse:
-    def __init__(self, use_class: str, price_minor: int) -> None:
+    def __init__(self, use_class: str, price_minor: int, price_per_1k_tokens_minor: int) -> None:
         self.use_class = use_class
         self.price_minor = price_minor
+        self.price_per_1k_tokens_minor = price_per_1k_tokens_minor
 
 
 class _PreviewOffer:
@@ -401,7 +405,7 @@ class _PreviewOffer:
         self.licence_fee_minor = terms.licence_fee_minor
         self.territories = list(terms.territories)
         self.created_at: datetime = clock.now()
-        self.uses = _PreviewUses(terms.uses)
+        self.uses = _PreviewUses(terms.uses, terms.token_prices)
 
 
 @login_required

@@ -142,6 +142,10 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Tribute <no-reply@tribute.in
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 50 * 1024 * 1024, minimum=1024)
 UPLOAD_MAX_PIXELS = env_int("UPLOAD_MAX_PIXELS", 40_000_000, minimum=1)
 UPLOAD_MAX_AUDIO_SECONDS = env_int("UPLOAD_MAX_AUDIO_SECONDS", 20 * 60, minimum=1)
+# Text works: bytes of one file, characters of its normalised text, pages of a PDF.
+TEXT_UPLOAD_MAX_BYTES = env_int("TEXT_UPLOAD_MAX_BYTES", 20 * 1024 * 1024, minimum=1024)
+TEXT_MAX_CHARACTERS = env_int("TEXT_MAX_CHARACTERS", 5_000_000, minimum=1000)
+TEXT_MAX_PDF_PAGES = env_int("TEXT_MAX_PDF_PAGES", 2_000, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None

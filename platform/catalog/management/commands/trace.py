@@ -1,4 +1,5 @@
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,10 @@ from common.problems import ApiError
 
 
 class Command(BaseCommand):
-    help = "Trace a media file: the registered works it matches, with score, confidence and where it matches."
+    help = (
+        "Trace a media or text file (or '-' for text on standard input): the registered works it matches, "
+        "with score, confidence and where it matches (for text, the passages on both sides)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path)
@@ -18,13 +22,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
         try:
-            content = path.read_bytes()
+            content = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
             info, matches = tracing.trace(data=content, user=None)
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc}") from None
         except ApiError as exc:
             raise CommandError(f"{path}: {exc.detail} ({exc.problem_code})") from None
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "work": item.work.pk,
                 "title": item.work.title,
@@ -35,6 +39,8 @@ class Command(BaseCommand):
                 "mirrored": item.match.mirrored,
                 "offset_s": item.match.offset_s,
                 "time_scale": item.match.time_scale,
+                "overlap": item.match.overlap,
+                "passages": [vars(pair) for pair in item.passages],
             }
             for item in matches
         ]
@@ -48,15 +54,22 @@ class Command(BaseCommand):
             }
             self.stdout.write(json.dumps(document))
             return
-        self._manifest(path, manifest)
+        if info.kind != "text":
+            self._manifest(path, manifest)
         if not rows:
             self.stdout.write(f"{path}: no registered work matches")
         for row in rows:
-            where = (
-                f"offset {row['offset_s']:.1f} s"
-                if row["offset_s"] is not None
-                else f"region {row['region']}"
-            )
+            if row["passages"]:
+                pair = row["passages"][0]
+                where = (
+                    f"your characters {pair['query_start']}-{pair['query_end']} = the work's "
+                    f"{pair['source_start']}-{pair['source_end']} (v{pair['source_version']}): "
+                    f"“{pair['source_text'][:80]}”"
+                )
+            elif row["offset_s"] is not None:
+                where = f"offset {row['offset_s']:.1f} s"
+            else:
+                where = f"region {row['region']}"
             self.stdout.write(
                 f"{row['kind']:5} work #{row['work']} “{row['title']}”: confidence {row['confidence']:.3f} "
                 f"(score {row['score']}), {where}"
