@@ -841,10 +841,18 @@ def _retrieval_grant(
     organisation: Organisation, api_key: ApiKey, work_id: int, request: RetrievalRequest
 ) -> Grant | None:
     try:
-        grant = _grant_for(organisation, api_key, work_id)
-    except (TermRefused, NotFound):
+        grant = _grant_for(organisation, api_key, api_key.user, work_id, request.use_class)
+    except (TermRefused, consent.ConsentRefused, NotFound):
         return None
     offer = grant.offer
+    refusal = consent.use_refusal(
+        work_id=work_id,
+        use_class=request.use_class,
+        grant_fee_minor=grant.fee_minor,
+        grant_expires_at=offer.expires_at,
+    )
+    if refusal is not None:  # the creator's do-not-train or a withdrawn use: this work is not sold
+        return None
     if offer.currency != request.currency:
         return None
     if offer.territories and request.territory not in offer.territories:

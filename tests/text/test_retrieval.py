@@ -12,8 +12,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from access import receipts, signing
 from access.models import Retrieval, RetrievalPassage, SpendCap
+from catalog.consent import consent_withdraw
 from catalog.models import Claim
 from common.money import Money
+from datasets.services import training_opt_out_set
 from media.text import passages
 from royalties.models import RevenueItem
 from royalties.selectors import prepaid_available
@@ -143,6 +145,29 @@ def test_ai_train_sells_the_whole_text_of_a_work_once(market) -> None:
         text,
     )
     assert sold["price_minor"] == math.ceil(passages.count_tokens([text])[0] * 5 / 1000)
+
+
+def test_a_do_not_train_text_is_not_sold_for_training_and_charges_nothing(market) -> None:
+    lyrics = market["training_only"]
+    training_opt_out_set(user=lyrics.created_by, work=lyrics)
+
+    response = _retrieve(market["client"], use="ai-train", max_tokens=5000)
+
+    assert response.status_code == 200
+    assert response.json()["passages"] == []
+    assert prepaid_available(organisation=market["organisation"], currency="USD") == 1_000
+    assert not RevenueItem.objects.exists()
+
+
+def test_a_withdrawn_use_stops_the_next_retrieval_of_that_text(market) -> None:
+    harbour = market["harbour"]
+    assert harbour.pk in {p["work"] for p in _retrieve(market["client"]).json()["passages"]}
+    consent_withdraw(work=harbour, user=harbour.created_by, use_class="ai-input")
+
+    after = _retrieve(market["client"])
+
+    assert after.status_code == 200
+    assert harbour.pk not in {p["work"] for p in after.json()["passages"]}
 
 
 def test_a_price_cap_leaves_out_passages_that_would_exceed_it(market) -> None:
