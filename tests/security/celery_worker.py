@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
@@ -40,8 +41,11 @@ def _configure() -> None:
     if marker:
         settle_chunk = services._settle_chunk
 
-        def stalling(*, limit: int) -> int:
-            count = settle_chunk(limit=limit)  # committed when it returns (its own atomic block)
+        def stalling(
+            *, limit: int, excluded: set[int] | None = None, only: Sequence[int] | None = None
+        ) -> int:
+            # committed when it returns (its own atomic block)
+            count = settle_chunk(limit=limit, excluded=excluded, only=only)
             if count:
                 Path(marker).write_text(str(count))
                 time.sleep(600)
