@@ -254,11 +254,12 @@ def payout_create(*, user: User, currency: str, period: str) -> Payout | None:
 
 def payees_due(*, period: str) -> list[tuple[int, str]]:
     """(user id, currency) of every payable account whose available balance, less any clawback the payee
-    owes, is at or above its threshold, with no payout this period."""
+    owes, is at or above its threshold, with no payout this period. A payee whose email address is not
+    confirmed is not paid yet (on any rail): an address squatted by someone else earns them nothing."""
     period = period_check(period)
-    rows = LedgerAccount.objects.filter(kind=AccountKind.PAYABLE, user__isnull=False).values_list(
-        "user_id", "currency", "balance_minor", "held_minor"
-    )
+    rows = LedgerAccount.objects.filter(
+        kind=AccountKind.PAYABLE, user__isnull=False, user__email_verified_at__isnull=False
+    ).values_list("user_id", "currency", "balance_minor", "held_minor")
     owed = {
         (user_id, currency): -balance
         for user_id, currency, balance in LedgerAccount.objects.filter(

@@ -31,7 +31,8 @@ from django.db.models import Count, Q, Sum
 
 from access import receipts, signing
 from accounts.models import Organisation, Role, User
-from catalog import tracing
+from catalog import consent, tracing
+from catalog.consent import TRAINING
 from catalog.models import (
     Asset,
     FingerprintStatus,
@@ -282,6 +283,8 @@ def do_not_train(work: Work) -> bool:
 def _refusals(dataset: Dataset, works: Sequence[Work]) -> dict[int, tuple[Looser, Offer | None]]:
     """Per work, why it may not be in the dataset (an empty code when it may) and its current offer."""
     flagged = _flagged_works(works)
+    refused = consent.refused_uses(work.pk for work in works)
+    withdrawn = {work_id for work_id, uses in refused.items() if TRAINING in uses}
     offers = _current_offers({work.pk for work in works if work.status == WorkStatus.PUBLISHED})
     terms = _dataset_terms(dataset)
     result: dict[int, tuple[Looser, Offer | None]] = {}
@@ -295,6 +298,11 @@ def _refusals(dataset: Dataset, works: Sequence[Work]) -> dict[int, tuple[Looser
         elif work.pk in flagged:
             result[work.pk] = (
                 Looser("do_not_train", "The work or one of its owners is flagged do-not-train."),
+                None,
+            )
+        elif work.pk in withdrawn:
+            result[work.pk] = (
+                Looser("consent_withdrawn", "The creator withdrew consent to AI training with this work."),
                 None,
             )
         elif offer is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from catalog.consent import consent_withdraw
 from common.problems import ApiError
 from datasets import services
 from datasets.models import DatasetItem, DatasetLicence, ItemStatus, SnapshotItem, SnapshotOptOut
@@ -129,6 +130,23 @@ def test_do_not_train_on_a_creator_excludes_their_works_everywhere_and_blocks_jo
     assert list(SnapshotItem.objects.filter(snapshot=second).values_list("work_id", flat=True)) == [
         world["garden"].pk
     ]
+
+
+def test_a_work_whose_training_consent_is_withdrawn_is_left_out_of_the_next_snapshot_and_cannot_join(
+    world, photos
+):
+    consent_withdraw(work=world["garden"], user=world["mira"], use_class="ai-train")
+
+    snapshot = services.snapshot_create(dataset=world["dataset"], user=world["curator"])
+
+    assert world["garden"].pk not in set(
+        SnapshotItem.objects.filter(snapshot=snapshot).values_list("work_id", flat=True)
+    )
+    assert DatasetItem.objects.get(work=world["garden"]).reason_code == "consent_withdrawn"
+    elsewhere = dataset(factories.creator(), price_minor=5_000)
+    with pytest.raises(ApiError) as refused:
+        services.item_contribute(dataset=elsewhere, user=world["mira"], work=world["garden"])
+    assert refused.value.problem_code == "consent_withdrawn"
 
 
 def test_a_member_who_tightens_their_terms_is_left_out_of_the_next_snapshot_with_the_reason(world):

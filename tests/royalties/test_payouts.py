@@ -83,6 +83,18 @@ def test_a_payee_at_the_threshold_gets_one_manual_payout_and_the_money_moves_to_
     assert ledger_check().clean
 
 
+def test_a_payee_whose_email_is_not_confirmed_is_paid_only_once_it_is(settings) -> None:
+    settings.PAYOUT_THRESHOLD_MINOR = {"USD": 1000}
+    squatter = factories.creator(email_verified=False)
+    credit(squatter, 5000)
+
+    assert payout_run().created == []
+    assert (payable(squatter), Payout.objects.count()) == (5000, 0)
+    squatter.email_verified_at = NOW
+    squatter.save(update_fields=["email_verified_at"])
+    assert [(p.user_id, p.amount_minor) for p in payout_run().created] == [(squatter.pk, 5000)]
+
+
 def test_running_again_in_the_same_period_makes_no_second_payout(settings, time_machine) -> None:
     settings.PAYOUT_THRESHOLD_MINOR = {"USD": 500}
     payee = factories.creator()
