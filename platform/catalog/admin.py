@@ -5,7 +5,9 @@ from catalog.models import (
     Blob,
     Claim,
     ClaimEvent,
+    ConsentWithdrawal,
     Grant,
+    LicenseeNotice,
     Offer,
     OfferUse,
     Output,
@@ -136,3 +138,18 @@ class ClaimAdmin(ReadOnlyAdmin):
 class OutputAdmin(ReadOnlyAdmin):
     list_display = ("id", "organisation", "registered_by", "filename", "created_at")
     search_fields = ("blob__sha256", "filename")
+
+
+@admin.register(ConsentWithdrawal)
+class ConsentWithdrawalAdmin(ReadOnlyAdmin):
+    """Withdrawn uses are the creator's to make and lift (the consent API); operators read them."""
+
+    list_display = ("work", "use_class", "grants_end", "withdrawn_by", "created_at", "restored_at")
+    list_filter = ("use_class", "grants_end")
+    search_fields = ("work__title",)
+
+
+@admin.register(LicenseeNotice)
+class LicenseeNoticeAdmin(ReadOnlyAdmin):
+    list_display = ("grant", "kind", "use_class", "effective_at", "created_at")
+    list_filter = ("kind",)

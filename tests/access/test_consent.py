@@ -16,10 +16,11 @@ from access.models import AccessEvent, X402Payment
 from accounts.models import ApiKey
 from catalog import consent
 from catalog.models import ConsentWithdrawal, Grant, LicenseeNotice
-from catalog.services import asset_upload, grant_create
+from catalog.services import asset_upload
 from common import clock
 from common.money import Money
 from datasets.models import TrainingOptOut
+from royalties.licences import licence_accept
 from royalties.selectors import prepaid_available
 from royalties.services import prepaid_fund
 from tests import factories
@@ -163,7 +164,7 @@ def test_a_paid_licence_keeps_a_withdrawn_use_to_its_term_end_unless_ended_at_on
     offer = factories.offer(
         creator, work, uses={"ai-generate": 25}, licence_fee_minor=500, expires_at=expires
     )
-    grant_create(offer=offer, user=world["vendor"], organisation=world["organisation"])
+    licence_accept(offer=offer, user=world["vendor"], organisation=world["organisation"])  # the fee is paid
 
     as_user(creator).post(f"/api/v1/works/{work.pk}/consent/withdraw", {"use": "ai-generate"}, format="json")
     kept = _access(world, "ai-generate")
