@@ -107,15 +107,7 @@ def problem_body(
 def problem_response(
     status_code: int, code: str, detail: str, *, extra: dict[str, Any] | None = None
 ) -> Response:
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": _TITLES.get(status_code, "Error"),
-        "status": status_code,
-        "code": code,
-        "detail": detail,
-    }
-    if extra:
-        body.update(extra)
+    body = problem_body(status_code, code, detail, extra=extra)
     return Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
 
 
