@@ -362,7 +362,7 @@ def _dispute(dispute: Mapping[str, Any], created: datetime, *, withdrawn: bool |
             funding=funding,
             amount_minor=amount,
             cause=f"dispute:{dispute_id}",
-            memo=f"Stripe dispute {dispute_id} on payment {intent_id}: {amount} withdrawn ({status})",
+            memo=f"Stripe dispute {dispute_id} on payment {intent_id}: {amount} withdrawn",
         )
         return ""
     services.funding_reinstate(

@@ -87,7 +87,14 @@ ABUSE: dict[str, tuple[str, Callable[[], bytes]]] = {
     "three-hour wav": ("long.wav", three_hour_wav),
     "zip named .mp3": ("song.mp3", zip_as_mp3),
 }
-EXPECTED_CODES = {"unsupported_media", "corrupt_media", "media_too_large", "wrong_media_kind"}
+# trace and outputs also read text, so an HTML page with a script sent as a .png is refused as active content.
+EXPECTED_CODES = {
+    "unsupported_media",
+    "corrupt_media",
+    "media_too_large",
+    "wrong_media_kind",
+    "active_content",
+}
 
 
 def _multipart(filename: str, data: bytes) -> tuple[bytes, str]:

@@ -19,11 +19,12 @@ from django.db import transaction
 from django.test import Client
 
 from accounts.models import Organisation, PayoutProfile, User
+from common.money import Money
 from royalties import payouts, webhooks
 from royalties.models import JournalTransaction, LedgerAccount, Payout, WebhookEvent
 from royalties.rails import stripe as gateway
 from royalties.selectors import payable_key, prepaid_key
-from royalties.services import ledger_check
+from royalties.services import ledger_check, prepaid_fund
 from tests import factories
 from tests.royalties.payout_world import credit, stripe_profile
 from tests.royalties.stripe_world import deliver, event, recorded, signature_header, stripe_on
@@ -67,6 +68,13 @@ def build_world(now: int) -> World:
         payout = payouts.payout_create(user=payees[name], currency="USD", period="2026-11")
         assert payout is not None and payout.rail == "stripe"
         made[name] = payouts.payout_submitted(key=payout.key, external_id=f"tr_storm_{name}")
+    # Card payments credited before the storm, which its refunds and disputes are about (Stripe sends those
+    # days after the payment: their order against the payment's own events is tests/royalties/test_refunds'
+    # concern, their order among themselves and their redeliveries are this test's).
+    for intent_id, amount in PAID_BEFORE.items():
+        prepaid_fund(
+            organisation=organisation, amount=Money(amount, "USD"), external_ref=intent_id, rail="stripe"
+        )
     world = World(organisation=organisation, payees=payees, payouts=made)
     world.names += [(payout.key, f"<payout {name}>") for name, payout in made.items()]
     world.names.append((prepaid_key(organisation.pk, "USD"), "<prepaid vendor>"))
@@ -121,6 +129,43 @@ def topup(
 
 
 TOPUPS = {"a": 5000, "b": 7000, "c": 3000}
+PAID_BEFORE = {"pi_storm_paid": 6000, "pi_storm_kept": 800}
+REFUNDED, DISPUTE_LOST = 1500, 2000
+
+
+def charge(intent_id: str, refunded: int) -> dict[str, Any]:
+    amount = PAID_BEFORE[intent_id]
+    return {
+        "id": f"ch_{intent_id}",
+        "object": "charge",
+        "amount": amount,
+        "amount_refunded": refunded,
+        "currency": "usd",
+        "payment_intent": intent_id,
+        "refunded": refunded == amount,
+    }
+
+
+def refund(refund_id: str, intent_id: str, amount: int, status: str) -> dict[str, Any]:
+    return {
+        "id": refund_id,
+        "object": "refund",
+        "amount": amount,
+        "payment_intent": intent_id,
+        "status": status,
+    }
+
+
+def dispute(dispute_id: str, status: str, amount: int) -> dict[str, Any]:
+    return {
+        "id": dispute_id,
+        "object": "dispute",
+        "amount": amount,
+        "charge": "ch_pi_storm_paid",
+        "payment_intent": "pi_storm_paid",
+        "currency": "usd",
+        "status": status,
+    }
 
 
 def events_in_order(world: World, now: int) -> list[bytes]:
@@ -156,6 +201,77 @@ def events_in_order(world: World, now: int) -> list[bytes]:
         event("payment_intent.succeeded", intent_c, event_id="evt_storm_pi_c", created=now - 179),
         transfer(dave, "reversed", now - 170, reversed_minor=dave.amount_minor),
         account_update("bob", 2, now - 160, enabled=False, submitted=True),  # Stripe paused bob's payouts
+        # A partial refund: the charge carries the amount refunded in all (partial refunds adding up in any
+        # order is tests/royalties/test_refunds' concern); the refund's own events only note it.
+        event(
+            "refund.created",
+            refund("re_storm_1", "pi_storm_paid", REFUNDED, "pending"),
+            event_id="evt_storm_re_1_created",
+            created=now - 152,
+        ),
+        event(
+            "charge.refunded",
+            charge("pi_storm_paid", REFUNDED),
+            event_id="evt_storm_ch_refunded",
+            created=now - 150,
+        ),
+        event(
+            "charge.refund.updated",
+            refund("re_storm_1", "pi_storm_paid", REFUNDED, "succeeded"),
+            event_id="evt_storm_re_1_charge_updated",
+            created=now - 149,
+        ),
+        event(
+            "refund.updated",
+            refund("re_storm_1", "pi_storm_paid", REFUNDED, "succeeded"),
+            event_id="evt_storm_re_1_updated",
+            created=now - 148,
+        ),
+        # A refund that failed before any of it was taken: nothing to give back.
+        event(
+            "refund.failed",
+            refund("re_storm_2", "pi_storm_kept", 300, "failed"),
+            created=now - 135,
+            event_id="evt_storm_re_2_failed",
+        ),
+        # A chargeback lost: taken once for the dispute, however many of its events arrive.
+        event(
+            "charge.dispute.created",
+            dispute("dp_storm_lost", "needs_response", DISPUTE_LOST),
+            created=now - 130,
+            event_id="evt_storm_dp_created",
+        ),
+        event(
+            "charge.dispute.funds_withdrawn",
+            dispute("dp_storm_lost", "needs_response", DISPUTE_LOST),
+            created=now - 129,
+            event_id="evt_storm_dp_withdrawn",
+        ),
+        event(
+            "charge.dispute.closed",
+            dispute("dp_storm_lost", "lost", DISPUTE_LOST),
+            created=now - 120,
+            event_id="evt_storm_dp_closed",
+        ),
+        # An inquiry moves no money.
+        event(
+            "charge.dispute.funds_reinstated",
+            dispute("dp_storm_inquiry", "warning_closed", 500),
+            created=now - 110,
+            event_id="evt_storm_dp_inquiry",
+        ),
+        # A connected account's own bank payout failed: noted, no money moves.
+        event(
+            "payout.failed",
+            {
+                "id": "po_storm",
+                "object": "payout",
+                "destination_account": carol.destination,
+                "failure_message": "account closed",
+            },
+            created=now - 100,
+            event_id="evt_storm_po_failed",
+        ),
         event("customer.created", {"id": "cus_storm", "object": "customer"}, event_id="evt_storm_other"),
     ]
 
@@ -281,10 +397,11 @@ def test_a_shuffled_triple_delivery_with_a_stale_and_a_forged_event_ends_as_in_o
     statuses = {key: status for key, status, *_ in expected["payouts"]}
     assert statuses == {"<payout carol>": "confirmed", "<payout dave>": "returned"}
     balances = {key: amount for key, amount, _ in expected["accounts"]}
-    assert balances["<prepaid vendor>"] == sum(TOPUPS.values())
+    paid_in = sum(TOPUPS.values()) + sum(PAID_BEFORE.values())
+    assert balances["<prepaid vendor>"] == paid_in - REFUNDED - DISPUTE_LOST
     assert (balances["<payable dave>"], balances["clearing:stripe:USD"]) == (
         4200,
-        3100 - sum(TOPUPS.values()),
+        3100 - paid_in + REFUNDED + DISPUTE_LOST,
     )
     assert "<payable carol>" not in balances and "in_transit:stripe:USD" not in balances
     assert expected["ledger_clean"] is True

@@ -322,6 +322,9 @@ SPECTACULAR_SETTINGS = {
         "PayoutProfileRailEnum": "accounts.models.PayoutProfile.Rail",
         "PayoutRailEnum": "royalties.models.PayoutRail",
         "DatasetKindEnum": "datasets.models.DatasetKind",
+        "UseClassEnum": "catalog.models.UseClass",
+        "MeteredUseEnum": "access.models.METERED_USES",
+        "RetrievalUseEnum": "catalog.models.RETRIEVAL_USES",
     },
 }
 
