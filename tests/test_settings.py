@@ -22,6 +22,18 @@ def test_the_default_database_is_sqlite_in_wal_mode_with_immediate_transactions(
     assert result.stdout.split() == ["wal", "IMMEDIATE", "None", "common.sqlite"]
 
 
+def test_a_sqlite_database_url_gets_the_sqlite_backend_the_ledger_guards_need(tmp_path) -> None:
+    code = (
+        "from django.conf import settings; database = settings.DATABASES['default'];"
+        "print(database['ENGINE'], database['NAME'], database['OPTIONS']['transaction_mode'])"
+    )
+    path = tmp_path / "site.sqlite3"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.dev", "DATABASE_URL": f"sqlite:///{path}"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["common.sqlite", str(path), "IMMEDIATE"]
+
+
 def test_database_url_switches_to_postgresql_and_keeps_the_urls_options() -> None:
     code = (
         "from django.conf import settings; database = settings.DATABASES['default'];"

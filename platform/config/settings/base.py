@@ -82,6 +82,9 @@ def _database() -> dict[str, object]:
         config: dict[str, object] = dict(
             dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
         )
+        if config["ENGINE"] == "django.db.backends.sqlite3":
+            # Our SQLite backend whichever way the file is named: the ledger's guards need it.
+            return _sqlite(str(config["NAME"]))
         if config["ENGINE"] == "django.db.backends.postgresql":
             # common.postgresql checks a reused connection without a round trip; the hot statements
             # (common.rows.prepared_cursor) are prepared once per connection unless a pooling proxy
@@ -92,12 +95,16 @@ def _database() -> dict[str, object]:
             config["OPTIONS"] = {**options, "prepare_threshold": 0 if prepared else None}
         config["CONN_HEALTH_CHECKS"] = env_bool("DB_HEALTH_CHECKS", True)
         return config
+    return _sqlite(env_str("SQLITE_PATH", str(VAR_DIR / "tribute.sqlite3")))
+
+
+def _sqlite(path: str) -> dict[str, object]:
     # SQLite: WAL lets readers run beside the writer; IMMEDIATE takes the write lock at BEGIN so two
     # writers queue instead of failing with "database is locked" on upgrade; common.sqlite queues them on
     # a file lock (woken at once, not polled) and checkpoints the WAL outside it.
     return {
         "ENGINE": "common.sqlite",
-        "NAME": env_str("SQLITE_PATH", str(VAR_DIR / "tribute.sqlite3")),
+        "NAME": path,
         "CONN_MAX_AGE": None,
         "OPTIONS": {
             "transaction_mode": "IMMEDIATE",
