@@ -17,6 +17,7 @@ from access.services import AccessRequest, access_quote, access_request
 from accounts.models import ApiKey, Organisation
 from catalog import tracing
 from catalog.models import Asset, FingerprintStatus, Offer, OfferStatus
+from catalog.services import Terms, offer_publish
 from common.currency import format_minor
 from common.money import Money
 from royalties import selectors
@@ -124,6 +125,14 @@ def output_claim(story: Story) -> None:
     photo = story.works["photo1"]
     asset = photo.assets.select_related("blob").get()
     story.say("7. Acme AI registers a generated image that copies one of Mira's photos (mirrored, cropped)")
+    # A draft is nobody else's business (the trace hides it, and no claim discloses it): Mira's photograph
+    # is in the catalogue, offered for training, which Acme never licensed.
+    offer_publish(
+        work=photo,
+        user=story.people["mira"],
+        terms=Terms(currency="USD", uses={"ai-train": 3}, commercial_use=True),
+    )
+    story.say(f"    Mira publishes “{photo.title}” for AI training at 0.03 USD a use")
     from django.core.files.storage import default_storage
 
     with default_storage.open(asset.blob.storage_name, "rb") as handle, Image.open(handle) as source:
