@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -131,22 +132,77 @@ def test_the_wal_is_checkpointed_in_the_background_and_stays_bounded(tmp_path, m
     connection.close()
 
 
-def test_the_wal_stays_bounded_under_writes_that_never_pause(tmp_path, monkeypatch) -> None:
-    """Frames added while a checkpoint runs keep the WAL from starting again; past CATCH_UP_WAL_BYTES the
-    checkpointer holds the writers back for the last frames, so the file stops growing."""
-    monkeypatch.setattr(base, "CHECKPOINT_EVERY_COMMITS", 4)
+def _fill_wal(connection, commits: int) -> None:
+    for _ in range(commits):
+        _begin(connection)
+        connection.cursor().execute("INSERT INTO t VALUES (randomblob(8000))")
+        _end(connection, commit=True)
+
+
+def _frames(connection) -> int:
+    _, frames, _ = connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return frames
+
+
+def _checkpoint_in_a_thread(path: Path) -> tuple[threading.Thread, threading.Event]:
+    done = threading.Event()
+
+    def run() -> None:
+        connection = sqlite3.connect(path, timeout=20)
+        try:
+            base.checkpointer(str(path)).checkpoint(connection)
+            done.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, done
+
+
+def test_a_checkpoint_of_a_large_wal_holds_the_writers_back_and_the_wal_starts_again(
+    tmp_path, monkeypatch
+) -> None:
+    """Under writes that never pause, frames added while a checkpoint runs keep the WAL from starting again.
+    Past CATCH_UP_WAL_BYTES the checkpointer copies the last frames holding the writers' lock, so the next
+    writer finds every frame copied and starts the WAL from the beginning. Driven step by step: a writer
+    holds its transaction open while the checkpoint runs, as a writer in a steady stream would."""
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY_COMMITS", 10**9)  # no background checkpoint in this test
+    monkeypatch.setattr(base, "CHECKPOINT_WAL_BYTES", 1 << 40)
     monkeypatch.setattr(base, "CATCH_UP_WAL_BYTES", 512 << 10)
     path = tmp_path / "db.sqlite3"
     connection = _connection(path)
     connection.cursor().execute("CREATE TABLE t (x BLOB)")
-    largest = 0
-    for _ in range(3000):  # about 25 MB written, back to back
-        _begin(connection)
-        connection.cursor().execute("INSERT INTO t VALUES (randomblob(8000))")
-        _end(connection, commit=True)
-        largest = max(largest, os.stat(f"{path}-wal").st_size)
-    assert largest < 4 << 20
-    assert connection.cursor().execute("SELECT count(*) FROM t").fetchone() == (3000,)
+    _fill_wal(connection, 100)  # about 1.2 MB of frames, past the catch-up size
+    _begin(connection)  # a writer in the middle of its transaction holds the writers' lock
+    connection.cursor().execute("INSERT INTO t VALUES (randomblob(8000))")
+
+    thread, done = _checkpoint_in_a_thread(path)
+    thread.join(timeout=0.3)
+    assert thread.is_alive() and not done.is_set(), "the catch-up checkpoint did not wait for the writer"
+    _end(connection, commit=True)  # frames the checkpoint's passive passes did not see
+    thread.join(timeout=10)
+    assert done.is_set()
+
+    _fill_wal(connection, 1)  # the next writer finds every frame copied and starts the WAL again
+    assert _frames(connection) <= 4
+    assert connection.cursor().execute("SELECT count(*) FROM t").fetchone() == (101 + 1,)
+    connection.close()
+
+
+def test_a_checkpoint_of_a_small_wal_never_waits_for_the_writers(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY_COMMITS", 10**9)
+    monkeypatch.setattr(base, "CATCH_UP_WAL_BYTES", 512 << 10)
+    path = tmp_path / "db.sqlite3"
+    connection = _connection(path)
+    connection.cursor().execute("CREATE TABLE t (x BLOB)")
+    _fill_wal(connection, 10)  # about 120 KB
+    _begin(connection)
+    connection.cursor().execute("INSERT INTO t VALUES (1)")
+    thread, done = _checkpoint_in_a_thread(path)
+    thread.join(timeout=10)
+    assert done.is_set(), "the checkpoint of a small WAL waited for the writer"
+    _end(connection, commit=True)
     connection.close()
 
 

@@ -71,11 +71,18 @@ def build_world(now: int) -> World:
     # Card payments credited before the storm, which its refunds and disputes are about (Stripe sends those
     # days after the payment: their order against the payment's own events is tests/royalties/test_refunds'
     # concern, their order among themselves and their redeliveries are this test's).
-    for intent_id, amount in PAID_BEFORE.items():
-        prepaid_fund(
+    fundings = {
+        intent_id: prepaid_fund(
             organisation=organisation, amount=Money(amount, "USD"), external_ref=intent_id, rail="stripe"
         )
+        for intent_id, amount in PAID_BEFORE.items()
+    }
     world = World(organisation=organisation, payees=payees, payouts=made)
+    # A refund's journal key names the funding's row id, which each run's database numbers differently.
+    for intent_id, funding in fundings.items():
+        world.names += [
+            (f"{kind}:{funding.pk}:", f"{kind}:<{intent_id}>:") for kind in ("refund", "reinstate")
+        ]
     world.names += [(payout.key, f"<payout {name}>") for name, payout in made.items()]
     world.names.append((prepaid_key(organisation.pk, "USD"), "<prepaid vendor>"))
     for name, user in payees.items():

@@ -69,7 +69,7 @@ class _Checkpointer:
                 self.asked.wait()
                 self.asked.clear()
                 try:
-                    self._checkpoint(connection)
+                    self.checkpoint(connection)
                 except sqlite3.Error:
                     logger.exception("WAL checkpoint of %s failed", self.path)
                 if not self.asked.is_set():
@@ -77,7 +77,8 @@ class _Checkpointer:
         finally:
             connection.close()
 
-    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+    def checkpoint(self, connection: sqlite3.Connection) -> None:
+        """One checkpoint of the WAL on `connection`, as the thread runs it when asked."""
         # The bulk of it, beside the writers; it answers how many frames the WAL holds.
         _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         (page_size,) = connection.execute("PRAGMA page_size").fetchone()
