@@ -25,6 +25,7 @@ class AccountKind(models.TextChoices):
     RECEIPTS = "receipts", "Money received from a named payer for its receivables"
     VENDOR_DEBT = "vendor_debt", "Owed by a vendor after a refund or chargeback of money it spent"
     CLAWBACK = "clawback", "Owed by a payee after earnings already paid out were reversed"
+    ESCROW = "escrow", "A claim's charge, held until the claim is final"
 
 
 # Balances these accounts hold are owed to someone: they never go below what is held against them.
@@ -34,6 +35,7 @@ NON_NEGATIVE_KINDS = [
     AccountKind.SUSPENSE.value,
     AccountKind.IN_TRANSIT.value,
     AccountKind.RECEIPTS.value,
+    AccountKind.ESCROW.value,
 ]
 # Balances of these accounts are what someone owes the platform: zero or negative, never positive.
 OWED_KINDS = [AccountKind.VENDOR_DEBT.value, AccountKind.CLAWBACK.value]
@@ -93,6 +95,7 @@ class TransactionKind(models.TextChoices):
     ADJUSTMENT = "adjustment", "Adjustment"
     PAYOUT = "payout", "Payout"
     REFUND = "refund", "Refund, chargeback or its return"
+    CLAIM = "claim", "A claim's charge held in escrow, or returned"
 
 
 class JournalTransaction(models.Model):

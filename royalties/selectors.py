@@ -56,6 +56,10 @@ def vendor_debt_key(organisation_id: int, currency: str) -> str:
     return f"vendor_debt:org:{organisation_id}:{currency}"
 
 
+def escrow_key(claim_id: int, currency: str) -> str:
+    return f"escrow:claim:{claim_id}:{currency}"
+
+
 def clawback_key(user_id: int, currency: str) -> str:
     return f"clawback:user:{user_id}:{currency}"
 
@@ -131,13 +135,13 @@ def account_balances_from_entries(account_ids: list[int] | None = None) -> dict[
 
 
 def held_from_unsettled_items() -> dict[int, int]:
-    """What is held per account: on payers' accounts (prepaid, receipts), the unsettled revenue they pay;
-    on payables, the holdbacks not yet released."""
+    """What is held per account: on payers' accounts (prepaid, receipts, escrow), the unsettled revenue
+    they pay; on payables, the holdbacks not yet released."""
     held: dict[int, int] = defaultdict(int)
     for payer, total in (
         RevenueItem.objects.filter(
             settlement__isnull=True,
-            payer__kind__in=[AccountKind.VENDOR_PREPAID, AccountKind.RECEIPTS],
+            payer__kind__in=[AccountKind.VENDOR_PREPAID, AccountKind.RECEIPTS, AccountKind.ESCROW],
         )
         .values("payer")
         .annotate(total=Sum("amount_minor"))

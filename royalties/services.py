@@ -586,6 +586,67 @@ def claim_revenue_record(
     )
 
 
+def escrow_account(*, claim_id: int, currency: str) -> LedgerAccount:
+    return _account(key=selectors.escrow_key(claim_id, currency), kind=AccountKind.ESCROW, currency=currency)
+
+
+def claim_charge_hold(*, claim_id: int, organisation_id: int, amount: Money) -> JournalTransaction:
+    """Move a claim's charge from the vendor's available prepaid balance into the claim's escrow, once
+    per claim (InsufficientFunds, changing nothing, when the balance is short). Call inside a transaction."""
+    _check_amount(amount, what="A claim's charge")
+    key = f"claim-hold:{claim_id}"
+    existing = JournalTransaction.objects.filter(key=key).first()
+    if existing is not None:
+        return existing
+    with transaction.atomic():
+        return _post(
+            kind=TransactionKind.CLAIM,
+            key=key,
+            memo=f"Claim #{claim_id}: charge held in escrow",
+            legs=[
+                Leg(
+                    prepaid_account(organisation_id=organisation_id, currency=amount.currency),
+                    -amount.amount_minor,
+                ),
+                Leg(escrow_account(claim_id=claim_id, currency=amount.currency), amount.amount_minor),
+            ],
+        )
+
+
+def claim_charge_release(*, claim_id: int, work: Work, amount: Money) -> RevenueItem:
+    """The claim is final: its escrow becomes revenue of the claimed work (source `claim`), split up the
+    work's chain at settlement like any other, once per claim."""
+    return _record(
+        source=RevenueSource.CLAIM,
+        source_key=f"claim:{claim_id}",
+        work_id=work.pk,
+        amount=amount,
+        fee_bps=_fee_bps(_current_offer(work.pk)),
+        arose_at=clock.now(),
+        payer_key=selectors.escrow_key(claim_id, amount.currency),
+    )
+
+
+def claim_charge_return(*, claim_id: int, organisation_id: int, amount: Money) -> JournalTransaction:
+    """The claim was dismissed: its escrow goes back to the vendor's prepaid balance, once per claim."""
+    key = f"claim-return:{claim_id}"
+    existing = JournalTransaction.objects.filter(key=key).first()
+    if existing is not None:
+        return existing
+    return _post(
+        kind=TransactionKind.CLAIM,
+        key=key,
+        memo=f"Claim #{claim_id}: charge returned to the vendor",
+        legs=[
+            Leg(escrow_account(claim_id=claim_id, currency=amount.currency), -amount.amount_minor),
+            Leg(
+                prepaid_account(organisation_id=organisation_id, currency=amount.currency),
+                amount.amount_minor,
+            ),
+        ],
+    )
+
+
 def dataset_share_record(
     *, organisation: Organisation, key: str, offer: Offer, amount: Money, arose_at: datetime
 ) -> RevenueItem:

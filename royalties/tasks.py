@@ -44,3 +44,11 @@ def reconcile(period: str | None = None) -> int:
     now = clock.now()
     periods = [period] if period is not None else [previous_period(period_of(now)), period_of(now)]
     return sum(run.differences_found for name in periods for run in reconcile_all(period=name))
+
+
+@shared_task(name="royalties.claims_collect", ignore_result=True)
+def claims_collect() -> int:
+    """Take owed claim charges the vendor can now pay, and release escrow of final decisions."""
+    from royalties.claims import claims_collect as collect
+
+    return collect()

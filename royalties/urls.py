@@ -1,9 +1,11 @@
 from django.urls import path
 
-from royalties import apis, apis_licences, apis_payouts, apis_stripe
+from royalties import apis, apis_claims, apis_licences, apis_payouts, apis_stripe
 
 urlpatterns = [
     path("grants", apis_licences.GrantListCreateApi.as_view(), name="grants"),
+    path("claims/<int:claim_id>/decide", apis_claims.ClaimDecideApi.as_view(), name="claim-decide"),
+    path("claims/<int:claim_id>/resolve", apis_claims.ClaimResolveApi.as_view(), name="claim-resolve"),
     path("earnings", apis.EarningsApi.as_view(), name="earnings"),
     path("statements", apis.StatementListCreateApi.as_view(), name="statements"),
     path("statements/csv", apis.StatementCsvApi.as_view(), name="statement-csv"),

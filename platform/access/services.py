@@ -27,7 +27,7 @@ from access.models import METERED_USES, AccessEvent, Retrieval, RetrievalPassage
 from accounts.models import ApiKey, Organisation, User
 from accounts.selectors import ACTIVE_KEY_SQL, active_key_params, api_key_still_active
 from accounts.services import api_key_forget
-from catalog import consent, reservations
+from catalog import blocks, consent, reservations
 from catalog.models import (
     RETRIEVAL_USES,
     Asset,
@@ -40,7 +40,7 @@ from catalog.models import (
     WorkStatus,
 )
 from catalog.selectors import PassageCandidate, passage_candidates, text_excerpt, text_full
-from catalog.services import grant_create
+from catalog.services import ACCESS_BLOCKED_TEXT, grant_create
 from common import clock, rows
 from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
@@ -173,6 +173,10 @@ def _lookup_grant(
     work = Work.objects.filter(pk=work_id).first()
     if work is None:
         raise NotFound("No such work in the catalogue.", code="work_not_found")
+    if work.status == WorkStatus.BLOCKED:
+        raise TermRefused("This work is blocked by a claim until the block is lifted.", code="work_blocked")
+    if blocks.organisation_blocked(organisation_id=organisation.pk, work_id=work_id):
+        raise TermRefused(ACCESS_BLOCKED_TEXT, code="access_blocked")
     offer = Offer.objects.filter(work=work, status=OfferStatus.CURRENT).first()
     if offer is None or work.status != WorkStatus.PUBLISHED:
         raise NotFound("No such work in the catalogue.", code="work_not_found")

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.parsers import JSONParser, MultiPartParser
-from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import KeyScope, authenticated_user
 from catalog import selectors, tracing
-from catalog.models import Claim, ClaimDecision, ClaimEvent, ClaimResolution
+from catalog.models import Claim, ClaimEvent
 from common.apis import SelectorListApi
 from common.uploads import read_upload
 
@@ -135,7 +136,12 @@ class ClaimSerializer(serializers.ModelSerializer):
     work_title = serializers.CharField(source="work.title")
     respondent = serializers.CharField(source="respondent.public_name")
     subject_asset = serializers.IntegerField(source="subject_asset.pk", allow_null=True, default=None)
+    subject_output = serializers.IntegerField(source="subject_output_id", allow_null=True, default=None)
+    dispute_deadline = serializers.SerializerMethodField()
     events = ClaimEventSerializer(many=True, read_only=True)
+
+    def get_dispute_deadline(self, claim: Claim) -> datetime | None:
+        return tracing.dispute_deadline(claim)
 
     class Meta:
         model = Claim
@@ -152,6 +158,13 @@ class ClaimSerializer(serializers.ModelSerializer):
             "status",
             "decision",
             "resolution",
+            "decided_at",
+            "dispute_deadline",
+            "subject_output",
+            "charge",
+            "charge_use",
+            "charge_minor",
+            "charge_currency",
             "created_at",
             "updated_at",
             "events",
@@ -177,28 +190,11 @@ class ClaimDetailApi(APIView):
         return Response(ClaimSerializer(claim).data)
 
 
-def _fresh(claim: Claim) -> Response:
+def claim_response(claim: Claim) -> Response:
+    """The claim as its owner sees it now, after a change."""
     return Response(
         ClaimSerializer(selectors.claims_visible_to(user=claim.work.created_by).get(pk=claim.pk)).data
     )
-
-
-class ClaimDecideApi(APIView):
-    """The work's manager decides: monetize (the item's revenue goes to the owners), track, or block."""
-
-    class InputSerializer(serializers.Serializer):
-        decision = serializers.ChoiceField(choices=ClaimDecision.choices)
-
-        class Meta:
-            ref_name = "ClaimDecideInput"
-
-    @extend_schema(request=InputSerializer, responses=ClaimSerializer, operation_id="claims_decide")
-    def post(self, request: Request, claim_id: int) -> Response:
-        user = authenticated_user(request)
-        claim = selectors.claim_get_visible(user=user, claim_id=claim_id)
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        return _fresh(tracing.claim_decide(claim=claim, user=user, decision=data.validated_data["decision"]))
 
 
 class ClaimDisputeApi(APIView):
@@ -216,27 +212,6 @@ class ClaimDisputeApi(APIView):
         claim = selectors.claim_get_visible(user=user, claim_id=claim_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return _fresh(
+        return claim_response(
             tracing.claim_dispute(claim=claim, user=user, statement=data.validated_data["statement"])
         )
-
-
-class ClaimResolveApi(APIView):
-    """The operator resolves a disputed claim."""
-
-    permission_classes = [IsAuthenticated, IsAdminUser, KeyScope]
-
-    class InputSerializer(serializers.Serializer):
-        resolution = serializers.ChoiceField(choices=ClaimResolution.choices)
-        statement = serializers.CharField(max_length=5000, required=False, default="")
-
-        class Meta:
-            ref_name = "ClaimResolveInput"
-
-    @extend_schema(request=InputSerializer, responses=ClaimSerializer, operation_id="claims_resolve")
-    def post(self, request: Request, claim_id: int) -> Response:
-        user = authenticated_user(request)
-        claim = selectors.claim_get_visible(user=user, claim_id=claim_id)
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        return _fresh(tracing.claim_resolve(claim=claim, operator=user, **data.validated_data))

@@ -37,6 +37,7 @@ class WorkStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     PUBLISHED = "published", "Published"
     WITHDRAWN = "withdrawn", "Withdrawn"
+    BLOCKED = "blocked", "Blocked by a claim"
 
 
 class Work(models.Model):
@@ -280,6 +281,7 @@ class GrantStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     REJECTED = "rejected", "Rejected"
     REVOKED = "revoked", "Revoked"
+    SUSPENDED = "suspended", "Suspended while a claim blocks it"
 
 
 # A grant is active only once its licence fee is paid: a grant with a fee waits in PENDING_PAYMENT until
@@ -355,6 +357,15 @@ class ClaimDecision(models.TextChoices):
     BLOCK = "block", "Block: the item must come down"
 
 
+class ClaimCharge(models.TextChoices):
+    """Where the money of a monetized vendor output stands."""
+
+    OWED = "owed", "Owed: the vendor's balance was short; charged when it is topped up"
+    HELD = "held", "Held in escrow until the claim is final"
+    PAID = "paid", "Paid to the claimed work's owners"
+    RETURNED = "returned", "Returned to the vendor: the claim was dismissed or withdrawn"
+
+
 class ClaimResolution(models.TextChoices):
     UPHELD = "upheld", "The owner's decision stands"
     DISMISSED = "dismissed", "The claim is dismissed"
@@ -404,13 +415,24 @@ class Claim(models.Model):
     status = models.CharField(max_length=16, choices=ClaimStatus.choices, default=ClaimStatus.OPEN)
     decision = models.CharField(max_length=16, choices=ClaimDecision.choices, blank=True)
     resolution = models.CharField(max_length=16, choices=ClaimResolution.choices, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # A monetize decision on a vendor's output charges the vendor for the use it made (royalties.claims).
+    charge = models.CharField(max_length=16, choices=ClaimCharge.choices, blank=True)
+    charge_use = models.CharField(max_length=16, blank=True)
+    charge_minor = models.BigIntegerField(null=True, blank=True)
+    charge_currency = models.CharField(max_length=3, blank=True)
+    # A block decision on an uploaded work: the work's status before the block, restored when it is lifted.
+    blocked_status = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["work", "subject_sha256"], name="claim_once_per_match")
+            models.UniqueConstraint(fields=["work", "subject_sha256"], name="claim_once_per_match"),
+            models.CheckConstraint(
+                condition=Q(charge_minor__isnull=True) | Q(charge_minor__gt=0), name="claim_charge_positive"
+            ),
         ]
         indexes = [models.Index(fields=["status", "created_at"])]
 
@@ -426,6 +448,9 @@ class ClaimEvent(models.Model):
         DECIDED = "decided", "Decided"
         DISPUTED = "disputed", "Disputed"
         RESOLVED = "resolved", "Resolved"
+        BLOCKED = "blocked", "Block in force"
+        UNBLOCKED = "unblocked", "Block lifted"
+        CHARGED = "charged", "Money moved"
 
     claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(

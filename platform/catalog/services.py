@@ -17,7 +17,7 @@ from django.db.models import Q
 
 from accounts.models import Organisation, Role, User
 from accounts.services import require_verified_email
-from catalog import lineage
+from catalog import blocks, lineage
 from catalog.models import (
     COLLECTION_KINDS,
     MAX_PARENTS,
@@ -474,6 +474,8 @@ def offer_publish(*, work: Work, user: User, terms: Terms, platform_staff: bool 
     work = _lock_work(work)
     if work.status == WorkStatus.WITHDRAWN:
         raise Conflict("This work is withdrawn; it cannot be offered.", code="work_withdrawn")
+    if work.status == WorkStatus.BLOCKED:
+        raise Conflict(_BLOCKED_TEXT, code="work_blocked")
     if not work.split_sheets.filter(status=SplitSheetStatus.ACTIVE).exists():
         raise Conflict(
             "The work needs an active split sheet before it can be offered.", code="no_split_sheet"
@@ -539,6 +541,12 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
         with transaction.atomic():
             # NO KEY UPDATE: serialises acceptances without blocking the foreign-key checks of accesses.
             locked = Offer.objects.select_for_update(no_key=True).select_related("work").get(pk=offer.pk)
+            if locked.work.status == WorkStatus.BLOCKED:
+                raise Conflict(_BLOCKED_TEXT, code="work_blocked")
+            if blocks.organisation_blocked(
+                organisation_id=organisation.pk if organisation is not None else None, work_id=locked.work_id
+            ):
+                raise Conflict(ACCESS_BLOCKED_TEXT, code="access_blocked")
             if locked.status != OfferStatus.CURRENT or locked.work.status != WorkStatus.PUBLISHED:
                 raise Conflict(
                     "This version of the terms is no longer offered; accept the current version.",
@@ -572,6 +580,12 @@ def grant_create(*, offer: Offer, user: User, organisation: Organisation | None 
         # A concurrent accept by the same licensee won: hand back its grant.
         existing = Grant.objects.get(offer=offer, licensee=user, status__in=OPEN_GRANT_STATUSES)
         return Acceptance(grant=existing, created=False)
+
+
+_BLOCKED_TEXT = "This work is blocked by a claim: it is out of the catalogue until the block is lifted."
+ACCESS_BLOCKED_TEXT = (
+    "A claim on one of your outputs blocks your access to this work until the claim is resolved."
+)
 
 
 def _unpaid_status(fee_minor: int) -> GrantStatus:

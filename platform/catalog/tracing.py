@@ -9,17 +9,21 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from accounts.models import Organisation, SecurityEvent, User
 from accounts.security import security_event_record
+from catalog import blocks
 from catalog.models import (
     Asset,
     Claim,
+    ClaimCharge,
     ClaimDecision,
     ClaimEvent,
     ClaimResolution,
@@ -34,6 +38,7 @@ from catalog.models import (
 )
 from catalog.selectors import work_ancestor_ids, works_visible_to
 from catalog.storage import blob_store
+from common import clock
 from common.problems import ApiError, Conflict, NotFound
 from media import credentials
 from media import services as media
@@ -353,9 +358,18 @@ def _locked_claim(claim: Claim) -> Claim:
     return Claim.objects.select_for_update().select_related("work").get(pk=claim.pk)
 
 
+def dispute_deadline(claim: Claim) -> datetime | None:
+    """Until when the respondent may dispute the owner's decision; past it the decision is final."""
+    if claim.decided_at is None:
+        return None
+    return claim.decided_at + timedelta(days=int(settings.CLAIM_DISPUTE_DAYS))
+
+
 @transaction.atomic
 def claim_decide(*, claim: Claim, user: User, decision: str) -> Claim:
-    """The work's manager chooses monetize, track or block (and may change their mind until disputed)."""
+    """The work's manager chooses monetize, track or block, and may change their mind until the claim is
+    disputed or its charge is held (royalties.claims moves the money of a monetize decision). A block takes
+    effect at once (catalog.blocks); changing a block to another decision lifts it."""
     claim = _locked_claim(claim)
     if claim.work.created_by_id != user.pk:
         raise NotFound(code="claim_not_found")
@@ -363,9 +377,21 @@ def claim_decide(*, claim: Claim, user: User, decision: str) -> Claim:
         raise ApiError(f"Decide one of {', '.join(ClaimDecision.values)}.", code="invalid_decision")
     if claim.status not in (ClaimStatus.OPEN, ClaimStatus.DECIDED):
         raise Conflict(f"This claim is {claim.status}; it can no longer be decided.", code="claim_closed")
-    claim.status, claim.decision = ClaimStatus.DECIDED, decision
-    claim.save(update_fields=["status", "decision", "updated_at"])
+    if claim.decision == decision:
+        return claim  # the same decision again: nothing changes, nothing is charged twice
+    if claim.charge in (ClaimCharge.HELD, ClaimCharge.PAID):
+        raise Conflict(
+            "The vendor was charged for this claim; the decision stands unless the operator dismisses it.",
+            code="claim_charged",
+        )
+    was_blocking = claim.decision == ClaimDecision.BLOCK
+    claim.status, claim.decision, claim.decided_at = ClaimStatus.DECIDED, decision, clock.now()
+    claim.save(update_fields=["status", "decision", "decided_at", "updated_at"])
     ClaimEvent.objects.create(claim=claim, actor=user, kind=ClaimEvent.Kind.DECIDED, decision=decision)
+    if decision == ClaimDecision.BLOCK:
+        blocks.block_apply(claim)
+    elif was_blocking:
+        blocks.block_lift(claim)
     # Both parties' security logs show the decision: the one who made it and the one it concerns.
     for party, role in ((user, "decided"), (claim.respondent, "respondent")):
         security_event_record(
@@ -376,7 +402,8 @@ def claim_decide(*, claim: Claim, user: User, decision: str) -> Claim:
 
 @transaction.atomic
 def claim_dispute(*, claim: Claim, user: User, statement: str) -> Claim:
-    """The respondent contests the claim with a statement; the operator then resolves it."""
+    """The respondent contests the claim with a statement, before the dispute deadline of a decided
+    claim; the operator then resolves it. Money at stake stays in escrow, and a block stays in force."""
     claim = _locked_claim(claim)
     if claim.respondent_id != user.pk:
         raise NotFound(code="claim_not_found")
@@ -384,6 +411,12 @@ def claim_dispute(*, claim: Claim, user: User, statement: str) -> Claim:
         raise ApiError("A dispute needs a statement.", code="statement_required")
     if claim.status not in (ClaimStatus.OPEN, ClaimStatus.DECIDED):
         raise Conflict(f"This claim is {claim.status}; it cannot be disputed now.", code="claim_closed")
+    deadline = dispute_deadline(claim)
+    if deadline is not None and clock.now() > deadline:
+        raise Conflict(
+            f"The decision became final on {deadline:%Y-%m-%d}; it can no longer be disputed.",
+            code="dispute_deadline_passed",
+        )
     claim.status = ClaimStatus.DISPUTED
     claim.save(update_fields=["status", "updated_at"])
     ClaimEvent.objects.create(
@@ -394,7 +427,8 @@ def claim_dispute(*, claim: Claim, user: User, statement: str) -> Claim:
 
 @transaction.atomic
 def claim_resolve(*, claim: Claim, operator: User, resolution: str, statement: str = "") -> Claim:
-    """The operator settles a disputed claim: the owner's decision stands, or the claim is dismissed."""
+    """The operator settles a disputed claim: the owner's decision stands, or the claim is dismissed (a
+    block it made is lifted)."""
     claim = _locked_claim(claim)
     if not operator.is_staff:
         raise NotFound(code="claim_not_found")
@@ -402,6 +436,7 @@ def claim_resolve(*, claim: Claim, operator: User, resolution: str, statement: s
         raise ApiError(f"Resolve as one of {', '.join(ClaimResolution.values)}.", code="invalid_resolution")
     if claim.status != ClaimStatus.DISPUTED:
         raise Conflict("Only a disputed claim is resolved by the operator.", code="claim_not_disputed")
+    was_blocking = claim.decision == ClaimDecision.BLOCK
     claim.status, claim.resolution = ClaimStatus.RESOLVED, resolution
     if resolution == ClaimResolution.DISMISSED:
         claim.decision = ""
@@ -409,4 +444,6 @@ def claim_resolve(*, claim: Claim, operator: User, resolution: str, statement: s
     ClaimEvent.objects.create(
         claim=claim, actor=operator, kind=ClaimEvent.Kind.RESOLVED, decision=resolution, statement=statement
     )
+    if was_blocking and resolution == ClaimResolution.DISMISSED:
+        blocks.block_lift(claim)
     return claim

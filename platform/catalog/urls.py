@@ -40,7 +40,6 @@ urlpatterns = [
     path("trace", apis_tracing.TraceApi.as_view(), name="trace"),
     path("claims", apis_tracing.ClaimListApi.as_view(), name="claims"),
     path("claims/<int:claim_id>", apis_tracing.ClaimDetailApi.as_view(), name="claim-detail"),
-    path("claims/<int:claim_id>/decide", apis_tracing.ClaimDecideApi.as_view(), name="claim-decide"),
+    # `claims/<id>/decide` and `claims/<id>/resolve` are served by royalties: they move the claim's money.
     path("claims/<int:claim_id>/dispute", apis_tracing.ClaimDisputeApi.as_view(), name="claim-dispute"),
-    path("claims/<int:claim_id>/resolve", apis_tracing.ClaimResolveApi.as_view(), name="claim-resolve"),
 ]

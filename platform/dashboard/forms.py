@@ -293,6 +293,13 @@ class ApiKeyForm(forms.Form):
 
 class ClaimDecideForm(forms.Form):
     decision = forms.ChoiceField(choices=ClaimDecision.choices)
+    price_minor = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Price (minor units)",
+        help_text="Only for monetizing a vendor's output whose use your terms do not price.",
+    )
+    currency = forms.RegexField(r"^[A-Z]{3}$", required=False, initial="USD")
 
 
 class DisputeForm(forms.Form):

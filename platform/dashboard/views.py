@@ -47,6 +47,7 @@ from common.problems import ApiError
 from contracts.chain import ChainError, TokenDomain
 from dashboard import forms, lineage_graph, plain_words
 from dashboard import selectors as dashboard
+from royalties import claims as claim_money
 from royalties import licences
 from royalties import selectors as royalty_selectors
 from royalties import services as royalty_services
@@ -666,9 +667,27 @@ def claim_decide(request: HttpRequest, claim_id: int) -> HttpResponse:
     form = forms.ClaimDecideForm(request.POST)
     if form.is_valid():
         try:
-            tracing.claim_decide(claim=claim, user=user, decision=form.cleaned_data["decision"])
+            price = form.cleaned_data["price_minor"]
+            claim_money.claim_decide(
+                claim=claim,
+                user=user,
+                decision=form.cleaned_data["decision"],
+                price=None
+                if price is None
+                else claim_money.NamedPrice(price, form.cleaned_data["currency"] or "USD"),
+            )
         except ApiError as exc:
-            forms.attach_problem(form, exc, {"invalid_decision": "decision"})
+            forms.attach_problem(
+                form,
+                exc,
+                {
+                    "invalid_decision": "decision",
+                    "price_required": "price_minor",
+                    "price_set_by_terms": "price_minor",
+                    "amount_out_of_range": "price_minor",
+                    "unsupported_currency": "currency",
+                },
+            )
         else:
             messages.success(request, "Decision recorded.")
             return redirect("dashboard:claim", claim_id=claim.pk)
@@ -900,7 +919,7 @@ def staff_disputes(request: HttpRequest) -> HttpResponse:
         form = forms.ResolveForm(request.POST, auto_id=f"claim{claim.pk}-%s")
         if form.is_valid():
             try:
-                tracing.claim_resolve(
+                claim_money.claim_resolve(
                     claim=claim,
                     operator=_user(request),
                     resolution=form.cleaned_data["resolution"],

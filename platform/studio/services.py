@@ -586,6 +586,8 @@ def release_set(*, user: User, work: Work, price_minor: int, currency: str) -> R
         raise NotFound("No such work among yours.", code="work_not_found")
     if work.status == WorkStatus.WITHDRAWN:
         raise Conflict("This work is withdrawn.", code="work_withdrawn")
+    if work.status == WorkStatus.BLOCKED:
+        raise Conflict("This work is blocked by a claim; it cannot be sold.", code="work_blocked")
     if not Asset.objects.filter(work=work).exists():
         raise Conflict("The work has no file to download yet.", code="release_without_file")
     if price_minor < 0:
@@ -652,6 +654,8 @@ def release_purchase(
                 return PurchaseResult(purchase=existing, created=False)
             if locked.status != ReleaseStatus.ON_SALE:
                 raise Conflict("This release is no longer on sale.", code="release_not_on_sale")
+            if locked.work.status == WorkStatus.BLOCKED:  # the work's row is locked with the release's
+                raise Conflict("This release is blocked by a claim.", code="work_blocked")
             if locked.released_by_id == buyer.pk or locked.work.created_by_id == buyer.pk:
                 raise Conflict("This is your own release.", code="own_release")
             if expected_price_minor is not None and expected_price_minor != locked.price_minor:
