@@ -27,12 +27,12 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Organisation, User
-from catalog.models import Grant, Offer, OfferStatus, Work, WorkParent
+from catalog.models import Grant, Offer, OfferStatus, Work, WorkParent, WorkStatus
 from catalog.selectors import monetizing_claim_on
 from common import clock, locks, rows
 from common import currency as currencies
@@ -1106,8 +1106,16 @@ def revenue_settle(*, chunk_size: int = SETTLEMENT_CHUNK, max_chunks: int | None
     return SettleResult(items=items, transactions=chunks)
 
 
+def _settleable() -> QuerySet[RevenueItem]:
+    """Unsettled revenue, less that of works a claim blocks: it waits, held on its payer, until the block
+    is lifted (catalog.blocks)."""
+    return RevenueItem.objects.filter(settlement__isnull=True).exclude(
+        work_id__in=Work.objects.filter(status=WorkStatus.BLOCKED).values("pk")
+    )
+
+
 def _next_ids(*, limit: int, excluded: set[int]) -> list[int]:
-    pending = RevenueItem.objects.filter(settlement__isnull=True)
+    pending = _settleable()
     if excluded:
         pending = pending.exclude(pk__in=excluded)
     return list(pending.order_by("id").values_list("id", flat=True)[:limit])
@@ -1194,7 +1202,7 @@ def _settle_chunk(*, limit: int, excluded: set[int] | None = None, only: Sequenc
     # Held until the chunk commits, and taken before its transaction's created_at is set, so a statement
     # cut (which takes this lock exclusively) sees the whole chunk or none of it.
     locks.hold(locks.Serialised.LEDGER_WRITES, shared=True)
-    pending = RevenueItem.objects.filter(settlement__isnull=True).order_by("id")
+    pending = _settleable().order_by("id")
     if excluded:
         pending = pending.exclude(pk__in=excluded)
     if only is not None:

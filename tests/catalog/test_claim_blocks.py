@@ -11,9 +11,11 @@ import pytest
 from catalog import tracing
 from catalog.models import Claim, Grant, GrantStatus, WorkStatus
 from catalog.services import asset_upload
-from common.money import Money
+from common.money import Money, allocate
 from royalties import claims
-from royalties.services import prepaid_fund
+from royalties.models import LedgerAccount, RevenueItem
+from royalties.selectors import payable_key
+from royalties.services import ledger_check, prepaid_fund, revenue_settle
 from studio.services import release_set, wallet_fund
 from tests import factories
 
@@ -142,3 +144,20 @@ def test_a_block_on_a_vendors_output_suspends_its_access_to_the_work_until_dismi
 
     assert _access(client, work) == (200, "")
     assert Grant.objects.filter(organisation=vendor.organisations.get(), status=GrantStatus.ACTIVE).count() == 1
+
+
+def test_revenue_of_a_blocked_copy_waits_until_the_block_is_lifted(copied, settings) -> None:
+    payable = payable_key(copied["copier"].pk, "USD")
+    claims.claim_decide(claim=copied["claim"], user=copied["painter"], decision="block")
+
+    revenue_settle()  # the access made before the block is pending: it waits
+
+    assert not LedgerAccount.objects.filter(key=payable).exists()
+    assert RevenueItem.objects.filter(work=copied["copy"], settlement__isnull=True).count() == 1
+
+    claims.claim_decide(claim=copied["claim"], user=copied["painter"], decision="track")
+    revenue_settle()
+
+    _, rest = allocate(2, [settings.PLATFORM_FEE_BPS, 10_000 - settings.PLATFORM_FEE_BPS])
+    assert LedgerAccount.objects.get(key=payable).balance_minor == rest
+    assert ledger_check().clean
