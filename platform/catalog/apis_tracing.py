@@ -155,6 +155,7 @@ class ClaimSerializer(serializers.ModelSerializer):
             "match_kind",
             "score",
             "confidence",
+            "evidence",
             "status",
             "decision",
             "resolution",
@@ -172,15 +173,39 @@ class ClaimSerializer(serializers.ModelSerializer):
 
 
 class ClaimListApi(SelectorListApi):
-    """Claims on your works and claims against you; the operator sees all."""
+    """Claims on your works and claims against you; the operator sees all. POST files a claim by hand:
+    your registered work, someone else's published file that copies it, and your evidence."""
 
     queryset = Claim.objects.none()
     serializer_class = ClaimSerializer
     filterset_fields = ["status", "decision", "work"]
     ordering_fields = ["created_at", "confidence"]
 
+    class InputSerializer(serializers.Serializer):
+        work = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+        asset = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+        statement = serializers.CharField(max_length=5000)
+
+        class Meta:
+            ref_name = "ClaimFileInput"
+
     def select(self) -> QuerySet[Claim]:
         return selectors.claims_visible_to(user=authenticated_user(self.request))
+
+    @extend_schema(request=InputSerializer, responses={201: ClaimSerializer}, operation_id="claims_file")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        claim = tracing.claim_file(
+            claimant=authenticated_user(request),
+            work_id=values["work"],
+            asset_id=values["asset"],
+            statement=values["statement"],
+        )
+        response = claim_response(claim)
+        response.status_code = 201
+        return response
 
 
 class ClaimDetailApi(APIView):

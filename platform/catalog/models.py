@@ -409,9 +409,11 @@ class Claim(models.Model):
     matched_asset = models.ForeignKey(
         Asset, null=True, blank=True, on_delete=models.PROTECT, related_name="claims_matched"
     )
-    match_kind = models.CharField(max_length=8)
+    match_kind = models.CharField(max_length=16)
     score = models.FloatField()
     confidence = models.FloatField()
+    # Where the match is (region, mirrored, offset_s, time_scale, overlap), and who filed a claim by hand.
+    evidence = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=ClaimStatus.choices, default=ClaimStatus.OPEN)
     decision = models.CharField(max_length=16, choices=ClaimDecision.choices, blank=True)
     resolution = models.CharField(max_length=16, choices=ClaimResolution.choices, blank=True)

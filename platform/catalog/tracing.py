@@ -250,6 +250,71 @@ def claims_open_for(*, asset: Asset, data: bytes) -> list[Claim]:
     return _open_claims(uncovered, respondent=asset.uploaded_by, sha256=asset.blob_id, asset=asset)
 
 
+def match_evidence(match: media.ContentMatch) -> dict[str, object]:
+    """What a claim records of where the match is, beside its kind, score and confidence."""
+    evidence: dict[str, object] = {
+        "region": list(match.region) if match.region is not None else None,
+        "mirrored": match.mirrored,
+        "offset_s": match.offset_s,
+        "time_scale": match.time_scale,
+        "overlap": match.overlap,
+    }
+    return {name: value for name, value in evidence.items() if value not in (None, False)}
+
+
+MANUAL_MATCH_KIND = "manual"
+
+
+def claim_file(*, claimant: User, work_id: int, asset_id: int, statement: str) -> Claim:
+    """Anyone with a registered work claims that someone else's published media copies it, with a
+    statement of their evidence. The trace's evidence is attached when the fingerprints find the work in
+    that media; a claim the fingerprints cannot see (match kind `manual`) is filed all the same, for the
+    owner of the media to answer and the operator to resolve."""
+    statement = statement.strip()
+    if not statement:
+        raise ApiError("A claim needs a statement of the evidence.", code="statement_required")
+    work = Work.objects.filter(pk=work_id, created_by=claimant).first()
+    if work is None:
+        raise NotFound("No such work among yours.", code="work_not_found")
+    asset = (
+        Asset.objects.select_related("work", "blob")
+        .filter(pk=asset_id, work__status=WorkStatus.PUBLISHED)
+        .exclude(work__created_by=claimant)
+        .first()
+    )
+    if asset is None:  # drafts are private, and one's own media is not claimed
+        raise NotFound("No such published file of someone else's.", code="asset_not_found")
+    with default_storage.open(asset.blob.storage_name, "rb") as handle:
+        data = handle.read()
+    info, text = read_any(data)
+    found = next(
+        (m for m in match_works(data=data, info=info, user=None, text=text) if m.work.pk == work.pk), None
+    )
+    shown = found.asset if found is not None else Asset.objects.filter(work=work).order_by("pk").first()
+    try:
+        with transaction.atomic():
+            claim = Claim.objects.create(
+                work=work,
+                respondent=asset.work.created_by,
+                subject_asset=asset,
+                subject_sha256=asset.blob_id,
+                matched_asset=shown,
+                match_kind=found.match.kind if found is not None else MANUAL_MATCH_KIND,
+                score=found.match.score if found is not None else 0.0,
+                confidence=found.match.confidence if found is not None else 0.0,
+                evidence={
+                    **(match_evidence(found.match) if found is not None else {}),
+                    "filed_by": claimant.pk,
+                },
+            )
+            ClaimEvent.objects.create(
+                claim=claim, actor=claimant, kind=ClaimEvent.Kind.OPENED, statement=statement
+            )
+    except IntegrityError:
+        raise Conflict("This media already has a claim on this work.", code="claim_exists") from None
+    return claim
+
+
 def _open_claims(
     matches: list[WorkMatch],
     *,
@@ -279,6 +344,7 @@ def _open_claims(
                     match_kind=item.match.kind,
                     score=item.match.score,
                     confidence=item.match.confidence,
+                    evidence=match_evidence(item.match),
                 )
                 ClaimEvent.objects.create(claim=claim, kind=ClaimEvent.Kind.OPENED)
             opened.append(claim)

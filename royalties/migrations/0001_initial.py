@@ -7,169 +7,373 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('catalog', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("catalog", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='JournalTransaction',
+            name="JournalTransaction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('funding', 'Funding of a prepaid balance'), ('settlement', 'Settlement of revenue'), ('reversal', 'Reversal'), ('adjustment', 'Adjustment')], max_length=16)),
-                ('key', models.CharField(max_length=200, unique=True)),
-                ('memo', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('reverses', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='reversed_by', to='royalties.journaltransaction')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("funding", "Funding of a prepaid balance"),
+                            ("settlement", "Settlement of revenue"),
+                            ("reversal", "Reversal"),
+                            ("adjustment", "Adjustment"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("key", models.CharField(max_length=200, unique=True)),
+                ("memo", models.CharField(blank=True, max_length=300)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "reverses",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="reversed_by",
+                        to="royalties.journaltransaction",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='LedgerAccount',
+            name="LedgerAccount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=120, unique=True)),
-                ('kind', models.CharField(choices=[('vendor_prepaid', 'Vendor prepaid balance'), ('payable', 'Payable to a payee'), ('platform_fee', 'Platform fee revenue'), ('clearing', 'External clearing (per rail and currency)'), ('suspense', 'Suspense (owed to nobody we can pay yet)')], max_length=20)),
-                ('currency', models.CharField(max_length=3)),
-                ('rail', models.CharField(blank=True, max_length=40)),
-                ('balance_minor', models.BigIntegerField(default=0)),
-                ('held_minor', models.BigIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('organisation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='accounts.organisation')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=120, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("vendor_prepaid", "Vendor prepaid balance"),
+                            ("payable", "Payable to a payee"),
+                            ("platform_fee", "Platform fee revenue"),
+                            ("clearing", "External clearing (per rail and currency)"),
+                            ("suspense", "Suspense (owed to nobody we can pay yet)"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("currency", models.CharField(max_length=3)),
+                ("rail", models.CharField(blank=True, max_length=40)),
+                ("balance_minor", models.BigIntegerField(default=0)),
+                ("held_minor", models.BigIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "organisation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="accounts.organisation",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['key'],
+                "ordering": ["key"],
             },
         ),
         migrations.CreateModel(
-            name='Entry',
+            name="Entry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount_minor', models.BigIntegerField()),
-                ('currency', models.CharField(max_length=3)),
-                ('source', models.CharField(blank=True, max_length=16)),
-                ('work', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='ledger_entries', to='catalog.work')),
-                ('transaction', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='royalties.journaltransaction')),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='royalties.ledgeraccount')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("amount_minor", models.BigIntegerField()),
+                ("currency", models.CharField(max_length=3)),
+                ("source", models.CharField(blank=True, max_length=16)),
+                (
+                    "work",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ledger_entries",
+                        to="catalog.work",
+                    ),
+                ),
+                (
+                    "transaction",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="entries",
+                        to="royalties.journaltransaction",
+                    ),
+                ),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="entries",
+                        to="royalties.ledgeraccount",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'entries',
-                'ordering': ['id'],
+                "verbose_name_plural": "entries",
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='RevenueItem',
+            name="RevenueItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('access', 'Access fee'), ('licence_fee', 'Licence fee'), ('reported', 'Reported revenue'), ('claim', 'Monetized claim')], max_length=16)),
-                ('source_key', models.CharField(max_length=200, unique=True)),
-                ('amount_minor', models.BigIntegerField()),
-                ('currency', models.CharField(max_length=3)),
-                ('fee_bps', models.PositiveIntegerField()),
-                ('arose_at', models.DateTimeField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('payer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='revenue_paid', to='royalties.ledgeraccount')),
-                ('settlement', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='revenue_items', to='royalties.journaltransaction')),
-                ('work', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='revenue_items', to='catalog.work')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("access", "Access fee"),
+                            ("licence_fee", "Licence fee"),
+                            ("reported", "Reported revenue"),
+                            ("claim", "Monetized claim"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("source_key", models.CharField(max_length=200, unique=True)),
+                ("amount_minor", models.BigIntegerField()),
+                ("currency", models.CharField(max_length=3)),
+                ("fee_bps", models.PositiveIntegerField()),
+                ("arose_at", models.DateTimeField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "payer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="revenue_paid",
+                        to="royalties.ledgeraccount",
+                    ),
+                ),
+                (
+                    "settlement",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="revenue_items",
+                        to="royalties.journaltransaction",
+                    ),
+                ),
+                (
+                    "work",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="revenue_items",
+                        to="catalog.work",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Statement',
+            name="Statement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('currency', models.CharField(max_length=3)),
-                ('period_start', models.DateTimeField()),
-                ('period_end', models.DateTimeField()),
-                ('opening_minor', models.BigIntegerField()),
-                ('earned_minor', models.BigIntegerField()),
-                ('other_minor', models.BigIntegerField()),
-                ('closing_minor', models.BigIntegerField()),
-                ('previous_digest', models.CharField(blank=True, max_length=64)),
-                ('digest', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('previous', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='next_statement', to='royalties.statement')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='statements', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("currency", models.CharField(max_length=3)),
+                ("period_start", models.DateTimeField()),
+                ("period_end", models.DateTimeField()),
+                ("opening_minor", models.BigIntegerField()),
+                ("earned_minor", models.BigIntegerField()),
+                ("other_minor", models.BigIntegerField()),
+                ("closing_minor", models.BigIntegerField()),
+                ("previous_digest", models.CharField(blank=True, max_length=64)),
+                ("digest", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "previous",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="next_statement",
+                        to="royalties.statement",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="statements",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-period_end', '-id'],
+                "ordering": ["-period_end", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='StatementLine',
+            name="StatementLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('work_title', models.CharField(blank=True, max_length=200)),
-                ('source', models.CharField(blank=True, max_length=16)),
-                ('kind', models.CharField(max_length=16)),
-                ('amount_minor', models.BigIntegerField()),
-                ('statement', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='lines', to='royalties.statement')),
-                ('work', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='catalog.work')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("work_title", models.CharField(blank=True, max_length=200)),
+                ("source", models.CharField(blank=True, max_length=16)),
+                ("kind", models.CharField(max_length=16)),
+                ("amount_minor", models.BigIntegerField()),
+                (
+                    "statement",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="lines",
+                        to="royalties.statement",
+                    ),
+                ),
+                (
+                    "work",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="catalog.work",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='journaltransaction',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['funding', 'settlement', 'reversal', 'adjustment'])), name='journal_kind_valid'),
+            model_name="journaltransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["funding", "settlement", "reversal", "adjustment"])),
+                name="journal_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ledgeraccount',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['vendor_prepaid', 'payable', 'platform_fee', 'clearing', 'suspense'])), name='ledger_account_kind_valid'),
+            model_name="ledgeraccount",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("kind__in", ["vendor_prepaid", "payable", "platform_fee", "clearing", "suspense"])
+                ),
+                name="ledger_account_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ledgeraccount',
-            constraint=models.CheckConstraint(condition=models.Q(('held_minor__gte', 0)), name='ledger_account_held_non_negative'),
+            model_name="ledgeraccount",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("held_minor__gte", 0)), name="ledger_account_held_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ledgeraccount',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind__in', ['vendor_prepaid', 'payable', 'suspense']), _negated=True), ('balance_minor__gte', models.F('held_minor')), _connector='OR'), name='ledger_account_available_non_negative'),
+            model_name="ledgeraccount",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("kind__in", ["vendor_prepaid", "payable", "suspense"]), _negated=True),
+                    ("balance_minor__gte", models.F("held_minor")),
+                    _connector="OR",
+                ),
+                name="ledger_account_available_non_negative",
+            ),
         ),
         migrations.AddIndex(
-            model_name='entry',
-            index=models.Index(fields=['account', 'transaction'], name='royalties_e_account_871be4_idx'),
+            model_name="entry",
+            index=models.Index(fields=["account", "transaction"], name="royalties_e_account_871be4_idx"),
         ),
         migrations.AddConstraint(
-            model_name='entry',
-            constraint=models.CheckConstraint(condition=models.Q(('amount_minor', 0), _negated=True), name='entry_amount_not_zero'),
+            model_name="entry",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount_minor", 0), _negated=True), name="entry_amount_not_zero"
+            ),
         ),
         migrations.AddIndex(
-            model_name='revenueitem',
-            index=models.Index(condition=models.Q(('settlement__isnull', True)), fields=['id'], name='revenue_unsettled_idx'),
+            model_name="revenueitem",
+            index=models.Index(
+                condition=models.Q(("settlement__isnull", True)), fields=["id"], name="revenue_unsettled_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='revenueitem',
-            constraint=models.CheckConstraint(condition=models.Q(('amount_minor__gt', 0)), name='revenue_amount_positive'),
+            model_name="revenueitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount_minor__gt", 0)), name="revenue_amount_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='revenueitem',
-            constraint=models.CheckConstraint(condition=models.Q(('fee_bps__lte', 10000)), name='revenue_fee_bps'),
+            model_name="revenueitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("fee_bps__lte", 10000)), name="revenue_fee_bps"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='revenueitem',
-            constraint=models.CheckConstraint(condition=models.Q(('source__in', ['access', 'licence_fee', 'reported', 'claim'])), name='revenue_source_valid'),
+            model_name="revenueitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("source__in", ["access", "licence_fee", "reported", "claim"])),
+                name="revenue_source_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statement',
-            constraint=models.UniqueConstraint(fields=('user', 'currency', 'period_start'), name='statement_period_once'),
+            model_name="statement",
+            constraint=models.UniqueConstraint(
+                fields=("user", "currency", "period_start"), name="statement_period_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statement',
-            constraint=models.UniqueConstraint(condition=models.Q(('previous__isnull', True)), fields=('user', 'currency'), name='statement_one_first'),
+            model_name="statement",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("previous__isnull", True)),
+                fields=("user", "currency"),
+                name="statement_one_first",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='statement',
-            constraint=models.CheckConstraint(condition=models.Q(('period_end__gt', models.F('period_start'))), name='statement_period'),
+            model_name="statement",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("period_end__gt", models.F("period_start"))), name="statement_period"
+            ),
         ),
     ]

@@ -34,7 +34,9 @@ def _access(client, work) -> tuple[int, str]:
 
 def _vendor(name: str, with_key):
     vendor = factories.vendor(organisation_name=name)
-    prepaid_fund(organisation=vendor.organisations.get(), amount=Money(1_000, "USD"), external_ref=f"{name}-1")
+    prepaid_fund(
+        organisation=vendor.organisations.get(), amount=Money(1_000, "USD"), external_ref=f"{name}-1"
+    )
     return vendor, with_key(factories.key(vendor, "access"))
 
 
@@ -56,9 +58,16 @@ def copied(with_key):
         score=50,
         confidence=0.99,
     )
-    vendor, client = _vendor("Acme", with_key)
+    _, client = _vendor("Acme", with_key)
     assert _access(client, copy) == (200, "")  # a licence on the copy, made on first use
-    return {"painter": painter, "copier": copier, "copy": copy, "release": release, "claim": claim, "client": client}
+    return {
+        "painter": painter,
+        "copier": copier,
+        "copy": copy,
+        "release": release,
+        "claim": claim,
+        "client": client,
+    }
 
 
 def test_a_blocked_copy_cannot_be_bought_licensed_or_accessed_and_unblocking_restores_it(
@@ -143,7 +152,9 @@ def test_a_block_on_a_vendors_output_suspends_its_access_to_the_work_until_dismi
     claims.claim_resolve(claim=claim, operator=operator, resolution="dismissed")
 
     assert _access(client, work) == (200, "")
-    assert Grant.objects.filter(organisation=vendor.organisations.get(), status=GrantStatus.ACTIVE).count() == 1
+    assert (
+        Grant.objects.filter(organisation=vendor.organisations.get(), status=GrantStatus.ACTIVE).count() == 1
+    )
 
 
 def test_revenue_of_a_blocked_copy_waits_until_the_block_is_lifted(copied, settings) -> None:

@@ -77,7 +77,9 @@ def test_a_monetized_output_moves_the_offers_price_from_the_vendor_to_the_creato
     client = as_user(world["painter"])
 
     first = client.post(f"/api/v1/claims/{world['claim'].pk}/decide", {"decision": "monetize"}, format="json")
-    second = client.post(f"/api/v1/claims/{world['claim'].pk}/decide", {"decision": "monetize"}, format="json")
+    second = client.post(
+        f"/api/v1/claims/{world['claim'].pk}/decide", {"decision": "monetize"}, format="json"
+    )
 
     assert (first.status_code, second.status_code) == (200, 200), first.content
     assert (first.json()["charge"], first.json()["charge_minor"], first.json()["charge_use"]) == (
@@ -160,7 +162,9 @@ def test_terms_without_a_price_for_the_use_need_a_named_price_within_bounds(worl
     assert [event.kind for event in Claim.objects.get().events.all()].count("decided") == 1
 
 
-def test_a_charged_decision_stands_and_a_late_dispute_is_refused(world, as_user, time_machine, settings) -> None:
+def test_a_charged_decision_stands_and_a_late_dispute_is_refused(
+    world, as_user, time_machine, settings
+) -> None:
     _fund(world, 1_000)
     claims.claim_decide(claim=world["claim"], user=world["painter"], decision="monetize")
 
