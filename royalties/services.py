@@ -570,22 +570,6 @@ def licence_fee_charge(*, grant: Grant, organisation_id: int | None = None, rail
         ) from None
 
 
-@transaction.atomic
-def claim_revenue_record(
-    *, work: Work, amount: Money, claim_ref: str, arose_at: datetime | None = None, rail: str = "claims"
-) -> RevenueItem:
-    """Revenue of an item under a monetize claim on `work`, once per `claim_ref` (the claim's own line)."""
-    return _record(
-        source=RevenueSource.CLAIM,
-        source_key=f"claim:{claim_ref}",
-        work_id=work.pk,
-        amount=amount,
-        fee_bps=_fee_bps(_current_offer(work.pk)),
-        arose_at=arose_at or clock.now(),
-        payer=clearing_account(rail=rail, currency=amount.currency),
-    )
-
-
 def escrow_account(*, claim_id: int, currency: str) -> LedgerAccount:
     return _account(key=selectors.escrow_key(claim_id, currency), kind=AccountKind.ESCROW, currency=currency)
 

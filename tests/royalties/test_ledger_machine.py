@@ -20,7 +20,8 @@ from royalties.services import (
     InsufficientFunds,
     ReportLine,
     access_fee_record,
-    claim_revenue_record,
+    claim_charge_hold,
+    claim_charge_release,
     ledger_check,
     prepaid_fund,
     revenue_report_record,
@@ -91,9 +92,19 @@ class LedgerMachine(RuleBasedStateMachine):
                 lines=[ReportLine(f"L{line}", chain.d.pk, amount, "USD") for line, amount in lines],
             )
 
-    @rule(amount=st.integers(1, 10_000))
-    def claim(self, amount: int) -> None:
-        claim_revenue_record(work=self.world["chain"].a, amount=Money(amount, "USD"), claim_ref=self._key())
+    @rule(vendor=st.integers(0, 1), amount=st.integers(1, 3_000))
+    def claim(self, vendor: int, amount: int) -> None:
+        """A vendor's output monetized: its charge held in the claim's escrow, then paid to the work."""
+        self.counter += 1
+        with contextlib.suppress(InsufficientFunds):
+            claim_charge_hold(
+                claim_id=self.counter,
+                organisation_id=self.world["orgs"][vendor].pk,
+                amount=Money(amount, "USD"),
+            )
+            claim_charge_release(
+                claim_id=self.counter, work=self.world["chain"].a, amount=Money(amount, "USD")
+            )
 
     @rule(chunk=st.integers(1, 7))
     def settle(self, chunk: int) -> None:

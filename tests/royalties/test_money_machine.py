@@ -1,7 +1,8 @@
 """Every coin the ledger holds or pays out is a coin that arrived: a hypothesis state machine drives the
-money surface (top-ups, accesses, licence fees, reported revenue and its receipts, refunds, chargebacks
-won and lost, settlement with holdbacks, payouts confirmed, failed and returned by the rail, operators'
-reversals) and, after every step, compares the ledger with the test's own record of the cash that moved.
+money surface (top-ups, accesses, licence fees, reported revenue and its receipts, claim charges held in
+escrow then paid or returned, refunds, chargebacks won and lost, settlement with holdbacks, payouts
+confirmed, failed and returned by the rail, operators' reversals) and, after every step, compares the
+ledger with the test's own record of the cash that moved.
 
 The test plays the rails: it alone knows what money came in (each payment), went back (each refund or
 chargeback, never more than the payment) and went out (each confirmed payout). The ledger is never asked
@@ -44,6 +45,9 @@ from royalties.services import (
     InsufficientFunds,
     ReportLine,
     access_fee_record,
+    claim_charge_hold,
+    claim_charge_release,
+    claim_charge_return,
     funding_find,
     funding_refund,
     funding_reinstate,
@@ -85,6 +89,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.paid_out = 0
         self.payments: list[Payment] = []
         self.disputes: list[tuple[Payment, str, int]] = []
+        self.escrow: list[tuple[int, int, Money]] = []  # (claim id, vendor, charge) held, not yet final
         self.period = 0
         self.initialised = True
 
@@ -134,6 +139,26 @@ class MoneyMachine(RuleBasedStateMachine):
                 offer=self.world["offers"][offer],
                 amount=Money(amount, "USD"),
                 access_key=self._key("a"),
+            )
+
+    @rule(vendor=st.integers(0, 1), amount=st.integers(1, 3_000))
+    def claim_charged(self, vendor: int, amount: int) -> None:
+        claim_id = self.counter = self.counter + 1
+        with contextlib.suppress(InsufficientFunds):  # a short balance leaves the charge owed: nothing moves
+            claim_charge_hold(
+                claim_id=claim_id, organisation_id=self.world["orgs"][vendor].pk, amount=Money(amount, "USD")
+            )
+            self.escrow.append((claim_id, vendor, Money(amount, "USD")))
+
+    @precondition(lambda self: bool(getattr(self, "escrow", None)))
+    @rule(pick=st.integers(0, 10**6), upheld=st.booleans())
+    def claim_final(self, pick: int, upheld: bool) -> None:
+        claim_id, vendor, amount = self.escrow.pop(pick % len(self.escrow))
+        if upheld:
+            claim_charge_release(claim_id=claim_id, work=self.world["chain"].a, amount=amount)
+        else:
+            claim_charge_return(
+                claim_id=claim_id, organisation_id=self.world["orgs"][vendor].pk, amount=amount
             )
 
     @rule(offer=st.integers(0, 3))

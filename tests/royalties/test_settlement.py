@@ -16,7 +16,8 @@ from royalties.models import Entry, JournalTransaction, LedgerAccount, RevenueIt
 from royalties.services import (
     InsufficientFunds,
     access_fee_record,
-    claim_revenue_record,
+    claim_charge_hold,
+    claim_charge_release,
     ledger_check,
     prepaid_fund,
     revenue_settle,
@@ -296,19 +297,22 @@ def test_a_licence_fee_paid_by_an_organisation_comes_from_its_prepaid_balance_on
     assert balance(f"vendor_prepaid:org:{organisation.pk}:USD") == 1_500
 
 
-def test_a_persons_licence_fee_and_claim_revenue_come_in_through_their_rails() -> None:
+def test_a_persons_licence_fee_and_a_claims_escrow_come_in_through_their_payers() -> None:
     creator = factories.creator()
     work = factories.work(creator)
     offer = publish(creator, work, licence_fee_minor=300)
     grant = licence_accept(offer=offer, user=factories.fan(), paid_on_rail="card").grant
     assert Grant.objects.get(pk=grant.pk).organisation_id is None
+    organisation = funded_vendor(1_000)
 
-    claim_revenue_record(work=work, amount=Money(700, "USD"), claim_ref="claim-1:line-1")
+    claim_charge_hold(claim_id=1, organisation_id=organisation.pk, amount=Money(700, "USD"))
+    claim_charge_release(claim_id=1, work=work, amount=Money(700, "USD"))
     revenue_settle()
 
     assert payable(creator) == 270 + 630
     assert balance("clearing:card:USD") == -300
-    assert balance("clearing:claims:USD") == -700
+    assert balance(f"vendor_prepaid:org:{organisation.pk}:USD") == 300
+    assert balance("escrow:claim:1:USD") == 0
     assert ledger_check().clean
 
 
