@@ -20,7 +20,7 @@ from catalog.models import Asset, FingerprintStatus, Offer, OfferStatus
 from catalog.services import Terms, offer_publish
 from common.currency import format_minor
 from common.money import Money
-from royalties import selectors
+from royalties import claims, selectors
 from royalties.licences import licence_accept
 from royalties.services import InsufficientFunds, prepaid_fund
 
@@ -156,6 +156,14 @@ def output_claim(story: Story) -> None:
             "no receipt covers it"
         )
     for claim in result.claims:
+        owner = claim.work.created_by
+        story.say(f"    claim #{claim.pk} opens for {owner.public_name}: monetize, track or block")
+        # Her terms do not price generation, so she names what Acme owes for the use its output shows.
+        decided = claims.claim_decide(
+            claim=claim, user=owner, decision="monetize", price=claims.NamedPrice(250, "USD")
+        )
         story.say(
-            f"    claim #{claim.pk} opens for {claim.work.created_by.public_name}: monetize, track or block"
+            f"    {owner.public_name} monetizes it: Acme owes 2.50 USD for the {decided.charge_use} use, "
+            f"{decided.get_charge_display()[0].lower()}{decided.get_charge_display()[1:]}; it is hers once "
+            f"the decision is final ({settings.CLAIM_DISPUTE_DAYS} days without a dispute)"
         )

@@ -1,5 +1,5 @@
 """The demo's output step: Acme registers a mirrored, cropped copy of Mira's published photograph and the
-trace opens a claim for her (a draft would be hidden, as trace hides it)."""
+trace opens a claim for her (a draft would be hidden, as trace hides it), and she monetizes it."""
 
 from __future__ import annotations
 
@@ -54,3 +54,6 @@ def test_the_demo_opens_a_claim_for_the_photograph_acme_copied(tmp_path) -> None
     claim = Claim.objects.get()
     assert (claim.work_id, claim.respondent_id) == (photo.pk, story.people["acme"].pk)
     assert f"claim #{claim.pk} opens for Mira" in text
+    # Acme has no balance here: the charge Mira names is owed until it can pay
+    assert "Mira monetizes it: Acme owes 2.50 USD for the ai-generate use, owed" in text
+    assert (claim.decision, claim.charge, claim.charge_minor) == ("monetize", "owed", 250)
