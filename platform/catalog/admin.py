@@ -128,9 +128,10 @@ class ClaimAdmin(ReadOnlyAdmin):
         "confidence",
         "status",
         "decision",
+        "charge",
         "created_at",
     )
-    list_filter = ("status", "decision", "match_kind")
+    list_filter = ("status", "decision", "charge", "match_kind")
     inlines = [ClaimEventInline]
 
 
