@@ -178,6 +178,7 @@ class ClaimListApi(SelectorListApi):
 
     queryset = Claim.objects.none()
     serializer_class = ClaimSerializer
+    quota_scope = "traces"  # filing a claim runs a trace: counted with them (reading the list is not)
     filterset_fields = ["status", "decision", "work"]
     ordering_fields = ["created_at", "confidence"]
 
