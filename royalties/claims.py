@@ -1,4 +1,4 @@
-"""Claims that pay: the money of a monetize decision on a vendor's output.
+"""Claims that pay: the money a claim's decision moves, once the decision is final.
 
 A vendor's output that copies a work it held no licence for evidently made a use of it: `style` of a style
 work, `voice` of a voice, `ai-generate` of anything else. When the work's owner decides to monetize the
@@ -8,10 +8,14 @@ the price the owner names, at most CLAIM_PRICE_MAX_MINOR):
 - the charge moves from the vendor's available prepaid balance into the claim's escrow account, once per
   claim (deciding again charges nothing more); a short balance leaves the charge owed, and
   `claims_collect` takes it when the vendor has the money (never from money the vendor does not have);
-- while the claim can still be disputed (CLAIM_DISPUTE_DAYS after the decision) or is disputed, the money
-  stays in escrow; when the decision is final (the deadline passed, or the operator upheld it) it becomes
-  revenue of the claimed work, split up its chain at settlement; when the operator dismisses the claim it
-  goes back to the vendor's prepaid balance.
+- the money stays in escrow while the decision can be disputed (CLAIM_DISPUTE_DAYS), while it is
+  disputed, and while the operator's resolution can be appealed (once, within as long). When the outcome
+  is final it becomes revenue of the claimed work, split up its chain at settlement, or goes back to the
+  vendor if the claim was dismissed.
+
+Media uploaded to Tribute has revenue of its own: from the claim's date on it waits unsettled while the
+claim is pending (settlement leaves it), and a final monetize decision re-routes it to the
+claimed work; a dismissal for good leaves it to the upload's work.
 
 Every step is a claim event. The catalog's claim services decide who may do what; these wrap them so that
 the decision and its money commit together.
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from accounts.models import User
 from catalog import tracing
@@ -32,13 +37,12 @@ from catalog.models import (
     ClaimDecision,
     ClaimEvent,
     ClaimResolution,
-    ClaimStatus,
     OfferStatus,
     OfferUse,
     UseClass,
     WorkKind,
 )
-from common import clock
+from catalog.selectors import claim_is_final
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError
@@ -47,6 +51,7 @@ from royalties.services import (
     claim_charge_hold,
     claim_charge_release,
     claim_charge_return,
+    claim_revenue_reroute,
 )
 
 
@@ -142,27 +147,31 @@ def claim_decide(*, claim: Claim, user: User, decision: str, price: NamedPrice |
 
 @transaction.atomic
 def claim_resolve(*, claim: Claim, operator: User, resolution: str, statement: str = "") -> Claim:
-    """The operator's resolution (catalog.tracing.claim_resolve) and where the escrow goes: to the claimed
-    work's owners when upheld, back to the vendor when dismissed."""
+    """The operator's resolution (catalog.tracing.claim_resolve); its money moves once it is final: at
+    once after an appeal, else when the time to appeal has passed (`claims_collect`)."""
     claim = tracing.claim_resolve(claim=claim, operator=operator, resolution=resolution, statement=statement)
-    if claim.charge == ClaimCharge.HELD:
-        _settle(claim)
-    elif claim.charge == ClaimCharge.OWED and resolution == ClaimResolution.DISMISSED:
-        claim.charge = ""
-        claim.save(update_fields=["charge", "updated_at"])
-        _event(claim, "The owed charge is cancelled: the claim was dismissed")
+    _finish_if_final(claim)
     return claim
 
 
-def _settle(claim: Claim) -> None:
-    """A final claim's escrow goes to the winner."""
-    amount = Money(int(claim.charge_minor or 0), claim.charge_currency)
-    text = currencies.format_minor(amount.amount_minor, amount.currency)
-    if claim.decision == ClaimDecision.MONETIZE:
+def _monetize_in_force(claim: Claim) -> bool:
+    return claim.decision == ClaimDecision.MONETIZE and claim.resolution != ClaimResolution.DISMISSED
+
+
+def _finish_if_final(claim: Claim) -> bool:
+    """A final claim's money goes to the winner: a vendor's escrow is paid to the claimed work or returned,
+    an owed charge of a void decision is cancelled, and an upload's held revenue is re-routed to the
+    claimed work. Answers whether anything moved."""
+    if not claim_is_final(claim):
+        return False
+    if claim.charge == ClaimCharge.HELD:
+        amount = Money(int(claim.charge_minor or 0), claim.charge_currency)
+        text = currencies.format_minor(amount.amount_minor, amount.currency)
+    if claim.charge == ClaimCharge.HELD and _monetize_in_force(claim):
         claim_charge_release(claim_id=claim.pk, work=claim.work, amount=amount)
         claim.charge = ClaimCharge.PAID
         _event(claim, f"{text} paid to the owners of the claimed work")
-    else:
+    elif claim.charge == ClaimCharge.HELD:
         claim_charge_return(
             claim_id=claim.pk,
             organisation_id=claim.subject_output.organisation_id,  # type: ignore[union-attr]
@@ -170,32 +179,40 @@ def _settle(claim: Claim) -> None:
         )
         claim.charge = ClaimCharge.RETURNED
         _event(claim, f"{text} returned to the vendor")
+    elif claim.charge == ClaimCharge.OWED and not _monetize_in_force(claim):
+        claim.charge = ""
+        _event(claim, "The owed charge is cancelled")
+    elif claim.subject_work_id is not None and _monetize_in_force(claim):
+        moved = claim_revenue_reroute(
+            subject_work_id=claim.subject_work_id, claimed_work_id=claim.work_id, since=claim.created_at
+        )
+        if moved:
+            _event(claim, f"{moved} revenue items of the copy re-routed to the claimed work")
+        return bool(moved)
+    else:
+        return False
     claim.save(update_fields=["charge", "updated_at"])
+    return True
 
 
 def claims_collect() -> int:
-    """The periodic job: owed charges the vendor can now pay go into escrow, and escrow of decisions past
-    their dispute deadline goes to the owners. Each claim in its own transaction; answers how many moved."""
+    """The periodic job (every 10 minutes): open claims left undecided lapse; owed charges the vendor can
+    now pay go into escrow; final claims move their money (`_finish_if_final`). Each claim in its own
+    transaction; answers how many claims moved money."""
+    tracing.claims_lapse()
     moved = 0
     candidates = Claim.objects.filter(
-        subject_output__isnull=False, charge__in=[ClaimCharge.OWED, ClaimCharge.HELD]
-    ).values_list("pk", flat=True)
-    for claim_id in list(candidates):
+        Q(subject_output__isnull=False, charge__in=[ClaimCharge.OWED, ClaimCharge.HELD])
+        | Q(subject_work__isnull=False, decision=ClaimDecision.MONETIZE)
+    ).exclude(resolution=ClaimResolution.DISMISSED, charge="")
+    for claim_id in list(candidates.values_list("pk", flat=True)):
         with transaction.atomic():
             claim = (
                 Claim.objects.select_for_update().select_related("work", "subject_output").get(pk=claim_id)
             )
             before = claim.charge
-            if claim.charge == ClaimCharge.OWED and claim.status in (
-                ClaimStatus.DECIDED,
-                ClaimStatus.RESOLVED,
-            ):
+            if claim.charge == ClaimCharge.OWED and _monetize_in_force(claim):
                 _try_hold(claim)
-            deadline = tracing.dispute_deadline(claim)
-            final = claim.status == ClaimStatus.RESOLVED or (
-                claim.status == ClaimStatus.DECIDED and deadline is not None and clock.now() > deadline
-            )
-            if claim.charge == ClaimCharge.HELD and final:
-                _settle(claim)
-            moved += claim.charge != before
+            finished = _finish_if_final(claim)
+            moved += finished or claim.charge != before
     return moved

@@ -27,13 +27,13 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import F, QuerySet, Sum
+from django.db.models import Exists, F, OuterRef, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Organisation, User
 from catalog.models import Grant, Offer, OfferStatus, Work, WorkParent, WorkStatus
-from catalog.selectors import monetizing_claim_on
+from catalog.selectors import claims_holding_revenue, monetizing_claim_on
 from common import clock, locks, rows
 from common import currency as currencies
 from common.csvsafe import SafeCsvWriter
@@ -1091,11 +1091,26 @@ def revenue_settle(*, chunk_size: int = SETTLEMENT_CHUNK, max_chunks: int | None
 
 
 def _settleable() -> QuerySet[RevenueItem]:
-    """Unsettled revenue, less that of works a claim blocks: it waits, held on its payer, until the block
-    is lifted (catalog.blocks)."""
-    return RevenueItem.objects.filter(settlement__isnull=True).exclude(
-        work_id__in=Work.objects.filter(status=WorkStatus.BLOCKED).values("pk")
+    """Unsettled revenue, less what claims hold: that of works a claim blocks (until the block is lifted,
+    catalog.blocks), and that of a claimed work from the claim's date while the claim is pending or under
+    a monetize decision (until royalties.claims re-routes it or the claim is dismissed for good). Held
+    revenue waits on its payer's account."""
+    held_by_claim = claims_holding_revenue().filter(
+        subject_work_id=OuterRef("work_id"), created_at__lte=OuterRef("arose_at")
     )
+    return (
+        RevenueItem.objects.filter(settlement__isnull=True)
+        .exclude(work_id__in=Work.objects.filter(status=WorkStatus.BLOCKED).values("pk"))
+        .exclude(Exists(held_by_claim))
+    )
+
+
+def claim_revenue_reroute(*, subject_work_id: int, claimed_work_id: int, since: datetime) -> int:
+    """A final monetize claim: the claimed work earns the subject work's unsettled revenue from the claim's
+    date on (source `claim`), split up the claimed work's chain at settlement. Answers how many items."""
+    return RevenueItem.objects.filter(
+        work_id=subject_work_id, settlement__isnull=True, arose_at__gte=since
+    ).update(work_id=claimed_work_id, source=RevenueSource.CLAIM)
 
 
 def _next_ids(*, limit: int, excluded: set[int]) -> list[int]:

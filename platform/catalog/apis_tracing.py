@@ -159,6 +159,8 @@ class ClaimSerializer(serializers.ModelSerializer):
             "status",
             "decision",
             "resolution",
+            "resolved_at",
+            "appealed",
             "decided_at",
             "dispute_deadline",
             "subject_output",
@@ -240,4 +242,24 @@ class ClaimDisputeApi(APIView):
         data.is_valid(raise_exception=True)
         return claim_response(
             tracing.claim_dispute(claim=claim, user=user, statement=data.validated_data["statement"])
+        )
+
+
+class ClaimAppealApi(APIView):
+    """The party an operator's resolution went against appeals it, once, with a statement."""
+
+    class InputSerializer(serializers.Serializer):
+        statement = serializers.CharField(max_length=5000)
+
+        class Meta:
+            ref_name = "ClaimAppealInput"
+
+    @extend_schema(request=InputSerializer, responses=ClaimSerializer, operation_id="claims_appeal")
+    def post(self, request: Request, claim_id: int) -> Response:
+        user = authenticated_user(request)
+        claim = selectors.claim_get_visible(user=user, claim_id=claim_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return claim_response(
+            tracing.claim_appeal(claim=claim, user=user, statement=data.validated_data["statement"])
         )

@@ -8,19 +8,36 @@ operator dismisses the claim) restores the work's status and the suspended licen
 holds.
 
 A block stands while the claim is decided, disputed, or upheld: a dispute does not put the copy back up.
+A dismissed claim's block does not stand (an appeal puts it back only if the operator upholds it).
 """
 
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
-from catalog.models import Claim, ClaimDecision, ClaimEvent, ClaimStatus, Grant, GrantStatus, Work, WorkStatus
+from catalog.models import (
+    Claim,
+    ClaimDecision,
+    ClaimEvent,
+    ClaimResolution,
+    ClaimStatus,
+    Grant,
+    GrantStatus,
+    Work,
+    WorkStatus,
+)
 
 STANDING = [ClaimStatus.DECIDED, ClaimStatus.DISPUTED, ClaimStatus.RESOLVED]
 
 
 def standing_blocks() -> QuerySet[Claim]:
-    return Claim.objects.filter(decision=ClaimDecision.BLOCK, status__in=STANDING)
+    return Claim.objects.filter(decision=ClaimDecision.BLOCK, status__in=STANDING).exclude(
+        resolution=ClaimResolution.DISMISSED
+    )
+
+
+def block_stands(claim: Claim) -> bool:
+    return standing_blocks().filter(pk=claim.pk).exists()
 
 
 def organisation_blocked(*, organisation_id: int | None, work_id: int) -> bool:

@@ -6,6 +6,8 @@ everything that points at an old version (grants, earnings) keeps pointing at it
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -404,6 +406,10 @@ class Claim(models.Model):
     subject_output = models.ForeignKey(
         Output, null=True, blank=True, on_delete=models.PROTECT, related_name="claims"
     )
+    # The work the subject asset belongs to (set on save): settlement holds that work's revenue by it.
+    subject_work = models.ForeignKey(
+        Work, null=True, blank=True, on_delete=models.PROTECT, related_name="claims_as_subject"
+    )
     subject_sha256 = models.CharField(max_length=64)
     # The claimed work's file that matched: the only file of that work the respondent may preview.
     matched_asset = models.ForeignKey(
@@ -418,6 +424,8 @@ class Claim(models.Model):
     decision = models.CharField(max_length=16, choices=ClaimDecision.choices, blank=True)
     resolution = models.CharField(max_length=16, choices=ClaimResolution.choices, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    appealed = models.BooleanField(default=False)  # a resolution may be appealed once
     # A monetize decision on a vendor's output charges the vendor for the use it made (royalties.claims).
     charge = models.CharField(max_length=16, choices=ClaimCharge.choices, blank=True)
     charge_use = models.CharField(max_length=16, blank=True)
@@ -441,6 +449,13 @@ class Claim(models.Model):
     def __str__(self) -> str:
         return f"Claim #{self.pk} on work #{self.work_id} ({self.status})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.subject_asset_id is not None and self.subject_work_id is None:
+            self.subject_work_id = (
+                Asset.objects.filter(pk=self.subject_asset_id).values_list("work_id", flat=True).get()
+            )
+        super().save(*args, **kwargs)
+
 
 class ClaimEvent(models.Model):
     """Every state change of a claim, with who made it and what they said. Append-only."""
@@ -450,6 +465,7 @@ class ClaimEvent(models.Model):
         DECIDED = "decided", "Decided"
         DISPUTED = "disputed", "Disputed"
         RESOLVED = "resolved", "Resolved"
+        APPEALED = "appealed", "Appealed"
         BLOCKED = "blocked", "Block in force"
         UNBLOCKED = "unblocked", "Block lifted"
         CHARGED = "charged", "Money moved"

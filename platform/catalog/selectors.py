@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, TypedDict
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Substr
 from django.shortcuts import get_object_or_404
@@ -15,6 +17,7 @@ from catalog.models import (
     Asset,
     Claim,
     ClaimDecision,
+    ClaimResolution,
     ClaimStatus,
     Grant,
     Offer,
@@ -210,17 +213,57 @@ def claim_get_visible(*, user: User, claim_id: int) -> Claim:
     return get_object_or_404(claims_visible_to(user=user), pk=claim_id)
 
 
+# When a claim's outcome is final ---------------------------------------------------------------------
+#
+# A decision may be disputed for CLAIM_DISPUTE_DAYS; an operator's resolution may be appealed once within
+# as long; a resolution after an appeal is final at once. Claims decided or resolved before these dates
+# were kept (no date) count as final.
+
+
+def _window_start() -> datetime:
+    return clock.now() - timedelta(days=int(settings.CLAIM_DISPUTE_DAYS))
+
+
+def claims_final() -> Q:
+    """The claims whose outcome can no longer change."""
+    start = _window_start()
+    decided = Q(status=ClaimStatus.DECIDED) & (Q(decided_at__isnull=True) | Q(decided_at__lte=start))
+    resolved = Q(status=ClaimStatus.RESOLVED) & (
+        Q(appealed=True) | Q(resolved_at__isnull=True) | Q(resolved_at__lte=start)
+    )
+    return decided | resolved
+
+
+def claim_is_final(claim: Claim) -> bool:
+    return Claim.objects.filter(claims_final(), pk=claim.pk).exists()
+
+
+IN_FORCE = ~Q(resolution=ClaimResolution.DISMISSED)  # a dismissed claim's decision is void
+
+
 def monetizing_claim_on(*, work_id: int) -> Claim | None:
-    """A monetize claim standing against media registered in this work (decided, or upheld after a
-    dispute): the work's revenue then goes to the claimed work's owners."""
+    """A final monetize claim on media registered in this work: the work's revenue goes to the claimed
+    work's owners (royalties.claims re-routes what was held while the claim was pending)."""
     return (
         Claim.objects.filter(
-            subject_asset__work_id=work_id,
-            decision=ClaimDecision.MONETIZE,
-            status__in=[ClaimStatus.DECIDED, ClaimStatus.RESOLVED],
+            claims_final(), IN_FORCE, subject_work_id=work_id, decision=ClaimDecision.MONETIZE
         )
         .order_by("created_at", "pk")
         .first()
+    )
+
+
+def claims_holding_revenue() -> QuerySet[Claim]:
+    """Claims on uploaded media whose work's revenue (from the claim's date on) waits unsettled: while the
+    claim is open or disputed, and under a monetize decision (until royalties.claims re-routes it to the
+    claimed work, or a dismissal past its appeal window leaves it to the work)."""
+    start = _window_start()
+    dismissed_for_good = Q(resolution=ClaimResolution.DISMISSED) & (
+        Q(appealed=True) | Q(resolved_at__isnull=True) | Q(resolved_at__lte=start)
+    )
+    return Claim.objects.filter(subject_work__isnull=False).filter(
+        Q(status__in=[ClaimStatus.OPEN, ClaimStatus.DISPUTED])
+        | (Q(decision=ClaimDecision.MONETIZE) & ~dismissed_for_good)
     )
 
 

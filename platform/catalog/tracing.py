@@ -493,8 +493,9 @@ def claim_dispute(*, claim: Claim, user: User, statement: str) -> Claim:
 
 @transaction.atomic
 def claim_resolve(*, claim: Claim, operator: User, resolution: str, statement: str = "") -> Claim:
-    """The operator settles a disputed claim: the owner's decision stands, or the claim is dismissed (a
-    block it made is lifted)."""
+    """The operator settles a disputed claim: the owner's decision stands (upheld), or is void
+    (dismissed: a block it made is lifted). Either party may appeal once within CLAIM_DISPUTE_DAYS; a
+    resolution after an appeal is final at once (royalties.claims moves the money when it is final)."""
     claim = _locked_claim(claim)
     if not operator.is_staff:
         raise NotFound(code="claim_not_found")
@@ -502,14 +503,72 @@ def claim_resolve(*, claim: Claim, operator: User, resolution: str, statement: s
         raise ApiError(f"Resolve as one of {', '.join(ClaimResolution.values)}.", code="invalid_resolution")
     if claim.status != ClaimStatus.DISPUTED:
         raise Conflict("Only a disputed claim is resolved by the operator.", code="claim_not_disputed")
-    was_blocking = claim.decision == ClaimDecision.BLOCK
-    claim.status, claim.resolution = ClaimStatus.RESOLVED, resolution
-    if resolution == ClaimResolution.DISMISSED:
-        claim.decision = ""
-    claim.save(update_fields=["status", "resolution", "decision", "updated_at"])
+    blocking = blocks.block_stands(claim)
+    claim.status, claim.resolution, claim.resolved_at = ClaimStatus.RESOLVED, resolution, clock.now()
+    claim.save(update_fields=["status", "resolution", "resolved_at", "updated_at"])
     ClaimEvent.objects.create(
         claim=claim, actor=operator, kind=ClaimEvent.Kind.RESOLVED, decision=resolution, statement=statement
     )
-    if was_blocking and resolution == ClaimResolution.DISMISSED:
+    if blocking and resolution == ClaimResolution.DISMISSED:
         blocks.block_lift(claim)
+    elif not blocking and blocks.block_stands(claim):  # a dismissal overturned on appeal
+        blocks.block_apply(claim)
+    return claim
+
+
+def claims_lapse() -> int:
+    """Open claims their owner left undecided for CLAIM_DECIDE_DAYS resolve by default as dismissed (the
+    owner may still appeal within CLAIM_DISPUTE_DAYS). Answers how many lapsed."""
+    days = int(settings.CLAIM_DECIDE_DAYS)
+    lapsed = 0
+    for claim_id in Claim.objects.filter(
+        status=ClaimStatus.OPEN, created_at__lt=clock.now() - timedelta(days=days)
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            claim = Claim.objects.select_for_update().get(pk=claim_id)
+            if claim.status != ClaimStatus.OPEN:
+                continue
+            claim.status, claim.resolution, claim.resolved_at = (
+                ClaimStatus.RESOLVED,
+                ClaimResolution.DISMISSED,
+                clock.now(),
+            )
+            claim.save(update_fields=["status", "resolution", "resolved_at", "updated_at"])
+            ClaimEvent.objects.create(
+                claim=claim,
+                kind=ClaimEvent.Kind.RESOLVED,
+                decision=ClaimResolution.DISMISSED,
+                statement=f"Not decided within {days} days.",
+            )
+            lapsed += 1
+    return lapsed
+
+
+@transaction.atomic
+def claim_appeal(*, claim: Claim, user: User, statement: str) -> Claim:
+    """The party a resolution went against (the respondent, or the claimed work's manager) appeals it,
+    once, within CLAIM_DISPUTE_DAYS: the claim is disputed again for the operator to resolve for good."""
+    claim = _locked_claim(claim)
+    if user.pk not in (claim.respondent_id, claim.work.created_by_id):
+        raise NotFound(code="claim_not_found")
+    if not statement.strip():
+        raise ApiError("An appeal needs a statement.", code="statement_required")
+    if claim.status != ClaimStatus.RESOLVED:
+        raise Conflict("Only a resolved claim is appealed.", code="claim_not_resolved")
+    if claim.appealed:
+        raise Conflict("This claim was appealed once already; its resolution is final.", code="appeal_used")
+    if claim.resolved_at is not None and clock.now() > claim.resolved_at + timedelta(
+        days=int(settings.CLAIM_DISPUTE_DAYS)
+    ):
+        raise Conflict(
+            "The resolution is final; the time to appeal it has passed.", code="appeal_deadline_passed"
+        )
+    lost = claim.respondent_id if claim.resolution == ClaimResolution.UPHELD else claim.work.created_by_id
+    if user.pk != lost:
+        raise Conflict("Only the party the resolution went against may appeal it.", code="not_appellant")
+    claim.status, claim.appealed = ClaimStatus.DISPUTED, True
+    claim.save(update_fields=["status", "appealed", "updated_at"])
+    ClaimEvent.objects.create(
+        claim=claim, actor=user, kind=ClaimEvent.Kind.APPEALED, statement=statement.strip()
+    )
     return claim

@@ -42,4 +42,5 @@ urlpatterns = [
     path("claims/<int:claim_id>", apis_tracing.ClaimDetailApi.as_view(), name="claim-detail"),
     # `claims/<id>/decide` and `claims/<id>/resolve` are served by royalties: they move the claim's money.
     path("claims/<int:claim_id>/dispute", apis_tracing.ClaimDisputeApi.as_view(), name="claim-dispute"),
+    path("claims/<int:claim_id>/appeal", apis_tracing.ClaimAppealApi.as_view(), name="claim-appeal"),
 ]

@@ -130,6 +130,10 @@ def test_a_disputed_charge_stays_in_escrow_and_goes_to_the_winner(
     assert _balance(escrow_key(world["claim"].pk, "USD")) == (PRICE, 0)
 
     claims.claim_resolve(claim=world["claim"], operator=world["operator"], resolution=resolution)
+    assert claims.claims_collect() == 0  # the resolution may still be appealed
+    assert _balance(escrow_key(world["claim"].pk, "USD")) == (PRICE, 0)
+    _past_the_dispute_deadline(time_machine, settings)
+    assert claims.claims_collect() == 1
     revenue_settle()
 
     painter = _balance(payable_key(world["painter"].pk, "USD"))[0]
@@ -191,3 +195,29 @@ def test_only_the_operator_resolves_and_only_the_owner_decides(world, as_user) -
     assert by_vendor.status_code == 404
     assert by_owner.status_code == 403
     assert _balance(prepaid_key(world["organisation"].pk, "USD")) == (1_000, 0)
+
+
+def test_a_resolution_is_appealed_once_by_the_party_it_went_against_and_then_is_final(world, as_user) -> None:
+    _fund(world, 1_000)
+    claims.claim_decide(claim=world["claim"], user=world["painter"], decision="monetize")
+    tracing.claim_dispute(claim=world["claim"], user=world["vendor"], statement="Our own model's work.")
+    claims.claim_resolve(claim=world["claim"], operator=world["operator"], resolution="upheld")
+    url = f"/api/v1/claims/{world['claim'].pk}/appeal"
+
+    by_winner = as_user(world["painter"]).post(url, {"statement": "Agreed."}, format="json")
+    appeal = as_user(world["vendor"]).post(
+        url, {"statement": "New evidence: our training logs."}, format="json"
+    )
+
+    assert (by_winner.status_code, by_winner.json()["code"]) == (409, "not_appellant")
+    assert appeal.status_code == 200 and (appeal.json()["status"], appeal.json()["appealed"]) == (
+        "disputed",
+        True,
+    )
+    claims.claim_resolve(claim=world["claim"], operator=world["operator"], resolution="dismissed")
+    # a resolution after an appeal is final at once: the escrow goes back to the vendor now
+    assert _balance(prepaid_key(world["organisation"].pk, "USD")) == (1_000, 0)
+    assert Claim.objects.get().charge == ClaimCharge.RETURNED
+    again = as_user(world["painter"]).post(url, {"statement": "Once more."}, format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "appeal_used")
+    assert ledger_check().clean

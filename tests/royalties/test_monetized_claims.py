@@ -5,6 +5,7 @@ import pytest
 from catalog.models import Claim, ClaimStatus
 from catalog.services import asset_upload
 from common.money import Money
+from royalties.models import RevenueItem
 from royalties.selectors import earnings_of
 from royalties.services import ReportLine, receipt_record, revenue_report_record, revenue_settle
 from tests import factories
@@ -56,9 +57,8 @@ def test_sales_of_a_monetized_copy_are_paid_to_the_original_works_owners() -> No
     assert _payable(copier) == {}
 
 
-@pytest.mark.parametrize(("decision", "status"), [("track", ClaimStatus.DECIDED), ("", ClaimStatus.OPEN)])
-def test_a_claim_that_does_not_monetize_leaves_the_sales_with_the_seller(decision, status) -> None:
-    painter, copier, copy = _claimed_work(decision, status)
+def test_a_claim_that_does_not_monetize_leaves_the_sales_with_the_seller() -> None:
+    painter, copier, copy = _claimed_work("track", ClaimStatus.DECIDED)
 
     revenue_report_record(user=copier, distributor="shop", lines=[ReportLine("L1", copy.pk, 1_000, "USD")])
     _received(copier)
@@ -66,3 +66,14 @@ def test_a_claim_that_does_not_monetize_leaves_the_sales_with_the_seller(decisio
 
     assert _payable(copier) == {"USD": 900}
     assert _payable(painter) == {}
+
+
+def test_an_open_claim_holds_the_sales_until_it_is_decided() -> None:
+    painter, copier, copy = _claimed_work("", ClaimStatus.OPEN)
+
+    revenue_report_record(user=copier, distributor="shop", lines=[ReportLine("L1", copy.pk, 1_000, "USD")])
+    _received(copier)
+    revenue_settle()
+
+    assert _payable(copier) == {} and _payable(painter) == {}
+    assert RevenueItem.objects.filter(work=copy, settlement__isnull=True).count() == 1

@@ -7,55 +7,145 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0001_initial'),
+        ("catalog", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Claim',
+            name="Claim",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('subject_sha256', models.CharField(max_length=64)),
-                ('match_kind', models.CharField(max_length=8)),
-                ('score', models.FloatField()),
-                ('confidence', models.FloatField()),
-                ('status', models.CharField(choices=[('open', "Waiting for the owner's decision"), ('decided', 'Decided by the owner'), ('disputed', 'Disputed'), ('resolved', 'Resolved by the operator')], default='open', max_length=16)),
-                ('decision', models.CharField(blank=True, choices=[('monetize', "Monetize: the item's revenue goes to the owners"), ('track', 'Track: keep watching'), ('block', 'Block: the item must come down')], max_length=16)),
-                ('resolution', models.CharField(blank=True, choices=[('upheld', "The owner's decision stands"), ('dismissed', 'The claim is dismissed')], max_length=16)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('respondent', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='claims_against', to=settings.AUTH_USER_MODEL)),
-                ('subject_asset', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='claims', to='catalog.asset')),
-                ('work', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='claims', to='catalog.work')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("subject_sha256", models.CharField(max_length=64)),
+                ("match_kind", models.CharField(max_length=8)),
+                ("score", models.FloatField()),
+                ("confidence", models.FloatField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("open", "Waiting for the owner's decision"),
+                            ("decided", "Decided by the owner"),
+                            ("disputed", "Disputed"),
+                            ("resolved", "Resolved by the operator"),
+                        ],
+                        default="open",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "decision",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("monetize", "Monetize: the item's revenue goes to the owners"),
+                            ("track", "Track: keep watching"),
+                            ("block", "Block: the item must come down"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "resolution",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("upheld", "The owner's decision stands"),
+                            ("dismissed", "The claim is dismissed"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "respondent",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="claims_against",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "subject_asset",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="claims",
+                        to="catalog.asset",
+                    ),
+                ),
+                (
+                    "work",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="claims", to="catalog.work"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ClaimEvent',
+            name="ClaimEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('opened', 'Opened'), ('decided', 'Decided'), ('disputed', 'Disputed'), ('resolved', 'Resolved')], max_length=16)),
-                ('decision', models.CharField(blank=True, max_length=16)),
-                ('statement', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('claim', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='catalog.claim')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("opened", "Opened"),
+                            ("decided", "Decided"),
+                            ("disputed", "Disputed"),
+                            ("resolved", "Resolved"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("decision", models.CharField(blank=True, max_length=16)),
+                ("statement", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "claim",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="catalog.claim"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddIndex(
-            model_name='claim',
-            index=models.Index(fields=['status', 'created_at'], name='catalog_cla_status_bcc28b_idx'),
+            model_name="claim",
+            index=models.Index(fields=["status", "created_at"], name="catalog_cla_status_bcc28b_idx"),
         ),
         migrations.AddConstraint(
-            model_name='claim',
-            constraint=models.UniqueConstraint(fields=('work', 'subject_sha256'), name='claim_once_per_match'),
+            model_name="claim",
+            constraint=models.UniqueConstraint(
+                fields=("work", "subject_sha256"), name="claim_once_per_match"
+            ),
         ),
     ]

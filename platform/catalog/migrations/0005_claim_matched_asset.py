@@ -5,15 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0004_grant_pending_payment'),
+        ("catalog", "0004_grant_pending_payment"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='claim',
-            name='matched_asset',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='claims_matched', to='catalog.asset'),
+            model_name="claim",
+            name="matched_asset",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="claims_matched",
+                to="catalog.asset",
+            ),
         ),
     ]

@@ -7,43 +7,115 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0006_unreferenced_blob_sweep'),
+        ("catalog", "0006_unreferenced_blob_sweep"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LicenseeNotice',
+            name="LicenseeNotice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('consent_withdrawn', 'Consent withdrawn for a use'), ('grant_revoked', 'Licence revoked')], max_length=24)),
-                ('use_class', models.CharField(blank=True, max_length=16)),
-                ('message', models.CharField(max_length=500)),
-                ('effective_at', models.DateTimeField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('grant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notices', to='catalog.grant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("consent_withdrawn", "Consent withdrawn for a use"),
+                            ("grant_revoked", "Licence revoked"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("use_class", models.CharField(blank=True, max_length=16)),
+                ("message", models.CharField(max_length=500)),
+                ("effective_at", models.DateTimeField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "grant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notices",
+                        to="catalog.grant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ConsentWithdrawal',
+            name="ConsentWithdrawal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('use_class', models.CharField(choices=[('ai-train', 'AI training'), ('ai-generate', 'AI generation'), ('style', 'Style'), ('voice', 'Voice'), ('index', 'Indexing'), ('derivative', 'Derivative works')], max_length=16)),
-                ('grants_end', models.CharField(choices=[('term_end', "At the end of each licence's paid term"), ('now', 'At once (the terms allow it)')], default='term_end', max_length=16)),
-                ('reason', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('restored_at', models.DateTimeField(blank=True, null=True)),
-                ('withdrawn_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('work', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consent_withdrawals', to='catalog.work')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "use_class",
+                    models.CharField(
+                        choices=[
+                            ("ai-train", "AI training"),
+                            ("ai-generate", "AI generation"),
+                            ("style", "Style"),
+                            ("voice", "Voice"),
+                            ("index", "Indexing"),
+                            ("derivative", "Derivative works"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "grants_end",
+                    models.CharField(
+                        choices=[
+                            ("term_end", "At the end of each licence's paid term"),
+                            ("now", "At once (the terms allow it)"),
+                        ],
+                        default="term_end",
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, max_length=300)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("restored_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "withdrawn_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "work",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consent_withdrawals",
+                        to="catalog.work",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('restored_at__isnull', True)), fields=('work', 'use_class'), name='consent_withdrawn_once_per_use'), models.CheckConstraint(condition=models.Q(('grants_end__in', ['term_end', 'now'])), name='consent_grants_end_valid')],
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("restored_at__isnull", True)),
+                        fields=("work", "use_class"),
+                        name="consent_withdrawn_once_per_use",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("grants_end__in", ["term_end", "now"])),
+                        name="consent_grants_end_valid",
+                    ),
+                ],
             },
         ),
     ]

@@ -7,66 +7,109 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0007_consent_withdrawal_and_licensee_notice'),
+        ("catalog", "0007_consent_withdrawal_and_licensee_notice"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TextVersion',
+            name="TextVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('text', models.TextField()),
-                ('characters', models.PositiveIntegerField()),
-                ('words', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                ("text", models.TextField()),
+                ("characters", models.PositiveIntegerField()),
+                ("words", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['work_id', '-version'],
+                "ordering": ["work_id", "-version"],
             },
         ),
         migrations.RemoveConstraint(
-            model_name='work',
-            name='work_kind_valid',
+            model_name="work",
+            name="work_kind_valid",
         ),
         migrations.AddField(
-            model_name='offeruse',
-            name='price_per_1k_tokens_minor',
+            model_name="offeruse",
+            name="price_per_1k_tokens_minor",
             field=models.BigIntegerField(default=0),
         ),
         migrations.AlterField(
-            model_name='offeruse',
-            name='use_class',
-            field=models.CharField(choices=[('ai-train', 'AI training'), ('ai-generate', 'AI generation'), ('style', 'Style'), ('voice', 'Voice'), ('index', 'Indexing'), ('derivative', 'Derivative works'), ('ai-index', 'AI index snippets'), ('ai-input', 'AI input (retrieval-augmented answers)')], max_length=16),
+            model_name="offeruse",
+            name="use_class",
+            field=models.CharField(
+                choices=[
+                    ("ai-train", "AI training"),
+                    ("ai-generate", "AI generation"),
+                    ("style", "Style"),
+                    ("voice", "Voice"),
+                    ("index", "Indexing"),
+                    ("derivative", "Derivative works"),
+                    ("ai-index", "AI index snippets"),
+                    ("ai-input", "AI input (retrieval-augmented answers)"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='work',
-            name='kind',
-            field=models.CharField(choices=[('image', 'Image'), ('audio', 'Audio'), ('voice', 'Voice'), ('style', 'Style'), ('article', 'Article'), ('lyrics', 'Lyrics'), ('book', 'Book'), ('text-collection', 'Text collection')], max_length=16),
+            model_name="work",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("image", "Image"),
+                    ("audio", "Audio"),
+                    ("voice", "Voice"),
+                    ("style", "Style"),
+                    ("article", "Article"),
+                    ("lyrics", "Lyrics"),
+                    ("book", "Book"),
+                    ("text-collection", "Text collection"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='offeruse',
-            constraint=models.CheckConstraint(condition=models.Q(('price_per_1k_tokens_minor__gte', 0)), name='offer_use_token_price_non_negative'),
+            model_name="offeruse",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("price_per_1k_tokens_minor__gte", 0)),
+                name="offer_use_token_price_non_negative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='work',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['image', 'audio', 'voice', 'style', 'article', 'lyrics', 'book', 'text-collection'])), name='work_kind_valid'),
+            model_name="work",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "kind__in",
+                        ["image", "audio", "voice", "style", "article", "lyrics", "book", "text-collection"],
+                    )
+                ),
+                name="work_kind_valid",
+            ),
         ),
         migrations.AddField(
-            model_name='textversion',
-            name='asset',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='text_version', to='catalog.asset'),
+            model_name="textversion",
+            name="asset",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE, related_name="text_version", to="catalog.asset"
+            ),
         ),
         migrations.AddField(
-            model_name='textversion',
-            name='work',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='text_versions', to='catalog.work'),
+            model_name="textversion",
+            name="work",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="text_versions", to="catalog.work"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='textversion',
-            constraint=models.UniqueConstraint(fields=('work', 'version'), name='text_version_unique'),
+            model_name="textversion",
+            constraint=models.UniqueConstraint(fields=("work", "version"), name="text_version_unique"),
         ),
     ]

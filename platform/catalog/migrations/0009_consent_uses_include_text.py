@@ -4,15 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0008_text_works_and_token_prices'),
+        ("catalog", "0008_text_works_and_token_prices"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='consentwithdrawal',
-            name='use_class',
-            field=models.CharField(choices=[('ai-train', 'AI training'), ('ai-generate', 'AI generation'), ('style', 'Style'), ('voice', 'Voice'), ('index', 'Indexing'), ('derivative', 'Derivative works'), ('ai-index', 'AI index snippets'), ('ai-input', 'AI input (retrieval-augmented answers)')], max_length=16),
+            model_name="consentwithdrawal",
+            name="use_class",
+            field=models.CharField(
+                choices=[
+                    ("ai-train", "AI training"),
+                    ("ai-generate", "AI generation"),
+                    ("style", "Style"),
+                    ("voice", "Voice"),
+                    ("index", "Indexing"),
+                    ("derivative", "Derivative works"),
+                    ("ai-index", "AI index snippets"),
+                    ("ai-input", "AI input (retrieval-augmented answers)"),
+                ],
+                max_length=16,
+            ),
         ),
     ]

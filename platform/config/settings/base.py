@@ -215,10 +215,12 @@ REPORT_MAX_AGE_DAYS = env_int("REPORT_MAX_AGE_DAYS", 400, minimum=1)
 RECEIVABLE_DUE_DAYS = env_int("RECEIVABLE_DUE_DAYS", 60, minimum=1)
 HOLDBACK_BPS = env_int("HOLDBACK_BPS", 0, minimum=0)
 HOLDBACK_DAYS = env_int("HOLDBACK_DAYS", 30, minimum=0)
-# Claims (docs/tracing.md): a decided claim may be disputed for CLAIM_DISPUTE_DAYS, then it is final and
-# a monetized output's charge leaves escrow; an owner names a price (for a use the terms do not price) of
-# at most CLAIM_PRICE_MAX_MINOR minor units.
+# Claims (docs/claims.md): a decided claim may be disputed (and a resolution appealed once) for
+# CLAIM_DISPUTE_DAYS, then it is final and its money moves; an owner names a price (for a use the terms do
+# not price) of at most CLAIM_PRICE_MAX_MINOR minor units.
 CLAIM_DISPUTE_DAYS = env_int("CLAIM_DISPUTE_DAYS", 14, minimum=1)
+# An open claim its owner leaves undecided for CLAIM_DECIDE_DAYS lapses (resolved as dismissed).
+CLAIM_DECIDE_DAYS = env_int("CLAIM_DECIDE_DAYS", 30, minimum=1)
 CLAIM_PRICE_MAX_MINOR = env_int("CLAIM_PRICE_MAX_MINOR", 100_000, minimum=1)
 if HOLDBACK_BPS > 10_000:
     raise ImproperlyConfigured("HOLDBACK_BPS is a share in basis points: at most 10000")
