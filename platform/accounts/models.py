@@ -77,6 +77,7 @@ class Scope(models.TextChoices):
     WRITE = "write", "Write catalog"
     ACCESS = "access", "Metered access"
     OUTPUTS = "outputs", "Register outputs"
+    PARTNER = "partner", "Partner verdicts and webhooks"
 
 
 class ApiKey(models.Model):

@@ -22,7 +22,8 @@ from common import clock
 from common.problems import ApiError, Conflict, Forbidden
 
 # Scopes of the vendor-only operations (metered access, registering outputs): only a vendor's key has them.
-VENDOR_SCOPES = frozenset({Scope.ACCESS.value, Scope.OUTPUTS.value})
+# Scopes for organisations' keys: AI vendors' (access, outputs) and hosting platforms' (partner).
+VENDOR_SCOPES = frozenset({Scope.ACCESS.value, Scope.OUTPUTS.value, Scope.PARTNER.value})
 
 # last_used_at is written at most this often per key, so the hot path is not a write per request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)

@@ -7,6 +7,8 @@ claimed work and refuses it new ones. Lifting the last block standing (the owner
 operator dismisses the claim) restores the work's status and the suspended licences that no other block
 holds.
 
+A block on media a partner platform hosts is the partner's to carry out: its webhook tells it.
+
 A block stands while the claim is decided, disputed, or upheld: a dispute does not put the copy back up.
 A dismissed claim's block does not stand (an appeal puts it back only if the operator upholds it).
 """
@@ -76,11 +78,11 @@ def block_apply(claim: Claim) -> None:
             )
         claim.save(update_fields=["blocked_status", "updated_at"])
         _grants_on(work.pk).filter(status=GrantStatus.ACTIVE).update(status=GrantStatus.SUSPENDED)
-    else:
+    elif claim.subject_output is not None:
         _grants_on(claim.work_id).filter(
-            organisation_id=claim.subject_output.organisation_id,  # type: ignore[union-attr]
-            status=GrantStatus.ACTIVE,
+            organisation_id=claim.subject_output.organisation_id, status=GrantStatus.ACTIVE
         ).update(status=GrantStatus.SUSPENDED)
+    # Media a partner hosts is taken down by the partner, told by its webhook (catalog.webhooks).
     ClaimEvent.objects.create(claim=claim, kind=ClaimEvent.Kind.BLOCKED)
 
 
@@ -95,8 +97,8 @@ def block_lift(claim: Claim) -> None:
             work.status = claim.blocked_status or WorkStatus.PUBLISHED
             work.save(update_fields=["status", "updated_at"])
             _restore_grants(work.pk, Q())
-    else:
-        organisation_id = claim.subject_output.organisation_id  # type: ignore[union-attr]
+    elif claim.subject_output is not None:
+        organisation_id = claim.subject_output.organisation_id
         if Work.objects.filter(pk=claim.work_id, status=WorkStatus.BLOCKED).exists():
             pass  # the claimed work is itself blocked: its licences stay suspended
         elif not organisation_blocked(organisation_id=organisation_id, work_id=claim.work_id):

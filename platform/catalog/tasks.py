@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from catalog import storage, tracing
+from catalog import storage, tracing, webhooks
 
 
 @shared_task(name="catalog.fingerprint_asset", ignore_result=True, acks_late=True)
@@ -13,3 +13,9 @@ def fingerprint_asset(asset_id: int) -> None:
 def sweep_unreferenced_blobs() -> int:
     """Remove stored files and blob rows that no asset, output or dataset item refers to."""
     return storage.blobs_sweep_unreferenced()
+
+
+@shared_task(name="catalog.webhooks_deliver", ignore_result=True)
+def webhooks_deliver() -> int:
+    """Post partners' due claim events (catalog.webhooks), retrying failures with backoff."""
+    return webhooks.webhooks_deliver()

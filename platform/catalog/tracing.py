@@ -19,7 +19,7 @@ from django.db.models import Q
 
 from accounts.models import Organisation, SecurityEvent, User
 from accounts.security import security_event_record
-from catalog import blocks
+from catalog import blocks, webhooks
 from catalog.models import (
     Asset,
     Claim,
@@ -32,6 +32,7 @@ from catalog.models import (
     Grant,
     GrantStatus,
     Output,
+    PartnerUpload,
     Work,
     WorkKind,
     WorkStatus,
@@ -247,7 +248,7 @@ def claims_open_for(*, asset: Asset, data: bytes) -> list[Claim]:
     info, text = read_any(data)
     matches = match_works(data=data, info=info, user=asset.uploaded_by, derived_from=asset.work, text=text)
     uncovered = [m for m in matches if not m.covered and m.work.pk != asset.work_id]
-    return _open_claims(uncovered, respondent=asset.uploaded_by, sha256=asset.blob_id, asset=asset)
+    return open_claims(uncovered, respondent=asset.uploaded_by, sha256=asset.blob_id, asset=asset)
 
 
 def match_evidence(match: media.ContentMatch) -> dict[str, object]:
@@ -315,14 +316,16 @@ def claim_file(*, claimant: User, work_id: int, asset_id: int, statement: str) -
     return claim
 
 
-def _open_claims(
+def open_claims(
     matches: list[WorkMatch],
     *,
     respondent: User,
     sha256: str,
     asset: Asset | None = None,
     output: Output | None = None,
+    partner_upload: PartnerUpload | None = None,
 ) -> list[Claim]:
+    """A claim for each match confident enough (a paraphrase alone needs more), once per work and content."""
     opened = []
     for item in matches:
         if item.match.confidence < CLAIM_CONFIDENCE:
@@ -339,6 +342,7 @@ def _open_claims(
                     respondent=respondent,
                     subject_asset=asset,
                     subject_output=output,
+                    subject_partner_upload=partner_upload,
                     subject_sha256=sha256,
                     matched_asset=item.asset,
                     match_kind=item.match.kind,
@@ -347,6 +351,7 @@ def _open_claims(
                     evidence=match_evidence(item.match),
                 )
                 ClaimEvent.objects.create(claim=claim, kind=ClaimEvent.Kind.OPENED)
+                webhooks.claim_changed(claim, "opened")
             opened.append(claim)
         except IntegrityError:  # this content already has a claim on this work
             continue
@@ -407,7 +412,7 @@ def output_register(
                 "uncovered_works": sorted(m.work.pk for m in uncovered),
             },
         )
-        claims = _open_claims(uncovered, respondent=user, sha256=blob.sha256, output=output)
+        claims = open_claims(uncovered, respondent=user, sha256=blob.sha256, output=output)
     return OutputResult(
         output=output,
         confirmed_works=sorted(claimed & matched),
@@ -454,6 +459,7 @@ def claim_decide(*, claim: Claim, user: User, decision: str) -> Claim:
     claim.status, claim.decision, claim.decided_at = ClaimStatus.DECIDED, decision, clock.now()
     claim.save(update_fields=["status", "decision", "decided_at", "updated_at"])
     ClaimEvent.objects.create(claim=claim, actor=user, kind=ClaimEvent.Kind.DECIDED, decision=decision)
+    webhooks.claim_changed(claim, "decided")
     if decision == ClaimDecision.BLOCK:
         blocks.block_apply(claim)
     elif was_blocking:
@@ -488,6 +494,7 @@ def claim_dispute(*, claim: Claim, user: User, statement: str) -> Claim:
     ClaimEvent.objects.create(
         claim=claim, actor=user, kind=ClaimEvent.Kind.DISPUTED, statement=statement.strip()
     )
+    webhooks.claim_changed(claim, "disputed")
     return claim
 
 
@@ -509,6 +516,7 @@ def claim_resolve(*, claim: Claim, operator: User, resolution: str, statement: s
     ClaimEvent.objects.create(
         claim=claim, actor=operator, kind=ClaimEvent.Kind.RESOLVED, decision=resolution, statement=statement
     )
+    webhooks.claim_changed(claim, "resolved")
     if blocking and resolution == ClaimResolution.DISMISSED:
         blocks.block_lift(claim)
     elif not blocking and blocks.block_stands(claim):  # a dismissal overturned on appeal
@@ -540,6 +548,7 @@ def claims_lapse() -> int:
                 decision=ClaimResolution.DISMISSED,
                 statement=f"Not decided within {days} days.",
             )
+            webhooks.claim_changed(claim, "resolved")
             lapsed += 1
     return lapsed
 
@@ -571,4 +580,5 @@ def claim_appeal(*, claim: Claim, user: User, statement: str) -> Claim:
     ClaimEvent.objects.create(
         claim=claim, actor=user, kind=ClaimEvent.Kind.APPEALED, statement=statement.strip()
     )
+    webhooks.claim_changed(claim, "appealed")
     return claim

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from catalog import apis, apis_consent, apis_tracing
+from catalog import apis, apis_consent, apis_partners, apis_tracing
 
 urlpatterns = [
     path("works", apis.WorkListCreateApi.as_view(), name="works"),
@@ -42,5 +42,12 @@ urlpatterns = [
     path("claims/<int:claim_id>", apis_tracing.ClaimDetailApi.as_view(), name="claim-detail"),
     # `claims/<id>/decide` and `claims/<id>/resolve` are served by royalties: they move the claim's money.
     path("claims/<int:claim_id>/dispute", apis_tracing.ClaimDisputeApi.as_view(), name="claim-dispute"),
+    path("partner/verdicts", apis_partners.PartnerVerdictListCreateApi.as_view(), name="partner-verdicts"),
+    path("partner/webhooks", apis_partners.PartnerWebhookListCreateApi.as_view(), name="partner-webhooks"),
+    path(
+        "partner/webhooks/<int:webhook_id>",
+        apis_partners.PartnerWebhookDetailApi.as_view(),
+        name="partner-webhook-detail",
+    ),
     path("claims/<int:claim_id>/appeal", apis_tracing.ClaimAppealApi.as_view(), name="claim-appeal"),
 ]

@@ -219,6 +219,9 @@ HOLDBACK_DAYS = env_int("HOLDBACK_DAYS", 30, minimum=0)
 # CLAIM_DISPUTE_DAYS, then it is final and its money moves; an owner names a price (for a use the terms do
 # not price) of at most CLAIM_PRICE_MAX_MINOR minor units.
 CLAIM_DISPUTE_DAYS = env_int("CLAIM_DISPUTE_DAYS", 14, minimum=1)
+# Partner platforms (docs/claims.md): the hosts a partner may ask us to fetch a file from (those serving it
+# on this machine), and the only hosts a webhook may use plain http on.
+PARTNER_LOCAL_HOSTS = env_list("PARTNER_LOCAL_HOSTS", ["127.0.0.1", "localhost", "::1"])
 # An open claim its owner leaves undecided for CLAIM_DECIDE_DAYS lapses (resolved as dismissed).
 CLAIM_DECIDE_DAYS = env_int("CLAIM_DECIDE_DAYS", 30, minimum=1)
 CLAIM_PRICE_MAX_MINOR = env_int("CLAIM_PRICE_MAX_MINOR", 100_000, minimum=1)
