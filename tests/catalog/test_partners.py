@@ -48,7 +48,7 @@ class _Site:
         site = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 if self.path == "/moved":
                     self.send_response(302)
                     self.send_header("Location", "http://169.254.169.254/")
@@ -59,7 +59,7 @@ class _Site:
                 self.end_headers()
                 self.wfile.write(body or b"")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 site.posts.append((dict(self.headers), body))
                 self.send_response(site.status)
