@@ -147,6 +147,7 @@ def match_works(
     user: User | None,
     derived_from: Work | None = None,
     text: str | None = None,
+    limit: int = 20,
 ) -> list[WorkMatch]:
     """The registered works the media (or `text`, when info.kind is text) matches, best first, each with
     whether `user` is covered.
@@ -156,9 +157,9 @@ def match_works(
     command) every work is reported and nothing is covered.
     """
     if info.kind == "text":
-        matches = media.text_match(text=text or "", limit=20)
+        matches = media.text_match(text=text or "", limit=limit)
     else:
-        matches = media.content_match(data=data, info=info, limit=20)
+        matches = media.content_match(data=data, info=info, limit=limit)
     by_sha: dict[str, list[media.ContentMatch]] = defaultdict(list)
     for match in matches:
         by_sha[match.sha256].append(match)
