@@ -35,7 +35,7 @@ from PIL import Image, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 SEED = 20261207
-GRID = (7, 5)  # tiles per picture, across and down
+GRIDS = ((7, 5), (4, 3))  # tiles per picture, across and down, at two scales
 # Pictures of these packages stay out of the catalogue: the unrelated queries. Whole packages, because
 # inside one package some pictures are variants of one artwork (recoloured, retouched), which the
 # matcher rightly pairs.
@@ -69,7 +69,6 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 def _tiles(picture: bytes) -> list[bytes]:
     with Image.open(io.BytesIO(picture)) as image:
         width, height = image.size
-        across, down = GRID
         return [
             _jpeg(
                 image.crop(
@@ -82,6 +81,7 @@ def _tiles(picture: bytes) -> list[bytes]:
                 ),
                 90,
             )
+            for across, down in GRIDS
             for y in range(down)
             for x in range(across)
         ]

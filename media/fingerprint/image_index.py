@@ -165,17 +165,16 @@ class ImageIndex(Generic[RefId]):
         # carry little evidence: weight each hit by the rarity of its value (inverse bucket size).
         sizes = np.concatenate([main_sizes, delta_sizes]).astype(np.float64)
         weights = np.log1p(max(1, len(self._slots)) / sizes)
-        slots, inverse = np.unique(found, return_inverse=True)
-        votes = np.bincount(inverse, weights=weights)
-        order = np.lexsort((slots, -votes))
-        result: list[tuple[RefId, float]] = []
-        for position in order:
-            if votes[position] < _MIN_VOTES or len(result) >= count:
-                break
-            slot = int(slots[position])
-            if slot in self._ids:
-                result.append((self._ids[slot], round(float(votes[position]), 2)))
-        return result
+        # Votes per slot by counting, not sorting the hits; a removed reference's slot gets none.
+        votes = np.bincount(found, weights=weights, minlength=self._next_slot)
+        if self._dead_slots:
+            votes[np.fromiter(self._dead_slots, np.int64, len(self._dead_slots))] = 0.0
+        eligible = np.flatnonzero(votes >= _MIN_VOTES)
+        if len(eligible) > count:  # keep the `count` best (and any tied with the last), then order them
+            kth = np.partition(votes[eligible], len(eligible) - count)[len(eligible) - count]
+            eligible = eligible[votes[eligible] >= kth]
+        best = eligible[np.lexsort((eligible, -votes[eligible]))][:count]
+        return [(self._ids[int(slot)], round(float(votes[slot]), 2)) for slot in best]
 
     def query(self, fingerprint: ImageFingerprint, limit: int = 10) -> list[tuple[RefId, ImageMatch]]:
         """Verified matches for ``fingerprint`` (compute it with the mirror to find mirrored copies)."""
