@@ -31,7 +31,6 @@ def _organisation(request: Request) -> Organisation:
 
 
 class PartnerUploadSerializer(serializers.ModelSerializer):
-    sha256 = serializers.CharField(source="blob_id")
     licensee = serializers.CharField(source="licensee.username", allow_null=True, default=None)
 
     class Meta:

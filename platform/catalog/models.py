@@ -387,7 +387,11 @@ class PartnerUpload(models.Model):
     licensee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="partner_uploads")
+    sha256 = models.CharField(max_length=64)
+    # The file itself is kept only when a claim opens on it (the claimed work's owner sees what copies it).
+    blob = models.ForeignKey(
+        Blob, null=True, blank=True, on_delete=models.PROTECT, related_name="partner_uploads"
+    )
     verdict = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
 

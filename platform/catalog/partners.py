@@ -104,7 +104,7 @@ def verdict_request(
     sha256 = hashlib.sha256(data).hexdigest()
     existing = PartnerUpload.objects.filter(organisation=organisation, reference=reference).first()
     if existing is not None:
-        if existing.blob_id != sha256:
+        if existing.sha256 != sha256:
             raise Conflict("This reference names another file already.", code="reference_reused")
         return VerdictResult(upload=existing, created=False)
     licensee = None
@@ -122,18 +122,27 @@ def verdict_request(
         raise media_error_to_api(exc) from None
     matches = [m for m in matches if m.work.status == WorkStatus.PUBLISHED]  # drafts are never disclosed
     covering = _covering(organisation, licensee, [m.work.pk for m in matches])
+    uncovered = [m for m in matches if m.work.pk not in covering]
+    claimable = any(m.match.confidence >= tracing.CLAIM_CONFIDENCE for m in uncovered)
     with transaction.atomic():
-        blob, _ = blob_store(data=data, info=info)
+        # A file that opens no claim is not kept: its hash and verdict are enough.
+        blob = blob_store(data=data, info=info)[0] if claimable else None
         upload = PartnerUpload.objects.create(
-            organisation=organisation, submitted_by=user, reference=reference, licensee=licensee, blob=blob
+            organisation=organisation,
+            submitted_by=user,
+            reference=reference,
+            licensee=licensee,
+            sha256=sha256,
+            blob=blob,
         )
-        uncovered = [m for m in matches if m.work.pk not in covering]
-        tracing.open_claims(uncovered, respondent=user, sha256=sha256, partner_upload=upload)
-        claims = dict(
-            Claim.objects.filter(
-                subject_sha256=sha256, work_id__in=[m.work.pk for m in uncovered]
-            ).values_list("work_id", "pk")
-        )
+        claims: dict[int, int] = {}
+        if claimable:
+            tracing.open_claims(uncovered, respondent=user, sha256=sha256, partner_upload=upload)
+            claims = dict(
+                Claim.objects.filter(
+                    subject_sha256=sha256, work_id__in=[m.work.pk for m in uncovered]
+                ).values_list("work_id", "pk")
+            )
         upload.verdict = _verdict(matches, covering, claims)
         upload.save(update_fields=["verdict"])
     return VerdictResult(upload=upload, created=True)

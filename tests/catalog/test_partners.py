@@ -151,6 +151,9 @@ def test_a_licensed_copy_names_the_grant_and_an_unlicensed_one_the_work_and_its_
     )
     assert (claim.subject_partner_upload.reference, claim.respondent) == ("video-2", world["partner"])
     assert unrelated.json()["verdict"] == {"licensed": True, "matches": []}
+    # only the file a claim is about is kept; the others leave their hash
+    kept = {upload.reference: upload.blob_id for upload in PartnerUpload.objects.all()}
+    assert kept == {"video-1": None, "video-2": hashlib.sha256(world["copy"]).hexdigest(), "video-3": None}
 
 
 def test_a_verdict_is_asked_once_per_reference(world) -> None:
