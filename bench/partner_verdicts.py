@@ -274,13 +274,20 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         key = str(built["key"])
+        # Each worker loads the index on its first verdict: rounds of parallel verdicts until a whole round
+        # is quick, so that no worker is still loading when the measurement starts.
         started = time.perf_counter()
         warm = [http.client.HTTPConnection("127.0.0.1", port, timeout=300) for _ in range(8)]
-        threads = [threading.Thread(target=_post, args=(c, key, queries[0][1])) for c in warm]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        for _ in range(20):
+            began = time.perf_counter()
+            threads = [threading.Thread(target=_post, args=(c, key, queries[0][1])) for c in warm]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if time.perf_counter() - began < 3:
+                break
+            warm = [http.client.HTTPConnection("127.0.0.1", port, timeout=300) for _ in range(8)]
         print(f"warm-up (each worker loads the index): {time.perf_counter() - started:.1f} s")
 
         latencies: list[float] = []
