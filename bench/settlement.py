@@ -102,7 +102,9 @@ def _child(events: int, seed: int) -> int:
     started = time.perf_counter()
 
     def person(name: str, role: str) -> User:
-        return user_create(username=name, email=f"{name}@bench.invalid", password=None, role=role)
+        return user_create(
+            username=name, email=f"{name}@bench.invalid", password=None, role=role, email_verified=True
+        )
 
     def offer(user: User, work_id: int, share_bps: int = 0) -> Offer:
         uses = {"ai-train": 5, "derivative": 0} if share_bps else {"ai-train": 5}
