@@ -73,8 +73,9 @@ def claim_changed(claim: Claim, kind: str) -> None:
     if claim.subject_partner_upload_id is None:
         return
     upload = PartnerUpload.objects.get(pk=claim.subject_partner_upload_id)
+    event_type = f"claim.{kind}"
     payload = {
-        "type": f"claim.{kind}",
+        "type": event_type,
         "created": clock.now().isoformat(),
         "claim": {
             "id": claim.pk,
@@ -88,7 +89,7 @@ def claim_changed(claim: Claim, kind: str) -> None:
     }
     WebhookEvent.objects.bulk_create(
         [
-            WebhookEvent(endpoint=endpoint, kind=payload["type"], payload=payload)
+            WebhookEvent(endpoint=endpoint, kind=event_type, payload=payload)
             for endpoint in PartnerWebhook.objects.filter(organisation_id=upload.organisation_id, active=True)
         ]
     )
