@@ -1,4 +1,5 @@
-"""The partner API: verdicts on media a platform hosts, and the webhooks that follow their claims."""
+"""The partner API (verdicts on media a platform hosts, and the webhooks that follow their claims) and
+creators' watches of vendors' output feeds."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from rest_framework.views import APIView
 
 from accounts.models import ApiKey, Organisation, User
 from accounts.permissions import authenticated_user
-from catalog import partners, webhooks
-from catalog.models import PartnerUpload, PartnerWebhook
+from catalog import partners, watches, webhooks
+from catalog.models import PartnerUpload, PartnerWebhook, Watch
 from common.apis import SelectorListApi
 from common.problems import Forbidden, NotFound
 from common.uploads import read_upload
@@ -140,4 +141,54 @@ class PartnerWebhookDetailApi(APIView):
         ).update(active=False)
         if not updated:
             raise NotFound("No such webhook among yours.", code="webhook_not_found")
+        return Response(status=204)
+
+
+class WatchSerializer(serializers.ModelSerializer):
+    organisation = serializers.CharField(source="organisation.slug")
+
+    class Meta:
+        model = Watch
+        fields = ["id", "organisation", "feed_url", "active", "last_scanned_at", "last_error", "created_at"]
+
+
+class WatchListCreateApi(SelectorListApi):
+    """Your watches of vendors' output feeds. POST adds one: the vendor organisation's slug and the URL of
+    its feed (a list of file URLs); every 15 minutes its new files are compared with your works, and a
+    copy no licence of that vendor covers opens a claim on it."""
+
+    queryset = Watch.objects.none()
+    serializer_class = WatchSerializer
+
+    class InputSerializer(serializers.Serializer):
+        organisation = serializers.SlugField(max_length=60)
+        feed_url = serializers.URLField(max_length=500)
+
+        class Meta:
+            ref_name = "WatchInput"
+
+    def select(self) -> QuerySet[Watch]:
+        return Watch.objects.filter(owner=authenticated_user(self.request), active=True).select_related(
+            "organisation"
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: WatchSerializer}, operation_id="watches_create")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        watch = watches.watch_create(
+            owner=authenticated_user(request),
+            organisation_slug=data.validated_data["organisation"],
+            feed_url=data.validated_data["feed_url"],
+        )
+        return Response(WatchSerializer(watch).data, status=201)
+
+
+class WatchDetailApi(APIView):
+    @extend_schema(responses={204: None}, operation_id="watches_delete")
+    def delete(self, request: Request, watch_id: int) -> Response:
+        if not Watch.objects.filter(pk=watch_id, owner=authenticated_user(request), active=True).update(
+            active=False
+        ):
+            raise NotFound("No such watch among yours.", code="watch_not_found")
         return Response(status=204)

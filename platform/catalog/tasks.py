@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from catalog import storage, tracing, webhooks
+from catalog import storage, tracing, watches, webhooks
 
 
 @shared_task(name="catalog.fingerprint_asset", ignore_result=True, acks_late=True)
@@ -19,3 +19,9 @@ def sweep_unreferenced_blobs() -> int:
 def webhooks_deliver() -> int:
     """Post partners' due claim events (catalog.webhooks), retrying failures with backoff."""
     return webhooks.webhooks_deliver()
+
+
+@shared_task(name="catalog.watches_scan", ignore_result=True)
+def watches_scan() -> int:
+    """Compare the new files of watched vendors' feeds with the watchers' works (catalog.watches)."""
+    return watches.watches_scan()

@@ -49,5 +49,7 @@ urlpatterns = [
         apis_partners.PartnerWebhookDetailApi.as_view(),
         name="partner-webhook-detail",
     ),
+    path("watches", apis_partners.WatchListCreateApi.as_view(), name="watches"),
+    path("watches/<int:watch_id>", apis_partners.WatchDetailApi.as_view(), name="watch-detail"),
     path("claims/<int:claim_id>/appeal", apis_tracing.ClaimAppealApi.as_view(), name="claim-appeal"),
 ]

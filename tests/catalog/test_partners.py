@@ -8,9 +8,7 @@ import hashlib
 import hmac
 import io
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from media import index
 from media.samples.images import ensure_images
 from royalties.licences import licence_accept
 from tests import factories
+from tests.catalog.http_site import Site
 
 pytestmark = pytest.mark.django_db
 SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
@@ -38,47 +37,10 @@ def fresh_index():
     index.reset()
 
 
-class _Site:
-    """A partner's web server on 127.0.0.1: serves files, records webhook posts, answers `status`."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        self.status = 200
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/moved":
-                    self.send_response(302)
-                    self.send_header("Location", "http://169.254.169.254/")
-                    self.end_headers()
-                    return
-                body = site.files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                site.posts.append((dict(self.headers), body))
-                self.send_response(site.status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def site():
-    served = _Site()
-    yield served
-    served.server.shutdown()
-    served.server.server_close()
+    with Site() as served:
+        yield served
 
 
 def _jpeg(path: Path, *, mirror: bool = False) -> bytes:
