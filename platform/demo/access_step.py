@@ -16,7 +16,7 @@ from access import payments
 from access.services import AccessRequest, access_quote, access_request
 from accounts.models import ApiKey, Organisation
 from catalog import tracing
-from catalog.models import Asset, FingerprintStatus, Offer, OfferStatus
+from catalog.models import Asset, ClaimCharge, FingerprintStatus, Offer, OfferStatus
 from catalog.services import Terms, offer_publish
 from common.currency import format_minor
 from common.money import Money
@@ -162,8 +162,13 @@ def output_claim(story: Story) -> None:
         decided = claims.claim_decide(
             claim=claim, user=owner, decision="monetize", price=claims.NamedPrice(250, "USD")
         )
+        where = (
+            "held in escrow from its balance"
+            if decided.charge == ClaimCharge.HELD
+            else "owed until its balance covers it"
+        )
         story.say(
             f"    {owner.public_name} monetizes it: Acme owes 2.50 USD for the {decided.charge_use} use, "
-            f"{decided.get_charge_display()[0].lower()}{decided.get_charge_display()[1:]}; it is hers once "
-            f"the decision is final ({settings.CLAIM_DISPUTE_DAYS} days without a dispute)"
+            f"{where}; it is hers once the decision is final ({settings.CLAIM_DISPUTE_DAYS} days without "
+            "a dispute)"
         )

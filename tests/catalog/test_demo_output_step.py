@@ -55,5 +55,5 @@ def test_the_demo_opens_a_claim_for_the_photograph_acme_copied(tmp_path) -> None
     assert (claim.work_id, claim.respondent_id) == (photo.pk, story.people["acme"].pk)
     assert f"claim #{claim.pk} opens for Mira" in text
     # Acme has no balance here: the charge Mira names is owed until it can pay
-    assert "Mira monetizes it: Acme owes 2.50 USD for the ai-generate use, owed" in text
+    assert "Mira monetizes it: Acme owes 2.50 USD for the ai-generate use, owed until its balance" in text
     assert (claim.decision, claim.charge, claim.charge_minor) == ("monetize", "owed", 250)
