@@ -45,6 +45,21 @@ def sqlite_trigger_names() -> list[str]:
     return [statement.split("IF NOT EXISTS ", 1)[1].split(None, 1)[0] for statement in SQLITE]
 
 
+def sqlite_guards_lift(apps: Any, schema_editor: Any) -> None:
+    """A migration step: SQLite rebuilds a table to change its CHECK constraints, which drops the table's
+    own triggers and fails on another table's trigger naming it, so the guards are lifted for the rebuild
+    (and made again by `sqlite_guards_restore` at the migration's end)."""
+    if schema_editor.connection.vendor == "sqlite":
+        for name in sqlite_trigger_names():
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+def sqlite_guards_restore(apps: Any, schema_editor: Any) -> None:
+    if schema_editor.connection.vendor == "sqlite":
+        for statement in SQLITE:
+            schema_editor.execute(statement)
+
+
 # The triggers of migration 0002 that SQLite knew before these (named differently): dropped, as the
 # statements above replace them.
 SQLITE_REPLACED = ["royalties_entry_no_update", "royalties_journal_no_update"]

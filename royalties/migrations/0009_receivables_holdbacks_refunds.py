@@ -5,24 +5,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-
-def sqlite_guards_off(apps, schema_editor):
-    """SQLite rebuilds a table to change its CHECK constraints, which drops the table's own triggers and
-    fails on another table's trigger naming it: the ledger's guards (royalties.db_guards) are lifted for
-    the rebuild and made again at the end."""
-    from royalties import db_guards
-
-    if schema_editor.connection.vendor == "sqlite":
-        for name in db_guards.sqlite_trigger_names():
-            schema_editor.execute(f"DROP TRIGGER IF EXISTS {name}")
-
-
-def sqlite_guards_on(apps, schema_editor):
-    from royalties import db_guards
-
-    if schema_editor.connection.vendor == "sqlite":
-        for statement in db_guards.SQLITE:
-            schema_editor.execute(statement)
+from royalties import db_guards
 
 
 class Migration(migrations.Migration):
@@ -34,7 +17,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(sqlite_guards_off, sqlite_guards_on, elidable=False),
+        migrations.RunPython(db_guards.sqlite_guards_lift, db_guards.sqlite_guards_restore, elidable=False),
         migrations.CreateModel(
             name="Holdback",
             fields=[
@@ -372,5 +355,5 @@ class Migration(migrations.Migration):
                 name="receivable_matched_has_revenue",
             ),
         ),
-        migrations.RunPython(sqlite_guards_on, sqlite_guards_off, elidable=False),
+        migrations.RunPython(db_guards.sqlite_guards_restore, db_guards.sqlite_guards_lift, elidable=False),
     ]

@@ -3,55 +3,30 @@ evidence; the trace's evidence is attached when the fingerprints see the copy.""
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import pytest
-from PIL import Image, ImageOps
 
 from catalog.models import Claim
 from catalog.services import asset_upload
 from catalog.tasks import fingerprint_asset
-from media import index
-from media.samples.images import ensure_images
 from tests import factories
+from tests.catalog import pictures
+from tests.catalog.pictures import jpeg
 
-pytestmark = pytest.mark.django_db
-SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
-
-
-@pytest.fixture(autouse=True)
-def fresh_index():
-    index.reset()
-    yield
-    index.reset()
-
-
-def _jpeg(path: Path, *, mirror: bool = False) -> bytes:
-    with Image.open(path) as source:
-        image = source.convert("RGB")
-    image.thumbnail((800, 800))
-    if mirror:
-        image = ImageOps.mirror(image)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_index")]
 
 
 @pytest.fixture
 def world():
-    photos = {p.stem: p for p in ensure_images(SAMPLES / "images", packages=["mate-backgrounds"])}
+    photos = pictures.photos()
     painter, copier = factories.creator(), factories.creator()
     original = factories.work(painter, title="Garden")
     fingerprint_asset(
-        asset_upload(
-            work=original, user=painter, data=_jpeg(photos["Garden"]), filename="garden.jpg"
-        ).asset.pk
+        asset_upload(work=original, user=painter, data=jpeg(photos["Garden"]), filename="garden.jpg").asset.pk
     )
     copies = {}
     for name, data in (
-        ("mirrored", _jpeg(photos["Garden"], mirror=True)),
-        ("other", _jpeg(photos["LadyBird"])),
+        ("mirrored", jpeg(photos["Garden"], mirror=True)),
+        ("other", jpeg(photos["LadyBird"])),
     ):
         work = factories.work(copier, title=name)
         # Uploaded but not fingerprinted here: no claim opens by itself, so the one filed by hand is first.
@@ -59,7 +34,7 @@ def world():
         factories.offer(copier, work, uses={"ai-generate": 1})
     draft = factories.work(copier, title="draft")
     copies["draft"] = asset_upload(
-        work=draft, user=copier, data=_jpeg(photos["Garden"]), filename="d.jpg"
+        work=draft, user=copier, data=jpeg(photos["Garden"]), filename="d.jpg"
     ).asset
     return {"painter": painter, "copier": copier, "original": original, "copies": copies}
 

@@ -6,35 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image, ImageOps
 
 from catalog import webhooks
 from catalog.models import Claim, PartnerUpload, WebhookEvent
 from catalog.services import asset_upload
 from catalog.tasks import fingerprint_asset
 from common import clock
-from media import index
-from media.samples.images import ensure_images
 from royalties.licences import licence_accept
 from tests import factories
+from tests.catalog import pictures
 from tests.catalog.http_site import Site
+from tests.catalog.pictures import jpeg
 
-pytestmark = pytest.mark.django_db
-SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
-
-
-@pytest.fixture(autouse=True)
-def fresh_index():
-    index.reset()
-    yield
-    index.reset()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_index")]
 
 
 @pytest.fixture
@@ -43,24 +32,13 @@ def site():
         yield served
 
 
-def _jpeg(path: Path, *, mirror: bool = False) -> bytes:
-    with Image.open(path) as source:
-        image = source.convert("RGB")
-    image.thumbnail((800, 800))
-    if mirror:
-        image = ImageOps.mirror(image)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def world(with_key):
-    photos = {p.stem: p for p in ensure_images(SAMPLES / "images", packages=["mate-backgrounds"])}
+    photos = pictures.photos()
     painter = factories.creator(username="mira", display_name="Mira")
     garden = factories.work(painter, title="Garden")
     fingerprint_asset(
-        asset_upload(work=garden, user=painter, data=_jpeg(photos["Garden"]), filename="g.jpg").asset.pk
+        asset_upload(work=garden, user=painter, data=jpeg(photos["Garden"]), filename="g.jpg").asset.pk
     )
     offer = factories.offer(painter, garden, uses={"derivative": 0}, derivative_share_bps=2000)
     kai = factories.fan(username="kai", display_name="Kai")
@@ -72,8 +50,8 @@ def world(with_key):
         "grant": grant,
         "partner": partner,
         "client": with_key(factories.key(partner, "partner")),
-        "copy": _jpeg(photos["Garden"], mirror=True),
-        "other": _jpeg(photos["LadyBird"]),
+        "copy": jpeg(photos["Garden"], mirror=True),
+        "other": jpeg(photos["LadyBird"]),
     }
 
 

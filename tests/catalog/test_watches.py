@@ -4,58 +4,35 @@ the vendor."""
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import pytest
-from PIL import Image, ImageOps
 
 from catalog import watches
 from catalog.models import Claim, Watch, WatchItem
 from catalog.services import asset_upload
 from catalog.tasks import fingerprint_asset
 from common.money import Money
-from media import index
-from media.samples.images import ensure_images
 from royalties import claims
 from royalties.licences import licence_accept
 from royalties.models import LedgerAccount
 from royalties.selectors import escrow_key
 from royalties.services import prepaid_fund
 from tests import factories
+from tests.catalog import pictures
 from tests.catalog.http_site import Site
+from tests.catalog.pictures import jpeg
 
-pytestmark = pytest.mark.django_db
-SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
-
-
-@pytest.fixture(autouse=True)
-def fresh_index():
-    index.reset()
-    yield
-    index.reset()
-
-
-def _jpeg(path: Path, *, mirror: bool = False) -> bytes:
-    with Image.open(path) as source:
-        image = source.convert("RGB")
-    image.thumbnail((800, 800))
-    if mirror:
-        image = ImageOps.mirror(image)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_index")]
 
 
 @pytest.fixture
 def world():
-    photos = {p.stem: p for p in ensure_images(SAMPLES / "images", packages=["mate-backgrounds"])}
+    photos = pictures.photos()
     mira, sol = factories.creator(username="mira"), factories.creator(username="sol")
     works = {}
     for owner, name in ((mira, "Garden"), (mira, "LadyBird"), (sol, "Aqua")):
         work = factories.work(owner, title=name)
         fingerprint_asset(
-            asset_upload(work=work, user=owner, data=_jpeg(photos[name]), filename="w.jpg").asset.pk
+            asset_upload(work=work, user=owner, data=jpeg(photos[name]), filename="w.jpg").asset.pk
         )
         works[name] = work
     factories.offer(mira, works["Garden"], uses={"ai-generate": 40})
@@ -65,9 +42,9 @@ def world():
     prepaid_fund(organisation=organisation, amount=Money(1_000, "USD"), external_ref="acme-1")
     licence_accept(offer=works["LadyBird"].offers.get(), user=acme)  # Acme holds a licence on LadyBird
     with Site() as site:
-        site.files["/outputs/1.jpg"] = _jpeg(photos["Garden"], mirror=True)  # unlicensed copy of Mira's
-        site.files["/outputs/2.jpg"] = _jpeg(photos["LadyBird"], mirror=True)  # licensed
-        site.files["/outputs/3.jpg"] = _jpeg(photos["Aqua"], mirror=True)  # Sol's, not Mira's business
+        site.files["/outputs/1.jpg"] = jpeg(photos["Garden"], mirror=True)  # unlicensed copy of Mira's
+        site.files["/outputs/2.jpg"] = jpeg(photos["LadyBird"], mirror=True)  # licensed
+        site.files["/outputs/3.jpg"] = jpeg(photos["Aqua"], mirror=True)  # Sol's, not Mira's business
         site.files["/feed.txt"] = (
             b"# Acme's outputs\n/outputs/1.jpg\n/outputs/2.jpg\n/outputs/3.jpg\n/outputs/4.jpg\n"
         )
