@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.cache import caches
 from rest_framework.test import APIClient
 
+from access import services as access_services
 from accounts.models import User
 from contracts.anvil import AnvilNode, AnvilNotInstalled
 
@@ -37,6 +38,15 @@ def fresh_rate_limits() -> Iterator[None]:
     yield
     for alias in ("default", "ratelimit"):
         caches[alias].clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_caches() -> Iterator[None]:
+    """Ids are reused after a rolled-back test; the access path's per-process caches (grants, prices)
+    must not carry one test's objects into the next, whichever folder calls the access API."""
+    access_services.forget_caches()
+    yield
+    access_services.forget_caches()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 
 from accounts.models import ApiKey
-from catalog.models import Claim, Grant, Offer, SplitSheet, Work
+from catalog.models import Claim, Grant, Offer, PartnerWebhook, SplitSheet, Watch, Work
 from catalog.services import ParentClaim, derivative_create, grant_create, work_withdraw
 from tests import factories
 
@@ -64,6 +64,13 @@ def world():
     claim = Claim.objects.create(
         work=work, respondent=fan, subject_sha256="0" * 64, match_kind="image", score=40.0, confidence=0.99
     )
+    organisation = vendor.organisations.get()
+    webhook = PartnerWebhook.objects.create(
+        organisation=organisation, url=f"https://example.com/{SECRET}", secret="s"
+    )
+    watch = Watch.objects.create(
+        owner=owner, organisation=organisation, feed_url=f"http://127.0.0.1/{SECRET}"
+    )
     hidden = factories.work(owner, title=f"{SECRET} withdrawn")
     hidden_offer = factories.offer(owner, hidden)
     work_withdraw(work=hidden)
@@ -77,6 +84,8 @@ def world():
             "grant_id": grant.pk,
             "key_id": ApiKey.objects.get().pk,
             "claim_id": claim.pk,
+            "webhook_id": webhook.pk,
+            "watch_id": watch.pk,
             **_studio_ids(fan, grant, derivative),
             **_dataset_ids(owner, vendor, asset),
         },

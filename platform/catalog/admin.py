@@ -11,9 +11,14 @@ from catalog.models import (
     Offer,
     OfferUse,
     Output,
+    PartnerUpload,
+    PartnerWebhook,
     SplitShare,
     SplitSheet,
     TextVersion,
+    Watch,
+    WatchItem,
+    WebhookEvent,
     Work,
     WorkParent,
 )
@@ -154,3 +159,33 @@ class ConsentWithdrawalAdmin(ReadOnlyAdmin):
 class LicenseeNoticeAdmin(ReadOnlyAdmin):
     list_display = ("grant", "kind", "use_class", "effective_at", "created_at")
     list_filter = ("kind",)
+
+
+@admin.register(PartnerUpload)
+class PartnerUploadAdmin(ReadOnlyAdmin):
+    list_display = ("id", "organisation", "reference", "sha256", "created_at")
+    search_fields = ("reference", "sha256")
+
+
+@admin.register(PartnerWebhook)
+class PartnerWebhookAdmin(ReadOnlyAdmin):
+    exclude = ("secret",)  # the signing secret is the partner's alone
+    list_display = ("id", "organisation", "url", "active", "created_at")
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    """Deliveries and their retries: an operator sees what failed and why."""
+
+    list_display = ("id", "endpoint", "kind", "status", "attempts", "next_attempt_at", "last_error")
+    list_filter = ("status", "kind")
+
+
+@admin.register(Watch)
+class WatchAdmin(ReadOnlyAdmin):
+    list_display = ("id", "owner", "organisation", "feed_url", "active", "last_scanned_at", "last_error")
+
+
+@admin.register(WatchItem)
+class WatchItemAdmin(ReadOnlyAdmin):
+    list_display = ("id", "watch", "url", "sha256", "error", "checked_at")
