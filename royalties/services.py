@@ -1563,6 +1563,15 @@ def _receipt_refund_legs(funding: JournalTransaction, receipts: LedgerAccount, a
     if not rest:
         return legs
     matched = list(Receivable.objects.filter(receipt=funding).select_related("revenue").order_by("id"))
+    if not matched:
+        # The payer's money is one pool: a receivable matched when a later receipt arrived may have used
+        # this receipt's money (a chargeback won returns it to the pool). Take from what the pool paid.
+        matched = list(
+            Receivable.objects.filter(receipt__entries__account=receipts, status=ReceivableStatus.MATCHED)
+            .select_related("revenue")
+            .distinct()
+            .order_by("id")
+        )
     unsettled = [r.revenue.pk for r in matched if r.revenue is not None and r.revenue.settlement_id is None]
     if unsettled:
         _settle_chunk(limit=len(unsettled), only=unsettled)

@@ -24,8 +24,11 @@ from royalties.services import (
     InsufficientFunds,
     ReportLine,
     access_fee_record,
+    funding_refund,
+    funding_reinstate,
     ledger_check,
     prepaid_fund,
+    receipt_record,
     revenue_report_record,
     revenue_settle,
 )
@@ -344,4 +347,32 @@ def test_a_payment_for_one_access_pays_that_access_not_the_vendors_debt(stripe_o
 
     assert (prepaid_available(organisation=organisation, currency="USD"), _debt(organisation)) == (500, -500)
     access_fee_record(organisation=organisation, offer=offer, amount=Money(500, "USD"), access_key="a2")
+    assert ledger_check().clean
+
+
+def test_a_chargeback_of_a_receipt_whose_money_a_later_match_used_takes_it_from_what_the_pool_paid() -> None:
+    """A distributor's money is one pool: receipt 1 is charged back and won back (its money returns to the
+    pool, unmatched), a report is then matched when receipt 2 arrives, using that money. Charging back
+    receipt 2 takes the pool's unused unit; charging back receipt 1 again finds no money of its own
+    unused and no receivable matched in its name: it takes from the payees the pool's money paid."""
+    creator = factories.creator()
+    work = factories.work(creator)
+    first = receipt_record(
+        reporter=creator, distributor="shop", amount=Money(1_000, "USD"), rail="stripe", reference="pi_1"
+    ).receipt
+    funding_refund(funding=first, amount_minor=1_000, cause="dispute:1", memo="chargeback")
+    funding_reinstate(funding=first, amount_minor=1_000, cause="dispute:1", memo="chargeback won")
+    revenue_report_record(user=creator, distributor="shop", lines=[ReportLine("L1", work.pk, 1_000, "USD")])
+    second = receipt_record(
+        reporter=creator, distributor="shop", amount=Money(1_000, "USD"), rail="stripe", reference="pi_2"
+    )
+    assert [r.receipt_id for r in second.matched] == [second.receipt.pk]
+    revenue_settle()
+    funding_refund(funding=second.receipt, amount_minor=1_000, cause="dispute:2", memo="chargeback")
+
+    again = funding_refund(funding=first, amount_minor=1_000, cause="dispute:3", memo="chargeback")
+
+    assert again is not None
+    assert payable(creator) == 0 and balance("platform_fee:USD") == 0  # the 900 and the 100 fee taken back
+    assert balance("clearing:stripe:USD") == 0  # both payments went back; nothing is left in the ledger
     assert ledger_check().clean
