@@ -208,7 +208,9 @@ def claims_collect() -> int:
     for claim_id in list(candidates.values_list("pk", flat=True)):
         with transaction.atomic():
             claim = (
-                Claim.objects.select_for_update().select_related("work", "subject_output").get(pk=claim_id)
+                Claim.objects.select_for_update(of=("self",))
+                .select_related("work", "subject_output")
+                .get(pk=claim_id)
             )
             before = claim.charge
             if claim.charge == ClaimCharge.OWED and _monetize_in_force(claim):
