@@ -554,6 +554,16 @@ def claims_lapse() -> int:
     return lapsed
 
 
+def appeal_open_to(claim: Claim) -> int | None:
+    """The id of the party who may appeal the claim's resolution now (the one it went against), if any."""
+    if claim.status != ClaimStatus.RESOLVED or claim.appealed:
+        return None
+    days = timedelta(days=int(settings.CLAIM_DISPUTE_DAYS))
+    if claim.resolved_at is not None and clock.now() > claim.resolved_at + days:
+        return None
+    return claim.respondent_id if claim.resolution == ClaimResolution.UPHELD else claim.work.created_by_id
+
+
 @transaction.atomic
 def claim_appeal(*, claim: Claim, user: User, statement: str) -> Claim:
     """The party a resolution went against (the respondent, or the claimed work's manager) appeals it,
@@ -567,14 +577,12 @@ def claim_appeal(*, claim: Claim, user: User, statement: str) -> Claim:
         raise Conflict("Only a resolved claim is appealed.", code="claim_not_resolved")
     if claim.appealed:
         raise Conflict("This claim was appealed once already; its resolution is final.", code="appeal_used")
-    if claim.resolved_at is not None and clock.now() > claim.resolved_at + timedelta(
-        days=int(settings.CLAIM_DISPUTE_DAYS)
-    ):
+    appellant = appeal_open_to(claim)
+    if appellant is None:
         raise Conflict(
             "The resolution is final; the time to appeal it has passed.", code="appeal_deadline_passed"
         )
-    lost = claim.respondent_id if claim.resolution == ClaimResolution.UPHELD else claim.work.created_by_id
-    if user.pk != lost:
+    if user.pk != appellant:
         raise Conflict("Only the party the resolution went against may appeal it.", code="not_appellant")
     claim.status, claim.appealed = ClaimStatus.DISPUTED, True
     claim.save(update_fields=["status", "appealed", "updated_at"])

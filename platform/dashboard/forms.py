@@ -302,6 +302,14 @@ class ClaimDecideForm(forms.Form):
     currency = forms.RegexField(r"^[A-Z]{3}$", required=False, initial="USD")
 
 
+class AppealForm(forms.Form):
+    statement = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        max_length=5000,
+        help_text="What the resolution missed. A claim is appealed once; the next resolution is final.",
+    )
+
+
 class DisputeForm(forms.Form):
     statement = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}),

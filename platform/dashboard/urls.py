@@ -27,6 +27,7 @@ urlpatterns = [
     path("claims/<int:claim_id>/", views.claim_detail, name="claim"),
     path("claims/<int:claim_id>/decide/", views.claim_decide, name="claim-decide"),
     path("claims/<int:claim_id>/dispute/", views.claim_dispute, name="claim-dispute"),
+    path("claims/<int:claim_id>/appeal/", views.claim_appeal, name="claim-appeal"),
     path("keys/", views.keys, name="keys"),
     path("keys/<int:key_id>/revoke/", views.key_revoke, name="key-revoke"),
     path("earnings/", views.earnings, name="earnings"),

@@ -644,8 +644,10 @@ def _claim_context(request: HttpRequest, claim: Claim, **extra: Any) -> dict[str
         "manages": claim.work.created_by_id == user.pk,
         "respondent": claim.respondent_id == user.pk,
         "can_decide": claim.status in (ClaimStatus.OPEN, ClaimStatus.DECIDED),
+        "can_appeal": tracing.appeal_open_to(claim) == user.pk,
         "decide_form": forms.ClaimDecideForm(initial={"decision": claim.decision}),
         "dispute_form": forms.DisputeForm(),
+        "appeal_form": forms.AppealForm(),
         "events": claim.events.select_related("actor").all(),
     }
     context.update(extra)
@@ -712,6 +714,28 @@ def claim_dispute(request: HttpRequest, claim_id: int) -> HttpResponse:
             return redirect("dashboard:claim", claim_id=claim.pk)
     return render(
         request, "dashboard/claim_detail.html", _claim_context(request, claim, dispute_form=form), status=400
+    )
+
+
+@login_required
+@require_POST
+def claim_appeal(request: HttpRequest, claim_id: int) -> HttpResponse:
+    user = _user(request)
+    claim = catalog.claim_get_visible(user=user, claim_id=claim_id)
+    form = forms.AppealForm(request.POST)
+    if form.is_valid():
+        try:
+            tracing.claim_appeal(claim=claim, user=user, statement=form.cleaned_data["statement"])
+        except ApiError as exc:
+            forms.attach_problem(form, exc, {"statement_required": "statement"})
+            messages.error(request, str(exc.detail))  # the form may not be on the page any more
+        else:
+            messages.success(
+                request, "Your appeal is filed; the operator will resolve the claim again, for good."
+            )
+            return redirect("dashboard:claim", claim_id=claim.pk)
+    return render(
+        request, "dashboard/claim_detail.html", _claim_context(request, claim, appeal_form=form), status=400
     )
 
 
