@@ -36,10 +36,20 @@ class DatasetAdmin(admin.ModelAdmin):
 
 @admin.register(DatasetItem)
 class DatasetItemAdmin(admin.ModelAdmin):
-    list_display = ("id", "dataset", "work", "contributor", "status", "reason_code", "duplicate_of", "weight")
-    list_filter = ("status", "reason_code")
-    search_fields = ("sha256", "work__title")
-    raw_id_fields = ("dataset", "work", "asset", "contributor", "duplicate_of")
+    list_display = (
+        "id",
+        "dataset",
+        "work",
+        "contributor",
+        "status",
+        "reason_code",
+        "duplicate_of",
+        "weight",
+        "tokens",
+    )
+    list_filter = ("status", "reason_code", "dataset__kind")
+    search_fields = ("sha256", "text_sha256", "work__title")
+    raw_id_fields = ("dataset", "work", "asset", "contributor", "duplicate_of", "text_version")
 
 
 class SnapshotOptOutInline(ReadOnlyInline):
@@ -49,7 +59,16 @@ class SnapshotOptOutInline(ReadOnlyInline):
 
 @admin.register(Snapshot)
 class SnapshotAdmin(ReadOnlyAdmin):
-    list_display = ("id", "dataset", "number", "item_count", "price_minor", "currency", "created_at")
+    list_display = (
+        "id",
+        "dataset",
+        "number",
+        "item_count",
+        "total_tokens",
+        "price_minor",
+        "currency",
+        "created_at",
+    )
     search_fields = ("items_sha256",)
     inlines = [SnapshotOptOutInline]
 
@@ -57,8 +76,8 @@ class SnapshotAdmin(ReadOnlyAdmin):
 # Snapshots and sales can hold thousands of rows: their items and shares get their own filtered lists.
 @admin.register(SnapshotItem)
 class SnapshotItemAdmin(ReadOnlyAdmin):
-    list_display = ("snapshot", "position", "work", "blob", "offer_version", "weight")
-    search_fields = ("blob__sha256", "work__title")
+    list_display = ("snapshot", "position", "work", "blob", "offer_version", "weight", "tokens")
+    search_fields = ("blob__sha256", "text_sha256", "work__title")
     list_select_related = ("work", "snapshot")
 
 

@@ -81,6 +81,9 @@ class DatasetSerializer(serializers.ModelSerializer):
 class ItemSerializer(serializers.ModelSerializer):
     work_title = serializers.CharField(source="work.title", read_only=True)
     contributor = serializers.CharField(source="contributor.public_name", read_only=True)
+    text_version = serializers.IntegerField(
+        source="text_version.version", read_only=True, allow_null=True, default=None
+    )
 
     class Meta:
         model = DatasetItem
@@ -97,6 +100,9 @@ class ItemSerializer(serializers.ModelSerializer):
             "reason",
             "duplicate_of",
             "weight",
+            "text_version",
+            "text_sha256",
+            "tokens",
             "created_at",
         ]
 
@@ -118,6 +124,9 @@ class SnapshotSerializer(serializers.ModelSerializer):
             "price_minor",
             "item_count",
             "items_sha256",
+            "tokenizer",
+            "total_tokens",
+            "shards",
             "licences",
             "opt_outs",
             "for_sale",
@@ -131,6 +140,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
 class SnapshotItemSerializer(serializers.ModelSerializer):
     sha256 = serializers.CharField(source="blob_id")
     work_title = serializers.CharField(source="work.title")
+    text_version = serializers.IntegerField(source="text_version.version", allow_null=True, default=None)
     opted_out = serializers.SerializerMethodField()
 
     class Meta:
@@ -145,6 +155,9 @@ class SnapshotItemSerializer(serializers.ModelSerializer):
             "weight",
             "owners",
             "attribution",
+            "text_version",
+            "text_sha256",
+            "tokens",
             "opted_out",
         ]
 
@@ -552,7 +565,7 @@ class LinkSerializer(serializers.Serializer):
 
 
 class LicenceLinksApi(APIView):
-    """Short-lived signed links to the snapshot's manifest (JSON Lines) and its tar shards."""
+    """Short-lived signed links to the snapshot's manifest and its shards (tar, or JSONL for text)."""
 
     permission_classes = [IsAuthenticated, KeyScope]
 
@@ -571,7 +584,10 @@ class LicenceLinksApi(APIView):
 
 
 class DownloadApi(APIView):
-    """Download one part through a signed link. Refused (403) when expired, altered or not yours."""
+    """Download one part through a signed link. Refused (403) when expired, altered or not yours.
+
+    Media snapshots: a JSON Lines manifest and tar shards. Text snapshots: a JSON manifest listing the
+    JSONL shards with their SHA-256, and the shards (one record per item: text, licence, provenance)."""
 
     permission_classes = [IsAuthenticated, KeyScope]
 
@@ -579,6 +595,7 @@ class DownloadApi(APIView):
         responses={
             (200, "application/x-tar"): OpenApiTypes.BINARY,
             (200, "application/jsonl"): OpenApiTypes.BINARY,
+            (200, "application/json"): OpenApiTypes.OBJECT,
         },
         operation_id="dataset_downloads_retrieve",
     )
@@ -592,6 +609,8 @@ def download_response(*, token: str, user: User, api_key: ApiKey | None) -> Http
     """The file a link names, logged (shared by the API and the dashboard)."""
     licence, part = delivery.link_open(token=token, user=user, api_key=api_key)
     name = f"dataset-{licence.snapshot.dataset_id}-snapshot-{licence.snapshot.number}"
+    if delivery.is_text(licence.snapshot):
+        return _text_download(licence=licence, part=part, user=user, api_key=api_key, name=name)
     if part == delivery.MANIFEST:
         body = delivery.manifest_bytes(licence=licence)
         delivery.download_logged(licence=licence, part=part, user=user, api_key=api_key, size=len(body))
@@ -605,6 +624,25 @@ def download_response(*, token: str, user: User, api_key: ApiKey | None) -> Http
     delivery.download_logged(licence=licence, part=part, user=user, api_key=api_key, size=size)
     return FileResponse(
         handle, as_attachment=True, filename=f"{name}-{part}.tar", content_type="application/x-tar"
+    )
+
+
+def _text_download(
+    *, licence: DatasetLicence, part: str, user: User, api_key: ApiKey | None, name: str
+) -> HttpResponseBase:
+    if part == delivery.MANIFEST:
+        body = delivery.text_manifest_bytes(licence=licence)
+        delivery.download_logged(licence=licence, part=part, user=user, api_key=api_key, size=len(body))
+        response = HttpResponse(body, content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="{name}-manifest.json"'
+        return response
+    handle = delivery.text_shard_file(licence=licence, part=part)
+    handle.seek(0, 2)
+    size = handle.tell()
+    handle.seek(0)
+    delivery.download_logged(licence=licence, part=part, user=user, api_key=api_key, size=size)
+    return FileResponse(
+        handle, as_attachment=True, filename=f"{name}-{part}.jsonl", content_type="application/jsonl"
     )
 
 

@@ -1,18 +1,25 @@
-"""Delivery of a licensed snapshot: short-lived signed links, a JSON Lines manifest, and tar shards.
+"""Delivery of a licensed snapshot: short-lived signed links, a JSON Lines manifest, and tar shards; for a
+text snapshot, JSONL shards and a JSON manifest listing them with their SHA-256.
 
 A link is a token made with Django's signing (HMAC over the licence, the part and the organisation, with
 a timestamp): it is refused once older than DATASET_LINK_TTL_S, when altered, and when presented by
 anyone outside the licensed organisation. The shards follow the WebDataset layout (`<key>.<ext>` for the
 media and `<key>.json` for its manifest line, keys in snapshot order), so they load as they are into
 common training pipelines; the same shard is byte-identical on every download (fixed times and owners).
+
+A text snapshot's shards are JSON Lines, one record per item (the text with its licence and provenance),
+laid out and hashed when the snapshot is cut (`text_shard_layout`): a record depends only on the
+snapshot, so every licensee downloads the same bytes, and the manifest lists each shard's SHA-256.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -52,7 +59,13 @@ def link_ttl_s() -> int:
     return int(getattr(settings, "DATASET_LINK_TTL_S", 600))
 
 
+def text_shard_bytes() -> int:
+    return int(getattr(settings, "DATASET_TEXT_SHARD_BYTES", 64 * 1024 * 1024))
+
+
 def shard_count(snapshot: Snapshot) -> int:
+    if snapshot.tokenizer:
+        return len(snapshot.shards)
     size = shard_items()
     return max(1, -(-snapshot.item_count // size))
 
@@ -63,6 +76,10 @@ def shard_name(index: int) -> str:
 
 def parts_of(snapshot: Snapshot) -> list[str]:
     return [MANIFEST] + [shard_name(i) for i in range(shard_count(snapshot))]
+
+
+def is_text(snapshot: Snapshot) -> bool:
+    return bool(snapshot.tokenizer)
 
 
 def link_token(*, licence: DatasetLicence, part: str) -> str:
@@ -204,6 +221,129 @@ def shard_file(*, licence: DatasetLicence, part: str) -> IO[bytes]:
                 _add(archive, line["file"], handle, entry.blob.size_bytes, mtime)
             meta = json.dumps(line, ensure_ascii=False, sort_keys=True).encode()
             _add(archive, f"{line['key']}.json", io.BytesIO(meta), len(meta), mtime)
+    spool.seek(0)
+    return spool
+
+
+# Text snapshots ----------------------------------------------------------------------------------------
+
+
+def text_record(entry: SnapshotItem, snapshot: Snapshot) -> dict[str, Any]:
+    """One JSONL record: an item's text with its licence and provenance, all frozen in the snapshot."""
+    version = entry.text_version
+    assert version is not None
+    terms = snapshot.terms
+    return {
+        "id": f"{snapshot.dataset_id}-{snapshot.number}-{entry.position:06d}",
+        "position": entry.position,
+        "work": entry.work_id,
+        "title": entry.title,
+        "text_version": version.version,
+        "text": version.text,
+        "tokens": entry.tokens,
+        "tokenizer": snapshot.tokenizer,
+        "licence": {
+            "dataset": snapshot.dataset_id,
+            "terms_version": snapshot.terms_version,
+            "uses": terms.get("uses"),
+            "commercial_use": terms.get("commercial_use"),
+            "attribution_required": terms.get("attribution_required"),
+            "territories": terms.get("territories"),
+            "expires_at": terms.get("expires_at"),
+            "offer": entry.offer_id,
+            "offer_version": entry.offer_version,
+            "attribution": entry.attribution,
+            "owners": entry.owners,
+        },
+        "provenance": {
+            "original_sha256": entry.blob_id,
+            "media_type": entry.blob.media_type,
+            "text_sha256": entry.text_sha256,
+            "snapshot": snapshot.pk,
+            "snapshot_number": snapshot.number,
+            "items_sha256": snapshot.items_sha256,
+        },
+    }
+
+
+def record_line(entry: SnapshotItem, snapshot: Snapshot) -> bytes:
+    return json.dumps(text_record(entry, snapshot), ensure_ascii=False, sort_keys=True).encode() + b"\n"
+
+
+def text_shard_layout(*, snapshot: Snapshot, entries: Iterable[SnapshotItem]) -> list[dict[str, Any]]:
+    """Cut the records into shards in snapshot order: a shard closes before the record that would take it
+    past DATASET_SHARD_ITEMS records or DATASET_TEXT_SHARD_BYTES bytes (a record larger than that alone
+    is a shard of its own). Each shard: its name, first and last position, records, bytes, SHA-256."""
+    max_records, max_bytes = shard_items(), text_shard_bytes()
+    shards: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    digest = hashlib.sha256()
+
+    def close() -> None:
+        if current is not None:
+            current["sha256"] = digest.hexdigest()
+            shards.append(current)
+
+    for entry in sorted(entries, key=lambda e: e.position):
+        line = record_line(entry, snapshot)
+        if current is None or (current["records"] >= max_records or current["bytes"] + len(line) > max_bytes):
+            close()
+            current = {
+                "name": f"{shard_name(len(shards))}.jsonl",
+                "first": entry.position,
+                "last": entry.position,
+                "records": 0,
+                "bytes": 0,
+            }
+            digest = hashlib.sha256()
+        current["last"] = entry.position
+        current["records"] += 1
+        current["bytes"] += len(line)
+        digest.update(line)
+    close()
+    return shards
+
+
+def text_manifest_bytes(*, licence: DatasetLicence) -> bytes:
+    """The manifest of a licensed text snapshot: the licence, the snapshot and its shards with SHA-256."""
+    snapshot = licence.snapshot
+    manifest = {
+        "format": "jsonl",
+        "licence": {
+            "licence_id": str(licence.licence_id),
+            "organisation": licence.organisation_id,
+            "territory": licence.territory or None,
+            "receipt": licence.receipt,
+        },
+        "snapshot": {
+            "id": snapshot.pk,
+            "dataset": snapshot.dataset_id,
+            "number": snapshot.number,
+            "items_sha256": snapshot.items_sha256,
+            "records": snapshot.item_count,
+            "tokenizer": snapshot.tokenizer,
+            "total_tokens": snapshot.total_tokens,
+            "terms": snapshot.terms,
+        },
+        "shards": snapshot.shards,
+    }
+    return json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=1).encode() + b"\n"
+
+
+def text_shard_file(*, licence: DatasetLicence, part: str) -> IO[bytes]:
+    """A JSONL shard (spooled to disk beyond 32 MB), positioned at its start."""
+    snapshot = licence.snapshot
+    shard = snapshot.shards[int(part.removeprefix("shard-"))]
+    entries = (
+        SnapshotItem.objects.filter(
+            snapshot=snapshot, position__gte=shard["first"], position__lte=shard["last"]
+        )
+        .select_related("blob", "text_version")
+        .order_by("position")
+    )
+    spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115 (returned open)
+    for entry in entries.iterator(chunk_size=100):
+        spool.write(record_line(entry, snapshot))
     spool.seek(0)
     return spool
 

@@ -22,6 +22,7 @@ class DatasetKind(models.TextChoices):
     IMAGE = "image", "Images"
     AUDIO = "audio", "Music and sound"
     VOICE = "voice", "Voices"
+    TEXT = "text", "Text (articles, lyrics, books)"
 
 
 class Pricing(models.TextChoices):
@@ -32,6 +33,7 @@ class Pricing(models.TextChoices):
 class Weighting(models.TextChoices):
     ITEMS = "items", "By item count"
     DECLARED = "declared", "By each item's declared weight"
+    TOKENS = "tokens", "By tokens contributed (text datasets)"
 
 
 class DatasetStatus(models.TextChoices):
@@ -134,6 +136,12 @@ class DatasetItem(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
     )
     weight = models.PositiveIntegerField(default=1)
+    # Text items: the text version (the asset's normalised text), its SHA-256 and its token count.
+    text_version = models.ForeignKey(
+        "catalog.TextVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    text_sha256 = models.CharField(max_length=64, blank=True)
+    tokens = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -203,6 +211,11 @@ class Snapshot(models.Model):
     price_minor = models.BigIntegerField()
     item_count = models.PositiveIntegerField()
     items_sha256 = models.CharField(max_length=64)
+    # Text snapshots: the tokenizer that counted every item's tokens, their total, and the JSONL shards
+    # laid out when the snapshot was cut ([{"name", "first", "last", "records", "bytes", "sha256"}]).
+    tokenizer = models.CharField(max_length=120, blank=True)
+    total_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    shards = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -231,6 +244,13 @@ class SnapshotItem(models.Model):
     weight = models.PositiveIntegerField()
     owners = models.JSONField()  # [{"name": ..., "share_bps": ...}] from the split sheet in force
     attribution = models.CharField(max_length=400)
+    # Text items: the work's title as cut, the text version used, its SHA-256 and token count.
+    title = models.CharField(max_length=200, blank=True)
+    text_version = models.ForeignKey(
+        "catalog.TextVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    text_sha256 = models.CharField(max_length=64, blank=True)
+    tokens = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["snapshot_id", "position"]

@@ -49,7 +49,9 @@ def dataset_get_visible(*, user: User, dataset_id: int) -> Dataset:
 def items_visible_to(*, user: User, dataset: Dataset) -> QuerySet[DatasetItem]:
     """The curator (and staff) see every item; contributors see their own and the included ones; others
     see the included items."""
-    items = DatasetItem.objects.filter(dataset=dataset).select_related("work", "contributor", "asset__blob")
+    items = DatasetItem.objects.filter(dataset=dataset).select_related(
+        "work", "contributor", "asset__blob", "text_version"
+    )
     curates = dataset.curator_id == user.pk or (dataset.curator_id is None and user.is_staff)
     if curates:
         return items
@@ -80,7 +82,7 @@ def snapshot_get_visible(*, user: User, snapshot_id: int) -> Snapshot:
 def snapshot_entries(*, snapshot: Snapshot) -> QuerySet[SnapshotItem]:
     return (
         SnapshotItem.objects.filter(snapshot=snapshot)
-        .select_related("blob", "work")
+        .select_related("blob", "work", "text_version")
         .prefetch_related("opt_outs")
         .order_by("position")
     )
@@ -202,7 +204,12 @@ def works_contributable_by(*, user: User, dataset: Dataset) -> list[Any]:
     """The user's works of a kind the dataset takes that are not in it yet."""
     from catalog.models import Work, WorkStatus
 
-    kinds = {"image": ["image"], "audio": ["audio"], "voice": ["voice", "audio"]}[dataset.kind]
+    kinds = {
+        "image": ["image"],
+        "audio": ["audio"],
+        "voice": ["voice", "audio"],
+        "text": ["article", "lyrics", "book"],
+    }[dataset.kind]
     present = DatasetItem.objects.filter(dataset=dataset).values("work_id")
     return list(
         Work.objects.filter(created_by=user, kind__in=kinds, status=WorkStatus.PUBLISHED)

@@ -34,12 +34,14 @@ from accounts.models import Organisation, Role, User
 from catalog import consent, tracing
 from catalog.consent import TRAINING
 from catalog.models import (
+    TEXT_KINDS,
     Asset,
     FingerprintStatus,
     Offer,
     OfferStatus,
     SplitShare,
     SplitSheetStatus,
+    TextVersion,
     UseClass,
     Work,
     WorkKind,
@@ -49,7 +51,7 @@ from common import clock
 from common import currency as currencies
 from common.money import Money, allocate
 from common.problems import ApiError, Conflict, Forbidden, NotFound
-from datasets import quality
+from datasets import delivery, quality
 from datasets.models import (
     BPS_WHOLE,
     Dataset,
@@ -70,7 +72,9 @@ from datasets.models import (
 from datasets.terms import AI_TRAIN, DatasetTerms, Looser, MemberTerms, looser_terms, price_is_looser
 from media import services as media
 from media.errors import MediaError
-from media.validation import inspect
+from media.text import passages, quotes
+from media.text.embedding import CLAIM_CONFIDENCE as PARAPHRASE_CLAIM_CONFIDENCE
+from media.validation import MediaInfo, inspect
 from royalties import services as royalties
 
 logger = logging.getLogger(__name__)
@@ -80,8 +84,15 @@ RECEIPT_TYPE = "dataset-licence"
 DUPLICATE_CONFIDENCE = 0.9
 MAX_ITEMS_PER_REQUEST = 200
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
-_ASSET_KINDS = {DatasetKind.IMAGE: {WorkKind.IMAGE}, DatasetKind.AUDIO: {WorkKind.AUDIO}}
-_ASSET_KINDS[DatasetKind.VOICE] = {WorkKind.VOICE, WorkKind.AUDIO}
+_ASSET_KINDS: dict[str, set[str]] = {
+    DatasetKind.IMAGE: {WorkKind.IMAGE},
+    DatasetKind.AUDIO: {WorkKind.AUDIO},
+    DatasetKind.VOICE: {WorkKind.VOICE, WorkKind.AUDIO},
+    DatasetKind.TEXT: set(TEXT_KINDS),
+}
+# A text is a near-duplicate of an included one when their 3-word shingles resemble this much (Jaccard):
+# a lightly edited or re-typed copy, not a text that quotes another.
+NEAR_DUPLICATE_TEXT_RESEMBLANCE = 0.8
 
 
 # Datasets ----------------------------------------------------------------------------------------------
@@ -107,8 +118,9 @@ class Offering:
     min_loudness_dbfs: int = -50
 
 
-def _offering_fields(offering: Offering) -> dict[str, object]:
-    """The dataset fields these terms set, validated (ApiError naming the first bad one)."""
+def _offering_fields(offering: Offering, kind: str) -> dict[str, object]:
+    """The dataset fields these terms set for a dataset of `kind`, validated (ApiError naming the first bad
+    one)."""
     if not currencies.is_supported(offering.currency):
         raise ApiError(f"Currency {offering.currency!r} is not supported.", code="unsupported_currency")
     uses = sorted(set(offering.uses))
@@ -128,6 +140,8 @@ def _offering_fields(offering: Offering) -> dict[str, object]:
         raise ApiError(f"pricing is one of {', '.join(Pricing.values)}.", code="invalid_pricing")
     if offering.weighting not in Weighting.values:
         raise ApiError(f"weighting is one of {', '.join(Weighting.values)}.", code="invalid_weighting")
+    if offering.weighting == Weighting.TOKENS and kind != DatasetKind.TEXT:
+        raise ApiError("Only text datasets weigh items by tokens.", code="invalid_weighting")
     if not 0 <= offering.curator_share_bps < BPS_WHOLE:
         raise ApiError("curator_share_bps is between 0 and 9,999.", code="invalid_share")
     territories = sorted({code.strip().upper() for code in offering.territories})
@@ -182,7 +196,7 @@ def dataset_create(
         description=description,
         curator=None if platform_curated else user,
         created_by=user,
-        **_offering_fields(offering),
+        **_offering_fields(offering, kind),
     )
 
 
@@ -205,7 +219,7 @@ def dataset_terms_update(*, dataset: Dataset, user: User, offering: Offering) ->
     """Publish new terms for the dataset (the next terms version). Snapshots keep the version they were
     cut under; the next snapshot re-checks every item against the new terms."""
     dataset = _locked_for_curator(dataset, user)
-    fields = _offering_fields(offering)
+    fields = _offering_fields(offering, dataset.kind)
     if offering.currency != dataset.currency and dataset.snapshots.exists():
         raise Conflict("A dataset with snapshots keeps its currency.", code="currency_locked")
     for field, value in fields.items():
@@ -315,7 +329,8 @@ def _refusals(dataset: Dataset, works: Sequence[Work]) -> dict[int, tuple[Looser
 
 def _total_weight(dataset: Dataset, extra: int = 0) -> tuple[int, int]:
     """(number of included items, their total weight), counting `extra` more of weight `extra`."""
-    row = dataset.items.filter(status=ItemStatus.INCLUDED).aggregate(n=Count("id"), w=Sum("weight"))
+    field = "tokens" if dataset.weighting == Weighting.TOKENS else "weight"
+    row = dataset.items.filter(status=ItemStatus.INCLUDED).aggregate(n=Count("id"), w=Sum(field))
     count, weight = int(row["n"] or 0), int(row["w"] or 0)
     if extra:
         count, weight = count + 1, weight + extra
@@ -336,6 +351,13 @@ def _sale_price(dataset: Dataset, item_count: int) -> int:
 
 def _item_weight(dataset: Dataset, declared: int) -> int:
     return declared if dataset.weighting == Weighting.DECLARED else 1
+
+
+def _sale_weight(dataset: Dataset, item: DatasetItem) -> int:
+    """What the item weighs in a sale: its tokens when the dataset weighs by tokens, else its weight."""
+    if dataset.weighting == Weighting.TOKENS:
+        return item.tokens or 0
+    return item.weight
 
 
 # Contributing ------------------------------------------------------------------------------------------
@@ -389,6 +411,10 @@ def item_contribute(
     if refusal.code:
         raise Forbidden(refusal.reason, code=refusal.code)
     assert offer is not None
+    if dataset.kind == DatasetKind.TEXT:
+        return _contribute_text(
+            dataset=dataset, user=user, work=work, offer=offer, asset_ids=asset_ids, weight=weight
+        )
     assets = list(Asset.objects.filter(work=work).select_related("blob").order_by("id"))
     if asset_ids is not None:
         wanted = set(asset_ids)
@@ -522,6 +548,192 @@ def _duplicate_of(dataset: Dataset, sha256: str, matches: Iterable[media.Content
     )
 
 
+# Contributing text -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PreparedText:
+    version: TextVersion
+    tokens: int
+    text_sha256: str
+
+
+def _contribute_text(
+    *,
+    dataset: Dataset,
+    user: User,
+    work: Work,
+    offer: Offer,
+    asset_ids: Sequence[int] | None,
+    weight: int,
+) -> list[DatasetItem]:
+    """A text work's versions as items: by default only the newest (older versions would be
+    near-duplicates of it), or the files named. Each is counted in tokens by the retrieval's tokenizer."""
+    versions = list(
+        TextVersion.objects.filter(work=work).select_related("asset__blob").order_by("-version", "-id")
+    )
+    if asset_ids is None:
+        versions = versions[:1]
+    else:
+        wanted = set(asset_ids)
+        versions = [version for version in versions if version.asset_id in wanted]
+        if len(versions) != len(wanted):
+            raise NotFound("Some of the files are not this work's texts.", code="asset_not_found")
+    if not versions:
+        raise ApiError("The work has no text to contribute.", code="no_assets")
+    if len(versions) > MAX_ITEMS_PER_REQUEST:
+        raise ApiError(f"At most {MAX_ITEMS_PER_REQUEST} files per request.", code="too_many_items")
+    counts = passages.count_tokens([version.text for version in versions])
+    prepared = []
+    for version, tokens in zip(versions, counts, strict=True):
+        if tokens < 1:
+            raise ApiError("The text has no tokens to contribute.", code="empty_text")
+        item_weight = tokens if dataset.weighting == Weighting.TOKENS else _item_weight(dataset, weight)
+        _refuse_below_floor(dataset, item_weight, offer)
+        _refuse_foreign_text(version, user=user, work=work)
+        text_sha256 = hashlib.sha256(version.text.encode()).hexdigest()
+        prepared.append(_PreparedText(version, tokens, text_sha256))
+    return _store_text_items(
+        dataset=dataset, user=user, work=work, weight=_item_weight(dataset, weight), prepared=prepared
+    )
+
+
+def _refuse_below_floor(dataset: Dataset, item_weight: int, offer: Offer) -> None:
+    floor = _member_terms(offer).training_floor_minor
+    count, total = _total_weight(dataset, extra=item_weight)
+    if price_is_looser(
+        price_minor=_sale_price(dataset, count),
+        curator_share_bps=dataset.curator_share_bps,
+        weight=item_weight,
+        total_weight=total,
+        floor_minor=floor,
+    ):
+        raise Forbidden(
+            "The dataset's price would pay this work less per sale than its own training terms ask "
+            f"({currencies.format_minor(floor, offer.currency)}).",
+            code="price_below_terms",
+        )
+
+
+def _refuse_foreign_text(version: TextVersion, *, user: User, work: Work) -> None:
+    """As `_refuse_foreign`, for text: a quote of someone else's earlier work (confidence 0.9), or a
+    paraphrase close enough to open a claim (0.97), bars the text."""
+    info = MediaInfo(kind="text", media_type=version.asset.blob.media_type, extension="txt")
+    matched = tracing.match_works(data=b"", info=info, user=user, derived_from=work, text=version.text)
+    for found in matched:
+        bar = tracing.CLAIM_CONFIDENCE
+        if found.match.kind == media.TextMatchKind.PARAPHRASE:
+            bar = PARAPHRASE_CLAIM_CONFIDENCE
+        if (
+            found.work.pk != work.pk
+            and not found.covered
+            and (found.work.created_at, found.work.pk) < (work.created_at, work.pk)
+            and found.match.confidence >= bar
+        ):
+            raise Forbidden(
+                f"This text matches “{found.work.title}”, registered by someone else, "
+                "and you hold no licence for it.",
+                code="foreign_match",
+                extra={"matched_work": found.work.pk},
+            )
+
+
+def _shingles(text: str) -> set[int]:
+    return set(quotes.shingle_hashes(quotes.words(text)).tolist())
+
+
+def _text_twin(
+    candidates: quotes.QuoteIndex[int], texts: dict[int, str], text: str
+) -> tuple[int, float] | None:
+    """The included item (id) whose text this one nearly duplicates, with the Jaccard resemblance of their
+    3-word shingles; None when none does. Candidates are the texts the quote fingerprint finds confidently;
+    a text merely quoted inside another resembles it too little to count."""
+    own = _shingles(text)
+    for found in candidates.query(text, limit=5):
+        if found.confidence < DUPLICATE_CONFIDENCE:
+            continue
+        other = _shingles(texts[found.ref_id])
+        resemblance = len(own & other) / max(1, len(own | other))
+        if resemblance >= NEAR_DUPLICATE_TEXT_RESEMBLANCE:
+            return found.ref_id, resemblance
+    return None
+
+
+@transaction.atomic
+def _store_text_items(
+    *, dataset: Dataset, user: User, work: Work, weight: int, prepared: list[_PreparedText]
+) -> list[DatasetItem]:
+    """Store the text items: an exact copy (same file or same normalised text) or a near-duplicate (the
+    texts' shingles resemble) of an included item is stored as excluded."""
+    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+    included = list(
+        DatasetItem.objects.filter(dataset=dataset, status=ItemStatus.INCLUDED)
+        .select_related("work", "text_version")
+        .order_by("id")
+    )
+    index: quotes.QuoteIndex[int] = quotes.QuoteIndex()
+    texts: dict[int, str] = {}
+    by_id: dict[int, DatasetItem] = {}
+    for kept in included:
+        if kept.text_version is not None:
+            index.add(kept.pk, quotes.compute(kept.text_version.text))
+            texts[kept.pk], by_id[kept.pk] = kept.text_version.text, kept
+    items = []
+    for entry in prepared:
+        asset = entry.version.asset
+        existing = DatasetItem.objects.filter(dataset=dataset, asset=asset).first()
+        if existing is not None:
+            if existing.status == ItemStatus.OPTED_OUT:
+                raise Conflict(
+                    "This file was opted out of the dataset; opting out is final for a dataset.",
+                    code="item_opted_out",
+                )
+            items.append(existing)
+            continue
+        item = DatasetItem(
+            dataset=dataset,
+            work=work,
+            asset=asset,
+            sha256=asset.blob_id,
+            contributor=user,
+            weight=weight,
+            text_version=entry.version,
+            text_sha256=entry.text_sha256,
+            tokens=entry.tokens,
+        )
+        original = next(
+            (
+                kept
+                for kept in by_id.values()
+                if kept.sha256 == item.sha256 or kept.text_sha256 == entry.text_sha256
+            ),
+            None,
+        )
+        how = "an exact copy"
+        if original is None:
+            twin = _text_twin(index, texts, entry.version.text)
+            if twin is not None:
+                original = by_id[twin[0]]
+                how = f"a near-duplicate ({twin[1]:.0%} of their 3-word shingles in common)"
+        if original is not None:
+            item.status, item.reason_code, item.duplicate_of = ItemStatus.EXCLUDED, "near_duplicate", original
+            reason = f"{how} of item #{original.pk} (“{original.work.title}”), already in the dataset."
+            item.reason = (reason[0].upper() + reason[1:])[:300]
+        item.save()
+        if original is not None:
+            message = (
+                f"“{work.title}” (item #{item.pk}) is {how} of “{original.work.title}” (item #{original.pk}) "
+                f"in the dataset “{dataset.title}”: they count as one item, #{original.pk}."
+            )
+            for owner in {item.contributor_id, original.contributor_id}:
+                _notify(owner, dataset, item, "near_duplicate", message)
+        else:
+            index.add(item.pk, quotes.compute(entry.version.text))
+            texts[item.pk], by_id[item.pk] = entry.version.text, item
+        items.append(item)
+    return items
+
+
 # Opting out --------------------------------------------------------------------------------------------
 
 
@@ -645,8 +857,9 @@ def attribution_line(
     ]
 
 
-def items_digest(rows: Iterable[tuple[int, str, int, int, int]]) -> str:
-    """SHA-256 over the canonical item list: (position, content hash, work, offer version, weight)."""
+def items_digest(rows: Iterable[tuple[object, ...]]) -> str:
+    """SHA-256 over the canonical item list: (position, content hash, work, offer version, weight), and
+    for text items also (normalised text's SHA-256, tokens)."""
     canonical = json.dumps([list(row) for row in rows], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -661,9 +874,10 @@ def snapshot_create(*, dataset: Dataset, user: User) -> Snapshot:
         raise Conflict("The dataset's terms have expired; publish new terms first.", code="dataset_expired")
     items = list(
         DatasetItem.objects.filter(dataset=dataset, status=ItemStatus.INCLUDED)
-        .select_related("work", "asset__blob")
+        .select_related("work", "asset__blob", "text_version")
         .order_by("id")
     )
+    weights = {item.pk: _sale_weight(dataset, item) for item in items}
     offers: dict[int, Offer] = {}
     kept: list[DatasetItem] = []
     checked = _refusals(dataset, list({item.work_id: item.work for item in items}.values()))
@@ -677,7 +891,7 @@ def snapshot_create(*, dataset: Dataset, user: User) -> Snapshot:
         kept.append(item)
     # Leaving an item out never lowers another's part, so this settles in at most len(kept) rounds.
     while kept:
-        total = sum(item.weight for item in kept)
+        total = sum(weights[item.pk] for item in kept)
         price = _sale_price(dataset, len(kept))
         under = [
             item
@@ -685,7 +899,7 @@ def snapshot_create(*, dataset: Dataset, user: User) -> Snapshot:
             if price_is_looser(
                 price_minor=price,
                 curator_share_bps=dataset.curator_share_bps,
-                weight=item.weight,
+                weight=weights[item.pk],
                 total_weight=total,
                 floor_minor=_member_terms(offers[item.work_id]).training_floor_minor,
             )
@@ -706,8 +920,10 @@ def snapshot_create(*, dataset: Dataset, user: User) -> Snapshot:
         raise Conflict("No item qualifies for a snapshot.", code="empty_snapshot")
     number = (dataset.snapshots.order_by("-number").values_list("number", flat=True).first() or 0) + 1
     owners = _owners({item.work_id for item in kept})
-    rows = [
-        (position, item.sha256, item.work_id, offers[item.work_id].version, item.weight)
+    text = dataset.kind == DatasetKind.TEXT
+    rows: list[tuple[object, ...]] = [
+        (position, item.sha256, item.work_id, offers[item.work_id].version, weights[item.pk])
+        + ((item.text_sha256, item.tokens) if text else ())
         for position, item in enumerate(kept)
     ]
     snapshot = Snapshot.objects.create(
@@ -719,29 +935,39 @@ def snapshot_create(*, dataset: Dataset, user: User) -> Snapshot:
         price_minor=_sale_price(dataset, len(kept)),
         item_count=len(kept),
         items_sha256=items_digest(rows),
+        tokenizer=passages.TOKENIZER_NAME if text else "",
+        total_tokens=sum(item.tokens or 0 for item in kept) if text else None,
         created_by=user,
     )
-    SnapshotItem.objects.bulk_create(
+    entries = SnapshotItem.objects.bulk_create(
         [
             SnapshotItem(
                 snapshot=snapshot,
                 item=item,
                 position=position,
                 work_id=item.work_id,
-                blob_id=item.sha256,
+                blob=item.asset.blob,
                 offer=offers[item.work_id],
                 offer_version=offers[item.work_id].version,
                 contributor_id=item.contributor_id,
-                weight=item.weight,
+                weight=weights[item.pk],
                 owners=owners.get(item.work_id, []),
                 attribution=attribution_line(
                     title=item.work.title, owners=owners.get(item.work_id, []), dataset=dataset, number=number
                 ),
+                title=item.work.title[:200],
+                text_version=item.text_version,
+                text_sha256=item.text_sha256,
+                tokens=item.tokens,
             )
             for position, item in enumerate(kept)
         ],
         batch_size=500,
     )
+    if text:
+        # The JSONL shards are laid out (and hashed) once: every buyer downloads the same bytes.
+        snapshot.shards = delivery.text_shard_layout(snapshot=snapshot, entries=entries)
+        snapshot.save(update_fields=["shards"])
     return snapshot
 
 
@@ -918,6 +1144,11 @@ def _sell(*, snapshot: Snapshot, organisation: Organisation, user: User, territo
             "territory": territory or None,
             "price_minor": price.amount_minor,
             "currency": price.currency,
+            **(
+                {"tokenizer": snapshot.tokenizer, "total_tokens": snapshot.total_tokens}
+                if snapshot.tokenizer
+                else {}
+            ),
         },
         signing.private_key(),
     )
