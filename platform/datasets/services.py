@@ -10,7 +10,8 @@ Invariants:
   prepaid balance by a conditional UPDATE), the curator's part, and the receipt. A short balance raises
   InsufficientFunds (HTTP 402) and changes nothing;
 - the price is allocated once over the curator and every work (largest remainder): the parts sum to the
-  price exactly and each is within one minor unit of its exact share.
+  price exactly and each is within one minor unit of its exact share. A text dataset weighing by tokens
+  gives each work its tokens (counted by the retrieval's tokenizer) as its weight.
 """
 
 from __future__ import annotations

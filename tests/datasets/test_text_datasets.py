@@ -31,8 +31,10 @@ from datasets.models import (
 )
 from media.text import passages
 from royalties.models import RevenueItem
+from royalties.services import ledger_check, revenue_settle
 from tests import factories
 from tests.datasets.conftest import funded, register
+from tests.royalties.builders import payable
 from tests.text import samples
 from tests.text.test_text_tracing import register_text
 
@@ -158,6 +160,11 @@ def test_a_snapshot_sold_to_a_vendor_splits_the_price_by_tokens_exactly(sold):
         for item in RevenueItem.objects.filter(source_key__startswith=f"dataset:{licence.licence_id}:")
     }
     assert sorted(revenue.values()) == [1_733, 1_913, 5_360]
+    # Settlement splits each work's part as any revenue: the platform's 10% fee, then the owners.
+    assert revenue_settle().items == 3
+    owners = (sold["writer"], sold["poet"], sold["essayist"], sold["curator"])
+    assert [payable(user) for user in owners] == [4_824, 1_560, 1_722, 1_001]
+    assert ledger_check().clean
     claims = receipts.verify(licence.receipt, signing.public_keys())
     assert (claims["tokenizer"], claims["total_tokens"], claims["items_sha256"]) == (
         passages.TOKENIZER_NAME,
