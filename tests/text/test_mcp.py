@@ -132,6 +132,18 @@ def _http_server() -> Iterator[str]:
         assert not thread.is_alive(), "the MCP HTTP server did not stop"
 
 
+def _closing_connections(function):
+    """`function`, giving back the database connection of the worker thread it runs in."""
+
+    def run(*args):
+        try:
+            return function(*args)
+        finally:
+            connections.close_all()
+
+    return run
+
+
 def _over_http(url: str, secret: str, calls: list[tuple[str, dict]], before_call=None):
     """One MCP session over streamable HTTP with `secret` as the bearer token: the tool names listed, each
     call's result (or the MCPError it raised) and the HTTP statuses answered during each call;
@@ -152,7 +164,7 @@ def _over_http(url: str, secret: str, calls: list[tuple[str, dict]], before_call
             results: list[Any] = []
             for i, (name, arguments) in enumerate(calls):
                 if before_call is not None:
-                    await sync_to_async(before_call, thread_sensitive=False)(i)
+                    await sync_to_async(_closing_connections(before_call), thread_sensitive=False)(i)
                 current[0] = i
                 try:
                     results.append(await client.call_tool(name, arguments))
@@ -206,11 +218,12 @@ def test_an_agent_lists_tools_and_reads_terms_over_streamable_http_with_its_api_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_missing_unknown_or_revoked_bearer_key_is_refused_over_http() -> None:
+def test_a_missing_unknown_revoked_or_unscoped_bearer_key_is_refused_over_http() -> None:
     writer, vendor = factories.creator(), factories.vendor()
     article = register_text(writer, samples.ARTICLE)
     secret = factories.key(vendor, "read")
     to_revoke = factories.key(vendor, "read")
+    unscoped = factories.key(vendor, "access")
 
     def revoke_before_second_call(i: int) -> None:
         if i == 1:
@@ -222,6 +235,7 @@ def test_a_missing_unknown_or_revoked_bearer_key_is_refused_over_http() -> None:
         missing = _status_without_session(url, None)
         unknown = _status_without_session(url, "trb_not_a_real_key")
         accepted = _status_without_session(url, secret)
+        without_read = _status_without_session(url, unscoped)
         _, (before, after), statuses = _over_http(
             url,
             to_revoke,
@@ -233,6 +247,7 @@ def test_a_missing_unknown_or_revoked_bearer_key_is_refused_over_http() -> None:
     assert missing[0] == unknown[0] == after_revocation[0] == 401
     assert 'error="invalid_token"' in unknown[1] and "Bearer" in missing[1]
     assert accepted[0] == 200
+    assert without_read[0] == 403 and 'error="insufficient_scope"' in without_read[1]
     # A session opened with the key stops at the first request after it is revoked.
     assert _payload(before)["work"] == article.pk and statuses[0] == [200]
     assert isinstance(after, MCPError) and statuses[1] == [401]

@@ -19,6 +19,8 @@ from eth_account import Account
 
 from access import payments, receipts, signing
 from access.models import Retrieval, RetrievalPassage, RetrievalQuote, X402Payment
+from catalog.consent import consent_withdraw
+from catalog.models import Work
 from royalties.models import JournalTransaction, LedgerAccount, RevenueItem
 from royalties.selectors import clearing_key, fee_key, payable_key, prepaid_available
 from royalties.services import revenue_settle
@@ -273,7 +275,10 @@ def test_an_expired_quote_cannot_be_paid_and_a_new_request_quotes_again(market, 
     assert RetrievalQuote.objects.count() == 1
 
 
-def test_a_paid_retrieval_waits_for_confirmations_then_answers_its_passages(market, settings) -> None:
+@pytest.mark.parametrize("confirmed_by", ["the same request", "the recovery job"])
+def test_a_paid_retrieval_waits_for_confirmations_then_answers_its_passages(
+    market, settings, confirmed_by
+) -> None:
     settings.CHAIN_CONFIRMATIONS = 3
     client, organisation = market["client"], market["organisation"]
     unpaid = _retrieve(client, "buy-9")
@@ -288,14 +293,35 @@ def test_a_paid_retrieval_waits_for_confirmations_then_answers_its_passages(mark
     assert X402Payment.objects.get().status == "settled"
 
     payments.chain().mine_blocks(2)
+    if confirmed_by == "the recovery job":
+        assert payments.x402_payments_recover()["confirmed"] == 1
     answered = _retrieve(client, "buy-9")
 
     assert answered.status_code == 200
     assert answered.json()["total_minor"] == unpaid.json()["quote"]["total_minor"]
     assert X402Payment.objects.get().status == "confirmed"
     assert Retrieval.objects.get().paid_by_x402 is True
+    assert RevenueItem.objects.count() == len(unpaid.json()["quote"]["passages"])
     assert prepaid_available(organisation=organisation, currency="USD") == 0
     assert payments.x402_payments_recover()["confirmed"] == 0  # nothing left to credit
+
+
+def test_a_use_withdrawn_after_the_quote_keeps_the_money_on_the_balance_and_delivers_nothing(market) -> None:
+    client, organisation = market["client"], market["organisation"]
+    unpaid = _retrieve(client, "buy-10")
+    total = unpaid.json()["quote"]["total_minor"]
+    withdrawn = Work.objects.get(pk=unpaid.json()["quote"]["passages"][0]["work"])
+    consent_withdraw(work=withdrawn, user=withdrawn.created_by, use_class="ai-input")
+
+    refused = _retrieve(client, "buy-10", _sign(_required(unpaid)))
+
+    assert refused.status_code == 403 and refused.json()["code"] == "consent_withdrawn"
+    assert "passages" not in refused.json()
+    payment = X402Payment.objects.get()
+    assert payment.status == "confirmed"
+    assert JournalTransaction.objects.filter(key=f"funding:x402:{payment.transaction_hash}").count() == 1
+    assert prepaid_available(organisation=organisation, currency="USD") == total
+    assert (Retrieval.objects.count(), RevenueItem.objects.count()) == (0, 0)
 
 
 @pytest.mark.django_db(transaction=True)
