@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from access.models import AccessEvent, Retrieval, RetrievalPassage, SpendCap, X402Payment
+from access.models import (
+    AccessEvent,
+    Retrieval,
+    RetrievalPassage,
+    RetrievalQuote,
+    SpendCap,
+    X402Payment,
+)
 from common.admin import ReadOnlyAdmin
 
 
@@ -23,6 +30,7 @@ class SpendCapAdmin(admin.ModelAdmin):
 class X402PaymentAdmin(ReadOnlyAdmin):
     list_display = ("transaction_hash", "payer", "organisation", "amount_base_units", "created_at")
     search_fields = ("transaction_hash", "payer")
+    raw_id_fields = ("quote",)
 
 
 @admin.register(Retrieval)
@@ -36,9 +44,16 @@ class RetrievalAdmin(ReadOnlyAdmin):
         "currency",
         "created_at",
     )
-    list_filter = ("use_class", "currency")
+    list_filter = ("use_class", "currency", "paid_by_x402")
     search_fields = ("retrieval_id", "idempotency_key")
     exclude = ("response_body",)
+
+
+@admin.register(RetrievalQuote)
+class RetrievalQuoteAdmin(ReadOnlyAdmin):
+    list_display = ("quote_id", "organisation", "use_class", "total_minor", "currency", "expires_at")
+    search_fields = ("quote_id", "idempotency_key")
+    raw_id_fields = ("organisation", "api_key")
 
 
 @admin.register(RetrievalPassage)

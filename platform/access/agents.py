@@ -13,6 +13,7 @@ import json
 import uuid
 from typing import Any
 
+import uvicorn
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Q
@@ -190,6 +191,9 @@ def build_server(*, api_key_secret: str | None = None, http: bool = False) -> MC
             issuer_url=AnyHttpUrl(settings.SITE_URL),
             resource_server_url=AnyHttpUrl(f"{settings.SITE_URL}/mcp"),
             required_scopes=["read"],
+            # The bearer tokens are API keys, not tokens an authorization server issued for a resource:
+            # the verifier checks the key itself, so there is no audience to compare.
+            validate_token_resource=False,
         )
     server: MCPServer = MCPServer(
         name="tribute", instructions=INSTRUCTIONS, token_verifier=verifier, auth=auth, version="1"
@@ -243,3 +247,10 @@ def build_server(*, api_key_secret: str | None = None, http: bool = False) -> MC
         return result
 
     return server
+
+
+def http_server(*, host: str, port: int) -> uvicorn.Server:
+    """The streamable HTTP transport at `/mcp`, each request's bearer token an API key, as `manage.py mcp
+    --http` serves it (`serve()` runs it; setting `should_exit` stops it)."""
+    app = build_server(http=True).streamable_http_app(host=host)
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access import payments, receipts, selectors, services, signing
+from access.models import X402Payment
 from accounts import ratelimits
 from accounts.authentication import KEY_REFUSED, presented_secret
 from accounts.models import ApiKey, Organisation, Role
@@ -238,17 +239,7 @@ class AccessApi(APIView):
                 idempotency_key=key,
             )
             if settlement.result is None:  # settled, waiting for CHAIN_CONFIRMATIONS
-                pending = JsonResponse(
-                    {
-                        "status": "payment_pending_confirmation",
-                        "transaction": settlement.payment.transaction_hash,
-                        "detail": "Paid; the access is granted once the payment is confirmed on chain. "
-                        "Repeat this request with the same Idempotency-Key (without PAYMENT-SIGNATURE).",
-                    },
-                    status=202,
-                )
-                pending["PAYMENT-RESPONSE"] = settlement.response_header
-                return pending
+                return payment_pending_response(settlement.payment, settlement.response_header, what="access")
         try:
             result = (
                 settlement.result
@@ -278,18 +269,50 @@ class AccessApi(APIView):
     ) -> Response:
         price = int(exc.extra["price_minor"])
         currency = str(exc.extra["currency"])
-        balance = prepaid_available(organisation=organisation, currency=currency)
         requirement = payments.payment_required(price_minor=price, currency=currency, access=access)
-        body = {
-            "price_minor": price,
-            "currency": currency,
-            "balance_minor": balance,
-            "top_up_url": settings.SITE_URL + reverse("dashboard:balance"),
-            "x402": requirement,
-        }
-        response = problem_response(402, exc.problem_code, str(exc.detail), extra=body)
-        response["PAYMENT-REQUIRED"] = base64.b64encode(json.dumps(requirement).encode()).decode()
-        return response
+        return payment_required_response(exc, organisation=organisation, requirement=requirement)
+
+
+def payment_required_response(
+    exc: InsufficientFunds,
+    *,
+    organisation: Organisation,
+    requirement: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    """The 402 of a short balance: the price, the balance, where to top it up and the x402 requirement,
+    also in the PAYMENT-REQUIRED header."""
+    price = int(exc.extra["price_minor"])
+    currency = str(exc.extra["currency"])
+    body = {
+        "price_minor": price,
+        "currency": currency,
+        "balance_minor": prepaid_available(organisation=organisation, currency=currency),
+        "top_up_url": settings.SITE_URL + reverse("dashboard:balance"),
+        "x402": requirement,
+        **(extra or {}),
+    }
+    response = problem_response(402, exc.problem_code, str(exc.detail), extra=body)
+    response["PAYMENT-REQUIRED"] = base64.b64encode(json.dumps(requirement).encode()).decode()
+    return response
+
+
+def payment_pending_response(
+    payment: X402Payment | None, response_header: str | None, *, what: str
+) -> JsonResponse:
+    """202: paid on chain, credited once the payment is CHAIN_CONFIRMATIONS deep."""
+    pending = JsonResponse(
+        {
+            "status": "payment_pending_confirmation",
+            "transaction": payment.transaction_hash if payment is not None else "",
+            "detail": f"Paid; the {what} is granted once the payment is confirmed on chain. "
+            "Repeat this request with the same Idempotency-Key (without PAYMENT-SIGNATURE).",
+        },
+        status=202,
+    )
+    if response_header:
+        pending["PAYMENT-RESPONSE"] = response_header
+    return pending
 
 
 @require_GET

@@ -11,8 +11,14 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from access import selectors, services
-from access.apis import IDEMPOTENCY_HEADER, HasAccessKey, idempotency_key_of
+from access import payments, selectors, services
+from access.apis import (
+    IDEMPOTENCY_HEADER,
+    HasAccessKey,
+    idempotency_key_of,
+    payment_pending_response,
+    payment_required_response,
+)
 from access.models import RetrievalPassage
 from accounts.authentication import KEY_REFUSED
 from accounts.models import ApiKey
@@ -48,8 +54,11 @@ class RetrieveApi(APIView):
     own work's price per 1,000 tokens for the use, all in one charge with one signed receipt.
 
     `use`: `ai-index` (snippets for a search index), `ai-input` (passages placed in a model's context) or
-    `ai-train` (a work's whole text). 402: the balance is short; 403 `spend_cap_reached`: the monthly cap
-    would be exceeded; 409: the Idempotency-Key was used for another request. Nothing is charged then.
+    `ai-train` (a work's whole text). 402: the balance is short; the answer pins the passages and their
+    total in a quote (the body's `quote`, and the x402 requirement in `PAYMENT-REQUIRED`): repeat the
+    request with the same Idempotency-Key and a `PAYMENT-SIGNATURE` paying exactly that total to receive
+    those passages (202 while the payment waits for confirmations). 403 `spend_cap_reached`: the monthly
+    cap would be exceeded; 409: the Idempotency-Key was used for another request. Nothing is charged then.
     """
 
     permission_classes = [IsAuthenticated, HasAccessKey]
@@ -92,7 +101,10 @@ class RetrieveApi(APIView):
     @extend_schema(
         request=InputSerializer,
         responses={200: OutputSerializer},
-        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=True)],
+        parameters=[
+            OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter("PAYMENT-SIGNATURE", str, OpenApiParameter.HEADER, required=False),
+        ],
         operation_id="retrieve_create",
     )
     def post(self, request: Request) -> HttpResponse:
@@ -113,15 +125,30 @@ class RetrieveApi(APIView):
             max_price_minor=fields["max_price_minor"],
         )
         try:
-            result = services.retrieval_request(
-                organisation=api_key.organisation, api_key=api_key, idempotency_key=key, request=retrieval
+            bought = payments.retrieval_buy(
+                organisation=api_key.organisation,
+                api_key=api_key,
+                idempotency_key=key,
+                request=retrieval,
+                payment_header=request.headers.get("PAYMENT-SIGNATURE"),
+            )
+        except services.RetrievalQuoted as exc:
+            return payment_required_response(
+                exc,
+                organisation=api_key.organisation,
+                requirement=payments.retrieval_payment_required(quote=exc.quote),
+                extra={"quote": payments.retrieval_quote_summary(exc.quote)},
             )
         except services.KeyNoLongerActive:
             api_key_forget(api_key_id=api_key.pk)
             raise AuthenticationFailed(KEY_REFUSED) from None
-        response = HttpResponse(result.body, status=200, content_type="application/json")
-        if result.replayed:
+        if bought.result is None:  # paid, waiting for CHAIN_CONFIRMATIONS
+            return payment_pending_response(bought.payment, bought.response_header, what="retrieval")
+        response = HttpResponse(bought.result.body, status=200, content_type="application/json")
+        if bought.result.replayed:
             response["Idempotent-Replayed"] = "true"
+        if bought.response_header:
+            response["PAYMENT-RESPONSE"] = bought.response_header
         return response
 
 

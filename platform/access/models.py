@@ -166,6 +166,10 @@ class X402Payment(models.Model):
     price_minor = models.BigIntegerField(default=0)
     currency = models.CharField(max_length=3, blank=True, default="")
     idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    # Or a text retrieval: the quote it pays, which pins the passages and their total.
+    quote = models.ForeignKey(
+        "access.RetrievalQuote", null=True, on_delete=models.PROTECT, related_name="payments"
+    )
     # The chain head when the row was written: recovery looks for the authorization from there on.
     recorded_at_block = models.PositiveBigIntegerField(null=True)
     block_number = models.PositiveBigIntegerField(null=True)
@@ -180,6 +184,12 @@ class X402Payment(models.Model):
                 condition=Q(status__in=X402PaymentStatus.values), name="x402_status_valid"
             ),
             models.CheckConstraint(condition=Q(price_minor__gte=0), name="x402_price_non_negative"),
+            # A quote is paid once: a second authorization for it is refused while the first is live.
+            models.UniqueConstraint(
+                fields=["quote"],
+                condition=Q(quote__isnull=False) & ~Q(status="failed"),
+                name="x402_quote_paid_once",
+            ),
         ]
         indexes = [models.Index(fields=["status", "created_at"])]
 
@@ -209,6 +219,7 @@ class Retrieval(models.Model):
     total_minor = models.BigIntegerField()
     total_tokens = models.PositiveIntegerField()
     tokenizer = models.CharField(max_length=120)
+    paid_by_x402 = models.BooleanField(default=False)
     response_body = models.BinaryField()
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -252,3 +263,42 @@ class RetrievalPassage(models.Model):
 
     def __str__(self) -> str:
         return f"passage {self.start}-{self.end} of work #{self.work_id}"
+
+
+class RetrievalQuote(models.Model):
+    """The passages a retrieval would sell and their total, pinned when the prepaid balance was short, so
+    that an x402 payment pays exactly this total and buys exactly these passages (the selection is not
+    made again when the payment arrives: the index may have changed since).
+
+    One per organisation and Idempotency-Key. While it lasts (`expires_at`), the same request answers the
+    same quote; once expired and unpaid, a fresh selection takes its place under a new `quote_id`.
+    `passages` lists, in order, each passage's work, offer, grant, text version, character span, tokens,
+    price and the SHA-256 of its text.
+    """
+
+    quote_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    organisation = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
+    idempotency_key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    # The request itself, so the retrieval paid for is recorded under the same request.
+    query = models.TextField()
+    max_tokens = models.PositiveIntegerField()
+    max_price_minor = models.BigIntegerField(null=True)
+    use_class = models.CharField(max_length=16)
+    territory = models.CharField(max_length=2)
+    currency = models.CharField(max_length=3)
+    total_minor = models.BigIntegerField()
+    total_tokens = models.PositiveIntegerField()
+    passages = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "idempotency_key"], name="retrieval_quote_once"),
+            models.CheckConstraint(condition=Q(total_minor__gt=0), name="retrieval_quote_total_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"quote {self.quote_id} ({self.total_minor} {self.currency})"

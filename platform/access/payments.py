@@ -36,7 +36,7 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from access import services
-from access.models import AccessEvent, X402Payment, X402PaymentStatus
+from access.models import AccessEvent, Retrieval, RetrievalQuote, X402Payment, X402PaymentStatus
 from accounts.models import ApiKey, Organisation, User
 from accounts.services import user_create
 from common import clock
@@ -97,15 +97,22 @@ def payment_required(
     error: str = "insufficient prepaid balance",
 ) -> dict[str, Any]:
     """The x402 PaymentRequired document for one access (the body of the PAYMENT-REQUIRED header)."""
-    accepts = requirements_for(price_minor, currency)
+    return _payment_required_document(
+        requirements_for(price_minor, currency),
+        url=url or f"{settings.SITE_URL}/api/v1/access",
+        description=f"{access.use_class} use of work {access.work_id}",
+        mime_type=mime_type,
+        error=error,
+    )
+
+
+def _payment_required_document(
+    accepts: dict[str, Any] | None, *, url: str, description: str, mime_type: str, error: str
+) -> dict[str, Any]:
     return {
         "x402Version": X402_VERSION,
         "error": error,
-        "resource": {
-            "url": url or f"{settings.SITE_URL}/api/v1/access",
-            "description": f"{access.use_class} use of work {access.work_id}",
-            "mimeType": mime_type,
-        },
+        "resource": {"url": url, "description": description, "mimeType": mime_type},
         "accepts": [accepts] if accepts else [],
     }
 
@@ -190,11 +197,12 @@ def _record(
     organisation: Organisation,
     payload: Any,
     requirements: dict[str, Any],
-    request: services.AccessRequest,
     price: Money,
     idempotency_key: str,
+    buys: dict[str, Any],
 ) -> X402Payment:
-    """Step 1, committed on its own: the authorization on record before anyone settles it."""
+    """Step 1, committed on its own: the authorization on record before anyone settles it. `buys`: what
+    it pays for (an access's work, use and territory, or a retrieval's quote, use and territory)."""
     payer, nonce = _authorization_of(payload)
     try:
         head = chain().block_number()
@@ -210,15 +218,16 @@ def _record(
                 status=X402PaymentStatus.RECORDED,
                 authorization=json.loads(payload.model_dump_json(by_alias=True)),
                 requirements=requirements,
-                work_id=request.work_id,
-                use_class=request.use_class,
-                territory=request.territory,
                 price_minor=price.amount_minor,
                 currency=price.currency,
                 idempotency_key=idempotency_key,
                 recorded_at_block=head,
+                **buys,
             )
     except IntegrityError:
+        replayed = X402Payment.objects.filter(payer__iexact=payer, nonce=nonce).exists()
+        if not replayed and buys.get("quote") is not None:
+            raise _quote_taken() from None
         raise Conflict("This payment authorization was already used.", code="payment_replayed") from None
 
 
@@ -274,6 +283,8 @@ def _deep_enough(payment: X402Payment) -> bool:
 def x402_confirm(*, payment: X402Payment, api_key: ApiKey | None = None) -> services.AccessResult | None:
     """Step 3: when the settlement is CHAIN_CONFIRMATIONS deep, fund the payer's prepaid balance and
     charge the access, in one transaction, once. The access (None while not yet deep enough)."""
+    if payment.quote_id is not None:
+        return _confirm_retrieval(payment=payment, api_key=api_key)
     if payment.status == X402PaymentStatus.CONFIRMED:
         return _charged(payment)
     if payment.status != X402PaymentStatus.SETTLED or not _deep_enough(payment):
@@ -351,14 +362,224 @@ def x402_pay(
         organisation=organisation,
         payload=payload,
         requirements=wanted,
-        request=request,
         price=price,
         idempotency_key=idempotency_key,
+        buys={"work_id": request.work_id, "use_class": request.use_class, "territory": request.territory},
     )
     header = _settle(recorded)
     return PaidAccess(
         payment=recorded, response_header=header, result=x402_confirm(payment=recorded, api_key=api_key)
     )
+
+
+# Text retrievals ----------------------------------------------------------------------------------------
+
+
+def retrieval_requirements(quote: RetrievalQuote) -> dict[str, Any] | None:
+    """What pays a retrieval's quote: its exact total to the platform, naming the quote (`extra.quote`)
+    so that a payment made for one quote is not taken for another."""
+    wanted = requirements_for(quote.total_minor, quote.currency)
+    if wanted is not None:
+        wanted["extra"] = {**wanted["extra"], "quote": str(quote.quote_id)}
+    return wanted
+
+
+def retrieval_payment_required(*, quote: RetrievalQuote) -> dict[str, Any]:
+    """The x402 PaymentRequired document for a retrieval's quote (the PAYMENT-REQUIRED header's body)."""
+    return _payment_required_document(
+        retrieval_requirements(quote),
+        url=f"{settings.SITE_URL}/api/v1/retrieve",
+        description=(
+            f"{quote.use_class} retrieval: {len(quote.passages)} passages, {quote.total_tokens} tokens "
+            f"(quote {quote.quote_id})"
+        ),
+        mime_type="application/json",
+        error="insufficient prepaid balance",
+    )
+
+
+def retrieval_quote_summary(quote: RetrievalQuote) -> dict[str, Any]:
+    """What a quote will sell, without the text (which is delivered only once paid)."""
+    return {
+        "id": str(quote.quote_id),
+        "expires_at": quote.expires_at.isoformat(),
+        "total_minor": quote.total_minor,
+        "total_tokens": quote.total_tokens,
+        "passages": [
+            {
+                "work": entry["work"],
+                "text_version": entry["text_version"],
+                "tokens": entry["tokens"],
+                "price_per_1k_tokens_minor": entry["price_per_1k_tokens_minor"],
+                "price_minor": entry["price_minor"],
+            }
+            for entry in quote.passages
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class BoughtRetrieval:
+    # The retrieval's answer; None while its payment waits for CHAIN_CONFIRMATIONS.
+    result: services.AccessResult | None
+    payment: X402Payment | None = None
+    # PAYMENT-RESPONSE, when this request settled a payment.
+    response_header: str | None = None
+
+
+def retrieval_buy(
+    *,
+    organisation: Organisation,
+    api_key: ApiKey,
+    idempotency_key: str,
+    request: services.RetrievalRequest,
+    payment_header: str | None,
+) -> BoughtRetrieval:
+    """A retrieval paid from the prepaid balance or, when that is short, with x402.
+
+    Without a payment: the answer already stored under the Idempotency-Key, or the one a settled payment
+    for its quote buys (None while not deep enough), or a new retrieval charged to the balance. A short
+    balance raises services.RetrievalQuoted (402) with the passages and total pinned in a quote.
+    With PAYMENT-SIGNATURE: the quote of this Idempotency-Key is paid (x402_pay_retrieval).
+
+    Invariants: the content is answered only once the retrieval is charged; one retrieval per key."""
+    services.retrieval_check(request)
+    stored = services.retrieval_replay_of(
+        organisation=organisation, idempotency_key=idempotency_key, request=request
+    )
+    if stored is not None:  # also a replayed payment: nothing is settled twice
+        return BoughtRetrieval(result=stored)
+    if payment_header:
+        return x402_pay_retrieval(
+            organisation=organisation,
+            api_key=api_key,
+            idempotency_key=idempotency_key,
+            request=request,
+            payment_header=payment_header,
+        )
+    settled = (
+        X402Payment.objects.filter(
+            quote__organisation=organisation,
+            quote__idempotency_key=idempotency_key,
+            status=X402PaymentStatus.SETTLED,
+        )
+        .order_by("pk")
+        .first()
+    )
+    if settled is not None:
+        return BoughtRetrieval(result=x402_confirm(payment=settled, api_key=api_key), payment=settled)
+    return BoughtRetrieval(
+        result=services.retrieval_request(
+            organisation=organisation,
+            api_key=api_key,
+            idempotency_key=idempotency_key,
+            request=request,
+            quote_when_short=request.currency in PAYABLE_CURRENCIES,
+        )
+    )
+
+
+def _quote_taken() -> Conflict:
+    return Conflict(
+        "A payment for this quote is already under way: repeat the request without PAYMENT-SIGNATURE.",
+        code="quote_already_paid",
+    )
+
+
+def x402_pay_retrieval(
+    *,
+    organisation: Organisation,
+    api_key: ApiKey,
+    idempotency_key: str,
+    request: services.RetrievalRequest,
+    payment_header: str,
+) -> BoughtRetrieval:
+    """Pay the quote of this Idempotency-Key with x402: check, record (write-ahead), settle and, once
+    deep enough, confirm (fund the balance from the money received and record the quoted retrieval).
+
+    Refused before anything is written: no quote, an expired quote, a payment made for another quote, a
+    replayed authorization (409), an amount or payee other than the quote's (the facilitator's checks),
+    a quote another payment is already paying (409)."""
+    quote = services.retrieval_quote_of(
+        organisation=organisation, idempotency_key=idempotency_key, request=request
+    )
+    wanted = retrieval_requirements(quote)
+    if wanted is None:
+        raise PaymentRefused("This retrieval cannot be paid with x402.", code="payment_not_accepted")
+    payload = _decode(payment_header)
+    _refuse_replay(payload)
+    if (payload.accepted.extra or {}).get("quote") != wanted["extra"]["quote"]:
+        raise PaymentRefused(
+            "This payment was made for another quote: pay the requirement this request's 402 answered.",
+            code="payment_for_another_quote",
+        )
+    _verify(payload, wanted)
+    if quote.payments.exclude(status=X402PaymentStatus.FAILED).exists():
+        raise _quote_taken()
+    recorded = _record(
+        organisation=organisation,
+        payload=payload,
+        requirements=wanted,
+        price=Money(quote.total_minor, quote.currency),
+        idempotency_key=idempotency_key,
+        buys={"quote": quote, "use_class": quote.use_class, "territory": quote.territory},
+    )
+    header = _settle(recorded)
+    return BoughtRetrieval(
+        result=x402_confirm(payment=recorded, api_key=api_key), payment=recorded, response_header=header
+    )
+
+
+def _confirm_retrieval(*, payment: X402Payment, api_key: ApiKey | None) -> services.AccessResult | None:
+    """x402_confirm for a retrieval: in one transaction, once, the money received funds the prepaid
+    balance (keyed by the transaction hash) and pays the quoted retrieval from it."""
+    if payment.status == X402PaymentStatus.CONFIRMED:
+        return _retrieval_charged(payment)
+    if payment.status != X402PaymentStatus.SETTLED or not _deep_enough(payment):
+        return None
+    refusal: ApiError | None = None
+    with transaction.atomic():
+        # (The quote is read apart: PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.)
+        locked = X402Payment.objects.select_for_update().get(pk=payment.pk)
+        if locked.status == X402PaymentStatus.CONFIRMED:
+            return _retrieval_charged(locked)
+        assert locked.quote_id is not None  # (x402_confirm sends only retrieval payments here)
+        quote = RetrievalQuote.objects.select_related("organisation", "api_key").get(pk=locked.quote_id)
+        prepaid_fund(
+            organisation=payment.organisation,
+            amount=Money(locked.price_minor, locked.currency),
+            external_ref=locked.transaction_hash,
+            rail="x402",
+        )
+        result: services.AccessResult | None
+        try:
+            with transaction.atomic():
+                result = services.retrieval_pay_quote(quote=quote, api_key=api_key)
+        except ApiError as exc:
+            # Refused since it was quoted (licence revoked, consent withdrawn, spend cap): the money
+            # received stays on the payer's prepaid balance.
+            result, refusal = None, exc
+            locked.error = str(exc.detail)[:300]
+        locked.status = X402PaymentStatus.CONFIRMED
+        locked.confirmed_at = clock.now()
+        locked.save(update_fields=["status", "confirmed_at", "error"])
+    payment.status = X402PaymentStatus.CONFIRMED
+    if refusal is not None:
+        raise refusal
+    return result
+
+
+def _retrieval_charged(payment: X402Payment) -> services.AccessResult | None:
+    found = (
+        Retrieval.objects.filter(
+            organisation_id=payment.organisation_id, idempotency_key=payment.idempotency_key
+        )
+        .values_list("pk", "response_body")
+        .first()
+    )
+    if found is None:
+        return None
+    return services.AccessResult(body=bytes(found[1]), replayed=True, event_id=found[0])
 
 
 def payer_of(payment_header: str) -> tuple[Any, str]:

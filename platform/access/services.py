@@ -15,7 +15,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +23,15 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Case, F, Q, Value, When
 
 from access import delivery, receipts, signing
-from access.models import METERED_USES, AccessEvent, Retrieval, RetrievalPassage, SpendCap
+from access.models import (
+    METERED_USES,
+    AccessEvent,
+    Retrieval,
+    RetrievalPassage,
+    RetrievalQuote,
+    SpendCap,
+    X402PaymentStatus,
+)
 from accounts.models import ApiKey, Organisation, User
 from accounts.selectors import ACTIVE_KEY_SQL, active_key_params, api_key_still_active
 from accounts.services import api_key_forget
@@ -46,7 +54,7 @@ from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from media.text import passages
 from royalties.models import RevenueItem
-from royalties.services import access_fee, access_fee_record
+from royalties.services import InsufficientFunds, access_fee, access_fee_record
 
 _COUNTRY_LENGTH = 2
 
@@ -704,8 +712,26 @@ def retrieval_check(request: RetrievalRequest) -> None:
         raise ApiError("territory must be an ISO 3166-1 alpha-2 country code.", code="invalid_territory")
 
 
+class RetrievalQuoted(InsufficientFunds):
+    """The prepaid balance is short (402); the passages and their total are pinned in `quote`, which an
+    x402 payment of exactly that total buys."""
+
+    def __init__(self, detail: str, *, quote: RetrievalQuote, extra: dict[str, Any]) -> None:
+        super().__init__(detail, extra=extra)
+        self.quote = quote
+
+
+# How long a quote holds its passages and price: the x402 requirement's own timeout.
+QUOTE_TTL = timedelta(seconds=300)
+
+
 def retrieval_request(
-    *, organisation: Organisation, api_key: ApiKey, idempotency_key: str, request: RetrievalRequest
+    *,
+    organisation: Organisation,
+    api_key: ApiKey,
+    idempotency_key: str,
+    request: RetrievalRequest,
+    quote_when_short: bool = False,
 ) -> AccessResult:
     """Sell the passages that best answer a query, within the token budget and the price cap, once per
     Idempotency-Key.
@@ -716,26 +742,76 @@ def retrieval_request(
     recorded as revenue of its work, and the retrieval with its passages is stored. Any refusal (402 short
     balance, 403 spend cap) rolls all of it back: nothing is charged and nothing is answered. A replay
     returns the first answer; the same key with another request is 409.
+
+    With `quote_when_short`, a short balance pins the selection in a quote for this Idempotency-Key
+    (RetrievalQuoted, still a 402) so that it can be paid on chain (`retrieval_pay_quote`).
     """
     retrieval_check(request)
+    existing = retrieval_replay_of(
+        organisation=organisation, idempotency_key=idempotency_key, request=request
+    )
+    if existing is not None:
+        return existing
+    sold = _select_passages(organisation, api_key, request)
+    try:
+        return _retrieval_store(
+            organisation=organisation,
+            api_key=api_key,
+            key_to_check=api_key,
+            idempotency_key=idempotency_key,
+            request=request,
+            sold=sold,
+            paid_by_x402=False,
+        )
+    except InsufficientFunds as exc:
+        if not quote_when_short:
+            raise
+        quote = _retrieval_quote_pin(organisation, api_key, idempotency_key, request, sold)
+        raise RetrievalQuoted(
+            "The prepaid balance is not enough for these passages: top it up, or pay this quote with x402.",
+            quote=quote,
+            extra={"price_minor": quote.total_minor, "currency": quote.currency},
+        ) from exc
+
+
+def retrieval_replay_of(
+    *, organisation: Organisation, idempotency_key: str, request: RetrievalRequest
+) -> AccessResult | None:
+    """The stored answer of the retrieval made under this key (409 when it was for another request)."""
     existing = (
         Retrieval.objects.filter(organisation=organisation, idempotency_key=idempotency_key)
         .values_list("pk", "request_hash", "response_body")
         .first()
     )
-    if existing is not None:
-        return _retrieval_replay(existing, request)
-    sold = _select_passages(organisation, api_key, request)
+    return None if existing is None else _retrieval_replay(existing, request)
+
+
+def _retrieval_store(
+    *,
+    organisation: Organisation,
+    api_key: ApiKey | None,
+    key_to_check: ApiKey | None,
+    idempotency_key: str,
+    request: RetrievalRequest,
+    sold: list[_Sold],
+    paid_by_x402: bool,
+) -> AccessResult:
+    """Charge and store a retrieval of `sold` in one transaction (see retrieval_request)."""
     retrieval_id = uuid.uuid4()
     now = clock.now()
     total = sum(item.price_minor for item in sold)
     body = _retrieval_body(organisation, request, sold, retrieval_id, now)
     try:
         with transaction.atomic():
-            if not api_key_still_active(api_key_id=api_key.pk):
+            if key_to_check is not None and not api_key_still_active(api_key_id=key_to_check.pk):
                 raise KeyNoLongerActive
-            for grant in {item.grant.pk: item.grant for item in sold}.values():
-                _use_quota(grant)
+            try:
+                for grant in {item.grant.pk: item.grant for item in sold}.values():
+                    _use_quota(grant)
+            except _GrantNoLongerActive:
+                raise TermRefused(
+                    "The owner revoked your licence for a work.", code="licence_revoked"
+                ) from None
             _spend(organisation, api_key, Money(total, request.currency))
             for position, item in enumerate(sold):
                 access_fee_record(
@@ -757,6 +833,7 @@ def retrieval_request(
                 total_minor=total,
                 total_tokens=sum(item.tokens for item in sold),
                 tokenizer=passages.TOKENIZER_NAME,
+                paid_by_x402=paid_by_x402,
                 response_body=body,
                 created_at=now,
             )
@@ -780,15 +857,179 @@ def retrieval_request(
             )
     except IntegrityError:
         # The same key committed concurrently: everything above rolled back; its answer is the answer.
-        existing = (
-            Retrieval.objects.filter(organisation=organisation, idempotency_key=idempotency_key)
-            .values_list("pk", "request_hash", "response_body")
+        replay = retrieval_replay_of(
+            organisation=organisation, idempotency_key=idempotency_key, request=request
+        )
+        if replay is None:
+            raise
+        return replay
+    return AccessResult(body=body, replayed=False, event_id=retrieval.pk)
+
+
+def _retrieval_quote_pin(
+    organisation: Organisation,
+    api_key: ApiKey,
+    idempotency_key: str,
+    request: RetrievalRequest,
+    sold: list[_Sold],
+) -> RetrievalQuote:
+    """The quote of this Idempotency-Key: the same one while it lasts or while a payment for it is under
+    way; otherwise `sold`, pinned now."""
+    now = clock.now()
+    values = {
+        "api_key": api_key,
+        "request_hash": request.digest(),
+        "query": request.query,
+        "max_tokens": request.max_tokens,
+        "max_price_minor": request.max_price_minor,
+        "use_class": request.use_class,
+        "territory": request.territory,
+        "currency": request.currency,
+        "total_minor": sum(item.price_minor for item in sold),
+        "total_tokens": sum(item.tokens for item in sold),
+        "passages": [
+            {
+                "work": item.candidate.work_id,
+                "title": item.candidate.work_title,
+                "grant": item.grant.pk,
+                "offer": item.grant.offer_id,
+                "text_version_id": item.candidate.text_version_id,
+                "text_version": item.candidate.text_version,
+                "start": item.start,
+                "end": item.end,
+                "tokens": item.tokens,
+                "price_per_1k_tokens_minor": item.price_per_1k_minor,
+                "price_minor": item.price_minor,
+                "score": item.candidate.score,
+                "sha256": hashlib.sha256(item.text.encode()).hexdigest(),
+            }
+            for item in sold
+        ],
+        "created_at": now,
+        "expires_at": now + QUOTE_TTL,
+    }
+    with transaction.atomic():
+        quote = (
+            RetrievalQuote.objects.select_for_update()
+            .filter(organisation=organisation, idempotency_key=idempotency_key)
             .first()
         )
-        if existing is None:
-            raise
-        return _retrieval_replay(existing, request)
-    return AccessResult(body=body, replayed=False, event_id=retrieval.pk)
+        if quote is None:
+            try:
+                with transaction.atomic():
+                    return RetrievalQuote.objects.create(
+                        organisation=organisation, idempotency_key=idempotency_key, **values
+                    )
+            except IntegrityError:  # quoted concurrently under the same key: that quote stands
+                quote = RetrievalQuote.objects.get(organisation=organisation, idempotency_key=idempotency_key)
+        if quote.request_hash != request.digest():
+            raise Conflict(
+                "This Idempotency-Key was already used for a different request.",
+                code="idempotency_key_reused",
+            )
+        paying = quote.payments.exclude(status=X402PaymentStatus.FAILED).exists()
+        if quote.expires_at > now or paying:
+            return quote
+        # Expired and unpaid: a fresh selection replaces it, under a new id (payments name the id).
+        for name, value in values.items():
+            setattr(quote, name, value)
+        quote.quote_id = uuid.uuid4()
+        quote.save()
+        return quote
+
+
+def retrieval_quote_of(
+    *, organisation: Organisation, idempotency_key: str, request: RetrievalRequest
+) -> RetrievalQuote:
+    """The quote made for this Idempotency-Key and request, to pay it (402 when there is none or it has
+    expired; 409 when the key was quoted for another request)."""
+    quote = RetrievalQuote.objects.filter(organisation=organisation, idempotency_key=idempotency_key).first()
+    if quote is None:
+        raise InsufficientFunds(
+            "There is no quote for this Idempotency-Key: send the request without PAYMENT-SIGNATURE first, "
+            "and pay the quote its 402 answers.",
+            code="quote_not_found",
+        )
+    if quote.request_hash != request.digest():
+        raise Conflict(
+            "This Idempotency-Key was already used for a different request.", code="idempotency_key_reused"
+        )
+    if quote.expires_at <= clock.now():
+        raise InsufficientFunds(
+            "This quote has expired: send the request without PAYMENT-SIGNATURE for a new one.",
+            code="quote_expired",
+        )
+    return quote
+
+
+def retrieval_pay_quote(*, quote: RetrievalQuote, api_key: ApiKey | None) -> AccessResult:
+    """Record the retrieval a quote pinned, charged to the organisation's prepaid balance, as a retrieval
+    paid by x402: the same passages, prices and revenue items as when the quote was made. The caller has
+    just funded the balance with the money received for the quote, in the same transaction.
+
+    The passages' texts are read again from their (immutable) text versions and must hash to what the
+    quote named. The works must still be licensed to the organisation and their creators still consent to
+    the use (a refusal is a 403 and records nothing). `api_key`, when given, must still be active."""
+    request = RetrievalRequest(
+        query=quote.query,
+        max_tokens=quote.max_tokens,
+        use_class=quote.use_class,
+        territory=quote.territory,
+        currency=quote.currency,
+        max_price_minor=quote.max_price_minor,
+    )
+    grants = {
+        grant.pk: grant
+        for grant in Grant.objects.select_related("offer").filter(pk__in={p["grant"] for p in quote.passages})
+    }
+    sold: list[_Sold] = []
+    for entry in quote.passages:
+        grant = grants[entry["grant"]]
+        refusal = consent.use_refusal(
+            work_id=entry["work"],
+            use_class=quote.use_class,
+            grant_fee_minor=grant.fee_minor,
+            grant_expires_at=grant.offer.expires_at,
+        )
+        if refusal is not None:
+            raise refusal.error()
+        if grant.offer.expires_at is not None and grant.offer.expires_at <= clock.now():
+            raise TermRefused("The terms of a quoted work have expired.", code="offer_expired")
+        text = text_excerpt(text_version_id=entry["text_version_id"], start=entry["start"], end=entry["end"])
+        if hashlib.sha256(text.encode()).hexdigest() != entry["sha256"]:
+            raise RuntimeError(f"quote {quote.quote_id}: a passage's text no longer matches what was quoted")
+        candidate = PassageCandidate(
+            work_id=entry["work"],
+            work_title=entry["title"],
+            offer_id=entry["offer"],
+            text_version_id=entry["text_version_id"],
+            text_version=entry["text_version"],
+            start=entry["start"],
+            end=entry["end"],
+            tokens=entry["tokens"],
+            score=entry["score"],
+        )
+        sold.append(
+            _Sold(
+                candidate,
+                grant,
+                text,
+                entry["start"],
+                entry["end"],
+                entry["tokens"],
+                entry["price_per_1k_tokens_minor"],
+                entry["price_minor"],
+            )
+        )
+    return _retrieval_store(
+        organisation=quote.organisation,
+        api_key=api_key or quote.api_key,
+        key_to_check=api_key,
+        idempotency_key=quote.idempotency_key,
+        request=request,
+        sold=sold,
+        paid_by_x402=True,
+    )
 
 
 def _retrieval_replay(

@@ -1,9 +1,10 @@
 import os
 from typing import Any
 
+import anyio
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from access.agents import build_server
+from access.agents import build_server, http_server
 from accounts.services import api_key_authenticate
 
 
@@ -20,8 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["http"]:
-            server = build_server(http=True)
-            server.run("streamable-http", host=options["host"], port=options["port"])
+            anyio.run(http_server(host=options["host"], port=options["port"]).serve)
             return
         secret = os.environ.get("TRIBUTE_API_KEY", "")
         if api_key_authenticate(secret=secret) is None:
