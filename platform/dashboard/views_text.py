@@ -55,6 +55,6 @@ def retrieved_passages(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard/not_for_role.html",
-        {"what": "Retrieved passages", "role": f"{Role.CREATOR.label} or {Role.VENDOR.label}"},
+        {"what": "The retrieved passages page", "role": f"{Role.CREATOR.label} or {Role.VENDOR.label}"},
         status=403,
     )

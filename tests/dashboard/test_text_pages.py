@@ -74,6 +74,7 @@ def test_a_creator_registers_an_article_and_uploads_two_versions_from_the_dashbo
     assert created.status_code == 302 and created["Location"] == f"/dashboard/works/{work.pk}/"
     empty = page(client.get(f"/dashboard/works/{work.pk}/"))
     assert "Text versions" in empty and "No text yet." in empty
+    assert "<span>+</span>" in page(client.get("/dashboard/works/"))
     assert "Plain text, Markdown, HTML or PDF (with a text layer), up to 20 MB." in empty
     assert 'accept=".txt,.text,.md,.markdown,.html,.htm,.pdf,' in empty
 
@@ -94,6 +95,7 @@ def test_a_creator_registers_an_article_and_uploads_two_versions_from_the_dashbo
     assert version_1.characters > 1000  # so the separator shows
     assert re.search(r"\d{1,2} \w{3} \d{4}, \d{2}:\d{2} UTC", row)
     assert "The harbour town woke before the fishing fleet returned." in body
+    assert "<span>¶</span>" in page(client.get("/dashboard/works/"))
 
     # News is updated: a Markdown edit with characters that must be escaped becomes version 2.
     edited = "# Harbour\n\n*Updated*: Tom & Jerry <3 the quay.\n\n" + samples.ARTICLE
@@ -263,6 +265,7 @@ def test_a_vendors_retrieval_appears_to_the_creator_and_the_vendor_and_to_nobody
         assert str(retrieval.retrieval_id) not in body
     fan = client_for(factories.fan()).get("/dashboard/passages/")
     assert fan.status_code == 403 and "data-passage" not in page(fan)
+    assert "The retrieved passages page is for Creator or AI vendor accounts." in page(fan)
     assert Client().get("/dashboard/passages/").status_code == 302
     assert "Retrieved passages" in page(client_for(writer).get("/dashboard/"))
     assert "Retrieved passages" not in page(client_for(factories.fan()).get("/dashboard/"))
