@@ -72,3 +72,15 @@ def retrieved_passages_visible_to(*, user: User) -> QuerySet[RetrievalPassage]:
         .distinct()
         .order_by("-retrieval__created_at", "retrieval_id", "position")
     )
+
+
+def retrievals_of_organisations_of(*, user: User) -> QuerySet[Retrieval]:
+    """The retrievals (text purchases, each one receipt) of the organisations the user belongs to, newest
+    first."""
+    return (
+        Retrieval.objects.filter(organisation__membership__user=user)
+        .select_related("organisation")
+        .defer("response_body")
+        .distinct()
+        .order_by("-created_at", "-id")
+    )

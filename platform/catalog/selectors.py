@@ -6,7 +6,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, TypedDict
 
+import numpy as np
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Substr
 from django.shortcuts import get_object_or_404
@@ -15,6 +17,7 @@ from accounts.models import User
 from catalog import lineage
 from catalog.models import (
     Asset,
+    Blob,
     Claim,
     ClaimDecision,
     ClaimResolution,
@@ -32,7 +35,12 @@ from catalog.models import (
     WorkStatus,
 )
 from common import clock
+from media import selectors as media_selectors
 from media import services as media
+from media.errors import MediaError
+from media.text import embedding, quotes
+from media.text import passages as text_passages
+from media.text.document import inspect_text
 from media.text.embedding import PassageRef
 
 
@@ -351,3 +359,145 @@ def text_excerpt(*, text_version_id: int, start: int, end: int) -> str:
 
 def text_full(*, text_version_id: int) -> str:
     return str(TextVersion.objects.values_list("text", flat=True).get(pk=text_version_id))
+
+
+# Text works -------------------------------------------------------------------------------------------
+
+
+def text_versions_of(*, work: Work) -> QuerySet[TextVersion]:
+    """A text work's versions, newest first, without their text (a book's text is not loaded to list it)."""
+    return (
+        TextVersion.objects.filter(work=work).select_related("asset__blob").defer("text").order_by("-version")
+    )
+
+
+# A claim's texts side by side --------------------------------------------------------------------------
+
+# Characters of context shown on each side of a matched span, and the most of a span shown.
+CLAIM_CONTEXT_CHARACTERS = 240
+CLAIM_SPAN_CHARACTERS = 2000
+# A paraphrase is looked for among the copy's first passages, as the trace does.
+_PARAPHRASE_QUERY_PASSAGES = 50
+
+
+@dataclass(frozen=True)
+class TextSide:
+    """One side of a matched passage: the span and some context before and after it."""
+
+    start: int
+    end: int
+    before: str
+    span: str
+    after: str
+    cut_before: bool  # the text goes on before `before`
+    cut_span: bool  # the span is longer than shown
+    cut_after: bool
+
+
+@dataclass(frozen=True)
+class ClaimTextPassage:
+    copy: TextSide
+    source: TextSide
+    source_version: int
+
+
+def _side(text: str, start: int, end: int) -> TextSide:
+    begin = max(0, start - CLAIM_CONTEXT_CHARACTERS)
+    stop = min(len(text), end + CLAIM_CONTEXT_CHARACTERS)
+    return TextSide(
+        start=start,
+        end=end,
+        before=text[begin:start],
+        span=text[start : min(end, start + CLAIM_SPAN_CHARACTERS)],
+        after=text[end:stop],
+        cut_before=begin > 0,
+        cut_span=end - start > CLAIM_SPAN_CHARACTERS,
+        cut_after=stop < len(text),
+    )
+
+
+def _claim_copy_text(claim: Claim) -> str | None:
+    """The normalised text of the claimed copy (an uploaded text work's version, or a vendor's or partner's
+    text file), or None when the copy is not text."""
+    if claim.subject_asset_id is not None:
+        version = TextVersion.objects.filter(asset_id=claim.subject_asset_id).values_list("text", flat=True)
+        found = version.first()
+        if found is not None:
+            return str(found)
+    blob = Blob.objects.filter(pk=claim.subject_sha256, kind="text").first()
+    if blob is None:
+        return None
+    with default_storage.open(blob.storage_name, "rb") as handle:
+        data = handle.read()
+    try:
+        return inspect_text(data).text
+    except MediaError:
+        return None
+
+
+def _quote_spans(copy: str, source: str) -> list[tuple[int, int, int, int]]:
+    table: quotes.QuoteIndex[int] = quotes.QuoteIndex()
+    table.add(0, quotes.compute(source))
+    return [
+        (found.query_start, found.query_end, found.ref_start, found.ref_end)
+        for found in table.query(copy, limit=1, min_score=0.0)
+    ]
+
+
+def _paraphrase_spans(
+    copy: str, copy_sha256: str, source: str, source_sha256: str
+) -> list[tuple[int, int, int, int]]:
+    stored = media_selectors.passage_embeddings_of(sha256s=[copy_sha256, source_sha256])
+    reference = stored.get(source_sha256) or embedding.compute(source)
+    if copy_sha256 in stored:
+        found = stored[copy_sha256]
+        spans = list(zip(found.starts.tolist(), found.ends.tolist(), strict=True))
+        vectors = found.vectors
+    else:
+        cut = text_passages.split(copy) or [text_passages.Passage(0, len(copy), len(copy.split()))]
+        spans = [(p.start, p.end) for p in cut]
+        vectors = embedding.embed([copy[p.start : p.end] for p in cut[:_PARAPHRASE_QUERY_PASSAGES]])
+    vectors = vectors[:_PARAPHRASE_QUERY_PASSAGES]
+    if not len(vectors) or not len(reference):
+        return []
+    cosines = vectors @ reference.vectors.T
+    mine, theirs = np.unravel_index(int(np.argmax(cosines)), cosines.shape)
+    return [
+        (
+            spans[int(mine)][0],
+            spans[int(mine)][1],
+            int(reference.starts[int(theirs)]),
+            int(reference.ends[int(theirs)]),
+        )
+    ]
+
+
+def claim_text_passages(*, claim: Claim) -> list[ClaimTextPassage]:
+    """Where a text claim's copy quotes or paraphrases the claimed work, on both sides, with context.
+
+    A claim keeps its match's kind, score and confidence but not the passages, so they are found again
+    between the two texts alone: the quote's best chain of shared shingles, or the pair of passages
+    closest in meaning (from the stored passage embeddings where the content has them). Empty when either
+    side is not text (a manual claim, or media)."""
+    if claim.match_kind not in (media.TextMatchKind.QUOTE, media.TextMatchKind.PARAPHRASE):
+        return []
+    matched = claim.matched_asset_id
+    version = (
+        TextVersion.objects.filter(asset_id=matched).select_related("asset").first() if matched else None
+    )
+    copy = _claim_copy_text(claim)
+    if version is None or copy is None:
+        return []
+    source = version.text
+    if claim.match_kind == media.TextMatchKind.QUOTE:
+        spans = _quote_spans(copy, source)
+    else:
+        spans = _paraphrase_spans(copy, claim.subject_sha256, source, version.asset.blob_id)
+    return [
+        ClaimTextPassage(
+            copy=_side(copy, copy_start, copy_end),
+            source=_side(source, source_start, source_end),
+            source_version=version.version,
+        )
+        for copy_start, copy_end, source_start, source_end in spans
+    ]

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Scope
@@ -47,7 +48,10 @@ class WorkForm(forms.Form):
     title = forms.CharField(max_length=200, help_text="What people will see in the catalogue.")
     kind = forms.ChoiceField(
         choices=WorkKind.choices,
-        help_text="Images and audio are single works; a style or a voice collects several.",
+        help_text=(
+            "Images, audio, articles, lyrics and books are single works (a text work takes text, Markdown, "
+            "HTML or PDF files); a style, a voice or a text collection collects several."
+        ),
     )
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     tags = forms.CharField(required=False, help_text="Comma separated, e.g. watercolour, harbour.")
@@ -86,6 +90,48 @@ class DerivativeForm(WorkForm):
 
 class UploadForm(forms.Form):
     file = forms.FileField(help_text="An image (PNG, JPEG, WebP) or audio (WAV, FLAC, OGG, MP3).")
+
+
+# What a text work's upload picker offers; the service still decides by the content, never by the name.
+TEXT_ACCEPT = ".txt,.text,.md,.markdown,.html,.htm,.pdf,text/plain,text/markdown,text/html,application/pdf"
+
+
+def text_upload_limit_bytes() -> int:
+    return min(int(settings.UPLOAD_MAX_BYTES), int(settings.TEXT_UPLOAD_MAX_BYTES))
+
+
+def _mebibytes(size_bytes: int) -> str:
+    mib = size_bytes / (1024 * 1024)
+    return f"{mib:,.0f} MB" if mib == int(mib) else f"{mib:,.1f} MB"
+
+
+class TextUploadForm(forms.Form):
+    """A new version of a text work: the file's text becomes the work's newest version."""
+
+    file = forms.FileField(
+        label="Upload a new version",
+        widget=forms.ClearableFileInput(attrs={"accept": TEXT_ACCEPT}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = (
+            "Plain text, Markdown, HTML or PDF (with a text layer), up to "
+            f"{_mebibytes(text_upload_limit_bytes())}. Archives, Office files, images, scripts in HTML "
+            "and encrypted PDFs are refused."
+        )
+
+
+class WorkEditForm(forms.Form):
+    title = forms.CharField(max_length=200, help_text="What people will see in the catalogue.")
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    tags = forms.CharField(required=False, help_text="Comma separated, e.g. watercolour, harbour.")
+
+    def clean_tags(self) -> list[str]:
+        tags = _tags(self.cleaned_data["tags"])
+        if len(tags) > 30 or any(len(tag) > 40 for tag in tags):
+            raise forms.ValidationError("At most 30 tags of at most 40 characters each.")
+        return tags
 
 
 class SplitShareForm(forms.Form):

@@ -8,12 +8,12 @@ from collections import defaultdict
 from datetime import date, timedelta
 from typing import TypedDict
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate, TruncWeek
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Sum, Value
+from django.db.models.functions import Least, Substr, TruncDate, TruncWeek
 from django.shortcuts import get_object_or_404
 
 from access import selectors as access
-from access.models import AccessEvent, SpendCap
+from access.models import AccessEvent, Retrieval, RetrievalPassage, SpendCap
 from accounts import selectors as accounts
 from accounts.models import Organisation, User
 from catalog import selectors as catalog
@@ -25,12 +25,14 @@ from catalog.models import (
     GrantStatus,
     OfferUse,
     Output,
+    TextVersion,
     UseClass,
     Work,
     WorkParent,
 )
 from common import clock
 from dashboard.plain_words import minor_digits
+from media import selectors as media
 from royalties import selectors as royalties
 from royalties.models import AccountKind, Entry, LedgerAccount, RevenueSource
 
@@ -306,3 +308,80 @@ def outputs_of(*, user: User) -> QuerySet[Output]:
 def work_titles(work_ids: set[int]) -> dict[int, str]:
     """Titles for the work ids an output's result names (works it matched or claimed a receipt for)."""
     return dict(Work.objects.filter(pk__in=work_ids).values_list("pk", "title"))
+
+
+# Text works ---------------------------------------------------------------------------------------------
+
+# The newest text shown on a text work's page, and the excerpt of each retrieved passage in lists.
+TEXT_PREVIEW_CHARACTERS = 3000
+PASSAGE_EXCERPT_CHARACTERS = 300
+
+
+class TextVersionRow(TypedDict):
+    version: TextVersion
+    tokens: int | None  # None until the text is fingerprinted (its passages are cut and counted then)
+
+
+class TextSummary(TypedDict):
+    versions: list[TextVersionRow]
+    preview: str
+    preview_cut: bool
+
+
+def text_summary_of(*, work: Work) -> TextSummary:
+    """A text work's versions (newest first, with their token counts) and the start of its newest text."""
+    versions = list(catalog.text_versions_of(work=work))
+    tokens = media.text_token_counts(sha256s=[version.asset.blob_id for version in versions])
+    preview = ""
+    if versions:
+        preview = catalog.text_excerpt(text_version_id=versions[0].pk, start=0, end=TEXT_PREVIEW_CHARACTERS)
+    return {
+        "versions": [{"version": v, "tokens": tokens.get(v.asset.blob_id)} for v in versions],
+        "preview": preview,
+        "preview_cut": bool(versions) and versions[0].characters > TEXT_PREVIEW_CHARACTERS,
+    }
+
+
+def _with_excerpts(passages: QuerySet[RetrievalPassage]) -> QuerySet[RetrievalPassage]:
+    """The passages with the start of their text (read by the database: a passage sold for training is a
+    whole book) and the buyer's organisation."""
+    return (
+        passages.select_related("retrieval__organisation")
+        .defer("text_version__text", "retrieval__response_body")
+        .annotate(
+            excerpt=Substr(
+                "text_version__text",
+                F("start") + 1,
+                Least(F("end") - F("start"), Value(PASSAGE_EXCERPT_CHARACTERS)),
+            )
+        )
+    )
+
+
+def passages_sold_of_works(*, user: User, work_id: int | None = None) -> QuerySet[RetrievalPassage]:
+    """Passages of the works the user manages or co-owns that vendors bought, newest first."""
+    sold = access.retrieved_passages_visible_to(user=user).filter(
+        work__in=catalog.works_visible_to(user=user)
+    )
+    if work_id is not None:
+        sold = sold.filter(work_id=work_id)
+    return _with_excerpts(sold)
+
+
+class RetrievalGroup(TypedDict):
+    retrieval: Retrieval
+    passages: list[RetrievalPassage]
+
+
+def retrievals_bought_by(*, user: User, retrievals: list[Retrieval]) -> list[RetrievalGroup]:
+    """The given retrievals of the user's organisations, each with the passages it bought."""
+    passages = _with_excerpts(
+        access.retrieved_passages_visible_to(user=user).filter(
+            retrieval__in=[retrieval.pk for retrieval in retrievals],
+            retrieval__organisation__in=accounts.organisations_of(user=user),
+        )
+    )
+    by_retrieval: dict[int, list[RetrievalPassage]] = defaultdict(list)
+    for passage in passages:
+        by_retrieval[passage.retrieval_id].append(passage)
+    return [{"retrieval": retrieval, "passages": by_retrieval[retrieval.pk]} for retrieval in retrievals]

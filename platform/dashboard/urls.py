@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from dashboard import views, views_payouts
+from dashboard import views, views_payouts, views_text
 
 app_name = "dashboard"
 
@@ -9,6 +9,7 @@ urlpatterns = [
     path("works/", views.works, name="works"),
     path("works/new/", views.work_new, name="work-new"),
     path("works/<int:work_id>/", views.work_detail, name="work"),
+    path("works/<int:work_id>/edit/", views.work_edit, name="work-edit"),
     path("works/<int:work_id>/assets/", views.asset_upload, name="asset-upload"),
     path("works/<int:work_id>/split-sheet/", views.split_edit, name="split-edit"),
     path("works/<int:work_id>/offers/new/", views.offer_new, name="offer-new"),
@@ -38,6 +39,7 @@ urlpatterns = [
     path("usage/", views.usage, name="usage"),
     path("receipts/", views.receipts, name="receipts"),
     path("outputs/", views.outputs, name="outputs"),
+    path("passages/", views_text.retrieved_passages, name="retrieved-passages"),
     path("staff/disputes/", views.staff_disputes, name="staff-disputes"),
     path("", include("dashboard.urls_payouts")),
     path("", include("dashboard.urls_studio")),

@@ -31,6 +31,7 @@ from catalog import rsl, tracing
 from catalog import selectors as catalog
 from catalog import services as catalog_services
 from catalog.models import (
+    TEXT_KINDS,
     Claim,
     ClaimStatus,
     GrantStatus,
@@ -47,6 +48,7 @@ from common.problems import ApiError
 from contracts.chain import ChainError, TokenDomain
 from dashboard import forms, lineage_graph, plain_words
 from dashboard import selectors as dashboard
+from media import services as media_services
 from royalties import claims as claim_money
 from royalties import licences
 from royalties import selectors as royalty_selectors
@@ -54,6 +56,7 @@ from royalties import services as royalty_services
 from royalties.models import RevenueSource
 
 PAGE_SIZE = 10
+TEXT_MATCH_KINDS = (media_services.TextMatchKind.QUOTE, media_services.TextMatchKind.PARAPHRASE)
 # Which form field a service's error code belongs to.
 OFFER_FIELDS = {
     "invalid_territory": "territories",
@@ -76,6 +79,8 @@ UPLOAD_FIELDS = {
     "unsupported_media": "file",
     "media_too_large": "file",
     "corrupt_media": "file",
+    "invalid_encoding": "file",
+    "active_content": "file",
 }
 
 
@@ -207,16 +212,19 @@ def work_detail(request: HttpRequest, work_id: int) -> HttpResponse:
     lineage = catalog.lineage_of(work=work)
     offers = catalog.offers_of(work=work)
     current = next((offer for offer in offers if offer.status == OfferStatus.CURRENT), None)
+    is_text = work.kind in TEXT_KINDS
     return render(
         request,
         "dashboard/work_detail.html",
         {
             "work": work,
+            "is_text": is_text,
+            "text": dashboard.text_summary_of(work=work) if is_text else None,
             "manages": manages,
             # Only creators publish terms (a fan's derivative earns through its parents' terms).
             "can_offer": manages and user.role == Role.CREATOR,
             "assets": catalog.assets_of(work=work),
-            "upload_form": forms.UploadForm(),
+            "upload_form": forms.TextUploadForm() if is_text else forms.UploadForm(),
             "sheets": catalog.split_sheets_of(work=work)[:5],
             "offers": offers[:5],
             "current_offer": current,
@@ -230,22 +238,47 @@ def work_detail(request: HttpRequest, work_id: int) -> HttpResponse:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
+def work_edit(request: HttpRequest, work_id: int) -> HttpResponse:
+    """The work's title, description and tags; only its manager may change them (404 for anyone else)."""
+    work = catalog.work_get_managed(user=_user(request), work_id=work_id)
+    initial = {"title": work.title, "description": work.description, "tags": ", ".join(work.tags)}
+    form = forms.WorkEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            work = catalog_services.work_update(work=work, **form.cleaned_data)
+        except ApiError as exc:
+            forms.attach_problem(form, exc, {"invalid_tags": "tags"})
+        else:
+            messages.success(request, f"“{work.title}” is saved.")
+            return redirect("dashboard:work", work_id=work.pk)
+    return render(
+        request,
+        "dashboard/work_edit.html",
+        {"work": work, "form": form},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@login_required
 @require_POST
 def asset_upload(request: HttpRequest, work_id: int) -> HttpResponse:
     """A multipart upload. The page sends it with XHR (to show the bytes going up) and receives the new
     asset's row, which then follows the fingerprinting job; without script it redirects back."""
     user = _user(request)
     work = catalog.work_get_managed(user=user, work_id=work_id)
-    form = forms.UploadForm(request.POST, request.FILES)
+    is_text = work.kind in TEXT_KINDS
+    form = (forms.TextUploadForm if is_text else forms.UploadForm)(request.POST, request.FILES)
+    limit = forms.text_upload_limit_bytes() if is_text else settings.UPLOAD_MAX_BYTES
     xhr = request.headers.get("X-Requested-With") == "XMLHttpRequest"
     asset = None
     refused_status = 422
     if form.is_valid():
         upload = form.cleaned_data["file"]
         try:
-            if upload.size > settings.UPLOAD_MAX_BYTES:
+            if upload.size > limit:
                 raise ApiError(
-                    f"The file is {upload.size:,} bytes; the limit is {settings.UPLOAD_MAX_BYTES:,} bytes.",
+                    f"The file is {upload.size:,} bytes; the limit is {limit:,} bytes.",
                     code="media_too_large",
                 )
             ratelimits.quota_consume_or_refuse(request, scope="uploads", user=user)
@@ -263,9 +296,17 @@ def asset_upload(request: HttpRequest, work_id: int) -> HttpResponse:
     if asset is None:
         for error in [*form.errors.get("file", []), *form.non_field_errors()]:
             messages.error(request, str(error))
+    elif is_text:
+        version = getattr(asset, "text_version", None)
+        messages.success(
+            request,
+            f"{asset.filename} is version {version.version} of the text; fingerprinting has started."
+            if version is not None
+            else f"{asset.filename} was uploaded before: the text is unchanged.",
+        )
     else:
         messages.success(request, f"{asset.filename} uploaded; fingerprinting has started.")
-    return redirect(reverse("dashboard:work", args=[work.pk]) + "#assets")
+    return redirect(reverse("dashboard:work", args=[work.pk]) + ("#versions" if is_text else "#assets"))
 
 
 @login_required
@@ -649,6 +690,8 @@ def _claim_context(request: HttpRequest, claim: Claim, **extra: Any) -> dict[str
         "dispute_form": forms.DisputeForm(),
         "appeal_form": forms.AppealForm(),
         "events": claim.events.select_related("actor").all(),
+        "text_passages": catalog.claim_text_passages(claim=claim),
+        "is_text_match": claim.match_kind in TEXT_MATCH_KINDS,
     }
     context.update(extra)
     return context

@@ -18,6 +18,27 @@ def money(amount_minor: int | None, currency: str) -> str:
 
 
 @register.filter
+def money_grouped(amount_minor: int | None, currency: str) -> str:
+    """12345678|money_grouped:"USD" -> '123,456.78 USD': exact, with thousands separators."""
+    number, _, code = format_minor(amount_minor or 0, currency).partition(" ")
+    sign = "-" if number.startswith("-") else ""
+    whole, dot, fraction = number.lstrip("-").partition(".")
+    return f"{sign}{int(whole):,}{dot}{fraction} {code}"
+
+
+@register.filter
+def grouped(value: int | None) -> str:
+    """1234567|grouped -> '1,234,567'."""
+    return f"{int(value or 0):,}"
+
+
+@register.filter
+def share_percent(value: float | None) -> str:
+    """A share of one as a percentage: 0.9734|share_percent -> '97.3%'."""
+    return f"{float(value or 0) * 100:.1f}%"
+
+
+@register.filter
 def bps(value: int | Decimal | None) -> str:
     """Basis points as a percentage: 2500|bps -> '25%'."""
     return percent(value or 0)
