@@ -17,7 +17,7 @@ from media.fingerprint import audio, image, voice
 from media.fingerprint.audio_index import AudioIndex
 from media.fingerprint.image_index import ImageIndex
 from media.models import Fingerprint, FingerprintKind
-from media.text import embedding, quotes
+from media.text import embedding, quotes, static
 
 CURRENT = {
     FingerprintKind.IMAGE: image.ALGORITHM,
@@ -25,6 +25,7 @@ CURRENT = {
     FingerprintKind.VOICE: voice.ALGORITHM,
     FingerprintKind.TEXT: quotes.ALGORITHM,
     FingerprintKind.PASSAGES: embedding.ALGORITHM,
+    FingerprintKind.SEARCH: static.ALGORITHM,
 }
 
 
@@ -36,6 +37,9 @@ class Indexes:
     voice_vectors: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     text: quotes.QuoteIndex[str] = field(default_factory=quotes.QuoteIndex)
     passages: embedding.PassageIndex = field(default_factory=embedding.PassageIndex)
+    search: embedding.PassageIndex = field(
+        default_factory=lambda: embedding.PassageIndex(dimensions=static.DIMENSIONS)
+    )
     loaded_up_to: int = 0
 
     def load(self, rows: list[Fingerprint]) -> None:
@@ -50,6 +54,10 @@ class Indexes:
                 self.text.add(row.sha256, quotes.TextFingerprint.from_bytes(data))
             elif row.kind == FingerprintKind.PASSAGES:
                 self.passages.add(row.sha256, embedding.PassageEmbeddings.from_bytes(data))
+            elif row.kind == FingerprintKind.SEARCH:
+                self.search.add(
+                    row.sha256, embedding.PassageEmbeddings.from_bytes(data, dimensions=static.DIMENSIONS)
+                )
             else:
                 self.voice_ids.append(row.sha256)
                 new_voices.append(voice.VoiceEmbedding.from_bytes(data).vector)

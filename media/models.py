@@ -11,6 +11,7 @@ class FingerprintKind(models.TextChoices):
     VOICE = "voice", "Voice"
     TEXT = "text", "Text quotes"
     PASSAGES = "passages", "Text passages"
+    SEARCH = "search", "Text passages for retrieval"
 
 
 class Fingerprint(models.Model):

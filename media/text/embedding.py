@@ -12,6 +12,7 @@ import functools
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -87,24 +88,28 @@ class PassageEmbeddings:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> PassageEmbeddings:
+    def from_bytes(cls, data: bytes, *, dimensions: int = DIMENSIONS) -> PassageEmbeddings:
         if data[:4] != _MAGIC or len(data) < 8:
             raise CorruptMedia("Not a passage embedding.")
         count = int(np.frombuffer(data, dtype="<u4", count=1, offset=4)[0])
-        if len(data) != 8 + count * 12 + count * DIMENSIONS * 2:
+        if len(data) != 8 + count * 12 + count * dimensions * 2:
             raise CorruptMedia("The passage embedding is truncated.")
         ints = [np.frombuffer(data, dtype="<i4", count=count, offset=8 + i * 4 * count) for i in range(3)]
-        vectors = np.frombuffer(data, dtype="<f2", count=count * DIMENSIONS, offset=8 + 12 * count)
+        vectors = np.frombuffer(data, dtype="<f2", count=count * dimensions, offset=8 + 12 * count)
         return cls(
             ints[0].astype(np.int32),
             ints[1].astype(np.int32),
             ints[2].astype(np.int32),
-            vectors.reshape(count, DIMENSIONS).astype(np.float32),
+            vectors.reshape(count, dimensions).astype(np.float32),
         )
 
 
-def compute(text: str) -> PassageEmbeddings:
-    """Cut the (normalised) text into passages, count their tokens and embed them."""
+Embedder = Callable[[list[str]], npt.NDArray[np.float32]]
+
+
+def compute(text: str, *, embedder: Embedder | None = None) -> PassageEmbeddings:
+    """Cut the (normalised) text into passages, count their tokens and embed them (with MiniLM, or the
+    `embedder` given: the static one of the retrieval index cuts the same passages)."""
     from media.text import passages
 
     cut = passages.split(text)
@@ -113,7 +118,7 @@ def compute(text: str) -> PassageEmbeddings:
         starts=np.array([p.start for p in cut], dtype=np.int32),
         ends=np.array([p.end for p in cut], dtype=np.int32),
         tokens=np.array(passages.count_tokens(bodies), dtype=np.int32),
-        vectors=embed(bodies),
+        vectors=(embedder or embed)(bodies),
     )
 
 
@@ -130,8 +135,10 @@ class PassageIndex:
     """Every reference passage's vector in one faiss inner-product index (exact search: a scan of 100,000
     passages is a few milliseconds of BLAS, and exact answers need no tuning), with the spans beside it."""
 
+    dimensions: int = DIMENSIONS
     refs: list[PassageRef] = field(default_factory=list)
     _index: faiss.IndexFlatIP | None = None
+    _rows: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -141,7 +148,7 @@ class PassageIndex:
             import faiss
 
             faiss.omp_set_num_threads(1)  # one query at a time: a scan on one core, no thread hand-offs
-            self._index = faiss.IndexFlatIP(DIMENSIONS)
+            self._index = faiss.IndexFlatIP(self.dimensions)
         return self._index
 
     def add(self, content: str, embeddings: PassageEmbeddings) -> None:
@@ -151,11 +158,22 @@ class PassageIndex:
         for start, end, tokens in zip(
             embeddings.starts.tolist(), embeddings.ends.tolist(), embeddings.tokens.tolist(), strict=True
         ):
+            self._rows[(content, start)] = len(self.refs)
             self.refs.append(PassageRef(content, start, end, tokens))
 
     @property
     def nbytes(self) -> int:
-        return len(self.refs) * (DIMENSIONS * 4 + 120)
+        return len(self.refs) * (self.dimensions * 4 + 120)
+
+    def cosines(self, vector: npt.NDArray[np.float32], refs: list[PassageRef]) -> list[float | None]:
+        """The query vector's cosine with each of these passages, None for a passage not in this index."""
+        rows = [self._rows.get((ref.content, ref.start)) for ref in refs]
+        known = [row for row in rows if row is not None]
+        if not known:
+            return [None] * len(refs)
+        stored = self._faiss().reconstruct_batch(np.array(known, dtype=np.int64))
+        found = iter((stored @ np.asarray(vector, dtype=np.float32).ravel()).tolist())
+        return [None if row is None else float(next(found)) for row in rows]
 
     def search(self, vectors: npt.NDArray[np.float32], *, limit: int) -> list[list[tuple[PassageRef, float]]]:
         """For each query vector, the `limit` nearest passages with their cosines, best first."""

@@ -12,10 +12,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from access import receipts, signing
 from access.models import Retrieval, RetrievalPassage, SpendCap
+from catalog import selectors as catalog_selectors
 from catalog.consent import consent_withdraw
 from catalog.models import Claim
 from common.money import Money
 from datasets.services import training_opt_out_set
+from media import index
+from media import services as media_services
+from media.models import Fingerprint, FingerprintKind
 from media.text import passages
 from royalties.models import RevenueItem
 from royalties.selectors import prepaid_available
@@ -120,6 +124,39 @@ def test_a_text_is_retrieved_for_its_price_per_token_and_the_quoted_passage_trac
     assert output.status_code == 201
     assert output.json()["confirmed_works"] == [harbour.pk] and output.json()["claims"] == []
     assert Claim.objects.count() == 0
+
+
+def test_a_text_is_sold_from_the_static_index_before_its_minilm_passages_exist(market) -> None:
+    """The retrieval index's static passages are stored first and found alone: a text is for sale while
+    MiniLM is still embedding it."""
+    Fingerprint.objects.filter(kind=FingerprintKind.PASSAGES).delete()
+    index.reset()
+
+    response = _retrieve(market["client"])
+
+    assert len(index.current().passages) == 0 and len(index.current().search) > 0
+    assert response.status_code == 200
+    sold = response.json()["passages"]
+    assert sold and sold[0]["work"] == market["harbour"].pk
+    assert RevenueItem.objects.count() == len(sold)
+
+
+def test_both_indexes_rank_the_passage_a_query_describes_first(market) -> None:
+    """The fused relevance puts the harbour story first for a question about it, with or without MiniLM's
+    half, and an unrelated question finds nothing of it above the retrieval floor."""
+    source = market["harbour"].text_versions.get().text
+    best_fused = media_services.passage_search(text=QUERY, limit=5)[0]
+    Fingerprint.objects.filter(kind=FingerprintKind.PASSAGES).delete()
+    index.reset()
+    best_static = media_services.passage_search(text=QUERY, limit=5)[0]
+
+    for ref, relevance in (best_fused, best_static):
+        assert "boat" in source[ref.start : ref.end] and relevance > catalog_selectors.RETRIEVAL_MIN_SCORE
+    recipe = "Preheat the oven and whisk three eggs with sugar"
+    unrelated = media_services.passage_search(text=recipe, limit=5)
+    harbour_hashes = set(market["harbour"].assets.values_list("blob_id", flat=True))
+    harbour_scores = [relevance for ref, relevance in unrelated if ref.content in harbour_hashes]
+    assert harbour_scores and max(harbour_scores) < catalog_selectors.RETRIEVAL_MIN_SCORE
 
 
 def test_a_snippet_for_an_index_is_cut_short_and_priced_by_its_own_tokens(market) -> None:
