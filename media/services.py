@@ -203,23 +203,22 @@ def passage_search(*, text: str, limit: int) -> list[tuple[embedding.PassageRef,
     measured).
     """
     indexes = index.current()
-    scales: list[tuple[embedding.PassageIndex, embedding.Embedder, Callable[[float], float]]] = [
-        (indexes.passages, embedding.embed, lambda cosine: cosine),
-        (indexes.search, static.embed, lambda cosine: static.comparable(cosine, query=text)),
-    ]
-    sources = [(passages, embed([text])[0], scale) for passages, embed, scale in scales if len(passages)]
+    sources = []
+    if len(indexes.passages):
+        sources.append((indexes.passages, embedding.embed([text]), 0.0))
+    if len(indexes.search):
+        sources.append((indexes.search, static.embed([text]), static.shift(text)))
     found: dict[tuple[str, int], embedding.PassageRef] = {}
     for passages, vector, _ in sources:
-        for ref, _cosine in passages.search(vector[np.newaxis, :], limit=limit)[0]:
+        for ref, _cosine in passages.search(vector, limit=limit)[0]:
             found.setdefault((ref.content, ref.start), ref)
     refs = list(found.values())
-    columns = [
-        [None if cosine is None else scale(cosine) for cosine in passages.cosines(vector, refs)]
-        for passages, vector, scale in sources
-    ]
-    relevance: list[tuple[embedding.PassageRef, float]] = []
-    for position, ref in enumerate(refs):
-        known = [value for column in columns if (value := column[position]) is not None]
-        relevance.append((ref, sum(known) / len(known)))
-    relevance.sort(key=lambda pair: (-pair[1], pair[0].content, pair[0].start))
-    return relevance[:limit]
+    total, counted = np.zeros(len(refs)), np.zeros(len(refs))
+    for passages, vector, moved in sources:
+        cosines = passages.cosines(vector, refs)
+        known = ~np.isnan(cosines)
+        total[known] += cosines[known] + moved
+        counted[known] += 1
+    relevance = (total / counted).tolist()
+    order = sorted(range(len(refs)), key=lambda i: (-relevance[i], refs[i].content, refs[i].start))
+    return [(refs[i], relevance[i]) for i in order[:limit]]

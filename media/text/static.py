@@ -9,7 +9,7 @@ builds it, about half a minute); nothing is downloaded.
 
 A static cosine depends on the query's length (a query of 5 words meets unrelated passages at about 0.35,
 one of 40 words at about 0.56; MiniLM gives 0.06-0.10 to both, with the same spread of about 0.1):
-`comparable` moves a static cosine onto MiniLM's scale for the query's length, so a search can average the
+`shift` moves a static cosine onto MiniLM's scale for the query's length, so a search can average the
 two (docs/text.md has the fit). Pure: no Django.
 """
 
@@ -91,11 +91,11 @@ def embed(texts: list[str]) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
 
-def comparable(cosine: float, *, query: str) -> float:
-    """A static cosine between the query and a passage on MiniLM's scale (so 0.2 means about the same in
-    both)."""
+def shift(query: str) -> float:
+    """What moves a static cosine between this query and a passage onto MiniLM's scale (so 0.2 means about
+    the same in both): add it."""
     words = min(max(len(_WORD.findall(query)), 1), _MAX_WORDS)
-    return cosine - _STATIC_MEAN_AT_ONE_WORD - _STATIC_MEAN_PER_LN_WORD * math.log(words) + _MINILM_MEAN
+    return _MINILM_MEAN - _STATIC_MEAN_AT_ONE_WORD - _STATIC_MEAN_PER_LN_WORD * math.log(words)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from catalog.models import (
     Work,
     WorkStatus,
 )
-from catalog.selectors import PassageCandidate, passage_candidates, text_excerpt, text_full
+from catalog.selectors import PassageCandidate, passage_candidates, text_excerpt, text_excerpts, text_full
 from catalog.services import ACCESS_BLOCKED_TEXT, grant_create
 from common import clock, rows
 from common.money import Money
@@ -1049,26 +1049,45 @@ def _select_passages(organisation: Organisation, api_key: ApiKey, request: Retri
     candidates = passage_candidates(
         query=request.query, use_class=request.use_class, currency=request.currency
     )
+    whole_passages = request.use_class == UseClass.AI_INPUT
+    withdrawn = (
+        None
+        if request.use_class == consent.TRAINING
+        else consent.withdrawn_among({c.work_id for c in candidates}, request.use_class)
+    )
     tokens_left = request.max_tokens
     money_left = request.max_price_minor
     grants: dict[int, Grant | None] = {}
-    sold: list[_Sold] = []
+    prices: dict[int, int | None] = {}
+    chosen: list[tuple[PassageCandidate, Grant, str | None, int, int, int, int, int]] = []
     seen_works: set[int] = set()
     for candidate in candidates:
         if tokens_left <= 0:
             break
         if request.use_class == UseClass.AI_TRAIN and candidate.work_id in seen_works:
             continue  # ai-train sells a work's whole text once
-        start, end, text, tokens = _cut(candidate, request.use_class)
+        if whole_passages:
+            # The whole passage is sold; its tokens were counted when it was indexed, and its text is read
+            # for the passages chosen only, in one query below.
+            start, end, text, tokens = candidate.start, candidate.end, None, candidate.tokens
+        else:
+            start, end, text, tokens = _cut(candidate, request.use_class)
         if tokens > tokens_left:
             continue
         # The licence is looked up (and accepted on first use) only for a passage that fits the budget.
         if candidate.work_id not in grants:
-            grants[candidate.work_id] = _retrieval_grant(organisation, api_key, candidate.work_id, request)
+            grants[candidate.work_id] = _retrieval_grant(
+                organisation, api_key, candidate.work_id, request, withdrawn
+            )
         grant = grants[candidate.work_id]
         if grant is None:
             continue
-        per_1k = _token_price(grant.offer, request.use_class)
+        if grant.offer_id == candidate.offer_id and candidate.price_per_1k_tokens_minor is not None:
+            per_1k: int | None = candidate.price_per_1k_tokens_minor
+        else:  # a grant on earlier terms is charged at its own offer's price
+            if grant.offer_id not in prices:
+                prices[grant.offer_id] = _token_price(grant.offer, request.use_class)
+            per_1k = prices[grant.offer_id]
         if per_1k is None:
             continue
         price = _passage_price(tokens, per_1k)
@@ -1078,23 +1097,37 @@ def _select_passages(organisation: Organisation, api_key: ApiKey, request: Retri
         if money_left is not None:
             money_left -= price
         seen_works.add(candidate.work_id)
-        sold.append(_Sold(candidate, grant, text, start, end, tokens, per_1k, price))
-    return sold
+        chosen.append((candidate, grant, text, start, end, tokens, per_1k, price))
+    texts = iter(text_excerpts(spans=[(c[0].text_version_id, c[3], c[4]) for c in chosen if c[2] is None]))
+    return [
+        _Sold(candidate, grant, text if text is not None else next(texts), start, end, tokens, per_1k, price)
+        for candidate, grant, text, start, end, tokens, per_1k, price in chosen
+    ]
 
 
 def _retrieval_grant(
-    organisation: Organisation, api_key: ApiKey, work_id: int, request: RetrievalRequest
+    organisation: Organisation,
+    api_key: ApiKey,
+    work_id: int,
+    request: RetrievalRequest,
+    withdrawn: set[int] | None = None,
 ) -> Grant | None:
+    """The grant a passage of the work is sold under, or None. `withdrawn`: the works known to have the use
+    withdrawn (None: ask for this one)."""
     try:
         grant = _grant_for(organisation, api_key, api_key.user, work_id, request.use_class)
     except (TermRefused, consent.ConsentRefused, NotFound):
         return None
     offer = grant.offer
-    refusal = consent.use_refusal(
-        work_id=work_id,
-        use_class=request.use_class,
-        grant_fee_minor=grant.fee_minor,
-        grant_expires_at=offer.expires_at,
+    refusal = (
+        None
+        if withdrawn is not None and work_id not in withdrawn
+        else consent.use_refusal(
+            work_id=work_id,
+            use_class=request.use_class,
+            grant_fee_minor=grant.fee_minor,
+            grant_expires_at=offer.expires_at,
+        )
     )
     if refusal is not None:  # the creator's do-not-train or a withdrawn use: this work is not sold
         return None

@@ -121,6 +121,16 @@ def use_refusal(
     return Refusal("consent_withdrawn", f"The creator has withdrawn consent for '{use_class}' of this work.")
 
 
+def withdrawn_among(work_ids: Iterable[int], use_class: str) -> set[int]:
+    """Which of these works have the use withdrawn now (one query; use_refusal then says whether a paid
+    term keeps it for a given licence)."""
+    return set(
+        ConsentWithdrawal.objects.filter(
+            work_id__in=list(work_ids), use_class=use_class, restored_at__isnull=True
+        ).values_list("work_id", flat=True)
+    )
+
+
 def refused_uses(work_ids: Iterable[int]) -> dict[int, set[str]]:
     """Per work, the uses its creator refuses now (withdrawn, or ai-train under do-not-train)."""
     ids = list(work_ids)

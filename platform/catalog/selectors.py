@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Substr
 from django.shortcuts import get_object_or_404
@@ -291,6 +292,8 @@ class PassageCandidate:
     end: int
     tokens: int
     score: float
+    # The current offer's price per 1,000 tokens for the use (None where the caller did not look it up).
+    price_per_1k_tokens_minor: int | None = None
 
 
 # Passages less similar than this to the query are not worth selling.
@@ -316,15 +319,20 @@ def passage_candidates(
             asset__blob_id__in=list(by_content), pk=Subquery(newest), work__status=WorkStatus.PUBLISHED
         ).values("pk", "version", "work_id", "work__title", "asset__blob_id")
     ]
-    offers = dict(
-        Offer.objects.filter(
-            work_id__in={row["work_id"] for row in versions},
-            status=OfferStatus.CURRENT,
-            currency=currency,
-            uses__use_class=use_class,
-        ).values_list("work_id", "pk")
-    )
-    versions = [dict(row, offer_id=offers[row["work_id"]]) for row in versions if row["work_id"] in offers]
+    offers = {
+        work_id: (offer_id, per_1k)
+        for work_id, offer_id, per_1k in OfferUse.objects.filter(
+            offer__work_id__in={row["work_id"] for row in versions},
+            offer__status=OfferStatus.CURRENT,
+            offer__currency=currency,
+            use_class=use_class,
+        ).values_list("offer__work_id", "offer_id", "price_per_1k_tokens_minor")
+    }
+    versions = [
+        dict(row, offer_id=offers[row["work_id"]][0], per_1k=offers[row["work_id"]][1])
+        for row in versions
+        if row["work_id"] in offers
+    ]
     candidates = []
     for row in versions:
         for ref, score in by_content[row["asset__blob_id"]]:
@@ -339,6 +347,7 @@ def passage_candidates(
                     end=ref.end,
                     tokens=ref.tokens,
                     score=score,
+                    price_per_1k_tokens_minor=row["per_1k"],
                 )
             )
     candidates.sort(key=lambda c: (-c.score, c.work_id, c.start))
@@ -355,6 +364,27 @@ def text_excerpt(*, text_version_id: int, start: int, end: int) -> str:
         .get()
     )
     return str(part)
+
+
+def text_excerpts(*, spans: list[tuple[int, int, int]]) -> list[str]:
+    """Characters start..end of each (text version, start, end), read by the database in one query."""
+    if not spans:
+        return []
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(spans))
+    parameters = [
+        value
+        for n, (version, start, end) in enumerate(spans)
+        for value in (n, version, start + 1, end - start)
+    ]
+    sql = (
+        f"WITH spans (n, version_id, first, length) AS (VALUES {rows}) "  # noqa: S608
+        f"SELECT spans.n, substr(t.text, spans.first, spans.length) FROM spans "
+        f"JOIN {TextVersion._meta.db_table} t ON t.id = spans.version_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        found = dict(cursor.fetchall())
+    return [str(found[n]) for n in range(len(spans))]
 
 
 def text_full(*, text_version_id: int) -> str:
