@@ -207,6 +207,22 @@ def test_a_withdrawn_use_stops_the_next_retrieval_of_that_text(market) -> None:
     assert harbour.pk not in {p["work"] for p in after.json()["passages"]}
 
 
+def test_a_licence_on_earlier_terms_keeps_its_price_and_a_new_licensee_pays_the_new_one(
+    market, with_key
+) -> None:
+    harbour = market["harbour"]
+    _retrieve(market["client"])  # accepts the terms of version 1: 20 per 1,000 tokens
+    factories.offer(harbour.created_by, harbour, uses={"ai-input": 0}, token_prices={"ai-input": 90})
+    newcomer = factories.vendor()
+    prepaid_fund(organisation=newcomer.organisations.get(), amount=Money(1_000, "USD"), external_ref="fund-2")
+    newcomer_client = with_key(factories.key(newcomer, "access"))
+
+    for client, per_1k in ((market["client"], 20), (newcomer_client, 90)):
+        sold = [p for p in _retrieve(client).json()["passages"] if p["work"] == harbour.pk]
+        assert sold
+        assert all(p["price_minor"] == math.ceil(p["tokens"] * per_1k / 1000) for p in sold)
+
+
 def test_a_price_cap_leaves_out_passages_that_would_exceed_it(market) -> None:
     response = _retrieve(market["client"], max_price_minor=3)
 
