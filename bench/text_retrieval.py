@@ -259,7 +259,7 @@ def whole_calls(args, docs, queries, vectors, fast, noise) -> None:
         f"{len(times) / sum(times):.1f} calls/s; {np.mean([d[1] for d in done]):.1f} passages and "
         f"{np.mean([d[2] for d in done]):.1f} minor units per call"
     )
-    if args.clients and connection.vendor != "sqlite":
+    if args.clients:
         connections.close_all()
         results = multiprocessing.get_context("fork").Queue()
 
@@ -285,8 +285,6 @@ def whole_calls(args, docs, queries, vectors, fast, noise) -> None:
             f"{len(together) / args.seconds:.1f} calls/s, p50 {1000 * percentile(together, 0.5):.0f} ms, "
             f"p95 {1000 * percentile(together, 0.95):.0f} ms"
         )
-    elif args.clients:
-        print("concurrent calls: skipped on SQLite's throwaway database (give DATABASE_URL a server)")
     connection.creation.destroy_test_db(test_name, verbosity=0)
 
 

@@ -533,6 +533,35 @@ def access_fee_record(
     )
 
 
+def access_fees_record(
+    *, organisation: Organisation, fees: list[tuple[Offer, Money, str]], arose_at: datetime | None = None
+) -> int:
+    """Charge a vendor for several accesses sold together (a retrieval's passages), inside the caller's
+    transaction, under access keys made just now: one conditional UPDATE holds their total on the prepaid
+    balance (InsufficientFunds, 402, when short) and one INSERT records a revenue item for each, as
+    access_fee_record would one by one. Free ones record nothing. How many were recorded."""
+    charged = [
+        access_fee(organisation=organisation, offer=offer, amount=amount, access_key=key, arose_at=arose_at)
+        for offer, amount, key in fees
+    ]
+    made = [fee for fee in charged if fee is not None]
+    if not made:
+        return 0
+    if len({(fee.payer_key, fee.amount.currency) for fee in made}) != 1:
+        raise ApiError("Accesses charged together are paid in one currency.", code="currency_mismatch")
+    for fee in made:
+        _check_amount(fee.amount, what="Revenue")
+    total = sum(fee.amount.amount_minor for fee in made)
+    payer_id = _hold(key=made[0].payer_key, amount_minor=total)
+    if payer_id is None:
+        raise InsufficientFunds(
+            "The prepaid balance is not enough for this access; top it up.",
+            extra={"price_minor": total, "currency": made[0].amount.currency},
+        )
+    RevenueItem.objects.bulk_create([RevenueItem(**fee.revenue_values(), payer_id=payer_id) for fee in made])
+    return len(made)
+
+
 def licence_fee_charge(*, grant: Grant, organisation_id: int | None = None, rail: str = "") -> RevenueItem:
     """Record the licence fee owed under `grant`, once per grant (source key `licence:<grant id>`).
 

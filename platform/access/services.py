@@ -54,7 +54,7 @@ from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from media.text import passages
 from royalties.models import RevenueItem
-from royalties.services import InsufficientFunds, access_fee, access_fee_record
+from royalties.services import InsufficientFunds, access_fee, access_fee_record, access_fees_record
 
 _COUNTRY_LENGTH = 2
 
@@ -813,14 +813,14 @@ def _retrieval_store(
                     "The owner revoked your licence for a work.", code="licence_revoked"
                 ) from None
             _spend(organisation, api_key, Money(total, request.currency))
-            for position, item in enumerate(sold):
-                access_fee_record(
-                    organisation=organisation,
-                    offer=item.grant.offer,
-                    amount=Money(item.price_minor, request.currency),
-                    access_key=f"retrieval:{retrieval_id}:{position}",
-                    new_key=True,
-                )
+            currency = request.currency
+            access_fees_record(
+                organisation=organisation,
+                fees=[
+                    (item.grant.offer, Money(item.price_minor, currency), f"retrieval:{retrieval_id}:{n}")
+                    for n, item in enumerate(sold)
+                ],
+            )
             retrieval = Retrieval.objects.create(
                 retrieval_id=retrieval_id,
                 organisation=organisation,
