@@ -25,6 +25,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -304,28 +305,42 @@ def x402_confirm(*, payment: X402Payment, api_key: ApiKey | None = None) -> serv
             external_ref=payment.transaction_hash,
             rail="x402",
         )
-        refusal: ApiError | None = None
-        try:
-            with transaction.atomic():
-                result: services.AccessResult | None = services.access_request(
-                    organisation=organisation,
-                    api_key=api_key,
-                    idempotency_key=payment.idempotency_key,
-                    request=request,
-                    paid_by_x402=True,
-                    licensee=licensee,
-                )
-        except ApiError as exc:
-            # Refused since it was priced (terms, consent): the money stays on the payer's balance.
-            result, refusal = None, exc
-            locked.error = str(exc.detail)[:300]
-        locked.status = X402PaymentStatus.CONFIRMED
-        locked.confirmed_at = clock.now()
-        locked.save(update_fields=["status", "confirmed_at", "error"])
+        result, refusal = _charge_confirming(
+            locked,
+            lambda: services.access_request(
+                organisation=organisation,
+                api_key=api_key,
+                idempotency_key=payment.idempotency_key,
+                request=request,
+                paid_by_x402=True,
+                licensee=licensee,
+            ),
+        )
     payment.status = X402PaymentStatus.CONFIRMED
     if refusal is not None:
         raise refusal
     return result
+
+
+def _charge_confirming(
+    locked: X402Payment, charge: Callable[[], services.AccessResult | None]
+) -> tuple[services.AccessResult | None, ApiError | None]:
+    """Inside the transaction that funded the balance from the payment: charge what it pays for (in a
+    savepoint) and mark the payment confirmed either way. A refusal since it was priced (terms, consent,
+    a revoked licence, a spend cap) leaves the money received on the payer's prepaid balance; the caller
+    raises it once the confirmation is committed."""
+    result: services.AccessResult | None = None
+    refusal: ApiError | None = None
+    try:
+        with transaction.atomic():
+            result = charge()
+    except ApiError as exc:
+        refusal = exc
+        locked.error = str(exc.detail)[:300]
+    locked.status = X402PaymentStatus.CONFIRMED
+    locked.confirmed_at = clock.now()
+    locked.save(update_fields=["status", "confirmed_at", "error"])
+    return result, refusal
 
 
 def _charged(payment: X402Payment) -> services.AccessResult | None:
@@ -537,7 +552,6 @@ def _confirm_retrieval(*, payment: X402Payment, api_key: ApiKey | None) -> servi
         return _retrieval_charged(payment)
     if payment.status != X402PaymentStatus.SETTLED or not _deep_enough(payment):
         return None
-    refusal: ApiError | None = None
     with transaction.atomic():
         # (The quote is read apart: PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.)
         locked = X402Payment.objects.select_for_update().get(pk=payment.pk)
@@ -551,18 +565,9 @@ def _confirm_retrieval(*, payment: X402Payment, api_key: ApiKey | None) -> servi
             external_ref=locked.transaction_hash,
             rail="x402",
         )
-        result: services.AccessResult | None
-        try:
-            with transaction.atomic():
-                result = services.retrieval_pay_quote(quote=quote, api_key=api_key)
-        except ApiError as exc:
-            # Refused since it was quoted (licence revoked, consent withdrawn, spend cap): the money
-            # received stays on the payer's prepaid balance.
-            result, refusal = None, exc
-            locked.error = str(exc.detail)[:300]
-        locked.status = X402PaymentStatus.CONFIRMED
-        locked.confirmed_at = clock.now()
-        locked.save(update_fields=["status", "confirmed_at", "error"])
+        result, refusal = _charge_confirming(
+            locked, lambda: services.retrieval_pay_quote(quote=quote, api_key=api_key)
+        )
     payment.status = X402PaymentStatus.CONFIRMED
     if refusal is not None:
         raise refusal

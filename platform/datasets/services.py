@@ -427,20 +427,7 @@ def item_contribute(
     if len(assets) > MAX_ITEMS_PER_REQUEST:
         raise ApiError(f"At most {MAX_ITEMS_PER_REQUEST} files per request.", code="too_many_items")
     item_weight = _item_weight(dataset, weight)
-    floor = _member_terms(offer).training_floor_minor
-    count, total = _total_weight(dataset, extra=item_weight)
-    if price_is_looser(
-        price_minor=_sale_price(dataset, count),
-        curator_share_bps=dataset.curator_share_bps,
-        weight=item_weight,
-        total_weight=total,
-        floor_minor=floor,
-    ):
-        raise Forbidden(
-            "The dataset's price would pay this work less per sale than its own training terms ask "
-            f"({currencies.format_minor(floor, offer.currency)}).",
-            code="price_below_terms",
-        )
+    _refuse_below_floor(dataset, item_weight, offer)
     prepared = []
     for asset in assets:
         data = _read(asset)
