@@ -1,13 +1,17 @@
 """The per-process matching index, loaded from stored fingerprints and kept current incrementally.
 
 Each process (web worker, Celery worker, command) holds its own in-memory index and, before each query,
-loads only the fingerprints stored since its last look (one indexed query on the id). At a larger scale the
-same structures shard across workers by content hash.
+loads only the fingerprints stored since its last look (one indexed query on the id). PostgreSQL hands out
+ids when a row is inserted, not when it commits, so a fingerprint may become visible after one with a
+higher id was loaded: an id skipped below the newest one seen is looked for again on every look, for
+GAP_WAIT_S, then given up as rolled back. At a larger scale the same structures shard across workers by
+content hash.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +45,8 @@ class Indexes:
         default_factory=lambda: embedding.PassageIndex(dimensions=static.DIMENSIONS)
     )
     loaded_up_to: int = 0
+    # Ids below `loaded_up_to` not yet seen, with when they were first missed (time.monotonic()).
+    waiting: dict[int, float] = field(default_factory=dict)
 
     def load(self, rows: list[Fingerprint]) -> None:
         new_voices: list[npt.NDArray[np.float32]] = []
@@ -61,7 +67,6 @@ class Indexes:
             else:
                 self.voice_ids.append(row.sha256)
                 new_voices.append(voice.VoiceEmbedding.from_bytes(data).vector)
-            self.loaded_up_to = max(self.loaded_up_to, row.pk)
         if new_voices:
             stacked = np.vstack(new_voices).astype(np.float32)
             self.voice_vectors = (
@@ -73,13 +78,37 @@ _lock = threading.Lock()
 _indexes = Indexes()
 
 
+# How long an id skipped below the newest one loaded is looked for (a fingerprint is stored in a transaction
+# of its own, which lasts milliseconds), and how far below the newest id skipped ids are tracked.
+GAP_WAIT_S = 600.0
+GAP_SPAN = 10_000
+
+
 def current() -> Indexes:
-    """The index with every fingerprint stored so far (of the current algorithms)."""
+    """The index with every fingerprint committed so far (of the current algorithms)."""
     with _lock:
-        fresh = Fingerprint.objects.filter(pk__gt=_indexes.loaded_up_to, algorithm__in=list(CURRENT.values()))
-        rows = [row for row in fresh.order_by("pk") if CURRENT[FingerprintKind(row.kind)] == row.algorithm]
-        _indexes.load(rows)
+        refresh(_indexes, now=time.monotonic())
         return _indexes
+
+
+def refresh(indexes: Indexes, *, now: float) -> None:
+    """Load what was committed since the last look into `indexes`; `now` is time.monotonic()."""
+    top = indexes.loaded_up_to
+    seen = Fingerprint.objects.filter(pk__gt=top)
+    if indexes.waiting:
+        seen = seen | Fingerprint.objects.filter(pk__in=list(indexes.waiting))
+    ids = set(seen.values_list("pk", flat=True))
+    if ids:
+        fresh = Fingerprint.objects.filter(pk__in=ids, algorithm__in=list(CURRENT.values())).order_by("pk")
+        indexes.load([row for row in fresh if CURRENT[FingerprintKind(row.kind)] == row.algorithm])
+    newest = max(ids | {top})
+    for missing in range(max(top, newest - GAP_SPAN) + 1, newest):
+        if missing not in ids:
+            indexes.waiting[missing] = now
+    indexes.waiting = {
+        pk: since for pk, since in indexes.waiting.items() if pk not in ids and now - since <= GAP_WAIT_S
+    }
+    indexes.loaded_up_to = newest
 
 
 def reset() -> None:
