@@ -514,7 +514,7 @@ def x402_pay_retrieval(
 
     Refused before anything is written: no quote, an expired quote, a payment made for another quote, a
     replayed authorization (409), an amount or payee other than the quote's (the facilitator's checks),
-    a quote another payment is already paying (409)."""
+    a quote another payment is already paying (409), a quote that can no longer be delivered (403)."""
     quote = services.retrieval_quote_of(
         organisation=organisation, idempotency_key=idempotency_key, request=request
     )
@@ -531,6 +531,7 @@ def x402_pay_retrieval(
     _verify(payload, wanted)
     if quote.payments.exclude(status=X402PaymentStatus.FAILED).exists():
         raise _quote_taken()
+    services.retrieval_quote_check(quote=quote)  # nothing is settled for passages that cannot be sold
     recorded = _record(
         organisation=organisation,
         payload=payload,

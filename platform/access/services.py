@@ -962,29 +962,19 @@ def retrieval_quote_of(
     return quote
 
 
-def retrieval_pay_quote(*, quote: RetrievalQuote, api_key: ApiKey | None) -> AccessResult:
-    """Record the retrieval a quote pinned, charged to the organisation's prepaid balance, as a retrieval
-    paid by x402: the same passages, prices and revenue items as when the quote was made. The caller has
-    just funded the balance with the money received for the quote, in the same transaction.
-
-    The passages' texts are read again from their (immutable) text versions and must hash to what the
-    quote named. The works must still be licensed to the organisation and their creators still consent to
-    the use (a refusal is a 403 and records nothing). `api_key`, when given, must still be active."""
-    request = RetrievalRequest(
-        query=quote.query,
-        max_tokens=quote.max_tokens,
-        use_class=quote.use_class,
-        territory=quote.territory,
-        currency=quote.currency,
-        max_price_minor=quote.max_price_minor,
-    )
+def retrieval_quote_check(*, quote: RetrievalQuote) -> dict[int, Grant]:
+    """Refuse (403) a quote that can no longer be delivered: a quoted work's licence revoked or its terms
+    expired, or its creator no longer consenting to the use. Asked before a payment for the quote is
+    settled (so nothing is paid for what cannot be sold) and again when it is charged. The quote's grants
+    by id."""
     grants = {
         grant.pk: grant
         for grant in Grant.objects.select_related("offer").filter(pk__in={p["grant"] for p in quote.passages})
     }
-    sold: list[_Sold] = []
     for entry in quote.passages:
         grant = grants[entry["grant"]]
+        if grant.status != GrantStatus.ACTIVE:
+            raise TermRefused("The licence of a quoted work is no longer active.", code="licence_revoked")
         refusal = consent.use_refusal(
             work_id=entry["work"],
             use_class=quote.use_class,
@@ -995,6 +985,29 @@ def retrieval_pay_quote(*, quote: RetrievalQuote, api_key: ApiKey | None) -> Acc
             raise refusal.error()
         if grant.offer.expires_at is not None and grant.offer.expires_at <= clock.now():
             raise TermRefused("The terms of a quoted work have expired.", code="offer_expired")
+    return grants
+
+
+def retrieval_pay_quote(*, quote: RetrievalQuote, api_key: ApiKey | None) -> AccessResult:
+    """Record the retrieval a quote pinned, charged to the organisation's prepaid balance, as a retrieval
+    paid by x402: the same passages, prices and revenue items as when the quote was made. The caller has
+    just funded the balance with the money received for the quote, in the same transaction.
+
+    The passages' texts are read again from their (immutable) text versions and must hash to what the
+    quote named. The quote must still be deliverable (retrieval_quote_check: a refusal is a 403 and records
+    nothing; the money received stays on the balance). `api_key`, when given, must still be active."""
+    request = RetrievalRequest(
+        query=quote.query,
+        max_tokens=quote.max_tokens,
+        use_class=quote.use_class,
+        territory=quote.territory,
+        currency=quote.currency,
+        max_price_minor=quote.max_price_minor,
+    )
+    grants = retrieval_quote_check(quote=quote)
+    sold: list[_Sold] = []
+    for entry in quote.passages:
+        grant = grants[entry["grant"]]
         text = text_excerpt(text_version_id=entry["text_version_id"], start=entry["start"], end=entry["end"])
         if hashlib.sha256(text.encode()).hexdigest() != entry["sha256"]:
             raise RuntimeError(f"quote {quote.quote_id}: a passage's text no longer matches what was quoted")

@@ -306,10 +306,9 @@ def test_a_paid_retrieval_waits_for_confirmations_then_answers_its_passages(
     assert payments.x402_payments_recover()["confirmed"] == 0  # nothing left to credit
 
 
-def test_a_use_withdrawn_after_the_quote_keeps_the_money_on_the_balance_and_delivers_nothing(market) -> None:
+def test_a_use_withdrawn_after_the_quote_refuses_the_payment_before_it_is_settled(market) -> None:
     client, organisation = market["client"], market["organisation"]
     unpaid = _retrieve(client, "buy-10")
-    total = unpaid.json()["quote"]["total_minor"]
     withdrawn = Work.objects.get(pk=unpaid.json()["quote"]["passages"][0]["work"])
     consent_withdraw(work=withdrawn, user=withdrawn.created_by, use_class="ai-input")
 
@@ -317,6 +316,24 @@ def test_a_use_withdrawn_after_the_quote_keeps_the_money_on_the_balance_and_deli
 
     assert refused.status_code == 403 and refused.json()["code"] == "consent_withdrawn"
     assert "passages" not in refused.json()
+    assert _nothing_recorded(organisation) == (0, 0, 0, 0, 0, 0)
+    assert payments.chain().balance_of(PAYER.address) == market["wallet"]  # no money moved
+
+
+def test_a_use_withdrawn_while_the_payment_confirms_keeps_the_money_on_the_balance(market, settings) -> None:
+    settings.CHAIN_CONFIRMATIONS = 3
+    client, organisation = market["client"], market["organisation"]
+    unpaid = _retrieve(client, "buy-11")
+    total = unpaid.json()["quote"]["total_minor"]
+    pending = _retrieve(client, "buy-11", _sign(_required(unpaid)))
+    assert pending.status_code == 202  # settled on-chain, not yet deep enough
+    withdrawn = Work.objects.get(pk=unpaid.json()["quote"]["passages"][0]["work"])
+    consent_withdraw(work=withdrawn, user=withdrawn.created_by, use_class="ai-input")
+    payments.chain().mine_blocks(2)
+
+    refused = _retrieve(client, "buy-11")
+
+    assert refused.status_code == 403 and refused.json()["code"] == "consent_withdrawn"
     payment = X402Payment.objects.get()
     assert payment.status == "confirmed"
     assert JournalTransaction.objects.filter(key=f"funding:x402:{payment.transaction_hash}").count() == 1
@@ -324,7 +341,6 @@ def test_a_use_withdrawn_after_the_quote_keeps_the_money_on_the_balance_and_deli
     assert (Retrieval.objects.count(), RevenueItem.objects.count()) == (0, 0)
 
 
-@pytest.mark.django_db(transaction=True)
 def test_an_unmodified_x402_sdk_client_pays_for_a_retrieval(live_server, with_key) -> None:
     import requests
     from x402.client import x402ClientSync
