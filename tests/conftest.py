@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from access import services as access_services
 from accounts.models import User
 from contracts.anvil import AnvilNode, AnvilNotInstalled
+from media import index
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,10 +43,12 @@ def fresh_rate_limits() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def fresh_process_caches() -> Iterator[None]:
-    """Ids are reused after a rolled-back test; the access path's per-process caches (grants, prices)
-    must not carry one test's objects into the next, whichever folder calls the access API."""
+    """Ids are reused after a rolled-back test: the per-process matching index and the access path's
+    caches (grants, prices) must not carry one test's objects into the next, whichever folder it is in."""
+    index.reset()
     access_services.forget_caches()
     yield
+    index.reset()
     access_services.forget_caches()
 
 

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
-BPS_WHOLE = 10_000
+from common.money import BPS_WHOLE
+
 Edges = Mapping[int, Sequence[tuple[int, int]]]  # child id -> [(parent id, share_bps)]
 
 

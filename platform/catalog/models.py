@@ -14,7 +14,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-BPS_WHOLE = 10_000
+from common.money import BPS_WHOLE
+
 MAX_PARENTS = 16
 
 

@@ -36,6 +36,7 @@ from catalog.models import (
     WorkStatus,
 )
 from common import clock
+from common.money import BPS_WHOLE
 from media import selectors as media_selectors
 from media import services as media
 from media.errors import MediaError
@@ -199,7 +200,7 @@ def lineage_of(*, work: Work) -> Lineage:
         # Ancestors are paid out of their children's cut, so the work's own owners keep what the direct
         # parents do not take.
         "owners_share_bps": lineage.as_bps(
-            1 - sum((Fraction(share, lineage.BPS_WHOLE) for _, share in edges.get(work.pk, [])), Fraction(0))
+            1 - sum((Fraction(share, BPS_WHOLE) for _, share in edges.get(work.pk, [])), Fraction(0))
         ),
     }
 

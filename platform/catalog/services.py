@@ -42,12 +42,12 @@ from catalog.models import (
 from catalog.selectors import parent_edges
 from catalog.storage import blob_store
 from common import clock, currency, locks
+from common.money import BPS_WHOLE
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from media.errors import MediaError
 from media.text.document import TextLimits, inspect_text
 from media.validation import Limits, MediaInfo, inspect
 
-BPS_WHOLE = lineage.BPS_WHOLE
 # The most a text may cost per 1,000 tokens (a bound on input, far above any real price).
 MAX_TOKEN_PRICE_MINOR = 1_000_000
 _COUNTRY = re.compile(r"^[A-Z]{2}$")

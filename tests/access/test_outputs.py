@@ -16,20 +16,12 @@ from catalog.models import Claim
 from catalog.services import asset_upload
 from catalog.tasks import fingerprint_asset
 from common.money import Money
-from media import index
 from media.samples.images import ensure_images
 from royalties.services import prepaid_fund
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
-
-
-@pytest.fixture(autouse=True)
-def fresh_index():
-    index.reset()
-    yield
-    index.reset()
 
 
 def _jpeg(path: Path, *, mirror: bool = False) -> bytes:

@@ -12,7 +12,7 @@ from tests import factories
 from tests.catalog import pictures
 from tests.catalog.pictures import jpeg
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_index")]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

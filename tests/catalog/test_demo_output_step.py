@@ -14,20 +14,12 @@ from catalog.services import asset_upload, work_create
 from catalog.tasks import fingerprint_asset
 from demo.access_step import output_claim
 from demo.story import Story
-from media import index
 from media.samples.images import ensure_images
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
-
-
-@pytest.fixture(autouse=True)
-def fresh_index():
-    index.reset()
-    yield
-    index.reset()
 
 
 def test_the_demo_opens_a_claim_for_the_photograph_acme_copied(tmp_path) -> None:

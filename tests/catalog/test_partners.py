@@ -23,7 +23,7 @@ from tests.catalog import pictures
 from tests.catalog.http_site import Site
 from tests.catalog.pictures import jpeg
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_index")]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

@@ -18,20 +18,12 @@ from catalog import tracing
 from catalog.models import Claim
 from catalog.services import asset_upload, grant_create
 from catalog.tasks import fingerprint_asset
-from media import index
 from media.samples.audio import render_corpus
 from media.samples.images import ensure_images
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
-
-
-@pytest.fixture(autouse=True)
-def fresh_index():
-    index.reset()
-    yield
-    index.reset()
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from access import services as access_services
-from media import index
 from media.samples.images import ensure_images
 
 SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
-
-
-@pytest.fixture
-def fresh_index():
-    index.reset()
-    yield
-    index.reset()
 
 
 @pytest.fixture(scope="session")
@@ -37,11 +28,3 @@ def reencoded(data: bytes, quality: int = 70) -> bytes:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=quality)
         return buffer.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def fresh_access_caches():
-    """Ids are reused after a rolled-back test; the access path's per-process caches must not carry over."""
-    access_services.forget_caches()
-    yield
-    access_services.forget_caches()

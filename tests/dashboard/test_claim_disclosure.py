@@ -14,7 +14,7 @@ from tests.dashboard.conftest import reencoded
 pytestmark = pytest.mark.django_db
 
 
-def test_the_respondent_of_a_claim_on_a_draft_sees_only_the_matched_file(photo, fresh_index) -> None:
+def test_the_respondent_of_a_claim_on_a_draft_sees_only_the_matched_file(photo) -> None:
     # given a creator's unpublished work whose photograph a copier re-uploaded, opening a claim
     owner = factories.creator()
     draft = factories.work(owner, title="Garden")

@@ -383,7 +383,7 @@ def test_derivative_grants_that_need_approval_are_decided_by_the_creator(story) 
     assert grant.status == "active"
 
 
-def test_upload_returns_the_asset_row_which_follows_the_fingerprint_job(story, photo, fresh_index) -> None:
+def test_upload_returns_the_asset_row_which_follows_the_fingerprint_job(story, photo) -> None:
     creator = story["creator"]
     work = factories.work(creator, title="Garden")
     client = client_for(creator)
@@ -408,7 +408,7 @@ def test_upload_returns_the_asset_row_which_follows_the_fingerprint_job(story, p
     assert Asset.objects.filter(work=work).count() == 1
 
 
-def test_claims_inbox_decide_dispute_and_resolve(photo, fresh_index) -> None:
+def test_claims_inbox_decide_dispute_and_resolve(photo) -> None:
     owner = factories.creator(username="mira")
     work = factories.work(owner, title="Garden")
     fingerprint_asset(asset_upload(work=work, user=owner, data=photo, filename="garden.jpg").asset.pk)

@@ -4,14 +4,12 @@ services, fingerprinted as the upload task would, and a vendor with a funded pre
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from access import services as access_services
 from accounts.models import Organisation, User
 from catalog import tracing
 from catalog.models import Offer, Work
@@ -19,21 +17,10 @@ from catalog.services import Terms, asset_upload, offer_publish, work_create
 from common.money import Money
 from datasets import services
 from datasets.models import Dataset
-from media import index
 from media.samples.images import ensure_images
 from royalties.services import prepaid_fund
 
 SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches() -> Iterator[None]:
-    """Ids are reused after a rolled-back test: the per-process index and caches must not carry over."""
-    index.reset()
-    access_services.forget_caches()
-    yield
-    index.reset()
-    access_services.forget_caches()
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from access import services as access_services
 from accounts.models import User
 from catalog.models import Offer, Work
 from catalog.services import asset_upload
 from catalog.tasks import fingerprint_asset
 from common.money import Money
-from media import index
 from media.samples import audio, speech
 from media.samples.images import ensure_images
 from studio.services import wallet_fund
@@ -27,16 +25,6 @@ from tests import factories
 from tests.studio.vendor import Vendor, running_vendor
 
 SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
-
-
-@pytest.fixture(autouse=True)
-def fresh_state():
-    """Ids are reused after a rolled-back test: per-process index and access caches must not carry over."""
-    index.reset()
-    access_services.forget_caches()
-    yield
-    index.reset()
-    access_services.forget_caches()
 
 
 def _jpeg(path: Path, side: int = 800) -> bytes:
