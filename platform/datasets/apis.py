@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -618,13 +618,7 @@ def download_response(*, token: str, user: User, api_key: ApiKey | None) -> Http
         response["Content-Disposition"] = f'attachment; filename="{name}-manifest.jsonl"'
         return response
     handle = delivery.shard_file(licence=licence, part=part)
-    handle.seek(0, 2)
-    size = handle.tell()
-    handle.seek(0)
-    delivery.download_logged(licence=licence, part=part, user=user, api_key=api_key, size=size)
-    return FileResponse(
-        handle, as_attachment=True, filename=f"{name}-{part}.tar", content_type="application/x-tar"
-    )
+    return _shard_response(licence, part, user, api_key, handle, f"{name}-{part}.tar", "application/x-tar")
 
 
 def _text_download(
@@ -637,13 +631,24 @@ def _text_download(
         response["Content-Disposition"] = f'attachment; filename="{name}-manifest.json"'
         return response
     handle = delivery.text_shard_file(licence=licence, part=part)
+    return _shard_response(licence, part, user, api_key, handle, f"{name}-{part}.jsonl", "application/jsonl")
+
+
+def _shard_response(
+    licence: DatasetLicence,
+    part: str,
+    user: User,
+    api_key: ApiKey | None,
+    handle: IO[bytes],
+    filename: str,
+    content_type: str,
+) -> FileResponse:
+    """A shard file as an attachment, its download logged with its size."""
     handle.seek(0, 2)
     size = handle.tell()
     handle.seek(0)
     delivery.download_logged(licence=licence, part=part, user=user, api_key=api_key, size=size)
-    return FileResponse(
-        handle, as_attachment=True, filename=f"{name}-{part}.jsonl", content_type="application/jsonl"
-    )
+    return FileResponse(handle, as_attachment=True, filename=filename, content_type=content_type)
 
 
 # Earnings ----------------------------------------------------------------------------------------------

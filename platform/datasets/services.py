@@ -483,13 +483,8 @@ def _store_items(
     dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
     items = []
     for asset, verdict, matches in prepared:
-        existing = DatasetItem.objects.filter(dataset=dataset, asset=asset).first()
+        existing = _item_already_in(dataset, asset)
         if existing is not None:
-            if existing.status == ItemStatus.OPTED_OUT:
-                raise Conflict(
-                    "This file was opted out of the dataset; opting out is final for a dataset.",
-                    code="item_opted_out",
-                )
             items.append(existing)
             continue
         item = DatasetItem(
@@ -586,6 +581,17 @@ def _contribute_text(
     )
 
 
+def _item_already_in(dataset: Dataset, asset: Asset) -> DatasetItem | None:
+    """The dataset's item for this file, if it has one; a file opted out stays out (409)."""
+    existing = DatasetItem.objects.filter(dataset=dataset, asset=asset).first()
+    if existing is not None and existing.status == ItemStatus.OPTED_OUT:
+        raise Conflict(
+            "This file was opted out of the dataset; opting out is final for a dataset.",
+            code="item_opted_out",
+        )
+    return existing
+
+
 def _refuse_below_floor(dataset: Dataset, item_weight: int, offer: Offer) -> None:
     floor = _member_terms(offer).training_floor_minor
     count, total = _total_weight(dataset, extra=item_weight)
@@ -669,13 +675,8 @@ def _store_text_items(
     items = []
     for entry in prepared:
         asset = entry.version.asset
-        existing = DatasetItem.objects.filter(dataset=dataset, asset=asset).first()
+        existing = _item_already_in(dataset, asset)
         if existing is not None:
-            if existing.status == ItemStatus.OPTED_OUT:
-                raise Conflict(
-                    "This file was opted out of the dataset; opting out is final for a dataset.",
-                    code="item_opted_out",
-                )
             items.append(existing)
             continue
         item = DatasetItem(
