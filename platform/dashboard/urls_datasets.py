@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from dashboard import views_datasets as views
+from dashboard.views import datasets as views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("datasets/", views.datasets, name="datasets"),

@@ -2,8 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from dashboard import views_payout_settings as payout_settings
-from dashboard import views_payouts
+from dashboard.views import payout_settings, payouts
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("payout-settings/", payout_settings.payout_settings, name="payout-settings"),
@@ -19,8 +18,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     path("payout-settings/wallet/", payout_settings.payout_wallet_link, name="payout-wallet-link"),
     path("balance/top-up/", payout_settings.topup_stripe, name="topup-stripe"),
-    path("staff/payouts/", views_payouts.staff_payouts, name="staff-payouts"),
-    path("staff/payouts/csv/", views_payouts.staff_payouts_csv, name="staff-payouts-csv"),
-    path("staff/payouts/run/", views_payouts.staff_payout_run, name="staff-payout-run"),
-    path("staff/reconciliation/", views_payouts.staff_reconciliation, name="staff-reconciliation"),
+    path("staff/payouts/", payouts.staff_payouts, name="staff-payouts"),
+    path("staff/payouts/csv/", payouts.staff_payouts_csv, name="staff-payouts-csv"),
+    path("staff/payouts/run/", payouts.staff_payout_run, name="staff-payout-run"),
+    path("staff/reconciliation/", payouts.staff_reconciliation, name="staff-reconciliation"),
 ]

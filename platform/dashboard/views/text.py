@@ -16,7 +16,7 @@ from accounts.models import Role
 from catalog import selectors as catalog
 from catalog.models import TEXT_KINDS
 from dashboard import selectors as dashboard
-from dashboard.views import _user
+from dashboard.web import current_user
 
 PAGE_SIZE = 20
 RETRIEVALS_PAGE_SIZE = 10
@@ -27,7 +27,7 @@ RETRIEVALS_PAGE_SIZE = 10
 def retrieved_passages(request: HttpRequest) -> HttpResponse:
     """Creators: the passages of their works that were bought, filterable by work. Vendors: their
     organisations' retrievals, each with its passages and total. Others: a plain 403."""
-    user = _user(request)
+    user = current_user(request)
     if user.role == Role.CREATOR:
         works = catalog.works_visible_to(user=user).filter(kind__in=TEXT_KINDS).order_by("title", "pk")
         chosen = request.GET.get("work", "")

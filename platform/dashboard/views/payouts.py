@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import PayoutProfile
 from common import clock
 from common.problems import ApiError
-from dashboard.views import _page, _user, staff_required
+from dashboard.web import current_user, paginate, staff_required
 from royalties import payouts, reconcile
 from royalties import selectors as royalty_selectors
 from royalties.models import PayoutRail, ReconciliationRun
@@ -22,7 +22,7 @@ from royalties.models import PayoutRail, ReconciliationRun
 @require_GET
 def payouts_page(request: HttpRequest) -> HttpResponse:
     """Your payouts, newest first, with what is payable now and the threshold a payout needs."""
-    user = _user(request)
+    user = current_user(request)
     profile = PayoutProfile.objects.filter(user=user).first()
     balances = [
         {
@@ -36,7 +36,7 @@ def payouts_page(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard/payouts/payouts.html",
         {
-            "page": _page(request, payouts.payouts_of(user=user)),
+            "page": paginate(request, payouts.payouts_of(user=user)),
             "balances": balances,
             "profile": profile,
             "period": payouts.period_of(clock.now()),
@@ -70,8 +70,8 @@ def staff_payouts(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard/payouts/staff_payouts.html",
         {
-            "page": _page(request, payouts.manual_waiting()),
-            "recent": _page(request, recent, param="recent_page"),
+            "page": paginate(request, payouts.manual_waiting()),
+            "recent": paginate(request, recent, param="recent_page"),
         },
     )
 
@@ -107,7 +107,7 @@ def staff_reconciliation(request: HttpRequest) -> HttpResponse:
         else:
             difference = get_object_or_404(reconcile.differences_open(), pk=request.POST.get("difference"))
             reconcile.difference_resolve(
-                difference=difference, user=_user(request), note=request.POST.get("note", "")
+                difference=difference, user=current_user(request), note=request.POST.get("note", "")
             )
             messages.success(request, f"Difference #{difference.pk} is resolved.")
         return redirect("dashboard:staff-reconciliation")
@@ -115,7 +115,7 @@ def staff_reconciliation(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard/payouts/staff_reconciliation.html",
         {
-            "page": _page(request, reconcile.differences_open().order_by("-created_at", "-id")),
+            "page": paginate(request, reconcile.differences_open().order_by("-created_at", "-id")),
             "runs": ReconciliationRun.objects.order_by("-started_at", "-id")[:10],
             "period": payouts.period_of(clock.now()),
         },

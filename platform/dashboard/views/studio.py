@@ -23,7 +23,7 @@ from catalog.models import Grant, GrantStatus, Offer
 from common.money import Money
 from common.problems import ApiError
 from dashboard import plain_words
-from dashboard.views import _user
+from dashboard.web import current_user
 from studio import generators, selectors, services
 from studio.models import Release
 
@@ -31,7 +31,7 @@ PAGE_SIZE = 10
 
 
 def _maker_only(request: HttpRequest) -> HttpResponse | None:
-    if _user(request).role in (Role.FAN, Role.CREATOR):
+    if current_user(request).role in (Role.FAN, Role.CREATOR):
         return None
     return render(
         request, "dashboard/not_for_role.html", {"what": "The studio", "role": Role.FAN.label}, status=403
@@ -44,7 +44,7 @@ def create(request: HttpRequest) -> HttpResponse:
     refused = _maker_only(request)
     if refused:
         return refused
-    user = _user(request)
+    user = current_user(request)
     offers = Paginator(selectors.offers_for_derivatives().exclude(work__created_by=user), PAGE_SIZE)
     jobs = Paginator(selectors.jobs_of(user=user), PAGE_SIZE)
     return render(
@@ -66,12 +66,12 @@ def create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def wallet_top_up(request: HttpRequest) -> HttpResponse:
-    if not (settings.DEBUG and settings.STUDIO_DEV_TOP_UP and _user(request).is_staff):
+    if not (settings.DEBUG and settings.STUDIO_DEV_TOP_UP and current_user(request).is_staff):
         raise Http404
     try:
         amount = int(request.POST.get("amount_minor", "0"))
         services.wallet_fund(
-            user=_user(request),
+            user=current_user(request),
             amount=Money(amount, settings.DEFAULT_CURRENCY),
             external_ref=f"dev-{uuid.uuid4()}",
             rail="development",
@@ -85,7 +85,7 @@ def wallet_top_up(request: HttpRequest) -> HttpResponse:
 
 def _offer(request: HttpRequest, offer_id: int) -> Offer:
     try:
-        return catalog.offer_get_readable(user=_user(request), offer_id=offer_id)
+        return catalog.offer_get_readable(user=current_user(request), offer_id=offer_id)
     except Offer.DoesNotExist:
         raise Http404 from None
 
@@ -106,7 +106,7 @@ def create_from(request: HttpRequest, offer_id: int) -> HttpResponse:
     refused = _maker_only(request)
     if refused:
         return refused
-    user = _user(request)
+    user = current_user(request)
     offer = _offer(request, offer_id)
     choices: list[dict[str, Any]] = []
     for generator in generators.available().values():
@@ -138,7 +138,7 @@ def create_from(request: HttpRequest, offer_id: int) -> HttpResponse:
 def accept(request: HttpRequest, offer_id: int) -> HttpResponse:
     offer = _offer(request, offer_id)
     try:
-        acceptance = services.terms_accept(user=_user(request), offer=offer)
+        acceptance = services.terms_accept(user=current_user(request), offer=offer)
     except ApiError as exc:
         messages.error(request, str(exc.detail))
     else:
@@ -152,7 +152,7 @@ def accept(request: HttpRequest, offer_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def start(request: HttpRequest, offer_id: int) -> HttpResponse:
-    user = _user(request)
+    user = current_user(request)
     offer = _offer(request, offer_id)
     grant = _grant_of(user, offer)
     if grant is None:
@@ -184,7 +184,7 @@ def start(request: HttpRequest, offer_id: int) -> HttpResponse:
 
 def _job(request: HttpRequest, job_id: int) -> Any:
     try:
-        return selectors.job_get_visible(user=_user(request), job_id=job_id)
+        return selectors.job_get_visible(user=current_user(request), job_id=job_id)
     except ApiError:
         raise Http404 from None
 
@@ -225,7 +225,7 @@ def release(request: HttpRequest, job_id: int) -> HttpResponse:
             raise ValueError("more decimals than the currency has")
         price = int(amount)
         services.release_set(
-            user=_user(request), work=found.result_work, price_minor=price, currency=found.currency
+            user=current_user(request), work=found.result_work, price_minor=price, currency=found.currency
         )
     except (ValueError, ArithmeticError):
         messages.error(request, "The price must be an amount like 4.99.")
@@ -238,7 +238,7 @@ def release(request: HttpRequest, job_id: int) -> HttpResponse:
 
 def _release(request: HttpRequest, release_id: int) -> Release:
     try:
-        return selectors.release_get_visible(user=_user(request), release_id=release_id)
+        return selectors.release_get_visible(user=current_user(request), release_id=release_id)
     except ApiError:
         raise Http404 from None
 
@@ -246,7 +246,7 @@ def _release(request: HttpRequest, release_id: int) -> Release:
 @login_required
 @require_GET
 def release_detail(request: HttpRequest, release_id: int) -> HttpResponse:
-    user = _user(request)
+    user = current_user(request)
     found = _release(request, release_id)
     return render(
         request,
@@ -268,7 +268,7 @@ def release_buy(request: HttpRequest, release_id: int) -> HttpResponse:
     shown = request.POST.get("price_minor", "")
     try:
         services.release_purchase(
-            buyer=_user(request),
+            buyer=current_user(request),
             release=found,
             expected_price_minor=int(shown) if shown.isdigit() and len(shown) < 19 else None,
         )

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import Role
 from catalog.models import Work
 from common.problems import ApiError
-from dashboard.views import _user
+from dashboard.web import current_user
 from datasets import apis as dataset_apis
 from datasets import delivery, selectors, services
 from datasets.models import DatasetKind, ItemStatus, Pricing, Weighting
@@ -30,7 +30,7 @@ PAGE_SIZE = 20
 
 
 def _not_for(request: HttpRequest, *roles: str) -> HttpResponse | None:
-    if _user(request).role in roles:
+    if current_user(request).role in roles:
         return None
     labels = " or ".join(str(Role(role).label) for role in roles)
     return render(request, "dashboard/not_for_role.html", {"what": "This page", "role": labels}, status=403)
@@ -42,7 +42,7 @@ def datasets(request: HttpRequest) -> HttpResponse:
     refused = _not_for(request, Role.CREATOR, Role.VENDOR)
     if refused:
         return refused
-    user = _user(request)
+    user = current_user(request)
     listed = selectors.datasets_visible_to(user=user).order_by("-created_at")
     context: dict[str, Any] = {"page": Paginator(listed, PAGE_SIZE).get_page(request.GET.get("page"))}
     if user.role == Role.CREATOR:
@@ -78,7 +78,7 @@ def dataset_new(request: HttpRequest) -> HttpResponseBase:
         data = form.cleaned_data
         try:
             dataset = services.dataset_create(
-                user=_user(request),
+                user=current_user(request),
                 title=data["title"],
                 kind=data["kind"],
                 description=data["description"],
@@ -105,7 +105,7 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     refused = _not_for(request, Role.CREATOR, Role.VENDOR)
     if refused:
         return refused
-    user = _user(request)
+    user = current_user(request)
     dataset = selectors.dataset_get_visible(user=user, dataset_id=dataset_id)
     snapshots = list(selectors.snapshots_of(dataset=dataset).order_by("-number")[:10])
     latest = snapshots[0] if snapshots else None
@@ -138,7 +138,7 @@ def _back(dataset_id: int) -> HttpResponseBase:
 @login_required
 @require_POST
 def dataset_contribute(request: HttpRequest, dataset_id: int) -> HttpResponseBase:
-    user = _user(request)
+    user = current_user(request)
     dataset = selectors.dataset_get_visible(user=user, dataset_id=dataset_id)
     work = Work.objects.filter(pk=request.POST.get("work") or 0, created_by=user).first()
     if work is None:
@@ -160,7 +160,7 @@ def dataset_contribute(request: HttpRequest, dataset_id: int) -> HttpResponseBas
 @login_required
 @require_POST
 def item_opt_out(request: HttpRequest, item_id: int) -> HttpResponseBase:
-    user = _user(request)
+    user = current_user(request)
     item = selectors.item_get_own(user=user, item_id=item_id)
     services.item_opt_out(item=item, user=user)
     messages.success(request, f"“{item.work.title}” is out of future snapshots of this dataset.")
@@ -173,7 +173,7 @@ def do_not_train(request: HttpRequest) -> HttpResponseBase:
     refused = _not_for(request, Role.CREATOR)
     if refused:
         return refused
-    user = _user(request)
+    user = current_user(request)
     if request.POST.get("set") == "1":
         services.training_opt_out_set(user=user)
         messages.success(request, "Do-not-train is on: your works left every dataset and cannot join one.")
@@ -186,7 +186,7 @@ def do_not_train(request: HttpRequest) -> HttpResponseBase:
 @login_required
 @require_POST
 def snapshot_new(request: HttpRequest, dataset_id: int) -> HttpResponseBase:
-    user = _user(request)
+    user = current_user(request)
     dataset = selectors.dataset_get_visible(user=user, dataset_id=dataset_id)
     if not services.can_curate(user, dataset):
         raise Http404
@@ -205,7 +205,7 @@ def snapshot_buy(request: HttpRequest, snapshot_id: int) -> HttpResponseBase:
     refused = _not_for(request, Role.VENDOR)
     if refused:
         return refused
-    user = _user(request)
+    user = current_user(request)
     snapshot = selectors.snapshot_get_visible(user=user, snapshot_id=snapshot_id)
     organisation = selectors.organisations_of(user=user).first()
     if organisation is None:
@@ -226,7 +226,7 @@ def snapshot_buy(request: HttpRequest, snapshot_id: int) -> HttpResponseBase:
 @login_required
 @require_GET
 def licence_detail(request: HttpRequest, licence_id: int) -> HttpResponse:
-    user = _user(request)
+    user = current_user(request)
     licence = selectors.licence_get_visible(user=user, licence_id=licence_id)
     links = [
         (link.part, reverse("dashboard:dataset-download", args=[link.token]))
@@ -243,7 +243,7 @@ def licence_detail(request: HttpRequest, licence_id: int) -> HttpResponse:
 @require_GET
 def download(request: HttpRequest, token: str) -> HttpResponseBase:
     try:
-        return dataset_apis.download_response(token=token, user=_user(request), api_key=None)
+        return dataset_apis.download_response(token=token, user=current_user(request), api_key=None)
     except ApiError as exc:
         return render(
             request, "dashboard/datasets/link_refused.html", {"detail": exc.detail}, status=exc.status_code

@@ -24,7 +24,7 @@ from common import clock, currency
 from common.money import Money
 from common.problems import ApiError
 from dashboard.forms import attach_problem, to_minor
-from dashboard.views import _user
+from dashboard.web import current_user
 from royalties import stripe_services
 from royalties.apis_stripe import onboarding_urls
 from royalties.rails import stripe as stripe_gateway
@@ -38,7 +38,7 @@ WALLET_FIELDS = {
 
 
 def _payee_only(request: HttpRequest) -> HttpResponse | None:
-    if _user(request).role in PAYEE_ROLES:
+    if current_user(request).role in PAYEE_ROLES:
         return None
     return render(
         request,
@@ -110,7 +110,7 @@ def payout_settings(request: HttpRequest) -> HttpResponse:
     refused = _payee_only(request)
     if refused:
         return refused
-    user = _user(request)
+    user = current_user(request)
     profile = payout_identity.payout_profile_get_or_create(user=user)
     if request.GET.get("stripe") == "return" and profile.stripe_account_id:
         # Back from Stripe: read the account now rather than wait for the webhook.
@@ -138,7 +138,7 @@ def payout_rail(request: HttpRequest) -> HttpResponse:
     )
     if weak:
         return weak
-    user = _user(request)
+    user = current_user(request)
     form = RailForm(request.POST)
     if form.is_valid():
         try:
@@ -156,7 +156,7 @@ def _to_stripe(request: HttpRequest) -> HttpResponse:
     return_url, refresh_url = onboarding_urls()
     try:
         url = stripe_services.stripe_onboarding_start(
-            user=_user(request), return_url=return_url, refresh_url=refresh_url
+            user=current_user(request), return_url=return_url, refresh_url=refresh_url
         )
     except ApiError as error:
         messages.error(request, str(error.detail))
@@ -194,7 +194,7 @@ def payout_wallet_challenge(request: HttpRequest) -> HttpResponse:
     )
     if weak:
         return weak
-    challenge = payout_identity.wallet_challenge_create(user=_user(request), domain=request.get_host())
+    challenge = payout_identity.wallet_challenge_create(user=current_user(request), domain=request.get_host())
     return redirect(f"{reverse('dashboard:payout-settings')}?challenge={challenge.nonce}#wallet")
 
 
@@ -209,7 +209,7 @@ def payout_wallet_link(request: HttpRequest) -> HttpResponse:
     )
     if weak:
         return weak
-    user = _user(request)
+    user = current_user(request)
     form = WalletForm(request.POST)
     challenge = _open_challenge(user, request.POST.get("nonce"))
     if form.is_valid():
@@ -262,7 +262,7 @@ class TopUpForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 def topup_stripe(request: HttpRequest) -> HttpResponse:
     """A vendor's card top-up: Stripe Checkout, then back to the balance page; the webhook credits it."""
-    user = _user(request)
+    user = current_user(request)
     if user.role != Role.VENDOR:
         return render(
             request, "dashboard/not_for_role.html", {"what": "Topping up", "role": "AI vendor"}, status=403

@@ -1,0 +1,173 @@
+"""Money pages: a creator's earnings and statements, a vendor's balance, usage, receipts and outputs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from access import payments
+from accounts.models import Role
+from common import clock
+from common.problems import ApiError
+from contracts.chain import ChainError, TokenDomain
+from dashboard import selectors as dashboard
+from dashboard.web import current_user, paginate, role_only
+from royalties import selectors as royalty_selectors
+from royalties import services as royalty_services
+from royalties.models import RevenueSource
+
+# Money: earnings and statements ------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def earnings(request: HttpRequest) -> HttpResponse:
+    """Any payee's earnings (creators and fans earn; a vendor sees an empty page), only ever their own."""
+    user = current_user(request)
+    summary = royalty_selectors.earnings_of(user=user)
+    currencies = [row["currency"] for row in summary["balances"]]
+    chosen = request.GET.get("currency", "")
+    currency = chosen if chosen in currencies else (currencies[0] if currencies else "")
+    statements = paginate(
+        request, royalty_selectors.statements_of(user=user).select_related("user", "previous")
+    )
+    return render(
+        request,
+        "dashboard/earnings.html",
+        {
+            "balances": summary["balances"],
+            "by_work": paginate(request, summary["by_work"], param="work_page"),
+            "currencies": currencies,
+            "currency": currency,
+            "chart": dashboard.earnings_by_day(user=user, currency=currency) if currency else None,
+            "statements": statements,
+            "checks": {
+                statement.pk: royalty_services.statement_verify(statement=statement)
+                for statement in statements
+            },
+            "sources": dict(RevenueSource.choices),
+        },
+    )
+
+
+@login_required
+@require_POST
+def statement_new(request: HttpRequest) -> HttpResponse:
+    """The user's next statement in one of the currencies they hold a payable balance in, up to now."""
+    user = current_user(request)
+    currencies = [row["currency"] for row in royalty_selectors.earnings_of(user=user)["balances"]]
+    currency = request.POST.get("currency", "")
+    if currency not in currencies:
+        messages.error(request, "Choose a currency you have earned in.")
+        return redirect("dashboard:earnings")
+    try:
+        statement = royalty_services.statement_generate(user=user, currency=currency, period_end=clock.now())
+    except ApiError as exc:
+        messages.error(request, str(exc.detail))
+    else:
+        messages.success(request, f"Statement #{statement.pk} ({statement.currency}) is issued.")
+    return redirect(reverse("dashboard:earnings") + "#statements")
+
+
+@login_required
+@require_GET
+def statement_csv(request: HttpRequest, statement_id: int) -> HttpResponse:
+    statement = royalty_selectors.statement_get_visible(user=current_user(request), statement_id=statement_id)
+    response = HttpResponse(royalty_services.statement_csv(statement=statement), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="statement-{statement.pk}.csv"'
+    return response
+
+
+# Money: what a vendor spends ---------------------------------------------------------------------------
+
+USAGE_DAYS = 90
+OUTPUT_RESULT_PARTS = ("confirmed_works", "unconfirmed_works", "uncovered_works")
+
+
+def _token_domain() -> TokenDomain | None:
+    try:
+        return payments.chain().token_domain()
+    except ChainError:
+        return None
+
+
+@login_required
+@require_GET
+def balance(request: HttpRequest) -> HttpResponse:
+    refused = role_only(request, Role.VENDOR, "The prepaid balance")
+    if refused:
+        return refused
+    user = current_user(request)
+    return render(
+        request,
+        "dashboard/balance.html",
+        {
+            "balances": dashboard.prepaid_balances_of(user=user),
+            "organisations": dashboard.organisations_of(user=user),
+            "caps": paginate(request, dashboard.spend_caps_of(user=user)),
+            "month": clock.now().strftime("%Y-%m"),
+            "token": _token_domain(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def usage(request: HttpRequest) -> HttpResponse:
+    refused = role_only(request, Role.VENDOR, "Usage and spend")
+    if refused:
+        return refused
+    since = timezone.localdate() - timedelta(days=USAGE_DAYS - 1)
+    chart, table = dashboard.usage_of(user=current_user(request), since=since)
+    return render(
+        request,
+        "dashboard/usage.html",
+        {"chart": chart, "page": paginate(request, table), "since": since, "days": USAGE_DAYS},
+    )
+
+
+@login_required
+@require_GET
+def receipts(request: HttpRequest) -> HttpResponse:
+    refused = role_only(request, Role.VENDOR, "The receipts list")
+    if refused:
+        return refused
+    page = paginate(request, dashboard.accesses_of_organisations(user=current_user(request)))
+    rows = [(event, dashboard.receipt_of(event)) for event in page]
+    return render(request, "dashboard/receipts.html", {"page": page, "rows": rows})
+
+
+@login_required
+@require_GET
+def outputs(request: HttpRequest) -> HttpResponse:
+    refused = role_only(request, Role.VENDOR, "The registered outputs list")
+    if refused:
+        return refused
+    page = paginate(request, dashboard.outputs_of(user=current_user(request)))
+    named: set[int] = set()
+    for output in page:
+        for part in OUTPUT_RESULT_PARTS:
+            named.update(int(work_id) for work_id in output.result.get(part, []))
+    titles = dashboard.work_titles(named)
+
+    def works(ids: list[int]) -> list[tuple[int, str]]:
+        return [(int(work_id), titles.get(int(work_id), "")) for work_id in ids]
+
+    rows = [
+        {
+            "output": output,
+            "confirmed": works(output.result.get("confirmed_works", [])),
+            "unconfirmed": works(output.result.get("unconfirmed_works", [])),
+            "uncovered": works(output.result.get("uncovered_works", [])),
+            "claims": output.visible_claims,
+        }
+        for output in page
+    ]
+    return render(request, "dashboard/outputs.html", {"page": page, "rows": rows})
