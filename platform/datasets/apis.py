@@ -22,7 +22,7 @@ from accounts.permissions import KeyScope, authenticated_user
 from catalog.models import Work
 from common.apis import SelectorListApi
 from common.problems import ApiError, NotFound, problem_response
-from datasets import delivery, selectors, services
+from datasets import delivery, selectors
 from datasets.models import (
     Dataset,
     DatasetItem,
@@ -34,6 +34,7 @@ from datasets.models import (
     TrainingOptOut,
     Weighting,
 )
+from datasets.services import contributing, curation, opt_outs, sales, snapshots
 from royalties.selectors import prepaid_available
 from royalties.services import InsufficientFunds
 
@@ -134,7 +135,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
         ]
 
     def get_for_sale(self, snapshot: Snapshot) -> bool:
-        return services.snapshot_sale_problem(snapshot) is None
+        return sales.snapshot_sale_problem(snapshot) is None
 
 
 class SnapshotItemSerializer(serializers.ModelSerializer):
@@ -216,14 +217,14 @@ class OfferingInput(serializers.Serializer):
         ref_name = "DatasetOfferingInput"
 
 
-def _offering(data: serializers.Serializer) -> services.Offering:
+def _offering(data: serializers.Serializer) -> curation.Offering:
     fields = {
         name: value
         for name, value in data.validated_data.items()
-        if name in services.Offering.__dataclass_fields__
+        if name in curation.Offering.__dataclass_fields__
     }
     fields["currency"] = str(fields.get("currency", "USD")).upper()
-    return services.Offering(**fields)
+    return curation.Offering(**fields)
 
 
 # Datasets ----------------------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ class DatasetListCreateApi(SelectorListApi):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = services.dataset_create(
+        dataset = curation.dataset_create(
             user=authenticated_user(request),
             title=data.validated_data["title"],
             kind=data.validated_data["kind"],
@@ -285,7 +286,7 @@ class DatasetDetailApi(APIView):
         dataset = selectors.dataset_get_visible(user=user, dataset_id=dataset_id)
         data = OfferingInput(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = services.dataset_terms_update(dataset=dataset, user=user, offering=_offering(data))
+        dataset = curation.dataset_terms_update(dataset=dataset, user=user, offering=_offering(data))
         return Response(
             DatasetSerializer(selectors.dataset_get_visible(user=user, dataset_id=dataset.pk)).data
         )
@@ -333,7 +334,7 @@ class ItemListCreateApi(SelectorListApi):
         work = Work.objects.filter(pk=data.validated_data["work"], created_by=user).first()
         if work is None:
             raise NotFound("No such work among the works you manage.", code="work_not_found")
-        items = services.item_contribute(
+        items = contributing.item_contribute(
             dataset=dataset,
             user=user,
             work=work,
@@ -353,7 +354,7 @@ class ItemOptOutApi(APIView):
     def post(self, request: Request, item_id: int) -> Response:
         user = authenticated_user(request)
         item = selectors.item_get_own(user=user, item_id=item_id)
-        return Response(ItemSerializer(services.item_opt_out(item=item, user=user)).data)
+        return Response(ItemSerializer(opt_outs.item_opt_out(item=item, user=user)).data)
 
 
 class OptOutSerializer(serializers.ModelSerializer):
@@ -393,7 +394,7 @@ class TrainingOptOutApi(APIView):
         user = authenticated_user(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        flag = services.training_opt_out_set(user=user, work=self._work(user, data.validated_data["work"]))
+        flag = opt_outs.training_opt_out_set(user=user, work=self._work(user, data.validated_data["work"]))
         return Response(OptOutSerializer(flag).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=InputSerializer, responses={204: None}, operation_id="training_opt_outs_clear")
@@ -401,7 +402,7 @@ class TrainingOptOutApi(APIView):
         user = authenticated_user(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.training_opt_out_clear(user=user, work=self._work(user, data.validated_data["work"]))
+        opt_outs.training_opt_out_clear(user=user, work=self._work(user, data.validated_data["work"]))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -427,7 +428,7 @@ class SnapshotListCreateApi(SelectorListApi):
     def post(self, request: Request, dataset_id: int) -> Response:
         user = authenticated_user(request)
         dataset = selectors.dataset_get_visible(user=user, dataset_id=dataset_id)
-        snapshot = services.snapshot_create(dataset=dataset, user=user)
+        snapshot = snapshots.snapshot_create(dataset=dataset, user=user)
         return Response(
             SnapshotSerializer(selectors.snapshots_of(dataset=dataset).get(pk=snapshot.pk)).data,
             status=status.HTTP_201_CREATED,
@@ -506,7 +507,7 @@ class LicencePurchaseApi(APIView):
         data.is_valid(raise_exception=True)
         organisation = _organisation(request, user, data.validated_data["organisation"])
         try:
-            purchase = services.licence_purchase(
+            purchase = sales.licence_purchase(
                 snapshot=snapshot,
                 organisation=organisation,
                 user=user,

@@ -14,9 +14,9 @@ from accounts.models import Organisation, User
 from catalog.models import Work
 from catalog.services import Terms, asset_upload, offer_publish, work_create
 from common.currency import format_minor
-from datasets import services
 from datasets.models import ItemStatus, SaleShare
-from datasets.services import Offering
+from datasets.services import contributing, curation, sales, snapshots
+from datasets.services.curation import Offering
 
 if TYPE_CHECKING:  # story.py lists this step in STEPS: no import cycle at run time
     from demo.story import Story
@@ -62,7 +62,7 @@ def dataset_sale(story: Story) -> None:
     sols = _photograph(story, sol, "Harbour at dusk", _photo(by_name["Aqua"], 1024))
     ades = _photograph(story, ade, "Dune study", _photo(by_name["Dune"], 1024))
     thumbnail = _photograph(story, ade, "Flower (thumbnail)", _photo(by_name["FreshFlower"], 200))
-    dataset = services.dataset_create(
+    dataset = curation.dataset_create(
         user=sol,
         title="Northern light and harbours",
         kind="image",
@@ -79,18 +79,18 @@ def dataset_sale(story: Story) -> None:
         f"split by item count, curator's share {CURATOR_SHARE_BPS / 100:.0f}%"
     )
     for owner, work in [(mira, w) for w in photos] + [(sol, sols), (ade, ades), (ade, thumbnail)]:
-        for item in services.item_contribute(dataset=dataset, user=owner, work=work):
+        for item in contributing.item_contribute(dataset=dataset, user=owner, work=work):
             if item.status == ItemStatus.INCLUDED:
                 story.say(f"    {owner.public_name} adds “{work.title}”: included")
             else:
                 story.say(f"    {owner.public_name} adds “{work.title}”: left out ({item.reason})")
-    snapshot = services.snapshot_create(dataset=dataset, user=sol)
+    snapshot = snapshots.snapshot_create(dataset=dataset, user=sol)
     story.say(
         f"    snapshot {snapshot.number}: {snapshot.item_count} items, item list sha256 "
         f"{snapshot.items_sha256[:16]}…"
     )
     organisation = Organisation.objects.filter(membership__user=acme).order_by("id").get()
-    licence = services.licence_purchase(snapshot=snapshot, organisation=organisation, user=acme).licence
+    licence = sales.licence_purchase(snapshot=snapshot, organisation=organisation, user=acme).licence
     story.say(
         f"    Acme AI licenses it from its prepaid balance: {format_minor(licence.price_minor, 'USD')}, "
         f"receipt {licence.receipt[:24]}… (verifiable with /.well-known/jwks.json)"

@@ -15,8 +15,8 @@ from catalog import tracing
 from catalog.models import Offer, Work
 from catalog.services import Terms, asset_upload, offer_publish, work_create
 from common.money import Money
-from datasets import services
 from datasets.models import Dataset
+from datasets.services import curation
 from media.samples.images import ensure_images
 from royalties.services import prepaid_fund
 
@@ -60,8 +60,8 @@ def publish(owner: User, work: Work, **terms: Any) -> Offer:
 def dataset(curator: User, **offering: Any) -> Dataset:
     fields: dict[str, Any] = {"currency": "USD", "price_minor": 10_000, "commercial_use": True}
     fields.update(offering)
-    return services.dataset_create(
-        user=curator, title="Northern photographs", kind="image", offering=services.Offering(**fields)
+    return curation.dataset_create(
+        user=curator, title="Northern photographs", kind="image", offering=curation.Offering(**fields)
     )
 
 

@@ -16,8 +16,9 @@ from PIL import Image, ImageOps
 
 from catalog.services import grant_create
 from common.problems import ApiError
-from datasets import quality, services
+from datasets import quality
 from datasets.models import DatasetItem, DatasetNotice, ItemStatus
+from datasets.services import contributing
 from datasets.terms import DatasetTerms, MemberTerms, looser_terms, price_is_looser
 from tests import factories
 from tests.datasets.conftest import SAMPLES, dataset, jpeg, register
@@ -32,7 +33,7 @@ def test_a_work_whose_terms_are_stricter_than_the_datasets_cannot_join(photos):
     worldwide = dataset(curator)
 
     with pytest.raises(ApiError) as refused:
-        services.item_contribute(dataset=worldwide, user=mira, work=only_in_france)
+        contributing.item_contribute(dataset=worldwide, user=mira, work=only_in_france)
 
     assert refused.value.problem_code == "territory_wider"
     assert refused.value.status_code == 403
@@ -44,7 +45,7 @@ def test_a_work_whose_terms_do_not_allow_training_cannot_join(photos):
     no_training = register(mira, photos["Garden"], title="Garden", uses={"index": 0})
 
     with pytest.raises(ApiError) as refused:
-        services.item_contribute(dataset=dataset(factories.creator()), user=mira, work=no_training)
+        contributing.item_contribute(dataset=dataset(factories.creator()), user=mira, work=no_training)
 
     assert refused.value.problem_code == "ai_train_not_allowed"
     assert DatasetItem.objects.count() == 0
@@ -57,7 +58,7 @@ def test_a_dataset_price_that_undercuts_the_works_own_training_price_is_refused(
     cheap = dataset(factories.creator(), curator_share_bps=5_000)
 
     with pytest.raises(ApiError) as refused:
-        services.item_contribute(dataset=cheap, user=mira, work=dear)
+        contributing.item_contribute(dataset=cheap, user=mira, work=dear)
 
     assert refused.value.problem_code == "price_below_terms"
     assert DatasetItem.objects.count() == 0
@@ -148,14 +149,14 @@ def test_near_duplicates_collapse_to_one_item_and_both_owners_are_told(photos):
     other = register(sol, photos["Wood"], title="Wood")
     photos_set = dataset(curator)
 
-    kept = services.item_contribute(dataset=photos_set, user=mira, work=original)
+    kept = contributing.item_contribute(dataset=photos_set, user=mira, work=original)
     mail.outbox.clear()
     with pytest.MonkeyPatch.context():
         from django.test import TestCase
 
         with TestCase.captureOnCommitCallbacks(execute=True):
-            duplicate = services.item_contribute(dataset=photos_set, user=sol, work=copy)
-    unrelated = services.item_contribute(dataset=photos_set, user=sol, work=other)
+            duplicate = contributing.item_contribute(dataset=photos_set, user=sol, work=copy)
+    unrelated = contributing.item_contribute(dataset=photos_set, user=sol, work=other)
 
     assert [item.status for item in kept] == [ItemStatus.INCLUDED]
     assert [(item.status, item.reason_code, item.duplicate_of_id) for item in duplicate] == [
@@ -177,7 +178,7 @@ def test_media_matching_someone_elses_registered_work_without_a_grant_is_refused
     copied = register(copier, mirrored, title="Bug on a leaf")
 
     with pytest.raises(ApiError) as refused:
-        services.item_contribute(dataset=dataset(factories.creator()), user=copier, work=copied)
+        contributing.item_contribute(dataset=dataset(factories.creator()), user=copier, work=copied)
 
     assert refused.value.problem_code == "foreign_match"
     assert DatasetItem.objects.count() == 0
@@ -189,7 +190,7 @@ def test_an_image_below_the_resolution_floor_is_left_out_with_the_reason(photos)
         small = jpeg(image, longest=200)
     tiny = register(mira, small, title="Aqua, thumbnail")
 
-    items = services.item_contribute(dataset=dataset(factories.creator()), user=mira, work=tiny)
+    items = contributing.item_contribute(dataset=dataset(factories.creator()), user=mira, work=tiny)
 
     assert [(item.status, item.reason_code) for item in items] == [(ItemStatus.EXCLUDED, "below_resolution")]
     assert "200 x" in items[0].reason and "floor is 256 x 256" in items[0].reason

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from datasets import services
 from datasets.models import DatasetItem, DatasetLicence, ItemStatus, TrainingOptOut
+from datasets.services import contributing, sales, snapshots
 from tests import factories
 from tests.datasets.conftest import dataset, funded, register
 
@@ -54,7 +54,7 @@ def test_a_creator_contributes_from_the_page_and_sees_the_item_and_its_earnings(
 
 
 def test_a_creator_opts_an_item_out_and_another_creator_cannot(shop):
-    (item,) = services.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
+    (item,) = contributing.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
     stranger = _client(factories.creator())
 
     refused = stranger.post(f"/dashboard/datasets/items/{item.pk}/opt-out/")
@@ -67,7 +67,7 @@ def test_a_creator_opts_an_item_out_and_another_creator_cannot(shop):
 
 
 def test_the_do_not_train_switch_takes_every_work_out(shop):
-    services.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
+    contributing.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
 
     _client(shop["mira"]).post("/dashboard/datasets/do-not-train/", {"set": "1"})
 
@@ -76,8 +76,8 @@ def test_the_do_not_train_switch_takes_every_work_out(shop):
 
 
 def test_a_vendor_buys_from_the_page_and_downloads_the_manifest(shop):
-    services.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
-    services.snapshot_create(dataset=shop["dataset"], user=shop["curator"])
+    contributing.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
+    snapshots.snapshot_create(dataset=shop["dataset"], user=shop["curator"])
     funded(shop["vendor"], 5_000)
     vendor = _client(shop["vendor"])
     detail = vendor.get(f"/dashboard/datasets/{shop['dataset'].pk}/")
@@ -96,10 +96,10 @@ def test_a_vendor_buys_from_the_page_and_downloads_the_manifest(shop):
 
 
 def test_another_vendor_sees_neither_the_licence_nor_its_downloads(shop):
-    services.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
-    snapshot = services.snapshot_create(dataset=shop["dataset"], user=shop["curator"])
+    contributing.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
+    snapshot = snapshots.snapshot_create(dataset=shop["dataset"], user=shop["curator"])
     organisation = funded(shop["vendor"], 5_000)
-    licence = services.licence_purchase(
+    licence = sales.licence_purchase(
         snapshot=snapshot, organisation=organisation, user=shop["vendor"]
     ).licence
     owner_page = _client(shop["vendor"]).get(f"/dashboard/datasets/licences/{licence.pk}/").content.decode()
@@ -116,8 +116,8 @@ def test_another_vendor_sees_neither_the_licence_nor_its_downloads(shop):
 
 
 def test_a_short_balance_sends_the_vendor_to_top_up_and_buys_nothing(shop):
-    services.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
-    snapshot = services.snapshot_create(dataset=shop["dataset"], user=shop["curator"])
+    contributing.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
+    snapshot = snapshots.snapshot_create(dataset=shop["dataset"], user=shop["curator"])
     funded(shop["vendor"], 100)
 
     answer = _client(shop["vendor"]).post(f"/dashboard/datasets/snapshots/{snapshot.pk}/buy/")
@@ -128,8 +128,8 @@ def test_a_short_balance_sends_the_vendor_to_top_up_and_buys_nothing(shop):
 
 def test_a_fan_is_told_datasets_are_not_for_them_and_a_creator_cannot_buy(shop):
     assert _client(factories.fan()).get("/dashboard/datasets/").status_code == 403
-    services.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
-    snapshot = services.snapshot_create(dataset=shop["dataset"], user=shop["curator"])
+    contributing.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
+    snapshot = snapshots.snapshot_create(dataset=shop["dataset"], user=shop["curator"])
     assert _client(shop["mira"]).post(f"/dashboard/datasets/snapshots/{snapshot.pk}/buy/").status_code == 403
 
 
@@ -149,7 +149,7 @@ def test_a_creator_creates_a_dataset_and_only_its_curator_cuts_snapshots(shop):
             "commercial_use": "on",
         },
     )
-    services.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
+    contributing.item_contribute(dataset=shop["dataset"], user=shop["mira"], work=shop["garden"])
     not_curator = page.post(f"/dashboard/datasets/{shop['dataset'].pk}/snapshots/")
 
     assert created.status_code == 302

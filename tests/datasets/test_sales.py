@@ -14,8 +14,8 @@ from catalog.models import Asset, Blob
 from catalog.services import ParentClaim, derivative_create, grant_create, work_create
 from common import clock
 from common.problems import ApiError
-from datasets import services
 from datasets.models import Dataset, DatasetItem, DatasetLicence, SaleShare
+from datasets.services import contributing, sales, snapshots
 from royalties import selectors as ledger
 from royalties.models import RevenueItem, RevenueSource
 from royalties.services import InsufficientFunds, ledger_check, revenue_settle
@@ -72,10 +72,10 @@ def _contributors(count: int, curator: User) -> tuple[Dataset, list[User]]:
 def test_a_sale_splits_exactly_across_1000_contributors_and_settles_up_to_each_payee():
     curator, vendor = factories.creator(), factories.vendor()
     photo_set, users = _contributors(1_000, curator)
-    snapshot = services.snapshot_create(dataset=photo_set, user=curator)
+    snapshot = snapshots.snapshot_create(dataset=photo_set, user=curator)
     organisation = funded(vendor, 2_000_000)
 
-    purchase = services.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
+    purchase = sales.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
 
     price = 1_000_003
     shares = list(SaleShare.objects.filter(licence=purchase.licence))
@@ -122,9 +122,9 @@ def small_world(photos):
     garden = register(mira, photos["Garden"], title="Garden")
     wood = register(sol, photos["Wood"], title="Wood")
     photo_set = dataset(curator, price_minor=10_001, curator_share_bps=1_000)
-    services.item_contribute(dataset=photo_set, user=mira, work=garden)
-    services.item_contribute(dataset=photo_set, user=sol, work=wood)
-    snapshot = services.snapshot_create(dataset=photo_set, user=curator)
+    contributing.item_contribute(dataset=photo_set, user=mira, work=garden)
+    contributing.item_contribute(dataset=photo_set, user=sol, work=wood)
+    snapshot = snapshots.snapshot_create(dataset=photo_set, user=curator)
     return {
         "mira": mira,
         "sol": sol,
@@ -140,8 +140,8 @@ def test_buying_returns_a_receipt_that_verifies_with_the_published_key(small_wor
     vendor, snapshot = small_world["vendor"], small_world["snapshot"]
     organisation = funded(vendor, 50_000)
 
-    purchase = services.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
-    again = services.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
+    purchase = sales.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
+    again = sales.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
 
     assert purchase.created and not again.created and again.licence.pk == purchase.licence.pk
     assert DatasetLicence.objects.count() == 1
@@ -171,7 +171,7 @@ def test_a_short_balance_refuses_the_sale_and_changes_nothing(small_world):
     organisation = funded(vendor, 10_000)  # one unit short
 
     with pytest.raises(InsufficientFunds):
-        services.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
+        sales.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
 
     assert not DatasetLicence.objects.exists()
     assert not SaleShare.objects.exists()
@@ -184,7 +184,7 @@ def test_a_vendor_buys_only_for_its_own_organisation(small_world):
     stranger = factories.vendor(organisation_name="Other AI")
 
     with pytest.raises(ApiError) as refused:
-        services.licence_purchase(snapshot=small_world["snapshot"], organisation=organisation, user=stranger)
+        sales.licence_purchase(snapshot=small_world["snapshot"], organisation=organisation, user=stranger)
 
     assert refused.value.problem_code == "organisation_not_found"
     assert ledger.prepaid_available(organisation=organisation, currency="USD") == 50_000
@@ -215,11 +215,11 @@ def test_a_derivative_in_a_dataset_pays_its_parent_through_settlement(photos):
     tracing.asset_fingerprint(asset_id=asset.pk)
     publish(kai, remix)
     photo_set = dataset(curator, price_minor=10_000)
-    services.item_contribute(dataset=photo_set, user=kai, work=remix)
-    snapshot = services.snapshot_create(dataset=photo_set, user=curator)
+    contributing.item_contribute(dataset=photo_set, user=kai, work=remix)
+    snapshot = snapshots.snapshot_create(dataset=photo_set, user=curator)
     organisation = funded(vendor, 10_000)
 
-    services.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
+    sales.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
     revenue_settle()
 
     # 10,000 less the 10% fee is 9,000: the parent takes 40% of it, Kai keeps 60%.
@@ -243,11 +243,11 @@ def test_a_declared_weighting_splits_by_weight(photos):
     garden = register(mira, photos["Garden"], title="Garden")
     wood = register(sol, photos["Wood"], title="Wood")
     weighted = dataset(curator, price_minor=1_000, weighting="declared")
-    services.item_contribute(dataset=weighted, user=mira, work=garden, weight=3)
-    services.item_contribute(dataset=weighted, user=sol, work=wood, weight=1)
-    snapshot = services.snapshot_create(dataset=weighted, user=curator)
+    contributing.item_contribute(dataset=weighted, user=mira, work=garden, weight=3)
+    contributing.item_contribute(dataset=weighted, user=sol, work=wood, weight=1)
+    snapshot = snapshots.snapshot_create(dataset=weighted, user=curator)
 
-    licence = services.licence_purchase(
+    licence = sales.licence_purchase(
         snapshot=snapshot, organisation=funded(vendor, 1_000), user=vendor
     ).licence
 
@@ -268,14 +268,14 @@ def test_a_dataset_licence_pays_each_members_licence_fee_once_and_settlement_cre
     garden = register(mira, photos["Garden"], title="Garden", licence_fee_minor=2_000)
     wood = register(sol, photos["Wood"], title="Wood", licence_fee_minor=1_000)
     photo_set = dataset(curator, price_minor=10_001, curator_share_bps=1_000)
-    services.item_contribute(dataset=photo_set, user=mira, work=garden)
-    services.item_contribute(dataset=photo_set, user=sol, work=wood)
-    snapshot = services.snapshot_create(dataset=photo_set, user=curator)
+    contributing.item_contribute(dataset=photo_set, user=mira, work=garden)
+    contributing.item_contribute(dataset=photo_set, user=sol, work=wood)
+    snapshot = snapshots.snapshot_create(dataset=photo_set, user=curator)
     organisation = funded(vendor, 50_000)
 
     # when the vendor buys the licence, then clicks again
-    first = services.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
-    replay = services.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
+    first = sales.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
+    replay = sales.licence_purchase(snapshot=snapshot, organisation=organisation, user=vendor)
 
     # then it paid once, and each member's part covers its own licence fee and training price
     assert (first.created, replay.created, replay.licence.pk) == (True, False, first.licence.pk)

@@ -18,7 +18,7 @@ from accounts.services import api_key_create
 from catalog.models import Asset, Work
 from catalog.services import asset_upload
 from catalog.tasks import fingerprint_asset
-from datasets import delivery, services
+from datasets import delivery
 from datasets.models import (
     Dataset,
     DatasetItem,
@@ -29,6 +29,7 @@ from datasets.models import (
     Snapshot,
     SnapshotItem,
 )
+from datasets.services import opt_outs
 from media.text import passages
 from royalties.models import RevenueItem
 from royalties.services import ledger_check, revenue_settle
@@ -371,7 +372,7 @@ def test_an_opted_out_text_and_a_withdrawn_consent_leave_the_next_snapshot(libra
 
     _contribute_all(library, as_user)
     harbour, lantern, sheets = library["works"]
-    services.training_opt_out_set(user=library["writer"], work=harbour)
+    opt_outs.training_opt_out_set(user=library["writer"], work=harbour)
     consent_withdraw(work=lantern, user=library["poet"], use_class="ai-train")
 
     cut = as_user(library["curator"]).post(f"/api/v1/datasets/{library['dataset']}/snapshots").json()

@@ -16,7 +16,7 @@ from catalog import selectors as catalog_selectors
 from catalog.consent import consent_withdraw
 from catalog.models import Claim
 from common.money import Money
-from datasets.services import training_opt_out_set
+from datasets.services.opt_outs import training_opt_out_set
 from media import index
 from media import services as media_services
 from media.models import Fingerprint, FingerprintKind

@@ -21,8 +21,9 @@ from catalog.models import Work
 from common.problems import ApiError
 from dashboard.web import current_user
 from datasets import apis as dataset_apis
-from datasets import delivery, selectors, services
+from datasets import delivery, selectors
 from datasets.models import DatasetKind, ItemStatus, Pricing, Weighting
+from datasets.services import contributing, curation, opt_outs, sales, snapshots
 from royalties.selectors import prepaid_available
 from royalties.services import InsufficientFunds
 
@@ -77,12 +78,12 @@ def dataset_new(request: HttpRequest) -> HttpResponseBase:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            dataset = services.dataset_create(
+            dataset = curation.dataset_create(
                 user=current_user(request),
                 title=data["title"],
                 kind=data["kind"],
                 description=data["description"],
-                offering=services.Offering(
+                offering=curation.Offering(
                     currency=data["currency"].upper(),
                     price_minor=data["price_minor"],
                     pricing=data["pricing"],
@@ -111,10 +112,10 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     latest = snapshots[0] if snapshots else None
     context: dict[str, Any] = {
         "dataset": dataset,
-        "curates": services.can_curate(user, dataset),
+        "curates": curation.can_curate(user, dataset),
         "snapshots": snapshots,
         "latest": latest,
-        "latest_problem": services.snapshot_sale_problem(latest) if latest else None,
+        "latest_problem": sales.snapshot_sale_problem(latest) if latest else None,
         "items": Paginator(selectors.items_visible_to(user=user, dataset=dataset), PAGE_SIZE).get_page(
             request.GET.get("page")
         ),
@@ -145,7 +146,7 @@ def dataset_contribute(request: HttpRequest, dataset_id: int) -> HttpResponseBas
         messages.error(request, "Choose one of your works.")
         return _back(dataset.pk)
     try:
-        items = services.item_contribute(dataset=dataset, user=user, work=work)
+        items = contributing.item_contribute(dataset=dataset, user=user, work=work)
     except ApiError as exc:
         messages.error(request, f"“{work.title}” cannot join: {exc.detail}")
         return _back(dataset.pk)
@@ -162,7 +163,7 @@ def dataset_contribute(request: HttpRequest, dataset_id: int) -> HttpResponseBas
 def item_opt_out(request: HttpRequest, item_id: int) -> HttpResponseBase:
     user = current_user(request)
     item = selectors.item_get_own(user=user, item_id=item_id)
-    services.item_opt_out(item=item, user=user)
+    opt_outs.item_opt_out(item=item, user=user)
     messages.success(request, f"“{item.work.title}” is out of future snapshots of this dataset.")
     return _back(item.dataset_id)
 
@@ -175,10 +176,10 @@ def do_not_train(request: HttpRequest) -> HttpResponseBase:
         return refused
     user = current_user(request)
     if request.POST.get("set") == "1":
-        services.training_opt_out_set(user=user)
+        opt_outs.training_opt_out_set(user=user)
         messages.success(request, "Do-not-train is on: your works left every dataset and cannot join one.")
     else:
-        services.training_opt_out_clear(user=user)
+        opt_outs.training_opt_out_clear(user=user)
         messages.success(request, "Do-not-train is off: you may contribute works again.")
     return redirect("dashboard:datasets")
 
@@ -188,10 +189,10 @@ def do_not_train(request: HttpRequest) -> HttpResponseBase:
 def snapshot_new(request: HttpRequest, dataset_id: int) -> HttpResponseBase:
     user = current_user(request)
     dataset = selectors.dataset_get_visible(user=user, dataset_id=dataset_id)
-    if not services.can_curate(user, dataset):
+    if not curation.can_curate(user, dataset):
         raise Http404
     try:
-        snapshot = services.snapshot_create(dataset=dataset, user=user)
+        snapshot = snapshots.snapshot_create(dataset=dataset, user=user)
     except ApiError as exc:
         messages.error(request, str(exc.detail))
     else:
@@ -211,7 +212,7 @@ def snapshot_buy(request: HttpRequest, snapshot_id: int) -> HttpResponseBase:
     if organisation is None:
         raise Http404
     try:
-        purchase = services.licence_purchase(snapshot=snapshot, organisation=organisation, user=user)
+        purchase = sales.licence_purchase(snapshot=snapshot, organisation=organisation, user=user)
     except InsufficientFunds:
         messages.error(request, "Your prepaid balance is not enough for this licence; top it up first.")
         return redirect("dashboard:balance")
