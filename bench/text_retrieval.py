@@ -189,7 +189,7 @@ def whole_calls(args, docs, queries, vectors, fast, noise) -> None:
     from access import services
     from accounts.models import Role
     from accounts.services import api_key_create, user_create
-    from catalog import tracing
+    from catalog import fingerprinting
     from catalog.services import Terms, asset_upload, offer_publish, work_create
     from common.money import Money
     from media import index as media_index
@@ -217,7 +217,7 @@ def whole_calls(args, docs, queries, vectors, fast, noise) -> None:
         asset = asset_upload(
             work=work, user=creator, data=text.encode(), filename="t.txt", fingerprint_later=False
         )
-        tracing.asset_fingerprint(asset_id=asset.asset.pk)
+        fingerprinting.asset_fingerprint(asset_id=asset.asset.pk)
     print(f"registered and fingerprinted {args.works} works in {time.perf_counter() - started:.0f} s")
     vendors = []
     for n in range(max(1, args.clients)):

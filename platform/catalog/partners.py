@@ -22,6 +22,7 @@ from django.db.models import Q
 
 from accounts.models import Organisation, User
 from catalog import tracing
+from catalog.errors import media_error_to_api
 from catalog.models import Claim, Grant, GrantStatus, PartnerUpload, WorkStatus
 from catalog.storage import blob_store
 from catalog.webhooks import allowed_url
@@ -112,7 +113,6 @@ def verdict_request(
         licensee = User.objects.filter(username=licensee_username, is_active=True).first()
         if licensee is None:
             raise NotFound("No such Tribute account.", code="licensee_not_found")
-    from catalog.services import media_error_to_api
 
     # The file is compared, never indexed: a partner's uploads are not part of the catalogue.
     try:

@@ -17,7 +17,8 @@ from django.db.models import Q
 
 from accounts.models import Organisation, Role, User
 from accounts.services import require_verified_email
-from catalog import blocks, lineage
+from catalog import blocks, lineage, tasks
+from catalog.errors import media_error_to_api
 from catalog.models import (
     COLLECTION_KINDS,
     MAX_PARENTS,
@@ -255,20 +256,7 @@ def _text_upload(*, work: Work, user: User, data: bytes, filename: str, fingerpr
 
 
 def _enqueue_fingerprint(asset_id: int) -> None:
-    from catalog.tasks import fingerprint_asset
-
-    fingerprint_asset.delay(asset_id)
-
-
-def media_error_to_api(exc: MediaError) -> ApiError:
-    status_by_code = {
-        "unsupported_media": 415,
-        "active_content": 415,
-        "media_too_large": 413,
-        "corrupt_media": 422,
-        "invalid_encoding": 422,
-    }
-    return ApiError(str(exc), code=exc.code, status_code=status_by_code.get(exc.code, 422))
+    tasks.fingerprint_asset.delay(asset_id)
 
 
 # Split sheets ------------------------------------------------------------------------------------------

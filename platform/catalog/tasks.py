@@ -1,12 +1,12 @@
 from celery import shared_task
 
-from catalog import storage, tracing, watches, webhooks
+from catalog import fingerprinting, storage, watches, webhooks
 
 
 @shared_task(name="catalog.fingerprint_asset", ignore_result=True, acks_late=True)
 def fingerprint_asset(asset_id: int) -> None:
     """Fingerprint an uploaded asset (progress on the asset), index it and open claims it triggers."""
-    tracing.asset_fingerprint(asset_id=asset_id)
+    fingerprinting.asset_fingerprint(asset_id=asset_id)
 
 
 @shared_task(name="catalog.sweep_unreferenced_blobs", ignore_result=True)

@@ -10,7 +10,6 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -20,6 +19,7 @@ from django.db.models import Q
 from accounts.models import Organisation, SecurityEvent, User
 from accounts.security import security_event_record
 from catalog import blocks, webhooks
+from catalog.errors import media_error_to_api
 from catalog.models import (
     Asset,
     Claim,
@@ -28,13 +28,11 @@ from catalog.models import (
     ClaimEvent,
     ClaimResolution,
     ClaimStatus,
-    FingerprintStatus,
     Grant,
     GrantStatus,
     Output,
     PartnerUpload,
     Work,
-    WorkKind,
     WorkStatus,
 )
 from catalog.selectors import work_ancestor_ids, works_visible_to
@@ -50,44 +48,6 @@ from media.validation import MediaInfo, inspect
 
 # A match this confident opens a claim; weaker matches are reported by the trace but claim nothing.
 CLAIM_CONFIDENCE = 0.9
-
-
-def _set_progress(asset_id: int, percent: int) -> None:
-    Asset.objects.filter(pk=asset_id).update(fingerprint_progress=percent)
-
-
-def asset_fingerprint(*, asset_id: int) -> Asset | None:
-    """Fingerprint an asset's content, then open the claims its matches call for.
-
-    Idempotent: a finished asset is left alone, and fingerprints and claims are unique, so a redelivered
-    task changes nothing. Undecodable content marks the asset failed with the reason.
-    """
-    started = (
-        Asset.objects.filter(pk=asset_id)
-        .exclude(fingerprint_status=FingerprintStatus.DONE)
-        .update(fingerprint_status=FingerprintStatus.RUNNING, fingerprint_progress=0, fingerprint_error="")
-    )
-    if not started:
-        return None
-    asset = Asset.objects.select_related("blob", "work", "uploaded_by").get(pk=asset_id)
-    with default_storage.open(asset.blob.storage_name, "rb") as handle:
-        data = handle.read()
-    kinds = media.fingerprint_kinds_for(asset.blob.kind, voice_work=asset.work.kind == WorkKind.VOICE)
-    try:
-        media.fingerprints_compute(
-            sha256=asset.blob.sha256, data=data, kinds=kinds, progress=partial(_set_progress, asset_id)
-        )
-    except MediaError as exc:
-        Asset.objects.filter(pk=asset_id).update(
-            fingerprint_status=FingerprintStatus.FAILED, fingerprint_error=str(exc)[:300]
-        )
-        return asset
-    Asset.objects.filter(pk=asset_id).update(
-        fingerprint_status=FingerprintStatus.DONE, fingerprint_progress=100
-    )
-    claims_open_for(asset=asset, data=data)
-    asset.refresh_from_db()
-    return asset
 
 
 @dataclass(frozen=True)
@@ -214,7 +174,6 @@ def _passage_pairs(match: media.ContentMatch, asset: Asset, text: str) -> tuple[
 def trace(*, data: bytes, user: User | None, text_only: bool = False) -> tuple[MediaInfo, list[WorkMatch]]:
     """What this media or text derives from (`text_only`: the bytes are text sent as text, never taken for
     media whatever they start with). Raises ApiError for content we cannot read."""
-    from catalog.services import media_error_to_api
 
     try:
         if text_only:
@@ -377,7 +336,6 @@ def output_register(
     is confirmed; a claimed work that does not match is unconfirmed; a matched work no receipt covers opens
     a claim against the vendor.
     """
-    from catalog.services import media_error_to_api
 
     # Nothing is stored until the media is known to be readable: fingerprints are keyed by the content's
     # hash, so they are computed first and the blob is written only for an output that is registered.

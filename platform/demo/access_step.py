@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 from access import payments
 from access.services import AccessRequest, access_quote, access_request
 from accounts.models import ApiKey, Organisation
-from catalog import tracing
+from catalog import fingerprinting, tracing
 from catalog.models import Asset, ClaimCharge, FingerprintStatus, Offer, OfferStatus
 from catalog.services import Terms, offer_publish
 from common.currency import format_minor
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def _fingerprint_everything(story: Story) -> None:
     pending = Asset.objects.exclude(fingerprint_status=FingerprintStatus.DONE).order_by("pk")
     for asset in pending:
-        tracing.asset_fingerprint(asset_id=asset.pk)  # what the Celery worker does after each upload
+        fingerprinting.asset_fingerprint(asset_id=asset.pk)  # what the Celery worker does after each upload
     story.say(
         f"    fingerprinted {pending.count() or 'all'} uploaded files (image, audio and voice fingerprints)"
     )

@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from access.services import AccessRequest, access_request
 from accounts.models import Role, User
 from accounts.services import api_key_create, organisation_create
-from catalog import tracing
+from catalog import fingerprinting
 from catalog.models import (
     COLLECTION_KINDS,
     Asset,
@@ -384,7 +384,7 @@ def job_run(*, job_id: int) -> GenerationJob | None:
         result = generator.run(request, _GeneratorProgress(job.pk))
         asset = _register(job=job, generator=generator, result=result, parent=parent, parent_data=parent_data)
         _set_progress(job.pk, 92, "Fingerprinting and indexing the result")
-        tracing.asset_fingerprint(asset_id=asset.pk)
+        fingerprinting.asset_fingerprint(asset_id=asset.pk)
     except GenerationFailed as exc:
         return _fail(job, exc.code, str(exc))
     except MediaError as exc:

@@ -20,7 +20,7 @@ from django.core import mail
 from django.db import connections
 from PIL import Image
 
-from catalog import tracing
+from catalog import fingerprinting
 from catalog.models import Asset, Grant, WorkParent
 from media import index
 from media.samples.audio import render_corpus
@@ -121,7 +121,7 @@ def upload_and_fingerprint(page, file: dict[str, object], work_title: str, shot_
     playwright_sync.expect(row.locator(".fingerprint")).to_have_attribute("data-status", "pending")
     shot(page, shot_name + "-uploaded")
     asset = wait_for(lambda: Asset.objects.filter(work__title=work_title).first())
-    tracing.asset_fingerprint(asset_id=asset.pk)  # type: ignore[attr-defined]
+    fingerprinting.asset_fingerprint(asset_id=asset.pk)  # type: ignore[attr-defined]
     playwright_sync.expect(row.locator(".fingerprint")).to_have_attribute(
         "data-status", "done", timeout=15_000
     )

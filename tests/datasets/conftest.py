@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from accounts.models import Organisation, User
-from catalog import tracing
+from catalog import fingerprinting
 from catalog.models import Offer, Work
 from catalog.services import Terms, asset_upload, offer_publish, work_create
 from common.money import Money
@@ -46,7 +46,7 @@ def register(owner: User, data: bytes, *, title: str, kind: str = "image", **ter
     `uses` says otherwise."""
     work = work_create(user=owner, title=title, kind=kind)
     asset = asset_upload(work=work, user=owner, data=data, filename=f"{title}.jpg").asset
-    tracing.asset_fingerprint(asset_id=asset.pk)
+    fingerprinting.asset_fingerprint(asset_id=asset.pk)
     publish(owner, work, **terms)
     return work
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from catalog import tracing
+from catalog import fingerprinting
 from catalog.services import asset_upload, work_create
 from datasets.models import DatasetLicence, SaleShare
 from demo.dataset_step import dataset_sale
@@ -27,7 +27,7 @@ def test_the_demo_sells_a_dataset_of_the_creators_photographs_and_prints_the_spl
         asset = asset_upload(
             work=work, user=story.people["mira"], data=photos[name], filename=f"{name}.jpg"
         ).asset
-        tracing.asset_fingerprint(asset_id=asset.pk)
+        fingerprinting.asset_fingerprint(asset_id=asset.pk)
         story.works[f"photo{index}"] = work
 
     dataset_sale(story)

@@ -10,6 +10,7 @@ from django.db.models import Sum
 
 from access import receipts
 from accounts.models import Role, User
+from catalog import fingerprinting
 from catalog.models import Asset, Blob
 from catalog.services import ParentClaim, derivative_create, grant_create, work_create
 from common import clock
@@ -208,11 +209,10 @@ def test_a_derivative_in_a_dataset_pays_its_parent_through_settlement(photos):
     remix = derivative_create(
         user=kai, title="Garden at night", kind="image", parents=[ParentClaim(garden.pk, grant.pk)]
     )
-    from catalog import tracing
     from catalog.services import asset_upload
 
     asset = asset_upload(work=remix, user=kai, data=photos["RainDrops"], filename="night.jpg").asset
-    tracing.asset_fingerprint(asset_id=asset.pk)
+    fingerprinting.asset_fingerprint(asset_id=asset.pk)
     publish(kai, remix)
     photo_set = dataset(curator, price_minor=10_000)
     contributing.item_contribute(dataset=photo_set, user=kai, work=remix)

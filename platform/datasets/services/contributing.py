@@ -10,7 +10,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from accounts.models import User
-from catalog import tracing
+from catalog import fingerprinting, tracing
 from catalog.models import (
     Asset,
     FingerprintStatus,
@@ -104,7 +104,7 @@ def item_contribute(
         matches: list[media.ContentMatch] = []
         if verdict.info is not None:
             if asset.fingerprint_status != FingerprintStatus.DONE:
-                tracing.asset_fingerprint(asset_id=asset.pk)  # what the upload's task does; idempotent
+                fingerprinting.asset_fingerprint(asset_id=asset.pk)  # what the upload's task does; idempotent
             _refuse_foreign(data, user=user, work=work)
             try:
                 matches = media.content_match(data=data, info=verdict.info, limit=20)
