@@ -111,8 +111,8 @@ def build_catalogue(works: int, contents: list[bytes]) -> dict[str, object]:
     from accounts.services import api_key_create, user_create
     from catalog.models import Asset, FingerprintStatus, Work, WorkStatus
     from catalog.storage import blob_store
-    from media.index import CURRENT
-    from media.models import Fingerprint, FingerprintKind
+    from matching.index import CURRENT
+    from matching.models import Fingerprint, FingerprintKind
     from media.validation import inspect
 
     creator = user_create(

@@ -192,7 +192,7 @@ def whole_calls(args, docs, queries, vectors, fast, noise) -> None:
     from catalog import fingerprinting
     from catalog.services import Terms, asset_upload, offer_publish, work_create
     from common.money import Money
-    from media import index as media_index
+    from matching import index as media_index
     from royalties.services import prepaid_fund
 
     def person(name: str, role: str, **extra):

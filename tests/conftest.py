@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from access import services as access_services
 from accounts.models import User
 from contracts.anvil import AnvilNode, AnvilNotInstalled
-from media import index
+from matching import index
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 
 from catalog.models import Asset, FingerprintStatus, WorkKind
 from catalog.tracing import claims_open_for
-from media import services as media
+from matching import services as media
 from media.errors import MediaError
 
 

@@ -37,8 +37,8 @@ from catalog.models import (
 )
 from common import clock
 from common.money import BPS_WHOLE
-from media import selectors as media_selectors
-from media import services as media
+from matching import selectors as media_selectors
+from matching import services as media
 from media.errors import MediaError
 from media.text import embedding, quotes
 from media.text import passages as text_passages

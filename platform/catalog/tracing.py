@@ -39,8 +39,8 @@ from catalog.selectors import work_ancestor_ids, works_visible_to
 from catalog.storage import blob_store
 from common import clock
 from common.problems import ApiError, Conflict, NotFound
-from media import credentials
-from media import services as media
+from matching import credentials
+from matching import services as media
 from media.errors import MediaError, UnsupportedMedia
 from media.text.document import inspect_text
 from media.text.embedding import CLAIM_CONFIDENCE as PARAPHRASE_CLAIM_CONFIDENCE

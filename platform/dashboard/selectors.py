@@ -32,7 +32,7 @@ from catalog.models import (
 )
 from common import clock
 from dashboard.plain_words import minor_digits
-from media import selectors as media
+from matching import selectors as media
 from royalties import selectors as royalties
 from royalties.models import AccountKind, Entry, LedgerAccount, RevenueSource
 

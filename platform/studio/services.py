@@ -47,7 +47,8 @@ from common import clock
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
-from media import credentials, provenance
+from matching import credentials
+from media import provenance
 from media.errors import MediaError
 from media.generators import GeneratedMedia, GenerationFailed, GenerationRequest, Generator, ParentMedia
 from media.generators.base import metered_uses

@@ -217,7 +217,7 @@ def test_a_noisy_excerpt_of_rendered_music_is_traced_to_its_original_with_the_of
 
 
 def test_refingerprint_adds_the_current_algorithms_fingerprints_once(photos):
-    from media.models import Fingerprint
+    from matching.models import Fingerprint
 
     owner = factories.creator()
     _, asset = _register(owner, photos["Garden"], title="Garden")

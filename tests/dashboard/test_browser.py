@@ -22,7 +22,7 @@ from PIL import Image
 
 from catalog import fingerprinting
 from catalog.models import Asset, Grant, WorkParent
-from media import index
+from matching import index
 from media.samples.audio import render_corpus
 from media.samples.images import ensure_images
 

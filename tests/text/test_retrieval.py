@@ -17,9 +17,9 @@ from catalog.consent import consent_withdraw
 from catalog.models import Claim
 from common.money import Money
 from datasets.services.opt_outs import training_opt_out_set
-from media import index
-from media import services as media_services
-from media.models import Fingerprint, FingerprintKind
+from matching import index
+from matching import services as media_services
+from matching.models import Fingerprint, FingerprintKind
 from media.text import passages
 from royalties.models import RevenueItem
 from royalties.selectors import prepaid_available

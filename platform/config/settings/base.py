@@ -32,7 +32,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "accounts",
-    "media",
+    "matching",
     "catalog",
     "dashboard",
     "royalties",

@@ -20,7 +20,7 @@ from common.problems import ApiError
 from dashboard import forms
 from dashboard import selectors as dashboard
 from dashboard.web import current_user, paginate
-from media import services as media_services
+from matching import services as media_services
 from royalties import claims as claim_money
 
 TEXT_MATCH_KINDS = (media_services.TextMatchKind.QUOTE, media_services.TextMatchKind.PARAPHRASE)

@@ -32,7 +32,7 @@ from datasets.models import (
 from datasets.services.eligibility import declared_weight, member_terms, refusals, sale_price, total_weight
 from datasets.services.notices import notify
 from datasets.terms import price_is_looser
-from media import services as media
+from matching import services as media
 from media.errors import MediaError
 from media.text import passages, quotes
 from media.text.embedding import CLAIM_CONFIDENCE as PARAPHRASE_CLAIM_CONFIDENCE

@@ -4,7 +4,7 @@ from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandParser
 
 from catalog.models import Asset, WorkKind
-from media import services as media
+from matching import services as media
 from media.errors import MediaError
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import IntegrityError, transaction
 
-from media import index
+from matching import index
+from matching.models import Fingerprint, FingerprintKind
 from media.fingerprint import audio, image, voice
-from media.models import Fingerprint, FingerprintKind
 from media.text import embedding, quotes, static
 from media.text.document import TextLimits, inspect_text
 from media.validation import MediaInfo

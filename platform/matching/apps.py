@@ -2,6 +2,7 @@ from django.apps import AppConfig
 
 
 class MediaConfig(AppConfig):
-    name = "media"
+    name = "matching"
+    label = "media"  # the label the tables and migrations were made under
     verbose_name = "Media fingerprints"
     default_auto_field = "django.db.models.BigAutoField"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from media import index
-from media.models import Fingerprint, FingerprintKind
+from matching import index
+from matching.models import Fingerprint, FingerprintKind
 from media.text.embedding import PassageEmbeddings
 
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from matching.models import Fingerprint, FingerprintKind
 from media.fingerprint import audio, image, voice
 from media.fingerprint.audio_index import AudioIndex
 from media.fingerprint.image_index import ImageIndex
-from media.models import Fingerprint, FingerprintKind
 from media.text import embedding, quotes, static
 
 CURRENT = {

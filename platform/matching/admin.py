@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from common.admin import ReadOnlyAdmin
-from media.models import Fingerprint
+from matching.models import Fingerprint
 
 
 @admin.register(Fingerprint)

@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from media import index
-from media.models import Fingerprint, FingerprintKind
+from matching import index
+from matching.models import Fingerprint, FingerprintKind
 from media.text import quotes
 from tests.interleave import paused_inside_transaction
 
