@@ -13,7 +13,7 @@ parallelism. The worker class is gunicorn's threaded worker made to spread those
 import os
 
 # One worker per core and one more, so a core is not left idle while a worker waits on the database
-# (3 on the 2-core benchmark machine, where 2 and 4 did no better).
+# (3 on the 2-core benchmark machine; 6 was slower there on PostgreSQL).
 workers = int(os.environ.get("WEB_CONCURRENCY", str((os.cpu_count() or 1) + 1)))
 worker_class = "config.gunicorn_worker.BalancingThreadWorker"
 threads = 1

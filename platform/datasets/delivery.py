@@ -52,15 +52,15 @@ class LinkRefused(ApiError):
 
 
 def shard_items() -> int:
-    return int(getattr(settings, "DATASET_SHARD_ITEMS", 1000))
+    return int(settings.DATASET_SHARD_ITEMS)
 
 
 def link_ttl_s() -> int:
-    return int(getattr(settings, "DATASET_LINK_TTL_S", 600))
+    return int(settings.DATASET_LINK_TTL_S)
 
 
 def text_shard_bytes() -> int:
-    return int(getattr(settings, "DATASET_TEXT_SHARD_BYTES", 64 * 1024 * 1024))
+    return int(settings.DATASET_TEXT_SHARD_BYTES)
 
 
 def shard_count(snapshot: Snapshot) -> int:

@@ -185,9 +185,11 @@ STUDIO_DEV_TOP_UP = env_bool("STUDIO_DEV_TOP_UP", DEBUG)
 # A job running longer than this is taken to have lost its worker (studio.sweep_stuck_jobs closes it).
 STUDIO_JOB_TIMEOUT_S = env_int("STUDIO_JOB_TIMEOUT_S", 1800, minimum=60)
 
-# Dataset delivery (docs/datasets.md): how long a signed download link lives, and items per tar shard.
+# Dataset delivery (docs/datasets.md): how long a signed download link lives, records per shard, and the
+# bytes at which a text (JSONL) shard closes.
 DATASET_LINK_TTL_S = env_int("DATASET_LINK_TTL_S", 600, minimum=10)
 DATASET_SHARD_ITEMS = env_int("DATASET_SHARD_ITEMS", 1000, minimum=1)
+DATASET_TEXT_SHARD_BYTES = env_int("DATASET_TEXT_SHARD_BYTES", 64 * 1024 * 1024, minimum=1024)
 
 # Stripe (docs/stripe.md): off while STRIPE_SECRET_KEY is empty; then fiat payouts wait as manual payouts.
 # STRIPE_API_BASE points the SDK elsewhere (a local fake); empty means Stripe's own API.
