@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -55,7 +55,16 @@ from media.validation import Limits, inspect
 from royalties.licences import licence_accept, licence_pay
 from royalties.services import InsufficientFunds, prepaid_fund, sale_record
 from studio import generators, selectors
-from studio.models import GenerationJob, JobStatus, Purchase, Release, ReleaseStatus, Wallet
+from studio.models import (
+    ApprovalStatus,
+    GenerationJob,
+    JobStatus,
+    Purchase,
+    Release,
+    ReleaseApproval,
+    ReleaseStatus,
+    Wallet,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -885,10 +894,77 @@ def release_set(*, user: User, work: Work, price_minor: int, currency: str) -> R
         work=work,
         defaults={"released_by": user, "price_minor": price_minor, "currency": currency, "created_at": now},
     )
-    if not created:
+    status = _approval_status(release, now)
+    if status == ReleaseStatus.REFUSED:
+        refusal = release.approvals.filter(status=ApprovalStatus.REFUSED).select_related("work").first()
+        raise Conflict(
+            f"The owner of “{refusal.work.title if refusal else ''}” refused this release: "
+            f"{refusal.reason if refusal else ''}",
+            code="release_refused",
+            extra={"reason": refusal.reason if refusal else ""},
+        )
+    if created:
+        if release.status != status:
+            release.status = status
+            release.save(update_fields=["status"])
+    else:
         release.price_minor, release.currency = price_minor, currency
-        release.status, release.updated_at = ReleaseStatus.ON_SALE, now
+        release.status, release.updated_at = status, now
         release.save(update_fields=["price_minor", "currency", "status", "updated_at"])
+    return release
+
+
+def _approval_status(release: Release, now: datetime) -> str:
+    """The status a release (being put on sale) takes: each parent whose granted terms require approval
+    before release has an approval row (made here, waiting); on sale once all are given, refused if one
+    was refused, waiting otherwise."""
+    links = WorkParent.objects.filter(
+        child_id=release.work_id, grant__offer__release_approval_required=True
+    ).select_related("parent")
+    for link in links:
+        ReleaseApproval.objects.get_or_create(
+            release=release,
+            work=link.parent,
+            defaults={"owner_id": link.parent.created_by_id, "created_at": now},
+        )
+    statuses = set(release.approvals.values_list("status", flat=True))
+    if ApprovalStatus.REFUSED in statuses:
+        return ReleaseStatus.REFUSED
+    if ApprovalStatus.PENDING in statuses:
+        return ReleaseStatus.PENDING_APPROVAL
+    return ReleaseStatus.ON_SALE
+
+
+@transaction.atomic
+def release_decide(*, user: User, release: Release, approve: bool, reason: str = "") -> Release:
+    """The owner of a parent whose terms require approval before release (a voice's owner) approves or
+    refuses a release made from it. Approved by every owner it waits for, it goes on sale; refused, it
+    cannot be sold, and the refusal's reason is shown to the maker. Only such an owner decides (403 for
+    anyone else who can see the release)."""
+    release = Release.objects.select_for_update().select_related("work").get(pk=release.pk)
+    approvals = list(ReleaseApproval.objects.select_for_update().filter(release=release, owner=user))
+    if not approvals:
+        raise Forbidden(
+            "Only the owner of a work this release derives from, whose terms need approval, decides on it.",
+            code="not_an_approver",
+        )
+    reason = reason.strip()
+    if not approve and not reason:
+        raise ApiError("Say why you refuse this release (`reason`).", code="reason_required")
+    if any(a.status != ApprovalStatus.PENDING for a in approvals):
+        raise Conflict("You already decided on this release.", code="already_decided")
+    now = clock.now()
+    for approval in approvals:
+        approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REFUSED
+        approval.reason, approval.decided_at = reason[:500], now
+        approval.save(update_fields=["status", "reason", "decided_at"])
+    if release.status == ReleaseStatus.PENDING_APPROVAL:
+        status = _approval_status(release, now)
+        release.status, release.updated_at = status, now
+        release.save(update_fields=["status", "updated_at"])
+    elif not approve and release.status == ReleaseStatus.ON_SALE:  # not reachable unless data was edited
+        release.status, release.updated_at = ReleaseStatus.REFUSED, now
+        release.save(update_fields=["status", "updated_at"])
     return release
 
 
