@@ -821,7 +821,7 @@ def _register(*, job: GenerationJob, stages: list[_Stage], result: GeneratedMedi
             ingredients=[i for i in ingredients if provenance.supported(i.media_type)],
             licence=licence,
             credentials=credentials.signing_credentials(),
-            generator=stages[-1].generator.name if len(stages) == 1 else licence["generator"],
+            generator=" + ".join(stage.generator.name for stage in stages),
         )
         work = derivative_create(
             user=job.fan,

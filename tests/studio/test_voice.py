@@ -192,7 +192,7 @@ def test_a_fans_vocal_becomes_a_signed_traced_derivative_of_the_voice_released_a
         {"work": cat.voice.pk, "title": "Her voice", "work_kind": "voice", "share_bps": VOICE_SHARE}
     ]
     assert traced["manifest"]["licence"]["grant"] == grant.pk
-    assert stripped_trace_names(data, job.result_work_id)
+    assert job.result_work_id is not None and stripped_trace_names(data, job.result_work_id)
     # ...and the fan, licensed, is not claimed against by the fingerprint task
     assert not Claim.objects.exists()
 
