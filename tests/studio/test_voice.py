@@ -66,10 +66,7 @@ class VoiceCatalogue:
 def voice_work(singer: User, takes: list[Path], **terms) -> tuple[Work, Offer]:
     work = factories.work(singer, kind="voice", title="Her voice")
     for number, path in enumerate(takes[: len(ENROLMENT)]):
-        asset = asset_upload(
-            work=work, user=singer, data=path.read_bytes(), filename=f"take-{number}.wav"
-        ).asset
-        fingerprint_asset(asset.pk)  # the Celery task's body: audio landmarks and the voice embedding
+        asset_upload(work=work, user=singer, data=path.read_bytes(), filename=f"take-{number}.wav")
     fields = {
         "uses": {"derivative": 0, "voice": VOICE_PRICE},
         "derivative_share_bps": VOICE_SHARE,
@@ -93,6 +90,13 @@ def voice_catalogue(db, speech_takes) -> VoiceCatalogue:
     )
     wallet_fund(user=fan, amount=Money(1_000, "USD"), external_ref="kai-1")
     return VoiceCatalogue(singer=singer, fan=fan, voice=work, offer=offer)
+
+
+def fingerprint_voice(work: Work) -> None:
+    """The fingerprint task's body for each recording: audio landmarks and the voice index's embedding
+    (left out where a test does not trace, to keep it fast)."""
+    for asset in work.assets.all():
+        fingerprint_asset(asset.pk)
 
 
 def wallet(user) -> int:
@@ -144,6 +148,7 @@ def test_a_fans_vocal_becomes_a_signed_traced_derivative_of_the_voice_released_a
     voice_catalogue, fan_vocal, as_user, settings
 ):
     cat = voice_catalogue
+    fingerprint_voice(cat.voice)
     client = as_user(cat.fan)
     accepted = client.post(f"/api/v1/offers/{cat.offer.pk}/studio-accept")
     assert (accepted.status_code, accepted.json()["fee_charged_minor"]) == (201, VOICE_FEE)
@@ -557,6 +562,7 @@ def test_the_voice_index_attributes_the_converted_vocal_to_the_voice_work(
     voice_catalogue, fan_vocal, as_user
 ):
     cat = voice_catalogue
+    fingerprint_voice(cat.voice)
     client = as_user(cat.fan)
     grant = _refusal_setup(cat, client)
     job_id = start(client, grant, fan_vocal, explicit="false").json()["id"]
@@ -565,3 +571,24 @@ def test_the_voice_index_attributes_the_converted_vocal_to_the_voice_work(
 
     assert voice_attribution(client, data, cat.voice.pk)  # by the speaker embedding, not the lineage
     assert not voice_attribution(client, fan_vocal, cat.voice.pk)  # the fan's own voice is not hers
+
+
+def test_an_external_generators_inputs_come_from_its_settings_entry():
+    from media.generators.external import from_config
+
+    voice_service = from_config(
+        {
+            "name": "acme-voice",
+            "url": "https://voice.example/convert",
+            "parent_kind": "audio",
+            "output_kind": "audio",
+            "use_classes": ["derivative", "voice"],
+            "inputs": [{"name": "vocal", "kind": "audio", "label": "Your vocal"}],
+        }
+    )
+    assert [(s.name, s.kind, s.required) for s in voice_service.inputs] == [("vocal", "audio", True)]
+    assert voice_service.use_classes == frozenset({"derivative", "voice"})
+    assert [s.name for s in from_config({"name": "x", "url": "https://x.example/"}).inputs] == ["prompt"]
+    for bad in ([], [{"name": "vocal", "kind": "video"}], [{"name": "a", "kind": "audio"}] * 2):
+        with pytest.raises(ValueError):
+            from_config({"name": "x", "url": "https://x.example/", "inputs": bad})
