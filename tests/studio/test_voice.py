@@ -37,7 +37,7 @@ from tests.studio.http import content
 from tests.studio.voice_vendor import running_voice_service
 
 SPEECH = SAMPLES / "speech"
-TARGET, SINGER = "festival-slt", "festival-kal"  # the licensed voice (a woman's), the fan (a man)
+TARGET, SINGER = "festival-kal", "festival-slt"  # the licensed voice (a man's), the fan (a woman)
 ENROLMENT, FAN_TAKE = (0, 1, 3), 2  # the voice's recordings, and the fan's own sentence held apart
 VOICE_PRICE, VOICE_FEE, VOICE_SHARE = 75, 200, 5000  # the seed's 50/50
 
@@ -64,7 +64,7 @@ class VoiceCatalogue:
 
 
 def voice_work(singer: User, takes: list[Path], **terms) -> tuple[Work, Offer]:
-    work = factories.work(singer, kind="voice", title="Her voice")
+    work = factories.work(singer, kind="voice", title="Theo's voice")
     for number, path in enumerate(takes[: len(ENROLMENT)]):
         asset_upload(work=work, user=singer, data=path.read_bytes(), filename=f"take-{number}.wav")
     fields = {
@@ -79,7 +79,7 @@ def voice_work(singer: User, takes: list[Path], **terms) -> tuple[Work, Offer]:
 
 @pytest.fixture
 def voice_catalogue(db, speech_takes) -> VoiceCatalogue:
-    singer = factories.creator(username="ines", display_name="Ines")
+    singer = factories.creator(username="theo", display_name="Theo")
     fan = factories.fan(username="kai", display_name="Kai")
     work, offer = voice_work(
         singer,
@@ -155,7 +155,7 @@ def test_a_fans_vocal_becomes_a_signed_traced_derivative_of_the_voice_released_a
     grant = cat.fan.grants.get()
 
     # when the fan sends their vocal, declared clean as the terms require, and the job runs
-    response = start(client, grant, fan_vocal, explicit="false", title="Kai sings as Ines")
+    response = start(client, grant, fan_vocal, explicit="false", title="Kai sings as Theo")
     assert response.status_code == 201, response.content
     run_generation_job(response.json()["id"])
 
@@ -176,12 +176,12 @@ def test_a_fans_vocal_becomes_a_signed_traced_derivative_of_the_voice_released_a
     # a derivative of the VOICE work, with the voice's share from the grant
     link = WorkParent.objects.get(child=job.result_work)
     assert (link.parent_id, link.grant_id, link.share_bps) == (cat.voice.pk, grant.pk, VOICE_SHARE)
-    assert "Based on “Her voice” by Ines" in job.result_work.description
+    assert "Based on “Theo's voice” by Theo" in job.result_work.description
     # signed: the manifest names the voice work (its recordings as parent ingredients), the grant and receipt
     manifest = job.manifest
     assert manifest["validation_state"] == "Trusted" and manifest["ai_generated"] is True
     parents = [i for i in manifest["ingredients"] if i["relationship"] == "parentOf"]
-    assert parents and {i["title"] for i in parents} == {f"Her voice (work #{cat.voice.pk})"}
+    assert parents and {i["title"] for i in parents} == {f"Theo's voice (work #{cat.voice.pk})"}
     assert manifest["licence"]["parents"][0]["work"] == cat.voice.pk
     assert manifest["licence"]["parents"][0]["uses"] == ["derivative", "voice"]
     assert manifest["licence"]["explicit_declared"] is False
@@ -194,7 +194,7 @@ def test_a_fans_vocal_becomes_a_signed_traced_derivative_of_the_voice_released_a
     found = next(m for m in traced["matches"] if m["work"] == job.result_work_id)
     assert found["kind"] == "audio" and found["confidence"] >= 0.9
     assert found["derived_from"] == [
-        {"work": cat.voice.pk, "title": "Her voice", "work_kind": "voice", "share_bps": VOICE_SHARE}
+        {"work": cat.voice.pk, "title": "Theo's voice", "work_kind": "voice", "share_bps": VOICE_SHARE}
     ]
     assert traced["manifest"]["licence"]["grant"] == grant.pk
     assert job.result_work_id is not None and stripped_trace_names(data, job.result_work_id)
@@ -304,7 +304,7 @@ def test_a_vocal_in_her_voice_over_a_licensed_instrumental_is_one_job_charging_b
     ]
     assert licence["generator"] == "voice-convert + audio-remix"
     titles = {i["title"] for i in job.manifest["ingredients"] if i["relationship"] == "parentOf"}
-    assert titles == {f"Her voice (work #{cat.voice.pk})", f"Licensed audio (work #{song.pk})"}
+    assert titles == {f"Theo's voice (work #{cat.voice.pk})", f"Licensed audio (work #{song.pk})"}
     assert set(job.details) == {"voice-convert", "audio-remix"}
     # traced to the instrumental by its landmarks
     data = content(client.get(f"/api/v1/generation-jobs/{job.pk}/result"))
@@ -553,11 +553,6 @@ def test_a_vendors_voice_service_plugs_in_with_the_same_use_price_and_provenance
     assert soundfile.info(io.BytesIO(data)).duration > 1
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the converter to bring the vocal over the voice index's same-speaker threshold (0.78); "
-    "the first voice-convert version scores 0.73-0.77 on this pair",
-)
 def test_the_voice_index_attributes_the_converted_vocal_to_the_voice_work(
     voice_catalogue, fan_vocal, as_user
 ):
@@ -569,8 +564,10 @@ def test_the_voice_index_attributes_the_converted_vocal_to_the_voice_work(
     run_generation_job(job_id)
     data = content(client.get(f"/api/v1/generation-jobs/{job_id}/result"))
 
-    assert voice_attribution(client, data, cat.voice.pk)  # by the speaker embedding, not the lineage
-    assert not voice_attribution(client, fan_vocal, cat.voice.pk)  # the fan's own voice is not hers
+    # by the speaker embedding, not the lineage: at the confidence that opens a claim
+    attributed = voice_attribution(client, data, cat.voice.pk)
+    assert attributed and attributed[0]["confidence"] >= 0.9, attributed
+    assert not voice_attribution(client, fan_vocal, cat.voice.pk)  # the fan's own voice is not his
 
 
 def test_an_external_generators_inputs_come_from_its_settings_entry():
