@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -187,10 +187,43 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
     return text or "no explanation given"
 
 
+_INPUT_KINDS: Final = ("image", "audio", "text")
+
+
+def _inputs_from_config(entries: Any) -> tuple[InputSpec, ...]:
+    """The inputs an external generator asks the fan for, from its settings entry: a list of
+    {"name", "kind" (image, audio or text), "label", optional "help", "required", "max_length"}."""
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("inputs must be a non-empty list of {name, kind, label}")
+    specs = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or entry.get("kind") not in _INPUT_KINDS or not entry.get("name"):
+            raise ValueError(f"an input needs a name and a kind among {', '.join(_INPUT_KINDS)}: {entry!r}")
+        specs.append(
+            InputSpec(
+                name=str(entry["name"]),
+                kind=str(entry["kind"]),
+                label=str(entry.get("label") or entry["name"]),
+                help=str(entry.get("help", "")),
+                required=bool(entry.get("required", True)),
+                max_length=int(entry.get("max_length", 2000)),
+            )
+        )
+    if len({spec.name for spec in specs}) != len(specs):
+        raise ValueError("input names must be distinct")
+    return tuple(specs)
+
+
 def from_config(config: Mapping[str, Any]) -> ExternalGenerator:
     """An external generator from a settings entry: name, title, url, and optionally parent_kind,
-    output_kind, use_classes, timeout_s, max_bytes, token, description."""
+    output_kind, use_classes, inputs, timeout_s, max_bytes, token, description. A voice service is one
+    whose use_classes include `voice`: it receives every recording of the licensed voice as parents."""
     try:
+        if "inputs" in config:
+            return replace(
+                from_config({key: value for key, value in config.items() if key != "inputs"}),
+                inputs=_inputs_from_config(config["inputs"]),
+            )
         return ExternalGenerator(
             name=str(config["name"]),
             title=str(config.get("title") or config["name"]),

@@ -170,6 +170,9 @@ class OfferSerializer(serializers.ModelSerializer):
             "expires_at",
             "quota",
             "platform_fee_bps",
+            "explicit_content_allowed",
+            "max_vocal_seconds",
+            "release_approval_required",
             "created_at",
             "superseded_at",
             "rsl_url",
@@ -486,6 +489,20 @@ class OfferInputSerializer(serializers.Serializer):
     )
     platform_fee_bps = serializers.IntegerField(
         min_value=0, max_value=10_000, required=False, allow_null=True
+    )
+    explicit_content_allowed = serializers.BooleanField(
+        default=True, help_text="false: studio jobs must declare their lyrics not explicit"
+    )
+    max_vocal_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=services.MAX_VOCAL_SECONDS,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="the longest vocal (any audio input of a studio job) in seconds; omit for no cap",
+    )
+    release_approval_required = serializers.BooleanField(
+        default=False, help_text="each release of a derivative waits for the owner's approval"
     )
 
     def validate_uses(self, value: dict[str, int]) -> dict[str, int]:

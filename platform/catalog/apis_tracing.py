@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import KeyScope, authenticated_user
 from catalog import selectors, tracing
-from catalog.models import Claim, ClaimEvent
+from catalog.models import Claim, ClaimEvent, WorkParent, WorkStatus
 from common.apis import SelectorListApi
 from common.uploads import read_upload
 
@@ -66,6 +66,25 @@ class TraceMatchSerializer(serializers.Serializer):
     passages = PassagePairSerializer(many=True, help_text="text: the matched passages on both sides")
     covered = serializers.BooleanField(help_text="whether you own the work or hold a grant covering it")
     grant = serializers.IntegerField(source="grant.pk", allow_null=True, default=None)
+    derived_from = serializers.SerializerMethodField(
+        help_text="the matched work's registered parents (a derivative's licensed sources, such as the voice "
+        "a studio conversion was made in): work, title, kind and share, published parents only"
+    )
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_derived_from(self, match: Any) -> list[dict[str, Any]]:
+        links = WorkParent.objects.filter(
+            child_id=match.work.pk, parent__status=WorkStatus.PUBLISHED
+        ).select_related("parent")
+        return [
+            {
+                "work": link.parent_id,
+                "title": link.parent.title,
+                "work_kind": link.parent.kind,
+                "share_bps": link.share_bps,
+            }
+            for link in links
+        ]
 
 
 class TraceApi(APIView):

@@ -235,6 +235,12 @@ class Offer(models.Model):
     # Accesses allowed per grant; null means unlimited.
     quota = models.PositiveBigIntegerField(null=True, blank=True)
     platform_fee_bps = models.PositiveIntegerField(null=True, blank=True)
+    # Limits the studio enforces on every job under these terms (a voice's owner sets them on a voice
+    # offer): whether a fan may declare explicit lyrics, the longest vocal (any audio input) in seconds
+    # (null: no cap), and whether each release of a derivative waits for the owner's approval.
+    explicit_content_allowed = models.BooleanField(default=True)
+    max_vocal_seconds = models.PositiveIntegerField(null=True, blank=True)
+    release_approval_required = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     superseded_at = models.DateTimeField(null=True, blank=True)
@@ -249,6 +255,10 @@ class Offer(models.Model):
             models.CheckConstraint(
                 condition=Q(platform_fee_bps__isnull=True) | Q(platform_fee_bps__lte=BPS_WHOLE),
                 name="offer_platform_fee_bps",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_vocal_seconds__isnull=True) | Q(max_vocal_seconds__gt=0),
+                name="offer_max_vocal_seconds_positive",
             ),
         ]
 

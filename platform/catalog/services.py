@@ -51,6 +51,8 @@ from media.validation import Limits, MediaInfo, inspect
 
 # The most a text may cost per 1,000 tokens (a bound on input, far above any real price).
 MAX_TOKEN_PRICE_MINOR = 1_000_000
+# The longest vocal cap an offer may set (an hour; uploads are capped at UPLOAD_MAX_AUDIO_SECONDS anyway).
+MAX_VOCAL_SECONDS = 3600
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # Which kinds of file each kind of work takes.
 _ASSET_KINDS = {
@@ -391,6 +393,11 @@ class Terms:
     expires_at: datetime | None = None
     quota: int | None = None
     platform_fee_bps: int | None = None
+    # Limits the studio enforces on jobs under these terms (a voice offer's): explicit lyrics allowed, the
+    # longest vocal in seconds, and the owner's approval before each release of a derivative.
+    explicit_content_allowed: bool = True
+    max_vocal_seconds: int | None = None
+    release_approval_required: bool = False
 
 
 def _check_terms(terms: Terms) -> list[str]:
@@ -445,6 +452,11 @@ def _check_terms(terms: Terms) -> list[str]:
         raise ApiError(
             "quota must be a positive number of accesses (omit it for unlimited).", code="invalid_quota"
         )
+    if terms.max_vocal_seconds is not None and not 0 < terms.max_vocal_seconds <= MAX_VOCAL_SECONDS:
+        raise ApiError(
+            f"max_vocal_seconds must be between 1 and {MAX_VOCAL_SECONDS} (omit it for no cap).",
+            code="invalid_max_vocal_seconds",
+        )
     return territories
 
 
@@ -486,6 +498,9 @@ def offer_publish(*, work: Work, user: User, terms: Terms, platform_staff: bool 
         expires_at=terms.expires_at,
         quota=terms.quota,
         platform_fee_bps=terms.platform_fee_bps,
+        explicit_content_allowed=terms.explicit_content_allowed,
+        max_vocal_seconds=terms.max_vocal_seconds,
+        release_approval_required=terms.release_approval_required,
         created_by=user,
         created_at=now,
     )

@@ -226,6 +226,21 @@ class OfferTermsForm(forms.Form):
     quota = forms.IntegerField(
         required=False, min_value=1, label="Uses per licence", help_text="Leave empty for unlimited."
     )
+    explicit_content_forbidden = forms.BooleanField(
+        required=False,
+        label="No explicit lyrics",
+        help_text="Fans declare each vocal clean; a vocal declared explicit is refused.",
+    )
+    max_vocal_seconds = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=3600,
+        label="Longest vocal (seconds)",
+        help_text="Leave empty for no cap.",
+    )
+    release_approval_required = forms.BooleanField(
+        required=False, label="I approve each release before it goes on sale"
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -306,6 +321,9 @@ class OfferTermsForm(forms.Form):
             territories=data["territories"],
             expires_at=data["expires_on"],
             quota=data["quota"],
+            explicit_content_allowed=not data["explicit_content_forbidden"],
+            max_vocal_seconds=data["max_vocal_seconds"],
+            release_approval_required=data["release_approval_required"],
         )
 
 

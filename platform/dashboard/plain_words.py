@@ -38,6 +38,9 @@ def terms_of(offer: Offer) -> Terms:
         territories=list(offer.territories),
         expires_at=offer.expires_at,
         quota=offer.quota,
+        explicit_content_allowed=offer.explicit_content_allowed,
+        max_vocal_seconds=offer.max_vocal_seconds,
+        release_approval_required=offer.release_approval_required,
     )
 
 
@@ -92,7 +95,21 @@ def describe(terms: Terms) -> list[str]:
         lines.append(f"The offer ends on {terms.expires_at:%-d %B %Y}.")
     if terms.quota:
         lines.append(f"At most {terms.quota:,} uses per licence.")
+    if not terms.explicit_content_allowed:
+        lines.append("No explicit lyrics: you declare each vocal clean, and explicit ones are refused.")
+    if terms.max_vocal_seconds:
+        lines.append(f"Vocals of at most {_duration(terms.max_vocal_seconds)}.")
+    if terms.release_approval_required:
+        lines.append("The creator approves each release of what you make before it goes on sale.")
     return lines
+
+
+def _duration(seconds: int) -> str:
+    minutes, rest = divmod(seconds, 60)
+    if not minutes:
+        return f"{rest} seconds"
+    text = f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{text} {rest} seconds" if rest else text
 
 
 def minor_digits(currency: str) -> int:

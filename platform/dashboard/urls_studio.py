@@ -15,4 +15,16 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("create/jobs/<int:job_id>/release/", studio.release, name="create-release-set"),
     path("create/releases/<int:release_id>/", studio.release_detail, name="create-release"),
     path("create/releases/<int:release_id>/buy/", studio.release_buy, name="create-release-buy"),
+    path(
+        "create/releases/<int:release_id>/approve/",
+        studio.release_decide,
+        {"approve": True},
+        name="create-release-approve",
+    ),
+    path(
+        "create/releases/<int:release_id>/refuse/",
+        studio.release_decide,
+        {"approve": False},
+        name="create-release-refuse",
+    ),
 ]

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from studio.models import GenerationJob, Purchase, Release, Wallet
+from studio.models import GenerationJob, Purchase, Release, ReleaseApproval, Wallet
 
 
 @admin.register(Wallet)
@@ -15,7 +15,7 @@ class GenerationJobAdmin(admin.ModelAdmin):
     list_display = ("id", "fan", "generator", "status", "progress", "charged_minor", "currency", "created_at")
     list_filter = ("status", "generator")
     search_fields = ("title", "fan__username", "error")
-    raw_id_fields = ("fan", "grant", "result_work", "result_asset")
+    raw_id_fields = ("fan", "grant", "compose_grant", "result_work", "result_asset")
     readonly_fields = ("inputs", "details", "manifest", "receipts")
 
 
@@ -30,3 +30,10 @@ class ReleaseAdmin(admin.ModelAdmin):
 class PurchaseAdmin(admin.ModelAdmin):
     list_display = ("id", "release", "buyer", "amount_minor", "currency", "created_at")
     raw_id_fields = ("release", "buyer")
+
+
+@admin.register(ReleaseApproval)
+class ReleaseApprovalAdmin(admin.ModelAdmin):
+    list_display = ("id", "release", "work", "owner", "status", "created_at", "decided_at")
+    list_filter = ("status",)
+    raw_id_fields = ("release", "work", "owner")

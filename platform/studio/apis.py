@@ -27,7 +27,7 @@ from common.problems import Forbidden, NotFound
 from common.uploads import read_upload
 from media.generators import Generator
 from studio import generators, selectors, services
-from studio.models import GenerationJob, Purchase, Release
+from studio.models import GenerationJob, Purchase, Release, ReleaseApproval
 
 
 class GeneratorSerializer(serializers.Serializer):
@@ -152,6 +152,8 @@ class TermsAcceptApi(APIView):
 class JobSerializer(serializers.ModelSerializer):
     offer = serializers.IntegerField(source="grant.offer_id")
     parent_work = serializers.IntegerField(source="grant.offer.work_id")
+    compose_with = serializers.IntegerField(source="compose_grant_id", allow_null=True)
+    compose_work = serializers.SerializerMethodField()
     result_work = serializers.IntegerField(source="result_work_id", allow_null=True)
     result_url = serializers.SerializerMethodField()
     inputs = serializers.SerializerMethodField()
@@ -165,6 +167,10 @@ class JobSerializer(serializers.ModelSerializer):
             "grant",
             "offer",
             "parent_work",
+            "compose_with",
+            "compose_generator",
+            "compose_work",
+            "explicit",
             "territory",
             "status",
             "progress",
@@ -182,6 +188,9 @@ class JobSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         ]
+
+    def get_compose_work(self, job: GenerationJob) -> int | None:
+        return job.compose_grant.offer.work_id if job.compose_grant is not None else None
 
     def get_result_url(self, job: GenerationJob) -> str | None:
         return f"/api/v1/generation-jobs/{job.pk}/result" if job.result_asset_id else None
@@ -203,8 +212,11 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class JobListCreateApi(SelectorListApi):
-    """Your generation jobs, newest first; start one (multipart: `grant`, `generator`, optional `title` and
-    `territory`, and one field per input the generator takes). Poll the job for `progress`."""
+    """Your generation jobs, newest first; start one (multipart: `grant`, `generator`, optional `title`,
+    `territory` and `explicit` (the fan's declaration, needed by terms that forbid explicit lyrics), and
+    one field per input the generator takes). Compose two generators into one job with `compose_with` (a
+    second grant: the first generator's result is sung over that work by `compose_generator`, default
+    `audio-remix`). Poll the job for `progress`."""
 
     queryset = GenerationJob.objects.none()
     serializer_class = JobSerializer
@@ -225,7 +237,15 @@ class JobListCreateApi(SelectorListApi):
         fields = self.InputSerializer(data=request.data)
         fields.is_valid(raise_exception=True)
         inputs: dict[str, services.InputFile | str] = {}
-        reserved = {"grant", "generator", "title", "territory"}
+        reserved = {
+            "grant",
+            "generator",
+            "title",
+            "territory",
+            "explicit",
+            "compose_with",
+            "compose_generator",
+        }
         for name, value in cast(dict[str, Any], request.data).items():
             if name in reserved:
                 continue
@@ -243,6 +263,9 @@ class JobListCreateApi(SelectorListApi):
             inputs=inputs,
             title=fields.validated_data.get("title", ""),
             territory=fields.validated_data.get("territory", ""),
+            explicit=fields.validated_data.get("explicit"),
+            compose_with=fields.validated_data.get("compose_with"),
+            compose_generator=fields.validated_data.get("compose_generator", ""),
         )
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
@@ -251,6 +274,23 @@ class JobListCreateApi(SelectorListApi):
         generator = serializers.CharField(max_length=60)
         title = serializers.CharField(max_length=200, required=False, allow_blank=True)
         territory = serializers.CharField(max_length=2, required=False, allow_blank=True)
+        explicit = serializers.BooleanField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="whether the lyrics are explicit; terms that forbid explicit lyrics need it (false)",
+        )
+        compose_with = serializers.IntegerField(
+            min_value=1,
+            max_value=2**63 - 1,
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="a second grant of yours: the result goes into compose_generator on its work",
+        )
+        compose_generator = serializers.CharField(
+            max_length=60, required=False, allow_blank=True, default="", help_text="default: audio-remix"
+        )
 
         class Meta:
             ref_name = "GenerationJobInput"
@@ -288,10 +328,30 @@ def _file(storage_name: str, filename: str, media_type: str) -> FileResponse:
     )
 
 
+class ReleaseApprovalSerializer(serializers.ModelSerializer):
+    work_title = serializers.CharField(source="work.title")
+    owner = serializers.CharField(source="owner.public_name")
+
+    class Meta:
+        model = ReleaseApproval
+        fields = [
+            "id",
+            "release",
+            "work",
+            "work_title",
+            "owner",
+            "status",
+            "reason",
+            "created_at",
+            "decided_at",
+        ]
+
+
 class ReleaseSerializer(serializers.ModelSerializer):
     title = serializers.CharField(source="work.title")
     released_by = serializers.CharField(source="released_by.public_name")
     purchases = serializers.SerializerMethodField()
+    approvals = ReleaseApprovalSerializer(many=True, read_only=True)
 
     class Meta:
         model = Release
@@ -303,6 +363,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "price_minor",
             "currency",
             "status",
+            "approvals",
             "purchases",
             "created_at",
             "updated_at",
@@ -368,6 +429,62 @@ class ReleaseWithdrawApi(APIView):
         release = selectors.release_get_visible(user=user, release_id=release_id)
         release = services.release_withdraw(user=user, release=release)
         return Response(ReleaseSerializer(release, context={"request": request}).data)
+
+
+class ReleaseDecideApi(APIView):
+    """Approve or refuse a release made from your work under terms that require your approval before
+    release (a song in your voice). `reason` is required to refuse; the maker reads it."""
+
+    approve = True
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+        class Meta:
+            ref_name = "ReleaseDecisionInput"
+
+    @extend_schema(request=InputSerializer, responses=ReleaseSerializer, operation_id="releases_decide")
+    def post(self, request: Request, release_id: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticated_user(request)
+        release = selectors.release_get_visible(user=user, release_id=release_id)
+        release = services.release_decide(
+            user=user, release=release, approve=self.approve, reason=data.validated_data["reason"]
+        )
+        release = selectors.release_get_visible(user=user, release_id=release.pk)
+        return Response(ReleaseSerializer(release, context={"request": request}).data)
+
+
+class ReleaseApproveApi(ReleaseDecideApi):
+    approve = True
+
+    @extend_schema(
+        request=ReleaseDecideApi.InputSerializer, responses=ReleaseSerializer, operation_id="releases_approve"
+    )
+    def post(self, request: Request, release_id: int) -> Response:
+        return super().post(request, release_id)
+
+
+class ReleaseRefuseApi(ReleaseDecideApi):
+    approve = False
+
+    @extend_schema(
+        request=ReleaseDecideApi.InputSerializer, responses=ReleaseSerializer, operation_id="releases_refuse"
+    )
+    def post(self, request: Request, release_id: int) -> Response:
+        return super().post(request, release_id)
+
+
+class ReleaseApprovalListApi(SelectorListApi):
+    """The releases made from your works that wait for (or had) your approval, waiting first."""
+
+    queryset = ReleaseApproval.objects.none()
+    serializer_class = ReleaseApprovalSerializer
+    filterset_fields = ["status"]
+
+    def select(self) -> QuerySet[ReleaseApproval]:
+        return selectors.approvals_of(user=authenticated_user(self.request))
 
 
 class PurchaseSerializer(serializers.ModelSerializer):

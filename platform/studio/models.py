@@ -40,6 +40,16 @@ class GenerationJob(models.Model):
     )
     grant = models.ForeignKey("catalog.Grant", on_delete=models.PROTECT, related_name="generation_jobs")
     generator = models.CharField(max_length=60)
+    # A composed job: the generator's result becomes an input of `compose_generator`, run on the parent
+    # licensed by `compose_grant` (a fan's vocal converted into a licensed voice, then sung over a licensed
+    # instrumental). The result derives from both parents.
+    compose_grant = models.ForeignKey(
+        "catalog.Grant", null=True, blank=True, on_delete=models.PROTECT, related_name="composed_jobs"
+    )
+    compose_generator = models.CharField(max_length=60, blank=True)
+    # What the fan declared of the content (null: not declared). Terms that forbid explicit content need
+    # the declaration, and refuse a job declared explicit.
+    explicit = models.BooleanField(null=True, blank=True)
     title = models.CharField(max_length=200)
     territory = models.CharField(max_length=2)
     # name -> {"kind", "media_type", "storage_name", "sha256", "filename", "size_bytes"}
@@ -85,6 +95,8 @@ class GenerationJob(models.Model):
 class ReleaseStatus(models.TextChoices):
     ON_SALE = "on_sale", "On sale"
     WITHDRAWN = "withdrawn", "Withdrawn"
+    PENDING_APPROVAL = "pending_approval", "Waiting for approval"
+    REFUSED = "refused", "Refused"
 
 
 class Release(models.Model):
@@ -96,7 +108,7 @@ class Release(models.Model):
     )
     price_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
-    status = models.CharField(max_length=16, choices=ReleaseStatus.choices, default=ReleaseStatus.ON_SALE)
+    status = models.CharField(max_length=20, choices=ReleaseStatus.choices, default=ReleaseStatus.ON_SALE)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -109,6 +121,40 @@ class Release(models.Model):
 
     def __str__(self) -> str:
         return f"Release of work #{self.work_id} at {self.price_minor} {self.currency}"
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Waiting"
+    APPROVED = "approved", "Approved"
+    REFUSED = "refused", "Refused"
+
+
+class ReleaseApproval(models.Model):
+    """A parent's owner's decision on a release of a derivative made under terms that require approval
+    before release (a voice's owner approving a song made in their voice). The release is sold only once
+    every approval it needs is given; one refusal (with its reason) stops it."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="approvals")
+    work = models.ForeignKey("catalog.Work", on_delete=models.PROTECT, related_name="release_approvals")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="release_approvals"
+    )
+    status = models.CharField(max_length=16, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "work"], name="release_approval_once_per_parent"),
+            models.CheckConstraint(
+                condition=Q(status__in=ApprovalStatus.values), name="release_approval_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Approval of release #{self.release_id} for work #{self.work_id} ({self.status})"
 
 
 class Purchase(models.Model):

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 
 from accounts.models import User
 from catalog.models import Asset, Offer, OfferStatus, UseClass, WorkStatus
 from common.problems import NotFound
 from royalties.selectors import prepaid_available
-from studio.models import GenerationJob, Purchase, Release, ReleaseStatus, Wallet
+from studio.models import (
+    ApprovalStatus,
+    GenerationJob,
+    Purchase,
+    Release,
+    ReleaseApproval,
+    ReleaseStatus,
+    Wallet,
+)
 
 
 def wallet_of(*, user: User) -> Wallet | None:
@@ -50,10 +58,25 @@ def job_get_visible(*, user: User, job_id: int) -> GenerationJob:
 
 
 def releases_visible_to(*, user: User) -> QuerySet[Release]:
-    """Releases on sale, and the person's own whatever their state."""
-    return Release.objects.filter(Q(status=ReleaseStatus.ON_SALE) | Q(released_by=user)).select_related(
-        "work", "released_by"
+    """Releases on sale, the person's own whatever their state, and those waiting for (or decided by) the
+    person's approval as the owner of a work they derive from."""
+    approver = Exists(ReleaseApproval.objects.filter(release=OuterRef("pk"), owner=user))
+    return (
+        Release.objects.filter(Q(status=ReleaseStatus.ON_SALE) | Q(released_by=user) | approver)
+        .select_related("work", "released_by")
+        .prefetch_related("approvals__work")
     )
+
+
+def approvals_of(*, user: User, pending_only: bool = False) -> QuerySet[ReleaseApproval]:
+    """The release approvals the person decides (as owner of a voice or other parent), waiting first."""
+    found = ReleaseApproval.objects.filter(owner=user).select_related(
+        "release__work", "release__released_by", "work"
+    )
+    if pending_only:
+        found = found.filter(status=ApprovalStatus.PENDING)
+    waiting_first = Case(When(status=ApprovalStatus.PENDING, then=Value(0)), default=Value(1))
+    return found.order_by(waiting_first, "-created_at", "-id")
 
 
 def release_get_visible(*, user: User, release_id: int) -> Release:
@@ -78,6 +101,8 @@ def sales_of(*, user: User) -> QuerySet[Purchase]:
 def may_download(*, user: User, release: Release) -> bool:
     if release.released_by_id == user.pk:
         return True
+    if ReleaseApproval.objects.filter(release=release, owner=user).exists():
+        return True  # an approver listens before deciding
     if release.status == ReleaseStatus.ON_SALE and release.price_minor == 0:
         return True
     return Purchase.objects.filter(release=release, buyer=user).exists()

@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -31,7 +31,8 @@ from django.db import IntegrityError, transaction
 from access.services import AccessRequest, access_request
 from accounts.models import Role, User
 from accounts.services import api_key_create, organisation_create
-from catalog import fingerprinting
+from catalog import consent, fingerprinting
+from catalog.errors import media_error_to_api
 from catalog.models import (
     COLLECTION_KINDS,
     Asset,
@@ -42,21 +43,30 @@ from catalog.models import (
     WorkParent,
     WorkStatus,
 )
-from catalog.services import ParentClaim, asset_upload, derivative_create, media_error_to_api
+from catalog.services import ParentClaim, asset_upload, derivative_create
 from common import clock
 from common import currency as currencies
-from common.money import Money
+from common.money import BPS_WHOLE, Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from matching import credentials
 from media import provenance
 from media.errors import MediaError
 from media.generators import GeneratedMedia, GenerationFailed, GenerationRequest, Generator, ParentMedia
-from media.generators.base import metered_uses
+from media.generators.base import VOICE, InputSpec, metered_uses
 from media.validation import Limits, inspect
 from royalties.licences import licence_accept, licence_pay
 from royalties.services import InsufficientFunds, prepaid_fund, sale_record
 from studio import generators, selectors
-from studio.models import GenerationJob, JobStatus, Purchase, Release, ReleaseStatus, Wallet
+from studio.models import (
+    ApprovalStatus,
+    GenerationJob,
+    JobStatus,
+    Purchase,
+    Release,
+    ReleaseApproval,
+    ReleaseStatus,
+    Wallet,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,18 +164,52 @@ def _parent_asset(work: Work, kind: str) -> Asset | None:
     )
 
 
-def _store_inputs(
-    generator: Generator, inputs: Mapping[str, InputFile | str]
-) -> dict[str, dict[str, object]]:
-    """Validate the fan's inputs like any upload and keep the files; refused inputs store nothing."""
-    unknown = sorted(set(inputs) - {spec.name for spec in generator.inputs})
+# How many of a voice's recordings a voice generator receives (the first ones, in upload order).
+MAX_VOICE_RECORDINGS = 12
+
+
+def _parent_assets(work: Work, generator: Generator) -> list[Asset]:
+    """The parent's files the generator works from. A generator that needs the `voice` use receives the
+    voice's recordings: every file of its kind on the work, or on its members for a collection (at most
+    MAX_VOICE_RECORDINGS); any other generator receives one file (`_parent_asset`)."""
+    if VOICE not in generator.use_classes:
+        one = _parent_asset(work, generator.parent_kind)
+        return [] if one is None else [one]
+    kind = generator.parent_kind
+    own = list(
+        Asset.objects.filter(work=work, blob__kind=kind)
+        .select_related("blob", "work")
+        .order_by("id")[:MAX_VOICE_RECORDINGS]
+    )
+    if own or work.kind not in COLLECTION_KINDS:
+        return own
+    return list(
+        Asset.objects.filter(work__in=work.members.all(), blob__kind=kind)
+        .select_related("blob", "work")
+        .order_by("work_id", "id")[:MAX_VOICE_RECORDINGS]
+    )
+
+
+@dataclass(frozen=True)
+class _CheckedInput:
+    name: str
+    record: dict[str, object]
+    data: bytes | None
+    duration_s: float | None
+
+
+def _check_inputs(
+    specs: tuple[InputSpec, ...], title: str, inputs: Mapping[str, InputFile | str]
+) -> list[_CheckedInput]:
+    """Validate the fan's inputs like any upload; nothing is stored yet."""
+    unknown = sorted(set(inputs) - {spec.name for spec in specs})
     if unknown:
         raise ApiError(
-            f"The {generator.title} generator takes no input named {', '.join(unknown)}.",
+            f"The {title} generator takes no input named {', '.join(unknown)}.",
             code="unknown_input",
         )
-    checked: list[tuple[str, dict[str, object], bytes | None]] = []
-    for spec in generator.inputs:
+    checked: list[_CheckedInput] = []
+    for spec in specs:
         value = inputs.get(spec.name)
         if spec.kind == "text":
             text = value.strip() if isinstance(value, str) else ""
@@ -178,7 +222,7 @@ def _store_inputs(
                     extra={"input": spec.name},
                 )
             if text:
-                checked.append((spec.name, {"kind": "text", "text": text}, None))
+                checked.append(_CheckedInput(spec.name, {"kind": "text", "text": text}, None, None))
             continue
         if not isinstance(value, InputFile):
             if spec.required:
@@ -206,13 +250,27 @@ def _store_inputs(
             "size_bytes": len(value.data),
             "storage_name": f"studio/inputs/{sha256[:2]}/{sha256}.{info.extension}",
         }
-        checked.append((spec.name, record, value.data))
+        if info.duration_s is not None:
+            record["duration_s"] = round(info.duration_s, 3)
+        checked.append(_CheckedInput(spec.name, record, value.data, info.duration_s))
+    return checked
+
+
+def _save_inputs(checked: list[_CheckedInput]) -> dict[str, dict[str, object]]:
     stored: dict[str, dict[str, object]] = {}
-    for name, record, data in checked:
-        if data is not None and not default_storage.exists(str(record["storage_name"])):
-            default_storage.save(str(record["storage_name"]), ContentFile(data))
-        stored[name] = record
+    for item in checked:
+        name = str(item.record.get("storage_name", ""))
+        if item.data is not None and not default_storage.exists(name):
+            default_storage.save(name, ContentFile(item.data))
+        stored[item.name] = item.record
     return stored
+
+
+def _store_inputs(
+    generator: Generator, inputs: Mapping[str, InputFile | str]
+) -> dict[str, dict[str, object]]:
+    """Validate the fan's inputs like any upload and keep the files; refused inputs store nothing."""
+    return _save_inputs(_check_inputs(generator.inputs, generator.title, inputs))
 
 
 def _offer_uses(offer: Offer) -> dict[str, int]:
@@ -235,25 +293,25 @@ def job_price_minor(*, generator: Generator, offer: Offer) -> int:
     return sum(prices.get(use, 0) for use in metered_uses(generator))
 
 
-def job_create(
-    *,
-    user: User,
-    grant_id: int,
-    generator_name: str,
-    inputs: Mapping[str, InputFile | str],
-    title: str = "",
-    territory: str = "",
-) -> GenerationJob:
-    """Queue a generation under the user's grant. Refused (changing nothing) when the generator is unknown,
-    the terms do not allow a use it needs (403 naming the term), the grant is not active, an input is
-    missing or not valid media, or the wallet cannot pay the run's per-use prices (402)."""
-    _require_maker(user)
-    generator = generators.get(generator_name)
-    if generator is None:
-        raise ApiError(f"There is no generator named {generator_name!r}.", code="unknown_generator")
+# The generator a composed job hands the first generator's result to, when the job names none.
+DEFAULT_COMPOSE_GENERATOR = "audio-remix"
+
+
+def composed_input(*, first: Generator, then: Generator) -> InputSpec | None:
+    """The input of `then` that `first`'s result fills in a composed job: its first input of the kind
+    `first` makes (the remix's `vocal`, for a voice conversion). None: they do not compose."""
+    return next((spec for spec in then.inputs if spec.kind == first.output_kind), None)
+
+
+def _licensed(
+    *, user: User, grant_id: int, generator: Generator, territory: str, field: str = "grant"
+) -> Grant:
+    """The user's grant, checked for running `generator` on its work: the terms allow every use it needs
+    (403 naming the term), the grant is active, the terms current and covering the territory, the creator
+    still consents to each use (403), and the work has a file of the kind the generator works from."""
     grant = Grant.objects.select_related("offer__work__created_by").filter(pk=grant_id, licensee=user).first()
     if grant is None:
-        raise NotFound("No such grant among yours.", code="grant_not_found")
+        raise NotFound("No such grant among yours.", code="grant_not_found", extra={"field": field})
     offer, work = grant.offer, grant.offer.work
     missing = generator_refusal(generator=generator, offer=offer)
     if missing:
@@ -274,45 +332,172 @@ def job_create(
         )
     if offer.expires_at is not None and offer.expires_at <= clock.now():
         raise Conflict("These terms have expired.", code="offer_expired")
-    territory = (territory or settings.STUDIO_TERRITORY).strip().upper()
-    if not _COUNTRY.match(territory):
-        raise ApiError("territory must be an ISO 3166-1 alpha-2 country code.", code="invalid_territory")
     if offer.territories and territory not in offer.territories:
         raise Forbidden(
             f"The terms cover only {', '.join(offer.territories)}.",
             code="territory_not_allowed",
             extra={"term": "territories"},
         )
-    if _parent_asset(work, generator.parent_kind) is None:
+    for use in sorted(generator.use_classes):
+        refusal = consent.use_refusal(
+            work_id=work.pk, use_class=use, grant_fee_minor=grant.fee_minor, grant_expires_at=offer.expires_at
+        )
+        if refusal is not None:
+            raise Forbidden(
+                f"{refusal.detail} The {generator.title} generator needs it.",
+                code=refusal.code,
+                extra={"term": use, "work": work.pk, "offer": offer.pk},
+            )
+    if not _parent_assets(work, generator):
         raise ApiError(
             f"The {generator.title} generator works from {generator.parent_kind}; “{work.title}” has no "
             f"{generator.parent_kind} file.",
             code="generator_not_applicable",
             status_code=422,
         )
+    return grant
+
+
+def _check_limits(*, offers: list[Offer], checked: list[_CheckedInput], explicit: bool | None) -> None:
+    """The limits the terms set on what is made under them (a voice offer's): no explicit lyrics (the fan
+    must declare the content; explicit is refused) and the longest vocal. Refused before anything is
+    stored or run."""
+    for offer in offers:
+        title = offer.work.title
+        if not offer.explicit_content_allowed:
+            if explicit is None:
+                raise ApiError(
+                    f"The terms of “{title}” do not allow explicit lyrics: declare whether yours are "
+                    "explicit (`explicit`: true or false).",
+                    code="explicit_declaration_required",
+                    extra={"term": "explicit_content_allowed", "offer": offer.pk},
+                )
+            if explicit:
+                raise Forbidden(
+                    f"The terms of “{title}” do not allow explicit lyrics.",
+                    code="explicit_not_allowed",
+                    extra={"term": "explicit_content_allowed", "offer": offer.pk},
+                )
+        cap = offer.max_vocal_seconds
+        if cap is None:
+            continue
+        for item in checked:
+            if item.duration_s is not None and item.duration_s > cap:
+                raise Forbidden(
+                    f"The terms of “{title}” allow vocals of at most {cap} s; {item.name} lasts "
+                    f"{item.duration_s:.1f} s.",
+                    code="vocal_too_long",
+                    extra={
+                        "term": "max_vocal_seconds",
+                        "max_vocal_seconds": cap,
+                        "duration_s": round(item.duration_s, 3),
+                        "input": item.name,
+                        "offer": offer.pk,
+                    },
+                )
+
+
+def job_create(
+    *,
+    user: User,
+    grant_id: int,
+    generator_name: str,
+    inputs: Mapping[str, InputFile | str],
+    title: str = "",
+    territory: str = "",
+    explicit: bool | None = None,
+    compose_with: int | None = None,
+    compose_generator: str = "",
+) -> GenerationJob:
+    """Queue a generation under the user's grant. Refused (changing nothing) when the generator is unknown,
+    the terms do not allow a use it needs (403 naming the term), the creator withdrew consent for one
+    (403), the grant is not active, an input is missing, not valid media or over the terms' limits (403
+    naming the term), or the wallet cannot pay the run's per-use prices (402).
+
+    A composed job (`compose_with`: a second grant of the user's) hands the generator's result to
+    `compose_generator` (default `audio-remix`) run on that grant's work: both grants are checked alike,
+    both generators' uses are charged on success, and the result derives from both works."""
+    _require_maker(user)
+    generator = generators.get(generator_name)
+    if generator is None:
+        raise ApiError(f"There is no generator named {generator_name!r}.", code="unknown_generator")
+    territory = (territory or settings.STUDIO_TERRITORY).strip().upper()
+    if not _COUNTRY.match(territory):
+        raise ApiError("territory must be an ISO 3166-1 alpha-2 country code.", code="invalid_territory")
+    grant = _licensed(user=user, grant_id=grant_id, generator=generator, territory=territory)
+    offer, work = grant.offer, grant.offer.work
+    stages: list[tuple[Grant, Generator]] = [(grant, generator)]
+    specs = generator.inputs
+    then: Generator | None = None
+    if compose_with is not None:
+        then = generators.get(compose_generator or DEFAULT_COMPOSE_GENERATOR)
+        if then is None:
+            raise ApiError(
+                f"There is no generator named {compose_generator!r}.",
+                code="unknown_generator",
+                extra={"field": "compose_generator"},
+            )
+        filled = composed_input(first=generator, then=then)
+        if filled is None:
+            raise ApiError(
+                f"The {then.title} generator takes no {generator.output_kind} input for the "
+                f"{generator.title} generator's result.",
+                code="generators_do_not_compose",
+            )
+        second = _licensed(
+            user=user, grant_id=compose_with, generator=then, territory=territory, field="compose_with"
+        )
+        if second.offer.work_id == work.pk:
+            raise ApiError("A composed job needs two different works.", code="duplicate_parent")
+        if second.offer.currency != offer.currency:
+            raise ApiError(
+                f"The two works are priced in {offer.currency} and {second.offer.currency}; a composed job "
+                "is paid in one currency.",
+                code="currency_mismatch",
+            )
+        shares = offer.derivative_share_bps + second.offer.derivative_share_bps
+        if shares > BPS_WHOLE:
+            raise ApiError(
+                f"The two works' shares add up to {shares} basis points, over 100% of the result's revenue.",
+                code="royalty_stack_over_100",
+            )
+        stages.append((second, then))
+        own = {spec.name for spec in specs}
+        specs = specs + tuple(s for s in then.inputs if s.name != filled.name and s.name not in own)
     wallet = wallet_get_or_create(user=user)
-    price = job_price_minor(generator=generator, offer=offer)
-    if price and grant.organisation_id != wallet.organisation_id:
+    price = sum(job_price_minor(generator=g, offer=gr.offer) for gr, g in stages)
+    if price and any(gr.organisation_id != wallet.organisation_id for gr, _ in stages):
         raise Conflict(
             "This generator is paid per use from your studio wallet: accept the terms from the studio so "
             "the licence is held by your wallet.",
             code="grant_not_in_wallet",
         )
-    stored = _store_inputs(generator, inputs)
+    checked = _check_inputs(specs, generator.title, inputs)
+    _check_limits(offers=[gr.offer for gr, _ in stages], checked=checked, explicit=explicit)
+    stored = _save_inputs(checked)
     with transaction.atomic():
-        if grant.status == GrantStatus.PENDING_PAYMENT:  # approved since it was accepted: pay it now
-            grant = licence_pay(grant=grant, user=user, organisation=wallet.organisation).grant
+        paid: list[Grant] = []
+        for held, _ in stages:
+            if held.status == GrantStatus.PENDING_PAYMENT:  # approved since it was accepted: pay it now
+                held = licence_pay(grant=held, user=user, organisation=wallet.organisation).grant
+            paid.append(held)
         if price and selectors.wallet_available(user=user, currency=offer.currency) < price:
             raise InsufficientFunds(
                 f"A run of the {generator.title} generator costs "
                 f"{currencies.format_minor(price, offer.currency)}; top up your wallet.",
                 extra={"price_minor": price, "currency": offer.currency},
             )
+        default_title = f"{work.title} ({generator.title.lower()})"
+        if then is not None:
+            default_title = f"{stages[1][0].offer.work.title} in the voice of {work.title}"
         job = GenerationJob.objects.create(
             fan=user,
-            grant=grant,
+            grant=paid[0],
             generator=generator.name,
-            title=(title.strip() or f"{work.title} ({generator.title.lower()})")[:200],
+            compose_grant=paid[1] if then is not None else None,
+            compose_generator=then.name if then is not None else "",
+            explicit=explicit,
+            title=(title.strip() or default_title)[:200],
             territory=territory,
             inputs=stored,
             currency=offer.currency,
@@ -334,16 +519,16 @@ def _set_progress(job_id: int, percent: int, stage: str) -> None:
 
 
 class _GeneratorProgress:
-    """Maps a generator's 0-100 onto the job's generation span, writing only when something changed."""
+    """Maps a generator's 0-100 onto its part of the job's generation span (the whole span, or one part of
+    it per generator of a composed job), writing only when something changed."""
 
-    def __init__(self, job_id: int) -> None:
+    def __init__(self, job_id: int, start: int = _GENERATION_START, end: int = _GENERATION_END) -> None:
         self.job_id = job_id
+        self.start, self.end = start, end
         self.last: tuple[int, str] | None = None
 
     def __call__(self, percent: int, stage: str) -> None:
-        scaled = _GENERATION_START + round(
-            (_GENERATION_END - _GENERATION_START) * max(0, min(100, percent)) / 100
-        )
+        scaled = self.start + round((self.end - self.start) * max(0, min(100, percent)) / 100)
         if (scaled, stage) != self.last:
             self.last = (scaled, stage)
             _set_progress(self.job_id, scaled, stage)
@@ -363,27 +548,37 @@ def job_run(*, job_id: int) -> GenerationJob | None:
     )
     if not started:
         return None
-    job = GenerationJob.objects.select_related("grant__offer__work__created_by", "fan").get(pk=job_id)
+    job = GenerationJob.objects.select_related(
+        "grant__offer__work__created_by", "compose_grant__offer__work__created_by", "fan"
+    ).get(pk=job_id)
     try:
-        generator = generators.get(job.generator)
-        if generator is None:
-            raise GenerationFailed("This generator is no longer offered here.", code="unknown_generator")
-        parent = _parent_asset(job.grant.offer.work, generator.parent_kind)
-        if parent is None:
-            raise GenerationFailed(
-                "The licensed work no longer has a file to work from.", code="parent_media_missing"
+        stages = _stages(job)
+        fan_inputs: dict[str, bytes | str] = {
+            name: (str(item["text"]) if item["kind"] == "text" else _read(str(item["storage_name"])))
+            for name, item in job.inputs.items()
+        }
+        span = (_GENERATION_END - _GENERATION_START) // len(stages)
+        result: GeneratedMedia | None = None
+        details: dict[str, object] = {}
+        for number, stage in enumerate(stages):
+            taken = {spec.name for spec in stage.generator.inputs}
+            stage_inputs = {name: value for name, value in fan_inputs.items() if name in taken}
+            if result is not None and stage.filled is not None:
+                stage_inputs[stage.filled] = result.data  # the previous generator's result
+            request = GenerationRequest(
+                parents=[
+                    ParentMedia(a.work_id, a.work.title, a.blob.media_type, d) for a, d in stage.parents
+                ],
+                inputs=stage_inputs,
+                context=_licence_context(job, stage.generator, stage.grant),
             )
-        parent_data = _read(parent.blob.storage_name)
-        request = GenerationRequest(
-            parents=[ParentMedia(parent.work_id, parent.work.title, parent.blob.media_type, parent_data)],
-            inputs={
-                name: (str(item["text"]) if item["kind"] == "text" else _read(str(item["storage_name"])))
-                for name, item in job.inputs.items()
-            },
-            context=_licence_context(job, generator),
-        )
-        result = generator.run(request, _GeneratorProgress(job.pk))
-        asset = _register(job=job, generator=generator, result=result, parent=parent, parent_data=parent_data)
+            start = _GENERATION_START + number * span
+            result = stage.generator.run(request, _GeneratorProgress(job.pk, start, start + span))
+            details[stage.generator.name] = dict(result.details)
+        assert result is not None
+        if len(stages) > 1:  # each generator's figures under its name
+            result = GeneratedMedia(result.data, result.media_type, result.extension, details=details)
+        asset = _register(job=job, stages=stages, result=result)
         _set_progress(job.pk, 92, "Fingerprinting and indexing the result")
         fingerprinting.asset_fingerprint(asset_id=asset.pk)
     except GenerationFailed as exc:
@@ -443,83 +638,173 @@ def terms_url(offer: Offer) -> str:
     return f"{settings.SITE_URL}/api/v1/offers/{offer.pk}/rsl"
 
 
-def _licence_context(job: GenerationJob, generator: Generator) -> dict[str, object]:
-    offer = job.grant.offer
+def _licence_context(job: GenerationJob, generator: Generator, grant: Grant) -> dict[str, object]:
+    offer = grant.offer
     return {
         "platform": settings.SITE_URL,
         "job": job.pk,
-        "grant": job.grant_id,
+        "grant": grant.pk,
         "offer": offer.pk,
         "offer_version": offer.version,
         "terms_url": terms_url(offer),
+        "work": offer.work_id,
         "uses": sorted(generator.use_classes),
         "price_minor": job_price_minor(generator=generator, offer=offer),
         "currency": offer.currency,
         "payment": "charged through Tribute's access API when the result is delivered",
+        "limits": {
+            "explicit_content_allowed": offer.explicit_content_allowed,
+            "explicit_declared": job.explicit,
+            "max_vocal_seconds": offer.max_vocal_seconds,
+            "release_approval_required": offer.release_approval_required,
+        },
     }
 
 
-def _attribution(grant: Grant, generator: Generator) -> str:
-    work = grant.offer.work
-    made = f"Made on Tribute with the {generator.title} generator."
-    if not grant.offer.attribution_required:
+@dataclass(frozen=True)
+class _Stage:
+    """One generator of a job, the grant it runs under, the parent files it receives, and (in a composed
+    job) the input the previous generator's result fills."""
+
+    grant: Grant
+    generator: Generator
+    parents: list[tuple[Asset, bytes]]
+    filled: str | None = None
+    # The access API's idempotency keys of this stage's charges start with this.
+    key_prefix: str = ""
+
+
+def _stages(job: GenerationJob) -> list[_Stage]:
+    pairs: list[tuple[Grant, str]] = [(job.grant, job.generator)]
+    if job.compose_grant is not None:
+        pairs.append((job.compose_grant, job.compose_generator))
+    stages: list[_Stage] = []
+    previous: Generator | None = None
+    for number, (grant, name) in enumerate(pairs):
+        generator = generators.get(name)
+        if generator is None:
+            raise GenerationFailed("This generator is no longer offered here.", code="unknown_generator")
+        assets = _parent_assets(grant.offer.work, generator)
+        if not assets:
+            raise GenerationFailed(
+                "The licensed work no longer has a file to work from.", code="parent_media_missing"
+            )
+        filled = None
+        if previous is not None:
+            spec = composed_input(first=previous, then=generator)
+            if spec is None:
+                raise GenerationFailed(
+                    "These generators no longer compose.", code="generators_do_not_compose"
+                )
+            filled = spec.name
+        stages.append(
+            _Stage(
+                grant=grant,
+                generator=generator,
+                parents=[(asset, _read(asset.blob.storage_name)) for asset in assets],
+                filled=filled,
+                key_prefix=f"studio-job-{job.pk}" if number == 0 else f"studio-job-{job.pk}-compose",
+            )
+        )
+        previous = generator
+    return stages
+
+
+def _attribution(stages: list[_Stage]) -> str:
+    names = " and ".join(dict.fromkeys(stage.generator.title for stage in stages))
+    made = f"Made on Tribute with the {names} generator{'s' if len(stages) > 1 else ''}."
+    credits = [
+        f"“{stage.grant.offer.work.title}” by {stage.grant.offer.work.created_by.public_name}, licensed on "
+        f"Tribute (grant #{stage.grant.pk}, terms version {stage.grant.offer.version})"
+        for stage in stages
+        if stage.grant.offer.attribution_required
+    ]
+    if not credits:
         return made
-    return (
-        f"Based on “{work.title}” by {work.created_by.public_name}, licensed on Tribute "
-        f"(grant #{grant.pk}, terms version {grant.offer.version}). {made}"
-    )
+    return f"Based on {' and '.join(credits)}. {made}"
 
 
-def _register(
-    *, job: GenerationJob, generator: Generator, result: GeneratedMedia, parent: Asset, parent_data: bytes
-) -> Asset:
+def _register(*, job: GenerationJob, stages: list[_Stage], result: GeneratedMedia) -> Asset:
     """Charge the run, sign the content credentials and register the derivative, all or nothing."""
     _set_progress(job.pk, 84, "Charging the per-use prices and signing the content credentials")
     with transaction.atomic():
-        grant = (
-            Grant.objects.select_for_update().select_related("offer__work__created_by").get(pk=job.grant_id)
-        )
-        if grant.status != GrantStatus.ACTIVE:
-            raise GenerationFailed("The licence was revoked while the job ran.", code="grant_not_active")
+        locked = {
+            grant.pk: grant
+            for grant in Grant.objects.select_for_update()
+            .select_related("offer__work__created_by")
+            .filter(pk__in=[stage.grant.pk for stage in stages])
+            .order_by("pk")
+        }
+        for stage in stages:
+            if locked[stage.grant.pk].status != GrantStatus.ACTIVE:
+                raise GenerationFailed("The licence was revoked while the job ran.", code="grant_not_active")
         wallet = wallet_get_or_create(user=job.fan)
         receipts: list[str] = []
         access_ids: list[str] = []
+        charges: list[dict[str, object]] = []
         charged = 0
-        for use in metered_uses(generator):
-            answer = access_request(
-                organisation=wallet.organisation,
-                api_key=wallet.api_key,
-                idempotency_key=f"studio-job-{job.pk}-{use}",
-                request=AccessRequest(work_id=grant.offer.work_id, use_class=use, territory=job.territory),
-            )
-            body = json.loads(answer.body)
-            receipts.append(str(body["receipt"]))
-            access_ids.append(str(body["access_id"]))
-            charged += int(body["price_minor"])
-        offer = grant.offer
+        for stage in stages:
+            offer = locked[stage.grant.pk].offer
+            for use in metered_uses(stage.generator):
+                answer = access_request(
+                    organisation=wallet.organisation,
+                    api_key=wallet.api_key,
+                    idempotency_key=f"{stage.key_prefix}-{use}",
+                    request=AccessRequest(work_id=offer.work_id, use_class=use, territory=job.territory),
+                )
+                body = json.loads(answer.body)
+                receipts.append(str(body["receipt"]))
+                access_ids.append(str(body["access_id"]))
+                charged += int(body["price_minor"])
+                charges.append(
+                    {
+                        "work": offer.work_id,
+                        "use": use,
+                        "price_minor": int(body["price_minor"]),
+                        "access_id": str(body["access_id"]),
+                    }
+                )
+        first = locked[stages[0].grant.pk]
+        offer = first.offer
         licence = {
             "platform": settings.SITE_URL,
-            "grant": grant.pk,
+            "grant": first.pk,
             "offer": offer.pk,
             "offer_version": offer.version,
             "terms_url": terms_url(offer),
             "licensee": f"user:{job.fan_id}",
             "parents": [
-                {"work": offer.work_id, "title": offer.work.title, "share_bps": offer.derivative_share_bps}
+                {
+                    "work": locked[stage.grant.pk].offer.work_id,
+                    "title": locked[stage.grant.pk].offer.work.title,
+                    "share_bps": locked[stage.grant.pk].offer.derivative_share_bps,
+                    "grant": stage.grant.pk,
+                    "offer": locked[stage.grant.pk].offer_id,
+                    "offer_version": locked[stage.grant.pk].offer.version,
+                    "terms_url": terms_url(locked[stage.grant.pk].offer),
+                    "uses": sorted(stage.generator.use_classes),
+                }
+                for stage in stages
             ],
-            "generator": generator.name,
+            "generator": " + ".join(stage.generator.name for stage in stages),
             "job": job.pk,
             "access_ids": access_ids,
             "receipts": receipts,
+            "charges": charges,
         }
-        ingredients = [
-            provenance.Ingredient(
-                title=f"{parent.work.title} (work #{parent.work_id})",
-                media_type=parent.blob.media_type,
-                data=parent_data,
-                relationship="parentOf",
-            )
-        ]
+        if job.explicit is not None:
+            licence["explicit_declared"] = job.explicit
+        ingredients: list[provenance.Ingredient] = []
+        for stage in stages:
+            for asset, data in stage.parents:
+                ingredients.append(
+                    provenance.Ingredient(
+                        title=f"{asset.work.title} (work #{asset.work_id})",
+                        media_type=asset.blob.media_type,
+                        data=data,
+                        relationship="parentOf",
+                    )
+                )
         for name, item in job.inputs.items():
             media_type = str(item.get("media_type", ""))
             if item["kind"] != "text" and provenance.supported(media_type):
@@ -538,15 +823,17 @@ def _register(
             ingredients=[i for i in ingredients if provenance.supported(i.media_type)],
             licence=licence,
             credentials=credentials.signing_credentials(),
-            generator=generator.name,
+            generator=" + ".join(stage.generator.name for stage in stages),
         )
         work = derivative_create(
             user=job.fan,
             title=job.title,
-            kind=generator.output_kind,
-            parents=[ParentClaim(work_id=offer.work_id, grant_id=grant.pk)],
-            description=_attribution(grant, generator),
-            tags=["tribute-studio", generator.name],
+            kind=stages[-1].generator.output_kind,
+            parents=[
+                ParentClaim(work_id=stage.grant.offer.work_id, grant_id=stage.grant.pk) for stage in stages
+            ],
+            description=_attribution(stages),
+            tags=["tribute-studio", *(stage.generator.name for stage in stages)],
         )
         # The job fingerprints its result itself (job_run), so no fingerprinting task is queued too.
         upload = asset_upload(
@@ -609,10 +896,77 @@ def release_set(*, user: User, work: Work, price_minor: int, currency: str) -> R
         work=work,
         defaults={"released_by": user, "price_minor": price_minor, "currency": currency, "created_at": now},
     )
-    if not created:
+    status = _approval_status(release, now)
+    if status == ReleaseStatus.REFUSED:
+        refusal = release.approvals.filter(status=ApprovalStatus.REFUSED).select_related("work").first()
+        raise Conflict(
+            f"The owner of “{refusal.work.title if refusal else ''}” refused this release: "
+            f"{refusal.reason if refusal else ''}",
+            code="release_refused",
+            extra={"reason": refusal.reason if refusal else ""},
+        )
+    if created:
+        if release.status != status:
+            release.status = status
+            release.save(update_fields=["status"])
+    else:
         release.price_minor, release.currency = price_minor, currency
-        release.status, release.updated_at = ReleaseStatus.ON_SALE, now
+        release.status, release.updated_at = status, now
         release.save(update_fields=["price_minor", "currency", "status", "updated_at"])
+    return release
+
+
+def _approval_status(release: Release, now: datetime) -> str:
+    """The status a release (being put on sale) takes: each parent whose granted terms require approval
+    before release has an approval row (made here, waiting); on sale once all are given, refused if one
+    was refused, waiting otherwise."""
+    links = WorkParent.objects.filter(
+        child_id=release.work_id, grant__offer__release_approval_required=True
+    ).select_related("parent")
+    for link in links:
+        ReleaseApproval.objects.get_or_create(
+            release=release,
+            work=link.parent,
+            defaults={"owner_id": link.parent.created_by_id, "created_at": now},
+        )
+    statuses = set(release.approvals.values_list("status", flat=True))
+    if ApprovalStatus.REFUSED in statuses:
+        return ReleaseStatus.REFUSED
+    if ApprovalStatus.PENDING in statuses:
+        return ReleaseStatus.PENDING_APPROVAL
+    return ReleaseStatus.ON_SALE
+
+
+@transaction.atomic
+def release_decide(*, user: User, release: Release, approve: bool, reason: str = "") -> Release:
+    """The owner of a parent whose terms require approval before release (a voice's owner) approves or
+    refuses a release made from it. Approved by every owner it waits for, it goes on sale; refused, it
+    cannot be sold, and the refusal's reason is shown to the maker. Only such an owner decides (403 for
+    anyone else who can see the release)."""
+    release = Release.objects.select_for_update().select_related("work").get(pk=release.pk)
+    approvals = list(ReleaseApproval.objects.select_for_update().filter(release=release, owner=user))
+    if not approvals:
+        raise Forbidden(
+            "Only the owner of a work this release derives from, whose terms need approval, decides on it.",
+            code="not_an_approver",
+        )
+    reason = reason.strip()
+    if not approve and not reason:
+        raise ApiError("Say why you refuse this release (`reason`).", code="reason_required")
+    if any(a.status != ApprovalStatus.PENDING for a in approvals):
+        raise Conflict("You already decided on this release.", code="already_decided")
+    now = clock.now()
+    for approval in approvals:
+        approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REFUSED
+        approval.reason, approval.decided_at = reason[:500], now
+        approval.save(update_fields=["status", "reason", "decided_at"])
+    if release.status == ReleaseStatus.PENDING_APPROVAL:
+        status = _approval_status(release, now)
+        release.status, release.updated_at = status, now
+        release.save(update_fields=["status", "updated_at"])
+    elif not approve and release.status == ReleaseStatus.ON_SALE:  # not reachable unless data was edited
+        release.status, release.updated_at = ReleaseStatus.REFUSED, now
+        release.save(update_fields=["status", "updated_at"])
     return release
 
 

@@ -12,6 +12,9 @@ urlpatterns = [
     path("releases", apis.ReleaseListCreateApi.as_view(), name="releases"),
     path("releases/<int:release_id>", apis.ReleaseDetailApi.as_view(), name="release-detail"),
     path("releases/<int:release_id>/withdraw", apis.ReleaseWithdrawApi.as_view(), name="release-withdraw"),
+    path("releases/<int:release_id>/approve", apis.ReleaseApproveApi.as_view(), name="release-approve"),
+    path("releases/<int:release_id>/refuse", apis.ReleaseRefuseApi.as_view(), name="release-refuse"),
+    path("release-approvals", apis.ReleaseApprovalListApi.as_view(), name="release-approvals"),
     path("releases/<int:release_id>/purchase", apis.ReleasePurchaseApi.as_view(), name="release-purchase"),
     path("releases/<int:release_id>/download", apis.ReleaseDownloadApi.as_view(), name="release-download"),
 ]

@@ -38,6 +38,7 @@ OFFER_FIELDS = {
     "invalid_territory": "territories",
     "invalid_expiry": "expires_on",
     "invalid_quota": "quota",
+    "invalid_max_vocal_seconds": "max_vocal_seconds",
     "invalid_share": "derivative_share",
     "no_uses": "allow_ai_train",
 }
@@ -60,6 +61,9 @@ def _offer_initial(offer: Offer | None) -> dict[str, Any]:
         "territories": ", ".join(offer.territories),
         "expires_on": offer.expires_at.date() if offer.expires_at else None,
         "quota": offer.quota,
+        "explicit_content_forbidden": not offer.explicit_content_allowed,
+        "max_vocal_seconds": offer.max_vocal_seconds,
+        "release_approval_required": offer.release_approval_required,
     }
     for use in offer.uses.all():
         name = use.use_class.replace("-", "_")

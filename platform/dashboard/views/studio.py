@@ -25,7 +25,7 @@ from common.problems import ApiError
 from dashboard import plain_words
 from dashboard.web import current_user
 from studio import generators, selectors, services
-from studio.models import Release
+from studio.models import ApprovalStatus, Release, ReleaseStatus
 
 PAGE_SIZE = 10
 
@@ -57,7 +57,10 @@ def create(request: HttpRequest) -> HttpResponse:
             "available_minor": selectors.wallet_available(user=user, currency=settings.DEFAULT_CURRENCY),
             "currency": settings.DEFAULT_CURRENCY,
             "top_up": settings.DEBUG and settings.STUDIO_DEV_TOP_UP and user.is_staff,
-            "releases": selectors.releases_visible_to(user=user).exclude(released_by=user)[:PAGE_SIZE],
+            "releases": selectors.releases_visible_to(user=user)
+            .exclude(released_by=user)
+            .filter(status=ReleaseStatus.ON_SALE)[:PAGE_SIZE],
+            "approvals": selectors.approvals_of(user=user, pending_only=True)[:PAGE_SIZE],
             "mine": selectors.releases_visible_to(user=user).filter(released_by=user)[:PAGE_SIZE],
         },
     )
@@ -167,6 +170,7 @@ def start(request: HttpRequest, offer_id: int) -> HttpResponse:
                 inputs[spec.name] = request.POST.get(spec.name, "")
             elif isinstance(upload := request.FILES.get(spec.name), UploadedFile):
                 inputs[spec.name] = services.InputFile(filename=upload.name or spec.name, data=upload.read())
+    declared = request.POST.get("explicit", "")
     try:
         job = services.job_create(
             user=user,
@@ -174,6 +178,7 @@ def start(request: HttpRequest, offer_id: int) -> HttpResponse:
             generator_name=name,
             inputs=inputs,
             title=request.POST.get("title", ""),
+            explicit={"true": True, "false": False}.get(declared),
         )
     except ApiError as exc:
         messages.error(request, str(exc.detail))
@@ -232,7 +237,11 @@ def release(request: HttpRequest, job_id: int) -> HttpResponse:
     except ApiError as exc:
         messages.error(request, str(exc.detail))
     else:
-        messages.success(request, "Released: it is on sale to everyone on Tribute.")
+        release = selectors.release_of_work(work_id=found.result_work.pk)
+        if release is not None and release.status == ReleaseStatus.PENDING_APPROVAL:
+            messages.info(request, "Released: it goes on sale once the voice's owner approves it.")
+        else:
+            messages.success(request, "Released: it is on sale to everyone on Tribute.")
     return redirect("dashboard:create-job", job_id=found.pk)
 
 
@@ -257,8 +266,28 @@ def release_detail(request: HttpRequest, release_id: int) -> HttpResponse:
             "own": found.released_by_id == user.pk,
             "asset": selectors.release_file(release=found),
             "available_minor": selectors.wallet_available(user=user, currency=found.currency),
+            "approvals": list(found.approvals.all()),
+            "my_pending_approval": found.approvals.filter(owner=user, status=ApprovalStatus.PENDING).exists(),
         },
     )
+
+
+@login_required
+@require_POST
+def release_decide(request: HttpRequest, release_id: int, approve: bool) -> HttpResponse:
+    """The voice's (or other parent's) owner approves or refuses a release made from their work."""
+    found = _release(request, release_id)
+    try:
+        services.release_decide(
+            user=current_user(request), release=found, approve=approve, reason=request.POST.get("reason", "")
+        )
+    except ApiError as exc:
+        messages.error(request, str(exc.detail))
+    else:
+        messages.success(
+            request, "Approved: it is on sale." if approve else "Refused; the maker is told why."
+        )
+    return redirect("dashboard:create-release", release_id=found.pk)
 
 
 @login_required
