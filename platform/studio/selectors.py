@@ -63,6 +63,22 @@ def release_get_visible(*, user: User, release_id: int) -> Release:
     return release
 
 
+def releases_on_sale() -> QuerySet[Release]:
+    """What anyone may see and buy, signed in or not."""
+    return Release.objects.filter(status=ReleaseStatus.ON_SALE).select_related("work", "released_by")
+
+
+def release_get_public(*, release_id: int) -> Release:
+    release = releases_on_sale().filter(pk=release_id).first()
+    if release is None:
+        raise NotFound("No such release.", code="release_not_found")
+    return release
+
+
+def release_sales_count(*, release: Release) -> int:
+    return Purchase.objects.filter(release=release).count()
+
+
 def release_of_work(*, work_id: int) -> Release | None:
     return Release.objects.filter(work_id=work_id).first()
 

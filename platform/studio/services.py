@@ -612,6 +612,9 @@ def release_set(*, user: User, work: Work, price_minor: int, currency: str) -> R
         release.price_minor, release.currency = price_minor, currency
         release.status, release.updated_at = ReleaseStatus.ON_SALE, now
         release.save(update_fields=["price_minor", "currency", "status", "updated_at"])
+    if work.status == WorkStatus.DRAFT:  # on sale to everyone: no longer a private draft
+        work.status = WorkStatus.PUBLISHED
+        work.save(update_fields=["status", "updated_at"])
     return release
 
 

@@ -13,17 +13,20 @@ register = template.Library()
 
 @register.filter
 def money(amount_minor: int | None, currency: str) -> str:
-    """12345|money:"USD" -> '123.45 USD'."""
-    return format_minor(amount_minor or 0, currency)
+    """12345678|money:"USD" -> '123,456.78 USD': exact, with thousands separators and the currency, as
+    every amount on every page (tooltips and chart labels take the same text from money_text)."""
+    return money_text(amount_minor or 0, currency)
 
 
-@register.filter
-def money_grouped(amount_minor: int | None, currency: str) -> str:
-    """12345678|money_grouped:"USD" -> '123,456.78 USD': exact, with thousands separators."""
-    number, _, code = format_minor(amount_minor or 0, currency).partition(" ")
+def money_text(amount_minor: int, currency: str) -> str:
+    number, _, code = format_minor(amount_minor, currency).partition(" ")
     sign = "-" if number.startswith("-") else ""
     whole, dot, fraction = number.lstrip("-").partition(".")
     return f"{sign}{int(whole):,}{dot}{fraction} {code}"
+
+
+# The same filter under its earlier name, used by pages written before every amount was grouped.
+money_grouped = register.filter("money_grouped", money)
 
 
 @register.filter

@@ -15,6 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Role, User
@@ -257,6 +258,10 @@ def release_detail(request: HttpRequest, release_id: int) -> HttpResponse:
             "own": found.released_by_id == user.pk,
             "asset": selectors.release_file(release=found),
             "available_minor": selectors.wallet_available(user=user, currency=found.currency),
+            "sales": selectors.release_sales_count(release=found)
+            if found.released_by_id == user.pk
+            else None,
+            "share_url": request.build_absolute_uri(reverse("release-public", args=[found.pk])),
         },
     )
 

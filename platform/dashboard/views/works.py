@@ -27,7 +27,7 @@ from catalog.models import (
     WorkStatus,
 )
 from common.problems import ApiError
-from dashboard import forms, lineage_graph, plain_words
+from dashboard import forms, lineage_graph, plain_words, selectors_public
 from dashboard import selectors as dashboard
 from dashboard.web import current_user, paginate, role_only
 
@@ -119,6 +119,8 @@ def work_detail(request: HttpRequest, work_id: int) -> HttpResponse:
             "lineage": lineage,
             "graph": lineage_graph.layout(lineage) if lineage["ancestors"] else None,
             "derivatives": dashboard.derivative_links_of(work=work)[:20],
+            "release": selectors_public.on_sale_release_of(work=work),
+            "is_public": current is not None or selectors_public.on_sale_release_of(work=work) is not None,
         },
     )
 
