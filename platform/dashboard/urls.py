@@ -1,6 +1,18 @@
 from django.urls import include, path
 
-from dashboard.views import claims, derivatives, home, keys, money, offers, operator, payouts, text, works
+from dashboard.views import (
+    claims,
+    collections,
+    derivatives,
+    home,
+    keys,
+    money,
+    offers,
+    operator,
+    payouts,
+    text,
+    works,
+)
 
 app_name = "dashboard"
 
@@ -11,6 +23,7 @@ urlpatterns = [
     path("works/<int:work_id>/", works.work_detail, name="work"),
     path("works/<int:work_id>/edit/", works.work_edit, name="work-edit"),
     path("works/<int:work_id>/assets/", works.asset_upload, name="asset-upload"),
+    path("works/<int:work_id>/members/", collections.work_members, name="work-members"),
     path("works/<int:work_id>/split-sheet/", works.split_edit, name="split-edit"),
     path("works/<int:work_id>/offers/new/", offers.offer_new, name="offer-new"),
     path("works/<int:work_id>/offers/preview/", offers.offer_preview, name="offer-preview"),
