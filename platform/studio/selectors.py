@@ -15,6 +15,11 @@ def wallet_of(*, user: User) -> Wallet | None:
     return Wallet.objects.select_related("organisation").filter(user=user).first()
 
 
+def platform_key_ids() -> QuerySet[Wallet]:
+    """The keys the platform holds on people's wallets for its own metered use: never shown to them."""
+    return Wallet.objects.values("api_key_id")
+
+
 def wallet_available(*, user: User, currency: str) -> int:
     """What the person's wallet can still spend (balance less what unsettled charges hold)."""
     wallet = wallet_of(user=user)
