@@ -15,9 +15,9 @@ def wallet_of(*, user: User) -> Wallet | None:
     return Wallet.objects.select_related("organisation").filter(user=user).first()
 
 
-def platform_key_ids() -> QuerySet[Wallet]:
+def platform_key_ids() -> QuerySet[Wallet, int]:
     """The keys the platform holds on people's wallets for its own metered use: never shown to them."""
-    return Wallet.objects.values("api_key_id")
+    return Wallet.objects.values_list("api_key_id", flat=True)
 
 
 def wallet_available(*, user: User, currency: str) -> int:
