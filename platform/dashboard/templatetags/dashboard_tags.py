@@ -5,7 +5,7 @@ from typing import Any
 
 from django import template
 
-from dashboard import plain_words
+from dashboard import match_words, plain_words
 from dashboard.plain_words import percent
 
 register = template.Library()
@@ -84,3 +84,9 @@ def licensee_label(grant: Any) -> str:
     if organisation is None or str(organisation.name).endswith(PERSONAL_WALLET_SUFFIX):
         return name
     return f"{name} ({organisation.name})"
+
+
+@register.filter
+def confidence(value: float | None) -> str:
+    """A match's probability as people read it: 0.973 -> '97%', 0.99999 -> 'over 99%'."""
+    return match_words.confidence_text(float(value or 0))
