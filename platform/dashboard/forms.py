@@ -358,7 +358,7 @@ class ClaimDecideForm(forms.Form):
     price_minor = forms.IntegerField(
         required=False,
         min_value=1,
-        label="Price (minor units)",
+        label="Price",
         help_text="Only for monetizing a vendor's output whose use your terms do not price.",
     )
     currency = forms.RegexField(r"^[A-Z]{3}$", required=False, initial="USD")

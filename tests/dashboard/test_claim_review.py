@@ -8,8 +8,11 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
+from catalog import tracing
 from catalog.models import Asset, Claim, ClaimEvent, Work
 from catalog.services import asset_upload
+from common.money import Money
+from royalties.services import prepaid_fund
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -191,3 +194,38 @@ def test_bulk_refuses_an_unknown_decision_or_no_selection_and_changes_nothing(pa
     assert "Choose a decision" in page(wrong) and "Select at least one claim" in page(empty)
     claim.refresh_from_db()
     assert claim.decision == "" and Asset.objects.count() == 2
+
+
+def test_a_price_for_a_vendors_output_is_asked_in_money_and_charged_in_minor_units() -> None:
+    painter, vendor = factories.creator(username="painter"), factories.vendor(username="acme")
+    organisation = vendor.organisations.get()
+    work = factories.work(painter, title="Garden")
+    factories.offer(painter, work, uses={"ai-train": 5})  # the output's use (generation) is not priced
+    output = tracing.output_register(
+        organisation=organisation,
+        user=vendor,
+        data=factories.png_bytes(color=(10, 200, 40)),
+        filename="generated.png",
+        receipts={},
+    ).output
+    claim = Claim.objects.create(
+        work=work,
+        respondent=vendor,
+        subject_output=output,
+        subject_sha256=output.blob_id,
+        match_kind="image",
+        score=40,
+        confidence=0.99,
+    )
+    prepaid_fund(organisation=organisation, amount=Money(1_000, "USD"), external_ref="t-1", rail="manual")
+    client = client_for(painter)
+    url = f"/dashboard/claims/{claim.pk}/decide/"
+    assert 'name="price" id="id_price"' in page(client.get(f"/dashboard/claims/{claim.pk}/"))
+
+    wrong = client.post(url, {"decision": "monetize", "price": "4.505"})
+    claim.refresh_from_db()
+    assert wrong.status_code == 400 and claim.decision == ""
+
+    client.post(url, {"decision": "monetize", "price": "4.50"})
+    claim.refresh_from_db()
+    assert (claim.decision, claim.charge_minor) == ("monetize", 450)

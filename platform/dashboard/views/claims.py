@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
@@ -19,7 +20,7 @@ from catalog.models import (
     ClaimStatus,
 )
 from common.problems import ApiError
-from dashboard import forms, match_words
+from dashboard import forms, match_words, plain_words
 from dashboard import selectors as dashboard
 from dashboard.web import current_user, paginate
 from media import services as media_services
@@ -115,7 +116,7 @@ def claim_detail(request: HttpRequest, claim_id: int) -> HttpResponse:
 def claim_decide(request: HttpRequest, claim_id: int) -> HttpResponse:
     user = current_user(request)
     claim = catalog.claim_get_visible(user=user, claim_id=claim_id)
-    form = forms.ClaimDecideForm(request.POST)
+    form = forms.ClaimDecideForm(_with_price_in_minor_units(request))
     manages = claim.work.created_by_id == user.pk
     if form.is_valid() and manages and _needs_confirmation(request, form.cleaned_data["decision"]):
         return render(request, "dashboard/claim_block_confirm.html", {"claims": [claim], "single": True})
@@ -138,6 +139,23 @@ def claim_decide(request: HttpRequest, claim_id: int) -> HttpResponse:
     return render(
         request, "dashboard/claim_detail.html", _claim_context(request, claim, decide_form=form), status=400
     )
+
+
+def _with_price_in_minor_units(request: HttpRequest) -> Any:
+    """The page asks for a price as people write it ('2.50'); the form and the service take minor units.
+    An amount that is not one (or has more decimals than the currency) is passed on as is, for the form
+    to refuse."""
+    data = request.POST.copy()
+    text = data.get("price", "").strip().replace(",", "")
+    if text:
+        currency = data.get("currency") or "USD"
+        try:
+            amount = Decimal(text).scaleb(plain_words.minor_digits(currency))
+        except ArithmeticError:
+            amount = Decimal("NaN")
+        ok = amount.is_finite() and amount == amount.to_integral_value()
+        data["price_minor"] = str(int(amount)) if ok else text
+    return data
 
 
 def _needs_confirmation(request: HttpRequest, decision: str) -> bool:
