@@ -129,6 +129,22 @@ def test_part_b_walked_as_users(live_server, browser, settings) -> None:
     expect(apply).to_be_in_viewport()
     creator.set_viewport_size(DESKTOP)
 
+    # A new work: the "add its files next" banner and the files counter follow the upload.
+    creator.goto(f"{base}/dashboard/works/new/")
+    creator.get_by_label("Title").fill("Harbour light")
+    creator.get_by_label("Kind").select_option("image")
+    creator.get_by_role("button", name="Register work").click()
+    expect(creator.locator(".flash-success")).to_contain_text("Add its files next")
+    expect(creator.locator("[data-file-count]")).to_have_text("0 files")
+    photo = walk_world.photos(1)[0]
+    creator.locator("input[type=file]").set_input_files(
+        {"name": "harbour.jpg", "mimeType": "image/jpeg", "buffer": photo}
+    )
+    creator.get_by_role("button", name="Upload").click()
+    expect(creator.locator("#asset-list .asset")).to_have_count(1)
+    expect(creator.locator("[data-file-count]")).to_have_text("1 file")
+    expect(creator.locator(".flash-success")).to_have_count(0)
+
     # An upload over the limit is refused in words, before it is sent; the form states the limit.
     settings.UPLOAD_MAX_BYTES = 1024 * 1024
     creator.goto(f"{base}/dashboard/works/{world.image.pk}/")
