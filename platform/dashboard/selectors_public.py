@@ -4,6 +4,7 @@ or it is released for sale; nothing else of it, and never an original file, is s
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from catalog import selectors as catalog
@@ -16,7 +17,7 @@ def public_work_get(*, work_id: int) -> Work:
     listed = catalog.offers_public().filter(work_id=work_id).exists()
     released = studio.releases_on_sale().filter(work_id=work_id).exists()
     if not (listed or released):
-        return get_object_or_404(Work.objects.none(), pk=work_id)
+        raise Http404
     return get_object_or_404(Work.objects.select_related("created_by"), pk=work_id)
 
 
@@ -35,11 +36,10 @@ def credited_parents_of(*, work: Work) -> QuerySet[WorkParent]:
 
 def preview_asset_of_public(*, work: Work) -> Asset | None:
     """The file a public page previews: the release's file for a release, else the work's first file."""
-    assets = Asset.objects.filter(work=work).select_related("blob")
-    if studio.releases_on_sale().filter(work_id=work.pk).exists():
-        release = studio.release_of_work(work_id=work.pk)
-        return studio.release_file(release=release) if release is not None else None
-    return assets.order_by("pk").first()
+    release = studio.releases_on_sale().filter(work_id=work.pk).first()
+    if release is not None:
+        return studio.release_file(release=release)
+    return Asset.objects.filter(work=work).select_related("blob").order_by("pk").first()
 
 
 def releases_matching(*, query: str = "", kind: str = "") -> QuerySet[Release]:
