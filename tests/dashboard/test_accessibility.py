@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import playwright.sync_api as playwright_sync
 import pytest
 from django.db import connections
+from playwright.sync_api import ViewportSize
 
 from media import index
 from tests.dashboard import walk_world
@@ -28,7 +29,10 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = Path("/usr/bin/chromium")
-SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
+SIZES: dict[str, ViewportSize] = {
+    "desktop": {"width": 1440, "height": 900},
+    "phone": {"width": 390, "height": 844},
+}
 SKIPPED = re.compile(
     r"^/(api|admin|static|rsl|licenses\.xml|robots\.txt|\.well-known)"
     r"|/(file|subject|content|preview|public-preview|result|download|csv|rsl)/?$"

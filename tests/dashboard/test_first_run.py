@@ -67,7 +67,7 @@ def test_the_email_link_of_a_new_account_lands_on_the_dashboard_or_the_page_it_c
         client.get(f"/accounts/signup/{query}")
         with django_capture_on_commit_callbacks(execute=True):
             assert client.post(f"/accounts/signup/{query}", form).status_code == 302
-        link = re.search(r"/accounts/verify/\S+", mail.outbox[-1].body).group(0)
+        link = re.search(r"/accounts/verify/\S+", str(mail.outbox[-1].body)).group(0)
         response = client.get(link)
         assert (response.status_code, response["Location"]) == (302, landing)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import playwright.sync_api as playwright_sync
 import pytest
 from django.db import connections
+from playwright.sync_api import ViewportSize
 
 from catalog.models import Claim
 from media import index
@@ -22,8 +23,8 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
-DESKTOP = {"width": 1440, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1440, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 expect = playwright_sync.expect
