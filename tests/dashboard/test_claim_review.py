@@ -229,3 +229,5 @@ def test_a_price_for_a_vendors_output_is_asked_in_money_and_charged_in_minor_uni
     client.post(url, {"decision": "monetize", "price": "4.50"})
     claim.refresh_from_db()
     assert (claim.decision, claim.charge_minor) == ("monetize", 450)
+    body = page(client.get(f"/dashboard/claims/{claim.pk}/"))
+    assert "4.50 USD" in body and "minor units" not in body
