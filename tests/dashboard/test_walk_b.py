@@ -70,6 +70,12 @@ def test_part_b_walked_as_users(live_server, browser, settings) -> None:
     expect(checklist.locator("li.is-done")).to_have_count(4)  # all but payouts, which part A sets up
     expect(checklist.get_by_role("link", name="Set up payouts")).to_be_visible()
     shot(creator, "01-home-checklist")
+    # Charts state money as the pages do: the tooltip of a "... (USD)" series, grouped with its currency.
+    tooltip = creator.evaluate(
+        "() => Chart.defaults.plugins.tooltip.callbacks.label({dataset: {label: 'Spend (USD)'},"
+        " chart: {options: {scales: {}}, data: {datasets: []}}, parsed: {y: 1234.5}})"
+    )
+    assert tooltip == "Spend (USD): 1,234.50 USD"
 
     # A claim, decided from the side-by-side page: the region is drawn, the match said in words.
     creator.get_by_role("link", name="Matches & claims").click()
