@@ -29,6 +29,8 @@ from accounts.services import (
 )
 from common.problems import ApiError
 
+NEXT_AFTER_SIGNUP = "next_after_signup"
+
 
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html")
@@ -40,6 +42,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     address is new or taken: only the address's owner learns, by mail, what happened. The account can
     sign in once the emailed link is followed."""
     form = SignupForm(request.POST or None)
+    next_page = _safe_next(request, "")
+    if next_page:  # where the new account goes once its email link signs it in (this browser only)
+        request.session[NEXT_AFTER_SIGNUP] = next_page
     if request.method == "POST":
         usage = ratelimits.count(request, scope="signup_ip", key=f"ip:{ratelimits.client_ip(request)}")
         ratelimits.note(request, usage)
@@ -71,7 +76,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             else:
                 email_verification_send(user=user)
         return redirect("signup-done")
-    return render(request, "registration/signup.html", {"form": form})
+    return render(request, "registration/signup.html", {"form": form, "next": next_page})
 
 
 def signup_done(request: HttpRequest) -> HttpResponse:
@@ -88,9 +93,11 @@ def verify_email(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
     if security.has_two_factor(user):  # the link proves the address, not the second factor
         messages.success(request, "Your email address is confirmed. Log in with your authenticator code.")
         return redirect("login")
+    next_page = str(request.session.get(NEXT_AFTER_SIGNUP) or "")
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    request.session.pop(NEXT_AFTER_SIGNUP, None)
     messages.success(request, "Your email address is confirmed.")
-    return redirect("home")
+    return redirect(next_page or "dashboard:home")
 
 
 @login_required

@@ -25,6 +25,7 @@ urlpatterns = [
     path("admin/login/", account_views.login_throttled(admin.site.login)),
     path("admin/", admin.site.urls),
     path("dashboard/", include("dashboard.urls")),
+    path("", include("dashboard.urls_public")),  # a page per release and per public work, no login
     path("accounts/signup/", account_views.signup, name="signup"),
     path("accounts/signup/done/", account_views.signup_done, name="signup-done"),
     path("accounts/verify/send/", account_views.verify_email_resend, name="verify-email-send"),

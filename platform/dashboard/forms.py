@@ -89,7 +89,19 @@ class DerivativeForm(WorkForm):
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(help_text="An image (PNG, JPEG, WebP) or audio (WAV, FLAC, OGG, MP3).")
+    file = forms.FileField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit = int(settings.UPLOAD_MAX_BYTES)
+        self.fields[
+            "file"
+        ].help_text = (
+            f"An image (PNG, JPEG, WebP) or audio (WAV, FLAC, OGG, MP3). Files up to {_mebibytes(limit)}."
+        )
+        self.fields["file"].widget.attrs.update(
+            {"data-max-bytes": str(limit), "data-max-text": _mebibytes(limit)}
+        )
 
 
 # What a text work's upload picker offers; the service still decides by the content, never by the name.
@@ -119,6 +131,10 @@ class TextUploadForm(forms.Form):
             "Plain text, Markdown, HTML or PDF (with a text layer), up to "
             f"{_mebibytes(text_upload_limit_bytes())}. Archives, Office files, images, scripts in HTML "
             "and encrypted PDFs are refused."
+        )
+        limit = text_upload_limit_bytes()
+        self.fields["file"].widget.attrs.update(
+            {"data-max-bytes": str(limit), "data-max-text": _mebibytes(limit)}
         )
 
 
@@ -360,7 +376,7 @@ class ClaimDecideForm(forms.Form):
     price_minor = forms.IntegerField(
         required=False,
         min_value=1,
-        label="Price (minor units)",
+        label="Price",
         help_text="Only for monetizing a vendor's output whose use your terms do not price.",
     )
     currency = forms.RegexField(r"^[A-Z]{3}$", required=False, initial="USD")

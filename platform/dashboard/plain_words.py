@@ -51,7 +51,11 @@ def percent(bps: int | Decimal) -> str:
 
 
 def money(amount_minor: int, currency: str) -> str:
-    return format_minor(amount_minor, currency)
+    """12345678, 'USD' -> '123,456.78 USD': exact, with thousands separators and the currency."""
+    number, _, code = format_minor(amount_minor, currency).partition(" ")
+    sign = "-" if number.startswith("-") else ""
+    whole, dot, fraction = number.lstrip("-").partition(".")
+    return f"{sign}{int(whole):,}{dot}{fraction} {code}"
 
 
 def describe(terms: Terms) -> list[str]:

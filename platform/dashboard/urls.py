@@ -1,6 +1,18 @@
 from django.urls import include, path
 
-from dashboard.views import claims, derivatives, home, keys, money, offers, operator, payouts, text, works
+from dashboard.views import (
+    claims,
+    collections,
+    derivatives,
+    home,
+    keys,
+    money,
+    offers,
+    operator,
+    payouts,
+    text,
+    works,
+)
 
 app_name = "dashboard"
 
@@ -11,6 +23,7 @@ urlpatterns = [
     path("works/<int:work_id>/", works.work_detail, name="work"),
     path("works/<int:work_id>/edit/", works.work_edit, name="work-edit"),
     path("works/<int:work_id>/assets/", works.asset_upload, name="asset-upload"),
+    path("works/<int:work_id>/members/", collections.work_members, name="work-members"),
     path("works/<int:work_id>/split-sheet/", works.split_edit, name="split-edit"),
     path("works/<int:work_id>/offers/new/", offers.offer_new, name="offer-new"),
     path("works/<int:work_id>/offers/preview/", offers.offer_preview, name="offer-preview"),
@@ -25,7 +38,9 @@ urlpatterns = [
     path("grants/<int:grant_id>/reject/", offers.grant_decide, {"approve": False}, name="grant-reject"),
     path("derivatives/new/", derivatives.derivative_new, name="derivative-new"),
     path("claims/", claims.claims, name="claims"),
+    path("claims/bulk/", claims.claims_bulk, name="claims-bulk"),
     path("claims/<int:claim_id>/", claims.claim_detail, name="claim"),
+    path("claims/<int:claim_id>/subject/", claims.claim_subject_media, name="claim-subject"),
     path("claims/<int:claim_id>/decide/", claims.claim_decide, name="claim-decide"),
     path("claims/<int:claim_id>/dispute/", claims.claim_dispute, name="claim-dispute"),
     path("claims/<int:claim_id>/appeal/", claims.claim_appeal, name="claim-appeal"),

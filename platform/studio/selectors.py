@@ -23,6 +23,11 @@ def wallet_of(*, user: User) -> Wallet | None:
     return Wallet.objects.select_related("organisation").filter(user=user).first()
 
 
+def platform_key_ids() -> QuerySet[Wallet, int]:
+    """The keys the platform holds on people's wallets for its own metered use: never shown to them."""
+    return Wallet.objects.values_list("api_key_id", flat=True)
+
+
 def wallet_available(*, user: User, currency: str) -> int:
     """What the person's wallet can still spend (balance less what unsettled charges hold)."""
     wallet = wallet_of(user=user)
@@ -84,6 +89,22 @@ def release_get_visible(*, user: User, release_id: int) -> Release:
     if release is None:
         raise NotFound("No such release.", code="release_not_found")
     return release
+
+
+def releases_on_sale() -> QuerySet[Release]:
+    """What anyone may see and buy, signed in or not."""
+    return Release.objects.filter(status=ReleaseStatus.ON_SALE).select_related("work", "released_by")
+
+
+def release_get_public(*, release_id: int) -> Release:
+    release = releases_on_sale().filter(pk=release_id).first()
+    if release is None:
+        raise NotFound("No such release.", code="release_not_found")
+    return release
+
+
+def release_sales_count(*, release: Release) -> int:
+    return Purchase.objects.filter(release=release).count()
 
 
 def release_of_work(*, work_id: int) -> Release | None:

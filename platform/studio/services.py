@@ -913,7 +913,16 @@ def release_set(*, user: User, work: Work, price_minor: int, currency: str) -> R
         release.price_minor, release.currency = price_minor, currency
         release.status, release.updated_at = status, now
         release.save(update_fields=["price_minor", "currency", "status", "updated_at"])
+    _publish_when_on_sale(release)
     return release
+
+
+def _publish_when_on_sale(release: Release) -> None:
+    """A work on sale to everyone is no private draft: its draft is published (one waiting for approval
+    stays a draft until it goes on sale)."""
+    if release.status == ReleaseStatus.ON_SALE and release.work.status == WorkStatus.DRAFT:
+        release.work.status = WorkStatus.PUBLISHED
+        release.work.save(update_fields=["status", "updated_at"])
 
 
 def _approval_status(release: Release, now: datetime) -> str:
@@ -964,6 +973,7 @@ def release_decide(*, user: User, release: Release, approve: bool, reason: str =
         status = _approval_status(release, now)
         release.status, release.updated_at = status, now
         release.save(update_fields=["status", "updated_at"])
+        _publish_when_on_sale(release)
     elif not approve and release.status == ReleaseStatus.ON_SALE:  # not reachable unless data was edited
         release.status, release.updated_at = ReleaseStatus.REFUSED, now
         release.save(update_fields=["status", "updated_at"])

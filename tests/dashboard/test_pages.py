@@ -422,7 +422,8 @@ def test_claims_inbox_decide_dispute_and_resolve(photo) -> None:
     owner_client, copier_client = client_for(owner), client_for(copier)
     assert "copycat" in page(owner_client.get("/dashboard/claims/"))
     detail = page(owner_client.get(f"/dashboard/claims/{claim.pk}/"))
-    assert detail.count("/file/") == 2  # both sides of the comparison are shown
+    # Both sides of the comparison are shown: the registered file, and the upload's preview.
+    assert detail.count("/file/") == 1 and detail.count(f"/claims/{claim.pk}/subject/") == 1
     # The respondent may look but not decide; a stranger may not even look.
     assert (
         copier_client.post(f"/dashboard/claims/{claim.pk}/decide/", {"decision": "block"}).status_code == 400

@@ -38,7 +38,14 @@ def fresh_process_caches():
     services.forget_caches()
 
 
-FILE_ROUTES = {"work-content", "asset-content", "work-preview", "asset-preview", "dashboard:asset-file"}
+FILE_ROUTES = {
+    "work-content",
+    "asset-content",
+    "work-preview",
+    "asset-preview",
+    "dashboard:asset-file",
+    "work-public-preview",  # the public page's picture of a released or catalogued work: a preview only
+}
 
 
 def _named_routes(patterns=None, prefix: str = "", namespace: str = "") -> dict[str, str]:

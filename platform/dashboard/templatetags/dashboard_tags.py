@@ -5,7 +5,7 @@ from typing import Any
 
 from django import template
 
-from common.currency import format_minor
+from dashboard import match_words, plain_words
 from dashboard.plain_words import percent
 
 register = template.Library()
@@ -13,17 +13,16 @@ register = template.Library()
 
 @register.filter
 def money(amount_minor: int | None, currency: str) -> str:
-    """12345|money:"USD" -> '123.45 USD'."""
-    return format_minor(amount_minor or 0, currency)
+    """12345678|money:"USD" -> '123,456.78 USD': exact, with thousands separators and the currency, as
+    every amount on every page (charts format theirs the same way in js/chart-money.js)."""
+    return money_text(amount_minor or 0, currency)
 
 
-@register.filter
-def money_grouped(amount_minor: int | None, currency: str) -> str:
-    """12345678|money_grouped:"USD" -> '123,456.78 USD': exact, with thousands separators."""
-    number, _, code = format_minor(amount_minor or 0, currency).partition(" ")
-    sign = "-" if number.startswith("-") else ""
-    whole, dot, fraction = number.lstrip("-").partition(".")
-    return f"{sign}{int(whole):,}{dot}{fraction} {code}"
+money_text = plain_words.money
+
+
+# The same filter under its earlier name, used by pages written before every amount was grouped.
+money_grouped = register.filter("money_grouped", money)
 
 
 @register.filter
@@ -71,3 +70,23 @@ def page_url(context: template.Context, param: str, number: int) -> str:
 @register.filter
 def get_item(mapping: dict[Any, Any], key: Any) -> Any:
     return mapping.get(key) if mapping else None
+
+
+PERSONAL_WALLET_SUFFIX = "(personal wallet)"
+
+
+@register.filter
+def licensee_label(grant: Any) -> str:
+    """Who holds a grant, named once: 'Kai Lindqvist', or 'Kai Lindqvist (Acme AI)' when an organisation
+    holds it; a person's own wallet organisation is the person, not an organisation to name beside them."""
+    name = str(grant.licensee.public_name)
+    organisation = getattr(grant, "organisation", None)
+    if organisation is None or str(organisation.name).endswith(PERSONAL_WALLET_SUFFIX):
+        return name
+    return f"{name} ({organisation.name})"
+
+
+@register.filter
+def confidence(value: float | None) -> str:
+    """A match's probability as people read it: 0.973 -> '97%', 0.99999 -> 'over 99%'."""
+    return match_words.confidence_text(float(value or 0))

@@ -15,6 +15,7 @@ from catalog import selectors as catalog
 from catalog.models import (
     GrantStatus,
 )
+from dashboard import getting_started
 from dashboard import selectors as dashboard
 from dashboard.web import current_user
 
@@ -26,7 +27,10 @@ from dashboard.web import current_user
 def home(request: HttpRequest) -> HttpResponse:
     user = current_user(request)
     works = catalog.works_visible_to(user=user)
-    context: dict[str, Any] = {"recent_works": works[:5]}
+    context: dict[str, Any] = {
+        "recent_works": works[:5],
+        "checklist": getting_started.checklist_while_unfinished(user=user),
+    }
     if user.role == Role.CREATOR:
         context.update(
             stats={

@@ -16,6 +16,7 @@ from accounts.views import strong_session_redirect
 from common.problems import ApiError
 from dashboard import forms
 from dashboard.web import current_user, paginate
+from studio import selectors as studio_selectors
 
 # API keys ----------------------------------------------------------------------------------------------
 
@@ -42,7 +43,11 @@ def keys(request: HttpRequest) -> HttpResponse:
             forms.attach_problem(form, exc, {"invalid_scopes": "scopes", "invalid_expiry": "expires_on"})
         else:
             form = forms.ApiKeyForm()
-    items = account_selectors.api_keys_visible_to(user=user).select_related("user", "organisation")
+    items = (
+        account_selectors.api_keys_visible_to(user=user)
+        .exclude(pk__in=studio_selectors.platform_key_ids())
+        .select_related("user", "organisation")
+    )
     return render(
         request,
         "dashboard/keys.html",
@@ -55,7 +60,10 @@ def keys(request: HttpRequest) -> HttpResponse:
 @require_POST
 def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     api_key: ApiKey = get_object_or_404(
-        account_selectors.api_keys_visible_to(user=current_user(request)), pk=key_id
+        account_selectors.api_keys_visible_to(user=current_user(request)).exclude(
+            pk__in=studio_selectors.platform_key_ids()
+        ),
+        pk=key_id,
     )
     account_services.api_key_revoke(api_key=api_key)
     messages.success(request, f"Key “{api_key.name}” ({api_key.prefix}…) is revoked.")

@@ -29,7 +29,7 @@ from catalog.models import (
 from common import clock
 from common.currency import format_minor
 from common.problems import ApiError
-from dashboard import forms, plain_words
+from dashboard import forms, plain_words, selectors_public
 from dashboard import selectors as dashboard
 from dashboard.web import current_user, paginate
 from royalties import licences
@@ -187,6 +187,12 @@ def browse(request: HttpRequest) -> HttpResponse:
             "use": use,
             "kinds": WorkKind.choices,
             "uses": UseClass.choices,
+            # Released works made by fans are on sale to everyone: listed beside the licensable works.
+            "releases": selectors_public.releases_matching(
+                query=query, kind=kind if kind in WorkKind.values else ""
+            )[:12]
+            if not use
+            else [],
         },
     )
 

@@ -15,6 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Role, User
@@ -22,7 +23,7 @@ from catalog import selectors as catalog
 from catalog.models import Grant, GrantStatus, Offer
 from common.money import Money
 from common.problems import ApiError
-from dashboard import plain_words
+from dashboard import generator_words, plain_words
 from dashboard.web import current_user
 from studio import generators, selectors, services
 from studio.models import ApprovalStatus, Release, ReleaseStatus
@@ -72,7 +73,7 @@ def wallet_top_up(request: HttpRequest) -> HttpResponse:
     if not (settings.DEBUG and settings.STUDIO_DEV_TOP_UP and current_user(request).is_staff):
         raise Http404
     try:
-        amount = int(request.POST.get("amount_minor", "0"))
+        amount = _minor_units(request.POST.get("amount", ""), settings.DEFAULT_CURRENCY)
         services.wallet_fund(
             user=current_user(request),
             amount=Money(amount, settings.DEFAULT_CURRENCY),
@@ -82,8 +83,23 @@ def wallet_top_up(request: HttpRequest) -> HttpResponse:
     except (ValueError, ApiError) as exc:
         messages.error(request, str(getattr(exc, "detail", exc)))
     else:
-        messages.success(request, "Your wallet was credited (development top-up).")
+        messages.success(
+            request,
+            f"Your wallet was credited with {plain_words.money(amount, settings.DEFAULT_CURRENCY)} "
+            "(development top-up).",
+        )
     return redirect("dashboard:create")
+
+
+def _minor_units(text: str, currency: str) -> int:
+    """'12.50' -> 1250 for USD: an amount as people write it, exact (Decimal), refused when malformed."""
+    try:
+        amount = Decimal(text.strip().replace(",", "")).scaleb(plain_words.minor_digits(currency))
+    except ArithmeticError:
+        raise ValueError("Enter an amount like 25.00.") from None
+    if not amount.is_finite() or amount != amount.to_integral_value() or amount <= 0:
+        raise ValueError("Enter a positive amount like 25.00.")
+    return int(amount)
 
 
 def _offer(request: HttpRequest, offer_id: int) -> Offer:
@@ -201,8 +217,17 @@ def job(request: HttpRequest, job_id: int) -> HttpResponse:
     release = selectors.release_of_work(work_id=found.result_work_id) if found.result_work_id else None
     digits = plain_words.minor_digits(found.currency)
     price = Decimal(release.price_minor if release else 499).scaleb(-digits)
+    generator = generators.get(found.generator)
     return render(
-        request, "dashboard/studio/job.html", {"job": found, "release": release, "price_text": f"{price:f}"}
+        request,
+        "dashboard/studio/job.html",
+        {
+            "job": found,
+            "release": release,
+            "price_text": f"{price:f}",
+            "details": generator_words.describe(found.details),
+            "generator_title": generator.title if generator is not None else found.generator,
+        },
     )
 
 
@@ -268,6 +293,10 @@ def release_detail(request: HttpRequest, release_id: int) -> HttpResponse:
             "available_minor": selectors.wallet_available(user=user, currency=found.currency),
             "approvals": list(found.approvals.all()),
             "my_pending_approval": found.approvals.filter(owner=user, status=ApprovalStatus.PENDING).exists(),
+            "sales": selectors.release_sales_count(release=found)
+            if found.released_by_id == user.pk
+            else None,
+            "share_url": request.build_absolute_uri(reverse("release-public", args=[found.pk])),
         },
     )
 

@@ -27,8 +27,9 @@ from catalog.models import (
     WorkStatus,
 )
 from common.problems import ApiError
-from dashboard import forms, lineage_graph, plain_words
+from dashboard import forms, lineage_graph, plain_words, selectors_public
 from dashboard import selectors as dashboard
+from dashboard import selectors_collections as collections
 from dashboard.web import current_user, paginate, role_only
 
 UPLOAD_FIELDS = {
@@ -50,7 +51,9 @@ def works(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     kind = request.GET.get("kind", "")
     status = request.GET.get("status", "")
-    items = catalog.works_visible_to(user=current_user(request)).prefetch_related("assets__blob")
+    items = catalog.works_visible_to(user=current_user(request)).prefetch_related(
+        "assets__blob", "members__assets__blob"
+    )
     if query:
         items = items.filter(Q(title__icontains=query) | Q(description__icontains=query))
     if kind in WorkKind.values:
@@ -119,6 +122,15 @@ def work_detail(request: HttpRequest, work_id: int) -> HttpResponse:
             "lineage": lineage,
             "graph": lineage_graph.layout(lineage) if lineage["ancestors"] else None,
             "derivatives": dashboard.derivative_links_of(work=work)[:20],
+            "release": selectors_public.on_sale_release_of(work=work),
+            "is_collection": collections.is_collection(work),
+            "members": collections.members_of(collection=work, viewer=user)
+            if collections.is_collection(work)
+            else [],
+            "member_choices": collections.member_candidates(collection=work)
+            if manages and collections.is_collection(work)
+            else [],
+            "is_public": current is not None or selectors_public.on_sale_release_of(work=work) is not None,
         },
     )
 

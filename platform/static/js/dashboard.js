@@ -9,6 +9,13 @@
       var input = form.querySelector("input[type=file]");
       if (!input || !input.files.length || !window.FormData) return;
       event.preventDefault();
+      var limit = Number(input.getAttribute("data-max-bytes") || 0);
+      var limitText = input.getAttribute("data-max-text") || "";
+      var tooLarge = '<div class="alert alert-error" role="alert"><p>This file is too large: files up to ' + limitText + " can be uploaded.</p></div>";
+      if (limit && input.files[0].size > limit) {
+        form.querySelector("[data-upload-errors]").innerHTML = tooLarge;
+        return;
+      }
       var box = form.querySelector(".upload-progress");
       var bar = box.querySelector("progress");
       var percent = box.querySelector("[data-upload-percent]");
@@ -39,10 +46,17 @@
           list.appendChild(row);
           if (window.htmx) window.htmx.process(row);
           form.reset();
+          // The counter and the "add its files next" banner follow the new file.
+          var count = list.querySelectorAll(".asset").length;
+          var counter = document.querySelector("[data-file-count]");
+          if (counter) counter.textContent = count + (count === 1 ? " file" : " files");
+          document.querySelectorAll(".messages .flash-success").forEach(function (flash) { flash.remove(); });
         } else if (xhr.status === 422) {
           errors.innerHTML = xhr.responseText;
+        } else if (xhr.status === 413 && limitText) {
+          errors.innerHTML = tooLarge;
         } else {
-          errors.innerHTML = '<div class="alert alert-error" role="alert"><p>The upload failed (' + xhr.status + "). Try again.</p></div>";
+          errors.innerHTML = '<div class="alert alert-error" role="alert"><p>The upload did not go through. Try again in a moment.</p></div>';
         }
       });
       xhr.addEventListener("error", function () {
