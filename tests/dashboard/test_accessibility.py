@@ -21,7 +21,7 @@ import pytest
 from django.db import connections
 from playwright.sync_api import ViewportSize
 
-from media import index
+from matching import index
 from tests.dashboard import walk_world
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -16,7 +16,7 @@ from django.db import connections
 from playwright.sync_api import ViewportSize
 
 from catalog.models import Claim
-from media import index
+from matching import index
 from tests.dashboard import walk_world
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
