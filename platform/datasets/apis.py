@@ -34,8 +34,8 @@ from datasets.models import (
     TrainingOptOut,
     Weighting,
 )
+from royalties.ledger import InsufficientFunds
 from royalties.selectors import prepaid_available
-from royalties.services import InsufficientFunds
 
 # Serializers -------------------------------------------------------------------------------------------
 

@@ -76,7 +76,7 @@ from media.errors import MediaError
 from media.text import passages, quotes
 from media.text.embedding import CLAIM_CONFIDENCE as PARAPHRASE_CLAIM_CONFIDENCE
 from media.validation import MediaInfo, inspect
-from royalties import services as royalties
+from royalties import revenue as royalty_revenue
 
 logger = logging.getLogger(__name__)
 
@@ -1080,7 +1080,7 @@ def _sell(*, snapshot: Snapshot, organisation: Organisation, user: User, territo
     for row, amount in zip(works, parts[1:], strict=True):
         revenue = None
         if amount:
-            revenue = royalties.dataset_share_record(
+            revenue = royalty_revenue.dataset_share_record(
                 organisation=organisation,
                 key=f"dataset:{licence.licence_id}:{row['work_id']}",
                 offer=offers[row["offer_id"]],
@@ -1100,7 +1100,7 @@ def _sell(*, snapshot: Snapshot, organisation: Organisation, user: User, territo
             )
         )
     if parts[0]:
-        royalties.dataset_curator_pay(
+        royalty_revenue.dataset_curator_pay(
             organisation=organisation,
             key=f"dataset-curator:{licence.licence_id}",
             curator_id=dataset.curator_id,

@@ -18,7 +18,7 @@ from common.money import Money
 from datasets import services
 from datasets.models import Dataset
 from media.samples.images import ensure_images
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 
 SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
 

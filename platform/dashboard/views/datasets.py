@@ -23,8 +23,8 @@ from dashboard.web import current_user
 from datasets import apis as dataset_apis
 from datasets import delivery, selectors, services
 from datasets.models import DatasetKind, ItemStatus, Pricing, Weighting
+from royalties.ledger import InsufficientFunds
 from royalties.selectors import prepaid_available
-from royalties.services import InsufficientFunds
 
 PAGE_SIZE = 20
 
