@@ -11,7 +11,6 @@ Invariants every function here keeps (docs/royalties.md explains them):
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,8 +31,6 @@ from royalties.models import (
     JournalTransaction,
     LedgerAccount,
 )
-
-logger = logging.getLogger(__name__)
 
 
 class InsufficientFunds(ApiError):
@@ -63,6 +60,7 @@ def account_ensure(
     organisation_id: int | None = None,
     rail: str = "",
 ) -> LedgerAccount:
+    """The account with this key, made on first use (one a concurrent writer just made is returned)."""
     account = LedgerAccount.objects.filter(key=key).first()
     if account is not None:
         return account
@@ -297,6 +295,8 @@ def amount_check(amount: Money, *, what: str = "The amount") -> None:
 
 
 def funding_existing(key: str, accounts: Sequence[LedgerAccount], amount: Money) -> JournalTransaction | None:
+    """The funding already posted under `key` (a replayed top-up or receipt), or None; a conflict when it
+    credited `accounts` another amount or was in another currency."""
     txn = JournalTransaction.objects.filter(key=key).first()
     if txn is None:
         return None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,8 +39,6 @@ from royalties.models import (
     TransactionKind,
 )
 from royalties.revenue import current_offer, earning_work_of, offer_fee_bps, revenue_item_values
-
-logger = logging.getLogger(__name__)
 
 REPORT_MAX_LINES = 10_000
 

@@ -6,7 +6,6 @@ settlement splits it; a refused recording changes nothing.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,10 +39,6 @@ from royalties.models import (
     RevenueSource,
     TransactionKind,
 )
-
-logger = logging.getLogger(__name__)
-
-# Recording revenue -------------------------------------------------------------------------------------
 
 
 def offer_fee_bps(offer: Offer | None) -> int:

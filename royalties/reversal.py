@@ -6,7 +6,6 @@ edit; each is made once per cause.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
@@ -41,9 +40,7 @@ from royalties.models import (
 )
 from royalties.settlement import Plans, revenue_items_settle
 
-logger = logging.getLogger(__name__)
-
-# Reversal ----------------------------------------------------------------------------------------------
+# Reversals, holdbacks and clawbacks -------------------------------------------------------------------
 
 
 @transaction.atomic

@@ -45,8 +45,6 @@ from royalties.models import (
 logger = logging.getLogger(__name__)
 
 SETTLEMENT_CHUNK = 10_000
-REPORT_MAX_LINES = 10_000
-# Settlement --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -61,6 +59,7 @@ class SettlementRace(RuntimeError):
 
 SETTLEMENT_RACE_RETRIES = 8
 RACE_PAUSE_MAX_S = 1.0
+
 # Errors a chunk can meet because of what its items say (an amount the columns cannot hold, a split that
 # cannot be made): the items at fault are parked so the others settle. Anything else (the database went
 # away) stops the run, and the next run takes the chunk again.

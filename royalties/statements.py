@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,10 +23,6 @@ from royalties.models import (
     StatementLine,
     TransactionKind,
 )
-
-logger = logging.getLogger(__name__)
-
-# Statements --------------------------------------------------------------------------------------------
 
 STATEMENT_FORMAT = "tribute-statement-1"
 
