@@ -77,7 +77,7 @@ from common.money import Money
 from accounts.services import user_create, api_key_create
 from catalog.services import Terms, asset_upload, offer_publish, work_create
 from tests.factories import png_bytes
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 creator = user_create(
     username="c", email="c@bench.invalid", password=None, role="creator", email_verified=True
 )

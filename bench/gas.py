@@ -1,5 +1,4 @@
-"""Gas per payee: one `batch_pay` for N payees vs. one plain ERC-20 transfer per payee,
-and a Merkle `claim` per payee.
+"""Gas per payee: one `batch_pay` for N payees vs. one plain ERC-20 transfer per payee.
 
     python -m bench.gas [--sizes 1 10 50 100]
 
@@ -18,7 +17,6 @@ from eth_account import Account
 from eth_utils import keccak
 
 from contracts.chain import Chain, PayoutEntry, payout_id_from_key
-from contracts.merkle import build_tree
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,6 @@ class Row:
     payees: int
     batch_total: int
     transfers_total: int
-    claim_average: int
 
     @property
     def batch_per_payee(self) -> int:
@@ -61,20 +58,7 @@ def measure(chain: Chain, count: int) -> Row:
             chain.transfer(payee, amount).gas_used
             for payee, amount in zip(fresh_payees(f"transfer {count}", count), amounts, strict=True)
         )
-
-        tree = build_tree(list(zip(fresh_payees(f"claim {count}", count), amounts, strict=True)))
-        chain.transact(
-            chain.distributor.functions.set_period_root(count, chain.token.address, tree.root, tree.total)
-        )
-        claims_total = sum(
-            chain.transact(
-                chain.distributor.functions.claim(
-                    count, claim.index, claim.account, claim.amount, tree.proof(claim.index)
-                )
-            ).gas_used
-            for claim in tree.claims
-        )
-        return Row(count, batch_total, transfers_total, claims_total // count)
+        return Row(count, batch_total, transfers_total)
     finally:
         chain.revert(snapshot)
 
@@ -85,14 +69,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     chain = Chain()
     rows = [measure(chain, count) for count in args.sizes]
-    header = ("payees", "batch_pay total", "batch/payee", "transfer/payee", "batch saves", "claim/payee")
+    header = ("payees", "batch_pay total", "batch/payee", "transfer/payee", "batch saves")
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for row in rows:
         saving = 1 - row.batch_per_payee / row.transfer_per_payee
         print(
             f"{row.payees} | {row.batch_total:,} | {row.batch_per_payee:,} | {row.transfer_per_payee:,} | "
-            f"{saving:.0%} | {row.claim_average:,}"
+            f"{saving:.0%}"
         )
 
 

@@ -35,7 +35,7 @@ from accounts.models import ApiKey
 from accounts.services import api_key_create, user_create
 from catalog.services import Terms, offer_publish, work_create
 from common.money import Money
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 
 BLOCKS, PER_BLOCK = int(os.environ["BENCH_BLOCKS"]), int(os.environ["BENCH_PER_BLOCK"])
 creator = user_create(username="c", email="c@b.invalid", password=None, role="creator", email_verified=True)

@@ -94,8 +94,11 @@ def _child(events: int, seed: int) -> int:
         work_create,
     )
     from common.money import Money
+    from royalties.funding import prepaid_fund
+    from royalties.ledger import ledger_check
     from royalties.models import Entry, LedgerAccount, RevenueItem, TransactionKind
-    from royalties.services import access_fee_record, ledger_check, prepaid_fund, revenue_settle
+    from royalties.revenue import access_fee_record
+    from royalties.settlement import revenue_settle
 
     call_command("migrate", verbosity=0)
     rng = random.Random(seed)

@@ -193,7 +193,7 @@ def whole_calls(args, docs, queries, vectors, fast, noise) -> None:
     from catalog.services import Terms, asset_upload, offer_publish, work_create
     from common.money import Money
     from matching import index as media_index
-    from royalties.services import prepaid_fund
+    from royalties.funding import prepaid_fund
 
     def person(name: str, role: str, **extra):
         return user_create(

@@ -30,7 +30,7 @@ class Artifact:
 
 
 def artifact_path(name: str) -> Path:
-    """`TestStablecoin` -> build/TestStablecoin.json; `testing/ReentrantPayee` -> build/testing/..."""
+    """`TestStablecoin` -> build/TestStablecoin.json; `sub/Name` (a source in a subfolder) -> build/sub/..."""
     return BUILD_DIR / f"{name}.json"
 
 

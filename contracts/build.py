@@ -32,7 +32,7 @@ def source_files() -> list[Path]:
 
 
 def artifact_name(source: Path) -> str:
-    """contracts/src/testing/ReentrantPayee.vy -> "testing/ReentrantPayee"."""
+    """contracts/src/sub/Name.vy -> "sub/Name" (a source in a subfolder)."""
     return source.relative_to(SOURCE_DIR).with_suffix("").as_posix()
 
 

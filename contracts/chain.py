@@ -34,7 +34,6 @@ from contracts.artifacts import load_artifact
 
 STABLECOIN_CONTRACT = "TestStablecoin"
 DISTRIBUTOR_CONTRACT = "PayoutDistributor"
-SPLITTER_CONTRACT = "RoyaltySplitter"
 
 # The EIP-712 domain of the token we deploy: x402's `extra` name and version must match it.
 DEFAULT_STABLECOIN_NAME = "Tribute Test USD"
@@ -274,9 +273,6 @@ class Chain:
         if not address:
             raise ChainError(f"deploying {name} created no contract (transaction {sent.tx_hash})")
         return str(address)
-
-    def deploy_splitter(self, payees: Sequence[str], shares: Sequence[int]) -> str:
-        return self.deploy(SPLITTER_CONTRACT, [to_checksum_address(p) for p in payees], list(shares))
 
     def token_domain(self) -> TokenDomain:
         return TokenDomain(

@@ -11,7 +11,7 @@ from common import clock
 from common.admin import ReadOnlyAdmin, ReadOnlyInline
 from common.money import Money
 from common.problems import ApiError
-from royalties import payouts, reconcile, services
+from royalties import payouts, reconcile, reports, reversal, settlement
 from royalties.models import (
     ChainBatch,
     ChainCursor,
@@ -77,7 +77,7 @@ class JournalTransactionAdmin(ReadOnlyAdmin):
         done = 0
         for txn in queryset.order_by("id"):
             try:
-                services.transaction_reverse(
+                reversal.transaction_reverse(
                     transaction=txn, reason=f"{reason} (by {_operator(request)} in the admin)", clawback=True
                 )
                 done += 1
@@ -151,7 +151,7 @@ class ReceivableAdmin(ReadOnlyAdmin):
         done = 0
         for receivable in queryset.filter(status=ReceivableStatus.OPEN).order_by("id"):
             try:
-                services.receivable_date_confirm(
+                reports.receivable_date_confirm(
                     receivable=receivable, operator=operator, sale_at=receivable.sale_at
                 )
                 done += 1
@@ -183,7 +183,7 @@ class ReceivableAdmin(ReadOnlyAdmin):
         [(_, distributor, currency)] = groups
         [selected] = groups.values()
         try:
-            result = services.receipt_record(
+            result = reports.receipt_record(
                 reporter=selected[0].reporter,
                 distributor=distributor,
                 amount=Money(sum(r.amount_minor for r in selected), currency),
@@ -211,7 +211,7 @@ class ParkedRevenueAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry settling the selected items")
     def retry(self, request: HttpRequest, queryset: QuerySet[ParkedRevenue]) -> None:
-        items = services.parked_retry(parked_ids=list(queryset.values_list("pk", flat=True)))
+        items = settlement.parked_retry(parked_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{items} item(s) settled.", messages.SUCCESS)
 
 

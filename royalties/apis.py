@@ -19,7 +19,7 @@ from accounts.permissions import KeyScope, authenticated_user
 from common import currency
 from common.apis import SelectorListApi
 from common.problems import ApiError
-from royalties import selectors, services
+from royalties import reports, selectors, statements
 from royalties.models import Receivable, Statement, StatementLine
 
 # Serializers -------------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ class StatementListCreateApi(SelectorListApi):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        statement = services.statement_generate(user=authenticated_user(request), **data.validated_data)
+        statement = statements.statement_generate(user=authenticated_user(request), **data.validated_data)
         return Response(StatementSerializer(statement).data, status=status.HTTP_201_CREATED)
 
 
@@ -171,7 +171,7 @@ class StatementCsvApi(APIView):
         if not raw.isdigit():
             raise ApiError("Name the statement: ?id=<statement id>.", code="validation_error")
         statement = selectors.statement_get_visible(user=authenticated_user(request), statement_id=int(raw))
-        response = HttpResponse(services.statement_csv(statement=statement), content_type="text/csv")
+        response = HttpResponse(statements.statement_csv(statement=statement), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="statement-{statement.pk}.csv"'
         return response
 
@@ -194,7 +194,7 @@ class ReportLineSerializer(serializers.Serializer):
         return attrs
 
 
-def _report_response(result: services.ReportResult) -> Response:
+def _report_response(result: reports.ReportResult) -> Response:
     body: dict[str, Any] = ReportResultSerializer(result).data
     return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
@@ -221,7 +221,7 @@ class RevenueReportCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         lines = [
-            services.ReportLine(
+            reports.ReportLine(
                 line_id=line["line_id"],
                 work_id=line["work"],
                 amount_minor=line["amount_minor"],
@@ -230,7 +230,7 @@ class RevenueReportCreateApi(APIView):
             )
             for line in data.validated_data["lines"]
         ]
-        result = services.revenue_report_record(
+        result = reports.revenue_report_record(
             user=authenticated_user(request), distributor=data.validated_data["distributor"], lines=lines
         )
         return _report_response(result)
@@ -260,8 +260,8 @@ class RevenueReportUploadApi(APIView):
         upload = data.validated_data["file"]
         if upload.size is not None and upload.size > 5 * 1024 * 1024:
             raise ApiError("A statement file is at most 5 MB.", code="report_too_large", status_code=413)
-        lines = services.report_lines_from_csv(upload.read())
-        result = services.revenue_report_record(
+        lines = reports.report_lines_from_csv(upload.read())
+        result = reports.revenue_report_record(
             user=authenticated_user(request), distributor=data.validated_data["distributor"], lines=lines
         )
         return _report_response(result)

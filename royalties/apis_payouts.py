@@ -171,7 +171,7 @@ class DepositMessageApi(APIView):
         }
         if funding.deposits_configured():
             try:
-                from royalties.rails.chain import chain
+                from royalties.chain_client import chain
 
                 client = chain()
                 body.update(

@@ -46,13 +46,9 @@ from catalog.selectors import claim_is_final
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError
-from royalties.services import (
-    InsufficientFunds,
-    claim_charge_hold,
-    claim_charge_release,
-    claim_charge_return,
-    claim_revenue_reroute,
-)
+from royalties.ledger import InsufficientFunds
+from royalties.revenue import claim_charge_hold, claim_charge_release, claim_charge_return
+from royalties.settlement import claim_revenue_reroute
 
 
 @dataclass(frozen=True)

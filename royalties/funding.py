@@ -1,5 +1,8 @@
-"""Chain funding: vendors top up their prepaid balance by sending the stablecoin to the platform's deposit
-address; a watcher job reads the token's Transfer logs to that address and credits each deposit once.
+"""Funding: money that enters a vendor's prepaid balance.
+
+`prepaid_fund` credits a top-up received on any rail (Stripe, x402, manual, the chain) once per rail
+reference. Chain deposits: vendors top up by sending the stablecoin to the platform's deposit address; a
+watcher job reads the token's Transfer logs to that address and credits each deposit once.
 
 - A vendor first registers the wallet it pays from (`deposit_address_register`): the wallet signs our
   message naming the organisation (EIP-191 personal_sign), so nobody can claim another's deposits.
@@ -32,6 +35,18 @@ from common.money import Money
 from common.problems import ApiError, Conflict
 from contracts.chain import Chain, ChainError, in_process_funded_keys
 from royalties import selectors
+from royalties.chain_client import CHAIN_CURRENCY, chain, to_minor
+from royalties.ledger import (
+    Leg,
+    account_ensure,
+    amount_check,
+    clearing_account,
+    funding_existing,
+    prepaid_account,
+    receipts_account,
+    transaction_post,
+    vendor_debt_account,
+)
 from royalties.models import (
     AccountKind,
     ChainCursor,
@@ -39,19 +54,10 @@ from royalties.models import (
     ChainDepositStatus,
     DepositAddress,
     JournalTransaction,
+    LedgerAccount,
     TransactionKind,
 )
-from royalties.rails.chain import CHAIN_CURRENCY, chain, to_minor
-from royalties.services import (
-    Leg,
-    _account,
-    _post,
-    clearing_account,
-    prepaid_account,
-    prepaid_fund,
-    receipts_account,
-    receivables_match,
-)
+from royalties.reports import receivables_match
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,66 @@ CURSOR_PREFIX = "deposits"
 class DepositAddressRefused(ApiError):
     default_code = "deposit_address_invalid"
     default_detail = "This deposit address cannot be registered."
+
+
+# Top-ups on every rail ---------------------------------------------------------------------------------
+
+
+# Rails whose payments each pay for one access: they never go to a vendor's debt.
+PER_ACCESS_RAILS = frozenset({"x402"})
+
+
+@transaction.atomic
+def prepaid_fund(
+    *, organisation: Organisation, amount: Money, external_ref: str, rail: str = "manual"
+) -> JournalTransaction:
+    """Credit a vendor's prepaid balance with money received on `rail` (idempotent by external_ref).
+
+    The same reference again returns the first transaction; with another amount or organisation it is a
+    conflict. Money moves from the rail's clearing account, so the rail can be reconciled against it. A
+    vendor that owes us (a refund or chargeback of money it had already spent) pays that debt first: the
+    top-up covers the debt, and only the rest becomes spendable (except a payment made for one access,
+    on a rail in PER_ACCESS_RAILS, which pays that access).
+    """
+    if amount.amount_minor <= 0:
+        raise ApiError("A top-up must be a positive amount.", code="invalid_amount")
+    amount_check(amount, what="A top-up")
+    if not external_ref:
+        raise ApiError("A top-up needs the rail's reference.", code="missing_reference")
+    key = f"funding:{rail}:{external_ref}"
+    prepaid = prepaid_account(organisation_id=organisation.pk, currency=amount.currency)
+    debt = vendor_debt_account(organisation_id=organisation.pk, currency=amount.currency)
+    existing = funding_existing(key, [prepaid, debt], amount)
+    if existing is not None:
+        return existing
+    clearing = clearing_account(rail=rail, currency=amount.currency)
+    try:
+        with transaction.atomic():
+            owed = -LedgerAccount.objects.select_for_update().get(pk=debt.pk).balance_minor
+            # A payment for one access (x402) pays that access, not an older debt.
+            to_debt = 0 if rail in PER_ACCESS_RAILS else min(owed, amount.amount_minor)
+            return transaction_post(
+                kind=TransactionKind.FUNDING,
+                key=key,
+                memo=f"Top-up of {organisation.name} via {rail} ({external_ref})",
+                legs=[
+                    Leg(clearing, -amount.amount_minor),
+                    Leg(debt, to_debt),
+                    Leg(prepaid, amount.amount_minor - to_debt),
+                ],
+            )
+    except IntegrityError:
+        replay = funding_existing(key, [prepaid, debt], amount)
+        if replay is None:
+            raise
+        return replay
+
+
+def funding_find(*, rail: str, reference: str) -> JournalTransaction | None:
+    """The funding credited for a payment on `rail` with this reference (a top-up or a receipt)."""
+    return JournalTransaction.objects.filter(
+        kind=TransactionKind.FUNDING, key=f"funding:{rail}:{reference}"
+    ).first()
 
 
 # Deposit addresses -------------------------------------------------------------------------------------
@@ -148,7 +214,7 @@ class WatchResult:
     duplicates: int = 0
 
 
-def _transfers_to(client: Chain, receiver: str, from_block: int, to_block: int) -> list[dict[str, Any]]:
+def transfers_to(client: Chain, receiver: str, from_block: int, to_block: int) -> list[dict[str, Any]]:
     try:
         logs = client.token.events.Transfer().get_logs(
             from_block=from_block, to_block=to_block, argument_filters={"receiver": receiver}
@@ -185,7 +251,7 @@ def chain_deposits_watch(*, max_blocks: int = 50 * LOG_RANGE) -> WatchResult:
     block = start
     while block <= end:
         upper = min(end, block + LOG_RANGE - 1)
-        for transfer in _transfers_to(client, receiver, block, upper):
+        for transfer in transfers_to(client, receiver, block, upper):
             outcome = _record_deposit(transfer)
             if outcome is None:
                 result.duplicates += 1
@@ -256,7 +322,7 @@ def _record_deposit(transfer: dict[str, Any]) -> str | None:
             else:
                 deposit.status = ChainDepositStatus.SUSPENSE
                 deposit.note = "unknown sender: waits for the operator"
-                deposit.journal = _post(
+                deposit.journal = transaction_post(
                     kind=TransactionKind.FUNDING,
                     key=f"funding:chain:{reference}",
                     memo=f"Chain deposit from unknown sender {sender} ({reference}), held in suspense",
@@ -274,7 +340,7 @@ def _record_deposit(transfer: dict[str, Any]) -> str | None:
 
 
 def _suspense() -> Any:
-    return _account(
+    return account_ensure(
         key=selectors.suspense_key(CHAIN_CURRENCY), kind=AccountKind.SUSPENSE, currency=CHAIN_CURRENCY
     )
 
@@ -288,7 +354,7 @@ def deposit_assign_receipt(*, deposit: ChainDeposit, reporter: User, distributor
         raise Conflict(f"This deposit is {deposit.status}, not in suspense.", code="deposit_not_in_suspense")
     distributor = distributor.strip().lower()
     receipts = receipts_account(reporter_id=reporter.pk, distributor=distributor, currency=deposit.currency)
-    _post(
+    transaction_post(
         kind=TransactionKind.ADJUSTMENT,
         key=f"funding:chain:{deposit.tx_hash}:{deposit.log_index}:assign",
         memo=f"Chain deposit {deposit.tx_hash}:{deposit.log_index}: {distributor} pays receivables",
@@ -314,7 +380,7 @@ def deposit_assign(*, deposit: ChainDeposit, organisation: Organisation) -> Chai
         return deposit
     if deposit.status != ChainDepositStatus.SUSPENSE:
         raise Conflict(f"This deposit is {deposit.status}, not in suspense.", code="deposit_not_in_suspense")
-    _post(
+    transaction_post(
         kind=TransactionKind.ADJUSTMENT,
         key=f"funding:chain:{deposit.tx_hash}:{deposit.log_index}:assign",
         memo=f"Chain deposit {deposit.tx_hash}:{deposit.log_index} assigned to {organisation.name}",

@@ -26,7 +26,7 @@ from accounts.models import Organisation, User
 from catalog.models import Grant, GrantStatus, Offer
 from catalog.services import grant_activate_paid, grant_create
 from common.problems import NotFound
-from royalties.services import licence_fee_charge
+from royalties.revenue import licence_fee_charge
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,10 @@ Invariants:
   after any crash pays at most once;
 - a transition is idempotent (repeating it returns the payout and moves nothing); an impossible one
   (confirm after fail) raises PayoutTransitionError;
-- rails are called outside the database transaction that made the payout.
+- rails are called outside the database transaction that made the payout;
+- a rail never changes a payout: it answers an `Outcome` per payout, and `outcome_apply` here makes the
+  transition (the Stripe rail one outcome per call, the chain rail a stream of them, each applied before
+  the rail goes on).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from common import currency as currencies
 from common.csvsafe import SafeCsvWriter
 from common.problems import ApiError, Conflict, NotFound
 from royalties import selectors
+from royalties.ledger import Leg, account_ensure, clearing_account, transaction_post
 from royalties.models import (
     AccountKind,
     LedgerAccount,
@@ -51,15 +55,8 @@ from royalties.models import (
     PayoutStatus,
     TransactionKind,
 )
-from royalties.rails import RailError
-from royalties.services import (
-    Leg,
-    _account,
-    _post,
-    clawback_recover,
-    clearing_account,
-    holdbacks_release,
-)
+from royalties.rails import Outcome, OutcomeKind
+from royalties.reversal import clawback_recover, holdbacks_release
 
 logger = logging.getLogger(__name__)
 
@@ -164,13 +161,13 @@ def in_transit_key(rail: str, currency: str) -> str:
 
 
 def _in_transit(rail: str, currency: str) -> LedgerAccount:
-    return _account(
+    return account_ensure(
         key=in_transit_key(rail, currency), kind=AccountKind.IN_TRANSIT, currency=currency, rail=rail
     )
 
 
 def _payable(user_id: int, currency: str) -> LedgerAccount:
-    return _account(
+    return account_ensure(
         key=selectors.payable_key(user_id, currency),
         kind=AccountKind.PAYABLE,
         currency=currency,
@@ -222,8 +219,8 @@ def payout_create(*, user: User, currency: str, period: str) -> Payout | None:
             # What the payee owes (a clawback of earnings reversed after they were paid) comes off first.
             clawback_recover(user_id=user.pk, currency=currency)
             payable = _payable(user.pk, currency)
-            # Read inside the transaction; the conditional UPDATE in _post refuses to overdraw if another
-            # writer took money in between (then this payout is not made and nothing changes).
+            # Read inside the transaction; the conditional UPDATE in transaction_post refuses to overdraw if
+            # another writer took money in between (then this payout is not made and nothing changes).
             balance, held = LedgerAccount.objects.filter(pk=payable.pk).values_list(
                 "balance_minor", "held_minor"
             )[0]
@@ -241,7 +238,7 @@ def payout_create(*, user: User, currency: str, period: str) -> Payout | None:
                 created_at=now,
                 updated_at=now,
             )
-            _post(
+            transaction_post(
                 kind=TransactionKind.PAYOUT,
                 key=f"{key}:create",
                 memo=f"Payout {key} of {currencies.format_minor(available, currency)} via {rail}",
@@ -308,13 +305,11 @@ def payout_run(period: str | None = None) -> PayoutRunResult:
             if payout.rail == PayoutRail.MANUAL:
                 result.manual += 1
     _send_unsent(result)
-    from royalties.rails import chain as chain_rail
-
     if (
         chain_configured()
         and Payout.objects.filter(rail=PayoutRail.CHAIN, status=PayoutStatus.SUBMITTED).exists()
     ):
-        confirmed = chain_rail.chain_confirm_pending()
+        confirmed = chain_confirm_pending()
         result.confirmed += confirmed.confirmed
         result.failed += confirmed.failed
     return result
@@ -335,9 +330,7 @@ def _send_unsent(result: PayoutRunResult) -> None:
             result.waiting += 1
     chain_due = list(Payout.objects.filter(rail=PayoutRail.CHAIN, status=PayoutStatus.CREATED).order_by("id"))
     if chain_due and chain_configured():
-        from royalties.rails import chain as chain_rail
-
-        sent = chain_rail.chain_send(chain_due)
+        sent = chain_send(chain_due)
         result.submitted += sent.submitted
         result.failed += sent.failed
         result.waiting += sent.waiting
@@ -350,8 +343,12 @@ def _note_attempt(payout: Payout) -> None:
 
 
 def note_error(payout: Payout, message: str) -> None:
-    Payout.objects.filter(pk=payout.pk).update(last_error=message[:500], updated_at=clock.now())
+    _note_error(payout.key, message)
     payout.last_error = message[:500]
+
+
+def _note_error(key: str, message: str) -> None:
+    Payout.objects.filter(key=key).update(last_error=message[:500], updated_at=clock.now())
 
 
 def stripe_send(*, payout: Payout) -> str:
@@ -367,14 +364,74 @@ def stripe_send(*, payout: Payout) -> str:
         )
         return PayoutStatus.CREATED
     _note_attempt(payout)
-    try:
-        transfer_id = stripe_rail.transfer_send(payout)
-    except RailError as error:
-        if error.retryable:
-            note_error(payout, f"Stripe: {error}")
-            return PayoutStatus.CREATED
-        return payout_fail(key=payout.key, reason=f"Stripe refused the transfer: {error}").status
-    return payout_submitted(key=payout.key, external_id=transfer_id).status
+    applied = outcome_apply(stripe_rail.payout_send(payout))
+    return PayoutStatus.CREATED if applied is None else applied.status
+
+
+@dataclass
+class ChainSendResult:
+    submitted: int = 0
+    failed: int = 0
+    waiting: int = 0
+
+
+def chain_send(payouts: Iterable[Payout]) -> ChainSendResult:
+    """Send created chain payouts on the chain rail (batched), applying each outcome as it comes."""
+    from royalties.rails import chain as chain_rail  # web3 and the contracts: imported when needed
+
+    result = ChainSendResult()
+    for outcome in chain_rail.payouts_send(list(payouts)):
+        outcome_apply(outcome)
+        if outcome.kind == OutcomeKind.SUBMITTED:
+            result.submitted += 1
+        elif outcome.kind == OutcomeKind.FAILED:
+            result.failed += 1
+        else:
+            result.waiting += 1
+    return result
+
+
+@dataclass
+class ChainConfirmResult:
+    confirmed: int = 0
+    failed: int = 0
+    resent: int = 0
+    waiting: int = 0
+
+
+def chain_confirm_pending() -> ChainConfirmResult:
+    """Confirm submitted chain payouts whose payment is CHAIN_CONFIRMATIONS blocks deep, and send again
+    those whose transaction reverted or was dropped (same payout ids: never a second payment). Each payout
+    is counted by the last outcome the rail answered for it."""
+    from royalties.rails import chain as chain_rail  # web3 and the contracts: imported when needed
+
+    last: dict[str, OutcomeKind] = {}
+    for outcome in chain_rail.payouts_check():
+        outcome_apply(outcome)
+        last[outcome.key] = outcome.kind
+    kinds = list(last.values())
+    return ChainConfirmResult(
+        confirmed=kinds.count(OutcomeKind.CONFIRMED),
+        failed=kinds.count(OutcomeKind.FAILED),
+        resent=kinds.count(OutcomeKind.RESUBMITTED),
+        waiting=kinds.count(OutcomeKind.WAITING),
+    )
+
+
+def outcome_apply(outcome: Outcome) -> Payout | None:
+    """Make the transition a rail's outcome calls for: the one place a rail's answer changes a payout.
+    Answers the payout, or None when it only waits (a retryable error is noted on it)."""
+    if outcome.kind == OutcomeKind.SUBMITTED:
+        return payout_submitted(key=outcome.key, external_id=outcome.external_id)
+    if outcome.kind == OutcomeKind.RESUBMITTED:
+        return chain_resubmitted(key=outcome.key, external_id=outcome.external_id)
+    if outcome.kind == OutcomeKind.CONFIRMED:
+        return payout_confirm(key=outcome.key, external_id=outcome.external_id)
+    if outcome.kind == OutcomeKind.FAILED:
+        return payout_fail(key=outcome.key, reason=outcome.note)
+    if outcome.note:
+        _note_error(outcome.key, outcome.note)
+    return None
 
 
 # Transitions -------------------------------------------------------------------------------------------
@@ -449,7 +506,7 @@ def payout_confirm(*, key: str, external_id: str) -> Payout:
         return payout
     if payout.status not in (PayoutStatus.CREATED, PayoutStatus.SUBMITTED):
         raise _refuse(payout, "confirmed")
-    _post(
+    transaction_post(
         kind=TransactionKind.PAYOUT,
         key=f"{payout.key}:confirm",
         memo=f"Payout {payout.key} confirmed by {payout.rail} ({external_id})",
@@ -494,7 +551,7 @@ def payout_fail(*, key: str, reason: str, returned: bool = False) -> Payout:
     else:
         source = _in_transit(payout.rail, payout.currency)
         suffix = "fail"
-    _post(
+    transaction_post(
         kind=TransactionKind.PAYOUT,
         key=f"{payout.key}:{suffix}",
         memo=f"Payout {payout.key} {'returned' if returned else 'failed'}: {reason}",

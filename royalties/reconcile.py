@@ -206,8 +206,8 @@ def stripe_records(*, since: datetime, until: datetime) -> list[RailRecord]:
 def chain_records(*, since: datetime, until: datetime) -> list[RailRecord]:
     """Paid events in the blocks our batches of the window were mined in (and after, up to the head),
     and Transfer logs to the deposit address in the blocks our deposits of the window came from."""
-    from royalties.funding import _transfers_to, deposit_address
-    from royalties.rails.chain import chain, to_minor
+    from royalties.chain_client import chain, to_minor
+    from royalties.funding import deposit_address, transfers_to
 
     client = chain()
     head = client.block_number()
@@ -250,7 +250,7 @@ def chain_records(*, since: datetime, until: datetime) -> list[RailRecord]:
                 status=ChainDepositStatus.SKIPPED, block_number__gte=low, block_number__lte=high
             ).values_list("tx_hash", "log_index")
         }
-        for transfer in _transfers_to(client, deposit_address(), low, high):
+        for transfer in transfers_to(client, deposit_address(), low, high):
             cents, _ = to_minor(transfer["amount"])
             if cents == 0:
                 continue

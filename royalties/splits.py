@@ -4,7 +4,8 @@ A revenue amount earned by a work is divided as follows. The platform fee (fee_b
 first. Each parent of the work is owed `share_bps` of the work's cut (the revenue after the fee), and passes
 on its own parents' shares from what it receives, so an ancestor is owed the product of the shares along
 each path to it, summed over paths (Story Protocol's "liquid absolute percentage"). What a work keeps after
-its parents' shares goes to its owners by its split sheet.
+its parents' shares goes to its owners by its split sheet. What each work receives is the catalog's royalty
+stack (`catalog.lineage.stack`, the same engine that computes the stack shown on a work's lineage).
 
 Every payee's exact share is a fraction with a power of 10,000 as denominator. The amount is allocated
 once, over all payees at every level together, by largest remainder (`common.money.allocate`): the parts
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import lcm
 
+from catalog.lineage import LineageCycle, stack
 from common.money import BPS_WHOLE, allocate
 
 # The fee's payee key; owners' keys are whatever the caller uses (user ids, account keys).
@@ -48,17 +50,16 @@ def exact_shares(*, work: int, fee_bps: int, owners: Owners, edges: Edges) -> di
     shares: dict[Part, Fraction] = {}
     if fee:
         shares[Part(None, FEE)] = fee
-    # What each work receives of the revenue, accumulated over every path from `work`, in an order where
-    # a work is finished before its parents are visited (the graph is a DAG; a cycle is an error).
-    receives: dict[int, Fraction] = {work: 1 - fee}
-    for node in _topological(work, edges):
-        cut = receives.get(node, Fraction(0))
+    # What each work receives of the revenue after the fee, children before parents.
+    try:
+        receives = stack(work, edges, whole=1 - fee)
+    except LineageCycle as error:
+        raise SplitError(str(error)) from None
+    for node, cut in receives.items():
         parents = edges.get(node, ())
         parents_bps = sum(bps for _, bps in parents)
         if parents_bps > BPS_WHOLE or any(bps < 0 for _, bps in parents):
             raise SplitError(f"the parents of work {node} take more than 100%")
-        for parent, bps in parents:
-            receives[parent] = receives.get(parent, Fraction(0)) + cut * Fraction(bps, BPS_WHOLE)
         kept = cut * Fraction(BPS_WHOLE - parents_bps, BPS_WHOLE)
         if not kept:
             continue
@@ -71,27 +72,6 @@ def exact_shares(*, work: int, fee_bps: int, owners: Owners, edges: Edges) -> di
             part = Part(node, payee)
             shares[part] = shares.get(part, Fraction(0)) + kept * Fraction(bps, BPS_WHOLE)
     return {part: share for part, share in shares.items() if share}
-
-
-def _topological(work: int, edges: Edges) -> list[int]:
-    """Works reachable from `work` through parent edges, each listed after every child that reaches it."""
-    order: list[int] = []
-    state: dict[int, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(node: int) -> None:
-        state[node] = 1
-        for parent, _ in edges.get(node, ()):
-            mark = state.get(parent)
-            if mark == 1:
-                raise SplitError(f"work {parent} is its own ancestor")
-            if mark is None:
-                visit(parent)
-        state[node] = 2
-        order.append(node)
-
-    visit(work)
-    order.reverse()  # children before parents
-    return order
 
 
 @dataclass(frozen=True)

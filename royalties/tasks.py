@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from common import clock
-from royalties.services import revenue_settle
+from royalties.settlement import revenue_settle
 
 
 @shared_task(name="royalties.settle", ignore_result=True)

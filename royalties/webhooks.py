@@ -21,9 +21,9 @@ arrival, so events delivered late or shuffled end in the same state as in order:
   paying receivables: a receipt, matched to them;
 - `charge.refunded`, `charge.refund.updated`: the charge says how much of it is refunded in all
   (`amount_refunded`); what is more than we already took back is reversed from what the payment funded
-  (`services.funding_refund`). An older event saying less changes nothing. `refund.created` and
+  (`reversal.funding_refund`). An older event saying less changes nothing. `refund.created` and
   `refund.updated` are noted (the charge's events carry the amounts); `refund.failed`, or a refund
-  updated to `failed` or `canceled`, gives the money back (`services.funding_reinstate`);
+  updated to `failed` or `canceled`, gives the money back (`reversal.funding_reinstate`);
 - `charge.dispute.created` / `charge.dispute.funds_withdrawn`: Stripe took the disputed amount: reversed
   once per dispute (an inquiry, `warning_*`, takes nothing); `charge.dispute.closed` as `won` or
   `charge.dispute.funds_reinstated`: the money came back; closed as `lost`: taken if it was not already;
@@ -53,7 +53,8 @@ from common import clock
 from common import currency as currencies
 from common.money import Money
 from common.problems import ApiError
-from royalties import services
+from royalties import reports, reversal
+from royalties.funding import funding_find, prepaid_fund
 from royalties.models import JournalTransaction, Payout, PayoutStatus, WebhookEvent
 from royalties.rails import RailError
 from royalties.rails import stripe as gateway
@@ -249,7 +250,7 @@ def _fund(*, metadata: Mapping[str, Any], intent_id: str, amount_minor: int, cur
         raise ApiError(
             f"Top-up {intent_id} is in {code}, which is not supported.", code="unsupported_currency"
         )
-    services.prepaid_fund(
+    prepaid_fund(
         organisation=organisation, amount=Money(amount_minor, code), external_ref=intent_id, rail=PROVIDER
     )
     return ""
@@ -290,7 +291,7 @@ def _receipt_fund(
     reporter = User.objects.filter(pk=int(reporter_id)).first() if reporter_id.isdigit() else None
     if reporter is None:
         raise ApiError(f"Receipt {intent_id} names an unknown reporter.", code="reporter_not_found")
-    result = services.receipt_record(
+    result = reports.receipt_record(
         reporter=reporter,
         distributor=distributor,
         amount=Money(amount_minor, currency.upper()),
@@ -307,15 +308,15 @@ def _intent_of(obj: Mapping[str, Any]) -> str:
 
 def _charge_refunded(charge: Mapping[str, Any], created: datetime) -> str:
     intent_id = _intent_of(charge)
-    funding = services.funding_find(rail=PROVIDER, reference=intent_id) if intent_id else None
+    funding = funding_find(rail=PROVIDER, reference=intent_id) if intent_id else None
     if funding is None:
         return "not a payment credited here"
     refunded = int(charge.get("amount_refunded") or 0)
-    delta = refunded - services.funding_refunded_minor(funding=funding, kind="refund")
+    delta = refunded - reversal.funding_refunded_minor(funding=funding, kind="refund")
     if delta <= 0:
         return "nothing new refunded"
     count = JournalTransaction.objects.filter(key__startswith=f"refund:{funding.pk}:refund:").count()
-    services.funding_refund(
+    reversal.funding_refund(
         funding=funding,
         amount_minor=delta,
         cause=f"refund:{count + 1}",
@@ -328,10 +329,10 @@ def _refund(refund: Mapping[str, Any], created: datetime) -> str:
     if refund.get("status") not in ("failed", "canceled"):
         return "counted from the charge's events"
     intent_id = _intent_of(refund)
-    funding = services.funding_find(rail=PROVIDER, reference=intent_id) if intent_id else None
+    funding = funding_find(rail=PROVIDER, reference=intent_id) if intent_id else None
     if funding is None:
         return "not a payment credited here"
-    reinstated = services.funding_reinstate(
+    reinstated = reversal.funding_reinstate(
         funding=funding,
         amount_minor=int(refund.get("amount") or 0),
         cause=f"refund:{refund.get('id', '')}",
@@ -345,7 +346,7 @@ _INQUIRY = ("warning_needs_response", "warning_under_review", "warning_closed")
 
 def _dispute(dispute: Mapping[str, Any], created: datetime, *, withdrawn: bool | None = None) -> str:
     intent_id = _intent_of(dispute)
-    funding = services.funding_find(rail=PROVIDER, reference=intent_id) if intent_id else None
+    funding = funding_find(rail=PROVIDER, reference=intent_id) if intent_id else None
     if funding is None:
         return "not a payment credited here"
     status = str(dispute.get("status", ""))
@@ -358,14 +359,14 @@ def _dispute(dispute: Mapping[str, Any], created: datetime, *, withdrawn: bool |
     if status in _INQUIRY:
         return "an inquiry: no money moved"
     if withdrawn:
-        services.funding_refund(
+        reversal.funding_refund(
             funding=funding,
             amount_minor=amount,
             cause=f"dispute:{dispute_id}",
             memo=f"Stripe dispute {dispute_id} on payment {intent_id}: {amount} withdrawn",
         )
         return ""
-    services.funding_reinstate(
+    reversal.funding_reinstate(
         funding=funding,
         amount_minor=amount,
         cause=f"dispute:{dispute_id}",

@@ -1,5 +1,6 @@
 """The platform/ source root must never become a package: it would shadow the standard library's module."""
 
+import ast
 import subprocess
 import sys
 import sysconfig
@@ -39,3 +40,80 @@ def test_stripe_celery_and_uuid_import_inside_the_django_process() -> None:
     version, uuid_version, app_name, has_stripe = result.stdout.split()
     assert version.startswith("3.11")
     assert (uuid_version, app_name, has_stripe) == ("4", "tribute", "True")
+
+
+# No module imports another module's private names ------------------------------------------------------
+
+SCANNED = ("platform", "media", "royalties", "contracts")
+SOURCE_ROOTS = (ROOT / "platform", ROOT)
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _module_name(path: Path) -> str:
+    relative = path.relative_to(ROOT / "platform" if path.is_relative_to(ROOT / "platform") else ROOT)
+    parts = list(relative.with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_ours(dotted: str) -> bool:
+    """Whether `dotted` names one of our modules (third-party libraries decide their own privacy: lxml's
+    element class is `_Element`)."""
+    relative = Path(*dotted.split("."))
+    return any(
+        (root / relative).with_suffix(".py").is_file() or (root / relative / "__init__.py").is_file()
+        for root in SOURCE_ROOTS
+    )
+
+
+def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _private_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    module = _module_name(path)
+    modules: set[str] = set()  # local names bound to modules by `import`
+    imported: dict[str, str] = {}  # local name -> what `from x import y` named: a module or not
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if _is_ours(alias.name):
+                    modules.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            source = _absolute(node, module, path.name == "__init__.py")
+            for alias in node.names:
+                if _is_private(alias.name) and _is_ours(source):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: from {source} import {alias.name}")
+                else:
+                    imported[alias.asname or alias.name] = f"{source}.{alias.name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _is_private(node.attr):
+            value = node.value
+            while isinstance(value, ast.Attribute):
+                value = value.value
+            if isinstance(value, ast.Name) and (
+                value.id in modules or (value.id in imported and _is_ours(imported[value.id]))
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    found = []
+    for folder in SCANNED:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if "migrations" in path.parts or "node_modules" in path.parts:
+                continue
+            found += _private_imports(path)
+    assert found == []

@@ -3,18 +3,14 @@
 """
 @title Tribute payout distributor
 @notice Pays a period's payouts from the token balance the platform funded this
-        contract with, in two ways:
-        (a) `batch_pay`: the owner pushes many payouts in one transaction;
-        (b) `claim`: the owner publishes a Merkle root per period, and each payee
-            (or anyone on its behalf) pulls its leaf against it.
+        contract with: `batch_pay`, the owner pushes many payouts in one transaction.
 @dev Exactly-once guarantees, so a retried or rebuilt transaction never pays twice:
      - a batch id is accepted once; a second transaction with the same batch id
        reverts as a whole ("batch already paid");
      - a payout id (our ledger's payout row, as bytes32) is paid at most once,
        across all batches; an entry whose payout id is already paid is SKIPPED
        (event PayoutSkipped) while the rest of the batch is paid, so a rebuilt
-       batch that repeats a confirmed payout still pays the others;
-     - a Merkle leaf (period, index) is claimable once.
+       batch that repeats a confirmed payout still pays the others.
      A batch that reverts (for instance, not funded enough) records nothing, so
      its retry pays in full.
 """
@@ -22,7 +18,6 @@
 from ethereum.ercs import IERC20
 
 MAX_BATCH: constant(uint256) = 256
-MAX_PROOF: constant(uint256) = 32
 
 
 event Paid:
@@ -45,21 +40,6 @@ event BatchPaid:
     paid_total: uint256
 
 
-event PeriodRootSet:
-    period: indexed(uint256)
-    token: indexed(address)
-    root: bytes32
-    total: uint256
-
-
-event Claimed:
-    period: indexed(uint256)
-    index: uint256
-    account: indexed(address)
-    token: address
-    amount: uint256
-
-
 event Withdrawn:
     token: indexed(address)
     receiver: indexed(address)
@@ -76,11 +56,6 @@ owner: public(address)
 batch_used: public(HashMap[bytes32, bool])
 payout_paid: public(HashMap[bytes32, bool])
 
-period_root: public(HashMap[uint256, bytes32])
-period_token: public(HashMap[uint256, address])
-# One bit per leaf index: 256 claims share a storage word, so most claims cost a warm write.
-_claimed_words: HashMap[uint256, HashMap[uint256, uint256]]
-
 
 @deploy
 def __init__():
@@ -96,7 +71,7 @@ def transferOwnership(new_owner: address):
     self.owner = new_owner
 
 
-# (a) Batch push
+# Batch push
 
 
 @external
@@ -144,59 +119,6 @@ def batch_pay(
     return paid_count
 
 
-# (b) Merkle claims
-
-
-@external
-def set_period_root(period: uint256, token: address, root: bytes32, total: uint256):
-    """
-    @notice Publish the payouts of `period`. Set once: a published period never changes,
-            so no payee's proof can be invalidated after the fact.
-    @param total The sum of the period's leaves, for off-chain funding checks (not enforced).
-    """
-    self._only_owner()
-    assert root != empty(bytes32), "distributor: empty root"
-    assert token != empty(address), "distributor: zero token"
-    assert self.period_root[period] == empty(bytes32), "distributor: period already set"
-    self.period_root[period] = root
-    self.period_token[period] = token
-    log PeriodRootSet(period=period, token=token, root=root, total=total)
-
-
-@external
-@view
-def is_claimed(period: uint256, index: uint256) -> bool:
-    return (self._claimed_words[period][index >> 8] >> (index & 255)) & 1 == 1
-
-
-@external
-@nonreentrant
-def claim(
-    period: uint256,
-    index: uint256,
-    account: address,
-    amount: uint256,
-    proof: DynArray[bytes32, MAX_PROOF],
-):
-    """
-    @notice Pay leaf `index` of `period` to `account`. The leaf is
-            keccak256(keccak256(abi_encode(index, account, amount))), hashed in sorted
-            pairs up to the root (the OpenZeppelin "standard" Merkle tree layout).
-    """
-    root: bytes32 = self.period_root[period]
-    assert root != empty(bytes32), "distributor: unknown period"
-    word_index: uint256 = index >> 8
-    bit: uint256 = 1 << (index & 255)
-    word: uint256 = self._claimed_words[period][word_index]
-    assert word & bit == 0, "distributor: already claimed"
-    leaf: bytes32 = keccak256(keccak256(abi_encode(index, account, amount)))
-    assert self._proves(proof, root, leaf), "distributor: invalid proof"
-    self._claimed_words[period][word_index] = word | bit
-    token: address = self.period_token[period]
-    log Claimed(period=period, index=index, account=account, token=token, amount=amount)
-    self._send(token, account, amount)
-
-
 # Owner recovery
 
 
@@ -222,15 +144,3 @@ def _send(token: address, receiver: address, amount: uint256):
     assert extcall IERC20(token).transfer(receiver, amount, default_return_value=True), (
         "distributor: token transfer failed"
     )
-
-
-@internal
-@pure
-def _proves(proof: DynArray[bytes32, MAX_PROOF], root: bytes32, leaf: bytes32) -> bool:
-    computed: bytes32 = leaf
-    for sibling: bytes32 in proof:
-        if convert(computed, uint256) < convert(sibling, uint256):
-            computed = keccak256(concat(computed, sibling))
-        else:
-            computed = keccak256(concat(sibling, computed))
-    return computed == root

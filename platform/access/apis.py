@@ -32,8 +32,8 @@ from catalog import tracing
 from catalog.apis_tracing import TraceMatchSerializer
 from common.problems import ApiError, problem_response
 from common.uploads import read_upload
+from royalties.ledger import InsufficientFunds
 from royalties.selectors import prepaid_available
-from royalties.services import InsufficientFunds
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _MAX_IDEMPOTENCY_KEY = 200

@@ -44,26 +44,18 @@ from common import clock
 from common.money import Money
 from common.problems import ApiError, Conflict
 from contracts.chain import in_process_funded_keys
-from royalties.rails import chain as chain_rail
-from royalties.services import prepaid_fund
+from royalties.chain_client import BASE_UNITS_PER_MINOR, chain
+from royalties.funding import prepaid_fund
 
 logger = logging.getLogger(__name__)
 
 X402_VERSION = 2
-# The test stablecoin has 6 decimals and is pegged to USD: one cent is 10,000 base units.
-TOKEN_DECIMALS = 6
-_BASE_UNITS_PER_CENT = 10 ** (TOKEN_DECIMALS - 2)
 PAYABLE_CURRENCIES = {"USD"}
 
 
 class PaymentRefused(ApiError):
     status_code = 402
     default_code = "payment_invalid"
-
-
-# One Chain per process, shared with the payout rail (royalties sits below access, so it holds it).
-chain = chain_rail.chain
-reset_chain = chain_rail.reset_chain
 
 
 def _platform_private_key() -> str:
@@ -81,7 +73,7 @@ def requirements_for(price_minor: int, currency: str) -> dict[str, Any] | None:
         "scheme": "exact",
         "network": domain.network,
         "asset": domain.address,
-        "amount": str(price_minor * _BASE_UNITS_PER_CENT),
+        "amount": str(price_minor * BASE_UNITS_PER_MINOR),
         "payTo": chain().address,
         "maxTimeoutSeconds": 300,
         "extra": {"name": domain.name, "version": domain.version},

@@ -53,8 +53,9 @@ from common import clock, rows
 from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from media.text import passages
+from royalties.ledger import InsufficientFunds
 from royalties.models import RevenueItem
-from royalties.services import InsufficientFunds, access_fee, access_fee_record, access_fees_record
+from royalties.revenue import access_fee, access_fee_record, access_fees_record
 
 _COUNTRY_LENGTH = 2
 

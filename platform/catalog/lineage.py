@@ -33,28 +33,51 @@ def ancestors(start: Iterable[int], parents_of: Callable[[set[int]], Edges]) -> 
     return seen
 
 
-def royalty_stack(work: int, edges: Edges) -> dict[int, Fraction]:
-    """Each ancestor's share of `work`'s revenue, as an exact fraction of the whole (1 = 100%).
+def stack(work: int, edges: Edges, *, whole: Fraction = Fraction(1)) -> dict[int, Fraction]:
+    """What each work reachable from `work` through parent edges receives of `whole` of `work`'s revenue.
 
-    `edges` must hold the parents of `work` and of all its ancestors.
+    `work` itself receives `whole`; each parent receives its `share_bps` of what each child receives, summed
+    over every path. The works come in an order where each one follows every work it receives through
+    (children before parents). A work that is its own ancestor raises LineageCycle.
+
+    The one royalty-stack engine: the stack shown (`royalty_stack`, the catalog's lineage pages) and the
+    stack paid (`royalties.splits`, settlement) are both this. `edges` must hold the parents of `work` and
+    of all its ancestors.
     """
-    memo: dict[int, dict[int, Fraction]] = {}
-
-    def stack_of(node: int, path: frozenset[int]) -> dict[int, Fraction]:
-        if node in memo:
-            return memo[node]
-        result: dict[int, Fraction] = {}
+    order = _children_first(work, edges)
+    receives = dict.fromkeys(order, Fraction(0))
+    receives[work] = whole
+    for node in order:
+        cut = receives[node]
         for parent, share_bps in edges.get(node, ()):
-            if parent in path:
-                raise LineageCycle(f"work {parent} is its own ancestor")
-            share = Fraction(share_bps, BPS_WHOLE)
-            result[parent] = result.get(parent, Fraction(0)) + share
-            for ancestor, upstream in stack_of(parent, path | {parent}).items():
-                result[ancestor] = result.get(ancestor, Fraction(0)) + share * upstream
-        memo[node] = result
-        return result
+            receives[parent] += cut * Fraction(share_bps, BPS_WHOLE)
+    return receives
 
-    return stack_of(work, frozenset({work}))
+
+def _children_first(work: int, edges: Edges) -> list[int]:
+    """The works reachable from `work` through parent edges, each after every child that reaches it."""
+    order: list[int] = []
+    state: dict[int, bool] = {}  # False: on the current path; True: done
+
+    def visit(node: int) -> None:
+        state[node] = False
+        for parent, _ in edges.get(node, ()):
+            done = state.get(parent)
+            if done is False:
+                raise LineageCycle(f"work {parent} is its own ancestor")
+            if done is None:
+                visit(parent)
+        state[node] = True
+        order.append(node)
+
+    visit(work)
+    order.reverse()
+    return order
+
+
+def royalty_stack(work: int, edges: Edges) -> dict[int, Fraction]:
+    """Each ancestor's share of `work`'s revenue, as an exact fraction of the whole (1 = 100%)."""
+    return {node: share for node, share in stack(work, edges).items() if node != work}
 
 
 def as_bps(share: Fraction) -> Decimal:

@@ -35,8 +35,8 @@ from datasets.models import (
     Weighting,
 )
 from datasets.services import contributing, curation, opt_outs, sales, snapshots
+from royalties.ledger import InsufficientFunds
 from royalties.selectors import prepaid_available
-from royalties.services import InsufficientFunds
 
 # Serializers -------------------------------------------------------------------------------------------
 

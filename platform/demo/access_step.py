@@ -21,8 +21,9 @@ from catalog.services import Terms, offer_publish
 from common.currency import format_minor
 from common.money import Money
 from royalties import claims, selectors
+from royalties.funding import prepaid_fund
+from royalties.ledger import InsufficientFunds
 from royalties.licences import licence_accept
-from royalties.services import InsufficientFunds, prepaid_fund
 
 if TYPE_CHECKING:
     from demo.story import Story

@@ -18,9 +18,9 @@ from eth_utils import keccak
 
 from accounts.payout_identity import payout_profile_rail_set, wallet_challenge_create, wallet_link
 from common.currency import format_minor
+from royalties.chain_client import chain
 from royalties.models import ChainBatch, Payout
-from royalties.payouts import payout_run
-from royalties.rails import chain as chain_rail
+from royalties.payouts import chain_confirm_pending, payout_run
 
 if TYPE_CHECKING:  # story.py lists this step in STEPS: no import cycle at run time
     from demo.story import Story
@@ -46,10 +46,10 @@ def pay_out(story: Story) -> None:
 
     with override_settings(PAYOUT_THRESHOLD_MINOR={"USD": DEMO_THRESHOLD_MINOR}, CHAIN_PAYOUTS_ENABLED=True):
         result = payout_run()
-        client = chain_rail.chain()
+        client = chain()
         depth = int(settings.CHAIN_CONFIRMATIONS)
         client.mine_blocks(depth)  # the in-process chain mines on demand
-        confirmed = chain_rail.chain_confirm_pending()
+        confirmed = chain_confirm_pending()
     story.say(
         f"    payout run for {result.period} (threshold {format_minor(DEMO_THRESHOLD_MINOR, 'USD')}): "
         f"{len(result.created)} payouts, {result.submitted} sent on chain, {result.manual} manual"

@@ -15,15 +15,11 @@ from common import clock
 from common.currency import format_minor
 from common.money import Money
 from royalties import selectors
-from royalties.services import (
-    ReportLine,
-    funding_find,
-    funding_refund,
-    receipt_record,
-    revenue_report_record,
-    revenue_settle,
-    statement_generate,
-)
+from royalties.funding import funding_find
+from royalties.reports import ReportLine, receipt_record, revenue_report_record
+from royalties.reversal import funding_refund
+from royalties.settlement import revenue_settle
+from royalties.statements import statement_generate
 
 if TYPE_CHECKING:  # story.py lists this step in STEPS: no import cycle at run time
     from demo.story import Story

@@ -54,8 +54,10 @@ from media.errors import MediaError
 from media.generators import GeneratedMedia, GenerationFailed, GenerationRequest, Generator, ParentMedia
 from media.generators.base import VOICE, InputSpec, metered_uses
 from media.validation import Limits, inspect
+from royalties.funding import prepaid_fund
+from royalties.ledger import InsufficientFunds
 from royalties.licences import licence_accept, licence_pay
-from royalties.services import InsufficientFunds, prepaid_fund, sale_record
+from royalties.revenue import sale_record
 from studio import generators, selectors
 from studio.models import (
     ApprovalStatus,

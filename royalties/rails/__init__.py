@@ -1,13 +1,15 @@
 """The rails money leaves and enters by: Stripe (`stripe.py`) and the chain (`chain.py`).
 
-What every rail shares: the error a rail call raises, and the records reconciliation compares with our
-ledger.
+What every rail shares: the error a rail call raises, the outcome a rail answers for a payout, and the
+records reconciliation compares with our ledger. A rail never changes a payout's state: it answers an
+`Outcome`, and `royalties.payouts` (the payout state machine) applies it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 
 class RailError(Exception):
@@ -30,3 +32,21 @@ class RailRecord:
     amount_minor: int
     currency: str
     at: datetime
+
+
+class OutcomeKind(StrEnum):
+    SUBMITTED = "submitted"  # the rail took the payout: `external_id` names the transfer or transaction
+    RESUBMITTED = "resubmitted"  # sent again in another transaction, same payout id: only the id changes
+    CONFIRMED = "confirmed"  # paid: `external_id` names the payment
+    FAILED = "failed"  # will not be paid: `note` says why
+    WAITING = "waiting"  # nothing to record yet; a `note` is the error to show (it is tried again later)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a rail learned about one payout (by its key)."""
+
+    key: str
+    kind: OutcomeKind
+    external_id: str = ""
+    note: str = ""

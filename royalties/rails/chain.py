@@ -1,5 +1,9 @@
-"""The chain rail: pays a run's chain payouts through the PayoutDistributor's `batch_pay`, and confirms
-them after CHAIN_CONFIRMATIONS blocks.
+"""The chain rail: pays chain payouts through the PayoutDistributor's `batch_pay`, and finds them paid
+after CHAIN_CONFIRMATIONS blocks.
+
+The rail changes no payout's state: `payouts_send` and `payouts_check` yield an `Outcome` per payout as
+they learn it, and `royalties.payouts` applies each one (its state machine) before the rail goes on, so a
+crash between two payouts leaves the first one recorded.
 
 Exactly once, whatever fails:
 - each payout's on-chain payout id is derived from its key (`payout_id_from_key`), and the distributor
@@ -13,17 +17,14 @@ Exactly once, whatever fails:
 Amounts: our minor units of USD to the token's 6 decimals, exactly (1 cent = 10,000 base units). Only
 USD is paid on chain.
 
-The process has one Chain (`chain()`): the in-process EVM by default, a node by CHAIN_RPC_URL. The
-access app's x402 payments use the same one.
+The process's one Chain comes from `royalties.chain_client`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
 from django.conf import settings
@@ -34,7 +35,6 @@ from eth_utils import keccak, to_checksum_address
 
 from common import clock
 from contracts.chain import (
-    STABLECOIN_DECIMALS,
     Chain,
     ChainError,
     ChainReverted,
@@ -42,35 +42,13 @@ from contracts.chain import (
     PayoutEntry,
     payout_id_from_key,
 )
-from royalties import payouts as payout_services
+from royalties.chain_client import BASE_UNITS_PER_MINOR, CHAIN_CURRENCY, chain
 from royalties.models import ChainBatch, ChainBatchStatus, Payout, PayoutRail, PayoutStatus
-from royalties.rails import RailError
+from royalties.rails import Outcome, OutcomeKind, RailError
 
 logger = logging.getLogger(__name__)
 
-CHAIN_CURRENCY = "USD"
-USD_MINOR_DIGITS = 2
-BASE_UNITS_PER_MINOR = 10 ** (STABLECOIN_DECIMALS - USD_MINOR_DIGITS)
 MAX_BATCH_ENTRIES = 200  # the distributor takes up to 256 per transaction
-
-_lock = threading.Lock()
-_chain: Chain | None = None
-
-
-def chain() -> Chain:
-    """The process's chain: the in-process EVM with our contracts by default, any RPC by CHAIN_RPC_URL."""
-    global _chain
-    with _lock:
-        if _chain is None:
-            _chain = Chain.from_settings(settings)
-        return _chain
-
-
-def reset_chain() -> None:
-    """Forget the process's chain connection (after the CHAIN_* settings change)."""
-    global _chain
-    with _lock:
-        _chain = None
 
 
 # Amounts -----------------------------------------------------------------------------------------------
@@ -87,11 +65,6 @@ def to_base_units(amount_minor: int, currency: str) -> int:
     return amount_minor * BASE_UNITS_PER_MINOR
 
 
-def to_minor(base_units: int) -> tuple[int, int]:
-    """Token base units to (whole cents, the sub-cent remainder in base units)."""
-    return divmod(base_units, BASE_UNITS_PER_MINOR)
-
-
 def _payout_id(payout: Payout) -> bytes:
     return payout_id_from_key(payout.key)
 
@@ -99,16 +72,9 @@ def _payout_id(payout: Payout) -> bytes:
 # Sending -----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class SendResult:
-    submitted: int = 0
-    failed: int = 0
-    waiting: int = 0
-
-
-def chain_send(payouts: Sequence[Payout]) -> SendResult:
-    """Send created chain payouts, in as few `batch_pay` transactions as fit (MAX_BATCH_ENTRIES each)."""
-    result = SendResult()
+def payouts_send(payouts: Sequence[Payout]) -> Iterator[Outcome]:
+    """Send created chain payouts, in as few `batch_pay` transactions as fit (MAX_BATCH_ENTRIES each): one
+    outcome per payout (submitted, failed, or waiting with the reason)."""
     client = chain()
     ready: list[Payout] = []
     for payout in Payout.objects.filter(
@@ -117,29 +83,21 @@ def chain_send(payouts: Sequence[Payout]) -> SendResult:
         try:
             to_base_units(payout.amount_minor, payout.currency)
         except RailError as error:
-            payout_services.payout_fail(key=payout.key, reason=str(error))
-            result.failed += 1
+            yield Outcome(payout.key, OutcomeKind.FAILED, note=str(error))
             continue
         if payout.attempts:
             # An earlier attempt may have been paid before its answer was recorded (a crash): ask first.
             try:
                 event = _paid_event(client, payout)
             except ChainError as error:
-                payout_services.note_error(payout, f"chain: {error}")
-                result.waiting += 1
+                yield Outcome(payout.key, OutcomeKind.WAITING, note=f"chain: {error}")
                 continue
             if event is not None:
-                payout_services.payout_submitted(key=payout.key, external_id=event.tx_hash)
-                result.submitted += 1
+                yield Outcome(payout.key, OutcomeKind.SUBMITTED, external_id=event.tx_hash)
                 continue
         ready.append(payout)
     for start in range(0, len(ready), MAX_BATCH_ENTRIES):
-        chunk = ready[start : start + MAX_BATCH_ENTRIES]
-        if _send_batch(client, chunk, resend=False):
-            result.submitted += len(chunk)
-        else:
-            result.waiting += len(chunk)
-    return result
+        yield from _send_batch(client, ready[start : start + MAX_BATCH_ENTRIES], resend=False)
 
 
 def _paid_event(client: Chain, payout: Payout) -> PaidEvent | None:
@@ -173,8 +131,9 @@ def _fund_distributor(client: Chain, needed: int) -> None:
     )
 
 
-def _send_batch(client: Chain, payouts: Sequence[Payout], *, resend: bool) -> bool:
-    """Record a batch, send it, record its hash. Answers whether it was sent."""
+def _send_batch(client: Chain, payouts: Sequence[Payout], *, resend: bool) -> Iterator[Outcome]:
+    """Record a batch, send it, record its hash: each payout submitted (resubmitted when `resend`), or
+    waiting with the reason it was not sent."""
     entries = [
         PayoutEntry(
             payout_id=_payout_id(p),
@@ -189,8 +148,8 @@ def _send_batch(client: Chain, payouts: Sequence[Payout], *, resend: bool) -> bo
         _fund_distributor(client, total)
     except (ChainError, RailError) as error:
         for payout in payouts:
-            payout_services.note_error(payout, f"chain: {error}")
-        return False
+            yield Outcome(payout.key, OutcomeKind.WAITING, note=f"chain: {error}")
+        return
     with transaction.atomic():
         batch = ChainBatch.objects.create(
             batch_id=f"pending:{clock.now().timestamp()}:{payouts[0].pk}:{len(payouts)}",
@@ -211,46 +170,37 @@ def _send_batch(client: Chain, payouts: Sequence[Payout], *, resend: bool) -> bo
     try:
         sent = client.send_batch_payout(bytes.fromhex(batch.batch_id[2:]), entries)
     except ChainReverted as error:  # simulated first: nothing was sent
-        _batch_failed(batch, payouts, f"the distributor refused the batch: {error.reason}")
-        return False
+        yield from _batch_failed(batch, payouts, f"the distributor refused the batch: {error.reason}")
+        return
     except ChainError as error:  # maybe sent, maybe not: the next run checks is_paid first
-        _batch_failed(batch, payouts, f"sending failed: {error}", status=ChainBatchStatus.PREPARED)
-        return False
+        yield from _batch_failed(batch, payouts, f"sending failed: {error}", status=ChainBatchStatus.PREPARED)
+        return
     ChainBatch.objects.filter(pk=batch.pk).update(
         status=ChainBatchStatus.SENT, tx_hash=sent.tx_hash, nonce=sent.nonce, sent_at=clock.now()
     )
-    for payout in payouts:
-        if resend:
-            payout_services.chain_resubmitted(key=payout.key, external_id=sent.tx_hash)
-        else:
-            payout_services.payout_submitted(key=payout.key, external_id=sent.tx_hash)
     logger.info("chain batch %s sent: %d payouts in %s", batch.pk, len(payouts), sent.tx_hash)
-    return True
+    kind = OutcomeKind.RESUBMITTED if resend else OutcomeKind.SUBMITTED
+    for payout in payouts:
+        yield Outcome(payout.key, kind, external_id=sent.tx_hash)
 
 
-def _batch_failed(batch: ChainBatch, payouts: Sequence[Payout], message: str, *, status: str = "") -> None:
+def _batch_failed(
+    batch: ChainBatch, payouts: Sequence[Payout], message: str, *, status: str = ""
+) -> Iterator[Outcome]:
     ChainBatch.objects.filter(pk=batch.pk).update(
         status=status or ChainBatchStatus.FAILED, error=message[:500]
     )
     for payout in payouts:
-        payout_services.note_error(payout, f"chain: {message}")
+        yield Outcome(payout.key, OutcomeKind.WAITING, note=f"chain: {message}")
 
 
 # Confirming --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ConfirmResult:
-    confirmed: int = 0
-    failed: int = 0
-    resent: int = 0
-    waiting: int = 0
-
-
-def chain_confirm_pending() -> ConfirmResult:
-    """Confirm submitted chain payouts whose payment is CHAIN_CONFIRMATIONS blocks deep; send again
-    those whose transaction reverted or was dropped (same payout ids: never a second payment)."""
-    result = ConfirmResult()
+def payouts_check() -> Iterator[Outcome]:
+    """Find submitted chain payouts paid CHAIN_CONFIRMATIONS blocks deep (confirmed); send again those
+    whose transaction reverted or was dropped (resubmitted: same payout ids, never a second payment);
+    the others wait, with the reason when the chain could not be read."""
     client = chain()
     depth = int(settings.CHAIN_CONFIRMATIONS)
     resend_after_s = int(settings.CHAIN_RESEND_AFTER_S)
@@ -263,22 +213,15 @@ def chain_confirm_pending() -> ConfirmResult:
     for payouts in by_batch.values():
         batch = payouts[0].chain_batch
         try:
-            _settle_batch(client, batch, payouts, depth, resend_after_s, result)
+            yield from _check_batch(client, batch, payouts, depth, resend_after_s)
         except ChainError as error:
             for payout in payouts:
-                payout_services.note_error(payout, f"chain: {error}")
-            result.waiting += len(payouts)
-    return result
+                yield Outcome(payout.key, OutcomeKind.WAITING, note=f"chain: {error}")
 
 
-def _settle_batch(
-    client: Chain,
-    batch: ChainBatch | None,
-    payouts: list[Payout],
-    depth: int,
-    resend_after_s: int,
-    result: ConfirmResult,
-) -> None:
+def _check_batch(
+    client: Chain, batch: ChainBatch | None, payouts: list[Payout], depth: int, resend_after_s: int
+) -> Iterator[Outcome]:
     resend: list[Payout] = []
     if batch is None or not batch.tx_hash:
         resend = payouts  # a resend was prepared but never went out
@@ -287,7 +230,8 @@ def _settle_batch(
         if receipt is None:
             age_s = (clock.now() - (batch.sent_at or batch.created_at)).total_seconds()
             if age_s < resend_after_s:
-                result.waiting += len(payouts)
+                for payout in payouts:
+                    yield Outcome(payout.key, OutcomeKind.WAITING)
                 return
             ChainBatch.objects.filter(pk=batch.pk).update(
                 status=ChainBatchStatus.DROPPED, error=f"no receipt after {int(age_s)} s"
@@ -306,7 +250,8 @@ def _settle_batch(
                 status=ChainBatchStatus.MINED, mined_block=receipt.block_number, gas_used=receipt.gas_used
             )
             if receipt.confirmations < depth:
-                result.waiting += len(payouts)
+                for payout in payouts:
+                    yield Outcome(payout.key, OutcomeKind.WAITING)
                 return
             paid = {event.payout_id: event for event in client.paid_events(receipt)}
             for payout in payouts:
@@ -314,7 +259,7 @@ def _settle_batch(
                 if event is None:
                     resend.append(payout)  # skipped here: paid by another transaction, or not at all
                     continue
-                _confirm_from_event(payout, event, receipt.confirmations, depth, result)
+                yield _confirm_from_event(payout, event, receipt.confirmations, depth)
     if not resend:
         return
     unpaid: list[Payout] = []
@@ -324,33 +269,25 @@ def _settle_batch(
         if event is None:
             unpaid.append(payout)
             continue
-        if event.tx_hash != payout.external_id:
-            payout = payout_services.chain_resubmitted(key=payout.key, external_id=event.tx_hash)
-        _confirm_from_event(payout, event, head - event.block_number + 1, depth, result)
+        if event.tx_hash != payout.external_id:  # paid by another of its transactions
+            yield Outcome(payout.key, OutcomeKind.RESUBMITTED, external_id=event.tx_hash)
+        yield _confirm_from_event(payout, event, head - event.block_number + 1, depth)
     for start in range(0, len(unpaid), MAX_BATCH_ENTRIES):
-        chunk = unpaid[start : start + MAX_BATCH_ENTRIES]
-        if _send_batch(client, chunk, resend=True):
-            result.resent += len(chunk)
-        result.waiting += len(chunk)
+        yield from _send_batch(client, unpaid[start : start + MAX_BATCH_ENTRIES], resend=True)
 
 
-def _confirm_from_event(
-    payout: Payout, event: PaidEvent, confirmations: int, depth: int, result: ConfirmResult
-) -> None:
+def _confirm_from_event(payout: Payout, event: PaidEvent, confirmations: int, depth: int) -> Outcome:
     expected = to_base_units(payout.amount_minor, payout.currency)
     if event.amount != expected or to_checksum_address(event.recipient) != to_checksum_address(
         payout.destination
     ):
         # Cannot happen with our batches; if it does, a person must look (reconciliation lists it too).
-        payout_services.note_error(
-            payout,
-            f"chain paid {event.amount} base units to {event.recipient}; expected {expected} to "
+        return Outcome(
+            payout.key,
+            OutcomeKind.WAITING,
+            note=f"chain paid {event.amount} base units to {event.recipient}; expected {expected} to "
             f"{payout.destination} (transaction {event.tx_hash})",
         )
-        result.waiting += 1
-        return
     if confirmations < depth:
-        result.waiting += 1
-        return
-    payout_services.payout_confirm(key=payout.key, external_id=event.tx_hash)
-    result.confirmed += 1
+        return Outcome(payout.key, OutcomeKind.WAITING)
+    return Outcome(payout.key, OutcomeKind.CONFIRMED, external_id=event.tx_hash)

@@ -29,7 +29,7 @@ from accounts.models import Organisation, User
 from common import currency as currencies
 from common.money import Money
 from royalties.models import Payout
-from royalties.rails import RailError, RailRecord
+from royalties.rails import Outcome, OutcomeKind, RailError, RailRecord
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,18 @@ def _lower_currency(code: str) -> str:
 
 
 # Payouts -----------------------------------------------------------------------------------------------
+
+
+def payout_send(payout: Payout) -> Outcome:
+    """Send one payout (`transfer_send`) and answer the outcome: submitted with the transfer id, failed
+    when Stripe refused it, waiting when the call may succeed later."""
+    try:
+        transfer_id = transfer_send(payout)
+    except RailError as error:
+        if error.retryable:
+            return Outcome(payout.key, OutcomeKind.WAITING, note=f"Stripe: {error}")
+        return Outcome(payout.key, OutcomeKind.FAILED, note=f"Stripe refused the transfer: {error}")
+    return Outcome(payout.key, OutcomeKind.SUBMITTED, external_id=transfer_id)
 
 
 def transfer_send(payout: Payout) -> str:

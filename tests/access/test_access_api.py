@@ -16,9 +16,9 @@ from access.models import AccessEvent, SpendCap
 from accounts.models import ApiKey, User
 from catalog.models import Grant
 from common.money import Money
+from royalties.funding import prepaid_fund
 from royalties.models import RevenueItem
 from royalties.selectors import prepaid_available, prepaid_key
-from royalties.services import prepaid_fund
 from tests import factories
 
 pytestmark = pytest.mark.django_db

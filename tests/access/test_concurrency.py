@@ -14,9 +14,10 @@ from access.models import AccessEvent
 from access.services import AccessRequest, access_request
 from accounts.models import ApiKey
 from common.money import Money
+from royalties.funding import prepaid_fund
+from royalties.ledger import InsufficientFunds
 from royalties.models import NON_NEGATIVE_KINDS, LedgerAccount
 from royalties.selectors import prepaid_available
-from royalties.services import InsufficientFunds, prepaid_fund
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -20,9 +20,9 @@ from catalog.services import asset_upload
 from common import clock
 from common.money import Money
 from datasets.models import TrainingOptOut
+from royalties.funding import prepaid_fund
 from royalties.licences import licence_accept
 from royalties.selectors import prepaid_available
-from royalties.services import prepaid_fund
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -55,7 +55,7 @@ def _access(client, work_id: int, use: str = "ai-generate"):
 
 def _funded_vendor():
     from common.money import Money
-    from royalties.services import prepaid_fund
+    from royalties.funding import prepaid_fund
 
     vendor = factories.vendor()
     organisation = vendor.organisations.get()

@@ -18,9 +18,10 @@ from eth_account import Account
 from access import payments, receipts, signing
 from access.models import AccessEvent, X402Payment
 from catalog.services import asset_upload
+from royalties import chain_client
 from royalties.models import JournalTransaction, LedgerAccount
 from royalties.selectors import payable_key, prepaid_available
-from royalties.services import revenue_settle
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.contracts.signing import new_key
 
@@ -227,9 +228,9 @@ def on_anvil(anvil_node, settings):
     settings.CHAIN_RPC_URL = anvil_node.rpc_url
     settings.CHAIN_PRIVATE_KEY = ANVIL_PRIVATE_KEYS[0]
     settings.CHAIN_DEPLOY_MISSING = True
-    payments.reset_chain()
+    chain_client.reset_chain()
     yield
-    payments.reset_chain()
+    chain_client.reset_chain()
 
 
 @pytest.mark.anvil

@@ -17,7 +17,7 @@ from catalog.services import asset_upload
 from catalog.tasks import fingerprint_asset
 from common.money import Money
 from media.samples.images import ensure_images
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 from tests import factories
 
 pytestmark = pytest.mark.django_db

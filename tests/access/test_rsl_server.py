@@ -19,8 +19,8 @@ from accounts.models import ApiKey
 from catalog.services import asset_upload
 from common import clock
 from common.money import Money
+from royalties.funding import prepaid_fund
 from royalties.selectors import prepaid_available
-from royalties.services import prepaid_fund
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -13,6 +13,7 @@ from eth_account import Account
 
 from access import payments
 from access.models import AccessEvent, X402Payment
+from royalties import chain_client
 from royalties.selectors import prepaid_available
 from tests import factories
 from tests.contracts.signing import new_key
@@ -56,9 +57,9 @@ def on_anvil(anvil_node, settings):
     settings.CHAIN_RPC_URL = anvil_node.rpc_url
     settings.CHAIN_PRIVATE_KEY = ANVIL_PRIVATE_KEYS[0]
     settings.CHAIN_DEPLOY_MISSING = True
-    payments.reset_chain()
+    chain_client.reset_chain()
     yield
-    payments.reset_chain()
+    chain_client.reset_chain()
 
 
 @pytest.mark.anvil

@@ -120,8 +120,8 @@ def test_the_metered_access_call_is_limited_per_key_and_charges_nothing_when_ref
 ) -> None:
     # given a funded vendor key and a work offered for access
     from common.money import Money
+    from royalties.funding import prepaid_fund
     from royalties.selectors import prepaid_available
-    from royalties.services import prepaid_fund
 
     time_machine.move_to(datetime(2026, 2, 1, 9, 0, tzinfo=UTC), tick=False)
     creator, vendor = factories.creator(), factories.vendor()

@@ -168,7 +168,9 @@ def test_the_schema_states_the_bounds_the_server_enforces(api) -> None:
 def test_a_formula_in_a_work_title_reaches_a_co_owners_statement_csv_as_inert_text(as_user) -> None:
     # given a work whose owner titled it with a spreadsheet formula, and a co-owner paid from it
     from catalog.models import Work
-    from royalties.services import access_fee_record, revenue_settle, statement_generate
+    from royalties.revenue import access_fee_record
+    from royalties.settlement import revenue_settle
+    from royalties.statements import statement_generate
     from tests.royalties.builders import funded_vendor, three_level_chain
 
     chain = three_level_chain()

@@ -13,9 +13,11 @@ from catalog.models import Claim, Grant, GrantStatus, WorkStatus
 from catalog.services import asset_upload
 from common.money import Money, allocate
 from royalties import claims
+from royalties.funding import prepaid_fund
+from royalties.ledger import ledger_check
 from royalties.models import LedgerAccount, RevenueItem
 from royalties.selectors import payable_key
-from royalties.services import ledger_check, prepaid_fund, revenue_settle
+from royalties.settlement import revenue_settle
 from studio.services import release_set, wallet_fund
 from tests import factories
 

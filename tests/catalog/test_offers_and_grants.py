@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from catalog.models import Grant, Offer
 from common.money import Money
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 from tests import factories
 from tests.royalties.builders import organisation_of
 

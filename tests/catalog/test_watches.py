@@ -12,10 +12,10 @@ from catalog.services import asset_upload
 from catalog.tasks import fingerprint_asset
 from common.money import Money
 from royalties import claims
+from royalties.funding import prepaid_fund
 from royalties.licences import licence_accept
 from royalties.models import LedgerAccount
 from royalties.selectors import escrow_key
-from royalties.services import prepaid_fund
 from tests import factories
 from tests.catalog import pictures
 from tests.catalog.http_site import Site

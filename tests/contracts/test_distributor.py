@@ -13,7 +13,6 @@ from contracts.chain import (
     PayoutEntry,
     payout_id_from_key,
 )
-from contracts.merkle import build_tree
 from tests.contracts.signing import new_key
 
 FUNDED = 10_000_000_000  # 10,000.000000 tUSD in the distributor
@@ -193,43 +192,3 @@ def test_paid_events_are_found_in_a_narrow_block_range(funded: Chain) -> None:
     assert [(e.payout_id, e.recipient, e.amount, e.tx_hash) for e in events] == [
         (payout_id_from_key("payout:r"), PAYEES[3], 77, receipt.tx_hash)
     ]
-
-
-def test_merkle_claims_pay_each_leaf_once(funded: Chain) -> None:
-    chain = funded
-    payouts = [(PAYEES[0], 1_500_000), (PAYEES[1], 3), (PAYEES[2], 999_999_999)]
-    tree = build_tree(payouts)
-    chain.transact(
-        chain.distributor.functions.set_period_root(202610, chain.token.address, tree.root, tree.total)
-    )
-
-    for claim in tree.claims:
-        chain.transact(
-            chain.distributor.functions.claim(
-                202610, claim.index, claim.account, claim.amount, tree.proof(claim.index)
-            )
-        )
-
-    assert payee_balances(chain) == [1_500_000, 3, 999_999_999, 0]
-    first = tree.claims[0]
-    with pytest.raises(ChainReverted, match="already claimed"):
-        chain.transact(
-            chain.distributor.functions.claim(202610, 0, first.account, first.amount, tree.proof(0))
-        )
-    assert chain.distributor.functions.is_claimed(202610, 0).call() is True
-    assert payee_balances(chain) == [1_500_000, 3, 999_999_999, 0]
-
-
-def test_merkle_claim_with_a_forged_amount_or_proof_is_refused(funded: Chain) -> None:
-    chain = funded
-    tree = build_tree([(PAYEES[0], 10), (PAYEES[1], 20)])
-    chain.transact(chain.distributor.functions.set_period_root(7, chain.token.address, tree.root, tree.total))
-
-    with pytest.raises(ChainReverted, match="invalid proof"):
-        chain.transact(chain.distributor.functions.claim(7, 0, PAYEES[0], 11, tree.proof(0)))
-    with pytest.raises(ChainReverted, match="invalid proof"):
-        chain.transact(chain.distributor.functions.claim(7, 0, PAYEES[0], 10, tree.proof(1)))
-    with pytest.raises(ChainReverted, match="period already set"):
-        chain.transact(chain.distributor.functions.set_period_root(7, chain.token.address, b"\x01" * 32, 0))
-
-    assert payee_balances(chain) == [0, 0, 0, 0]

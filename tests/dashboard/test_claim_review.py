@@ -12,7 +12,7 @@ from catalog import tracing
 from catalog.models import Asset, Claim, ClaimEvent, Work
 from catalog.services import asset_upload
 from common.money import Money
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -18,8 +18,10 @@ from accounts.models import ApiKey, User
 from catalog import tracing
 from catalog.models import Output
 from common.money import Money
+from royalties.funding import prepaid_fund
 from royalties.models import Statement
-from royalties.services import prepaid_fund, revenue_settle, statement_csv, statement_generate
+from royalties.settlement import revenue_settle
+from royalties.statements import statement_csv, statement_generate
 from tests import factories
 
 pytestmark = pytest.mark.django_db

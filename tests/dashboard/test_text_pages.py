@@ -20,7 +20,7 @@ from catalog.models import Asset, Blob, Claim, TextVersion, Work
 from catalog.tasks import fingerprint_asset
 from common.money import Money
 from media.text import passages
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 from tests import factories
 from tests.text import samples
 from tests.text.test_text_tracing import register_text

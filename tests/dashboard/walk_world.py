@@ -23,7 +23,7 @@ from catalog.services import (
 from catalog.tasks import fingerprint_asset
 from common.money import Money
 from media.samples.images import ensure_images
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 from studio import services as studio
 from tests import factories
 

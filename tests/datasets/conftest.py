@@ -18,7 +18,7 @@ from common.money import Money
 from datasets.models import Dataset
 from datasets.services import curation
 from media.samples.images import ensure_images
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 
 SAMPLES = Path(__file__).resolve().parents[2] / "var" / "samples"
 

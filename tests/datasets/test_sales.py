@@ -18,8 +18,9 @@ from common.problems import ApiError
 from datasets.models import Dataset, DatasetItem, DatasetLicence, SaleShare
 from datasets.services import contributing, sales, snapshots
 from royalties import selectors as ledger
+from royalties.ledger import InsufficientFunds, ledger_check
 from royalties.models import RevenueItem, RevenueSource
-from royalties.services import InsufficientFunds, ledger_check, revenue_settle
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.datasets.conftest import dataset, funded, publish, register
 from tests.royalties.builders import payable

@@ -31,8 +31,9 @@ from datasets.models import (
 )
 from datasets.services import opt_outs
 from media.text import passages
+from royalties.ledger import ledger_check
 from royalties.models import RevenueItem
-from royalties.services import ledger_check, revenue_settle
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.datasets.conftest import funded, register
 from tests.royalties.builders import payable

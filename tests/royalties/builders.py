@@ -19,9 +19,9 @@ from catalog.services import (
     split_sheet_propose,
 )
 from common.money import Money
+from royalties.funding import prepaid_fund
 from royalties.licences import licence_accept
 from royalties.models import LedgerAccount
-from royalties.services import prepaid_fund
 from tests import factories
 
 

@@ -17,11 +17,11 @@ from eth_account.signers.local import LocalAccount
 from accounts.models import PayoutProfile, User
 from accounts.payout_identity import payout_profile_rail_set, wallet_challenge_create, wallet_link
 from contracts.chain import Chain
+from royalties.chain_client import chain
+from royalties.ledger import Leg, account_ensure, clearing_account, transaction_post
 from royalties.models import AccountKind, LedgerAccount, Payout, TransactionKind
 from royalties.payouts import in_transit_key
 from royalties.rails import RailError
-from royalties.rails import chain as chain_rail
-from royalties.services import Leg, _account, _post, clearing_account
 
 
 class Crash(BaseException):
@@ -31,13 +31,13 @@ class Crash(BaseException):
 def credit(user: User, amount_minor: int, currency: str = "USD") -> None:
     """Put money in a payee's payable account, as a settlement would."""
     with transaction.atomic():
-        payable = _account(
+        payable = account_ensure(
             key=f"payable:user:{user.pk}:{currency}",
             kind=AccountKind.PAYABLE,
             currency=currency,
             user_id=user.pk,
         )
-        _post(
+        transaction_post(
             kind=TransactionKind.ADJUSTMENT,
             key=f"test-credit:{uuid.uuid4()}",
             memo="test credit",
@@ -88,7 +88,7 @@ def stripe_profile(user: User, *, enabled: bool = True) -> PayoutProfile:
 @pytest.fixture
 def onchain() -> Iterator[Chain]:
     """The process's in-process chain, put back as it was after the test."""
-    client = chain_rail.chain()
+    client = chain()
     snapshot = client.snapshot()
     yield client
     client.revert(snapshot)

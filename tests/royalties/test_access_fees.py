@@ -8,9 +8,10 @@ from django.db import transaction
 
 from common.money import Money
 from common.problems import ApiError
+from royalties.ledger import InsufficientFunds
 from royalties.models import RevenueItem
+from royalties.revenue import access_fees_record
 from royalties.selectors import prepaid_available
-from royalties.services import InsufficientFunds, access_fees_record
 from tests import factories
 from tests.royalties.builders import funded_vendor, publish
 

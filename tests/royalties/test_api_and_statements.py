@@ -18,14 +18,10 @@ from django_celery_beat.models import PeriodicTask
 from common.money import Money
 from royalties import tasks
 from royalties.models import LedgerAccount, Receivable, RevenueItem, Statement, StatementLine
-from royalties.services import (
-    access_fee_record,
-    receipt_record,
-    revenue_settle,
-    statement_canonical,
-    statement_generate,
-    statement_verify,
-)
+from royalties.reports import receipt_record
+from royalties.revenue import access_fee_record
+from royalties.settlement import revenue_settle
+from royalties.statements import statement_canonical, statement_generate, statement_verify
 from tests import factories
 from tests.royalties.builders import funded_vendor, payable, three_level_chain
 

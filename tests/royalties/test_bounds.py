@@ -10,7 +10,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from common import currency
 from common.money import Money
 from common.problems import ApiError
-from royalties import services
+from royalties import settlement
+from royalties.funding import prepaid_fund
+from royalties.ledger import clearing_account, ledger_check
 from royalties.models import (
     Entry,
     JournalTransaction,
@@ -20,16 +22,8 @@ from royalties.models import (
     RevenueItem,
     RevenueSource,
 )
-from royalties.services import (
-    SETTLEMENT_RACE_RETRIES,
-    SettlementRace,
-    access_fee_record,
-    clearing_account,
-    ledger_check,
-    parked_retry,
-    prepaid_fund,
-    revenue_settle,
-)
+from royalties.revenue import access_fee_record
+from royalties.settlement import SETTLEMENT_RACE_RETRIES, SettlementRace, parked_retry, revenue_settle
 from tests import factories
 from tests.royalties.builders import funded_vendor, payable, publish
 
@@ -176,8 +170,8 @@ def test_a_chunk_that_keeps_racing_is_retried_a_bounded_number_of_times(monkeypa
         calls["n"] += 1
         raise SettlementRace("taken by another worker")
 
-    monkeypatch.setattr(services, "_settle_chunk", always_raced)
-    monkeypatch.setattr(services.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(settlement, "_settle_chunk", always_raced)
+    monkeypatch.setattr(settlement.time, "sleep", lambda seconds: None)
 
     result = revenue_settle()
 

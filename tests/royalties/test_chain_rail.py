@@ -7,12 +7,12 @@ import pytest
 
 from accounts.models import User
 from contracts.chain import Chain, Receipt, payout_id_from_key
-from royalties import payouts
+from royalties import chain_client, payouts
+from royalties.ledger import ledger_check
 from royalties.models import ChainBatch, Payout
 from royalties.payouts import payout_run
 from royalties.rails import RailError
 from royalties.rails import chain as chain_rail
-from royalties.services import ledger_check
 from tests import factories
 from tests.royalties.payout_world import Crash, balance, credit, in_transit, onchain, payable, prove_wallet
 
@@ -48,7 +48,7 @@ def _paid_count(client: Chain, payout: Payout) -> int:
 def test_minor_units_become_token_base_units_exactly_and_only_usd_goes_on_chain() -> None:
     assert chain_rail.to_base_units(1, "USD") == 10_000
     assert chain_rail.to_base_units(123_456_789_012, "USD") == 1_234_567_890_120_000
-    assert chain_rail.to_minor(1_234_567) == (123, 4_567)
+    assert chain_client.to_minor(1_234_567) == (123, 4_567)
     with pytest.raises(RailError) as refused:
         chain_rail.to_base_units(100, "EUR")
     assert "USD only" in str(refused.value) and refused.value.retryable is False
@@ -70,9 +70,9 @@ def test_a_run_pays_its_chain_payouts_in_one_batch_and_confirms_after_n_blocks(o
     payout_run()  # one confirmation so far: not yet
     assert set(Payout.objects.values_list("status", flat=True)) == {"submitted"}
     onchain.mine_blocks(1)
-    assert chain_rail.chain_confirm_pending().confirmed == 0  # two
+    assert payouts.chain_confirm_pending().confirmed == 0  # two
     onchain.mine_blocks(1)
-    confirmed = chain_rail.chain_confirm_pending()
+    confirmed = payouts.chain_confirm_pending()
 
     assert confirmed.confirmed == 2
     assert set(Payout.objects.values_list("status", flat=True)) == {"confirmed"}
@@ -273,9 +273,9 @@ def test_chain_payouts_on_an_anvil_node(anvil_node, settings) -> None:
     settings.CHAIN_RPC_URL = anvil_node.rpc_url
     settings.CHAIN_PRIVATE_KEY = ANVIL_PRIVATE_KEYS[0]
     settings.CHAIN_DEPLOY_MISSING = True
-    chain_rail.reset_chain()
+    chain_client.reset_chain()
     try:
-        client = chain_rail.chain()
+        client = chain_client.chain()
         assert not client.in_process
         (_, alice_wallet), (_, bob_wallet) = _payees([1500, 2500])
         client.mint(str(client.distributor.address), 40_000_000)
@@ -290,4 +290,4 @@ def test_chain_payouts_on_an_anvil_node(anvil_node, settings) -> None:
             assert _paid_count(client, payout) == 1
         assert ledger_check().clean
     finally:
-        chain_rail.reset_chain()
+        chain_client.reset_chain()

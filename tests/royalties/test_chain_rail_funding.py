@@ -12,9 +12,11 @@ from eth_account.signers.local import LocalAccount
 from common.problems import ApiError, Conflict
 from contracts.chain import Chain
 from royalties import funding
+from royalties.ledger import ledger_check
 from royalties.models import ChainDeposit, DepositAddress, Receivable
+from royalties.reports import ReportLine, revenue_report_record
 from royalties.selectors import prepaid_available
-from royalties.services import ReportLine, ledger_check, revenue_report_record, revenue_settle
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.royalties.builders import organisation_of
 from tests.royalties.payout_world import balance, onchain

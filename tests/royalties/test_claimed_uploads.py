@@ -15,9 +15,11 @@ from catalog.services import asset_upload
 from common import clock
 from common.money import Money, allocate
 from royalties import claims
+from royalties.funding import prepaid_fund
+from royalties.ledger import ledger_check
 from royalties.models import LedgerAccount, RevenueItem
 from royalties.selectors import payable_key
-from royalties.services import ledger_check, prepaid_fund, revenue_settle
+from royalties.settlement import revenue_settle
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -13,9 +13,11 @@ from catalog.models import Claim, ClaimCharge, ClaimStatus
 from common import clock
 from common.money import Money
 from royalties import claims
+from royalties.funding import prepaid_fund
+from royalties.ledger import ledger_check
 from royalties.models import LedgerAccount
 from royalties.selectors import escrow_key, payable_key, prepaid_key
-from royalties.services import ledger_check, prepaid_fund, revenue_settle
+from royalties.settlement import revenue_settle
 from tests import factories
 
 pytestmark = pytest.mark.django_db

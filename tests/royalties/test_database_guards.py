@@ -9,8 +9,10 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from common.money import Money
+from royalties.ledger import InsufficientFunds, ledger_check
 from royalties.models import Entry, JournalTransaction, LedgerAccount, RevenueItem, TransactionKind
-from royalties.services import InsufficientFunds, access_fee_record, ledger_check, revenue_settle
+from royalties.revenue import access_fee_record
+from royalties.settlement import revenue_settle
 from tests.royalties.builders import balance, funded_vendor, payable, three_level_chain
 
 

@@ -8,7 +8,7 @@ from django.test import TestCase
 from catalog.services import Terms, offer_publish, work_create
 from demo.royalties_step import settle_and_report
 from demo.story import Story
-from royalties.services import ledger_check
+from royalties.ledger import ledger_check
 from tests import factories
 from tests.royalties.builders import co_own, derive
 

@@ -14,6 +14,7 @@ from accounts.models import User
 from common.money import Money
 from common.problems import ApiError
 from royalties import payouts
+from royalties.ledger import ledger_check
 from royalties.models import (
     Entry,
     JournalTransaction,
@@ -23,7 +24,8 @@ from royalties.models import (
     TransactionKind,
 )
 from royalties.reconcile import reconcile
-from royalties.services import access_fee_record, ledger_check, revenue_settle
+from royalties.revenue import access_fee_record
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.royalties.builders import funded_vendor, three_level_chain
 from tests.royalties.payout_world import credit

@@ -14,20 +14,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from common.money import Money
 from common.problems import Conflict
+from royalties.funding import prepaid_fund
+from royalties.ledger import InsufficientFunds, ledger_check
 from royalties.licences import licence_accept
 from royalties.models import Entry, JournalTransaction, LedgerAccount, RevenueItem, TransactionKind
-from royalties.services import (
-    InsufficientFunds,
-    ReportLine,
-    access_fee_record,
-    claim_charge_hold,
-    claim_charge_release,
-    ledger_check,
-    prepaid_fund,
-    revenue_report_record,
-    revenue_settle,
-    transaction_reverse,
-)
+from royalties.reports import ReportLine, revenue_report_record
+from royalties.revenue import access_fee_record, claim_charge_hold, claim_charge_release
+from royalties.reversal import transaction_reverse
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.royalties.builders import organisation_of, publish, three_level_chain
 

@@ -14,9 +14,11 @@ from catalog.services import ParentClaim, derivative_create, grant_create
 from common.money import Money
 from common.problems import ApiError
 from royalties import selectors
+from royalties.funding import prepaid_fund
+from royalties.ledger import InsufficientFunds
 from royalties.licences import licence_accept
 from royalties.models import LedgerAccount, RevenueItem
-from royalties.services import InsufficientFunds, prepaid_fund, revenue_settle
+from royalties.settlement import revenue_settle
 from studio import services as studio
 from tests import factories
 from tests.royalties.builders import co_own, organisation_of, payable

@@ -6,8 +6,9 @@ from catalog.models import Claim, ClaimStatus
 from catalog.services import asset_upload
 from common.money import Money
 from royalties.models import RevenueItem
+from royalties.reports import ReportLine, receipt_record, revenue_report_record
 from royalties.selectors import earnings_of
-from royalties.services import ReportLine, receipt_record, revenue_report_record, revenue_settle
+from royalties.settlement import revenue_settle
 from tests import factories
 
 pytestmark = pytest.mark.django_db

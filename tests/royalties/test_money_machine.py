@@ -32,6 +32,8 @@ from hypothesis.stateful import (
 from common.money import Money
 from common.problems import ApiError
 from royalties import payouts
+from royalties.funding import funding_find, prepaid_fund
+from royalties.ledger import InsufficientFunds, ledger_check
 from royalties.licences import licence_accept
 from royalties.models import (
     AccountKind,
@@ -41,23 +43,10 @@ from royalties.models import (
     PayoutStatus,
     TransactionKind,
 )
-from royalties.services import (
-    InsufficientFunds,
-    ReportLine,
-    access_fee_record,
-    claim_charge_hold,
-    claim_charge_release,
-    claim_charge_return,
-    funding_find,
-    funding_refund,
-    funding_reinstate,
-    ledger_check,
-    prepaid_fund,
-    receipt_record,
-    revenue_report_record,
-    revenue_settle,
-    transaction_reverse,
-)
+from royalties.reports import ReportLine, receipt_record, revenue_report_record
+from royalties.revenue import access_fee_record, claim_charge_hold, claim_charge_release, claim_charge_return
+from royalties.reversal import funding_refund, funding_reinstate, transaction_reverse
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.royalties.builders import organisation_of, publish, three_level_chain
 

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from royalties import payouts
+from royalties.ledger import ledger_check
 from royalties.models import JournalTransaction, Payout, PayoutStatus
 from royalties.payouts import (
     PayoutTransitionError,
@@ -18,7 +19,6 @@ from royalties.payouts import (
     payout_submitted,
 )
 from royalties.rails import RailError
-from royalties.services import ledger_check
 from tests import factories
 from tests.royalties.payout_world import (
     Crash,

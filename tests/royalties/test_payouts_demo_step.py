@@ -6,8 +6,8 @@ import pytest
 
 from demo.payouts_step import pay_out
 from demo.story import STEPS, Story
+from royalties.ledger import ledger_check
 from royalties.models import Payout
-from royalties.services import ledger_check
 from tests import factories
 from tests.royalties.payout_world import credit, onchain
 

@@ -13,6 +13,7 @@ from common.money import Money
 from common.problems import ApiError, Conflict
 from royalties import payouts, reconcile
 from royalties.admin import ReceivableAdmin
+from royalties.ledger import ledger_check
 from royalties.models import (
     Entry,
     JournalTransaction,
@@ -21,14 +22,8 @@ from royalties.models import (
     ReceivableStatus,
     RevenueItem,
 )
-from royalties.services import (
-    ReportLine,
-    ledger_check,
-    receipt_record,
-    receivable_date_confirm,
-    revenue_report_record,
-    revenue_settle,
-)
+from royalties.reports import ReportLine, receipt_record, receivable_date_confirm, revenue_report_record
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.royalties.builders import balance, co_own, payable, publish, three_level_chain
 

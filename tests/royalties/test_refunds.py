@@ -17,21 +17,15 @@ from accounts.models import Organisation
 from common.money import Money
 from royalties import payouts
 from royalties.admin import JournalTransactionAdmin
+from royalties.funding import prepaid_fund
+from royalties.ledger import InsufficientFunds, ledger_check
 from royalties.models import Holdback, JournalTransaction, Payout, WebhookEvent
 from royalties.rails import stripe as gateway
+from royalties.reports import ReportLine, receipt_record, revenue_report_record
+from royalties.revenue import access_fee_record
+from royalties.reversal import funding_refund, funding_reinstate
 from royalties.selectors import prepaid_available
-from royalties.services import (
-    InsufficientFunds,
-    ReportLine,
-    access_fee_record,
-    funding_refund,
-    funding_reinstate,
-    ledger_check,
-    prepaid_fund,
-    receipt_record,
-    revenue_report_record,
-    revenue_settle,
-)
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.royalties.builders import balance, payable, publish
 from tests.royalties.stripe_world import deliver, event, recorded

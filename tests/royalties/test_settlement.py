@@ -10,19 +10,15 @@ from django.utils import timezone
 
 from catalog.models import Grant
 from common.money import Money
-from royalties import services
+from common.problems import Conflict
+from royalties import settlement as settling
+from royalties.funding import prepaid_fund
+from royalties.ledger import InsufficientFunds, ledger_check
 from royalties.licences import licence_accept
 from royalties.models import Entry, JournalTransaction, LedgerAccount, RevenueItem, TransactionKind
-from royalties.services import (
-    InsufficientFunds,
-    access_fee_record,
-    claim_charge_hold,
-    claim_charge_release,
-    ledger_check,
-    prepaid_fund,
-    revenue_settle,
-    transaction_reverse,
-)
+from royalties.revenue import access_fee_record, claim_charge_hold, claim_charge_release
+from royalties.reversal import transaction_reverse
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.royalties.builders import (
     balance,
@@ -123,7 +119,7 @@ def test_recording_the_same_access_key_twice_records_it_once() -> None:
 
     assert first is not None and again is not None and again.pk == first.pk
     assert LedgerAccount.objects.get(key=f"vendor_prepaid:org:{organisation.pk}:USD").held_minor == 100
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         access_fee_record(
             organisation=organisation, offer=chain.offer_d, amount=Money(101, "USD"), access_key="k"
         )
@@ -167,7 +163,7 @@ def test_a_crash_between_chunks_keeps_the_settled_chunk_and_the_next_run_settles
         access_fee_record(
             organisation=organisation, offer=chain.offer_d, amount=Money(1_000, "USD"), access_key=f"k{i}"
         )
-    real_chunk = services._settle_chunk
+    real_chunk = settling._settle_chunk
     calls = {"n": 0}
 
     def crash_on_second_chunk(*, limit: int, **kwargs) -> int:
@@ -176,14 +172,14 @@ def test_a_crash_between_chunks_keeps_the_settled_chunk_and_the_next_run_settles
             raise RuntimeError("worker killed")
         return real_chunk(limit=limit, **kwargs)
 
-    monkeypatch.setattr(services, "_settle_chunk", crash_on_second_chunk)
+    monkeypatch.setattr(settling, "_settle_chunk", crash_on_second_chunk)
     with pytest.raises(RuntimeError):
         revenue_settle(chunk_size=4)
     assert RevenueItem.objects.filter(settlement__isnull=False).count() == 4
     assert payable(chain.dan) == 4 * 450
     assert ledger_check().clean
 
-    monkeypatch.setattr(services, "_settle_chunk", real_chunk)
+    monkeypatch.setattr(settling, "_settle_chunk", real_chunk)
     assert revenue_settle(chunk_size=4).items == 6
     assert payable(chain.dan) == 10 * 450
     assert balance("platform_fee:USD") == 10 * 100
@@ -202,7 +198,7 @@ def test_a_crash_inside_a_chunk_rolls_the_whole_chunk_back(monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise RuntimeError("power cut while moving balances")
 
-    monkeypatch.setattr(services, "_apply_deltas", fail)
+    monkeypatch.setattr(settling, "balances_move", fail)
     with pytest.raises(RuntimeError):
         revenue_settle()
 
@@ -321,7 +317,7 @@ def test_funding_is_idempotent_by_reference_and_a_reused_reference_conflicts() -
     again = prepaid_fund(organisation=organisation, amount=Money(1_000, "USD"), external_ref="top-up-acme")
     assert JournalTransaction.objects.filter(kind=TransactionKind.FUNDING).count() == 1
     assert again.kind == TransactionKind.FUNDING
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         prepaid_fund(organisation=organisation, amount=Money(5, "USD"), external_ref="top-up-acme")
     assert balance(f"vendor_prepaid:org:{organisation.pk}:USD") == 1_000
     assert balance("clearing:manual:USD") == -1_000
@@ -345,7 +341,7 @@ def test_a_reversal_mirrors_the_settlement_once_and_refunds_the_vendor() -> None
     assert RevenueItem.objects.get().settlement_id == settlement.pk  # settled once; corrected, not redone
     assert revenue_settle().items == 0
     assert ledger_check().clean
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         transaction_reverse(transaction=reversal, reason="undo")
 
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from catalog.lineage import royalty_stack
 from royalties.splits import FEE, Part, SplitError, exact_shares, split
 
 # D -> C (50%); C -> A (30%), C -> B (20%); A owned 60/40 by alice/bob.
@@ -51,6 +52,20 @@ def test_a_diamond_pays_the_shared_ancestor_through_both_paths() -> None:
     shares = exact_shares(work=4, fee_bps=0, owners=owners, edges=edges)
     assert shares[Part(1, "o1")] == Fraction(1, 2) * Fraction(1, 10) + Fraction(1, 2) * Fraction(2, 10)
     assert sum(shares.values()) == 1
+
+
+def test_the_stack_paid_is_the_stack_shown() -> None:
+    # given a diamond over a chain, with no fee
+    owners = {n: [(f"o{n}", 10_000)] for n in (1, 2, 3, 4, 5)}
+    edges = {5: [(4, 4000)], 4: [(2, 5000), (3, 2500)], 2: [(1, 1000)], 3: [(1, 2000)]}
+    # when the revenue is split, each ancestor's owners get the share the lineage page shows for it, less
+    # what it passes on to its own parents
+    paid = exact_shares(work=5, fee_bps=0, owners=owners, edges=edges)
+    shown = royalty_stack(5, edges)
+    for work, share in shown.items():
+        passed_on = sum(Fraction(bps, 10_000) for _, bps in edges.get(work, []))
+        assert paid[Part(work, f"o{work}")] == share * (1 - passed_on)
+    assert set(shown) == {1, 2, 3, 4}
 
 
 def test_parents_taking_everything_leave_the_derivative_owners_nothing() -> None:

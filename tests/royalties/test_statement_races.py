@@ -10,8 +10,10 @@ import pytest
 
 from common import clock
 from common.money import Money
-from royalties import services
-from royalties.services import access_fee_record, revenue_settle, statement_generate, statement_verify
+from royalties import settlement as settling
+from royalties.revenue import access_fee_record
+from royalties.settlement import revenue_settle
+from royalties.statements import statement_generate, statement_verify
 from tests.interleave import Session, wait_until_blocked_or_done
 from tests.royalties.builders import funded_vendor, payable, three_level_chain
 
@@ -26,14 +28,14 @@ def test_a_statement_cut_during_a_settlement_chunk_waits_for_it_and_leaves_no_ga
     )
     # and a settlement chunk stopped after writing its entries, before its commit
     inside, finish = threading.Event(), threading.Event()
-    apply_deltas = services._apply_deltas
+    apply_deltas = settling.balances_move
 
     def pausing(balance, held):
         apply_deltas(balance, held)
         inside.set()
         finish.wait(60)
 
-    monkeypatch.setattr(services, "_apply_deltas", pausing)
+    monkeypatch.setattr(settling, "balances_move", pausing)
     settlement = Session(lambda: revenue_settle(max_chunks=1))
     settlement.start()
     assert inside.wait(60)
@@ -54,6 +56,6 @@ def test_a_statement_cut_during_a_settlement_chunk_waits_for_it_and_leaves_no_ga
     assert statement.closing_minor == payable(chain.dan)
     assert statement_verify(statement=statement).valid
     # and the next statement starts where it ended, with nothing earned since
-    monkeypatch.setattr(services, "_apply_deltas", apply_deltas)
+    monkeypatch.setattr(settling, "balances_move", apply_deltas)
     following = statement_generate(user=chain.dan, currency="USD", period_end=clock.now())
     assert (following.opening_minor, following.earned_minor) == (4_500, 0)

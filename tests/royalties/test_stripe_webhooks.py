@@ -13,10 +13,10 @@ from django.test import Client
 
 from accounts.models import Organisation, PayoutProfile
 from royalties import payouts
+from royalties.ledger import ledger_check
 from royalties.models import JournalTransaction, Payout, PayoutStatus, WebhookEvent
 from royalties.rails import stripe as gateway
 from royalties.selectors import prepaid_available
-from royalties.services import ledger_check
 from tests import factories
 from tests.royalties.payout_world import balance, credit, in_transit, payable, stripe_profile
 from tests.royalties.stripe_world import (
@@ -303,7 +303,7 @@ def test_an_unexpected_failure_answers_500_and_the_redelivery_processes_it(strip
     intent, _ = topup_objects(organisation, 2500)
     payload = event("payment_intent.succeeded", intent, event_id="evt_pi_flaky")
 
-    with mock.patch("royalties.services.prepaid_fund", side_effect=RuntimeError("database went away")):
+    with mock.patch("royalties.webhooks.prepaid_fund", side_effect=RuntimeError("database went away")):
         first = deliver(web, payload)
     stored = WebhookEvent.objects.get()
     assert first.status_code == 500

@@ -23,7 +23,7 @@ import django
 django.setup()
 
 from config.celery import app  # noqa: E402
-from royalties import services  # noqa: E402
+from royalties import settlement  # noqa: E402
 
 
 def _configure() -> None:
@@ -35,11 +35,11 @@ def _configure() -> None:
     }
     chunk = os.environ.get("SECURITY_SETTLE_CHUNK")
     if chunk:
-        assert services.revenue_settle.__kwdefaults__ is not None
-        services.revenue_settle.__kwdefaults__["chunk_size"] = int(chunk)
+        assert settlement.revenue_settle.__kwdefaults__ is not None
+        settlement.revenue_settle.__kwdefaults__["chunk_size"] = int(chunk)
     marker = os.environ.get("SECURITY_STALL_MARKER")
     if marker:
-        settle_chunk = services._settle_chunk
+        settle_chunk = settlement._settle_chunk
 
         def stalling(
             *, limit: int, excluded: set[int] | None = None, only: Sequence[int] | None = None
@@ -51,7 +51,7 @@ def _configure() -> None:
                 time.sleep(600)
             return count
 
-        services._settle_chunk = stalling
+        settlement._settle_chunk = stalling
 
 
 if __name__ == "__main__":

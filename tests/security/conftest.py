@@ -20,7 +20,7 @@ SETUP = """
 from accounts.services import api_key_create, user_create
 from catalog.services import Terms, asset_upload, grant_create, offer_publish, work_create
 from common.money import Money
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 from tests import factories
 
 creator = user_create(

@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, User
 from catalog.models import Work
 from common.money import Money
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 from tests import factories
 from tests.security.worlds import MARK, MISSING_ID, dashboard_pages, fill_route
 from tests.test_api_contract import _operations

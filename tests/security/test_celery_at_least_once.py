@@ -27,9 +27,10 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from common.money import Money
+from royalties.ledger import ledger_check
 from royalties.models import Entry, JournalTransaction, Payout, RevenueItem, TransactionKind
 from royalties.payouts import period_of
-from royalties.services import access_fee_record, ledger_check
+from royalties.revenue import access_fee_record
 from tests.royalties.builders import funded_vendor, three_level_chain
 from tests.security.live import PYTHON, ROOT, server_env
 

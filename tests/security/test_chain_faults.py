@@ -15,10 +15,10 @@ from django.db.models import F
 
 from contracts.anvil import ANVIL_CHAIN_ID, ANVIL_PRIVATE_KEYS, AnvilNode, AnvilNotInstalled, rpc_request
 from contracts.chain import Chain, payout_id_from_key
+from royalties import chain_client
+from royalties.ledger import ledger_check
 from royalties.models import ChainBatch, Payout
 from royalties.payouts import payout_run
-from royalties.rails import chain as chain_rail
-from royalties.services import ledger_check
 from tests import factories
 from tests.royalties.payout_world import credit, prove_wallet
 
@@ -83,11 +83,11 @@ def node(tmp_path: Path, settings) -> Iterator[KeptStateNode]:
     settings.CHAIN_RPC_URL = started.rpc_url
     settings.CHAIN_PRIVATE_KEY = ANVIL_PRIVATE_KEYS[0]
     settings.CHAIN_DEPLOY_MISSING = True
-    chain_rail.reset_chain()
+    chain_client.reset_chain()
     try:
         yield started
     finally:
-        chain_rail.reset_chain()
+        chain_client.reset_chain()
         started.stop()
 
 
@@ -129,7 +129,7 @@ def confirm(client: Chain) -> None:
 def test_a_batch_that_reverts_when_mined_is_sent_again_once_the_distributor_can_pay(
     node: KeptStateNode,
 ) -> None:
-    client = chain_rail.chain()
+    client = chain_client.chain()
     wallets = payees_with_money(client, [1500, 2500])
     distributor = str(client.distributor.address)
     node.rpc("evm_setAutomine", False)
@@ -164,7 +164,7 @@ def test_a_batch_that_reverts_when_mined_is_sent_again_once_the_distributor_can_
 
 
 def test_a_batch_the_node_dropped_is_sent_again_and_paid_once(node: KeptStateNode) -> None:
-    client = chain_rail.chain()
+    client = chain_client.chain()
     wallets = payees_with_money(client, [1200, 3400])
     node.rpc("evm_setAutomine", False)
     payout_run()
@@ -187,7 +187,7 @@ def test_a_batch_the_node_dropped_is_sent_again_and_paid_once(node: KeptStateNod
 def test_a_node_down_while_sending_leaves_the_payouts_waiting_and_the_next_run_pays_them_once(
     node: KeptStateNode,
 ) -> None:
-    client = chain_rail.chain()
+    client = chain_client.chain()
     wallets = payees_with_money(client, [2000, 700])
     node.stop()
 
@@ -206,7 +206,7 @@ def test_a_node_down_while_sending_leaves_the_payouts_waiting_and_the_next_run_p
 def test_a_node_restarted_after_the_payment_was_mined_keeps_it_and_it_is_confirmed_not_resent(
     node: KeptStateNode,
 ) -> None:
-    client = chain_rail.chain()
+    client = chain_client.chain()
     wallets = payees_with_money(client, [1800, 900])
     payout_run()
     mined_in = {p.external_id for p in Payout.objects.all()}
@@ -227,7 +227,7 @@ def test_a_node_restarted_after_the_payment_was_mined_keeps_it_and_it_is_confirm
 def test_a_node_restarted_without_the_pending_transaction_gets_it_sent_again_and_paid_once(
     node: KeptStateNode,
 ) -> None:
-    client = chain_rail.chain()
+    client = chain_client.chain()
     wallets = payees_with_money(client, [2600, 1100])
     node.rpc("evm_setAutomine", False)
     payout_run()

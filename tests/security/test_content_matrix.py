@@ -19,7 +19,7 @@ from access import services
 from catalog.services import asset_upload
 from common import clock
 from common.money import Money
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 from tests import factories
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]

@@ -28,7 +28,8 @@ from eth_account.signers.local import LocalAccount
 
 from common.money import Money
 from contracts.chain import Chain, payout_id_from_key
-from royalties import funding, payouts, services, webhooks
+from royalties import funding, payouts, settlement, webhooks
+from royalties.ledger import ledger_check
 from royalties.models import (
     ChainCursor,
     ChainDeposit,
@@ -39,7 +40,7 @@ from royalties.models import (
     WebhookEvent,
 )
 from royalties.rails import stripe as gateway
-from royalties.services import access_fee_record, ledger_check
+from royalties.revenue import access_fee_record
 from tests import factories
 from tests.royalties.builders import funded_vendor, organisation_of, three_level_chain
 from tests.royalties.payout_world import Crash, credit, onchain, prove_wallet, stripe_profile
@@ -205,7 +206,7 @@ def settlement_prepare(ctx: Ctx) -> None:
 
 
 def settle(ctx: Ctx) -> None:
-    services.revenue_settle(chunk_size=2)
+    settlement.revenue_settle(chunk_size=2)
 
 
 def settlement_check(ctx: Ctx) -> None:
@@ -316,7 +317,7 @@ STEPS = [
     Step(
         "stripe top-up",
         "credit written, event not yet marked processed",
-        nth_call_crashes(services, "prepaid_fund", 1, after=True),
+        nth_call_crashes(webhooks, "prepaid_fund", 1, after=True),
     ),
     Step(
         "stripe top-up",
@@ -345,15 +346,17 @@ STEPS = [
     Step(
         "settlement",
         "entries written, balances not yet moved",
-        nth_call_crashes(services, "_apply_deltas", 1),
+        nth_call_crashes(settlement, "balances_move", 1),
     ),
     Step(
-        "settlement", "first chunk committed, second not yet", nth_call_crashes(services, "_settle_chunk", 2)
+        "settlement",
+        "first chunk committed, second not yet",
+        nth_call_crashes(settlement, "_settle_chunk", 2),
     ),
     Step(
         "settlement",
         "all committed, the job not yet returned",
-        nth_call_crashes(services, "revenue_settle", 1, after=True),
+        nth_call_crashes(settlement, "revenue_settle", 1, after=True),
         done_at_crash=True,
     ),
     # Payouts on Stripe.

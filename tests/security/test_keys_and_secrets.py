@@ -18,7 +18,7 @@ from access.models import AccessEvent
 from accounts.keys import PREFIX_LENGTH
 from accounts.models import ApiKey
 from common.money import Money
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 from tests import factories
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db(transaction=True)]

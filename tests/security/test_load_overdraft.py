@@ -32,7 +32,7 @@ SETUP = f"""
 from accounts.services import api_key_create, user_create
 from catalog.services import Terms, offer_publish, work_create
 from common.money import Money
-from royalties.services import prepaid_fund
+from royalties.funding import prepaid_fund
 creator = user_create(
     username="c", email="c@example.com", password=None, role="creator", email_verified=True
 )

@@ -21,10 +21,11 @@ from django.test import Client
 from accounts.models import Organisation, PayoutProfile, User
 from common.money import Money
 from royalties import payouts, webhooks
+from royalties.funding import prepaid_fund
+from royalties.ledger import ledger_check
 from royalties.models import JournalTransaction, LedgerAccount, Payout, WebhookEvent
 from royalties.rails import stripe as gateway
 from royalties.selectors import payable_key, prepaid_key
-from royalties.services import ledger_check, prepaid_fund
 from tests import factories
 from tests.royalties.payout_world import credit, stripe_profile
 from tests.royalties.stripe_world import deliver, event, recorded, signature_header, stripe_on

@@ -14,8 +14,8 @@ from accounts.models import ApiKey
 from catalog.models import Claim, Grant, Offer, SplitSheet, Work
 from catalog.services import ParentClaim, asset_upload, derivative_create, grant_create, work_withdraw
 from common.money import Money
+from royalties.funding import prepaid_fund
 from royalties.models import LedgerAccount, Statement
-from royalties.services import prepaid_fund
 from tests import factories
 
 MARK = "Qx9-private"  # in every private name of the owners below; strangers must never see it

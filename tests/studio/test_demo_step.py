@@ -9,9 +9,10 @@ from catalog.services import asset_upload, grant_create
 from catalog.tasks import fingerprint_asset
 from demo.story import Story
 from demo.studio_step import SALE_PRICE_MINOR, fan_creates
+from royalties.ledger import ledger_check
 from royalties.models import LedgerAccount
 from royalties.selectors import payable_key
-from royalties.services import ledger_check, revenue_settle
+from royalties.settlement import revenue_settle
 from studio.models import GenerationJob, JobStatus
 from tests import factories
 

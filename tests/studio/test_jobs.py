@@ -17,8 +17,8 @@ from catalog import tracing
 from catalog.models import FingerprintStatus, WorkParent
 from catalog.services import Terms, offer_publish
 from media.validation import inspect
+from royalties.ledger import InsufficientFunds
 from royalties.models import RevenueItem
-from royalties.services import InsufficientFunds
 from studio import selectors
 from studio.models import GenerationJob, JobStatus
 from studio.services import InputFile, job_create, terms_accept

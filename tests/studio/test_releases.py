@@ -10,7 +10,7 @@ from common.money import Money, allocate
 from common.problems import Conflict
 from royalties.models import LedgerAccount, RevenueItem, RevenueSource
 from royalties.selectors import fee_key, payable_key
-from royalties.services import revenue_settle
+from royalties.settlement import revenue_settle
 from studio import selectors
 from studio.models import Purchase
 from studio.services import release_purchase, release_set, release_withdraw, wallet_fund

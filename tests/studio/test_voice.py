@@ -26,7 +26,7 @@ from common.money import Money, allocate
 from common.problems import Conflict
 from royalties.models import LedgerAccount, RevenueItem, RevenueSource
 from royalties.selectors import fee_key, payable_key
-from royalties.services import revenue_settle
+from royalties.settlement import revenue_settle
 from studio import selectors
 from studio.models import GenerationJob, JobStatus, Purchase, Release, ReleaseStatus
 from studio.services import release_purchase, wallet_fund

@@ -22,8 +22,8 @@ from access.agents import build_server, http_server
 from access.models import Retrieval
 from accounts.services import api_key_authenticate, api_key_revoke
 from common.money import Money
+from royalties.funding import prepaid_fund
 from royalties.selectors import prepaid_available
-from royalties.services import prepaid_fund
 from tests import factories
 from tests.security.live import free_port
 from tests.text import samples

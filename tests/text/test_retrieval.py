@@ -21,9 +21,9 @@ from matching import index
 from matching import services as media_services
 from matching.models import Fingerprint, FingerprintKind
 from media.text import passages
+from royalties.funding import prepaid_fund
 from royalties.models import RevenueItem
 from royalties.selectors import prepaid_available
-from royalties.services import prepaid_fund
 from tests import factories
 from tests.text import samples
 from tests.text.test_text_tracing import register_text

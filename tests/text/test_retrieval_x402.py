@@ -23,7 +23,7 @@ from catalog.consent import consent_withdraw
 from catalog.models import Work
 from royalties.models import JournalTransaction, LedgerAccount, RevenueItem
 from royalties.selectors import clearing_key, fee_key, payable_key, prepaid_available
-from royalties.services import revenue_settle
+from royalties.settlement import revenue_settle
 from tests import factories
 from tests.contracts.signing import new_key
 from tests.text import samples

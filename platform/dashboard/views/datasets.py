@@ -24,8 +24,8 @@ from datasets import apis as dataset_apis
 from datasets import delivery, selectors
 from datasets.models import DatasetKind, ItemStatus, Pricing, Weighting
 from datasets.services import contributing, curation, opt_outs, sales, snapshots
+from royalties.ledger import InsufficientFunds
 from royalties.selectors import prepaid_available
-from royalties.services import InsufficientFunds
 
 PAGE_SIZE = 20
 

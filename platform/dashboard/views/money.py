@@ -20,7 +20,7 @@ from contracts.chain import ChainError, TokenDomain
 from dashboard import selectors as dashboard
 from dashboard.web import current_user, paginate, role_only
 from royalties import selectors as royalty_selectors
-from royalties import services as royalty_services
+from royalties import statements as royalty_statements
 from royalties.models import RevenueSource
 
 # Money: earnings and statements ------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def earnings(request: HttpRequest) -> HttpResponse:
             "chart": dashboard.earnings_by_day(user=user, currency=currency) if currency else None,
             "statements": statements,
             "checks": {
-                statement.pk: royalty_services.statement_verify(statement=statement)
+                statement.pk: royalty_statements.statement_verify(statement=statement)
                 for statement in statements
             },
             "sources": dict(RevenueSource.choices),
@@ -68,7 +68,9 @@ def statement_new(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Choose a currency you have earned in.")
         return redirect("dashboard:earnings")
     try:
-        statement = royalty_services.statement_generate(user=user, currency=currency, period_end=clock.now())
+        statement = royalty_statements.statement_generate(
+            user=user, currency=currency, period_end=clock.now()
+        )
     except ApiError as exc:
         messages.error(request, str(exc.detail))
     else:
@@ -80,7 +82,7 @@ def statement_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def statement_csv(request: HttpRequest, statement_id: int) -> HttpResponse:
     statement = royalty_selectors.statement_get_visible(user=current_user(request), statement_id=statement_id)
-    response = HttpResponse(royalty_services.statement_csv(statement=statement), content_type="text/csv")
+    response = HttpResponse(royalty_statements.statement_csv(statement=statement), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="statement-{statement.pk}.csv"'
     return response
 

@@ -27,7 +27,7 @@ from datasets.models import (
     SnapshotItem,
 )
 from datasets.terms import AI_TRAIN
-from royalties import services as royalties
+from royalties import revenue as royalty_revenue
 
 RECEIPT_TYPE = "dataset-licence"
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -137,7 +137,7 @@ def _sell(*, snapshot: Snapshot, organisation: Organisation, user: User, territo
     for row, amount in zip(works, parts[1:], strict=True):
         revenue = None
         if amount:
-            revenue = royalties.dataset_share_record(
+            revenue = royalty_revenue.dataset_share_record(
                 organisation=organisation,
                 key=f"dataset:{licence.licence_id}:{row['work_id']}",
                 offer=offers[row["offer_id"]],
@@ -157,7 +157,7 @@ def _sell(*, snapshot: Snapshot, organisation: Organisation, user: User, territo
             )
         )
     if parts[0]:
-        royalties.dataset_curator_pay(
+        royalty_revenue.dataset_curator_pay(
             organisation=organisation,
             key=f"dataset-curator:{licence.licence_id}",
             curator_id=dataset.curator_id,

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from royalties.services import ledger_check
+from royalties.ledger import ledger_check
 
 
 class Command(BaseCommand):

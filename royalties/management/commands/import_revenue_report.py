@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
 from common.problems import ApiError
-from royalties.services import report_lines_from_csv, revenue_report_record
+from royalties.reports import report_lines_from_csv, revenue_report_record
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from royalties.services import SETTLEMENT_CHUNK, revenue_settle
+from royalties.settlement import SETTLEMENT_CHUNK, revenue_settle
 
 
 class Command(BaseCommand):
