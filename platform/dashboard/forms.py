@@ -89,7 +89,12 @@ class DerivativeForm(WorkForm):
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(help_text="An image (PNG, JPEG, WebP) or audio (WAV, FLAC, OGG, MP3).")
+    file = forms.FileField(
+        help_text=(
+            "An image (PNG, JPEG, WebP, GIF, AVIF, HEIC, BMP, TIFF) or audio "
+            "(WAV, FLAC, MP3, OGG/Opus, AIFF, AAC/M4A, WebM)."
+        )
+    )
 
 
 # What a text work's upload picker offers; the service still decides by the content, never by the name.
