@@ -85,10 +85,16 @@ def probe(data: bytes, fmt: str, *, max_duration_s: float = MAX_VIDEO_SECONDS) -
 
 
 def decode_audio(
-    data: bytes, fmt: str, *, rate: int, max_duration_s: float = MAX_VIDEO_SECONDS
+    data: bytes,
+    fmt: str,
+    *,
+    rate: int,
+    max_duration_s: float = MAX_VIDEO_SECONDS,
+    first_s: float | None = None,
 ) -> npt.NDArray[np.float32]:
-    """The first audio stream as mono float32 at `rate`. Raises CorruptMedia when there is none or it does
-    not decode, MediaTooLarge past `max_duration_s` (counted on the samples, whatever the header says)."""
+    """The first audio stream as mono float32 at `rate` (only its first `first_s` seconds when given).
+    Raises CorruptMedia when there is none or it does not decode, MediaTooLarge past `max_duration_s`
+    (counted on the samples, whatever the header says)."""
     import av
 
     limit = int(max_duration_s * rate) + rate
@@ -105,6 +111,8 @@ def decode_audio(
                     block = converted.to_ndarray().reshape(-1).astype(np.float32, copy=False)
                     blocks.append(block)
                     total += block.size
+                if first_s is not None and total >= first_s * rate:
+                    return np.concatenate(blocks)[: int(first_s * rate)]
                 if total > limit:
                     raise MediaTooLarge(f"The soundtrack lasts over {max_duration_s:.0f} s.")
             for converted in resampler.resample(None):

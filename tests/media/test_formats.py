@@ -4,11 +4,14 @@ refused from their headers; animations and videos yield their scene-change frame
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+import soundfile
 from PIL import Image
 
-from media import containers, frames
+from media import containers, frames, preview
 from media.errors import CorruptMedia, MediaTooLarge
 from media.fingerprint import audio, image
 from media.samples import formats
@@ -149,3 +152,20 @@ def test_a_soundtrack_longer_than_the_cap_is_refused_while_decoding_whatever_the
 
     with pytest.raises(MediaTooLarge):
         containers.decode_audio(data, "m4a", rate=8000, max_duration_s=1.0)
+
+
+@pytest.mark.parametrize("fmt", ["m4a", "webm", "aiff", "opus"])
+def test_the_preview_of_a_recording_in_each_format_is_its_first_seconds_in_ogg(fmt, tone):
+    long_tone = np.tile(tone, 12)  # 36 s
+
+    made = preview.preview(io.BytesIO(formats.audio_as(long_tone, RATE, fmt)), "audio")
+
+    assert made.media_type == "audio/ogg"
+    assert soundfile.info(io.BytesIO(made.data)).duration == pytest.approx(preview.PREVIEW_AUDIO_S, abs=0.05)
+
+
+@pytest.mark.parametrize("fmt", ["heic", "avif", "gif", "tiff"])
+def test_the_preview_of_an_image_in_each_format_is_a_jpeg(fmt, image_samples):
+    made = preview.preview(io.BytesIO(formats.image_as(image_samples["Garden"], fmt)), "image")
+
+    assert made.media_type == "image/jpeg" and made.data.startswith(b"\xff\xd8")
