@@ -132,8 +132,10 @@ def multiframe_format(data: bytes) -> str | None:
         return fmt
     if fmt not in ANIMATED_FORMATS:
         return None
-    try:
-        with Image.open(io.BytesIO(data), formats=["GIF", "WEBP"]) as image:
-            return fmt if getattr(image, "is_animated", False) else None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
-        return None  # the still-image decoder reports what is wrong with it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(io.BytesIO(data), formats=["GIF", "WEBP"]) as image:
+                return fmt if getattr(image, "is_animated", False) else None
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+            return None  # the still-image decoder reports what is wrong with it

@@ -169,3 +169,14 @@ def test_the_preview_of_an_image_in_each_format_is_a_jpeg(fmt, image_samples):
     made = preview.preview(io.BytesIO(formats.image_as(image_samples["Garden"], fmt)), "image")
 
     assert made.media_type == "image/jpeg" and made.data.startswith(b"\xff\xd8")
+
+
+def test_an_animated_gif_whose_screen_claims_billions_of_pixels_is_refused_before_decoding(scenes):
+    data = bytearray(formats.animation(scenes[:2], "gif"))
+    data[6:10] = b"\xff\xff\xff\xff"  # logical screen 65535 x 65535
+
+    with pytest.raises(MediaTooLarge):
+        inspect(bytes(data))
+    with pytest.raises(MediaTooLarge):
+        image.compute(bytes(data))
+    assert frames.multiframe_format(bytes(data)) is None
