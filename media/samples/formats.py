@@ -203,7 +203,7 @@ def _find(data: bytes, path: Sequence[bytes]) -> list[tuple[int, int]]:
 def endless_duration(data: bytes) -> bytes:
     """The MP4 with every duration field of its movie and media headers set near the largest value (all
     ones would mean "unknown"), and every sample's duration in its time-to-sample tables with them (FFmpeg
-    trusts those over the headers): decades at the media's time scale."""
+    trusts those over the headers): days of media where the file holds seconds."""
     out = bytearray(data)
     for start, _ in _find(data, (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stts")):
         (count,) = struct.unpack_from(">I", out, start + 12)
