@@ -17,6 +17,9 @@ import soundfile
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from scipy.signal import resample_poly
 
+from media.containers import decode_audio
+from media.validation import CONTAINER_FORMATS, sniff
+
 PREVIEW_IMAGE_PX = 512
 PREVIEW_AUDIO_S = 30
 PREVIEW_AUDIO_RATE = 16_000
@@ -67,10 +70,17 @@ def _mark(image: Image.Image) -> None:
 
 def audio_preview(source: BinaryIO) -> Preview:
     """The first PREVIEW_AUDIO_S seconds, mono, PREVIEW_AUDIO_RATE Hz, low-quality Ogg Vorbis."""
-    with soundfile.SoundFile(source) as sound:
-        rate = sound.samplerate
-        samples = sound.read(frames=PREVIEW_AUDIO_S * rate, dtype="float32", always_2d=True)
-    mono = samples.mean(axis=1)
+    head = source.read(16)
+    source.seek(0)
+    fmt = sniff(head)
+    if fmt in CONTAINER_FORMATS:  # AAC/M4A, WebM: FFmpeg decodes them at the preview's rate
+        rate = PREVIEW_AUDIO_RATE
+        mono = decode_audio(source.read(), fmt, rate=rate, first_s=PREVIEW_AUDIO_S)
+    else:
+        with soundfile.SoundFile(source) as sound:
+            rate = sound.samplerate
+            samples = sound.read(frames=PREVIEW_AUDIO_S * rate, dtype="float32", always_2d=True)
+        mono = samples.mean(axis=1)
     if rate != PREVIEW_AUDIO_RATE and mono.size:
         common = gcd(rate, PREVIEW_AUDIO_RATE)
         mono = resample_poly(mono, PREVIEW_AUDIO_RATE // common, rate // common).astype(np.float32)

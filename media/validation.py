@@ -19,17 +19,22 @@ from media.errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMed
 # Importing media.limits sets Pillow's own bomb guard explicitly; our pixel cap (checked from the header
 # before decoding) is normally lower.
 
-ALLOWED_FORMATS = "PNG, JPEG, WebP images; WAV, FLAC, MP3, OGG audio"
+ALLOWED_FORMATS = (
+    "PNG, JPEG, WebP, GIF, AVIF, HEIC/HEIF, BMP, TIFF images; WAV, FLAC, MP3, OGG/Opus, AIFF, AAC/M4A, "
+    "WebM audio; MP4, MOV, WebM video"
+)
 
 
 @dataclass(frozen=True)
 class MediaInfo:
-    kind: str  # "image" or "audio"
+    kind: str  # "image", "audio" or "video"
     media_type: str
     extension: str
     width: int | None = None
     height: int | None = None
     duration_s: float | None = None
+    # An image with more than one frame (GIF or WebP animation): matched by its keyframes.
+    animated: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,38 @@ class Limits:
     max_audio_seconds: float = 20 * 60
 
 
-_IMAGE_SIGNATURES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-_AUDIO_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
+_IMAGE_SIGNATURES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "avif": "image/avif",
+    "heic": "image/heic",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+}
+# The name Pillow gives each format once opened.
+_PILLOW_NAMES = {"heic": "heif"}
+# Read by libsndfile (soundfile).
+_AUDIO_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "aiff": "audio/aiff",
+}
 AUDIO_FORMATS = frozenset(_AUDIO_TYPES)
+# Read by FFmpeg (media.containers): audio when they hold no video stream.
+_CONTAINER_TYPES = {
+    "mp4": ("video/mp4", "audio/mp4"),
+    "m4a": ("video/mp4", "audio/mp4"),
+    "mov": ("video/quicktime", "audio/mp4"),
+    "webm": ("video/webm", "audio/webm"),
+}
+CONTAINER_FORMATS = frozenset(_CONTAINER_TYPES)
+# ISO base media brands (the `ftyp` box) of still images; any other brand is audio or video.
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
 def sniff(head: bytes) -> str | None:
@@ -58,6 +92,25 @@ def sniff(head: bytes) -> str | None:
         return "flac"
     if head.startswith(b"OggS"):
         return "ogg"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:2] == b"BM" and len(head) >= 14:
+        return "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _AVIF_BRANDS:
+            return "avif"
+        if brand in _HEIF_BRANDS:
+            return "heic"
+        if brand in (b"M4A ", b"M4B "):
+            return "m4a"
+        return "mov" if brand == b"qt  " else "mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: WebM and Matroska
+        return "webm"
     if head.startswith(b"ID3"):
         return "mp3"
     # A bare MPEG audio frame: 11 sync bits, a valid version and layer III.
@@ -78,6 +131,8 @@ def inspect(data: bytes, limits: Limits | None = None) -> MediaInfo:
         raise UnsupportedMedia(f"The content is not an accepted format ({ALLOWED_FORMATS}).")
     if fmt in _IMAGE_SIGNATURES:
         return _inspect_image(data, fmt, limits)
+    if fmt in _CONTAINER_TYPES:
+        return _inspect_container(data, fmt, limits)
     return _inspect_audio(data, fmt, limits)
 
 
@@ -87,7 +142,7 @@ def _inspect_image(data: bytes, fmt: str, limits: Limits) -> MediaInfo:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-                if image.format is None or image.format.lower() != fmt:
+                if image.format is None or image.format.lower() != _PILLOW_NAMES.get(fmt, fmt):
                     raise UnsupportedMedia(f"The content looks like {fmt.upper()} but does not decode as it.")
                 if width <= 0 or height <= 0:
                     raise CorruptMedia("The image has no pixels.")
@@ -100,6 +155,8 @@ def _inspect_image(data: bytes, fmt: str, limits: Limits) -> MediaInfo:
                     # fraction of the memory.
                     image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 image.load()
+                # Pillow looks only as far as the second frame to say so.
+                animated = bool(getattr(image, "is_animated", False))
     except MediaError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -109,8 +166,31 @@ def _inspect_image(data: bytes, fmt: str, limits: Limits) -> MediaInfo:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptMedia(f"The {fmt.upper()} image is damaged or truncated: {exc}") from None
     return MediaInfo(
-        kind="image", media_type=_IMAGE_SIGNATURES[fmt], extension=fmt, width=width, height=height
+        kind="image",
+        media_type=_IMAGE_SIGNATURES[fmt],
+        extension=fmt,
+        width=width,
+        height=height,
+        animated=animated,
     )
+
+
+def _inspect_container(data: bytes, fmt: str, limits: Limits) -> MediaInfo:
+    from media.containers import probe
+
+    found = probe(data, fmt, max_duration_s=limits.max_audio_seconds)
+    video_type, audio_type = _CONTAINER_TYPES[fmt]
+    extension = "m4a" if fmt == "mp4" and not found.has_video else fmt
+    if found.has_video:
+        return MediaInfo(
+            kind="video",
+            media_type=video_type,
+            extension=extension,
+            width=found.width,
+            height=found.height,
+            duration_s=found.duration_s,
+        )
+    return MediaInfo(kind="audio", media_type=audio_type, extension=extension, duration_s=found.duration_s)
 
 
 def _inspect_audio(data: bytes, fmt: str, limits: Limits) -> MediaInfo:

@@ -39,7 +39,7 @@ from scipy import fft as scipy_fft
 from scipy import signal, sparse
 
 from media.errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
-from media.validation import AUDIO_FORMATS, sniff
+from media.validation import AUDIO_FORMATS, CONTAINER_FORMATS, sniff
 
 # v2: the peaks are stored for verification; v3: peaks ranked in a window centred on each (v2 used fixed
 # one-second blocks), so the stored hashes and peaks differ from v2's for the same audio; v4: the spectral
@@ -243,7 +243,8 @@ def unpack_levels(packed: NDArray[np.uint8]) -> NDArray[np.uint8]:
 def decode(
     data: bytes | str | os.PathLike[str], *, max_duration_s: float = MAX_DURATION_S
 ) -> tuple[NDArray[np.float32], int]:
-    """Decode WAV, FLAC, OGG or MP3 bytes (or a file) to mono float32 at SAMPLE_RATE_HZ.
+    """Decode WAV, FLAC, OGG, MP3 or AIFF bytes (or a file), or the soundtrack of an MP4, M4A, MOV or WebM,
+    to mono float32 at SAMPLE_RATE_HZ.
 
     The format is taken from the content, never the name. Raises UnsupportedMedia, CorruptMedia or
     MediaTooLarge (all MediaError) for anything that is not whole, accepted audio within the limits.
@@ -253,8 +254,13 @@ def decode(
     raw = _read_input(data)
     if not raw:
         raise CorruptMedia("The file is empty.")
-    if sniff(raw[:16]) not in AUDIO_FORMATS:
-        raise UnsupportedMedia("The content is not WAV, FLAC, OGG or MP3 audio.")
+    fmt = sniff(raw[:16])
+    if fmt in CONTAINER_FORMATS:
+        from media.containers import decode_audio
+
+        return decode_audio(raw, fmt, rate=SAMPLE_RATE_HZ, max_duration_s=max_duration_s), SAMPLE_RATE_HZ
+    if fmt not in AUDIO_FORMATS:
+        raise UnsupportedMedia("The content is not audio this decoder reads.")
     try:
         info = soundfile.info(io.BytesIO(raw))
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:

@@ -49,7 +49,7 @@ MAX_INPUT_BYTES: Final = 64 * 1024 * 1024
 MAX_IMAGE_PIXELS: Final = limits.MAX_IMAGE_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-ACCEPTED_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+ACCEPTED_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
 
 #: Longest side of the working image the features are detected on.
 WORKING_SIDE: Final = 512

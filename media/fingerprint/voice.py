@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media.errors import CorruptMedia, MediaTooLarge, UnsupportedMedia
+from media.validation import CONTAINER_FORMATS, sniff
 
 if TYPE_CHECKING:
     from resemblyzer import VoiceEncoder
@@ -130,7 +131,8 @@ def embed(samples: npt.ArrayLike, sr: int) -> VoiceEmbedding:
 
 
 def embed_file(data: bytes | str | os.PathLike[str]) -> VoiceEmbedding:
-    """Decode WAV, FLAC, OGG or MP3 (bytes or a file) at its own sample rate and embed its voice.
+    """Decode WAV, FLAC, OGG, MP3 or AIFF (bytes or a file) at its own sample rate, or the soundtrack of
+    an MP4, M4A, MOV or WebM at the model's rate, and embed its voice.
 
     ``media.fingerprint.audio.decode`` is not used: it resamples to 8 kHz, which drops the 4-8 kHz band
     that carries much of a voice's identity.
@@ -140,6 +142,12 @@ def embed_file(data: bytes | str | os.PathLike[str]) -> VoiceEmbedding:
     raw = data if isinstance(data, bytes) else Path(data).read_bytes()
     if len(raw) > MAX_INPUT_BYTES:
         raise MediaTooLarge(f"the file is {len(raw)} bytes; the limit is {MAX_INPUT_BYTES}")
+    fmt = sniff(raw[:16])
+    if fmt in CONTAINER_FORMATS:
+        from media.containers import decode_audio
+
+        rate = MODEL_SAMPLE_RATE_HZ
+        return embed(decode_audio(raw, fmt, rate=rate, max_duration_s=MAX_DURATION_S), rate)
     try:
         with soundfile.SoundFile(io.BytesIO(raw)) as handle:
             rate = int(handle.samplerate)

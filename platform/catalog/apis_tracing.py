@@ -58,6 +58,11 @@ class TraceMatchSerializer(serializers.Serializer):
         source="match.offset_s", allow_null=True, help_text="where in the original"
     )
     time_scale = serializers.FloatField(source="match.time_scale", allow_null=True)
+    time_s = serializers.FloatField(
+        source="match.time_s",
+        allow_null=True,
+        help_text="video and animations: the time of the frame that matched best, in seconds",
+    )
     overlap = serializers.FloatField(
         source="match.overlap",
         allow_null=True,
@@ -87,6 +92,13 @@ class TraceMatchSerializer(serializers.Serializer):
         ]
 
 
+class SkippedStepSerializer(serializers.Serializer):
+    step = serializers.CharField(help_text="image, audio, voice, or frame (one frame of a video)")
+    code = serializers.CharField(help_text="the problem code the step met, as a refusal would give it")
+    reason = serializers.CharField()
+    time_s = serializers.FloatField(allow_null=True, help_text="a frame's time in the media, in seconds")
+
+
 class TraceApi(APIView):
     """What a piece of media or text derives from: the registered works it matches. Send a file (multipart
     field `file`: an image, audio, or a text file) or text itself (JSON `{"text": "..."}`)."""
@@ -112,7 +124,11 @@ class TraceApi(APIView):
 
     class OutputSerializer(serializers.Serializer):
         media_type = serializers.CharField()
+        kind = serializers.CharField(help_text="image, audio, video or text")
         matches = TraceMatchSerializer(many=True)
+        skipped = SkippedStepSerializer(
+            many=True, help_text="matching steps this media did not allow; the matches are the others'"
+        )
         manifest = serializers.JSONField(
             allow_null=True,
             help_text="the C2PA manifest the file carries (signer, AI marker, licence), or null",
@@ -134,11 +150,17 @@ class TraceApi(APIView):
             content = data.validated_data["text"].encode("utf-8")
         else:
             content = read_upload(data.validated_data["file"])
-        info, matches = tracing.trace(data=content, user=authenticated_user(request), text_only=as_text)
-        manifest = tracing.manifest_of(data=content, info=info)
+        report = tracing.trace_report(data=content, user=authenticated_user(request), text_only=as_text)
+        manifest = tracing.manifest_of(data=content, info=report.info)
         return Response(
             self.OutputSerializer(
-                {"media_type": info.media_type, "matches": matches, "manifest": manifest}
+                {
+                    "media_type": report.info.media_type,
+                    "kind": report.info.kind,
+                    "matches": report.matches,
+                    "skipped": report.skipped,
+                    "manifest": manifest,
+                }
             ).data
         )
 

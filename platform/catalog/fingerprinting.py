@@ -21,7 +21,9 @@ def asset_fingerprint(*, asset_id: int) -> Asset | None:
     """Fingerprint an asset's content, then open the claims its matches call for.
 
     Idempotent: a finished asset is left alone, and fingerprints and claims are unique, so a redelivered
-    task changes nothing. Undecodable content marks the asset failed with the reason.
+    task changes nothing. Undecodable content marks the asset failed with the reason; a kind of
+    fingerprint the content does not allow (the voice of a recording that is mostly music) is skipped, the
+    others stored, and the asset done with the skipped kinds noted in its error field.
     """
     started = (
         Asset.objects.filter(pk=asset_id)
@@ -34,17 +36,23 @@ def asset_fingerprint(*, asset_id: int) -> Asset | None:
     with default_storage.open(asset.blob.storage_name, "rb") as handle:
         data = handle.read()
     kinds = media.fingerprint_kinds_for(asset.blob.kind, voice_work=asset.work.kind == WorkKind.VOICE)
+    skipped: list[media.SkippedStep] = []
     try:
         media.fingerprints_compute(
-            sha256=asset.blob.sha256, data=data, kinds=kinds, progress=partial(_set_progress, asset_id)
+            sha256=asset.blob.sha256,
+            data=data,
+            kinds=kinds,
+            progress=partial(_set_progress, asset_id),
+            skipped=skipped,
         )
     except MediaError as exc:
         Asset.objects.filter(pk=asset_id).update(
             fingerprint_status=FingerprintStatus.FAILED, fingerprint_error=str(exc)[:300]
         )
         return asset
+    note = "; ".join(f"{step.step} skipped: {step.reason}" for step in skipped)
     Asset.objects.filter(pk=asset_id).update(
-        fingerprint_status=FingerprintStatus.DONE, fingerprint_progress=100
+        fingerprint_status=FingerprintStatus.DONE, fingerprint_progress=100, fingerprint_error=note[:300]
     )
     claims_open_for(asset=asset, data=data)
     asset.refresh_from_db()

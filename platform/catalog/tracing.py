@@ -108,9 +108,10 @@ def match_works(
     derived_from: Work | None = None,
     text: str | None = None,
     limit: int = 20,
+    skipped: list[media.SkippedStep] | None = None,
 ) -> list[WorkMatch]:
     """The registered works the media (or `text`, when info.kind is text) matches, best first, each with
-    whether `user` is covered.
+    whether `user` is covered. A matching step the media did not allow is added to `skipped`.
 
     A user is covered for a work they manage or co-own, for a work they hold an active grant on, and
     (when the media belongs to `derived_from`) for that work's ancestors. With no user (the operator's
@@ -119,7 +120,7 @@ def match_works(
     if info.kind == "text":
         matches = media.text_match(text=text or "", limit=limit)
     else:
-        matches = media.content_match(data=data, info=info, limit=limit)
+        matches = media.content_match(data=data, info=info, limit=limit, skipped=skipped)
     by_sha: dict[str, list[media.ContentMatch]] = defaultdict(list)
     for match in matches:
         by_sha[match.sha256].append(match)
@@ -174,7 +175,22 @@ def _passage_pairs(match: media.ContentMatch, asset: Asset, text: str) -> tuple[
 def trace(*, data: bytes, user: User | None, text_only: bool = False) -> tuple[MediaInfo, list[WorkMatch]]:
     """What this media or text derives from (`text_only`: the bytes are text sent as text, never taken for
     media whatever they start with). Raises ApiError for content we cannot read."""
+    report = trace_report(data=data, user=user, text_only=text_only)
+    return report.info, report.matches
 
+
+@dataclass(frozen=True)
+class TraceReport:
+    info: MediaInfo
+    matches: list[WorkMatch]
+    # The matching steps this media did not allow (say, the voice of an instrumental), with why.
+    skipped: list[media.SkippedStep]
+
+
+def trace_report(*, data: bytes, user: User | None, text_only: bool = False) -> TraceReport:
+    """`trace`, with the steps that were skipped. Each step fails alone: the answer holds what the others
+    found; only media no step can read is refused (ApiError)."""
+    skipped: list[media.SkippedStep] = []
     try:
         if text_only:
             document = inspect_text(data)
@@ -182,11 +198,11 @@ def trace(*, data: bytes, user: User | None, text_only: bool = False) -> tuple[M
             text: str | None = document.text
         else:
             info, text = read_any(data)
-        matches = match_works(data=data, info=info, user=user, text=text)
+        matches = match_works(data=data, info=info, user=user, text=text, skipped=skipped)
     except MediaError as exc:
         raise media_error_to_api(exc) from None
     disclosed = [m for m in matches if user is None or _disclosed(m)]
-    return info, disclosed
+    return TraceReport(info, disclosed, skipped)
 
 
 def _disclosed(match: WorkMatch) -> bool:

@@ -94,10 +94,9 @@ class UploadForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         limit = int(settings.UPLOAD_MAX_BYTES)
-        self.fields[
-            "file"
-        ].help_text = (
-            f"An image (PNG, JPEG, WebP) or audio (WAV, FLAC, OGG, MP3). Files up to {_mebibytes(limit)}."
+        self.fields["file"].help_text = (
+            "An image (PNG, JPEG, WebP, GIF, AVIF, HEIC, BMP, TIFF) or audio "
+            f"(WAV, FLAC, MP3, OGG/Opus, AIFF, AAC/M4A, WebM). Files up to {_mebibytes(limit)}."
         )
         self.fields["file"].widget.attrs.update(
             {"data-max-bytes": str(limit), "data-max-text": _mebibytes(limit)}

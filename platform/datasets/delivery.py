@@ -38,10 +38,18 @@ _EXTENSIONS = {
     "image/png": "png",
     "image/jpeg": "jpg",
     "image/webp": "webp",
+    "image/gif": "gif",
+    "image/avif": "avif",
+    "image/heic": "heic",
+    "image/bmp": "bmp",
+    "image/tiff": "tiff",
     "audio/wav": "wav",
     "audio/flac": "flac",
     "audio/mpeg": "mp3",
     "audio/ogg": "ogg",
+    "audio/aiff": "aiff",
+    "audio/mp4": "m4a",
+    "audio/webm": "webm",
 }
 
 

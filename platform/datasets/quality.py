@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from media.containers import decode_audio
 from media.errors import MediaError
-from media.validation import MediaInfo, inspect
+from media.validation import CONTAINER_FORMATS, MediaInfo, inspect, sniff
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,15 @@ class Verdict:
 
 
 def loudness_dbfs(data: bytes) -> float:
-    """The RMS level of the whole recording in dBFS, read in blocks (bounded memory)."""
+    """The RMS level of the whole recording in dBFS, read in blocks (bounded memory); a recording in an
+    MP4, M4A or WebM container is decoded whole (mono, 16 kHz), within the duration cap."""
     import soundfile
 
+    fmt = sniff(data[:16])
+    if fmt in CONTAINER_FORMATS:
+        mono = decode_audio(data, fmt, rate=16_000).astype(np.float64)
+        power = float(np.square(mono).mean()) if mono.size else 0.0
+        return -math.inf if power == 0.0 else 10.0 * math.log10(power)
     total = 0.0
     count = 0
     with soundfile.SoundFile(io.BytesIO(data)) as handle:
@@ -82,7 +89,7 @@ def check(data: bytes, floors: Floors) -> Verdict:
         )
     try:
         level = loudness_dbfs(data)
-    except (RuntimeError, ValueError) as exc:  # soundfile's errors derive from RuntimeError
+    except (RuntimeError, ValueError) as exc:  # soundfile: RuntimeError; MediaError is a ValueError
         return Verdict("corrupt_media", f"The audio cannot be decoded to the end: {exc}", info)
     if level < floors.min_loudness_dbfs:
         shown = "silent" if level == -math.inf else f"{level:.1f} dBFS"

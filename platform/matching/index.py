@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from matching.models import Fingerprint, FingerprintKind
+from media import frames
 from media.fingerprint import audio, image, voice
 from media.fingerprint.audio_index import AudioIndex
 from media.fingerprint.image_index import ImageIndex
@@ -53,7 +54,10 @@ class Indexes:
         for row in rows:
             data = bytes(row.data)
             if row.kind == FingerprintKind.IMAGE:
-                self.image.add(row.sha256, image.ImageFingerprint.from_bytes(data))
+                # An animation or a video: each keyframe under its own reference, mapped back by content_of.
+                for number, part in enumerate(frames.unbundle(data)):
+                    reference = row.sha256 if number == 0 else f"{row.sha256}{_FRAME_MARK}{number}"
+                    self.image.add(reference, image.ImageFingerprint.from_bytes(part))
             elif row.kind == FingerprintKind.AUDIO:
                 self.audio.add(row.sha256, audio.AudioFingerprint.from_bytes(data))
             elif row.kind == FingerprintKind.TEXT:
@@ -72,6 +76,14 @@ class Indexes:
             self.voice_vectors = (
                 stacked if self.voice_vectors.size == 0 else np.vstack([self.voice_vectors, stacked])
             )
+
+
+_FRAME_MARK = "#"
+
+
+def content_of(reference: str) -> str:
+    """The content hash an image reference belongs to (a keyframe's reference names its frame too)."""
+    return reference.split(_FRAME_MARK, 1)[0]
 
 
 _lock = threading.Lock()

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import IntegrityError, transaction
+from PIL import Image
 
 from matching import index
 from matching.models import Fingerprint, FingerprintKind
+from media import frames
+from media.errors import MediaError
 from media.fingerprint import audio, image, voice
 from media.text import embedding, quotes, static
 from media.text.document import TextLimits, inspect_text
@@ -30,7 +33,12 @@ def _compute(kind: str, data: bytes) -> bytes:
             return embedding.compute(text, embedder=static.embed).to_bytes()
         return embedding.compute(text).to_bytes()
     if kind == FingerprintKind.IMAGE:
-        return image.compute(data).to_bytes()
+        fmt = frames.multiframe_format(data)
+        if fmt is None:
+            return image.compute(data).to_bytes()
+        # An animation or a video is registered by its scene-change frames, all in one row.
+        chosen = frames.keyframes(data, fmt)
+        return frames.bundle([image.compute(f.image, include_mirror=False).to_bytes() for f in chosen])
     if kind == FingerprintKind.AUDIO:
         return audio.compute(*audio.decode(data)).to_bytes()
     # The voice model decodes at the file's own rate: the landmark decoder's 8 kHz would cut the upper
@@ -39,10 +47,14 @@ def _compute(kind: str, data: bytes) -> bytes:
 
 
 def fingerprint_kinds_for(info_kind: str, *, voice_work: bool) -> list[str]:
-    """Images get an image fingerprint; audio a landmark fingerprint, and a voice embedding when the work
-    is a voice (or sung in one)."""
+    """Images get an image fingerprint (an animation: its keyframes'); audio a landmark fingerprint, and a
+    voice embedding when the work is a voice (or sung in one); a video both, of its keyframes and of its
+    soundtrack."""
     if info_kind == "image":
         return [FingerprintKind.IMAGE]
+    if info_kind == "video":
+        voice_kinds = [FingerprintKind.VOICE] if voice_work else []
+        return [FingerprintKind.IMAGE, FingerprintKind.AUDIO, *voice_kinds]
     if info_kind == "text":
         # In this order: quotes and the retrieval index's passages are stored (and found) in milliseconds,
         # before MiniLM's passages, which take about 40 ms each.
@@ -50,16 +62,48 @@ def fingerprint_kinds_for(info_kind: str, *, voice_work: bool) -> list[str]:
     return [FingerprintKind.AUDIO, FingerprintKind.VOICE] if voice_work else [FingerprintKind.AUDIO]
 
 
-def fingerprints_compute(*, sha256: str, data: bytes, kinds: Sequence[str], progress: Progress) -> int:
+@dataclass(frozen=True)
+class SkippedStep:
+    """A step of fingerprinting or matching that could not run on this media, and why; the other steps'
+    results stand without it."""
+
+    step: str  # a fingerprint kind ("image", "audio", "voice"), or "frame" for one frame of a video
+    code: str  # the MediaError's code
+    reason: str
+    time_s: float | None = None  # a frame's time in the media
+
+    @classmethod
+    def of(cls, step: str, error: MediaError, time_s: float | None = None) -> SkippedStep:
+        return cls(step, error.code, str(error), time_s)
+
+
+def fingerprints_compute(
+    *,
+    sha256: str,
+    data: bytes,
+    kinds: Sequence[str],
+    progress: Progress,
+    skipped: list[SkippedStep] | None = None,
+) -> int:
     """Store the fingerprints of content that does not have them yet. Idempotent; returns how many were new.
 
-    Raises MediaError if the content cannot be decoded.
+    Each kind is computed alone: one the content does not allow (a voice embedding of a recording that is
+    mostly music, the soundtrack of a silent video) is added to `skipped` and the others are stored all
+    the same. Raises the first MediaError when no kind could be computed.
     """
     created = 0
+    failures: list[MediaError] = []
     for done, kind in enumerate(kinds, start=1):
         algorithm = index.CURRENT[FingerprintKind(kind)]
         if not Fingerprint.objects.filter(sha256=sha256, kind=kind, algorithm=algorithm).exists():
-            payload = _compute(kind, data)
+            try:
+                payload = _compute(kind, data)
+            except MediaError as error:
+                failures.append(error)
+                if skipped is not None:
+                    skipped.append(SkippedStep.of(kind, error))
+                progress(round(100 * done / len(kinds)))
+                continue
             try:
                 with transaction.atomic():
                     Fingerprint.objects.create(sha256=sha256, kind=kind, algorithm=algorithm, data=payload)
@@ -67,6 +111,8 @@ def fingerprints_compute(*, sha256: str, data: bytes, kinds: Sequence[str], prog
             except IntegrityError:  # another worker stored the same fingerprint first
                 pass
         progress(round(100 * done / len(kinds)))
+    if failures and len(failures) == len(kinds):
+        raise failures[0]
     return created
 
 
@@ -94,6 +140,8 @@ class ContentMatch:
     time_scale: float | None = None
     spans: tuple[TextSpan, ...] = ()
     overlap: float | None = None
+    # Where in the query (a video, an animation) the match was found: the frame's time in seconds.
+    time_s: float | None = None
 
 
 class TextMatchKind:
@@ -150,46 +198,94 @@ def text_match(*, text: str, limit: int = 10) -> list[ContentMatch]:
     return matches[:limit]
 
 
-def content_match(*, data: bytes, info: MediaInfo, limit: int = 10) -> list[ContentMatch]:
-    """Registered content the media matches, best first."""
+def content_match(
+    *, data: bytes, info: MediaInfo, limit: int = 10, skipped: list[SkippedStep] | None = None
+) -> list[ContentMatch]:
+    """Registered content the media matches, best first.
+
+    Each step (the image, or each keyframe of an animation or a video; the audio landmarks; the voice)
+    runs alone: a step the media does not allow is added to `skipped` and the others answer. Raises the
+    first MediaError when no step could run at all.
+    """
     indexes = index.current()
-    matches: list[ContentMatch] = []
-    if info.kind == "image":
-        query = image.compute(data)
-        for sha256, found in indexes.image.query(query, limit=limit):
-            if found.is_match:
-                matches.append(
-                    ContentMatch(
-                        sha256,
-                        FingerprintKind.IMAGE,
-                        found.score,
-                        found.confidence,
-                        found.region,
-                        found.mirrored,
+    steps_run = 0
+    failures: list[MediaError] = []
+
+    def skip(step: str, error: MediaError, time_s: float | None = None) -> None:
+        failures.append(error)
+        if skipped is not None:
+            skipped.append(SkippedStep.of(step, error, time_s))
+
+    best: dict[tuple[str, str], ContentMatch] = {}
+
+    def keep(match: ContentMatch) -> None:
+        known = best.get((match.sha256, match.kind))
+        if known is None or match.confidence > known.confidence:
+            best[(match.sha256, match.kind)] = match
+
+    if info.kind in ("image", "video"):
+        fmt = frames.multiframe_format(data)
+        pictures: list[tuple[float | None, bytes | Image.Image]] = [(None, data)]
+        if fmt is not None:
+            try:
+                pictures = [(f.time_s, f.image) for f in frames.keyframes(data, fmt)]
+            except MediaError as error:
+                skip(FingerprintKind.IMAGE, error)
+                pictures = []
+        for time_s, picture in pictures:
+            try:
+                query = image.compute(picture)
+            except MediaError as error:
+                skip("frame" if time_s is not None else FingerprintKind.IMAGE, error, time_s)
+                continue
+            steps_run += 1
+            for ref_id, found in indexes.image.query(query, limit=limit):
+                if found.is_match:
+                    keep(
+                        ContentMatch(
+                            index.content_of(ref_id),
+                            FingerprintKind.IMAGE,
+                            found.score,
+                            found.confidence,
+                            found.region,
+                            found.mirrored,
+                            time_s=time_s,
+                        )
                     )
-                )
-        return matches[:limit]
-    samples, rate = audio.decode(data)
-    for heard in indexes.audio.query(audio.compute(samples, rate, query=True), limit=limit):
-        if heard.confidence >= REPORT_CONFIDENCE:
-            matches.append(
-                ContentMatch(
-                    str(heard.ref_id),
-                    FingerprintKind.AUDIO,
-                    float(heard.score),
-                    heard.confidence,
-                    offset_s=heard.offset_s,
-                    time_scale=heard.time_scale,
-                )
-            )
-    if indexes.voice_ids:
-        embedding = voice.embed_file(data)
-        scores = indexes.voice_vectors @ embedding.vector
-        for position in np.argsort(-scores)[:limit]:
-            sha256, score = indexes.voice_ids[int(position)], float(scores[int(position)])
-            if score >= voice.SAME_SPEAKER_THRESHOLD:
-                matches.append(ContentMatch(sha256, FingerprintKind.VOICE, score, voice.confidence(score)))
-    matches.sort(key=lambda match: -match.confidence)
+    if info.kind in ("audio", "video"):
+        try:
+            samples, rate = audio.decode(data)
+        except MediaError as error:
+            skip(FingerprintKind.AUDIO, error)
+        else:
+            steps_run += 1
+            for heard in indexes.audio.query(audio.compute(samples, rate, query=True), limit=limit):
+                if heard.confidence >= REPORT_CONFIDENCE:
+                    keep(
+                        ContentMatch(
+                            str(heard.ref_id),
+                            FingerprintKind.AUDIO,
+                            float(heard.score),
+                            heard.confidence,
+                            offset_s=heard.offset_s,
+                            time_scale=heard.time_scale,
+                        )
+                    )
+        if indexes.voice_ids:
+            try:
+                embedding = voice.embed_file(data)
+            except MediaError as error:
+                skip(FingerprintKind.VOICE, error)
+            else:
+                steps_run += 1
+                scores = indexes.voice_vectors @ embedding.vector
+                for position in np.argsort(-scores)[:limit]:
+                    sha256, score = indexes.voice_ids[int(position)], float(scores[int(position)])
+                    if score >= voice.SAME_SPEAKER_THRESHOLD:
+                        keep(ContentMatch(sha256, FingerprintKind.VOICE, score, voice.confidence(score)))
+    if steps_run == 0 and failures:
+        raise failures[0]
+    matches = sorted(best.values(), key=lambda match: -match.confidence)
     return matches[:limit]
 
 
