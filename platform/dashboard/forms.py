@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import Scope
 from catalog.models import ClaimDecision, ClaimResolution, Grant, UseClass, WorkKind
-from catalog.services import Terms
+from catalog.services import OwnerDetails, Terms
 from common import clock, currency
 from common.problems import ApiError
 from dashboard.plain_words import percent
@@ -135,6 +135,10 @@ class WorkEditForm(forms.Form):
 
 
 class SplitShareForm(forms.Form):
+    name = forms.CharField(required=False, max_length=120, label="Name")
+    role = forms.CharField(
+        required=False, max_length=60, label="Role", widget=forms.TextInput(attrs={"list": "split-roles"})
+    )
     email = forms.EmailField(required=False, label="Co-owner's email")
     percent = forms.DecimalField(
         required=False,
@@ -176,12 +180,26 @@ class BaseSplitFormSet(forms.BaseFormSet):
         self.non_form_errors()  # runs the cleaning first, so the error is not overwritten later
         self._non_form_errors = self.error_class([message], error_class="nonform")
 
-    def shares(self) -> list[tuple[str, int]]:
+    def _filled(self) -> list[forms.Form]:
         return [
-            (form.cleaned_data["email"].lower(), int(form.cleaned_data["percent"] * BPS_PER_PERCENT))
+            form
             for form in self.forms
             if form.cleaned_data.get("email") and form.cleaned_data.get("percent") is not None
         ]
+
+    def shares(self) -> list[tuple[str, int]]:
+        return [
+            (form.cleaned_data["email"].lower(), int(form.cleaned_data["percent"] * BPS_PER_PERCENT))
+            for form in self._filled()
+        ]
+
+    def details(self) -> dict[str, OwnerDetails]:
+        return {
+            form.cleaned_data["email"].lower(): OwnerDetails(
+                name=form.cleaned_data.get("name", ""), role=form.cleaned_data.get("role", "")
+            )
+            for form in self._filled()
+        }
 
 
 SplitFormSet = forms.formset_factory(
@@ -307,12 +325,6 @@ class OfferTermsForm(forms.Form):
             expires_at=data["expires_on"],
             quota=data["quota"],
         )
-
-
-class InvitationForm(forms.Form):
-    token = forms.CharField(
-        max_length=100, label="Invitation token", help_text="The token from the invitation email."
-    )
 
 
 class ApiKeyForm(forms.Form):

@@ -72,7 +72,7 @@ LOGIN_PAGES = [
     "/dashboard/claims/",
     "/dashboard/keys/",
     "/dashboard/derivatives/new/",
-    "/dashboard/invitations/accept/",
+    "/dashboard/invitations/",
     "/dashboard/earnings/",
     "/dashboard/payouts/",
     "/dashboard/balance/",

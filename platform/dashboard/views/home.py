@@ -26,7 +26,10 @@ from dashboard.web import current_user
 def home(request: HttpRequest) -> HttpResponse:
     user = current_user(request)
     works = catalog.works_visible_to(user=user)
-    context: dict[str, Any] = {"recent_works": works[:5]}
+    context: dict[str, Any] = {
+        "recent_works": works[:5],
+        "invitations": catalog.invitations_open_for(user=user)[:5],
+    }
     if user.role == Role.CREATOR:
         context.update(
             stats={

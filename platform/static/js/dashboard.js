@@ -86,7 +86,29 @@
     }
     form.addEventListener("input", update);
     update();
+    // Rows are added freely (up to the formset's maximum), from the empty row the page carries.
+    var add = form.querySelector("[data-split-add-row]");
+    var template = form.querySelector("template[data-split-empty-row]");
+    var total = form.querySelector("input[name$='-TOTAL_FORMS']");
+    var maximum = form.querySelector("input[name$='-MAX_NUM_FORMS']");
+    if (add && template && total) {
+      add.addEventListener("click", function () {
+        var index = parseInt(total.value, 10);
+        if (maximum && index >= parseInt(maximum.value, 10)) return;
+        var html = template.innerHTML.replace(/__prefix__/g, index).replace(/__number__/g, index + 1);
+        form.querySelector("tbody").insertAdjacentHTML("beforeend", html);
+        total.value = index + 1;
+        var rows = form.querySelectorAll("tbody [data-split-row]");
+        rows[rows.length - 1].querySelector("input").focus();
+      });
+    }
   }
+
+  // Withdrawing a proposal asks first.
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm-cancel");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
 
   function activityChart() {
     var canvas = document.getElementById("activity-chart");
