@@ -530,6 +530,44 @@ class Terms:
     platform_fee_bps: int | None = None
 
 
+@dataclass(frozen=True)
+class TermsConflict:
+    """Two terms that say opposite things, and the term to change (an attribute of Terms)."""
+
+    term: str
+    message: str
+
+
+def terms_conflicts(terms: Terms) -> list[TermsConflict]:
+    """Terms a licensee would read as contradicting each other (the plain-words summary would say both):
+    selling derivative works under non-commercial terms, a share of derivatives' revenue or an approval of
+    derivative licences when derivatives are not allowed."""
+    conflicts: list[TermsConflict] = []
+    derivatives = UseClass.DERIVATIVE in terms.uses
+    if derivatives and not terms.commercial_use:
+        conflicts.append(
+            TermsConflict(
+                "commercial_use",
+                "Derivative works are made to be sold, which non-commercial terms forbid: allow commercial "
+                "use, or do not allow derivative works.",
+            )
+        )
+    if terms.derivative_share_bps and not derivatives:
+        conflicts.append(
+            TermsConflict(
+                "derivative_share_bps", "A share of derivatives needs derivative works to be allowed."
+            )
+        )
+    if terms.derivative_approval_required and not derivatives:
+        conflicts.append(
+            TermsConflict(
+                "derivative_approval_required",
+                "Approving derivative licences needs derivative works to be allowed.",
+            )
+        )
+    return conflicts
+
+
 def _check_terms(terms: Terms) -> list[str]:
     if not currency.is_supported(terms.currency):
         raise ApiError(
@@ -566,6 +604,10 @@ def _check_terms(terms: Terms) -> list[str]:
     if terms.derivative_share_bps and UseClass.DERIVATIVE not in terms.uses:
         raise ApiError(
             "A derivative revenue share only makes sense when derivatives are allowed.", code="invalid_share"
+        )
+    if terms.derivative_approval_required and UseClass.DERIVATIVE not in terms.uses:
+        raise ApiError(
+            "Approving derivative licences needs derivative works to be allowed.", code="contradictory_terms"
         )
     if terms.platform_fee_bps is not None and not 0 <= terms.platform_fee_bps <= BPS_WHOLE:
         raise ApiError("platform_fee_bps must be between 0 and 10,000.", code="invalid_fee")

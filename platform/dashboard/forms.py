@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import Scope
 from catalog.models import ClaimDecision, ClaimResolution, Grant, UseClass, WorkKind
-from catalog.services import OwnerDetails, Terms
+from catalog.services import OwnerDetails, Terms, terms_conflicts
 from common import clock, currency
 from common.problems import ApiError
 from dashboard.plain_words import percent
@@ -207,6 +207,14 @@ SplitFormSet = forms.formset_factory(
 )
 
 
+# The form field that holds each term a conflict names.
+TERM_FIELDS = {
+    "derivative_share_bps": "derivative_share",
+    "licence_fee_minor": "licence_fee",
+    "expires_at": "expires_on",
+}
+
+
 def _use_field(use_class: str) -> str:
     return use_class.replace("-", "_")
 
@@ -218,19 +226,19 @@ class OfferTermsForm(forms.Form):
     licence_fee = forms.DecimalField(
         min_value=Decimal(0),
         max_digits=14,
-        initial=Decimal(0),
         label="Licence fee",
-        help_text="Paid once when someone accepts the licence. 0 for free.",
+        help_text="Paid once when someone accepts the licence. Type 0 for a free licence.",
+        error_messages={"required": "Set the licence fee (0 for a free licence)."},
     )
     commercial_use = forms.BooleanField(required=False, label="Allow commercial use")
     attribution_required = forms.BooleanField(required=False, initial=True, label="Require credit")
     derivative_share = forms.DecimalField(
+        required=False,
         min_value=Decimal(0),
         max_value=Decimal(100),
         decimal_places=2,
-        initial=Decimal(0),
         label="Your share of derivatives (%)",
-        help_text="What you receive of each derivative's revenue.",
+        help_text="What you receive of each derivative's revenue (only when you allow derivative works).",
     )
     derivative_approval_required = forms.BooleanField(
         required=False, label="I approve each derivative licence"
@@ -288,13 +296,22 @@ class OfferTermsForm(forms.Form):
         cleaned: dict[str, Any] = super().clean() or {}
         code = cleaned.get("currency") or "USD"
         uses: dict[str, int] = {}
-        for use_class in UseClass.values:
+        for use_class, label in UseClass.choices:
             name = _use_field(use_class)
             price = cleaned.get(f"price_{name}")
             if not cleaned.get(f"allow_{name}"):
+                if price is not None and not self.has_error(f"price_{name}"):
+                    self.add_error(
+                        f"price_{name}",
+                        f"You set a price for “{label}” but do not allow it: tick it, or clear the price.",
+                    )
+                continue
+            if price is None:
+                if not self.has_error(f"price_{name}"):
+                    self.add_error(f"price_{name}", f"Set a price per use for “{label}” (0 for free).")
                 continue
             try:
-                uses[use_class] = to_minor(price or Decimal(0), code, f"price_{name}")
+                uses[use_class] = to_minor(price, code, f"price_{name}")
             except forms.ValidationError as exc:
                 self.add_error(None, exc)
         if not uses and not self.has_error("allow_ai_train"):
@@ -306,19 +323,25 @@ class OfferTermsForm(forms.Form):
             except forms.ValidationError as exc:
                 self.add_error(None, exc)
         share = cleaned.get("derivative_share")
-        if share and UseClass.DERIVATIVE not in uses:
+        derivatives = bool(cleaned.get(f"allow_{_use_field(UseClass.DERIVATIVE)}"))
+        if share is None and derivatives and not self.has_error("derivative_share"):
+            self.add_error("derivative_share", "Choose your share of derivatives' revenue (0 for none).")
+        if share and not derivatives and not self.has_error("derivative_share"):
             self.add_error("derivative_share", "A share of derivatives needs derivative works to be allowed.")
         cleaned["uses"] = uses
+        if not self.errors:
+            for conflict in terms_conflicts(self.terms(cleaned)):
+                self.add_error(TERM_FIELDS.get(conflict.term, conflict.term), conflict.message)
         return cleaned
 
-    def terms(self) -> Terms:
-        data = self.cleaned_data
+    def terms(self, cleaned: dict[str, Any] | None = None) -> Terms:
+        data = self.cleaned_data if cleaned is None else cleaned
         return Terms(
             currency=data["currency"],
             uses=data["uses"],
             commercial_use=data["commercial_use"],
             attribution_required=data["attribution_required"],
-            derivative_share_bps=int(data["derivative_share"] * BPS_PER_PERCENT),
+            derivative_share_bps=int((data["derivative_share"] or 0) * BPS_PER_PERCENT),
             derivative_approval_required=data["derivative_approval_required"],
             licence_fee_minor=data["licence_fee_minor"],
             territories=data["territories"],
