@@ -34,7 +34,7 @@ from common import clock
 from dashboard.plain_words import minor_digits
 from media import selectors as media
 from royalties import selectors as royalties
-from royalties.models import AccountKind, Entry, LedgerAccount, RevenueSource
+from royalties.models import AccountKind, Entry, LedgerAccount, RevenueSource, TransactionKind
 
 
 def asset_get_viewable(*, user: User | None, asset_id: int) -> Asset:
@@ -150,6 +150,7 @@ def earnings_by_day(*, user: User, currency: str) -> EarningsChart:
         Entry.objects.filter(
             account__user=user, account__kind=AccountKind.PAYABLE, account__currency=currency
         )
+        .exclude(transaction__kind=TransactionKind.PAYOUT)  # payouts are on the balance history, not earnings
         .annotate(day=TruncDate("transaction__created_at"))
         .values("day", "work", "work__title", "source")
         .annotate(total=Sum("amount_minor"))

@@ -94,7 +94,7 @@ def test_the_earnings_page_shows_the_payable_balance_the_table_and_the_chart_fro
 
     assert response.status_code == 200
     body = page(response)
-    assert 'data-balance="USD"' in body and "6.75 USD" in body  # 90% of 3 x 2.50
+    assert 'data-balance="available"' in body and "6.75 USD" in body  # 90% of 3 x 2.50
     assert response.context["by_work"].object_list == [
         {
             "currency": "USD",

@@ -19,11 +19,14 @@ from common.problems import ApiError
 from contracts.chain import ChainError, TokenDomain
 from dashboard import selectors as dashboard
 from dashboard.web import current_user, paginate, role_only
+from royalties import payouts
 from royalties import selectors as royalty_selectors
 from royalties import services as royalty_services
 from royalties.models import RevenueSource
 
 # Money: earnings and statements ------------------------------------------------------------------------
+
+HISTORY_PAGE_SIZE = 20
 
 
 @login_required
@@ -38,11 +41,24 @@ def earnings(request: HttpRequest) -> HttpResponse:
     statements = paginate(
         request, royalty_selectors.statements_of(user=user).select_related("user", "previous")
     )
+    balances = royalty_selectors.payee_balances_of(user=user)
     return render(
         request,
         "dashboard/earnings.html",
         {
             "balances": summary["balances"],
+            "where": [
+                {**row, "threshold_minor": payouts.threshold_minor(row["currency"])}
+                for row in balances
+                if row["currency"] == currency
+            ],
+            "history": paginate(
+                request,
+                royalty_selectors.payee_history_of(user=user, currency=currency) if currency else [],
+                size=HISTORY_PAGE_SIZE,
+                param="history_page",
+            ),
+            "period": payouts.period_of(clock.now()),
             "by_work": paginate(request, summary["by_work"], param="work_page"),
             "currencies": currencies,
             "currency": currency,
