@@ -13,6 +13,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
+from accounts import selectors as account_selectors
 from accounts.models import Scope
 from catalog.models import ClaimDecision, ClaimResolution, Grant, UseClass, WorkKind
 from catalog.services import OwnerDetails, Terms, terms_conflicts
@@ -402,3 +403,55 @@ class DisputeForm(forms.Form):
 class ResolveForm(forms.Form):
     resolution = forms.ChoiceField(choices=ClaimResolution.choices, widget=forms.RadioSelect)
     statement = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000)
+
+
+class SpendCapForm(forms.Form):
+    """A monthly spend cap for the organisation or one of its keys; an empty amount removes the cap."""
+
+    applies_to = forms.ChoiceField(label="Applies to")
+    currency = forms.ChoiceField(choices=[(code, code) for code in currency.SUPPORTED], initial="USD")
+    amount = forms.DecimalField(
+        required=False,
+        min_value=Decimal(0),
+        max_digits=14,
+        label="Monthly cap",
+        help_text="In the currency's units, e.g. 100.00. Leave empty to remove the cap.",
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._organisations = {org.pk: org for org in account_selectors.organisations_of(user=user)}
+        keys = (
+            account_selectors.api_keys_visible_to(user=user)
+            .filter(organisation_id__in=self._organisations, revoked_at__isnull=True)
+            .select_related("organisation")
+            .order_by("organisation_id", "name", "pk")
+        )
+        self._keys = {key.pk: key for key in keys}
+        choices = [(f"org:{pk}", f"{org.name} (all keys)") for pk, org in self._organisations.items()]
+        choices += [(f"key:{pk}", f"Key “{key.name}” ({key.prefix}…)") for pk, key in self._keys.items()]
+        field = self.fields["applies_to"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = choices
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        target = cleaned.get("applies_to", "")
+        kind, _, pk = target.partition(":")
+        if kind == "key" and pk.isdigit() and int(pk) in self._keys:
+            key = self._keys[int(pk)]
+            cleaned["api_key"], cleaned["organisation"] = key, key.organisation
+        elif kind == "org" and pk.isdigit() and int(pk) in self._organisations:
+            cleaned["api_key"], cleaned["organisation"] = None, self._organisations[int(pk)]
+        elif "applies_to" not in self.errors:
+            self.add_error("applies_to", "Choose your organisation or one of its keys.")
+        amount = cleaned.get("amount")
+        code = cleaned.get("currency") or "USD"
+        if amount is None:
+            cleaned["cap_minor"] = None
+        else:
+            try:
+                cleaned["cap_minor"] = to_minor(amount, code, "amount")
+            except forms.ValidationError as exc:
+                self.add_error(None, exc)
+        return cleaned

@@ -200,7 +200,9 @@
     if (!canvas || !source || !window.Chart) return;
     var data = JSON.parse(source.textContent);
     var palette = colours();
-    var datasets = [{ type: "bar", label: "Accesses", data: data.accesses, backgroundColor: palette[0], borderRadius: 4, yAxisID: "y" }];
+    // Chart.js draws a lower `order` on top: the spend lines go over the bars (the first dataset would
+    // otherwise be drawn last and hide them), with points large enough to see on a single day.
+    var datasets = [{ type: "bar", label: "Accesses", data: data.accesses, backgroundColor: palette[0], borderRadius: 4, yAxisID: "y", order: 2 }];
     Object.keys(data.spend).forEach(function (currency, i) {
       datasets.push({
         type: "line",
@@ -208,8 +210,12 @@
         data: data.spend[currency].map(units(data.digits[currency])),
         borderColor: palette[(i + 1) % palette.length],
         backgroundColor: palette[(i + 1) % palette.length],
+        borderWidth: 3,
+        pointRadius: 5,
+        pointHoverRadius: 7,
         tension: 0.2,
         yAxisID: "spend",
+        order: 1,
       });
     });
     new window.Chart(canvas, {
@@ -222,7 +228,7 @@
         scales: {
           x: { grid: { display: false } },
           y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "accesses" } },
-          spend: { position: "right", beginAtZero: true, grid: { display: false }, title: { display: true, text: "spend" } },
+          spend: { position: "right", beginAtZero: true, grid: { display: false }, title: { display: true, text: "spend (" + Object.keys(data.spend).join(", ") + ")" } },
         },
       },
     });
