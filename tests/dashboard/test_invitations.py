@@ -193,3 +193,10 @@ def test_split_rows_are_added_freely_with_names_and_roles(django_capture_on_comm
     assert shares.get(email="mira@example.com").role == "Photographer"
     page = client_for(mira).get(f"/dashboard/works/{work.pk}/split-sheet/").content.decode()
     assert "data-split-add-row" in page and "Owner 5" in page
+
+
+def test_the_navigation_shows_the_invitations_waiting(invited):
+    kai = client_for(invited["kai"])
+    nav = kai.get("/dashboard/works/").content.decode()
+    assert 'data-nav-invitations>Invitations <span class="badge badge-pending">1<' in nav
+    assert "data-nav-invitations" not in client_for(invited["mira"]).get("/dashboard/works/").content.decode()

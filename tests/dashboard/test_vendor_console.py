@@ -231,3 +231,9 @@ def test_the_quickstart_shows_the_first_calls(console):
     body = client_for(console["vendor"]).get("/dashboard/quickstart/").content.decode()
     assert "curl -X POST" in body and "/api/v1/access" in body and "Idempotency-Key" in body
     assert 'href="/api/docs/"' in body
+
+
+def test_the_vendor_navigation_has_the_quickstart_and_the_api_docs(console):
+    body = client_for(console["vendor"]).get("/dashboard/").content.decode()
+    assert 'href="/dashboard/quickstart/"' in body and ">Quickstart</a>" in body
+    assert 'href="/api/docs/">API docs</a>' in body

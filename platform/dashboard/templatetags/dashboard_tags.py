@@ -5,6 +5,7 @@ from typing import Any
 
 from django import template
 
+from catalog import selectors as catalog
 from common.currency import format_minor
 from dashboard.plain_words import percent
 
@@ -71,3 +72,11 @@ def page_url(context: template.Context, param: str, number: int) -> str:
 @register.filter
 def get_item(mapping: dict[Any, Any], key: Any) -> Any:
     return mapping.get(key) if mapping else None
+
+
+@register.simple_tag
+def invitations_waiting(user: Any) -> int:
+    """How many co-ownership invitations wait for this user's answer (for the navigation's badge)."""
+    if not getattr(user, "is_authenticated", False):
+        return 0
+    return catalog.invitations_open_for(user=user).count()
