@@ -92,7 +92,7 @@ class ManualPayeeForm(forms.Form):
         help_text="For a bank account, e.g. DE89 3704 0044 0532 0130 00.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
-    bic = forms.CharField(max_length=14, required=False, label="BIC (optional)", help_text="e.g. COBADEFFXXX")
+    bic = forms.CharField(max_length=14, required=False, label="BIC", help_text="e.g. COBADEFFXXX; not needed for most banks")
     email = forms.EmailField(
         max_length=254, required=False, label="Payment email", help_text="For a transfer by email."
     )
