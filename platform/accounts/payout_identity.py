@@ -262,7 +262,9 @@ def iban_normalised(value: str) -> str:
         )
     digits = "".join(str(int(char, 36)) for char in iban[4:] + iban[:4])
     if int(digits) % 97 != 1:
-        raise ApiError("This IBAN's check digits do not match: check it for a typing mistake.", code="invalid_iban")
+        raise ApiError(
+            "This IBAN's check digits do not match: check it for a typing mistake.", code="invalid_iban"
+        )
     return iban
 
 
@@ -279,7 +281,8 @@ def manual_payee_set(
         raise ApiError("Choose a bank account or an email address.", code="invalid_method")
     if not 2 <= len(holder) <= HOLDER_MAX_CHARS or any(not char.isprintable() for char in holder):
         raise ApiError(
-            f"The account holder's name has 2 to {HOLDER_MAX_CHARS} printable characters.", code="invalid_holder"
+            f"The account holder's name has 2 to {HOLDER_MAX_CHARS} printable characters.",
+            code="invalid_holder",
         )
     values = {"manual_iban": "", "manual_bic": "", "manual_email": ""}
     if method == "bank":

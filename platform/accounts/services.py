@@ -262,7 +262,9 @@ def api_key_mark_used(*, api_key: ApiKey) -> None:
         _last_marked.clear()
     _last_marked[api_key.pk] = now
     ApiKey.objects.filter(pk=api_key.pk).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION) | Q(last_used_at__gt=now)
+        Q(last_used_at__isnull=True)
+        | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+        | Q(last_used_at__gt=now)
     ).update(last_used_at=now)
     api_key.last_used_at = now
 

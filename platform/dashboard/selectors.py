@@ -504,9 +504,9 @@ def vendor_history_of(*, user: User) -> list[VendorHistory]:
             movement: VendorMovement = {
                 "at": item["arose_at"],
                 "kind": item["source"],
-                "label": "Per-access charges" if item["source"] == RevenueSource.ACCESS else sources.get(
-                    item["source"], item["source"]
-                ),
+                "label": "Per-access charges"
+                if item["source"] == RevenueSource.ACCESS
+                else sources.get(item["source"], item["source"]),
                 "work_title": item["work__title"] or "",
                 "count": 1,
                 "amount_minor": -item["amount_minor"],

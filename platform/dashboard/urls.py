@@ -18,7 +18,9 @@ urlpatterns = [
     path("assets/<int:asset_id>/file/", works.asset_file, name="asset-file"),
     path("invitations/", works.invitations, name="invitations"),
     path("invitations/accept/", works.invitation_accept, name="invitation-accept"),
-    path("invitations/<int:share_id>/accept/", works.invitation_accept_listed, name="invitation-accept-listed"),
+    path(
+        "invitations/<int:share_id>/accept/", works.invitation_accept_listed, name="invitation-accept-listed"
+    ),
     path(
         "works/<int:work_id>/invitations/<int:share_id>/resend/",
         works.invitation_resend,

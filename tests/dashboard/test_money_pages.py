@@ -176,7 +176,9 @@ def test_the_statement_csv_downloads_for_its_owner_and_is_404_for_anyone_else(ma
 
 
 def test_the_balance_page_shows_what_the_organisation_can_spend_and_how_to_top_up(market, settings) -> None:
-    settings.STRIPE_SECRET_KEY = "sk_test_dashboard"  # card top-ups on (tests/dashboard/test_vendor_console.py: off)
+    settings.STRIPE_SECRET_KEY = (
+        "sk_test_dashboard"  # card top-ups on (tests/dashboard/test_vendor_console.py: off)
+    )
     SpendCap.objects.create(organisation=market["acme_org"], currency="USD", cap_minor=5_000)
     SpendCap.objects.create(organisation=market["globex_org"], currency="USD", cap_minor=1_234)
 

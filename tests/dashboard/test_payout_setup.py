@@ -42,7 +42,9 @@ def test_a_creator_saves_a_bank_account_and_sees_it_masked(django_capture_on_com
     mail.outbox.clear()
     client = client_for(creator)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(URL, {"method": "bank", "holder": "Mira  Okafor", "iban": IBAN, "bic": "nwbkgb2lxxx"})
+        response = client.post(
+            URL, {"method": "bank", "holder": "Mira  Okafor", "iban": IBAN, "bic": "nwbkgb2lxxx"}
+        )
     assert response.status_code == 302
     profile = PayoutProfile.objects.get(user=creator)
     assert (profile.manual_method, profile.manual_holder, profile.manual_iban, profile.manual_bic) == (
@@ -61,16 +63,27 @@ def test_a_creator_saves_a_bank_account_and_sees_it_masked(django_capture_on_com
 def test_a_payment_email_is_accepted_instead():
     creator = factories.creator(username="mira")
     client = client_for(creator)
-    assert client.post(URL, {"method": "email", "holder": "Mira Okafor", "email": "Pay@Example.com"}).status_code == 302
+    assert (
+        client.post(URL, {"method": "email", "holder": "Mira Okafor", "email": "Pay@Example.com"}).status_code
+        == 302
+    )
     profile = PayoutProfile.objects.get(user=creator)
-    assert (profile.manual_method, profile.manual_email, profile.manual_iban) == ("email", "pay@example.com", "")
+    assert (profile.manual_method, profile.manual_email, profile.manual_iban) == (
+        "email",
+        "pay@example.com",
+        "",
+    )
     assert "Mira Okafor, p•••@example.com" in client.get("/dashboard/payout-settings/").content.decode()
 
 
 @pytest.mark.parametrize(
     ("data", "field", "message"),
     [
-        ({"method": "bank", "holder": "Mira", "iban": "GB83 WEST 1234 5698 7654 32"}, "iban", "check digits do not match"),
+        (
+            {"method": "bank", "holder": "Mira", "iban": "GB83 WEST 1234 5698 7654 32"},
+            "iban",
+            "check digits do not match",
+        ),
         ({"method": "bank", "holder": "Mira", "iban": "12345"}, "iban", "An IBAN is a country code"),
         ({"method": "bank", "holder": "Mira", "iban": ""}, "iban", "Enter the IBAN"),
         ({"method": "bank", "holder": "Mira", "iban": IBAN, "bic": "NOPE"}, "bic", "A BIC has 8 or 11"),
@@ -85,7 +98,10 @@ def test_bad_payee_details_are_refused_next_to_the_field_and_change_nothing(
 ):
     creator = factories.creator(username="mira")
     client = client_for(creator)
-    assert client.post(URL, {"method": "email", "holder": "Mira Okafor", "email": "pay@example.com"}).status_code == 302
+    assert (
+        client.post(URL, {"method": "email", "holder": "Mira Okafor", "email": "pay@example.com"}).status_code
+        == 302
+    )
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(URL, data)
@@ -93,13 +109,22 @@ def test_bad_payee_details_are_refused_next_to_the_field_and_change_nothing(
     errors = response.context["manual_form"].errors[field]
     assert any(message in error for error in errors), errors
     profile = PayoutProfile.objects.get(user=creator)
-    assert (profile.manual_method, profile.manual_email, profile.manual_iban) == ("email", "pay@example.com", "")
+    assert (profile.manual_method, profile.manual_email, profile.manual_iban) == (
+        "email",
+        "pay@example.com",
+        "",
+    )
     assert mail.outbox == []
 
 
 def test_vendors_and_strangers_cannot_set_payee_details():
     vendor = factories.vendor(username="acme")
-    assert client_for(vendor).post(URL, {"method": "email", "holder": "Acme", "email": "a@example.com"}).status_code == 403
+    assert (
+        client_for(vendor)
+        .post(URL, {"method": "email", "holder": "Acme", "email": "a@example.com"})
+        .status_code
+        == 403
+    )
     assert not PayoutProfile.objects.filter(user=vendor, manual_method="email").exists()
     assert Client().post(URL, {"method": "email", "holder": "X", "email": "x@example.com"}).status_code == 302
 

@@ -46,14 +46,18 @@ TERMS = {
 
 def test_the_new_terms_form_has_nothing_ticked_and_no_price(creator, work):
     body = client_for(creator).get(f"/dashboard/works/{work.pk}/offers/new/").content.decode()
-    assert "checked" not in body.replace('name="attribution_required" id="id_attribution_required" checked', "")
+    assert "checked" not in body.replace(
+        'name="attribution_required" id="id_attribution_required" checked', ""
+    )
     assert 'value="0.05"' not in body
     assert 'name="licence_fee" value' not in body  # no default fee either
     assert 'name="derivative_share" value' not in body
 
 
 def test_review_shows_the_plain_words_and_rsl_and_publishes_nothing(creator, work):
-    response = client_for(creator).post(f"/dashboard/works/{work.pk}/offers/new/", {**TERMS, "step": "review"})
+    response = client_for(creator).post(
+        f"/dashboard/works/{work.pk}/offers/new/", {**TERMS, "step": "review"}
+    )
     assert response.status_code == 200
     body = response.content.decode()
     assert "Confirm and publish" in body
@@ -76,7 +80,11 @@ def test_confirming_publishes_exactly_the_reviewed_terms(creator, work):
 
 
 def test_back_to_edit_keeps_the_values_and_publishes_nothing(creator, work):
-    body = client_for(creator).post(f"/dashboard/works/{work.pk}/offers/new/", {**TERMS, "step": "edit"}).content.decode()
+    body = (
+        client_for(creator)
+        .post(f"/dashboard/works/{work.pk}/offers/new/", {**TERMS, "step": "edit"})
+        .content.decode()
+    )
     assert 'name="price_ai_train" value="0.07"' in body
     assert "Review terms" in body
     assert not Offer.objects.filter(work=work).exists()
@@ -92,7 +100,12 @@ def test_back_to_edit_keeps_the_values_and_publishes_nothing(creator, work):
         ({"derivative_share": ""}, "derivative_share", "Choose your share of derivatives"),
         ({"licence_fee": ""}, "licence_fee", "Set the licence fee (0 for a free licence)."),
         (
-            {"allow_derivative": "", "price_derivative": "", "derivative_share": "", "derivative_approval_required": "on"},
+            {
+                "allow_derivative": "",
+                "price_derivative": "",
+                "derivative_share": "",
+                "derivative_approval_required": "on",
+            },
             "derivative_approval_required",
             "Approving derivative licences needs derivative works to be allowed.",
         ),
@@ -109,9 +122,11 @@ def test_contradictory_or_unchosen_terms_are_refused_next_to_the_field(creator, 
 
 
 def test_the_preview_refuses_contradictory_terms_too(creator, work):
-    body = client_for(creator).post(
-        f"/dashboard/works/{work.pk}/offers/preview/", {**TERMS, "commercial_use": ""}
-    ).content.decode()
+    body = (
+        client_for(creator)
+        .post(f"/dashboard/works/{work.pk}/offers/preview/", {**TERMS, "commercial_use": ""})
+        .content.decode()
+    )
     assert "Fix these to see the preview" in body
     assert "non-commercial terms forbid" in body
     assert "make and sell derivative works" not in body
@@ -127,5 +142,7 @@ def test_the_service_refuses_an_approval_of_derivatives_that_are_not_allowed(cre
 
 def test_another_creator_cannot_review_or_publish_terms_of_this_work(work):
     eve = client_for(factories.creator(username="eve"))
-    assert eve.post(f"/dashboard/works/{work.pk}/offers/new/", {**TERMS, "step": "confirm"}).status_code == 404
+    assert (
+        eve.post(f"/dashboard/works/{work.pk}/offers/new/", {**TERMS, "step": "confirm"}).status_code == 404
+    )
     assert not Offer.objects.filter(work=work).exists()

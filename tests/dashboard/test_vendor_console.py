@@ -185,7 +185,9 @@ def test_a_vendor_sets_a_key_cap_and_the_access_api_refuses_past_it(console, wit
     refused = api.post("/api/v1/access", body, format="json", HTTP_IDEMPOTENCY_KEY="cap-2")
     assert refused.status_code == 403
     assert refused.json()["code"] == "spend_cap_reached"
-    assert royalty_selectors.prepaid_available(organisation=console["organisation"], currency="USD") == available
+    assert (
+        royalty_selectors.prepaid_available(organisation=console["organisation"], currency="USD") == available
+    )
     assert SpendCap.objects.get(pk=cap.pk).spent_minor == 250
 
 
@@ -214,9 +216,14 @@ def test_another_vendor_cannot_cap_or_see_this_organisations_keys(console):
     assert not SpendCap.objects.exists()
     page = client.get("/dashboard/balance/").content.decode()
     assert "training" not in page and "Harbour" not in page
-    assert client_for(factories.creator(username="eve")).post(
-        "/dashboard/balance/caps/", {"applies_to": f"org:{console['organisation'].pk}", "currency": "USD"}
-    ).status_code == 403
+    assert (
+        client_for(factories.creator(username="eve"))
+        .post(
+            "/dashboard/balance/caps/", {"applies_to": f"org:{console['organisation'].pk}", "currency": "USD"}
+        )
+        .status_code
+        == 403
+    )
 
 
 def test_with_stripe_off_the_balance_page_says_how_to_fund_it(console, settings):

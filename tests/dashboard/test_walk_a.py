@@ -55,7 +55,9 @@ def test_part_a_walk(live_server, browser):  # noqa: F811 (the fixture)
 
     # 1. Mira lists Kai as a co-owner; Kai opens the email's link signed out, logs in, comes back, accepts.
     mail.outbox.clear()
-    split_sheet_propose(work=work, user=mira, shares=[("mira@example.com", 7_500), ("kai@example.com", 2_500)])
+    split_sheet_propose(
+        work=work, user=mira, shares=[("mira@example.com", 7_500), ("kai@example.com", 2_500)]
+    )
     message = next(m for m in mail.outbox if m.to == ["kai@example.com"])
     link = re.search(r"https?://\S+(/dashboard/invitations/accept/\?token=\S+)", message.body).group(1)
     kai = browser.new_context(viewport=SIZES["1440"]).new_page()
@@ -69,7 +71,9 @@ def test_part_a_walk(live_server, browser):  # noqa: F811 (the fixture)
     expect(kai.locator(".facts")).to_contain_text("Mira Okafor")
     shots(kai, "02-invitation")
     kai.get_by_role("button", name="Accept").click()
-    expect(kai.locator(".flash-success")).to_contain_text("You are now listed as a co-owner of “Harbour at dusk”")
+    expect(kai.locator(".flash-success")).to_contain_text(
+        "You are now listed as a co-owner of “Harbour at dusk”"
+    )
     shots(kai, "03-invitation-accepted")
 
     # 2. Mira publishes terms: nothing ticked at first, a contradiction refused, then review and confirm.
@@ -91,7 +95,9 @@ def test_part_a_walk(live_server, browser):  # noqa: F811 (the fixture)
     expect(creator.locator("[data-plain-terms]")).to_contain_text("The creator receives 15% of what")
     creator.get_by_role("button", name="Review terms").click()
     expect(creator.locator("h1")).to_contain_text("Review")
-    expect(creator.locator("[data-plain-terms]")).to_contain_text("You may train AI models on it (0.07 USD per use).")
+    expect(creator.locator("[data-plain-terms]")).to_contain_text(
+        "You may train AI models on it (0.07 USD per use)."
+    )
     expect(creator.locator("[data-rsl-preview]")).to_contain_text('<permits type="usage">ai-train</permits>')
     shots(creator, "05-terms-review")
     creator.get_by_role("button", name="Confirm and publish").click()

@@ -140,7 +140,10 @@ def _balance_page(
             "token": _token_domain(),
             "stripe_on": stripe_gateway.is_configured(),
             "histories": [
-                {**history, "page": paginate(request, history["movements"], size=HISTORY_ROWS, param="history")}
+                {
+                    **history,
+                    "page": paginate(request, history["movements"], size=HISTORY_ROWS, param="history"),
+                }
                 for history in histories
             ],
         },
@@ -232,7 +235,9 @@ def quickstart(request: HttpRequest) -> HttpResponse:
         "dashboard/quickstart.html",
         {
             "site": settings.SITE_URL,
-            "has_key": account_selectors.api_keys_visible_to(user=user).filter(revoked_at__isnull=True).exists(),
+            "has_key": account_selectors.api_keys_visible_to(user=user)
+            .filter(revoked_at__isnull=True)
+            .exists(),
             "funded": any(row["available_minor"] for row in dashboard.prepaid_balances_of(user=user)),
         },
     )

@@ -117,7 +117,9 @@ def offer_new(request: HttpRequest, work_id: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         terms = form.terms()
         if request.POST.get("step") == "edit":
-            return render(request, "dashboard/offer_new.html", {"work": work, "form": form, "current": current})
+            return render(
+                request, "dashboard/offer_new.html", {"work": work, "form": form, "current": current}
+            )
         if not confirmed:
             document = rsl.render([_PreviewOffer(work, terms)], site_url=settings.SITE_URL)  # type: ignore[list-item]
             return render(

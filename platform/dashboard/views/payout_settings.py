@@ -92,7 +92,9 @@ class ManualPayeeForm(forms.Form):
         help_text="For a bank account, e.g. DE89 3704 0044 0532 0130 00.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
-    bic = forms.CharField(max_length=14, required=False, label="BIC", help_text="e.g. COBADEFFXXX; not needed for most banks")
+    bic = forms.CharField(
+        max_length=14, required=False, label="BIC", help_text="e.g. COBADEFFXXX; not needed for most banks"
+    )
     email = forms.EmailField(
         max_length=254, required=False, label="Payment email", help_text="For a transfer by email."
     )
@@ -148,7 +150,9 @@ def _settings_page(
             "challenge": challenge,
             "stripe_on": stripe_gateway.is_configured(),
             "manual_form": manual_form
-            or ManualPayeeForm(initial={"method": profile.manual_method or "bank", "holder": profile.manual_holder}),
+            or ManualPayeeForm(
+                initial={"method": profile.manual_method or "bank", "holder": profile.manual_holder}
+            ),
         },
         status=status,
     )

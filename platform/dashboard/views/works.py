@@ -9,9 +9,9 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
 from django.db.models import Q
-from django.contrib.auth.views import redirect_to_login
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -298,7 +298,9 @@ def invitation_resend(request: HttpRequest, work_id: int, share_id: int) -> Http
             raise Http404 from None
         messages.error(request, str(exc.detail))
     else:
-        messages.success(request, f"The invitation to {share.email} is sent again; the old link stops working.")
+        messages.success(
+            request, f"The invitation to {share.email} is sent again; the old link stops working."
+        )
     return redirect("dashboard:split-edit", work_id=work.pk)
 
 
