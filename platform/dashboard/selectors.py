@@ -433,12 +433,12 @@ class VendorMovement(TypedDict):
 
 
 class VendorHistory(TypedDict):
-    organisation: Organisation
+    organisation: Organisation | None  # never None: prepaid accounts belong to organisations
     currency: str
     movements: list[VendorMovement]
 
 
-_VENDOR_LEDGER_LABELS = {
+_VENDOR_LEDGER_LABELS: dict[str, tuple[str, str]] = {
     TransactionKind.FUNDING: ("top_up", "Top-up"),
     TransactionKind.REFUND: ("refund", "Refund or chargeback"),
     TransactionKind.REVERSAL: ("adjustment", "Reversal"),

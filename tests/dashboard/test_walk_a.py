@@ -59,7 +59,7 @@ def test_part_a_walk(live_server, browser):  # noqa: F811 (the fixture)
         work=work, user=mira, shares=[("mira@example.com", 7_500), ("kai@example.com", 2_500)]
     )
     message = next(m for m in mail.outbox if m.to == ["kai@example.com"])
-    link = re.search(r"https?://\S+(/dashboard/invitations/accept/\?token=\S+)", message.body).group(1)
+    link = re.search(r"https?://\S+(/dashboard/invitations/accept/\?token=\S+)", str(message.body)).group(1)
     kai = browser.new_context(viewport=SIZES["1440"]).new_page()
     kai.goto(base + link)
     expect(kai.locator("h1")).to_contain_text("You are invited to co-own a work")
