@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import F, Max, Min, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Organisation, User
@@ -18,11 +18,14 @@ from royalties.models import (
     Holdback,
     JournalTransaction,
     LedgerAccount,
+    Payout,
+    PayoutStatus,
     Receivable,
     ReceivableStatus,
     RevenueItem,
     Statement,
     StatementLine,
+    TransactionKind,
 )
 
 # Account keys --------------------------------------------------------------------------------------------
@@ -102,6 +105,7 @@ def earnings_of(*, user: User) -> Earnings:
     accounts = LedgerAccount.objects.filter(user=user, kind=AccountKind.PAYABLE).order_by("currency")
     by_work = (
         Entry.objects.filter(account__user=user, account__kind=AccountKind.PAYABLE)
+        .exclude(transaction__kind=TransactionKind.PAYOUT)  # a payout moves earnings; it earns nothing
         .values("currency", "work", "work__title", "source")
         .annotate(total=Sum("amount_minor"))
         .order_by("currency", "work", "source")
@@ -127,6 +131,94 @@ def earnings_of(*, user: User) -> Earnings:
             for row in by_work
         ],
     }
+
+
+class PayeeBalance(TypedDict):
+    """Where a payee's money is, in one currency (Stripe's balance page): available for the next payout,
+    pending (reserved, not yet available), in a payout on its way, and paid out."""
+
+    currency: str
+    available_minor: int
+    pending_minor: int
+    in_payout_minor: int
+    in_payout_since: datetime | None
+    paid_out_minor: int
+    last_paid_at: datetime | None
+
+
+_IN_PAYOUT = (PayoutStatus.CREATED, PayoutStatus.SUBMITTED)
+
+
+def payee_balances_of(*, user: User) -> list[PayeeBalance]:
+    accounts = LedgerAccount.objects.filter(user=user, kind=AccountKind.PAYABLE).order_by("currency")
+    payouts = Payout.objects.filter(user=user)
+    rows: list[PayeeBalance] = []
+    for account in accounts:
+        of_currency = payouts.filter(currency=account.currency)
+        moving = of_currency.filter(status__in=_IN_PAYOUT)
+        paid = of_currency.filter(status=PayoutStatus.CONFIRMED)
+        moving_total = moving.aggregate(total=Sum("amount_minor"), since=Min("created_at"))
+        paid_total = paid.aggregate(total=Sum("amount_minor"), last=Max("settled_at"))
+        rows.append(
+            {
+                "currency": account.currency,
+                "available_minor": account.available_minor,
+                "pending_minor": account.held_minor,
+                "in_payout_minor": moving_total["total"] or 0,
+                "in_payout_since": moving_total["since"],
+                "paid_out_minor": paid_total["total"] or 0,
+                "last_paid_at": paid_total["last"],
+            }
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class BalanceMovement:
+    """One line of a payee's balance history: the earnings settled on a day, or one step of a payout
+    (sent, returned, failed), with the payable balance after it."""
+
+    at: datetime
+    kind: str  # "earnings" | "payout" | "payout_back" | "adjustment"
+    amount_minor: int
+    balance_after_minor: int
+    payout: Payout | None = None
+
+
+def payee_history_of(*, user: User, currency: str) -> list[BalanceMovement]:
+    """Every movement of the user's payable balance in `currency`, newest first. Earnings are summed per
+    day; each payout is its own line, so a payout never reads as a negative earning."""
+    entries = (
+        Entry.objects.filter(
+            account__user=user, account__kind=AccountKind.PAYABLE, account__currency=currency
+        )
+        .values("transaction__kind", "transaction__key", "transaction__created_at", "amount_minor")
+        .order_by("transaction__created_at", "id")
+    )
+    steps: list[tuple[datetime, str, int, str]] = []
+    for row in entries:
+        kind = row["transaction__kind"]
+        if kind == TransactionKind.PAYOUT:
+            movement = "payout" if row["amount_minor"] < 0 else "payout_back"
+        elif kind in (TransactionKind.SETTLEMENT, TransactionKind.CLAIM):
+            movement = "earnings"
+        else:
+            movement = "adjustment"
+        steps.append((row["transaction__created_at"], movement, row["amount_minor"], row["transaction__key"]))
+    payout_keys = {key.rsplit(":", 1)[0] for _, movement, _, key in steps if movement.startswith("payout")}
+    payouts = {payout.key: payout for payout in Payout.objects.filter(user=user, key__in=payout_keys)}
+    history: list[BalanceMovement] = []
+    balance = 0
+    for at, movement, amount, key in steps:
+        balance += amount
+        previous = history[-1] if history else None
+        same_day = previous is not None and previous.at.date() == at.date()
+        if movement == "earnings" and previous is not None and previous.kind == "earnings" and same_day:
+            history[-1] = BalanceMovement(at, "earnings", previous.amount_minor + amount, balance)
+            continue
+        history.append(BalanceMovement(at, movement, amount, balance, payouts.get(key.rsplit(":", 1)[0])))
+    history.reverse()
+    return history
 
 
 def account_balances_from_entries(account_ids: list[int] | None = None) -> dict[int, int]:

@@ -34,7 +34,7 @@ from access.models import (
 )
 from accounts.models import ApiKey, Organisation, User
 from accounts.selectors import ACTIVE_KEY_SQL, active_key_params, api_key_still_active
-from accounts.services import api_key_forget
+from accounts.services import api_key_forget, api_key_mark_used
 from catalog import blocks, consent, reservations
 from catalog.models import (
     RETRIEVAL_USES,
@@ -50,6 +50,8 @@ from catalog.models import (
 from catalog.selectors import PassageCandidate, passage_candidates, text_excerpt, text_excerpts, text_full
 from catalog.services import ACCESS_BLOCKED_TEXT, grant_create
 from common import clock, rows
+from common import currency as currencies
+from common.currency import format_minor
 from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from media.text import passages
@@ -288,6 +290,48 @@ def _has_spend_caps(organisation_id: int) -> bool:
     return seen[1]
 
 
+@transaction.atomic
+def spend_cap_set(
+    *, organisation: Organisation, api_key: ApiKey | None, currency_code: str, cap_minor: int | None
+) -> SpendCap | None:
+    """Set (or, with `cap_minor` None, remove) the monthly spend cap of an organisation, or of one of its
+    keys, in one currency. The access path enforces it (403 `spend_cap_reached`) within
+    SPEND_CAP_LOOKUP_TTL_S in every process, at once in this one. A cap below what was already spent this
+    month is refused: the month's spending cannot be undone."""
+    if api_key is not None and api_key.organisation_id != organisation.pk:
+        raise NotFound("No such key in this organisation.", code="key_not_found")
+    if not currencies.is_supported(currency_code):
+        raise ApiError(f"Currency {currency_code!r} is not supported.", code="unsupported_currency")
+    existing = (
+        SpendCap.objects.select_for_update()
+        .filter(organisation=organisation, api_key=api_key, currency=currency_code)
+        .first()
+    )
+    _caps_seen.pop(organisation.pk, None)
+    if cap_minor is None:
+        if existing is not None:
+            existing.delete()
+        return None
+    if not currencies.amount_in_bounds(cap_minor, currency_code, allow_zero=True):
+        raise ApiError(
+            f"A cap is a whole amount, {currencies.bound_text(currency_code)}.", code="amount_out_of_range"
+        )
+    period = clock.now().strftime("%Y-%m")
+    spent = existing.spent_minor if existing is not None and existing.period == period else 0
+    if cap_minor < spent:
+        raise Conflict(
+            f"This month already spent {format_minor(spent, currency_code)}: the cap cannot be lower.",
+            code="cap_below_spent",
+        )
+    if existing is None:
+        return SpendCap.objects.create(
+            organisation=organisation, api_key=api_key, currency=currency_code, cap_minor=cap_minor
+        )
+    existing.cap_minor = cap_minor
+    existing.save(update_fields=["cap_minor"])
+    return existing
+
+
 def access_quote(*, organisation: Organisation, request: AccessRequest) -> Money:
     """What this access would cost under the organisation's grant (or the current terms), without
     charging anything. Raises the same errors as the access itself."""
@@ -339,7 +383,10 @@ def access_request(
         licensed = licensee if licensee is not None else api_key.user if api_key is not None else None
         if licensed is None:
             raise ValueError("an access needs an API key or a licensee")
-        return _grant_and_charge(organisation, api_key, licensed, idempotency_key, request, paid_by_x402)
+        result = _grant_and_charge(organisation, api_key, licensed, idempotency_key, request, paid_by_x402)
+        if api_key is not None:
+            api_key_mark_used(api_key=api_key)  # after the commit: throttled, off the charge's locks
+        return result
     except ApiError:
         # A replayed key is answered with the first response whatever holds now (the balance may be spent
         # or the licence revoked since). The event's unique key catches replays that get as far as the
@@ -755,7 +802,7 @@ def retrieval_request(
         return existing
     sold = _select_passages(organisation, api_key, request)
     try:
-        return _retrieval_store(
+        result = _retrieval_store(
             organisation=organisation,
             api_key=api_key,
             key_to_check=api_key,
@@ -764,6 +811,8 @@ def retrieval_request(
             sold=sold,
             paid_by_x402=False,
         )
+        api_key_mark_used(api_key=api_key)
+        return result
     except InsufficientFunds as exc:
         if not quote_when_short:
             raise

@@ -133,6 +133,14 @@ class PayoutProfile(models.Model):
     stripe_state_at = models.DateTimeField(null=True, blank=True)
     wallet_address = models.CharField(max_length=42, blank=True)
     wallet_verified_at = models.DateTimeField(null=True, blank=True)
+    # Manual rail: where the operator sends a manual payout (accounts.payout_identity.manual_payee_set).
+    # Shown to the payee masked; read in full only by staff (admin, manual payouts export).
+    manual_method = models.CharField(max_length=8, blank=True)  # "bank" | "email" | ""
+    manual_holder = models.CharField(max_length=140, blank=True)
+    manual_iban = models.CharField(max_length=34, blank=True)
+    manual_bic = models.CharField(max_length=11, blank=True)
+    manual_email = models.EmailField(max_length=254, blank=True)
+    manual_updated_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -149,6 +157,21 @@ class PayoutProfile(models.Model):
 
     def __str__(self) -> str:
         return f"Payout profile of user #{self.user_id} ({self.rail})"
+
+    @property
+    def manual_ready(self) -> bool:
+        """The operator knows where to send a manual payout."""
+        return bool(self.manual_iban or self.manual_email)
+
+    @property
+    def manual_summary(self) -> str:
+        """The manual payee details as the payee sees them: masked, never in full."""
+        if self.manual_method == "bank" and self.manual_iban:
+            return f"{self.manual_holder}, IBAN {self.manual_iban[:4]} •••• {self.manual_iban[-4:]}"
+        if self.manual_method == "email" and self.manual_email:
+            name, _, domain = self.manual_email.partition("@")
+            return f"{self.manual_holder}, {name[:1]}•••@{domain}"
+        return ""
 
     @property
     def stripe_ready(self) -> bool:

@@ -234,6 +234,73 @@ def wallet_link(*, user: User, nonce: str, address: str, signature: str) -> Payo
     return profile
 
 
+_EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
 def _payout_changed(*, user: User, what: str) -> None:
     security_event_record(user=user, kind=SecurityEvent.Kind.PAYOUT_CHANGED, change=what)
     notify(user=user, subject="Where Tribute pays you has changed", body=f"On your Tribute account, {what}.")
+
+
+# Manual rail --------------------------------------------------------------------------------------------
+
+MANUAL_METHODS = ("bank", "email")
+_IBAN_RE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
+_BIC_RE = re.compile(r"^[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
+HOLDER_MAX_CHARS = 140
+
+
+def iban_normalised(value: str) -> str:
+    """An IBAN without spaces, upper case, if its form and ISO 7064 mod-97 check digits are right; else a
+    400 problem `invalid_iban`."""
+    iban = "".join(value.split()).upper()
+    if not _IBAN_RE.match(iban):
+        raise ApiError(
+            "An IBAN is a country code, two check digits and up to 30 letters or digits, e.g. DE89 3704 0044 "
+            "0532 0130 00.",
+            code="invalid_iban",
+        )
+    digits = "".join(str(int(char, 36)) for char in iban[4:] + iban[:4])
+    if int(digits) % 97 != 1:
+        raise ApiError(
+            "This IBAN's check digits do not match: check it for a typing mistake.", code="invalid_iban"
+        )
+    return iban
+
+
+@transaction.atomic
+def manual_payee_set(
+    *, user: User, method: str, holder: str, iban: str = "", bic: str = "", email: str = ""
+) -> PayoutProfile:
+    """Where a manual payout goes: a bank account (holder, IBAN checked by its check digits, optional BIC)
+    or an address for a manual transfer by email (a payment service the operator uses). Replaces the
+    previous details; the payee is told by mail and the change is in their security log."""
+    require_verified_email(user=user, action="set where you are paid")
+    holder = " ".join(holder.split())
+    if method not in MANUAL_METHODS:
+        raise ApiError("Choose a bank account or an email address.", code="invalid_method")
+    if not 2 <= len(holder) <= HOLDER_MAX_CHARS or any(not char.isprintable() for char in holder):
+        raise ApiError(
+            f"The account holder's name has 2 to {HOLDER_MAX_CHARS} printable characters.",
+            code="invalid_holder",
+        )
+    values = {"manual_iban": "", "manual_bic": "", "manual_email": ""}
+    if method == "bank":
+        values["manual_iban"] = iban_normalised(iban)
+        code = "".join(bic.split()).upper()
+        if code and not _BIC_RE.match(code):
+            raise ApiError("A BIC has 8 or 11 letters and digits, e.g. COBADEFFXXX.", code="invalid_bic")
+        values["manual_bic"] = code
+    else:
+        address = email.strip()
+        if len(address) > 254 or not _EMAIL_RE.match(address):
+            raise ApiError("Enter the email address payments are sent to.", code="invalid_email")
+        values["manual_email"] = address.lower()
+    profile = payout_profile_get_or_create(user=user)
+    now = clock.now()
+    PayoutProfile.objects.filter(pk=profile.pk).update(
+        manual_method=method, manual_holder=holder, manual_updated_at=now, updated_at=now, **values
+    )
+    profile.refresh_from_db()
+    _payout_changed(user=user, what=f"manual payouts go to {profile.manual_summary}")
+    return profile

@@ -177,6 +177,9 @@ class SplitShare(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="split_shares"
     )
     share_bps = models.PositiveIntegerField()
+    # How the proposer names this owner and what they did (DistroKid-style rows): shown to the co-owners.
+    name = models.CharField(max_length=120, blank=True)
+    role = models.CharField(max_length=60, blank=True)
     invite_token_hash = models.CharField(max_length=64, blank=True, db_index=True)
     invited_at = models.DateTimeField(default=timezone.now)
     accepted_at = models.DateTimeField(null=True, blank=True)

@@ -93,6 +93,30 @@ def split_sheet_active(*, work: Work) -> SplitSheet | None:
     return split_sheets_of(work=work).filter(status=SplitSheetStatus.ACTIVE).first()
 
 
+def _open_invitations() -> QuerySet[SplitShare]:
+    return (
+        SplitShare.objects.filter(sheet__status=SplitSheetStatus.PENDING, accepted_at__isnull=True)
+        .exclude(invite_token_hash="")
+        .select_related("sheet__work", "sheet__created_by")
+        .order_by("-invited_at", "-id")
+    )
+
+
+def invitations_open_for(*, user: User) -> QuerySet[SplitShare]:
+    """The co-ownership invitations waiting for this user's answer (addressed to their email)."""
+    return _open_invitations().filter(email__iexact=user.email)
+
+
+def invitation_for_token(*, token_hash: str, user: User) -> SplitShare | None:
+    """The open invitation a link's token names, if it is addressed to this user; None otherwise."""
+    return invitations_open_for(user=user).filter(invite_token_hash=token_hash).first()
+
+
+def invitations_open_on(*, work: Work) -> QuerySet[SplitShare]:
+    """The invitations of the work's pending proposal that nobody has answered yet (for its manager)."""
+    return _open_invitations().filter(sheet__work=work)
+
+
 def _offers() -> QuerySet[Offer]:
     return Offer.objects.select_related("work", "work__created_by").prefetch_related(
         Prefetch("uses", queryset=OfferUse.objects.order_by("use_class"))

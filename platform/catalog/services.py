@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -264,13 +265,37 @@ def _enqueue_fingerprint(asset_id: int) -> None:
 # Split sheets ------------------------------------------------------------------------------------------
 
 
+def invitation_token_hash(token: str) -> str:
+    """What is stored of an invitation's token (the link carries the token itself)."""
+    return _token_hash(token)
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class OwnerDetails:
+    """How the proposer names a co-owner on the sheet and what they did (e.g. "Kai Lindqvist", "Producer")."""
+
+    name: str = ""
+    role: str = ""
+
+
+OWNER_NAME_MAX_CHARS = 120
+OWNER_ROLE_MAX_CHARS = 60
+
+
 @transaction.atomic
-def split_sheet_propose(*, work: Work, user: User, shares: Sequence[tuple[str, int]]) -> SplitSheet:
-    """Propose a new version of a work's ownership: (email, share_bps) pairs summing to exactly 10,000.
+def split_sheet_propose(
+    *,
+    work: Work,
+    user: User,
+    shares: Sequence[tuple[str, int]],
+    details: Mapping[str, OwnerDetails] | None = None,
+) -> SplitSheet:
+    """Propose a new version of a work's ownership: (email, share_bps) pairs summing to exactly 10,000,
+    with optional names and roles by email.
 
     Every named co-owner is invited by email and must accept; the sheet becomes active (and the previous
     one superseded) once all have. What was earned under the old sheet stays with the old sheet.
@@ -288,6 +313,14 @@ def split_sheet_propose(*, work: Work, user: User, shares: Sequence[tuple[str, i
             f"Shares must sum to exactly 10,000 basis points (100%); they sum to {total}.",
             code="shares_do_not_sum_to_whole",
         )
+    named = {email.strip().lower(): owner for email, owner in (details or {}).items()}
+    for owner in named.values():
+        if len(owner.name) > OWNER_NAME_MAX_CHARS or len(owner.role) > OWNER_ROLE_MAX_CHARS:
+            raise ApiError(
+                f"A name has at most {OWNER_NAME_MAX_CHARS} characters and a role at most "
+                f"{OWNER_ROLE_MAX_CHARS}.",
+                code="invalid_owner_details",
+            )
     work = _lock_work(work)
     SplitSheet.objects.filter(work=work, status=SplitSheetStatus.PENDING).update(
         status=SplitSheetStatus.CANCELLED
@@ -297,14 +330,18 @@ def split_sheet_propose(*, work: Work, user: User, shares: Sequence[tuple[str, i
     now = clock.now()
     invitations: list[tuple[str, str]] = []
     for email, bps in zip(emails, (bps for _, bps in shares), strict=True):
+        owner = named.get(email, OwnerDetails())
+        labels = {"name": " ".join(owner.name.split()), "role": " ".join(owner.role.split())}
         if email == user.email.lower():
-            SplitShare.objects.create(sheet=sheet, email=email, user=user, share_bps=bps, accepted_at=now)
+            SplitShare.objects.create(
+                sheet=sheet, email=email, user=user, share_bps=bps, accepted_at=now, **labels
+            )
             continue
         # Whether the address has an account is neither looked up nor shown: every invitee is invited the
         # same way, and the share names its user only once that user has accepted.
         token = secrets.token_urlsafe(32)
         SplitShare.objects.create(
-            sheet=sheet, email=email, share_bps=bps, invite_token_hash=_token_hash(token)
+            sheet=sheet, email=email, share_bps=bps, invite_token_hash=_token_hash(token), **labels
         )
         invitations.append((email, token))
     if not invitations:
@@ -328,14 +365,22 @@ def invitation_title(title: str) -> str:
     return '"' + escaped.replace("://", ":[//]").replace('"', "'") + '"'
 
 
+def invitation_link(token: str) -> str:
+    """The dashboard page that shows the invitation and accepts it in one click (never the API's page)."""
+    return f"{settings.SITE_URL}/dashboard/invitations/accept/?{urlencode({'token': token})}"
+
+
 def _send_invitation(work: Work, inviter: User, email: str, token: str) -> None:
     send_mail(
         subject="An invitation to co-own a work on Tribute",
         message=(
             "A Tribute creator lists this address as a co-owner of a work, titled (as they typed it) "
             f"{invitation_title(work.title)}.\n\n"
-            "Sign in to Tribute (or sign up with this address), confirm the address, and accept with this "
-            f"token:\n{token}\n\n{settings.SITE_URL}/dashboard/invitations/accept/\n\n"
+            "Open this link to see the work, your share and who invited you, and accept with one click "
+            "(sign in, or sign up with this address, first):\n"
+            f"{invitation_link(token)}\n\n"
+            "Using the API instead? POST /api/v1/split-invitations/accept with this token:\n"
+            f"{token}\n\n"
             "If you do not know this work, ignore this message: nothing is shared without your acceptance.\n"
         ),
         from_email=None,
@@ -352,6 +397,24 @@ def _activate(sheet: SplitSheet) -> None:
     sheet.refresh_from_db()
 
 
+def _accept(share: SplitShare | None, user: User) -> SplitSheet:
+    if share is None or share.email.lower() != user.email.lower():
+        raise NotFound("No open invitation matches this token for your account.", code="invitation_not_found")
+    sheet = SplitSheet.objects.select_for_update().get(pk=share.sheet_id)
+    if sheet.status != SplitSheetStatus.PENDING:
+        raise Conflict("This split sheet is no longer waiting for acceptance.", code="split_sheet_closed")
+    accepted = SplitShare.objects.filter(pk=share.pk, accepted_at__isnull=True).update(
+        user=user, accepted_at=clock.now()
+    )
+    if not accepted:
+        raise NotFound("No open invitation matches this token for your account.", code="invitation_not_found")
+    if not sheet.shares.filter(accepted_at__isnull=True).exists():
+        Work.objects.select_for_update().get(pk=sheet.work_id)
+        _activate(sheet)
+    sheet.refresh_from_db()
+    return sheet
+
+
 @transaction.atomic
 def split_share_accept(*, token: str, user: User) -> SplitSheet:
     """Accept a co-ownership invitation. The token must match and be addressed to the user's email, and
@@ -362,15 +425,77 @@ def split_share_accept(*, token: str, user: User) -> SplitSheet:
         .filter(invite_token_hash=_token_hash(token), accepted_at__isnull=True)
         .first()
     )
-    if share is None or share.email.lower() != user.email.lower():
-        raise NotFound("No open invitation matches this token for your account.", code="invitation_not_found")
-    sheet = SplitSheet.objects.select_for_update().get(pk=share.sheet_id)
-    if sheet.status != SplitSheetStatus.PENDING:
-        raise Conflict("This split sheet is no longer waiting for acceptance.", code="split_sheet_closed")
-    SplitShare.objects.filter(pk=share.pk).update(user=user, accepted_at=clock.now())
-    if not sheet.shares.filter(accepted_at__isnull=True).exists():
-        Work.objects.select_for_update().get(pk=sheet.work_id)
-        _activate(sheet)
+    return _accept(share, user)
+
+
+@transaction.atomic
+def split_invitation_accept(*, share_id: int, user: User) -> SplitSheet:
+    """Accept an invitation listed on the invitee's dashboard. The verified address is the proof the
+    emailed token would give: only a share addressed to that address is found."""
+    require_verified_email(user=user, action="accept a co-ownership")
+    share = (
+        SplitShare.objects.select_related("sheet")
+        .filter(pk=share_id, email__iexact=user.email, accepted_at__isnull=True)
+        .exclude(invite_token_hash="")
+        .first()
+    )
+    return _accept(share, user)
+
+
+# An invitation is mailed again at most this often (the proposer's button, not a way to flood an inbox).
+INVITATION_RESEND_INTERVAL = timedelta(minutes=10)
+
+
+def _open_invitation(*, share_id: int, work: Work) -> SplitShare:
+    share = (
+        SplitShare.objects.select_related("sheet")
+        .filter(
+            pk=share_id,
+            sheet__work=work,
+            sheet__status=SplitSheetStatus.PENDING,
+            accepted_at__isnull=True,
+        )
+        .exclude(invite_token_hash="")
+        .first()
+    )
+    if share is None:
+        raise NotFound("No open invitation of this work has that id.", code="invitation_not_found")
+    return share
+
+
+@transaction.atomic
+def split_invitation_resend(*, work: Work, share_id: int, user: User) -> SplitShare:
+    """Mail a waiting co-owner a new link; the previous link stops working. At most once every
+    INVITATION_RESEND_INTERVAL per invitation. `work` is one the caller manages."""
+    work = _lock_work(work)
+    share = _open_invitation(share_id=share_id, work=work)
+    now = clock.now()
+    if now - share.invited_at < INVITATION_RESEND_INTERVAL:
+        minutes = int(INVITATION_RESEND_INTERVAL.total_seconds() // 60)
+        raise ApiError(
+            f"This invitation was sent less than {minutes} minutes ago; try again later.",
+            code="invitation_sent_recently",
+            status_code=429,
+        )
+    token = secrets.token_urlsafe(32)
+    SplitShare.objects.filter(pk=share.pk).update(invite_token_hash=_token_hash(token), invited_at=now)
+    transaction.on_commit(partial(_send_invitation, work, user, share.email, token))
+    share.refresh_from_db()
+    return share
+
+
+@transaction.atomic
+def split_invitation_cancel(*, work: Work, share_id: int) -> SplitSheet:
+    """Withdraw an invitation. Shares must sum to 100%, so the proposal it belongs to is withdrawn whole:
+    no link of it works any more, and the work keeps the split sheet it had. `work` is one the caller
+    manages."""
+    work = _lock_work(work)
+    share = _open_invitation(share_id=share_id, work=work)
+    SplitSheet.objects.filter(pk=share.sheet_id, status=SplitSheetStatus.PENDING).update(
+        status=SplitSheetStatus.CANCELLED
+    )
+    SplitShare.objects.filter(sheet_id=share.sheet_id, accepted_at__isnull=True).update(invite_token_hash="")
+    sheet = share.sheet
     sheet.refresh_from_db()
     return sheet
 
@@ -398,6 +523,44 @@ class Terms:
     explicit_content_allowed: bool = True
     max_vocal_seconds: int | None = None
     release_approval_required: bool = False
+
+
+@dataclass(frozen=True)
+class TermsConflict:
+    """Two terms that say opposite things, and the term to change (an attribute of Terms)."""
+
+    term: str
+    message: str
+
+
+def terms_conflicts(terms: Terms) -> list[TermsConflict]:
+    """Terms a licensee would read as contradicting each other (the plain-words summary would say both):
+    selling derivative works under non-commercial terms, a share of derivatives' revenue or an approval of
+    derivative licences when derivatives are not allowed."""
+    conflicts: list[TermsConflict] = []
+    derivatives = UseClass.DERIVATIVE in terms.uses
+    if derivatives and not terms.commercial_use:
+        conflicts.append(
+            TermsConflict(
+                "commercial_use",
+                "Derivative works are made to be sold, which non-commercial terms forbid: allow commercial "
+                "use, or do not allow derivative works.",
+            )
+        )
+    if terms.derivative_share_bps and not derivatives:
+        conflicts.append(
+            TermsConflict(
+                "derivative_share_bps", "A share of derivatives needs derivative works to be allowed."
+            )
+        )
+    if terms.derivative_approval_required and not derivatives:
+        conflicts.append(
+            TermsConflict(
+                "derivative_approval_required",
+                "Approving derivative licences needs derivative works to be allowed.",
+            )
+        )
+    return conflicts
 
 
 def _check_terms(terms: Terms) -> list[str]:
@@ -436,6 +599,10 @@ def _check_terms(terms: Terms) -> list[str]:
     if terms.derivative_share_bps and UseClass.DERIVATIVE not in terms.uses:
         raise ApiError(
             "A derivative revenue share only makes sense when derivatives are allowed.", code="invalid_share"
+        )
+    if terms.derivative_approval_required and UseClass.DERIVATIVE not in terms.uses:
+        raise ApiError(
+            "Approving derivative licences needs derivative works to be allowed.", code="contradictory_terms"
         )
     if terms.platform_fee_bps is not None and not 0 <= terms.platform_fee_bps <= BPS_WHOLE:
         raise ApiError("platform_fee_bps must be between 0 and 10,000.", code="invalid_fee")

@@ -13,9 +13,10 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
+from accounts import selectors as account_selectors
 from accounts.models import Scope
 from catalog.models import ClaimDecision, ClaimResolution, Grant, UseClass, WorkKind
-from catalog.services import Terms
+from catalog.services import OwnerDetails, Terms, terms_conflicts
 from common import clock, currency
 from common.problems import ApiError
 from dashboard.plain_words import percent
@@ -150,6 +151,10 @@ class WorkEditForm(forms.Form):
 
 
 class SplitShareForm(forms.Form):
+    name = forms.CharField(required=False, max_length=120, label="Name")
+    role = forms.CharField(
+        required=False, max_length=60, label="Role", widget=forms.TextInput(attrs={"list": "split-roles"})
+    )
     email = forms.EmailField(required=False, label="Co-owner's email")
     percent = forms.DecimalField(
         required=False,
@@ -191,17 +196,39 @@ class BaseSplitFormSet(forms.BaseFormSet):
         self.non_form_errors()  # runs the cleaning first, so the error is not overwritten later
         self._non_form_errors = self.error_class([message], error_class="nonform")
 
-    def shares(self) -> list[tuple[str, int]]:
+    def _filled(self) -> list[forms.Form]:
         return [
-            (form.cleaned_data["email"].lower(), int(form.cleaned_data["percent"] * BPS_PER_PERCENT))
+            form
             for form in self.forms
             if form.cleaned_data.get("email") and form.cleaned_data.get("percent") is not None
         ]
+
+    def shares(self) -> list[tuple[str, int]]:
+        return [
+            (form.cleaned_data["email"].lower(), int(form.cleaned_data["percent"] * BPS_PER_PERCENT))
+            for form in self._filled()
+        ]
+
+    def details(self) -> dict[str, OwnerDetails]:
+        return {
+            form.cleaned_data["email"].lower(): OwnerDetails(
+                name=form.cleaned_data.get("name", ""), role=form.cleaned_data.get("role", "")
+            )
+            for form in self._filled()
+        }
 
 
 SplitFormSet = forms.formset_factory(
     SplitShareForm, formset=BaseSplitFormSet, extra=2, max_num=50, validate_max=True
 )
+
+
+# The form field that holds each term a conflict names.
+TERM_FIELDS = {
+    "derivative_share_bps": "derivative_share",
+    "licence_fee_minor": "licence_fee",
+    "expires_at": "expires_on",
+}
 
 
 def _use_field(use_class: str) -> str:
@@ -215,19 +242,19 @@ class OfferTermsForm(forms.Form):
     licence_fee = forms.DecimalField(
         min_value=Decimal(0),
         max_digits=14,
-        initial=Decimal(0),
         label="Licence fee",
-        help_text="Paid once when someone accepts the licence. 0 for free.",
+        help_text="Paid once when someone accepts the licence. Type 0 for a free licence.",
+        error_messages={"required": "Set the licence fee (0 for a free licence)."},
     )
     commercial_use = forms.BooleanField(required=False, label="Allow commercial use")
     attribution_required = forms.BooleanField(required=False, initial=True, label="Require credit")
     derivative_share = forms.DecimalField(
+        required=False,
         min_value=Decimal(0),
         max_value=Decimal(100),
         decimal_places=2,
-        initial=Decimal(0),
         label="Your share of derivatives (%)",
-        help_text="What you receive of each derivative's revenue.",
+        help_text="What you receive of each derivative's revenue (only when you allow derivative works).",
     )
     derivative_approval_required = forms.BooleanField(
         required=False, label="I approve each derivative licence"
@@ -300,13 +327,22 @@ class OfferTermsForm(forms.Form):
         cleaned: dict[str, Any] = super().clean() or {}
         code = cleaned.get("currency") or "USD"
         uses: dict[str, int] = {}
-        for use_class in UseClass.values:
+        for use_class, label in UseClass.choices:
             name = _use_field(use_class)
             price = cleaned.get(f"price_{name}")
             if not cleaned.get(f"allow_{name}"):
+                if price is not None and not self.has_error(f"price_{name}"):
+                    self.add_error(
+                        f"price_{name}",
+                        f"You set a price for “{label}” but do not allow it: tick it, or clear the price.",
+                    )
+                continue
+            if price is None:
+                if not self.has_error(f"price_{name}"):
+                    self.add_error(f"price_{name}", f"Set a price per use for “{label}” (0 for free).")
                 continue
             try:
-                uses[use_class] = to_minor(price or Decimal(0), code, f"price_{name}")
+                uses[use_class] = to_minor(price, code, f"price_{name}")
             except forms.ValidationError as exc:
                 self.add_error(None, exc)
         if not uses and not self.has_error("allow_ai_train"):
@@ -318,19 +354,25 @@ class OfferTermsForm(forms.Form):
             except forms.ValidationError as exc:
                 self.add_error(None, exc)
         share = cleaned.get("derivative_share")
-        if share and UseClass.DERIVATIVE not in uses:
+        derivatives = bool(cleaned.get(f"allow_{_use_field(UseClass.DERIVATIVE)}"))
+        if share is None and derivatives and not self.has_error("derivative_share"):
+            self.add_error("derivative_share", "Choose your share of derivatives' revenue (0 for none).")
+        if share and not derivatives and not self.has_error("derivative_share"):
             self.add_error("derivative_share", "A share of derivatives needs derivative works to be allowed.")
         cleaned["uses"] = uses
+        if not self.errors:
+            for conflict in terms_conflicts(self.terms(cleaned)):
+                self.add_error(TERM_FIELDS.get(conflict.term, conflict.term), conflict.message)
         return cleaned
 
-    def terms(self) -> Terms:
-        data = self.cleaned_data
+    def terms(self, cleaned: dict[str, Any] | None = None) -> Terms:
+        data = self.cleaned_data if cleaned is None else cleaned
         return Terms(
             currency=data["currency"],
             uses=data["uses"],
             commercial_use=data["commercial_use"],
             attribution_required=data["attribution_required"],
-            derivative_share_bps=int(data["derivative_share"] * BPS_PER_PERCENT),
+            derivative_share_bps=int((data["derivative_share"] or 0) * BPS_PER_PERCENT),
             derivative_approval_required=data["derivative_approval_required"],
             licence_fee_minor=data["licence_fee_minor"],
             territories=data["territories"],
@@ -340,12 +382,6 @@ class OfferTermsForm(forms.Form):
             max_vocal_seconds=data["max_vocal_seconds"],
             release_approval_required=data["release_approval_required"],
         )
-
-
-class InvitationForm(forms.Form):
-    token = forms.CharField(
-        max_length=100, label="Invitation token", help_text="The token from the invitation email."
-    )
 
 
 class ApiKeyForm(forms.Form):
@@ -400,3 +436,55 @@ class DisputeForm(forms.Form):
 class ResolveForm(forms.Form):
     resolution = forms.ChoiceField(choices=ClaimResolution.choices, widget=forms.RadioSelect)
     statement = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=5000)
+
+
+class SpendCapForm(forms.Form):
+    """A monthly spend cap for the organisation or one of its keys; an empty amount removes the cap."""
+
+    applies_to = forms.ChoiceField(label="Applies to")
+    currency = forms.ChoiceField(choices=[(code, code) for code in currency.SUPPORTED], initial="USD")
+    amount = forms.DecimalField(
+        required=False,
+        min_value=Decimal(0),
+        max_digits=14,
+        label="Monthly cap",
+        help_text="In the currency's units, e.g. 100.00. Leave empty to remove the cap.",
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._organisations = {org.pk: org for org in account_selectors.organisations_of(user=user)}
+        keys = (
+            account_selectors.api_keys_visible_to(user=user)
+            .filter(organisation_id__in=self._organisations, revoked_at__isnull=True)
+            .select_related("organisation")
+            .order_by("organisation_id", "name", "pk")
+        )
+        self._keys = {key.pk: key for key in keys}
+        choices = [(f"org:{pk}", f"{org.name} (all keys)") for pk, org in self._organisations.items()]
+        choices += [(f"key:{pk}", f"Key “{key.name}” ({key.prefix}…)") for pk, key in self._keys.items()]
+        field = self.fields["applies_to"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = choices
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        target = cleaned.get("applies_to", "")
+        kind, _, pk = target.partition(":")
+        if kind == "key" and pk.isdigit() and int(pk) in self._keys:
+            key = self._keys[int(pk)]
+            cleaned["api_key"], cleaned["organisation"] = key, key.organisation
+        elif kind == "org" and pk.isdigit() and int(pk) in self._organisations:
+            cleaned["api_key"], cleaned["organisation"] = None, self._organisations[int(pk)]
+        elif "applies_to" not in self.errors:
+            self.add_error("applies_to", "Choose your organisation or one of its keys.")
+        amount = cleaned.get("amount")
+        code = cleaned.get("currency") or "USD"
+        if amount is None:
+            cleaned["cap_minor"] = None
+        else:
+            try:
+                cleaned["cap_minor"] = to_minor(amount, code, "amount")
+            except forms.ValidationError as exc:
+                self.add_error(None, exc)
+        return cleaned

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import TypedDict
 
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Sum, Value
@@ -34,7 +34,7 @@ from common import clock
 from dashboard.plain_words import minor_digits
 from matching import selectors as media
 from royalties import selectors as royalties
-from royalties.models import AccountKind, Entry, LedgerAccount, RevenueSource
+from royalties.models import AccountKind, Entry, LedgerAccount, RevenueItem, RevenueSource, TransactionKind
 
 
 def asset_get_viewable(*, user: User | None, asset_id: int) -> Asset:
@@ -150,6 +150,7 @@ def earnings_by_day(*, user: User, currency: str) -> EarningsChart:
         Entry.objects.filter(
             account__user=user, account__kind=AccountKind.PAYABLE, account__currency=currency
         )
+        .exclude(transaction__kind=TransactionKind.PAYOUT)  # payouts are on the balance history, not earnings
         .annotate(day=TruncDate("transaction__created_at"))
         .values("day", "work", "work__title", "source")
         .annotate(total=Sum("amount_minor"))
@@ -385,3 +386,145 @@ def retrievals_bought_by(*, user: User, retrievals: list[Retrieval]) -> list[Ret
     for passage in passages:
         by_retrieval[passage.retrieval_id].append(passage)
     return [{"retrieval": retrieval, "passages": by_retrieval[retrieval.pk]} for retrieval in retrievals]
+
+
+# A vendor's console: spend per key and the balance history -----------------------------------------------
+
+
+class KeyUsageRow(TypedDict):
+    api_key: int | None
+    name: str
+    prefix: str
+    currency: str
+    accesses: int
+    spend_minor: int
+
+
+def usage_by_key_of(*, user: User, since: date) -> list[KeyUsageRow]:
+    """Accesses and spend per API key of the user's organisations since `since` (most spent first); paid
+    with no key (x402 without an account key) is its own row."""
+    rows = (
+        AccessEvent.objects.filter(organisation__in=organisations_of(user=user), created_at__date__gte=since)
+        .values("api_key", "api_key__name", "api_key__prefix", "currency")
+        .annotate(accesses=Count("id"), spend_minor=Sum("price_minor"))
+        .order_by("-spend_minor", "api_key")
+    )
+    return [
+        {
+            "api_key": row["api_key"],
+            "name": row["api_key__name"] or "",
+            "prefix": row["api_key__prefix"] or "",
+            "currency": row["currency"],
+            "accesses": row["accesses"],
+            "spend_minor": row["spend_minor"] or 0,
+        }
+        for row in rows
+    ]
+
+
+class VendorMovement(TypedDict):
+    at: datetime
+    kind: str  # top_up | access | licence_fee | dataset | claim | sale | refund | adjustment | ...
+    label: str
+    work_title: str
+    count: int
+    amount_minor: int
+    balance_after_minor: int
+
+
+class VendorHistory(TypedDict):
+    organisation: Organisation | None  # never None: prepaid accounts belong to organisations
+    currency: str
+    movements: list[VendorMovement]
+
+
+_VENDOR_LEDGER_LABELS: dict[str, tuple[str, str]] = {
+    TransactionKind.FUNDING: ("top_up", "Top-up"),
+    TransactionKind.REFUND: ("refund", "Refund or chargeback"),
+    TransactionKind.REVERSAL: ("adjustment", "Reversal"),
+    TransactionKind.ADJUSTMENT: ("adjustment", "Adjustment"),
+    TransactionKind.CLAIM: ("claim", "Claim charge"),
+    TransactionKind.PAYOUT: ("adjustment", "Adjustment"),
+}
+
+
+def vendor_history_of(*, user: User) -> list[VendorHistory]:
+    """Every movement of each prepaid balance of the user's organisations, newest first, with the balance
+    after it (what could be spent: funding less everything bought, settled or not). Money in comes from
+    the ledger (top-ups, refunds); money out is what was bought, when it was bought (each revenue item the
+    balance pays: per-access charges summed per day and work, licence fees, dataset purchases, claims),
+    so a purchase shows at once, before settlement moves it in the ledger."""
+    histories: list[VendorHistory] = []
+    accounts_ = LedgerAccount.objects.filter(
+        organisation__in=organisations_of(user=user), kind=AccountKind.VENDOR_PREPAID
+    ).select_related("organisation")
+    sources = dict(RevenueSource.choices)
+    for account in accounts_.order_by("organisation__name", "currency"):
+        # (moment, tie-break, movement): at the same moment money in comes first, then purchases in order.
+        steps: list[tuple[datetime, tuple[int, int], VendorMovement]] = []
+        entries = (
+            Entry.objects.filter(account=account)
+            .exclude(transaction__kind=TransactionKind.SETTLEMENT)  # counted below, when bought
+            .values("transaction__kind", "transaction__created_at", "amount_minor", "id")
+        )
+        for row in entries:
+            kind, label = _VENDOR_LEDGER_LABELS.get(row["transaction__kind"], ("adjustment", "Adjustment"))
+            steps.append(
+                (
+                    row["transaction__created_at"],
+                    (0, row["id"]),
+                    {
+                        "at": row["transaction__created_at"],
+                        "kind": kind,
+                        "label": label,
+                        "work_title": "",
+                        "count": 1,
+                        "amount_minor": row["amount_minor"],
+                        "balance_after_minor": 0,
+                    },
+                )
+            )
+        items = (
+            RevenueItem.objects.filter(payer=account)
+            .values("source", "arose_at", "amount_minor", "work__title", "id")
+            .order_by("arose_at", "id")
+        )
+        per_day: dict[tuple[date, str], int] = {}  # -> index in steps
+        for item in items:
+            if item["source"] == RevenueSource.ACCESS:
+                key = (item["arose_at"].date(), item["work__title"])
+                index = per_day.get(key)
+                if index is not None:
+                    grouped = steps[index][2]
+                    grouped["count"] += 1
+                    grouped["amount_minor"] -= item["amount_minor"]
+                    grouped["at"] = item["arose_at"]
+                    steps[index] = (item["arose_at"], (1, item["id"]), grouped)
+                    continue
+            movement: VendorMovement = {
+                "at": item["arose_at"],
+                "kind": item["source"],
+                "label": "Per-access charges"
+                if item["source"] == RevenueSource.ACCESS
+                else sources.get(item["source"], item["source"]),
+                "work_title": item["work__title"] or "",
+                "count": 1,
+                "amount_minor": -item["amount_minor"],
+                "balance_after_minor": 0,
+            }
+            if item["source"] == RevenueSource.ACCESS:
+                per_day[(item["arose_at"].date(), item["work__title"])] = len(steps)
+            steps.append((item["arose_at"], (1, item["id"]), movement))
+        steps.sort(key=lambda step: (step[0], step[1]))
+        balance = 0
+        for _, _, movement in steps:
+            balance += movement["amount_minor"]
+            movement["balance_after_minor"] = balance
+        histories.append(
+            {
+                "organisation": account.organisation,
+                "currency": account.currency,
+                "movements": [movement for _, _, movement in reversed(steps)],
+            }
+        )
+    return histories

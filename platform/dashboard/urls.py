@@ -29,7 +29,21 @@ urlpatterns = [
     path("works/<int:work_id>/offers/preview/", offers.offer_preview, name="offer-preview"),
     path("assets/<int:asset_id>/status/", works.asset_status, name="asset-status"),
     path("assets/<int:asset_id>/file/", works.asset_file, name="asset-file"),
+    path("invitations/", works.invitations, name="invitations"),
     path("invitations/accept/", works.invitation_accept, name="invitation-accept"),
+    path(
+        "invitations/<int:share_id>/accept/", works.invitation_accept_listed, name="invitation-accept-listed"
+    ),
+    path(
+        "works/<int:work_id>/invitations/<int:share_id>/resend/",
+        works.invitation_resend,
+        name="invitation-resend",
+    ),
+    path(
+        "works/<int:work_id>/invitations/<int:share_id>/cancel/",
+        works.invitation_cancel,
+        name="invitation-cancel",
+    ),
     path("browse/", offers.browse, name="browse"),
     path("offers/<int:offer_id>/", offers.offer_detail, name="offer"),
     path("offers/<int:offer_id>/accept/", offers.offer_accept, name="offer-accept"),
@@ -51,6 +65,8 @@ urlpatterns = [
     path("statements/<int:statement_id>/csv/", money.statement_csv, name="statement-csv"),
     path("payouts/", payouts.payouts_page, name="payouts"),
     path("balance/", money.balance, name="balance"),
+    path("balance/caps/", money.spend_cap_set, name="spend-cap-set"),
+    path("quickstart/", money.quickstart, name="quickstart"),
     path("usage/", money.usage, name="usage"),
     path("receipts/", money.receipts, name="receipts"),
     path("outputs/", money.outputs, name="outputs"),

@@ -17,6 +17,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="payout-wallet-challenge",
     ),
     path("payout-settings/wallet/", payout_settings.payout_wallet_link, name="payout-wallet-link"),
+    path("payout-settings/manual/", payout_settings.payout_manual, name="payout-manual"),
     path("balance/top-up/", payout_settings.topup_stripe, name="topup-stripe"),
     path("staff/payouts/", payouts.staff_payouts, name="staff-payouts"),
     path("staff/payouts/csv/", payouts.staff_payouts_csv, name="staff-payouts-csv"),

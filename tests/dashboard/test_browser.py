@@ -170,14 +170,19 @@ def test_creator_fan_and_vendor_walk_through_the_dashboard(live_server, browser,
 
     # Terms with a live RSL preview, then published.
     creator.get_by_role("link", name="Publish terms").first.click()
+    creator.get_by_label("AI training", exact=True).check()
+    creator.get_by_label("Price per use: AI training").fill("0.05")
     creator.get_by_label("Derivative works", exact=True).check()
+    creator.get_by_label("Price per use: Derivative works").fill("0")
+    creator.get_by_label("Licence fee").fill("0")
     creator.get_by_label("Your share of derivatives (%)").fill("20")
     creator.get_by_label("Allow commercial use").check()
     expect(creator.locator("[data-plain-terms]")).to_contain_text("The creator receives 20% of what")
     expect(creator.locator("[data-rsl-preview]")).to_contain_text('<permits type="usage">ai-train</permits>')
     expect(creator.locator("[data-rsl-preview]")).to_contain_text('<permits type="user">commercial</permits>')
     shot(creator, "06-terms-editor")
-    creator.get_by_role("button", name="Publish terms").click()
+    creator.get_by_role("button", name="Review terms").click()
+    creator.get_by_role("button", name="Confirm and publish").click()
     expect(creator.locator(".flash-success")).to_contain_text("Terms version 1 are published")
 
     # A fan finds the work, accepts the licence and registers a derivative.

@@ -96,7 +96,7 @@ def test_the_earnings_page_shows_the_payable_balance_the_table_and_the_chart_fro
 
     assert response.status_code == 200
     body = page(response)
-    assert 'data-balance="USD"' in body and "6.75 USD" in body  # 90% of 3 x 2.50
+    assert 'data-balance="available"' in body and "6.75 USD" in body  # 90% of 3 x 2.50
     assert response.context["by_work"].object_list == [
         {
             "currency": "USD",
@@ -177,7 +177,10 @@ def test_the_statement_csv_downloads_for_its_owner_and_is_404_for_anyone_else(ma
 # Vendor pages ------------------------------------------------------------------------------------------
 
 
-def test_the_balance_page_shows_what_the_organisation_can_spend_and_how_to_top_up(market) -> None:
+def test_the_balance_page_shows_what_the_organisation_can_spend_and_how_to_top_up(market, settings) -> None:
+    settings.STRIPE_SECRET_KEY = (
+        "sk_test_dashboard"  # card top-ups on (tests/dashboard/test_vendor_console.py: off)
+    )
     SpendCap.objects.create(organisation=market["acme_org"], currency="USD", cap_minor=5_000)
     SpendCap.objects.create(organisation=market["globex_org"], currency="USD", cap_minor=1_234)
 

@@ -72,7 +72,7 @@ LOGIN_PAGES = [
     "/dashboard/claims/",
     "/dashboard/keys/",
     "/dashboard/derivatives/new/",
-    "/dashboard/invitations/accept/",
+    "/dashboard/invitations/",
     "/dashboard/earnings/",
     "/dashboard/payouts/",
     "/dashboard/balance/",
@@ -261,10 +261,13 @@ def test_offer_form_publishes_terms_and_shows_field_errors(story) -> None:
             "licence_fee": "5",
             "derivative_share": "12.5",
             "allow_derivative": "on",
+            "price_derivative": "0",
+            "commercial_use": "on",
             "allow_ai_train": "on",
             "price_ai_train": "0.02",
             "territories": "fr, de",
             "attribution_required": "on",
+            "step": "confirm",
         },
     )
     assert good.status_code == 302

@@ -70,7 +70,9 @@ def test_a_creator_sees_their_settings_and_the_stripe_off_note(stripe_off) -> No
     assert 'data-current-rail="manual"' in body
     assert "data-stripe-off" in body and "data-connect-stripe" not in body
     assert "data-link-wallet" in body
-    assert 'data-rail-waiting="chain"' in body and 'data-rail-ready="manual"' in body
+    assert (
+        'data-rail-waiting="chain"' in body and 'data-rail-waiting="manual"' in body
+    )  # no payee details yet
     # Page scripts come from a static file (the Content-Security-Policy refuses inline ones).
     assert "js/payout_settings.js" in body
     inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", body)

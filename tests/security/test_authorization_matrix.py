@@ -28,9 +28,10 @@ from tests.test_api_contract import _operations
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
-# Dashboard pages anyone may open: the public catalogue and a published work's files. A new public page
-# is added here on purpose, after checking it shows only public data.
-PUBLIC_PAGES = {"browse", "offer", "asset-file"}
+# Dashboard pages anyone may open: the public catalogue and a published work's files, and the page an
+# invitation email links to (signed out, it only says how to sign in: nothing of the invitation). A new
+# public page is added here on purpose, after checking it shows only public data.
+PUBLIC_PAGES = {"browse", "offer", "asset-file", "invitation-accept"}
 PUBLIC_OPERATIONS = {
     ("get", "/api/v1/health"),
     ("get", "/api/v1/offers"),

@@ -5,6 +5,7 @@ from typing import Any
 
 from django import template
 
+from catalog import selectors as catalog
 from dashboard import match_words, plain_words
 from dashboard.plain_words import percent
 
@@ -90,3 +91,11 @@ def licensee_label(grant: Any) -> str:
 def confidence(value: float | None) -> str:
     """A match's probability as people read it: 0.973 -> '97%', 0.99999 -> 'over 99%'."""
     return match_words.confidence_text(float(value or 0))
+
+
+@register.simple_tag
+def invitations_waiting(user: Any) -> int:
+    """How many co-ownership invitations wait for this user's answer (for the navigation's badge)."""
+    if not getattr(user, "is_authenticated", False):
+        return 0
+    return catalog.invitations_open_for(user=user).count()

@@ -30,6 +30,7 @@ def home(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "recent_works": works[:5],
         "checklist": getting_started.checklist_while_unfinished(user=user),
+        "invitations": catalog.invitations_open_for(user=user)[:5],
     }
     if user.role == Role.CREATOR:
         context.update(

@@ -41,6 +41,7 @@ OFFER_FIELDS = {
     "invalid_max_vocal_seconds": "max_vocal_seconds",
     "invalid_share": "derivative_share",
     "no_uses": "allow_ai_train",
+    "contradictory_terms": "derivative_approval_required",
 }
 
 
@@ -49,7 +50,7 @@ OFFER_FIELDS = {
 
 def _offer_initial(offer: Offer | None) -> dict[str, Any]:
     if offer is None:
-        return {"allow_ai_train": True, "price_ai_train": "0.05", "allow_derivative": True}
+        return {}  # nothing allowed and no price until the creator chooses
     digits = plain_words.minor_digits(offer.currency)
     initial: dict[str, Any] = {
         "currency": offer.currency,
@@ -109,19 +110,46 @@ class _PreviewOffer:
 @login_required
 @require_http_methods(["GET", "POST"])
 def offer_new(request: HttpRequest, work_id: int) -> HttpResponse:
+    """The terms form, then a review of exactly what will be published (plain words and the RSL
+    document), then "Confirm and publish": published versions never change, so nothing is published
+    before the creator has seen it."""
     user = current_user(request)
     work = catalog.work_get_managed(user=user, work_id=work_id)
     current = catalog.offers_of(work=work).filter(status=OfferStatus.CURRENT).first()
     form = forms.OfferTermsForm(request.POST or None, initial=_offer_initial(current))
+    confirmed = request.POST.get("step") == "confirm"
     if request.method == "POST" and form.is_valid():
+        terms = form.terms()
+        if request.POST.get("step") == "edit":
+            return render(
+                request, "dashboard/offer_new.html", {"work": work, "form": form, "current": current}
+            )
+        if not confirmed:
+            document = rsl.render([_PreviewOffer(work, terms)], site_url=settings.SITE_URL)  # type: ignore[list-item]
+            return render(
+                request,
+                "dashboard/offer_review.html",
+                {
+                    "work": work,
+                    "form": form,
+                    "current": current,
+                    "plain": plain_words.describe(terms),
+                    "rsl": document.decode(),
+                },
+            )
         try:
-            offer = catalog_services.offer_publish(work=work, user=user, terms=form.terms())
+            offer = catalog_services.offer_publish(work=work, user=user, terms=terms)
         except ApiError as exc:
             forms.attach_problem(form, exc, OFFER_FIELDS)
         else:
             messages.success(request, f"Terms version {offer.version} are published.")
             return redirect(reverse("dashboard:work", args=[work.pk]) + "#offers")
-    return render(request, "dashboard/offer_new.html", {"work": work, "form": form, "current": current})
+    return render(
+        request,
+        "dashboard/offer_new.html",
+        {"work": work, "form": form, "current": current},
+        status=400 if request.method == "POST" else 200,
+    )
 
 
 @login_required

@@ -61,11 +61,60 @@ class WalletForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     signature = forms.CharField(
-        max_length=140,
+        max_length=400,
         label="Signature",
-        help_text="The personal_sign signature of the message above (0x followed by 130 hex digits).",
-        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text=(
+            "What your wallet gives back after signing: 0x followed by 130 hex digits. Paste it as it is; "
+            "spaces and line breaks are ignored."
+        ),
+        widget=forms.Textarea(
+            attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off", "class": "signature-input"}
+        ),
     )
+
+    def clean_signature(self) -> str:
+        return "".join(self.cleaned_data["signature"].split())
+
+
+class ManualPayeeForm(forms.Form):
+    """Where the operator sends a manual payout: a bank account, or an address for a transfer by email."""
+
+    method = forms.ChoiceField(
+        choices=[("bank", "Bank account (IBAN)"), ("email", "Email address for a manual transfer")],
+        widget=forms.RadioSelect,
+        label="Send my manual payouts to",
+    )
+    holder = forms.CharField(max_length=140, label="Account holder's name")
+    iban = forms.CharField(
+        max_length=42,
+        required=False,
+        label="IBAN",
+        help_text="For a bank account, e.g. DE89 3704 0044 0532 0130 00.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    bic = forms.CharField(
+        max_length=14, required=False, label="BIC", help_text="e.g. COBADEFFXXX; not needed for most banks"
+    )
+    email = forms.EmailField(
+        max_length=254, required=False, label="Payment email", help_text="For a transfer by email."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if cleaned.get("method") == "bank" and not cleaned.get("iban") and not self.has_error("iban"):
+            self.add_error("iban", "Enter the IBAN of the account to pay.")
+        if cleaned.get("method") == "email" and not cleaned.get("email") and not self.has_error("email"):
+            self.add_error("email", "Enter the email address to pay.")
+        return cleaned
+
+
+MANUAL_FIELDS = {
+    "invalid_iban": "iban",
+    "invalid_bic": "bic",
+    "invalid_email": "email",
+    "invalid_holder": "holder",
+    "invalid_method": "method",
+}
 
 
 def _open_challenge(user: User, nonce: str | None) -> WalletChallenge | None:
@@ -83,6 +132,7 @@ def _settings_page(
     rail_form: RailForm | None = None,
     wallet_form: WalletForm | None = None,
     challenge: WalletChallenge | None = None,
+    manual_form: ManualPayeeForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     readiness = {row.rail: row for row in payout_identity.rail_readiness(profile=profile)}
@@ -99,9 +149,48 @@ def _settings_page(
             "wallet_form": wallet_form,
             "challenge": challenge,
             "stripe_on": stripe_gateway.is_configured(),
+            "manual_form": manual_form
+            or ManualPayeeForm(
+                initial={"method": profile.manual_method or "bank", "holder": profile.manual_holder}
+            ),
         },
         status=status,
     )
+
+
+@login_required
+@require_POST
+def payout_manual(request: HttpRequest) -> HttpResponse:
+    """The payee's details for manual payouts (bank account or payment email): validated, then stored for
+    the operator; like every payout destination, a change needs a strong session and is mailed."""
+    refused = _payee_only(request)
+    if refused:
+        return refused
+    weak = strong_session_redirect(
+        request, action="change where you are paid", back=reverse("dashboard:payout-settings") + "#manual"
+    )
+    if weak:
+        return weak
+    user = current_user(request)
+    form = ManualPayeeForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            profile = payout_identity.manual_payee_set(
+                user=user,
+                method=data["method"],
+                holder=data["holder"],
+                iban=data["iban"] if data["method"] == "bank" else "",
+                bic=data["bic"] if data["method"] == "bank" else "",
+                email=data["email"] if data["method"] == "email" else "",
+            )
+        except ApiError as error:
+            attach_problem(form, error, MANUAL_FIELDS)
+        else:
+            messages.success(request, f"Manual payouts will go to {profile.manual_summary}.")
+            return redirect(reverse("dashboard:payout-settings") + "#manual")
+    profile = payout_identity.payout_profile_get_or_create(user=user)
+    return _settings_page(request, profile, manual_form=form, status=400)
 
 
 @login_required

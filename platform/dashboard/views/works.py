@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import cast
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
 from django.db.models import Q
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -243,9 +245,17 @@ def split_edit(request: HttpRequest, work_id: int) -> HttpResponse:
     work = catalog.work_get_managed(user=user, work_id=work_id)
     active = catalog.split_sheet_active(work=work)
     initial = (
-        [{"email": share.email, "percent": Decimal(share.share_bps) / 100} for share in active.shares.all()]
+        [
+            {
+                "name": share.name,
+                "role": share.role,
+                "email": share.email,
+                "percent": Decimal(share.share_bps) / 100,
+            }
+            for share in active.shares.all()
+        ]
         if active
-        else [{"email": user.email, "percent": "100"}]
+        else [{"name": user.public_name, "email": user.email, "percent": "100"}]
     )
     formset = cast(
         forms.BaseSplitFormSet, forms.SplitFormSet(request.POST or None, initial=initial, prefix="shares")
@@ -253,7 +263,9 @@ def split_edit(request: HttpRequest, work_id: int) -> HttpResponse:
     if request.method == "POST" and formset.is_valid():
         try:
             with transaction.atomic():  # over the quota, the proposal rolls back and mails nobody
-                sheet = catalog_services.split_sheet_propose(work=work, user=user, shares=formset.shares())
+                sheet = catalog_services.split_sheet_propose(
+                    work=work, user=user, shares=formset.shares(), details=formset.details()
+                )
                 ratelimits.invitations_quota(request, user=user, shares=formset.shares())
         except ApiError as exc:
             formset.add_problem(str(exc.detail))
@@ -270,22 +282,122 @@ def split_edit(request: HttpRequest, work_id: int) -> HttpResponse:
     return render(
         request,
         "dashboard/split_edit.html",
-        {"work": work, "formset": formset, "sheets": catalog.split_sheets_of(work=work)},
+        {
+            "work": work,
+            "formset": formset,
+            "sheets": catalog.split_sheets_of(work=work),
+            "invitations": catalog.invitations_open_on(work=work),
+            "roles": SPLIT_ROLES,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+# Suggested roles for a split row (the field takes any text).
+SPLIT_ROLES = ("Songwriter", "Composer", "Producer", "Performer", "Photographer", "Illustrator", "Editor")
+
+
+@login_required
+@require_POST
+def invitation_resend(request: HttpRequest, work_id: int, share_id: int) -> HttpResponse:
+    """The work's manager mails a waiting co-owner a new link (404 for anyone else)."""
+    user = current_user(request)
+    work = catalog.work_get_managed(user=user, work_id=work_id)
+    try:
+        share = catalog_services.split_invitation_resend(work=work, share_id=share_id, user=user)
+    except ApiError as exc:
+        if exc.status_code == 404:
+            raise Http404 from None
+        messages.error(request, str(exc.detail))
+    else:
+        messages.success(
+            request, f"The invitation to {share.email} is sent again; the old link stops working."
+        )
+    return redirect("dashboard:split-edit", work_id=work.pk)
+
+
+@login_required
+@require_POST
+def invitation_cancel(request: HttpRequest, work_id: int, share_id: int) -> HttpResponse:
+    """The work's manager withdraws a waiting proposal through one of its invitations."""
+    work = catalog.work_get_managed(user=current_user(request), work_id=work_id)
+    try:
+        sheet = catalog_services.split_invitation_cancel(work=work, share_id=share_id)
+    except ApiError:
+        raise Http404 from None
+    messages.success(
+        request,
+        f"The invitations of split sheet version {sheet.version} are cancelled; "
+        "the work keeps the split sheet it had.",
+    )
+    return redirect("dashboard:split-edit", work_id=work.pk)
+
+
+# Invitations (the invitee's side) ----------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_accept(request: HttpRequest) -> HttpResponse:
+    """The page the invitation email links to: the work, the share and who invited, and one Accept
+    button. Signed out, it says how to sign in (or sign up with the invited address) and come back."""
+    token = (request.POST.get("token") or request.GET.get("token", "")).strip()[:100]
+    user = request.user if isinstance(request.user, User) else None
+    if user is None:
+        if request.method == "POST":
+            return redirect_to_login(request.get_full_path())
+        back = request.get_full_path()
+        return render(
+            request,
+            "dashboard/invitation_signed_out.html",
+            {"login_url": f"{reverse('login')}?{urlencode({'next': back})}", "signup_url": reverse("signup")},
+        )
+    if request.method == "POST":
+        try:
+            sheet = catalog_services.split_share_accept(token=token, user=user)
+        except ApiError as exc:
+            messages.error(request, str(exc.detail))
+            return render(
+                request,
+                "dashboard/invitation_accept.html",
+                {"share": None, "token": token},
+                status=exc.status_code,
+            )
+        messages.success(request, f"You are now listed as a co-owner of “{sheet.work.title}”.")
+        return redirect("dashboard:work", work_id=sheet.work_id)
+    share = (
+        catalog.invitation_for_token(token_hash=catalog_services.invitation_token_hash(token), user=user)
+        if token
+        else None
+    )
+    return render(
+        request,
+        "dashboard/invitation_accept.html",
+        {"share": share, "token": token, "open": catalog.invitations_open_for(user=user)},
+        status=200 if share is not None or not token else 404,
     )
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
-def invitation_accept(request: HttpRequest) -> HttpResponse:
-    form = forms.InvitationForm(request.POST or None, initial={"token": request.GET.get("token", "")})
-    if request.method == "POST" and form.is_valid():
-        try:
-            sheet = catalog_services.split_share_accept(
-                token=form.cleaned_data["token"], user=current_user(request)
-            )
-        except ApiError as exc:
-            forms.attach_problem(form, exc, {"invitation_not_found": "token", "split_sheet_closed": "token"})
-        else:
-            messages.success(request, f"You are now listed as a co-owner of “{sheet.work.title}”.")
-            return redirect("dashboard:work", work_id=sheet.work_id)
-    return render(request, "dashboard/invitation_accept.html", {"form": form})
+@require_GET
+def invitations(request: HttpRequest) -> HttpResponse:
+    """Every co-ownership invitation waiting for the user, each with its Accept button."""
+    return render(
+        request,
+        "dashboard/invitations.html",
+        {"page": paginate(request, catalog.invitations_open_for(user=current_user(request)))},
+    )
+
+
+@login_required
+@require_POST
+def invitation_accept_listed(request: HttpRequest, share_id: int) -> HttpResponse:
+    user = current_user(request)
+    try:
+        sheet = catalog_services.split_invitation_accept(share_id=share_id, user=user)
+    except ApiError as exc:
+        if exc.status_code == 404:
+            raise Http404 from None
+        messages.error(request, str(exc.detail))
+        return redirect("dashboard:invitations")
+    messages.success(request, f"You are now listed as a co-owner of “{sheet.work.title}”.")
+    return redirect("dashboard:work", work_id=sheet.work_id)

@@ -100,7 +100,29 @@
     }
     form.addEventListener("input", update);
     update();
+    // Rows are added freely (up to the formset's maximum), from the empty row the page carries.
+    var add = form.querySelector("[data-split-add-row]");
+    var template = form.querySelector("template[data-split-empty-row]");
+    var total = form.querySelector("input[name$='-TOTAL_FORMS']");
+    var maximum = form.querySelector("input[name$='-MAX_NUM_FORMS']");
+    if (add && template && total) {
+      add.addEventListener("click", function () {
+        var index = parseInt(total.value, 10);
+        if (maximum && index >= parseInt(maximum.value, 10)) return;
+        var html = template.innerHTML.replace(/__prefix__/g, index).replace(/__number__/g, index + 1);
+        form.querySelector("tbody").insertAdjacentHTML("beforeend", html);
+        total.value = index + 1;
+        var rows = form.querySelectorAll("tbody [data-split-row]");
+        rows[rows.length - 1].querySelector("input").focus();
+      });
+    }
   }
+
+  // Withdrawing a proposal asks first.
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm-cancel");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
 
   function activityChart() {
     var canvas = document.getElementById("activity-chart");
@@ -192,7 +214,9 @@
     if (!canvas || !source || !window.Chart) return;
     var data = JSON.parse(source.textContent);
     var palette = colours();
-    var datasets = [{ type: "bar", label: "Accesses", data: data.accesses, backgroundColor: palette[0], borderRadius: 4, yAxisID: "y" }];
+    // Chart.js draws a lower `order` on top: the spend lines go over the bars (the first dataset would
+    // otherwise be drawn last and hide them), with points large enough to see on a single day.
+    var datasets = [{ type: "bar", label: "Accesses", data: data.accesses, backgroundColor: palette[0], borderRadius: 4, yAxisID: "y", order: 2 }];
     Object.keys(data.spend).forEach(function (currency, i) {
       datasets.push({
         type: "line",
@@ -200,8 +224,12 @@
         data: data.spend[currency].map(units(data.digits[currency])),
         borderColor: palette[(i + 1) % palette.length],
         backgroundColor: palette[(i + 1) % palette.length],
+        borderWidth: 3,
+        pointRadius: 5,
+        pointHoverRadius: 7,
         tension: 0.2,
         yAxisID: "spend",
+        order: 1,
       });
     });
     new window.Chart(canvas, {
@@ -214,7 +242,7 @@
         scales: {
           x: { grid: { display: false } },
           y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "accesses" } },
-          spend: { position: "right", beginAtZero: true, grid: { display: false }, title: { display: true, text: "spend" } },
+          spend: { position: "right", beginAtZero: true, grid: { display: false }, title: { display: true, text: "spend (" + Object.keys(data.spend).join(", ") + ")" } },
         },
       },
     });
