@@ -27,8 +27,7 @@ def _payout_ready(user: User) -> bool:
     profile = PayoutProfile.objects.filter(user=user).first()
     if profile is None:
         return False
-    # Manual payees are ready once their payee details are on file (a flag the payout settings keep).
-    return profile.stripe_ready or profile.wallet_ready or bool(getattr(profile, "manual_ready", False))
+    return profile.stripe_ready or profile.wallet_ready or profile.manual_ready
 
 
 def _creator_steps(user: User) -> list[Step]:
