@@ -48,6 +48,13 @@ def _payee_only(request: HttpRequest) -> HttpResponse | None:
     )
 
 
+def _payee_with_fresh_session(request: HttpRequest) -> HttpResponse | None:
+    """Where a user is paid changes only for a payee who signed in (or confirmed) within the last minutes."""
+    return _payee_only(request) or strong_session_redirect(
+        request, action="change where you are paid", back=reverse("dashboard:payout-settings")
+    )
+
+
 class RailForm(forms.Form):
     rail = forms.ChoiceField(choices=PayoutProfile.Rail.choices, widget=forms.RadioSelect, label="Pay me by")
 
@@ -219,14 +226,9 @@ def payout_settings(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def payout_rail(request: HttpRequest) -> HttpResponse:
-    refused = _payee_only(request)
+    refused = _payee_with_fresh_session(request)
     if refused:
         return refused
-    weak = strong_session_redirect(
-        request, action="change where you are paid", back=reverse("dashboard:payout-settings")
-    )
-    if weak:
-        return weak
     user = current_user(request)
     form = RailForm(request.POST)
     if form.is_valid():
@@ -257,12 +259,7 @@ def _to_stripe(request: HttpRequest) -> HttpResponse:
 @require_POST
 def payout_stripe_connect(request: HttpRequest) -> HttpResponse:
     """Make (once) the user's Express account and send them to Stripe's onboarding."""
-    back = reverse("dashboard:payout-settings")
-    return (
-        _payee_only(request)
-        or strong_session_redirect(request, action="change where you are paid", back=back)
-        or _to_stripe(request)
-    )
+    return _payee_with_fresh_session(request) or _to_stripe(request)
 
 
 @login_required
@@ -275,14 +272,9 @@ def payout_stripe_refresh(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def payout_wallet_challenge(request: HttpRequest) -> HttpResponse:
-    refused = _payee_only(request)
+    refused = _payee_with_fresh_session(request)
     if refused:
         return refused
-    weak = strong_session_redirect(
-        request, action="change where you are paid", back=reverse("dashboard:payout-settings")
-    )
-    if weak:
-        return weak
     challenge = payout_identity.wallet_challenge_create(user=current_user(request), domain=request.get_host())
     return redirect(f"{reverse('dashboard:payout-settings')}?challenge={challenge.nonce}#wallet")
 
@@ -290,14 +282,9 @@ def payout_wallet_challenge(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def payout_wallet_link(request: HttpRequest) -> HttpResponse:
-    refused = _payee_only(request)
+    refused = _payee_with_fresh_session(request)
     if refused:
         return refused
-    weak = strong_session_redirect(
-        request, action="change where you are paid", back=reverse("dashboard:payout-settings")
-    )
-    if weak:
-        return weak
     user = current_user(request)
     form = WalletForm(request.POST)
     challenge = _open_challenge(user, request.POST.get("nonce"))
