@@ -10,12 +10,14 @@ VOICE work's own recordings, and the vocal is synthesised again. The words and t
 2. Vocal tract: the envelope's frequency axis is scaled by the factor that best lines the vocal's average
    envelope up with the target's (a longer or shorter vocal tract moves every formant by one ratio).
 3. Timbre, frame by frame (the default method, "frames"): each sounding frame of the vocal takes the
-   spectral envelope and aperiodicity of the nearest frame of the target's own recordings, of the same
-   voicing, nearest by mel-cepstra (of the warped vocal) normalised to each speaker's own mean and
-   deviation, so an "a" finds the target's "a"; the frame keeps its own level. This is kNN voice
-   conversion (Baas et al., 2023) with WORLD's features in place of a neural encoder's. The other method,
-   "envelope", keeps the vocal's own envelope, warped, and equalises its average shape per mel band to the
-   target's: weaker (docs/studio.md has the figures).
+   aperiodicity of the nearest frame of the target's own recordings, of the same voicing, nearest by
+   mel-cepstra (of the warped vocal) normalised to each speaker's own mean and deviation, so an "a" finds
+   the target's "a"; and its log envelope becomes the mean of that frame's and of its own (warped, then
+   equalised per mel band to the target's average shape), MATCH_WEIGHT = 0.5; the frame keeps its own
+   level. Frame matching is kNN voice conversion (Baas et al., 2023) with WORLD's features in place of a
+   neural encoder's; taken whole it moves the voice furthest but loses words, and the equalised envelope
+   alone keeps the words but moves the voice least: the half-way mix is the measured trade-off
+   (docs/studio.md has the figures). The method "envelope" is the equalised envelope alone.
 
 What is learned from the target's recordings is a `VoiceProfile`: its pitch, average envelope, and its
 sounding frames as mel-cepstra and aperiodicity (float16), frozen and serialisable to a JSON-able dict
@@ -88,6 +90,8 @@ WARP_STEPS: Final = 41
 # The equaliser never moves a band by more than this (natural log units of the power envelope; 1.0 ~ 4.3 dB).
 MAX_EQ_LOG: Final = 2.3
 MAX_SHIFT_SEMITONES: Final = 24
+# How much of the matched envelope a frame takes (the rest: the vocal's own, warped and equalised).
+MATCH_WEIGHT: Final = 0.5
 # Aperiodicity is matched on a coarser mel grid (it is smooth along frequency).
 AP_POINTS: Final = 12
 # "frames": frame matching (the shipped method); "envelope": warp and equalise the vocal's own envelope.
@@ -313,12 +317,16 @@ def conversion(
     warp = _best_warp(source, target)
     warped = _warped(log_envelope, analysis.rate, warp)
     aperiodicity = analysis.aperiodicity
+    warped_source = _profile_envelope(warped, analysis)
+    equaliser = np.clip(np.asarray(target.envelope) - warped_source, -MAX_EQ_LOG, MAX_EQ_LOG)
+    equalised = warped + _grid_to_bins(equaliser, analysis.rate, warped.shape[1])[None, :]
     if method == "frames":
-        log_envelope, aperiodicity = _matched(log_envelope, warped, analysis, source, target)
+        matched, aperiodicity = _matched(log_envelope, warped, analysis, source, target)
+        log_envelope = (
+            matched if MATCH_WEIGHT >= 1.0 else MATCH_WEIGHT * matched + (1 - MATCH_WEIGHT) * equalised
+        )
     else:
-        warped_source = _profile_envelope(warped, analysis)
-        equaliser = np.clip(np.asarray(target.envelope) - warped_source, -MAX_EQ_LOG, MAX_EQ_LOG)
-        log_envelope = warped + _grid_to_bins(equaliser, analysis.rate, warped.shape[1])[None, :]
+        log_envelope = equalised
 
     progress(70, "Synthesising")
     pyworld = _pyworld()
