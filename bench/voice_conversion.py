@@ -76,6 +76,7 @@ class Pair:
     top_is_target: bool
     claimed_source: bool
     distance: float
+    word_errors: float | None = None  # the recogniser's word error rate, English spoken sources only
 
 
 def _load(path: Path) -> np.ndarray:
@@ -134,6 +135,37 @@ def distance_dtw(a: np.ndarray, b: np.ndarray) -> float:
     return float(cost[-1, -1] / len(path))
 
 
+class Recogniser:
+    """pocketsphinx (its en-us model ships in the wheel; dev dependency), for English speech at 16 kHz."""
+
+    def __init__(self) -> None:
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=RATE, loglevel="FATAL")
+
+    def words(self, samples: np.ndarray) -> list[str]:
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm, full_utt=True)
+        self.decoder.end_utt()
+        hypothesis = self.decoder.hyp()
+        return hypothesis.hypstr.split() if hypothesis is not None else []
+
+
+def words_of(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalpha() or c == "'" else " " for c in text).split()
+
+
+def word_error_rate(reference: list[str], heard: list[str]) -> float:
+    """Levenshtein distance over words (substitutions, insertions, deletions) / reference length."""
+    row = list(range(len(heard) + 1))
+    for i, word in enumerate(reference, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(heard, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1] / max(1, len(reference))
+
+
 def _quartiles(values: Sequence[float]) -> str:
     array = np.asarray(values)
     q = np.quantile(array, [0.0, 0.25, 0.5, 0.75, 1.0])
@@ -156,6 +188,12 @@ def report(title: str, pairs: Sequence[Pair]) -> None:
     both = np.mean([pair.claimed_source for pair in pairs]) * 100
     print(f"trace: target's VOICE work claimed {claimed:.1f}%; target the top match {top:.1f}%; ", end="")
     print(f"source's own VOICE work claimed too {both:.1f}%")
+    errors = [pair.word_errors for pair in pairs if pair.word_errors is not None]
+    if errors:
+        print(
+            f"recogniser word error rate of the converted vocal: mean {np.mean(errors) * 100:.1f}% "
+            f"over {len(errors)} English spoken pairs"
+        )
     distances = np.array([pair.distance for pair in pairs])
     print(
         f"normalised cepstral distance to the source: median {np.median(distances):.2f} "
@@ -175,6 +213,7 @@ def main() -> int:
         help="convert each source into this many targets (taken in turn), not all: for a loaded machine",
     )
     parser.add_argument("--no-speed", action="store_true", help="skip the 60 s speed measurement")
+    parser.add_argument("--speed-only", action="store_true", help="only the 60 s speed measurement")
     arguments = parser.parse_args()
     started = time.perf_counter()
     claim_confidence = _claim_confidence()
@@ -182,6 +221,9 @@ def main() -> int:
     speech.ensure_system_packages()
     names = list(arguments.voices)
     renders = speech.render_speech(arguments.cache, names, (*ENROL, OTHER_SENTENCE, SOURCE_SENTENCE))
+    if arguments.speed_only:
+        _speed(renders, names)
+        return 0
     songs = {
         name: speech.render_song(arguments.cache, name) for name in speech.SINGING_VOICES if name in names
     }
@@ -210,10 +252,19 @@ def main() -> int:
     ]
     pairs: list[Pair] = []
     floor: list[float] = []
+    recogniser = Recogniser()
+    reference = words_of(speech.SENTENCES["en"][SOURCE_SENTENCE])
+    source_errors: list[float] = []
+    vocoder_errors: list[float] = []
     convert_s = 0.0
     for source, path, sung in sources:
         source_samples = _load(path)
-        floor.append(_vocoder_floor(source_samples))
+        resynthesised = _resynthesised(source_samples)
+        floor.append(distance_aligned(source_samples, resynthesised))
+        english = not sung and speech.VOICES_BY_NAME[source].language == "en"
+        if english:
+            source_errors.append(word_error_rate(reference, recogniser.words(source_samples)))
+            vocoder_errors.append(word_error_rate(reference, recogniser.words(resynthesised)))
         others = [name for name in names if name != source]
         start = names.index(source) % len(others)
         targets = (others[start:] + others[:start])[: arguments.targets_per_source]
@@ -241,6 +292,7 @@ def main() -> int:
                     top_is_target=max(best, key=lambda owner: best[owner]) == target,
                     claimed_source=_claimed(best[source], claim_confidence),
                     distance=distance_aligned(source_samples, converted),
+                    word_errors=word_error_rate(reference, recogniser.words(converted)) if english else None,
                 )
             )
         print(f"  {source}{' (sung)' if sung else ''}: {len(targets)} conversions", flush=True)
@@ -266,6 +318,12 @@ def main() -> int:
     if other_voice:
         print(f"  another speaker, same sentence (DTW): {np.median(other_voice):.2f}")
     print(f"  same speaker, another sentence (DTW): {np.median(other_words):.2f}")
+    if source_errors:
+        print(
+            f"recogniser word error rate on the {len(source_errors)} English sources: as rendered "
+            f"{np.mean(source_errors) * 100:.1f}%, "
+            f"through WORLD unchanged {np.mean(vocoder_errors) * 100:.1f}%"
+        )
     print(f"\nconversion inside the pair loop: {convert_s:.1f} s for {len(pairs)} conversions")
 
     if not arguments.no_speed:
@@ -280,8 +338,8 @@ def _claimed(score: float, claim_confidence: float) -> bool:
     return score >= voice.SAME_SPEAKER_THRESHOLD and voice.confidence(score) >= claim_confidence
 
 
-def _vocoder_floor(samples: np.ndarray) -> float:
-    """The distance WORLD's own analysis and resynthesis adds, with nothing converted."""
+def _resynthesised(samples: np.ndarray) -> np.ndarray:
+    """The recording through WORLD's analysis and resynthesis with nothing changed (the vocoder's floor)."""
     pyworld = voice_convert._pyworld()
     x = samples.astype(np.float64)
     f0, times = pyworld.dio(x, RATE, f0_floor=voice_convert.F0_FLOOR_HZ, f0_ceil=voice_convert.F0_CEIL_HZ)
@@ -289,29 +347,34 @@ def _vocoder_floor(samples: np.ndarray) -> float:
     resynthesised = pyworld.synthesize(
         f0, pyworld.cheaptrick(x, f0, times, RATE), pyworld.d4c(x, f0, times, RATE), RATE
     )[: x.size]
-    return distance_aligned(samples, np.asarray(resynthesised, dtype=np.float32))
+    return np.asarray(resynthesised, dtype=np.float32)
 
 
 def _speed(renders: dict[str, list[Path]], names: Sequence[str]) -> None:
+    """A 60 s vocal (one voice's sentences in a loop) into another voice, at 16 kHz and at 44.1 kHz (an
+    upload's usual rate, analysed at WORK_RATE_HZ)."""
+    from scipy.signal import resample_poly
+
     source, target = names[0], names[1]
     pieces = [_load(path) for path in renders[source]]
     vocal = np.resize(np.concatenate(pieces), int(SPEED_VOCAL_S * RATE)).astype(np.float32)
-    load_before = os.getloadavg()[0]
     begin = time.perf_counter()
     profile = voice_convert.voice_profile([(_load(path), RATE) for path in renders[target][: len(ENROL)]])
-    learn_s = time.perf_counter() - begin
-    cpu_begin = time.process_time()
-    begin = time.perf_counter()
-    voice_convert.convert(vocal, RATE, profile)
-    convert_s = time.perf_counter() - begin
-    cpu_s = time.process_time() - cpu_begin
-    print(
-        f"\nspeed: a {SPEED_VOCAL_S:.0f} s vocal at {RATE} Hz converted in {convert_s:.2f} s "
-        f"({SPEED_VOCAL_S / convert_s:.1f}x real time, {convert_s / SPEED_VOCAL_S:.3f} s per second); "
-        f"CPU time {cpu_s:.2f} s ({SPEED_VOCAL_S / cpu_s:.1f}x real time); "
-        f"learning the voice from {len(ENROL)} recordings {learn_s:.2f} s; "
-        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs"
-    )
+    print(f"\nspeed: learning the voice from {len(ENROL)} recordings {time.perf_counter() - begin:.2f} s")
+    for rate in (RATE, 44_100):
+        samples = vocal if rate == RATE else resample_poly(vocal, 441, 160).astype(np.float32)
+        load_before = os.getloadavg()[0]
+        cpu_begin = time.process_time()
+        begin = time.perf_counter()
+        voice_convert.convert(samples, rate, profile)
+        convert_s = time.perf_counter() - begin
+        cpu_s = time.process_time() - cpu_begin
+        print(
+            f"  a {SPEED_VOCAL_S:.0f} s vocal at {rate} Hz converted in {convert_s:.2f} s "
+            f"({SPEED_VOCAL_S / convert_s:.1f}x real time, {convert_s / SPEED_VOCAL_S:.3f} s per second); "
+            f"CPU time {cpu_s:.2f} s ({SPEED_VOCAL_S / cpu_s:.1f}x real time); load average "
+            f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs"
+        )
 
 
 if __name__ == "__main__":

@@ -5,15 +5,24 @@ its spectral envelope (the shape of the vocal tract: formants, timbre) and its a
 noise); the parts that carry the singer's identity are moved towards the target voice's, learned from the
 VOICE work's own recordings, and the vocal is synthesised again. The words and the melody stay the fan's.
 
-1. Pitch: the vocal's median F0 is moved to the target's by a whole number of semitones (a melody stays in
-   tune with itself), its spread left as sung.
+1. Pitch: the vocal's median F0 is moved to the target's by a whole number of semitones, its spread left
+   as sung (a melody stays in tune with itself, and with a backing track a remix puts it on).
 2. Vocal tract: the envelope's frequency axis is scaled by the factor that best lines the vocal's average
    envelope up with the target's (a longer or shorter vocal tract moves every formant by one ratio).
-3. Timbre: a smooth per-band equaliser (on a mel grid) brings the warped vocal's average envelope shape to
-   the target's.
+3. Timbre, frame by frame (the default method, "frames"): each sounding frame of the vocal takes the
+   aperiodicity of the nearest frame of the target's own recordings, of the same voicing, nearest by
+   mel-cepstra (of the warped vocal) normalised to each speaker's own mean and deviation, so an "a" finds
+   the target's "a"; and its log envelope becomes the mean of that frame's and of its own (warped, then
+   equalised per mel band to the target's average shape), MATCH_WEIGHT = 0.5; the frame keeps its own
+   level. Frame matching is kNN voice conversion (Baas et al., 2023) with WORLD's features in place of a
+   neural encoder's; taken whole it moves the voice furthest but loses words, and the equalised envelope
+   alone keeps the words but moves the voice least: the half-way mix is the measured trade-off
+   (docs/studio.md has the figures). The method "envelope" is the equalised envelope alone.
 
-What is learned from the target's recordings is a `VoiceProfile`: small, frozen, and serialisable to a
-JSON-able dict (`to_dict` / `from_dict`) so the app can keep it with the voice work.
+What is learned from the target's recordings is a `VoiceProfile`: its pitch, average envelope, and its
+sounding frames as mel-cepstra and aperiodicity (float16), frozen and serialisable to a JSON-able dict
+(`to_dict` / `from_dict`: about 36 KB per second of recording, 1.2 MB at most, MAX_PROFILE_FRAMES) so the
+app can keep it with the voice work instead of learning the voice again for every job.
 
 Pure: no Django. Needs the `voice` use (the voice is the licensed artist's) and `derivative` (the result is
 a derivative of the VOICE work).
@@ -66,10 +75,11 @@ GRID_HIGH_HZ: Final = 7_600.0
 GRID_POINTS: Final = 64
 CEPSTRA: Final = 64
 # Frame matching: each source frame takes the mean envelope of its K_NEIGHBOURS nearest target frames of
-# the same voicing, nearest by the first KEY_CEPSTRA mel-cepstra (c0 left out), each speaker's normalised
-# to zero mean and unit variance; the result is smoothed over SMOOTH_FRAMES frames.
+# the same voicing, nearest by mel-cepstra 1..KEY_CEPSTRA-1 (c0, the level, left out), each speaker's
+# normalised to zero mean and unit variance; the result is smoothed over SMOOTH_FRAMES frames (1: not at
+# all; measured: one neighbour and no smoothing keep the most of the target, docs/studio.md).
 K_NEIGHBOURS: Final = 1
-KEY_CEPSTRA = 20
+KEY_CEPSTRA: Final = 20
 SMOOTH_FRAMES: Final = 1
 # A profile keeps at most this many target frames (spread evenly over the recordings).
 MAX_PROFILE_FRAMES: Final = 6000
@@ -80,14 +90,11 @@ WARP_STEPS: Final = 41
 # The equaliser never moves a band by more than this (natural log units of the power envelope; 1.0 ~ 4.3 dB).
 MAX_EQ_LOG: Final = 2.3
 MAX_SHIFT_SEMITONES: Final = 24
-# "frames": frame matching (the shipped method); "envelope": warp and equalise the vocal's own envelope.
-KEYS_WARPED = True
-POST_EQ = False
-MATCH_LEVEL = False
-MATCH_APERIODICITY = True
+# How much of the matched envelope a frame takes (the rest: the vocal's own, warped and equalised).
+MATCH_WEIGHT: Final = 0.5
 # Aperiodicity is matched on a coarser mel grid (it is smooth along frequency).
 AP_POINTS: Final = 12
-F0_MODE = "meanstd"
+# "frames": frame matching (the shipped method); "envelope": warp and equalise the vocal's own envelope.
 METHODS: Final = ("frames", "envelope")
 DEFAULT_METHOD: Final = "frames"
 
@@ -303,29 +310,23 @@ def conversion(
         )
     progress(55, "Moving the pitch")
     semitones = _semitones(source, target)
-    if F0_MODE == "semitones":
-        f0 = analysis.f0 * 2.0 ** (semitones / 12.0)
-    else:
-        ratio = 1.0
-        if F0_MODE == "meanstd":
-            ratio = min(2.0, max(0.5, target.f0_log_std / max(source.f0_log_std, 1e-3)))
-        voiced_f0 = analysis.f0 > 0
-        f0 = np.zeros_like(analysis.f0)
-        f0[voiced_f0] = np.exp(
-            (np.log(analysis.f0[voiced_f0]) - source.f0_log_mean) * ratio + target.f0_log_mean
-        )
+    f0 = analysis.f0 * 2.0 ** (semitones / 12.0)
 
     progress(60, "Moving the vocal tract and timbre")
     log_envelope = np.log(np.maximum(analysis.envelope, 1e-16))
     warp = _best_warp(source, target)
     warped = _warped(log_envelope, analysis.rate, warp)
     aperiodicity = analysis.aperiodicity
+    warped_source = _profile_envelope(warped, analysis)
+    equaliser = np.clip(np.asarray(target.envelope) - warped_source, -MAX_EQ_LOG, MAX_EQ_LOG)
+    equalised = warped + _grid_to_bins(equaliser, analysis.rate, warped.shape[1])[None, :]
     if method == "frames":
-        log_envelope, aperiodicity = _matched(log_envelope, warped, analysis, source, target)
+        matched, aperiodicity = _matched(log_envelope, warped, analysis, source, target)
+        log_envelope = (
+            matched if MATCH_WEIGHT >= 1.0 else MATCH_WEIGHT * matched + (1 - MATCH_WEIGHT) * equalised
+        )
     else:
-        warped_source = _profile_envelope(warped, analysis)
-        equaliser = np.clip(np.asarray(target.envelope) - warped_source, -MAX_EQ_LOG, MAX_EQ_LOG)
-        log_envelope = warped + _grid_to_bins(equaliser, analysis.rate, warped.shape[1])[None, :]
+        log_envelope = equalised
 
     progress(70, "Synthesising")
     pyworld = _pyworld()
@@ -359,7 +360,8 @@ def _matched(
     cepstra = _cepstra(_on_grid(log_envelope, analysis.rate))
     matched = cepstra.copy()
     matched_ap = _log_aperiodicity_grid(analysis.aperiodicity, analysis.rate)
-    key_cepstra = _cepstra(_on_grid(warped, analysis.rate)) if KEYS_WARPED else cepstra
+    # Keys from the warped vocal: with its formants where the target's are, an "a" is nearer the target's "a".
+    key_cepstra = _cepstra(_on_grid(warped, analysis.rate))
     source_keys = _keys(key_cepstra, key_cepstra[analysis.active])
     target_keys = _keys(target.cepstra, target.cepstra)
     voiced = analysis.f0 > 0
@@ -373,20 +375,8 @@ def _matched(
         neighbours = _nearest(source_keys[frames], target_keys[pool], min(K_NEIGHBOURS, pool.size))
         matched[frames, 1:] = target.cepstra[pool][neighbours, 1:].mean(axis=1)
         matched_ap[frames] = target.aperiodicity[pool][neighbours].mean(axis=1)
-        if MATCH_LEVEL:
-            matched[frames, 0] = (
-                target.cepstra[pool][neighbours, 0].mean(axis=1)
-                - float(target.cepstra[:, 0].mean())
-                + float(cepstra[analysis.active, 0].mean())
-            )
     matched[:, 1:] = _smoothed(matched[:, 1:], SMOOTH_FRAMES)
     new_grid = _from_cepstra(matched)
-    if POST_EQ:
-        sounding = analysis.active & voiced
-        if sounding.any():
-            shapes = new_grid[sounding] - new_grid[sounding].mean(axis=1, keepdims=True)
-            correction = np.clip(np.asarray(target.envelope) - shapes.mean(axis=0), -MAX_EQ_LOG, MAX_EQ_LOG)
-            new_grid = new_grid + correction[None, :]
     active = analysis.active
     result = warped.copy()
     bins = log_envelope.shape[1]
@@ -400,13 +390,10 @@ def _matched(
         offset = on_bins[:, -1] - warped[:, int(np.flatnonzero(inside)[-1])]
         result[np.ix_(active, ~inside)] = warped[np.ix_(active, ~inside)] + offset[active, None]
     aperiodicity = analysis.aperiodicity.copy()
-    if MATCH_APERIODICITY:
-        ap_bins = np.exp(
-            _interpolate_columns(
-                matched_ap, np.interp(frequencies[inside], _ap_grid_hz(), np.arange(AP_POINTS))
-            )
-        )
-        aperiodicity[np.ix_(active, inside)] = np.clip(ap_bins[active], 1e-3, 1.0)
+    ap_bins = np.exp(
+        _interpolate_columns(matched_ap, np.interp(frequencies[inside], _ap_grid_hz(), np.arange(AP_POINTS)))
+    )
+    aperiodicity[np.ix_(active, inside)] = np.clip(ap_bins[active], 1e-3, 1.0)
     return result, aperiodicity
 
 
