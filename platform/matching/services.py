@@ -12,7 +12,7 @@ from PIL import Image
 from matching import index
 from matching.models import Fingerprint, FingerprintKind
 from media import frames
-from media.errors import MediaError
+from media.errors import CorruptMedia, MediaError
 from media.fingerprint import audio, image, voice
 from media.text import embedding, quotes, static
 from media.text.document import TextLimits, inspect_text
@@ -40,7 +40,10 @@ def _compute(kind: str, data: bytes) -> bytes:
         chosen = frames.keyframes(data, fmt)
         return frames.bundle([image.compute(f.image, include_mirror=False).to_bytes() for f in chosen])
     if kind == FingerprintKind.AUDIO:
-        return audio.compute(*audio.decode(data)).to_bytes()
+        landmarks = audio.compute(*audio.decode(data))
+        if len(landmarks) == 0:  # silence, or no sound steady enough to leave a landmark
+            raise CorruptMedia("The audio has no sound to fingerprint.")
+        return landmarks.to_bytes()
     # The voice model decodes at the file's own rate: the landmark decoder's 8 kHz would cut the upper
     # band where much of a voice's identity lies.
     return voice.embed_file(data).to_bytes()
