@@ -281,7 +281,33 @@ def _receipt_refund_legs(funding: JournalTransaction, receipts: LedgerAccount, a
             account_key, spec = payee_spec(payee, item.currency)  # type: ignore[arg-type]
             account = account_ensure(key=account_key, **spec)  # type: ignore[arg-type]
             payee_legs.append(Leg(account, -part_amount, part.work, item.source))
-    return legs + _covered(payee_legs)
+    return legs + _covered(_fee_within_earned(payee_legs))
+
+
+def _fee_within_earned(legs: list[Leg]) -> list[Leg]:
+    """The platform gives back at most the fees it holds: each refund is split on its own, so over several
+    chargebacks of the same revenue the fee's rounded parts could add up to more than the fee earned. What
+    the fee cannot give back is taken from the largest payee part instead (their clawback if already paid),
+    so no payee keeps money that no payer paid."""
+    fee_legs = [i for i, leg in enumerate(legs) if leg.account.kind == AccountKind.PLATFORM_FEE]
+    payee_legs = [i for i, leg in enumerate(legs) if leg.account.kind != AccountKind.PLATFORM_FEE]
+    if not fee_legs or not payee_legs:
+        return legs
+    out = list(legs)
+    for i in fee_legs:
+        leg = out[i]
+        held = LedgerAccount.objects.select_for_update().get(pk=leg.account.pk).balance_minor
+        already = sum(
+            -out[j].amount_minor for j in fee_legs[: fee_legs.index(i)] if out[j].account.pk == leg.account.pk
+        )
+        excess = -leg.amount_minor - max(0, held - already)
+        if excess <= 0:
+            continue
+        out[i] = Leg(leg.account, leg.amount_minor + excess, leg.work_id, leg.source)
+        largest = min(payee_legs, key=lambda j: out[j].amount_minor)
+        other = out[largest]
+        out[largest] = Leg(other.account, other.amount_minor - excess, other.work_id, other.source)
+    return [leg for leg in out if leg.amount_minor]
 
 
 @transaction.atomic
