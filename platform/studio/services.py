@@ -647,7 +647,7 @@ def jobs_sweep_stuck() -> int:
     changed = stuck.filter(result_work__isnull=False).update(
         status=JobStatus.SUCCEEDED, progress=100, stage="Done", finished_at=clock.now()
     )
-    for job in stuck.filter(result_work__isnull=True):
+    for job in list(stuck.filter(result_work__isnull=True)):
         changed += _close_failed(
             job, "worker_stopped", "The worker stopped while running this job; start it again."
         )
@@ -657,7 +657,8 @@ def jobs_sweep_stuck() -> int:
     for job_id in list(owed):
         with transaction.atomic():
             locked = GenerationJob.objects.select_for_update().select_related("fan").get(pk=job_id)
-            changed += locked.refunded_at is None and _refund(locked)
+            if locked.refunded_at is None and _refund(locked):
+                changed += 1
     return changed
 
 
@@ -703,11 +704,11 @@ def _refund(job: GenerationJob) -> bool:
     through the access API's refund: the grant's quota use, the month's spend and the money (through the
     ledger), once per charge whatever is retried. Whether all are back (`refunded_at` is then set); a
     charge whose revenue a claim holds waits, and the sweep asks again."""
-    wallet = selectors.wallet_of(user=job.fan)
+    if job.refunded_at is not None:
+        return True
+    wallet = wallet_get_or_create(user=job.fan)  # made by the charge, if not before
     complete = True
     for charge in job.charges:
-        if wallet is None:  # a charged job's wallet paid for it, so it exists
-            raise RuntimeError(f"job {job.pk} was charged with no wallet")
         try:
             access_refund(
                 organisation=wallet.organisation,

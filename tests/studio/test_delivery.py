@@ -284,6 +284,26 @@ def test_a_worker_that_stops_between_the_charge_and_the_signing_is_refunded_by_t
     assert ledger_check().clean
 
 
+def test_a_job_the_sweep_closed_while_it_was_signed_registers_nothing_and_keeps_no_file(studio, monkeypatch):
+    cat = studio
+    job = queue(cat, priced(cat))
+    before = (wallet(cat), made())
+    real_sign = provenance.sign
+
+    def slow_signing(**kwargs):
+        # The signer waits so long (a timestamp server that does not answer) that the sweep takes the job
+        # for one whose worker died, and refunds it; then the signature comes.
+        assert jobs_sweep_later() == 1
+        return real_sign(**kwargs)
+
+    monkeypatch.setattr(provenance, "sign", slow_signing)
+    job = run(job)
+
+    assert (job.status, job.error_code, job.result_work_id) == (JobStatus.FAILED, "worker_stopped", None)
+    assert (AccessRefund.objects.count(), access_refunds()) == (2, 2)
+    assert wallet(cat) == before[0] and made() == before[1]  # the stored result was removed
+
+
 def test_a_refund_a_claim_holds_is_finished_by_the_sweep_once_the_block_is_lifted(studio, monkeypatch):
     cat = studio
     job = queue(cat, priced(cat))
