@@ -128,7 +128,7 @@ def timestamp_server_down(monkeypatch):
 @pytest.fixture
 def disk_full(monkeypatch):
     """The storage runs out of space half-way through writing a blob (uploads' inputs still fit)."""
-    write = FileSystemStorage._save
+    write = FileSystemStorage._save  # type: ignore[attr-defined]  # (the stubs omit it)
 
     def half_then_full(self, name, content):
         if not name.startswith("blobs/"):
