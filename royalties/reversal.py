@@ -36,6 +36,7 @@ from royalties.models import (
     LedgerAccount,
     Receivable,
     ReceivableStatus,
+    RevenueItem,
     TransactionKind,
 )
 from royalties.settlement import Plans, revenue_items_settle
@@ -268,9 +269,15 @@ def _receipt_refund_legs(funding: JournalTransaction, receipts: LedgerAccount, a
         raise InsufficientFunds("The receipt's money is neither unused nor matched: for the operator.")
     revenues = [r.revenue for r in matched if r.revenue is not None]
     shares = allocate(rest, [item.amount_minor for item in revenues])
+    return legs + _covered(_fee_within_earned(_takeback_legs(revenues, shares)))
+
+
+def _takeback_legs(revenues: Sequence[RevenueItem], amounts: Sequence[int]) -> list[Leg]:
+    """Take `amounts` back from whom each settled revenue item was split to (the platform fee, the parents'
+    shares up the chain, the owners), split by the plan that split the item."""
     plans = Plans(selectors.lineage_for({item.work_id for item in revenues}))
-    payee_legs: list[Leg] = []
-    for item, share in zip(revenues, shares, strict=True):
+    legs: list[Leg] = []
+    for item, share in zip(revenues, amounts, strict=True):
         if not share:
             continue
         plan = plans.get(item.work_id, item.arose_at, item.fee_bps)
@@ -280,8 +287,8 @@ def _receipt_refund_legs(funding: JournalTransaction, receipts: LedgerAccount, a
             payee = ("fee", None) if part.payee == splits.FEE else part.payee
             account_key, spec = payee_spec(payee, item.currency)  # type: ignore[arg-type]
             account = account_ensure(key=account_key, **spec)  # type: ignore[arg-type]
-            payee_legs.append(Leg(account, -part_amount, part.work, item.source))
-    return legs + _covered(_fee_within_earned(payee_legs))
+            legs.append(Leg(account, -part_amount, part.work, item.source))
+    return legs
 
 
 def _fee_within_earned(legs: list[Leg]) -> list[Leg]:
@@ -337,3 +344,54 @@ def funding_reinstate(
     else:
         legs.append(Leg(funded, amount))
     return transaction_post(kind=TransactionKind.REFUND, key=key, memo=memo, legs=legs)
+
+
+# Accesses taken back -----------------------------------------------------------------------------------
+
+
+class RefundNotYet(Conflict):
+    """The access's revenue cannot be settled now (its work is blocked, a claim holds its revenue, or
+    settlement parked it), so whom to take the refund back from is not known yet: nothing changed; the
+    refund is asked again later."""
+
+
+def access_refund_key(access_key: str) -> str:
+    return f"refund:access:{access_key}"
+
+
+@transaction.atomic
+def access_refund(*, access_key: str, memo: str) -> JournalTransaction | None:
+    """A paid access is taken back because what it paid for was never delivered (a studio job that failed
+    after its charge): its price goes back to the prepaid balance that paid it, once per access (journal
+    key `refund:access:<access key>`; asking again returns the same refund). None for a free access, which
+    recorded no revenue and so took no money.
+
+    The access's revenue is settled first if it was not yet (alone, so the refund is the mirror image of
+    its settlement), then taken back from the payees it was split to, as a distributor receipt's refund
+    is: the fee (at most what the fee holds), the parents' shares up the chain and the owners, from their
+    payable and their holdbacks, and what a payee was already paid becomes their clawback. Raises
+    RefundNotYet, changing nothing, while the revenue cannot be settled. Entries are only ever added.
+    """
+    item = RevenueItem.objects.select_for_update().filter(source_key=f"access:{access_key}").first()
+    if item is None:
+        return None
+    key = access_refund_key(access_key)
+    existing = JournalTransaction.objects.filter(key=key).first()
+    if existing is not None:
+        return existing
+    if item.settlement_id is None:
+        revenue_items_settle(item_ids=[item.pk])
+        item.refresh_from_db(fields=["settlement"])
+        if item.settlement_id is None:
+            raise RefundNotYet(
+                "This access's revenue is held (its work is blocked or claimed) and cannot be refunded yet.",
+                code="refund_not_yet",
+            )
+    payer = LedgerAccount.objects.get(pk=item.payer_id)
+    takeback = _covered(_fee_within_earned(_takeback_legs([item], [item.amount_minor])))
+    return transaction_post(
+        kind=TransactionKind.REFUND,
+        key=key,
+        memo=memo,
+        legs=[Leg(payer, item.amount_minor, item.work_id, item.source), *takeback],
+    )

@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from access.models import (
     AccessEvent,
+    AccessRefund,
     Retrieval,
     RetrievalPassage,
     RetrievalQuote,
@@ -17,6 +18,12 @@ class AccessEventAdmin(ReadOnlyAdmin):
     list_filter = ("use_class", "currency", "paid_by_x402")
     search_fields = ("access_id", "idempotency_key")
     exclude = ("response_body",)
+
+
+@admin.register(AccessRefund)
+class AccessRefundAdmin(ReadOnlyAdmin):
+    list_display = ("event", "journal", "reason", "created_at")
+    raw_id_fields = ("event", "journal")
 
 
 @admin.register(SpendCap)

@@ -88,6 +88,23 @@ class AccessEvent(models.Model):
         return f"access {self.access_id} {self.use_class} of work #{self.work_id}"
 
 
+class AccessRefund(models.Model):
+    """An access taken back because what it paid for was never delivered (a studio job that failed after
+    its charge), once per access. Its price went back to the payer through the ledger (`journal`; none for
+    a free use), and the grant's quota use and the month's spend came back with it. The access event stays
+    as it was; replaying its Idempotency-Key is refused from then on."""
+
+    event = models.OneToOneField(AccessEvent, on_delete=models.PROTECT, related_name="refund")
+    journal = models.OneToOneField(
+        "royalties.JournalTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"refund of access event #{self.event_id}"
+
+
 class SpendCap(models.Model):
     """A monthly ceiling on what an organisation (or one of its API keys) may spend, per currency.
 

@@ -26,6 +26,7 @@ from access import delivery, receipts, signing
 from access.models import (
     METERED_USES,
     AccessEvent,
+    AccessRefund,
     Retrieval,
     RetrievalPassage,
     RetrievalQuote,
@@ -58,6 +59,7 @@ from media.text import passages
 from royalties.ledger import InsufficientFunds
 from royalties.models import RevenueItem
 from royalties.revenue import access_fee, access_fee_record, access_fees_record
+from royalties.reversal import access_refund as ledger_access_refund
 
 _COUNTRY_LENGTH = 2
 
@@ -114,6 +116,12 @@ def _replay(organisation: Organisation, key: str, request: AccessRequest) -> Acc
     if request_hash != request.digest():
         raise Conflict(
             "This Idempotency-Key was already used for a different request.", code="idempotency_key_reused"
+        )
+    if AccessRefund.objects.filter(event_id=pk).exists():
+        # Replaying it would hand out the receipt of an access whose money went back.
+        raise Conflict(
+            "The access made with this Idempotency-Key was refunded; make a new one with a new key.",
+            code="access_refunded",
         )
     return AccessResult(body=bytes(body), replayed=True, event_id=pk)
 
@@ -395,6 +403,44 @@ def access_request(
         if replay is None:
             raise
         return replay
+
+
+def access_refund(*, organisation: Organisation, idempotency_key: str, reason: str) -> AccessRefund | None:
+    """Take back the organisation's access made with `idempotency_key` because what it paid for was never
+    delivered (a studio job that failed after its charge). Once per access: asking again returns the first
+    refund. In one transaction the grant's quota use and the month's spend come back, in the order the
+    charge took them, and the price goes back to the prepaid balance that paid it through the ledger
+    (royalties.reversal.access_refund: settled, then taken back from the payees). From then on a replay of
+    the key is refused (409 `access_refunded`), so a refunded access is never answered again.
+
+    None when no access was made with that key (nothing was charged). Raises
+    royalties.reversal.RefundNotYet, changing nothing, while the access's revenue is held by a claim.
+    """
+    event = AccessEvent.objects.filter(organisation=organisation, idempotency_key=idempotency_key).first()
+    if event is None:
+        return None
+    try:
+        with transaction.atomic():
+            refund = AccessRefund.objects.create(event=event, reason=reason[:300], created_at=clock.now())
+            Grant.objects.filter(pk=event.grant_id, accesses_used__gt=0).update(
+                accesses_used=F("accesses_used") - 1
+            )
+            if event.price_minor:
+                SpendCap.objects.filter(
+                    Q(api_key__isnull=True) | Q(api_key_id=event.api_key_id),
+                    organisation_id=event.organisation_id,
+                    currency=event.currency,
+                    period=event.created_at.strftime("%Y-%m"),
+                    spent_minor__gte=event.price_minor,
+                ).update(spent_minor=F("spent_minor") - event.price_minor)
+            refund.journal = ledger_access_refund(
+                access_key=str(event.access_id),
+                memo=f"Access {event.access_id} refunded: {reason}",
+            )
+            refund.save(update_fields=["journal"])
+    except IntegrityError:  # refunded by a concurrent call: its refund is the answer
+        return AccessRefund.objects.get(event=event)
+    return refund
 
 
 def _grant_and_charge(

@@ -26,6 +26,7 @@ from catalog.models import (
     OPEN_GRANT_STATUSES,
     TEXT_KINDS,
     Asset,
+    Blob,
     Grant,
     GrantStatus,
     Offer,
@@ -42,7 +43,7 @@ from catalog.models import (
     WorkStatus,
 )
 from catalog.selectors import parent_edges
-from catalog.storage import blob_store
+from catalog.storage import blob_discard, blob_store
 from common import clock, currency, locks
 from common.money import BPS_WHOLE
 from common.problems import ApiError, Conflict, Forbidden, NotFound
@@ -200,6 +201,19 @@ def asset_upload(
         return _text_upload(
             work=work, user=user, data=data, filename=filename, fingerprint_later=fingerprint_later
         )
+    info = _media_info(data, work.kind)
+    with transaction.atomic():
+        blob, new_content = blob_store(data=data, info=info)
+        asset, created = Asset.objects.get_or_create(
+            work=work, blob=blob, defaults={"filename": filename[:255] or "upload", "uploaded_by": user}
+        )
+        if created and fingerprint_later:
+            transaction.on_commit(partial(_enqueue_fingerprint, asset.pk))
+    return Upload(asset=asset, created=created, new_content=new_content)
+
+
+def _media_info(data: bytes, work_kind: str) -> MediaInfo:
+    """Media bytes checked like an upload (by content, within the caps) for a work of `work_kind`."""
     limits = Limits(
         max_bytes=settings.UPLOAD_MAX_BYTES,
         max_pixels=settings.UPLOAD_MAX_PIXELS,
@@ -209,21 +223,64 @@ def asset_upload(
         info = inspect(data, limits)
     except MediaError as exc:
         raise media_error_to_api(exc) from None
-    allowed = _ASSET_KINDS[WorkKind(work.kind)]
+    allowed = _ASSET_KINDS[WorkKind(work_kind)]
     if info.kind not in allowed:
         raise ApiError(
-            f"A {work.kind} work takes {' or '.join(sorted(allowed))} files; this file is {info.kind}.",
+            f"A {work_kind} work takes {' or '.join(sorted(allowed)) or 'no'} files; "
+            f"this file is {info.kind}.",
             code="wrong_media_kind",
             status_code=415,
         )
-    with transaction.atomic():
-        blob, new_content = blob_store(data=data, info=info)
-        asset, created = Asset.objects.get_or_create(
-            work=work, blob=blob, defaults={"filename": filename[:255] or "upload", "uploaded_by": user}
+    return info
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """Media bytes stored before the work they belong to exists (file_store), waiting for asset_register."""
+
+    blob: Blob
+    new_content: bool
+
+
+def file_store(*, data: bytes, work_kind: str) -> StoredFile:
+    """Check media bytes like an upload for a work of `work_kind` (bad media raises ApiError and stores
+    nothing) and store them, content-addressed, before the work that will hold them is registered: for a
+    caller that must not hold its transaction open while the storage writes (the studio stores a signed
+    result between charging for it and registering it). Nothing refers to the file yet: asset_register
+    attaches it to the work, file_discard removes it when the work is not made, and the unreferenced-blob
+    sweep (catalog.storage) removes one a crash left behind. Image and audio only."""
+    if work_kind in TEXT_KINDS:
+        raise ApiError(
+            "Text is uploaded to its work (asset_upload).", code="wrong_media_kind", status_code=415
         )
-        if created and fingerprint_later:
-            transaction.on_commit(partial(_enqueue_fingerprint, asset.pk))
-    return Upload(asset=asset, created=created, new_content=new_content)
+    blob, new_content = blob_store(data=data, info=_media_info(data, work_kind))
+    return StoredFile(blob=blob, new_content=new_content)
+
+
+@transaction.atomic
+def asset_register(
+    *, work: Work, user: User, stored: StoredFile, filename: str, fingerprint_later: bool = True
+) -> Upload:
+    """Attach a file stored by file_store to a work of the kind it was stored for, as asset_upload would
+    (the same bytes on the same work return the existing asset): only rows are written."""
+    if stored.blob.kind not in _ASSET_KINDS[WorkKind(work.kind)]:
+        raise ApiError(
+            f"A {work.kind} work does not take {stored.blob.kind} files.",
+            code="wrong_media_kind",
+            status_code=415,
+        )
+    asset, created = Asset.objects.get_or_create(
+        work=work, blob=stored.blob, defaults={"filename": filename[:255] or "upload", "uploaded_by": user}
+    )
+    if created and fingerprint_later:
+        transaction.on_commit(partial(_enqueue_fingerprint, asset.pk))
+    return Upload(asset=asset, created=created, new_content=stored.new_content)
+
+
+def file_discard(*, stored: StoredFile) -> bool:
+    """Remove a file stored by file_store whose work was not made: its blob row and its file, when these
+    bytes were new (stored by this caller) and nothing refers to them. Whether it went. Idempotent."""
+    return stored.new_content and blob_discard(sha256=stored.blob.sha256)
 
 
 def _text_upload(*, work: Work, user: User, data: bytes, filename: str, fingerprint_later: bool) -> Upload:

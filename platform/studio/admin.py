@@ -16,7 +16,16 @@ class GenerationJobAdmin(admin.ModelAdmin):
     list_filter = ("status", "generator")
     search_fields = ("title", "fan__username", "error")
     raw_id_fields = ("fan", "grant", "compose_grant", "result_work", "result_asset")
-    readonly_fields = ("inputs", "details", "manifest", "receipts")
+    readonly_fields = (
+        "inputs",
+        "details",
+        "manifest",
+        "receipts",
+        "charges",
+        "licence",
+        "charged_at",
+        "refunded_at",
+    )
 
 
 @admin.register(Release)

@@ -33,7 +33,13 @@ class JobStatus(models.TextChoices):
 
 
 class GenerationJob(models.Model):
-    """One run of a generator under a grant. Charged only when it succeeds (`charged_minor`)."""
+    """One run of a generator under a grant. What a successful run cost is `charged_minor`, with the access
+    receipts in `receipts`; a failed run costs nothing (studio.services.job_run).
+
+    Delivering the result takes three steps, so that nothing slow holds the grant's lock: the charge
+    (`charged_at`, with `charges` and the manifest's `licence`), then signing and storing the file outside
+    any transaction, then registering the derivative (`result_work`). A job that fails between the charge
+    and the registration has its charges refunded (`refunded_at`)."""
 
     fan = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generation_jobs"
@@ -64,6 +70,14 @@ class GenerationJob(models.Model):
     manifest = models.JSONField(default=dict, blank=True)
     receipts = models.JSONField(default=list, blank=True)
     charged_minor = models.BigIntegerField(default=0)
+    # Each charge made through the access API once the result was made:
+    # {"work", "use", "price_minor", "access_id", "idempotency_key", "receipt"}.
+    charges = models.JSONField(default=list, blank=True)
+    # The licence assertion the manifest carries (grant, terms, parents, access ids and receipts), recorded
+    # with the charges so the file can be signed after the charge's transaction.
+    licence = models.JSONField(default=dict, blank=True)
+    charged_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
     currency = models.CharField(max_length=3)
     result_work = models.ForeignKey(
         "catalog.Work", null=True, blank=True, on_delete=models.PROTECT, related_name="generation_jobs"
@@ -77,7 +91,16 @@ class GenerationJob(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["fan", "created_at"]), models.Index(fields=["status"])]
+        indexes = [
+            models.Index(fields=["fan", "created_at"]),
+            models.Index(fields=["status"]),
+            # Charged, not registered and not refunded: what the sweep looks at for refunds still owed.
+            models.Index(
+                fields=["id"],
+                condition=Q(charged_at__isnull=False, refunded_at__isnull=True, result_work__isnull=True),
+                name="job_refund_owed_idx",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
             models.CheckConstraint(condition=Q(progress__lte=100), name="job_progress_percent"),

@@ -3,9 +3,13 @@
 Money invariants:
 - the licence fee is charged once per grant, from the fan's wallet, in the transaction that activates the
   grant (royalties.licences: a grant is never active with its fee unpaid);
-- a generation job charges its per-use prices (one metered access per use class the generator needs) only
-  when it succeeds, in the same database transaction that registers the derivative: a failed job (the
-  generator's error, a vendor's timeout, a short balance, a revoked licence) charges nothing;
+- a generation job charges its per-use prices (one metered access per use class the generator needs) once
+  its result is made, under its grants' locks, and keeps them only if the derivative is registered: a job
+  that fails before the charge (the generator's error, a vendor's timeout, a short balance, a revoked
+  licence) charges nothing, and one that fails after it (signing, the timestamp server, the storage, a
+  dead worker) has each charge refunded once, through the access API and the ledger (job_run);
+- a job is charged at most once: its idempotency keys are used once, and a refunded access's key is never
+  replayed;
 - a purchase is recorded once per buyer and release, at the price and status read under the release's
   row lock in the purchase's transaction, its price held on the buyer's wallet until settlement splits it
   up the derivative's chain.
@@ -28,7 +32,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from access.services import AccessRequest, access_request
+from access.services import AccessRequest, access_refund, access_request
 from accounts.models import Role, User
 from accounts.services import api_key_create, organisation_create
 from catalog import consent, fingerprinting
@@ -43,7 +47,14 @@ from catalog.models import (
     WorkParent,
     WorkStatus,
 )
-from catalog.services import ParentClaim, asset_upload, derivative_create
+from catalog.services import (
+    ParentClaim,
+    StoredFile,
+    asset_register,
+    derivative_create,
+    file_discard,
+    file_store,
+)
 from common import clock
 from common import currency as currencies
 from common.money import BPS_WHOLE, Money
@@ -58,6 +69,7 @@ from royalties.funding import prepaid_fund
 from royalties.ledger import InsufficientFunds
 from royalties.licences import licence_accept, licence_pay
 from royalties.revenue import sale_record
+from royalties.reversal import RefundNotYet
 from studio import generators, selectors
 from studio.models import (
     ApprovalStatus,
@@ -544,7 +556,16 @@ def _read(storage_name: str) -> bytes:
 def job_run(*, job_id: int) -> GenerationJob | None:
     """Run a queued job (the Celery task's body). Idempotent: a job that is not queued is left alone.
 
-    Any failure marks the job failed with a message for the fan and charges nothing."""
+    Once the generator made the result, it is delivered in three steps, so that nothing slow runs while
+    the grant is locked (signing may call a remote timestamp server; the storage may be remote too):
+    1. `_charge`, one transaction: the job and its grants locked, the licence checked again, each metered
+       use charged through the access API, the charges and the manifest's licence recorded on the job;
+    2. `_sign_and_store`, outside any transaction: the manifest signed into the file, the file stored;
+    3. `_register`, one short transaction: the derivative and its asset registered, the job's result and
+       price recorded.
+    Any failure marks the job failed with a message for the fan (`_fail`); one after step 1 refunds the
+    charges in the transaction that marks it failed, and removes a file stored in step 2, so a failed job
+    costs nothing and leaves nothing behind."""
     started = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=clock.now(), progress=1, stage="Starting"
     )
@@ -580,7 +601,14 @@ def job_run(*, job_id: int) -> GenerationJob | None:
         assert result is not None
         if len(stages) > 1:  # each generator's figures under its name
             result = GeneratedMedia(result.data, result.media_type, result.extension, details=details)
-        asset = _register(job=job, stages=stages, result=result)
+        credentials.signing_credentials()  # a site that cannot sign fails here, before any charge
+        licence = _charge(job=job, stages=stages)
+        stored, manifest = _sign_and_store(job=job, stages=stages, result=result, licence=licence)
+        try:
+            asset = _register(job=job, stages=stages, result=result, stored=stored, manifest=manifest)
+        except Exception:
+            _discard(stored)
+            raise
         _set_progress(job.pk, 92, "Fingerprinting and indexing the result")
         fingerprinting.asset_fingerprint(asset_id=asset.pk)
     except GenerationFailed as exc:
@@ -607,33 +635,91 @@ def job_run(*, job_id: int) -> GenerationJob | None:
 
 
 def jobs_sweep_stuck() -> int:
-    """Close jobs whose worker stopped mid-run (killed, out of memory, machine restarted): a job running for
-    longer than STUDIO_JOB_TIMEOUT_S that registered its result is marked succeeded (the charge and the
-    result committed together); one that did not is failed, with nothing charged. Returns how many."""
+    """Close jobs whose worker stopped mid-run (killed, out of memory, machine restarted), and finish
+    refunds that had to wait. Returns how many jobs it changed.
+
+    A job running for longer than STUDIO_JOB_TIMEOUT_S that registered its result is marked succeeded (its
+    charge and its result committed before); one that did not is failed (`_fail`), and if it was charged
+    (its worker stopped between the charge and the registration) its charges are refunded then. A failed
+    job whose refund had to wait (a claim held the charge's revenue) is refunded once it can be."""
     cutoff = clock.now() - timedelta(seconds=settings.STUDIO_JOB_TIMEOUT_S)
     stuck = GenerationJob.objects.filter(status=JobStatus.RUNNING, started_at__lt=cutoff)
-    finished = stuck.filter(result_work__isnull=False).update(
+    changed = stuck.filter(result_work__isnull=False).update(
         status=JobStatus.SUCCEEDED, progress=100, stage="Done", finished_at=clock.now()
     )
-    failed = stuck.filter(result_work__isnull=True).update(
-        status=JobStatus.FAILED,
-        error_code="worker_stopped",
-        error="The worker stopped while running this job. Nothing was charged; start it again.",
-        finished_at=clock.now(),
-    )
-    return finished + failed
+    for job in list(stuck.filter(result_work__isnull=True)):
+        changed += _close_failed(
+            job, "worker_stopped", "The worker stopped while running this job; start it again."
+        )
+    owed = GenerationJob.objects.filter(
+        status=JobStatus.FAILED, charged_at__isnull=False, refunded_at__isnull=True, result_work__isnull=True
+    ).values_list("pk", flat=True)
+    for job_id in list(owed):
+        with transaction.atomic():
+            locked = GenerationJob.objects.select_for_update().select_related("fan").get(pk=job_id)
+            if locked.refunded_at is None and _refund(locked):
+                changed += 1
+    return changed
 
 
 def _fail(job: GenerationJob, code: str, message: str) -> GenerationJob:
-    GenerationJob.objects.filter(pk=job.pk).update(
-        status=JobStatus.FAILED,
-        error_code=code[:40],
-        error=f"{message} Nothing was charged."[:500] if not job.result_work_id else message[:500],
-        finished_at=clock.now(),
-        stage="Failed",
-    )
+    _close_failed(job, code, message)
     job.refresh_from_db()
     return job
+
+
+def _close_failed(job: GenerationJob, code: str, message: str) -> bool:
+    """Mark a running job failed with `message` for the fan, saying what became of its money: a job
+    charged whose result was not registered has its charges refunded in the same transaction (`_refund`).
+    A job already closed (by the sweep, or by its worker while the sweep waited) is left as it is. Whether
+    this closed it."""
+    with transaction.atomic():
+        locked = GenerationJob.objects.select_for_update().select_related("fan").get(pk=job.pk)
+        if locked.status != JobStatus.RUNNING:
+            return False
+        price = sum(int(charge["price_minor"]) for charge in locked.charges)
+        shown = currencies.format_minor(price, locked.currency)
+        if locked.result_work_id is not None:  # delivered (the failure came after): the price stands
+            money = ""
+        elif locked.charged_at is None:
+            money = "Nothing was charged."
+        elif _refund(locked):
+            money = "Nothing was charged" + (
+                f": the {shown} taken for it was refunded to your wallet." if price else "."
+            )
+        else:
+            money = f"The {shown} taken for it will be refunded to your wallet."
+        GenerationJob.objects.filter(pk=locked.pk).update(
+            status=JobStatus.FAILED,
+            error_code=code[:40],
+            error=f"{message} {money}".strip()[:500],
+            finished_at=clock.now(),
+            stage="Failed",
+        )
+    return True
+
+
+def _refund(job: GenerationJob) -> bool:
+    """Give back each charge of a job that was charged and will not be delivered (locked by the caller),
+    through the access API's refund: the grant's quota use, the month's spend and the money (through the
+    ledger), once per charge whatever is retried. Whether all are back (`refunded_at` is then set); a
+    charge whose revenue a claim holds waits, and the sweep asks again."""
+    if job.refunded_at is not None:
+        return True
+    wallet = wallet_get_or_create(user=job.fan)  # made by the charge, if not before
+    complete = True
+    for charge in job.charges:
+        try:
+            access_refund(
+                organisation=wallet.organisation,
+                idempotency_key=str(charge["idempotency_key"]),
+                reason=f"studio job #{job.pk} failed before its result was delivered",
+            )
+        except RefundNotYet:
+            complete = False
+    if complete:
+        GenerationJob.objects.filter(pk=job.pk).update(refunded_at=clock.now())
+    return complete
 
 
 def terms_url(offer: Offer) -> str:
@@ -726,10 +812,20 @@ def _attribution(stages: list[_Stage]) -> str:
     return f"Based on {' and '.join(credits)}. {made}"
 
 
-def _register(*, job: GenerationJob, stages: list[_Stage], result: GeneratedMedia) -> Asset:
-    """Charge the run, sign the content credentials and register the derivative, all or nothing."""
-    _set_progress(job.pk, 84, "Charging the per-use prices and signing the content credentials")
+def _charge(*, job: GenerationJob, stages: list[_Stage]) -> dict[str, object]:
+    """Step 1 of delivering a result, in one transaction: lock the job and its grants (in id order), check
+    that the job still runs and was never charged and that each grant is still active, charge each
+    metered use through the access API from the wallet (its quota, spend caps and balance checked there,
+    under the grant's lock, so two jobs on one grant cannot both pass), and record the charges and the
+    licence assertion the manifest will carry. Answers that assertion.
+
+    A job charged once is never charged again: its idempotency keys (`studio-job-<id>-<use>`) are spent,
+    and a refunded access's key is refused by the access API rather than replayed."""
+    _set_progress(job.pk, 82, "Charging the per-use prices")
     with transaction.atomic():
+        state = GenerationJob.objects.select_for_update().values_list("status", "charged_at").get(pk=job.pk)
+        if state != (JobStatus.RUNNING, None):
+            raise GenerationFailed("This job was closed while it ran; start it again.", code="job_closed")
         locked = {
             grant.pk: grant
             for grant in Grant.objects.select_for_update()
@@ -743,32 +839,32 @@ def _register(*, job: GenerationJob, stages: list[_Stage], result: GeneratedMedi
         wallet = wallet_get_or_create(user=job.fan)
         receipts: list[str] = []
         access_ids: list[str] = []
-        charges: list[dict[str, object]] = []
-        charged = 0
+        charges: list[dict[str, object]] = []  # as the manifest names them
+        recorded: list[dict[str, object]] = []  # as the job keeps them, to refund them if need be
         for stage in stages:
             offer = locked[stage.grant.pk].offer
             for use in metered_uses(stage.generator):
+                key = f"{stage.key_prefix}-{use}"
                 answer = access_request(
                     organisation=wallet.organisation,
                     api_key=wallet.api_key,
-                    idempotency_key=f"{stage.key_prefix}-{use}",
+                    idempotency_key=key,
                     request=AccessRequest(work_id=offer.work_id, use_class=use, territory=job.territory),
                 )
                 body = json.loads(answer.body)
                 receipts.append(str(body["receipt"]))
                 access_ids.append(str(body["access_id"]))
-                charged += int(body["price_minor"])
-                charges.append(
-                    {
-                        "work": offer.work_id,
-                        "use": use,
-                        "price_minor": int(body["price_minor"]),
-                        "access_id": str(body["access_id"]),
-                    }
-                )
+                charge: dict[str, object] = {
+                    "work": offer.work_id,
+                    "use": use,
+                    "price_minor": int(body["price_minor"]),
+                    "access_id": str(body["access_id"]),
+                }
+                charges.append(charge)
+                recorded.append({**charge, "idempotency_key": key, "receipt": str(body["receipt"])})
         first = locked[stages[0].grant.pk]
         offer = first.offer
-        licence = {
+        licence: dict[str, object] = {
             "platform": settings.SITE_URL,
             "grant": first.pk,
             "offer": offer.pk,
@@ -796,37 +892,86 @@ def _register(*, job: GenerationJob, stages: list[_Stage], result: GeneratedMedi
         }
         if job.explicit is not None:
             licence["explicit_declared"] = job.explicit
-        ingredients: list[provenance.Ingredient] = []
-        for stage in stages:
-            for asset, data in stage.parents:
-                ingredients.append(
-                    provenance.Ingredient(
-                        title=f"{asset.work.title} (work #{asset.work_id})",
-                        media_type=asset.blob.media_type,
-                        data=data,
-                        relationship="parentOf",
-                    )
-                )
-        for name, item in job.inputs.items():
-            media_type = str(item.get("media_type", ""))
-            if item["kind"] != "text" and provenance.supported(media_type):
-                ingredients.append(
-                    provenance.Ingredient(
-                        title=f"{item.get('filename', name)} ({name}, the fan's own)",
-                        media_type=media_type,
-                        data=_read(str(item["storage_name"])),
-                        relationship="componentOf",
-                    )
-                )
-        signed = provenance.sign(
-            data=result.data,
-            media_type=result.media_type,
-            title=job.title,
-            ingredients=[i for i in ingredients if provenance.supported(i.media_type)],
+        GenerationJob.objects.filter(pk=job.pk).update(
+            charges=recorded,
             licence=licence,
-            credentials=credentials.signing_credentials(),
-            generator=" + ".join(stage.generator.name for stage in stages),
+            charged_at=clock.now(),
+            progress=84,
+            stage="Signing the content credentials",
         )
+    return licence
+
+
+def _sign_and_store(
+    *, job: GenerationJob, stages: list[_Stage], result: GeneratedMedia, licence: Mapping[str, object]
+) -> tuple[StoredFile, dict[str, object]]:
+    """Step 2, outside any transaction (nothing is locked while the signer may wait for a timestamp
+    server, or the storage for a disk): sign the manifest into the result and store the file, not yet
+    referred to by any row. Answers the stored file and the manifest's summary. A failure stores nothing
+    (a partly written file is removed)."""
+    ingredients: list[provenance.Ingredient] = []
+    for stage in stages:
+        for asset, data in stage.parents:
+            ingredients.append(
+                provenance.Ingredient(
+                    title=f"{asset.work.title} (work #{asset.work_id})",
+                    media_type=asset.blob.media_type,
+                    data=data,
+                    relationship="parentOf",
+                )
+            )
+    for name, item in job.inputs.items():
+        media_type = str(item.get("media_type", ""))
+        if item["kind"] != "text" and provenance.supported(media_type):
+            ingredients.append(
+                provenance.Ingredient(
+                    title=f"{item.get('filename', name)} ({name}, the fan's own)",
+                    media_type=media_type,
+                    data=_read(str(item["storage_name"])),
+                    relationship="componentOf",
+                )
+            )
+    signed = provenance.sign(
+        data=result.data,
+        media_type=result.media_type,
+        title=job.title,
+        ingredients=[i for i in ingredients if provenance.supported(i.media_type)],
+        licence=licence,
+        credentials=credentials.signing_credentials(),
+        generator=" + ".join(stage.generator.name for stage in stages),
+    )
+    summary = credentials.manifest_of(signed, result.media_type)
+    _set_progress(job.pk, 88, "Storing the result")
+    try:
+        stored = file_store(data=signed, work_kind=stages[-1].generator.output_kind)
+    except ApiError:
+        raise
+    except Exception as exc:
+        logger.exception("studio job %s: the result could not be stored", job.pk)
+        raise GenerationFailed(
+            "The result could not be stored (the operator has been told); try again later.",
+            code="storage_failed",
+        ) from exc
+    return stored, summary.as_dict() if summary is not None else {}
+
+
+def _register(
+    *,
+    job: GenerationJob,
+    stages: list[_Stage],
+    result: GeneratedMedia,
+    stored: StoredFile,
+    manifest: dict[str, object],
+) -> Asset:
+    """Step 3, one short transaction of row writes: with the job locked and still running, charged and not
+    refunded (a job the sweep closed meanwhile was refunded: its result is dropped), register the
+    derivative with its parents (each grant checked active again) and its stored file, and record the
+    job's result, receipts and price."""
+    _set_progress(job.pk, 89, "Registering the derivative")
+    with transaction.atomic():
+        locked = GenerationJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status != JobStatus.RUNNING or locked.charged_at is None or locked.refunded_at is not None:
+            raise GenerationFailed("This job was closed while it ran; start it again.", code="job_closed")
         work = derivative_create(
             user=job.fan,
             title=job.title,
@@ -838,26 +983,34 @@ def _register(*, job: GenerationJob, stages: list[_Stage], result: GeneratedMedi
             tags=["tribute-studio", *(stage.generator.name for stage in stages)],
         )
         # The job fingerprints its result itself (job_run), so no fingerprinting task is queued too.
-        upload = asset_upload(
+        upload = asset_register(
             work=work,
             user=job.fan,
-            data=signed,
+            stored=stored,
             filename=f"{_slug(job.title)}.{result.extension}",
             fingerprint_later=False,
         )
-        summary = credentials.manifest_of(signed, result.media_type)
         GenerationJob.objects.filter(pk=job.pk).update(
             result_work=work,
             result_asset=upload.asset,
-            receipts=receipts,
-            charged_minor=charged,
+            receipts=[str(charge["receipt"]) for charge in locked.charges],
+            charged_minor=sum(int(charge["price_minor"]) for charge in locked.charges),
             details=dict(result.details),
-            manifest=summary.as_dict() if summary is not None else {},
+            manifest=manifest,
             progress=90,
             stage="Registered the derivative",
         )
     job.refresh_from_db()
     return upload.asset
+
+
+def _discard(stored: StoredFile) -> None:
+    """Remove the stored result of a job that will not register it; a file that cannot be removed now is
+    left to the unreferenced-blob sweep (catalog.storage)."""
+    try:
+        file_discard(stored=stored)
+    except Exception:
+        logger.exception("the stored result %s could not be removed; the blob sweep will", stored.blob.sha256)
 
 
 def _slug(title: str) -> str:
