@@ -3,7 +3,6 @@ production; in DEBUG a development key is made once under var/keys/."""
 
 from __future__ import annotations
 
-import os
 from functools import cache
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -11,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from access import receipts
+from common import keyfiles
 from common.env import env_secret
 
 
@@ -24,12 +24,7 @@ def private_key() -> Ed25519PrivateKey:
         raise ImproperlyConfigured(
             "RECEIPT_SIGNING_KEY (or RECEIPT_SIGNING_KEY_FILE) must be set outside DEBUG"
         )
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(receipts.new_private_key_pem())
-    return receipts.load_private_key(path.read_bytes())
+    return receipts.load_private_key(keyfiles.made_once(path, receipts.new_private_key_pem))
 
 
 @cache

@@ -11,21 +11,14 @@ import os
 import secrets
 from pathlib import Path
 
+from common import keyfiles
+
 _VAR_DIR = Path(os.environ.get("TRIBUTE_VAR_DIR") or Path(__file__).resolve().parents[3] / "var")
 
 
 def _kept_secret(name: str) -> str:
-    path = _VAR_DIR / "keys" / name
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            pass
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    made = keyfiles.made_once(_VAR_DIR / "keys" / name, lambda: secrets.token_urlsafe(50).encode())
+    return made.decode().strip()
 
 
 os.environ["DJANGO_DEBUG"] = "0"
