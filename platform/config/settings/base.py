@@ -1,5 +1,6 @@
 """Settings shared by every environment. Production components are switched on by environment only."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -10,6 +11,10 @@ from common.security import DEFAULT_CONTENT_SECURITY_POLICY, DEFAULT_PERMISSIONS
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 VAR_DIR = Path(env_str("TRIBUTE_VAR_DIR", str(BASE_DIR / "var")))
+# librosa's compiled (numba) functions are cached in this checkout's var/, not beside librosa in the
+# virtualenv: checkouts sharing one virtualenv would otherwise compile into the same files at once, and
+# numba's cache can then load a half-matched pair and crash the process (numba issue 10128).
+os.environ.setdefault("NUMBA_CACHE_DIR", str(VAR_DIR / "numba-cache"))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_secret(
