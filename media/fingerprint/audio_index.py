@@ -65,6 +65,10 @@ SPAN_TOLERANCE = 0.12
 OFFSET_BIN_FRAMES = 2
 # Hashes this common are stop words: they cost time and carry almost no evidence.
 MAX_POSTINGS_PER_HASH = 4000
+# A query reads at most this many postings per second of query audio, its hashes taken rarest first: the
+# rare hashes carry the evidence, and the cost of a query stays bounded however large the catalogue grows
+# and however common a query's hashes become in it (0: no budget).
+POSTINGS_PER_QUERY_S = 0
 # Candidates: the PRE_CANDIDATES references with most raw hits, then the CANDIDATES of them with most hits
 # near one offset, which are aligned and verified.
 PRE_CANDIDATES = 300
@@ -240,8 +244,14 @@ class AudioIndex:
         self._pending = []
         self._has_removed = False
 
-    def query(self, fingerprint: AudioFingerprint, limit: int = 5) -> list[AudioMatch]:
-        """The best-aligned references, best first, with at least MIN_VOTES agreeing triplets."""
+    def query(
+        self, fingerprint: AudioFingerprint, limit: int = 5, *, postings_per_s: float = POSTINGS_PER_QUERY_S
+    ) -> list[AudioMatch]:
+        """The best-aligned references, best first, with at least MIN_VOTES agreeing triplets.
+
+        With a `postings_per_s` budget, the query's hashes are read rarest first until that many postings per
+        second of query audio are read (see _within_budget).
+        """
         self._build()
         if fingerprint.hashes.size == 0 or self._keys.size == 0:
             return []
@@ -252,6 +262,8 @@ class AudioIndex:
         begins = self._starts[position]
         lengths = np.where(found, self._starts[position + 1] - begins, 0)
         lengths[lengths > MAX_POSTINGS_PER_HASH] = 0
+        if postings_per_s > 0:
+            lengths = _within_budget(lengths, postings_per_s * max(1.0, fingerprint.duration_s))
         total = int(lengths.sum())
         if total == 0:
             return []
@@ -333,6 +345,18 @@ class AudioIndex:
             )
         matches.sort(key=lambda m: (-m.confidence, -m.score, m.offset_s))
         return matches[:limit]
+
+
+def _within_budget(lengths: NDArray[np.int64], budget: float) -> NDArray[np.int64]:
+    """The posting-list lengths to read: the rarest hashes' whole lists while their sum fits the budget,
+    none of the rest (a list is read whole or not at all, so the votes of a hash stay complete)."""
+    if int(lengths.sum()) <= budget:
+        return lengths
+    order = np.argsort(lengths, kind="stable")
+    within = np.cumsum(lengths[order]) <= budget
+    kept = np.zeros_like(lengths)
+    kept[order[within]] = lengths[order[within]]
+    return kept
 
 
 @dataclass(frozen=True)
