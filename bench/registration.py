@@ -206,12 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.process_time()
         fingerprinting.asset_fingerprint(asset_id=upload.asset.pk)
         cpu = time.process_time() - t0
-        claimed = list(Claim.objects.filter(subject_asset=upload.asset).values_list("work_id", flat=True))
+        claims = Claim.objects.filter(subject_asset=upload.asset).select_related("work")
+        claimed = [claim.work_id for claim in claims]
+        titles = [f"{claim.work.title} ({claim.confidence:.2f})" for claim in claims]
         duration = soundfile.info(io.BytesIO(data)).duration
         results.append(Registered(label, duration, cpu, claim_seconds[0], window_queries[0], claimed, expected))
         print(
             f"  {label:60s} {duration:6.0f} s  {duration / cpu:7.0f}x  claim check {claim_seconds[0]:6.2f} s "
-            f"({window_queries[0]} queries)  claims {claimed}",
+            f"({window_queries[0]} queries)  claims {titles}",
             flush=True,
         )
     _report(results, args.tracks, args.whole)

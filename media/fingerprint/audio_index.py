@@ -33,7 +33,7 @@ Pure Python (numpy), no Django.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -245,12 +245,18 @@ class AudioIndex:
         self._has_removed = False
 
     def query(
-        self, fingerprint: AudioFingerprint, limit: int = 5, *, postings_per_s: float = POSTINGS_PER_QUERY_S
+        self,
+        fingerprint: AudioFingerprint,
+        limit: int = 5,
+        *,
+        postings_per_s: float = POSTINGS_PER_QUERY_S,
+        exclude: Collection[RefId] = (),
     ) -> list[AudioMatch]:
         """The best-aligned references, best first, with at least MIN_VOTES agreeing triplets.
 
         With a `postings_per_s` budget, the query's hashes are read rarest first until that many postings per
-        second of query audio are read (see _within_budget).
+        second of query audio are read (see _within_budget). References in `exclude` are never candidates
+        (the claim check of a registration leaves out the recording itself).
         """
         self._build()
         if fingerprint.hashes.size == 0 or self._keys.size == 0:
@@ -279,6 +285,7 @@ class AudioIndex:
         )
         per_ref = np.bincount(refs[plausible], minlength=self._alive.size)
         per_ref[~self._alive] = 0
+        per_ref[[self._slots[ref] for ref in exclude if ref in self._slots]] = 0
         candidate_count = min(PRE_CANDIDATES, int(np.count_nonzero(per_ref >= MIN_VOTES)))
         if candidate_count == 0:
             return []

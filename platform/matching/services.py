@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +31,7 @@ REPORT_CONFIDENCE = 0.5
 # accepts. Its cost is bounded per recording whatever the catalogue's size (docs/fingerprinting.md,
 # "Registration"); a trace still queries the whole recording.
 CLAIM_WINDOW_S = 8.0
-CLAIM_WINDOW_HOP_S = 12.0
+CLAIM_WINDOW_HOP_S = 15.0
 CLAIM_MAX_WINDOWS = 12
 CLAIM_POSTINGS_PER_S = 4000
 
@@ -221,6 +221,7 @@ def content_match(
     limit: int = 10,
     skipped: list[SkippedStep] | None = None,
     until: Callable[[ContentMatch], bool] | None = None,
+    exclude: Collection[str] = (),
 ) -> list[ContentMatch]:
     """Registered content the media matches, best first.
 
@@ -230,7 +231,8 @@ def content_match(
 
     With `until` (the claim check of a registration), the audio (a recording, a video's soundtrack) is
     queried in bounded windows (CLAIM_WINDOW_S...) and no further window is queried once a match is one
-    `until` accepts; the matches' time_s is then where their window starts in the media.
+    `until` accepts; the matches' time_s is then where their window starts in the media. Audio content
+    in `exclude` is never matched (the claim check leaves out the recording being registered).
     """
     indexes = index.current()
     steps_run = 0
@@ -284,7 +286,9 @@ def content_match(
             skip(FingerprintKind.AUDIO, error)
         else:
             steps_run += 1
-            for heard in _audio_matches(indexes.audio, samples, rate, limit=limit, until=until):
+            for heard in _audio_matches(
+                indexes.audio, samples, rate, limit=limit, until=until, exclude=exclude
+            ):
                 keep(heard)
         if indexes.voice_ids:
             try:
@@ -311,6 +315,7 @@ def _audio_matches(
     *,
     limit: int,
     until: Callable[[ContentMatch], bool] | None,
+    exclude: Collection[str],
 ) -> list[ContentMatch]:
     """The reportable audio matches of the whole recording, or (with `until`) of its claim-check windows
     up to the first one holding a match `until` accepts."""
@@ -339,7 +344,7 @@ def _audio_matches(
                 time_scale=heard.time_scale,
                 time_s=time_s,
             )
-            for heard in audio_index.query(query, limit=limit, postings_per_s=budget)
+            for heard in audio_index.query(query, limit=limit, postings_per_s=budget, exclude=exclude)
             if heard.confidence >= REPORT_CONFIDENCE
         ]
         found.extend(heard_here)

@@ -108,3 +108,15 @@ def test_a_copy_of_a_registered_track_still_opens_its_claim(pieces):
     [claim] = Claim.objects.all()
     assert (claim.work, claim.subject_asset) == (original, asset)
     assert claim.work != other
+
+
+def test_the_same_bytes_registered_by_someone_else_open_a_claim(pieces):
+    (first, rate), _ = pieces
+    composer, uploader = factories.creator(), factories.creator()
+    data = _flac(first, rate)
+    original, _ = _register(composer, data, "Registered")
+
+    _, asset = _register(uploader, data, "Same file")
+
+    [claim] = Claim.objects.all()
+    assert (claim.work, claim.subject_asset, claim.match_kind) == (original, asset, "audio")
