@@ -86,8 +86,12 @@ def _django(var_dir: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tracks", type=int, default=10_000, help="tracks in the audio index (synthetic fill)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tracks", type=int, default=10_000, help="tracks in the audio index (synthetic fill)"
+    )
     parser.add_argument("--registered", type=int, default=24, help="real renders registered")
     parser.add_argument("--new", type=int, default=16, help="real renders never registered, uploaded new")
     parser.add_argument("--copies", type=int, default=2, help="upload a copy of every N-th registered render")
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
-    from bench.fingerprint_audio import ffmpeg_filter, add_noise, synthetic_fingerprints
+    from bench.fingerprint_audio import add_noise, ffmpeg_filter, synthetic_fingerprints
     from media.fingerprint import audio
     from media.fingerprint.audio_index import AudioIndex
     from media.samples.audio import ensure_system_packages, render_corpus
@@ -210,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         claimed = [claim.work_id for claim in claims]
         titles = [f"{claim.work.title} ({claim.confidence:.2f})" for claim in claims]
         duration = soundfile.info(io.BytesIO(data)).duration
-        results.append(Registered(label, duration, cpu, claim_seconds[0], window_queries[0], claimed, expected))
+        results.append(
+            Registered(label, duration, cpu, claim_seconds[0], window_queries[0], claimed, expected)
+        )
         print(
             f"  {label:60s} {duration:6.0f} s  {duration / cpu:7.0f}x  claim check {claim_seconds[0]:6.2f} s "
             f"({window_queries[0]} queries)  claims {titles}",

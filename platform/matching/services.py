@@ -319,6 +319,7 @@ def _audio_matches(
 ) -> list[ContentMatch]:
     """The reportable audio matches of the whole recording, or (with `until`) of its claim-check windows
     up to the first one holding a match `until` accepts."""
+    spans: list[tuple[int, int, float | None]]
     if until is None:
         spans = [(0, samples.size, None)]
     else:
