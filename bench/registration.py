@@ -33,12 +33,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +43,6 @@ import numpy as np
 import soundfile
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
 
 
 @dataclass
@@ -66,25 +62,6 @@ def _flac(samples: np.ndarray, rate: int) -> bytes:
     return out.getvalue()
 
 
-def _django(var_dir: str) -> None:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.dev",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="bench-" + uuid.uuid4().hex,
-        TRIBUTE_VAR_DIR=var_dir,
-        SQLITE_PATH=str(Path(var_dir) / "bench.sqlite3"),
-        LOG_LEVEL="WARNING",
-        PYTHONPATH=os.pathsep.join([str(ROOT / "platform"), str(ROOT)]),
-    )
-    env.pop("DATABASE_URL", None)
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
-    os.environ.update(env)
-    import django
-
-    django.setup()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
+    from bench.django_env import django_setup
     from bench.fingerprint_audio import add_noise, ffmpeg_filter, synthetic_fingerprints
     from media.fingerprint import audio
     from media.fingerprint.audio_index import AudioIndex
@@ -113,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus: {len(paths)} rendered pieces ({time.perf_counter() - started:.0f} s)", flush=True)
     registered_paths, new_paths = paths[: args.registered], paths[args.registered :]
 
-    _django(tempfile.mkdtemp(prefix="tribute-bench-registration-"))
+    django_setup(tempfile.mkdtemp(prefix="tribute-bench-registration-"))
     from accounts.services import user_create
-    from catalog import fingerprinting, services, tracing
+    from catalog import fingerprinting, services
     from catalog.models import Claim, WorkKind
     from matching import index
     from matching import services as matching_services
@@ -223,7 +201,6 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     _report(results, args.tracks, args.whole)
-    del tracing
     return 0
 
 
