@@ -328,7 +328,7 @@ def test_a_postings_budget_reads_the_rarest_hashes_and_still_finds_the_copy(fing
     query = query_for(with_noise(samples, 20.0, seed=4), 6.0)
 
     unbounded = index.query(query, limit=5)
-    bounded = index.query(query, limit=5, postings_per_s=200)
+    bounded = index.query(query, limit=5, postings_per_s=30)
 
     assert bounded[0].ref_id == unbounded[0].ref_id == name
     assert bounded[0].confidence > 0.9
