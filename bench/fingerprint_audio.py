@@ -103,7 +103,7 @@ def _ffmpeg() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def _ffmpeg_filter(samples: np.ndarray, arguments: list[str], fmt: str = "wav") -> bytes:
+def ffmpeg_filter(samples: np.ndarray, arguments: list[str], fmt: str = "wav") -> bytes:
     source = io.BytesIO()
     soundfile.write(source, samples, SAMPLE_RATE_HZ, format="WAV", subtype="FLOAT")
     command = [_ffmpeg(), "-v", "error", "-f", "wav", "-i", "pipe:0", *arguments, "-f", fmt, "pipe:1"]
@@ -118,7 +118,7 @@ def add_noise(samples: np.ndarray, snr_db: float, rng: np.random.Generator) -> n
 
 def mp3_64k(samples: np.ndarray) -> np.ndarray:
     """Re-encode at 64 kbit/s (LAME, 44.1 kHz mono) and decode through our own decoder."""
-    data = _ffmpeg_filter(samples, ["-ar", "44100", "-ac", "1", "-c:a", "libmp3lame", "-b:a", "64k"], "mp3")
+    data = ffmpeg_filter(samples, ["-ar", "44100", "-ac", "1", "-c:a", "libmp3lame", "-b:a", "64k"], "mp3")
     decoded, _ = fingerprint_audio.decode(data)
     return decoded
 
@@ -133,13 +133,13 @@ def change_pitch(samples: np.ndarray, factor: float) -> np.ndarray:
     """Raise pitch by ``factor`` keeping the duration (resample, then WSOLA tempo correction)."""
     rate = round(SAMPLE_RATE_HZ * factor)
     chain = f"asetrate={rate},aresample={SAMPLE_RATE_HZ},atempo={1 / factor:.6f}"
-    data = _ffmpeg_filter(samples, ["-af", chain])
+    data = ffmpeg_filter(samples, ["-af", chain])
     return fingerprint_audio.decode(data)[0]
 
 
 def change_tempo(samples: np.ndarray, factor: float) -> np.ndarray:
     """Play ``factor`` times faster keeping the pitch (ffmpeg's WSOLA atempo)."""
-    data = _ffmpeg_filter(samples, ["-af", f"atempo={factor:.6f}"])
+    data = ffmpeg_filter(samples, ["-af", f"atempo={factor:.6f}"])
     return fingerprint_audio.decode(data)[0]
 
 

@@ -204,6 +204,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
+    from bench.django_env import django_setup
     from media.samples.images import ALL_PACKAGES
 
     kept_out = _pictures(KEPT_OUT_PACKAGES)
@@ -218,23 +219,7 @@ def main() -> None:
     if len(contents) < arguments.works:
         raise SystemExit(f"only {len(contents)} distinct pictures and tiles; ask for fewer --works")
     var_dir = tempfile.mkdtemp(prefix="tribute-bench-partner-")
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.dev",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="bench-" + uuid.uuid4().hex,
-        TRIBUTE_VAR_DIR=var_dir,
-        SQLITE_PATH=str(Path(var_dir) / "bench.sqlite3"),
-        RATE_LIMITS_ENABLED="0",
-        LOG_LEVEL="WARNING",
-        PYTHONPATH=os.pathsep.join([str(ROOT / "platform"), str(ROOT)]),  # this checkout's code
-    )
-    env.pop("DATABASE_URL", None)
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
-    os.environ.update(env)
-    import django
-
-    django.setup()
+    env = django_setup(var_dir, RATE_LIMITS_ENABLED="0")
     built = build_catalogue(arguments.works, contents)
     print(
         f"catalogue: {arguments.works} published image works ({len(sources)} pictures and their tiles), "

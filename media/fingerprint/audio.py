@@ -618,3 +618,17 @@ def _pack(cells: list[NDArray[np.float64]]) -> NDArray[np.uint32]:
         | (np.minimum(band, 15) << 4)
         | np.minimum(span_band, 15)
     ).astype(np.uint32)
+
+
+def spread_windows(duration_s: float, *, window_s: float, hop_s: float, max_windows: int) -> list[float]:
+    """Start times (seconds) of the windows a bounded check of `duration_s` of audio queries, in order.
+
+    One window every `hop_s` from the start, the last ending with the audio; a longer recording gets at
+    most `max_windows`, spread evenly from its start to its end. Audio no longer than a window is one
+    window starting at 0.
+    """
+    if duration_s <= window_s or max_windows <= 1:
+        return [0.0]
+    room = duration_s - window_s
+    count = min(max_windows, 1 + int(np.ceil(room / hop_s)))
+    return [float(start) for start in np.linspace(0.0, room, count)]

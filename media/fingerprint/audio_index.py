@@ -1,8 +1,11 @@
 """In-memory inverted index of audio fingerprints: hash -> (reference, anchor frame, span) postings.
 
 Postings live in flat numpy arrays sorted by hash, with one entry per distinct hash pointing at its run, so a
-lookup is a binary search and a slice: about 9 bytes per posting. Additions and removals are buffered and
-merged on the next query (one sort); bulk loading therefore costs one sort however many references arrive.
+lookup is a binary search and a slice: about 9 bytes per posting. Additions and removals are buffered until
+the next query; the additions then become a new sorted segment, merged into the one before it only once it
+is a quarter of that one's size, so bulk loading costs one sort however many references arrive and a single
+registration in a large catalogue sorts its own postings, not the catalogue's. A query reads every segment,
+and with a postings budget only its rarest hashes (see AudioIndex.query).
 
 Candidates are the references with most raw hits, narrowed to those with most hits near one offset (a long
 reference collects chance hits everywhere; the right one concentrates them). A query votes, per candidate
@@ -33,7 +36,7 @@ Pure Python (numpy), no Django.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +68,13 @@ SPAN_TOLERANCE = 0.12
 OFFSET_BIN_FRAMES = 2
 # Hashes this common are stop words: they cost time and carry almost no evidence.
 MAX_POSTINGS_PER_HASH = 4000
+# A query reads at most this many postings per second of query audio, its hashes taken rarest first: the
+# rare hashes carry the evidence, and the cost of a query stays bounded however large the catalogue grows
+# and however common a query's hashes become in it (0: no budget).
+POSTINGS_PER_QUERY_S = 0
+# Postings live in sorted segments; a newer segment is merged into the one before it once it holds at least
+# 1/SEGMENT_RATIO of that one's postings (see AudioIndex._build).
+SEGMENT_RATIO = 4
 # Candidates: the PRE_CANDIDATES references with most raw hits, then the CANDIDATES of them with most hits
 # near one offset, which are aligned and verified.
 PRE_CANDIDATES = 300
@@ -155,11 +165,8 @@ class AudioIndex:
         self._ref_ids: list[RefId] = []
         self._slots: dict[RefId, int] = {}
         self._alive = np.zeros(0, dtype=bool)
-        self._keys = np.zeros(0, dtype=np.uint32)
-        self._starts = np.zeros(1, dtype=np.int64)
-        self._refs = np.zeros(0, dtype=np.int32)
-        self._frames = np.zeros(0, dtype=np.uint32)
-        self._spans = np.zeros(0, dtype=np.uint8)
+        # Sorted runs of postings, oldest and largest first (see _Segment).
+        self._segments: list[_Segment] = []
         self._pending: list[tuple[int, AudioFingerprint]] = []
         self._has_removed = False
         # Per slot: peak frames (sorted) and pitches in 1/PITCH_STEPS_PER_SEMITONE semitone, for verification.
@@ -202,71 +209,99 @@ class AudioIndex:
 
     def memory_bytes(self) -> int:
         self._build()
-        arrays = (self._keys, self._starts, self._refs, self._frames, self._spans, self._alive)
+        arrays = [self._alive] + [a for segment in self._segments for a in segment.arrays()]
         peaks = sum(f.nbytes + p.nbytes for f, p in zip(self._peak_frames, self._peak_pitches, strict=True))
         envelopes = sum(packed.nbytes + tops.nbytes for packed, tops in self._envelopes)
         return int(sum(a.nbytes for a in arrays)) + peaks + envelopes
 
     def posting_count(self) -> int:
         self._build()
-        return int(self._refs.size)
+        return sum(segment.size for segment in self._segments)
 
     def _build(self) -> None:
+        """Index what was added since the last query as a new segment, then merge each segment into the one
+        before it while it is at least 1/SEGMENT_RATIO of its size; drop the postings of removed references.
+
+        An addition thus costs a sort of its own postings and, over the index's life, each posting is
+        merged about log(total / SEGMENT_RATIO) times, not once per addition: registering one track into a
+        large catalogue no longer sorts the whole catalogue."""
         if not self._pending and not self._has_removed:
             return
-        counts = np.diff(self._starts)
-        parts_hashes = [np.repeat(self._keys, counts)]
-        parts_refs = [self._refs]
-        parts_frames = [self._frames]
-        parts_spans = [self._spans]
-        for slot, fp in self._pending:
-            parts_hashes.append(fp.hashes.astype(np.uint32))
-            parts_refs.append(np.full(fp.hashes.size, slot, dtype=np.int32))
-            parts_frames.append(fp.frames.astype(np.uint32))
-            parts_spans.append(fp.spans.astype(np.uint8))
-        hashes = np.concatenate(parts_hashes)
-        refs = np.concatenate(parts_refs)
-        frames = np.concatenate(parts_frames)
-        spans = np.concatenate(parts_spans)
         if self._has_removed:
-            keep = self._alive[refs]
-            hashes, refs, frames, spans = hashes[keep], refs[keep], frames[keep], spans[keep]
-        order = np.argsort(hashes, kind="stable")
-        hashes = hashes[order]
-        self._refs, self._frames, self._spans = refs[order], frames[order], spans[order]
-        boundaries = np.flatnonzero(np.diff(hashes)) + 1 if hashes.size else np.zeros(0, np.int64)
-        self._keys = hashes[np.concatenate(([0], boundaries))] if hashes.size else hashes
-        self._starts = np.concatenate(([0], boundaries, [hashes.size])).astype(np.int64)
+            self._segments = [segment.kept(self._alive) for segment in self._segments]
+        if self._pending:
+            self._segments.append(
+                _Segment.of(
+                    np.concatenate([fp.hashes.astype(np.uint32) for _, fp in self._pending]),
+                    np.concatenate([np.full(fp.hashes.size, s, dtype=np.int32) for s, fp in self._pending]),
+                    np.concatenate([fp.frames.astype(np.uint32) for _, fp in self._pending]),
+                    np.concatenate([fp.spans.astype(np.uint8) for _, fp in self._pending]),
+                )
+            )
+        self._segments = [segment for segment in self._segments if segment.size]
+        while len(self._segments) > 1 and self._segments[-1].size * SEGMENT_RATIO >= self._segments[-2].size:
+            last = self._segments.pop()
+            self._segments[-1] = self._segments[-1].merged(last)
         self._pending = []
         self._has_removed = False
 
-    def query(self, fingerprint: AudioFingerprint, limit: int = 5) -> list[AudioMatch]:
-        """The best-aligned references, best first, with at least MIN_VOTES agreeing triplets."""
-        self._build()
-        if fingerprint.hashes.size == 0 or self._keys.size == 0:
-            return []
-        q_hashes = fingerprint.hashes.astype(np.uint32)
-        position = np.searchsorted(self._keys, q_hashes)
-        position = np.minimum(position, self._keys.size - 1)
-        found = self._keys[position] == q_hashes
-        begins = self._starts[position]
-        lengths = np.where(found, self._starts[position + 1] - begins, 0)
-        lengths[lengths > MAX_POSTINGS_PER_HASH] = 0
-        total = int(lengths.sum())
-        if total == 0:
-            return []
-        query_index = np.repeat(np.arange(q_hashes.size), lengths)
-        run_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        posting = np.repeat(begins, lengths) + (np.arange(total) - run_start)
+    def _postings(
+        self, q_hashes: NDArray[np.uint32], duration_s: float, postings_per_s: float
+    ) -> tuple[NDArray[np.intp], NDArray[np.int32], NDArray[np.uint32], NDArray[np.uint8]]:
+        """Every posting of the query's hashes (each list whole, the commonest left out): the query hash's
+        index, the reference slot, its anchor frame and span."""
+        runs = [segment.runs(q_hashes) for segment in self._segments]
+        totals = sum((lengths for _, lengths in runs), np.zeros(q_hashes.size, dtype=np.int64))
+        read = totals <= MAX_POSTINGS_PER_HASH
+        if postings_per_s > 0:
+            read &= _within_budget(np.where(read, totals, 0), postings_per_s * max(1.0, duration_s)) > 0
+        parts = []
+        for segment, (begins, lengths) in zip(self._segments, runs, strict=True):
+            lengths = np.where(read, lengths, 0)
+            total = int(lengths.sum())
+            run_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
+            posting = np.repeat(begins, lengths) + (np.arange(total) - run_start)
+            parts.append(
+                (
+                    np.repeat(np.arange(q_hashes.size), lengths),
+                    segment.refs[posting],
+                    segment.frames[posting],
+                    segment.spans[posting],
+                )
+            )
+        query_index, refs, frames, spans = (np.concatenate(column) for column in zip(*parts, strict=True))
+        return query_index, refs, frames, spans
 
-        refs = self._refs[posting]
-        query_spans = np.repeat(fingerprint.spans.astype(np.float32), lengths)
-        reference_spans = self._spans[posting].astype(np.float32)
+    def query(
+        self,
+        fingerprint: AudioFingerprint,
+        limit: int = 5,
+        *,
+        postings_per_s: float = POSTINGS_PER_QUERY_S,
+        exclude: Collection[RefId] = (),
+    ) -> list[AudioMatch]:
+        """The best-aligned references, best first, with at least MIN_VOTES agreeing triplets.
+
+        With a `postings_per_s` budget, the query's hashes are read rarest first until that many postings per
+        second of query audio are read (see _within_budget). References in `exclude` are never candidates
+        (the claim check of a registration leaves out the recording itself).
+        """
+        self._build()
+        if fingerprint.hashes.size == 0 or not self._segments:
+            return []
+        query_index, refs, posted_frames, posted_spans = self._postings(
+            fingerprint.hashes.astype(np.uint32), fingerprint.duration_s, postings_per_s
+        )
+        if refs.size == 0:
+            return []
+        query_spans: NDArray[np.float32] = fingerprint.spans.astype(np.float32)[query_index]
+        reference_spans = posted_spans.astype(np.float32)
         plausible = (reference_spans >= query_spans * np.float32(MIN_SCALE * (1 - SPAN_TOLERANCE))) & (
             reference_spans <= query_spans * np.float32(MAX_SCALE * (1 + SPAN_TOLERANCE))
         )
         per_ref = np.bincount(refs[plausible], minlength=self._alive.size)
         per_ref[~self._alive] = 0
+        per_ref[[self._slots[ref] for ref in exclude if ref in self._slots]] = 0
         candidate_count = min(PRE_CANDIDATES, int(np.count_nonzero(per_ref >= MIN_VOTES)))
         if candidate_count == 0:
             return []
@@ -276,9 +311,9 @@ class AudioIndex:
         # Only the candidates' plausible matches go further: one pass over all the matches, not one per array.
         chosen = np.flatnonzero(plausible & is_candidate[refs])
         # Times are only needed for the candidates' matches.
-        refs, posting, query_index = refs[chosen], posting[chosen], query_index[chosen]
-        span_ratio = reference_spans[chosen] / query_spans[chosen]
-        ref_frames = self._frames[posting].astype(np.float64)
+        refs, query_index = refs[chosen], query_index[chosen]
+        span_ratio = (reference_spans[chosen] / query_spans[chosen]).astype(np.float64)
+        ref_frames = posted_frames[chosen].astype(np.float64)
         query_frames = fingerprint.frames[query_index].astype(np.float64)
         if candidate_count > CANDIDATES:
             candidates = _coarse_best(candidates, refs, ref_frames, query_frames, CANDIDATES)
@@ -333,6 +368,75 @@ class AudioIndex:
             )
         matches.sort(key=lambda m: (-m.confidence, -m.score, m.offset_s))
         return matches[:limit]
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of postings sorted by hash, with one entry per distinct hash pointing at its postings: a lookup
+    is a binary search and a slice, about 9 bytes a posting."""
+
+    keys: NDArray[np.uint32]  # distinct hashes, ascending
+    starts: NDArray[np.int64]  # postings of keys[i]: starts[i]:starts[i + 1]
+    refs: NDArray[np.int32]
+    frames: NDArray[np.uint32]
+    spans: NDArray[np.uint8]
+
+    @classmethod
+    def of(
+        cls,
+        hashes: NDArray[np.uint32],
+        refs: NDArray[np.int32],
+        frames: NDArray[np.uint32],
+        spans: NDArray[np.uint8],
+    ) -> _Segment:
+        order = np.argsort(hashes, kind="stable")  # a reference's postings keep their order
+        hashes = hashes[order]
+        boundaries = np.flatnonzero(np.diff(hashes)) + 1 if hashes.size else np.zeros(0, np.int64)
+        keys = hashes[np.concatenate(([0], boundaries)).astype(np.int64)] if hashes.size else hashes
+        starts = np.concatenate(([0], boundaries, [hashes.size])).astype(np.int64)
+        return cls(keys, starts, refs[order], frames[order], spans[order])
+
+    @property
+    def size(self) -> int:
+        return int(self.refs.size)
+
+    def arrays(self) -> tuple[NDArray[np.generic], ...]:
+        return (self.keys, self.starts, self.refs, self.frames, self.spans)
+
+    def hashes(self) -> NDArray[np.uint32]:
+        return np.repeat(self.keys, np.diff(self.starts))
+
+    def merged(self, later: _Segment) -> _Segment:
+        return _Segment.of(
+            np.concatenate([self.hashes(), later.hashes()]),
+            np.concatenate([self.refs, later.refs]),
+            np.concatenate([self.frames, later.frames]),
+            np.concatenate([self.spans, later.spans]),
+        )
+
+    def kept(self, alive: NDArray[np.bool_]) -> _Segment:
+        keep = alive[self.refs]
+        return _Segment.of(self.hashes()[keep], self.refs[keep], self.frames[keep], self.spans[keep])
+
+    def runs(self, q_hashes: NDArray[np.uint32]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Where each query hash's postings begin here and how many there are (0 when absent)."""
+        if self.keys.size == 0:
+            return np.zeros(q_hashes.size, np.int64), np.zeros(q_hashes.size, np.int64)
+        position = np.minimum(np.searchsorted(self.keys, q_hashes), self.keys.size - 1)
+        begins = self.starts[position]
+        return begins, np.where(self.keys[position] == q_hashes, self.starts[position + 1] - begins, 0)
+
+
+def _within_budget(lengths: NDArray[np.int64], budget: float) -> NDArray[np.int64]:
+    """The posting-list lengths to read: the rarest hashes' whole lists while their sum fits the budget,
+    none of the rest (a list is read whole or not at all, so the votes of a hash stay complete)."""
+    if int(lengths.sum()) <= budget:
+        return lengths
+    order = np.argsort(lengths, kind="stable")
+    within = np.cumsum(lengths[order]) <= budget
+    kept = np.zeros_like(lengths)
+    kept[order[within]] = lengths[order[within]]
+    return kept
 
 
 @dataclass(frozen=True)

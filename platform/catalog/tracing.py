@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -109,9 +110,12 @@ def match_works(
     text: str | None = None,
     limit: int = 20,
     skipped: list[media.SkippedStep] | None = None,
+    until: Callable[[media.ContentMatch], bool] | None = None,
+    exclude: Collection[str] = (),
 ) -> list[WorkMatch]:
     """The registered works the media (or `text`, when info.kind is text) matches, best first, each with
-    whether `user` is covered. A matching step the media did not allow is added to `skipped`.
+    whether `user` is covered. A matching step the media did not allow is added to `skipped`; `until`
+    bounds the audio step and content in `exclude` is not matched by audio (media.content_match).
 
     A user is covered for a work they manage or co-own, for a work they hold an active grant on, and
     (when the media belongs to `derived_from`) for that work's ancestors. With no user (the operator's
@@ -120,7 +124,16 @@ def match_works(
     if info.kind == "text":
         matches = media.text_match(text=text or "", limit=limit)
     else:
-        matches = media.content_match(data=data, info=info, limit=limit, skipped=skipped)
+        matches = media.content_match(
+            data=data, info=info, limit=limit, skipped=skipped, until=until, exclude=exclude
+        )
+    return _works_matched(matches, user=user, derived_from=derived_from, text=text)
+
+
+def _works_matched(
+    matches: list[media.ContentMatch], *, user: User | None, derived_from: Work | None, text: str | None
+) -> list[WorkMatch]:
+    """The works that registered the matched content, best match first, with whether `user` is covered."""
     by_sha: dict[str, list[media.ContentMatch]] = defaultdict(list)
     for match in matches:
         by_sha[match.sha256].append(match)
@@ -222,7 +235,25 @@ def manifest_of(*, data: bytes, info: MediaInfo) -> dict[str, object] | None:
 def claims_open_for(*, asset: Asset, data: bytes) -> list[Claim]:
     """Open a claim for every confident match of someone else's work the uploader is not covered for."""
     info, text = read_any(data)
-    matches = match_works(data=data, info=info, user=asset.uploaded_by, derived_from=asset.work, text=text)
+
+    def claimable(match: media.ContentMatch) -> bool:
+        if match.confidence < CLAIM_CONFIDENCE:
+            return False
+        works = _works_matched([match], user=asset.uploaded_by, derived_from=asset.work, text=text)
+        return any(not m.covered and m.work.pk != asset.work_id for m in works)
+
+    # The audio is checked in bounded windows up to the first claim (media.content_match), without the
+    # recording itself, unless another file of the same bytes could be someone else's.
+    shared = Asset.objects.filter(blob_id=asset.blob_id).exclude(pk=asset.pk).exists()
+    matches = match_works(
+        data=data,
+        info=info,
+        user=asset.uploaded_by,
+        derived_from=asset.work,
+        text=text,
+        until=claimable,
+        exclude=() if shared else (asset.blob_id,),
+    )
     uncovered = [m for m in matches if not m.covered and m.work.pk != asset.work_id]
     return open_claims(uncovered, respondent=asset.uploaded_by, sha256=asset.blob_id, asset=asset)
 

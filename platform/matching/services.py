@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from django.db import IntegrityError, transaction
 from PIL import Image
 
@@ -14,6 +15,7 @@ from matching.models import Fingerprint, FingerprintKind
 from media import frames
 from media.errors import CorruptMedia, MediaError
 from media.fingerprint import audio, image, voice
+from media.fingerprint.audio_index import AudioIndex
 from media.text import embedding, quotes, static
 from media.text.document import TextLimits, inspect_text
 from media.validation import MediaInfo
@@ -21,6 +23,17 @@ from media.validation import MediaInfo
 Progress = Callable[[int], None]
 # Matches below this calibrated confidence are within what unrelated media reach; they are not reported.
 REPORT_CONFIDENCE = 0.5
+
+# The claim check of a registration (content_match with `until`) does not query a whole recording: it
+# queries windows of CLAIM_WINDOW_S, one every CLAIM_WINDOW_HOP_S from the start and at most
+# CLAIM_MAX_WINDOWS spread over a longer one (audio.spread_windows), each reading at most
+# CLAIM_POSTINGS_PER_S postings a second of window, and stops at the first window with a match `until`
+# accepts. Its cost is bounded per recording whatever the catalogue's size (docs/fingerprinting.md,
+# "Registration"); a trace still queries the whole recording.
+CLAIM_WINDOW_S = 8.0
+CLAIM_WINDOW_HOP_S = 15.0
+CLAIM_MAX_WINDOWS = 12
+CLAIM_POSTINGS_PER_S = 4000
 
 
 def _compute(kind: str, data: bytes) -> bytes:
@@ -202,13 +215,24 @@ def text_match(*, text: str, limit: int = 10) -> list[ContentMatch]:
 
 
 def content_match(
-    *, data: bytes, info: MediaInfo, limit: int = 10, skipped: list[SkippedStep] | None = None
+    *,
+    data: bytes,
+    info: MediaInfo,
+    limit: int = 10,
+    skipped: list[SkippedStep] | None = None,
+    until: Callable[[ContentMatch], bool] | None = None,
+    exclude: Collection[str] = (),
 ) -> list[ContentMatch]:
     """Registered content the media matches, best first.
 
     Each step (the image, or each keyframe of an animation or a video; the audio landmarks; the voice)
     runs alone: a step the media does not allow is added to `skipped` and the others answer. Raises the
     first MediaError when no step could run at all.
+
+    With `until` (the claim check of a registration), the audio (a recording, a video's soundtrack) is
+    queried in bounded windows (CLAIM_WINDOW_S...) and no further window is queried once a match is one
+    `until` accepts; the matches' time_s is then where their window starts in the media. Audio content
+    in `exclude` is never matched (the claim check leaves out the recording being registered).
     """
     indexes = index.current()
     steps_run = 0
@@ -262,18 +286,10 @@ def content_match(
             skip(FingerprintKind.AUDIO, error)
         else:
             steps_run += 1
-            for heard in indexes.audio.query(audio.compute(samples, rate, query=True), limit=limit):
-                if heard.confidence >= REPORT_CONFIDENCE:
-                    keep(
-                        ContentMatch(
-                            str(heard.ref_id),
-                            FingerprintKind.AUDIO,
-                            float(heard.score),
-                            heard.confidence,
-                            offset_s=heard.offset_s,
-                            time_scale=heard.time_scale,
-                        )
-                    )
+            for heard in _audio_matches(
+                indexes.audio, samples, rate, limit=limit, until=until, exclude=exclude
+            ):
+                keep(heard)
         if indexes.voice_ids:
             try:
                 embedding = voice.embed_file(data)
@@ -290,6 +306,52 @@ def content_match(
         raise failures[0]
     matches = sorted(best.values(), key=lambda match: -match.confidence)
     return matches[:limit]
+
+
+def _audio_matches(
+    audio_index: AudioIndex,
+    samples: npt.NDArray[np.float32],
+    rate: int,
+    *,
+    limit: int,
+    until: Callable[[ContentMatch], bool] | None,
+    exclude: Collection[str],
+) -> list[ContentMatch]:
+    """The reportable audio matches of the whole recording, or (with `until`) of its claim-check windows
+    up to the first one holding a match `until` accepts."""
+    spans: list[tuple[int, int, float | None]]
+    if until is None:
+        spans = [(0, samples.size, None)]
+    else:
+        length = round(CLAIM_WINDOW_S * rate)
+        starts = audio.spread_windows(
+            samples.size / rate,
+            window_s=CLAIM_WINDOW_S,
+            hop_s=CLAIM_WINDOW_HOP_S,
+            max_windows=CLAIM_MAX_WINDOWS,
+        )
+        spans = [(round(start * rate), round(start * rate) + length, start) for start in starts]
+    found: list[ContentMatch] = []
+    for first, stop, time_s in spans:
+        query = audio.compute(samples[first:stop], rate, query=True)
+        budget = 0 if until is None else CLAIM_POSTINGS_PER_S
+        heard_here = [
+            ContentMatch(
+                str(heard.ref_id),
+                FingerprintKind.AUDIO,
+                float(heard.score),
+                heard.confidence,
+                offset_s=heard.offset_s,
+                time_scale=heard.time_scale,
+                time_s=time_s,
+            )
+            for heard in audio_index.query(query, limit=limit, postings_per_s=budget, exclude=exclude)
+            if heard.confidence >= REPORT_CONFIDENCE
+        ]
+        found.extend(heard_here)
+        if until is not None and any(until(match) for match in heard_here):
+            break
+    return found
 
 
 def passage_search(*, text: str, limit: int) -> list[tuple[embedding.PassageRef, float]]:

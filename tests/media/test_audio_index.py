@@ -294,3 +294,59 @@ def test_distinct_gives_the_sorted_distinct_keys_and_their_counts_as_numpy_uniqu
     assert np.array_equal(counts, expected_counts)
     empty_values, empty_counts = _distinct(np.zeros(0, dtype=np.int64))
     assert empty_values.size == 0 and empty_counts.size == 0
+
+
+def _answers(index: AudioIndex, query: audio.AudioFingerprint) -> list[tuple[object, int, float]]:
+    return [(m.ref_id, m.score, round(m.offset_s, 3)) for m in index.query(query, limit=5)]
+
+
+def test_an_index_built_one_reference_at_a_time_answers_as_one_built_at_once(fingerprints):
+    # Each addition after a query is a segment of its own, merged into the older ones as they grow.
+    names = sorted(fingerprints)
+    at_once, one_by_one = AudioIndex(), AudioIndex()
+    for copy in range(4):
+        for name in names:
+            at_once.add(f"{name}-{copy}", fingerprints[name][1])
+    for copy in range(4):
+        for name in names:
+            one_by_one.add(f"{name}-{copy}", fingerprints[name][1])
+            one_by_one.posting_count()
+    one_by_one.remove(f"{names[1]}-2")
+    at_once.remove(f"{names[1]}-2")
+    samples = fingerprints[names[1]][0]
+
+    assert one_by_one.posting_count() == at_once.posting_count()
+    assert _answers(one_by_one, query_for(samples, 4.0)) == _answers(at_once, query_for(samples, 4.0))
+    assert f"{names[1]}-2" not in {ref for ref, _, _ in _answers(one_by_one, query_for(samples, 4.0))}
+
+
+def test_a_postings_budget_reads_the_rarest_hashes_and_still_finds_the_copy(fingerprints):
+    index = AudioIndex()
+    for name, (_, fingerprint) in fingerprints.items():
+        index.add(name, fingerprint)
+    name, (samples, _) = sorted(fingerprints.items())[0]
+    query = query_for(with_noise(samples, 20.0, seed=4), 6.0)
+
+    unbounded = index.query(query, limit=5)
+    bounded = index.query(query, limit=5, postings_per_s=30)
+
+    assert bounded[0].ref_id == unbounded[0].ref_id == name
+    assert bounded[0].confidence > 0.9
+    assert bounded[0].score < unbounded[0].score  # fewer postings read, fewer votes
+
+
+def test_a_reference_left_out_of_a_query_is_not_matched(fingerprints):
+    index = AudioIndex()
+    for name, (_, fingerprint) in fingerprints.items():
+        index.add(name, fingerprint)
+    name, (samples, _) = sorted(fingerprints.items())[0]
+
+    assert index.query(query_for(samples, 6.0), limit=5)[0].ref_id == name
+    assert name not in {m.ref_id for m in index.query(query_for(samples, 6.0), limit=5, exclude=[name])}
+
+
+def test_a_bounded_check_spreads_its_windows_over_the_whole_recording():
+    assert audio.spread_windows(5.0, window_s=8.0, hop_s=15.0, max_windows=12) == [0.0]
+    assert audio.spread_windows(38.0, window_s=8.0, hop_s=15.0, max_windows=12) == [0.0, 15.0, 30.0]
+    long = audio.spread_windows(600.0, window_s=8.0, hop_s=15.0, max_windows=12)
+    assert len(long) == 12 and long[0] == 0.0 and long[-1] == 592.0
