@@ -14,6 +14,7 @@ script (its platform/ and root on the import path), so a branch and its base are
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,34 +26,27 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-MEASURE = """
-import json, os, sys, time, uuid
+
+def _setup_code() -> str:
+    """bench/access.py's SETUP (the works, offers, funded vendor and key), read by path: this folder's
+    access.py would shadow the `access` package if it were imported by name."""
+    spec = importlib.util.spec_from_file_location("bench_access", ROOT / "bench" / "access.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.SETUP)
+
+
+MIGRATE = """
 import django
 django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
+"""
+
+MEASURE = """
+import os, time, uuid
 from django.test import Client
-from common.money import Money
-from accounts.services import user_create, api_key_create
-from catalog.services import Terms, asset_upload, offer_publish, work_create
-from tests.factories import png_bytes
-from royalties.funding import prepaid_fund
-creator = user_create(
-    username="c", email="c@bench.invalid", password=None, role="creator", email_verified=True
-)
-vendor = user_create(
-    username="v", email="v@bench.invalid", password=None, role="vendor", organisation_name="Bench AI"
-)
-works = []
-for i in range(20):
-    work = work_create(user=creator, title=f"Bench work {i}", kind="image")
-    asset_upload(work=work, user=creator, data=png_bytes(size=(64, 48), color=(i, 40, 90)), filename="b.png")
-    terms = Terms(currency="USD", uses={"ai-train": 1, "ai-generate": 2})
-    offer_publish(work=work, user=creator, terms=terms)
-    works.append(work.pk)
-organisation = vendor.organisations.get()
-prepaid_fund(organisation=organisation, amount=Money(10**12, "USD"), external_ref="bench")
-key = api_key_create(user=vendor, name="bench", scopes=["access"]).secret
 client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {key}")
 count = int(os.environ["BENCH_ACCESSES"])
 def access(index):
@@ -73,9 +67,9 @@ print(json.dumps({"cpu_us": cpu * 1e6 / count}))
 
 def _scratch_postgres(name: str, action: str) -> None:
     admin = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c"]
-    subprocess.run(
-        [*admin, f"{action} DATABASE {'IF EXISTS ' if action == 'DROP' else ''}{name}"], check=True
-    )
+    guard = "IF EXISTS " if action == "DROP" else ""
+    quiet = {**os.environ, "PGOPTIONS": "-c client_min_messages=warning"}
+    subprocess.run([*admin, f"{action} DATABASE {guard}{name}"], check=True, env=quiet)
 
 
 def measure(tree: Path, database: str, accesses: int) -> float:
@@ -108,7 +102,11 @@ def measure(tree: Path, database: str, accesses: int) -> float:
             env["SQLITE_PATH"] = str(Path(var_dir) / "bench.sqlite3")
         try:
             out = subprocess.run(
-                [sys.executable, "-c", MEASURE], env=env, cwd=tree, capture_output=True, text=True
+                [sys.executable, "-c", MIGRATE + _setup_code() + MEASURE],
+                env=env,
+                cwd=tree,
+                capture_output=True,
+                text=True,
             )
         finally:
             if database == "postgres":
