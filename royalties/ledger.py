@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
@@ -268,16 +269,30 @@ def entries_insert(rows: list[tuple[int, int, int, str, int | None, str]]) -> No
 # Holds -------------------------------------------------------------------------------------------------
 
 
-_HOLD_SQL = (
-    f"UPDATE {LedgerAccount._meta.db_table} SET held_minor = held_minor + %s "  # noqa: S608 (a constant name)
-    "WHERE key = %s AND balance_minor - held_minor >= %s RETURNING id"
-)
+def hold_sql(*, also: str = "") -> str:
+    """The prepaid hold, the one definition of it: a conditional UPDATE that reserves an amount on a prepaid
+    account only while its available balance covers it, RETURNING the account's id (no row when short).
+    Its parameters are hold_params(). `also` adds a condition (the access charge gates the hold on the
+    grant it locked first, splicing this statement into its own as a CTE)."""
+    condition = f" AND ({also})" if also else ""
+    return (
+        f"UPDATE {LedgerAccount._meta.db_table} SET held_minor = held_minor + %s "  # noqa: S608 (constant names)
+        f"WHERE key = %s AND balance_minor - held_minor >= %s{condition} RETURNING id"
+    )
+
+
+def hold_params(*, key: str, amount_minor: int) -> list[Any]:
+    """The parameters of hold_sql(), in order."""
+    return [amount_minor, key, amount_minor]
+
+
+_HOLD_SQL = hold_sql()
 
 
 def account_hold(*, key: str, amount_minor: int) -> int | None:
     """Reserve `amount_minor` on a prepaid account in one conditional UPDATE; its id, or None if short."""
     with connection.cursor() as cursor:
-        cursor.execute(_HOLD_SQL, [amount_minor, key, amount_minor])
+        cursor.execute(_HOLD_SQL, hold_params(key=key, amount_minor=amount_minor))
         row = cursor.fetchone()
     return None if row is None else int(row[0])
 

@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import User
 from catalog.models import Work, WorkParent
-from common import clock, rows
+from common import clock
 from common.money import Money
 from common.problems import ApiError, Conflict, NotFound
 from royalties.ledger import (
@@ -258,19 +258,17 @@ def receivables_match(
         payer_id = account_hold(key=key, amount_minor=receivable.amount_minor)
         if payer_id is None:
             break
-        revenue = rows.insert(
-            RevenueItem(
-                **revenue_item_values(
-                    receivable.source,
-                    receivable.source_key,
-                    receivable.work_id,
-                    Money(receivable.amount_minor, receivable.currency),
-                    receivable.fee_bps,
-                    receivable.split_at,
-                ),
-                payer_id=payer_id,
-                created_at=now,
-            )
+        revenue = RevenueItem.objects.create(
+            **revenue_item_values(
+                receivable.source,
+                receivable.source_key,
+                receivable.work_id,
+                Money(receivable.amount_minor, receivable.currency),
+                receivable.fee_bps,
+                receivable.split_at,
+            ),
+            payer_id=payer_id,
+            created_at=now,
         )
         receivable.status = ReceivableStatus.MATCHED
         receivable.revenue = revenue

@@ -21,13 +21,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access import payments, receipts, selectors, services, signing
+from access import fastpath, payments, receipts, selectors, services, signing
 from access.models import X402Payment
 from accounts import ratelimits
-from accounts.authentication import KEY_REFUSED, presented_secret
+from accounts.authentication import KEY_REFUSED
 from accounts.models import ApiKey, Organisation, Role
 from accounts.permissions import KeyScope, authenticated_user
-from accounts.services import api_key_authenticate_reusing, api_key_forget
+from accounts.services import api_key_forget
 from catalog import tracing
 from catalog.apis_tracing import TraceMatchSerializer
 from common.problems import ApiError, problem_response
@@ -36,97 +36,24 @@ from royalties.ledger import InsufficientFunds
 from royalties.selectors import prepaid_available
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-_MAX_IDEMPOTENCY_KEY = 200
 
 
 class HasAccessKey(BasePermission):
     message = "Metered access needs an API key with the `access` scope, belonging to an organisation."
 
     def has_permission(self, request: Request, view: object) -> bool:
-        key = request.auth
-        return (
-            isinstance(key, ApiKey)
-            and key.has_scope("access")
-            and key.organisation_id is not None
-            and key.user.role == Role.VENDOR  # a key minted before roles were checked stays refused
-        )
-
-
-def _well_formed(data: object) -> services.AccessRequest | None:
-    """The request when the body is plainly valid, checked without building the serializer (the hot path);
-    None otherwise. It accepts a subset of what InputSerializer accepts, with the same result."""
-    if not isinstance(data, dict):
-        return None
-    work, use, territory = data.get("work"), data.get("use"), data.get("territory")
-    if (
-        type(work) is not int
-        or not 1 <= work <= MAX_ID
-        or type(use) is not str
-        or use not in services.METERED_USES
-    ):
-        return None
-    if type(territory) is not str or len(territory) != 2 or not (territory.isascii() and territory.isalpha()):
-        return None
-    return services.AccessRequest(work_id=work, use_class=use, territory=territory.upper())
+        return isinstance(request.auth, ApiKey) and fastpath.access_key(request.auth)
 
 
 def idempotency_key_of(meta: dict[str, Any]) -> str:
     """The request's Idempotency-Key; a 400 problem when it is missing or too long."""
-    key = _idempotency_key(meta)
+    key = fastpath.idempotency_key(meta)
     if key is None:
         raise ApiError(
-            f"Send an {IDEMPOTENCY_HEADER} header (1 to {_MAX_IDEMPOTENCY_KEY} characters).",
+            f"Send an {IDEMPOTENCY_HEADER} header (1 to {fastpath.MAX_IDEMPOTENCY_KEY} characters).",
             code="idempotency_key_required",
         )
     return key
-
-
-def _idempotency_key(meta: dict[str, Any]) -> str | None:
-    key = meta.get("HTTP_IDEMPOTENCY_KEY", "").strip()
-    return key if 0 < len(key) <= _MAX_IDEMPOTENCY_KEY else None
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-MAX_ID = 2**63 - 1  # the largest id the database stores
-
-_PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
-_PLAIN_BODY_BYTES = 4096
-
-
-def _plain_call(request: HttpRequest) -> tuple[ApiKey, str, services.AccessRequest] | None:
-    """The key, the Idempotency-Key and the request of a call that needs nothing of DRF: an active API
-    key (Bearer or X-Api-Key) with the `access` scope and an organisation, a well-formed JSON body, JSON
-    (or anything) accepted in reply, and no x402 payment. None for any other call, which DRF then
-    handles (and refuses)."""
-    meta = request.META
-    if request.method != "POST" or request.content_type != "application/json":
-        return None
-    if "HTTP_PAYMENT_SIGNATURE" in meta or meta.get("HTTP_ACCEPT", "*/*") not in _PLAIN_ACCEPT:
-        return None
-    if not str(meta.get("CONTENT_LENGTH", "")).isdigit() or int(meta["CONTENT_LENGTH"]) > _PLAIN_BODY_BYTES:
-        return None
-    key, secret = _idempotency_key(meta), presented_secret(meta)
-    if key is None or secret is None:
-        return None
-    try:
-        data = json.loads(request.body.decode(), parse_constant=_refuse_constant)
-    except ValueError:  # also UnicodeDecodeError
-        return None
-    access = _well_formed(data)
-    if access is None:
-        return None
-    api_key = api_key_authenticate_reusing(secret=secret)  # the charge confirms it (KeyNoLongerActive)
-    if (
-        api_key is None
-        or not api_key.has_scope("access")
-        or api_key.organisation_id is None
-        or api_key.user.role != Role.VENDOR
-    ):
-        return None
-    return api_key, key, access
 
 
 class AccessApi(APIView):
@@ -141,7 +68,7 @@ class AccessApi(APIView):
     required_scope = "access"  # what HasAccessKey checks; named here for readers of the view
 
     class InputSerializer(serializers.Serializer):
-        work = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+        work = serializers.IntegerField(min_value=1, max_value=fastpath.MAX_ID)
         use = serializers.ChoiceField(choices=[u.value for u in services.METERED_USES])
         territory = serializers.RegexField(r"^[A-Za-z]{2}$", help_text="ISO 3166-1 alpha-2 country code")
 
@@ -166,7 +93,7 @@ class AccessApi(APIView):
         """The common call (an access-scoped API key, a well-formed JSON body, no payment header) skips
         DRF's request wrapping, content negotiation and renderers: they cost as much as the charge itself.
         Anything else, and every error and 402, goes through DRF as usual."""
-        plain = _plain_call(request)
+        plain = fastpath.plain_call(request)
         if plain is None:
             return super().dispatch(request, *args, **kwargs)
         api_key, key, access = plain
@@ -207,13 +134,8 @@ class AccessApi(APIView):
     def post(self, request: Request) -> Response | HttpResponse:
         api_key = request.auth
         assert isinstance(api_key, ApiKey) and api_key.organisation is not None
-        key = _idempotency_key(request.META)
-        if key is None:
-            raise ApiError(
-                f"Send an {IDEMPOTENCY_HEADER} header (1 to {_MAX_IDEMPOTENCY_KEY} characters).",
-                code="idempotency_key_required",
-            )
-        access = _well_formed(request.data)
+        key = idempotency_key_of(request.META)
+        access = fastpath.well_formed(request.data)
         if access is None:  # let the serializer say what is wrong
             data = self.InputSerializer(data=request.data)
             data.is_valid(raise_exception=True)

@@ -88,19 +88,18 @@ def license_issue(*, api_key: ApiKey, resource: str, use_class: str, territory: 
     result = services.access_request(
         organisation=organisation, api_key=api_key, idempotency_key=f"rsl:{uuid.uuid4()}", request=request
     )
-    access = services.access_answer(result.body)
     now = int(clock.now().timestamp())
     claims = {
         "iss": receipts.ISSUER,
         "sub": f"organisation:{organisation.pk}",
         "aud": services.content_url(work_id),
-        "jti": access["access_id"],
+        "jti": result.access_id,
         "iat": now,
         "exp": now + LICENSE_TTL_S,
         "work": work_id,
         "use": use_class,
-        "content_sha256": [item["sha256"] for item in access["content"]],
-        "receipt": access["receipt"],
+        "content_sha256": list(result.content_sha256),
+        "receipt": result.receipt,
     }
     token = jwt.encode(
         claims, signing.private_key(), algorithm="EdDSA", headers={"kid": signing.key_id(), "typ": TOKEN_TYPE}
@@ -110,8 +109,8 @@ def license_issue(*, api_key: ApiKey, resource: str, use_class: str, territory: 
         "token_type": "License",
         "expires_in": LICENSE_TTL_S,
         "scope": use_class,
-        "access_id": access["access_id"],
-        "receipt": access["receipt"],
+        "access_id": result.access_id,
+        "receipt": result.receipt,
     }
 
 

@@ -341,7 +341,7 @@ def _charged(payment: X402Payment) -> services.AccessResult | None:
     ).first()
     if event is None:
         return None
-    return services.AccessResult(body=bytes(event.response_body), replayed=True, event_id=event.pk)
+    return services.AccessResult.stored(bytes(event.response_body), replayed=True, event_id=event.pk)
 
 
 def x402_pay(
@@ -577,7 +577,7 @@ def _retrieval_charged(payment: X402Payment) -> services.AccessResult | None:
     )
     if found is None:
         return None
-    return services.AccessResult(body=bytes(found[1]), replayed=True, event_id=found[0])
+    return services.AccessResult.stored(bytes(found[1]), replayed=True, event_id=found[0])
 
 
 def payer_of(payment_header: str) -> tuple[Any, str]:

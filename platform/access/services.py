@@ -7,7 +7,6 @@ replays charge once); the stored response is replayed byte for byte; a refused a
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -19,10 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 
-from access import delivery, receipts, signing
+from access import delivery, fastpath, receipts, signing
+from access.fastpath import AccessRequest, AccessResult
 from access.models import (
     METERED_USES,
     AccessEvent,
@@ -34,9 +34,10 @@ from access.models import (
     X402PaymentStatus,
 )
 from accounts.models import ApiKey, Organisation, User
-from accounts.selectors import ACTIVE_KEY_SQL, active_key_params, api_key_still_active
+from accounts.selectors import api_key_still_active
 from accounts.services import api_key_forget, api_key_mark_used
 from catalog import blocks, consent, reservations
+from catalog import quota as catalog_quota
 from catalog.models import (
     RETRIEVAL_USES,
     Asset,
@@ -57,31 +58,10 @@ from common.money import Money
 from common.problems import ApiError, Conflict, Forbidden, NotFound
 from media.text import passages
 from royalties.ledger import InsufficientFunds
-from royalties.models import RevenueItem
-from royalties.revenue import access_fee, access_fee_record, access_fees_record
+from royalties.revenue import access_fee_record, access_fees_record
 from royalties.reversal import access_refund as ledger_access_refund
 
 _COUNTRY_LENGTH = 2
-
-
-@dataclass(frozen=True)
-class AccessRequest:
-    work_id: int
-    use_class: str
-    territory: str
-
-    def digest(self) -> str:
-        canonical = json.dumps(
-            {"work": self.work_id, "use": self.use_class, "territory": self.territory}, sort_keys=True
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class AccessResult:
-    body: bytes
-    replayed: bool
-    event_id: int
 
 
 class TermRefused(Forbidden):
@@ -99,11 +79,6 @@ _REPLAY_SQL = (
     f"SELECT id, request_hash, response_body FROM {_EVENTS} "  # noqa: S608 (table names are constants)
     "WHERE organisation_id = %s AND idempotency_key = %s"
 )
-_COUNT_USE_SQL = (
-    f"UPDATE {Grant._meta.db_table} SET accesses_used = accesses_used + 1 "  # noqa: S608
-    "WHERE id = %s AND status = 'active'"
-)
-_COUNT_USE_WITHIN_QUOTA_SQL = _COUNT_USE_SQL + " AND accesses_used < %s"
 
 
 def _replay(organisation: Organisation, key: str, request: AccessRequest) -> AccessResult | None:
@@ -123,7 +98,7 @@ def _replay(organisation: Organisation, key: str, request: AccessRequest) -> Acc
             "The access made with this Idempotency-Key was refunded; make a new one with a new key.",
             code="access_refunded",
         )
-    return AccessResult(body=bytes(body), replayed=True, event_id=pk)
+    return AccessResult.stored(bytes(body), replayed=True, event_id=pk)
 
 
 _GRANT_FIELDS = (
@@ -153,13 +128,6 @@ def _active_grant(organisation: Organisation, work_id: int) -> Grant | None:
     )
 
 
-# The grant (with its immutable offer) each organisation uses per work, remembered briefly. Safe because the
-# charge transaction counts the use only while the grant is still active (a revoked grant is refused
-# there and looked up again), and a newer grant is picked up within this many seconds.
-GRANT_LOOKUP_TTL_S = 5.0
-_grants_seen: dict[tuple[int, int], tuple[float, Grant]] = {}
-
-
 class _GrantNoLongerActive(Exception):
     pass
 
@@ -169,12 +137,10 @@ def _grant_for(
 ) -> Grant:
     """The organisation's newest active grant on the work, or a new one on the current terms when they
     need neither a licence fee nor the owner's approval (calling the API accepts such terms)."""
-    key = (organisation.pk, work_id)
-    seen = _grants_seen.get(key)
-    if seen is not None and time.monotonic() - seen[0] <= GRANT_LOOKUP_TTL_S:
-        return seen[1]
-    grant = _lookup_grant(organisation, api_key, licensee, work_id, use_class)
-    _grants_seen[key] = (time.monotonic(), grant)
+    grant = fastpath.grant_remembered(organisation.pk, work_id)
+    if grant is None:
+        grant = _lookup_grant(organisation, api_key, licensee, work_id, use_class)
+        fastpath.grant_remember(organisation.pk, work_id, grant)
     return grant
 
 
@@ -214,26 +180,9 @@ def _lookup_grant(
     return grant_create(offer=offer, user=licensee, organisation=organisation).grant
 
 
-# Offers are immutable, so their prices can be kept for the life of the process (keyed with the creation
-# time too, so a reused id, as after a rolled-back test, is never mistaken for the old offer).
-_PRICES: dict[tuple[int, float], dict[str, int]] = {}
-_PRICES_KEPT = 10_000
-
-
-def _prices(offer: Offer) -> dict[str, int]:
-    key = (offer.pk, offer.created_at.timestamp())
-    prices = _PRICES.get(key)
-    if prices is None:
-        if len(_PRICES) >= _PRICES_KEPT:
-            _PRICES.clear()
-        prices = dict(offer.uses.values_list("use_class", "price_minor"))
-        _PRICES[key] = prices
-    return prices
-
-
 def _check_terms(offer: Offer, request: AccessRequest) -> int:
     """The price of this use under these terms; TermRefused naming the term that refuses it."""
-    prices = _prices(offer)
+    prices = fastpath.prices(offer)
     if request.use_class not in prices:
         raise TermRefused(f"The terms do not allow '{request.use_class}'.", code="use_not_allowed")
     if offer.territories and request.territory not in offer.territories:
@@ -249,10 +198,10 @@ def _check_terms(offer: Offer, request: AccessRequest) -> int:
 def _use_quota(grant: Grant) -> None:
     quota = grant.offer.quota
     with connection.cursor() as cursor:
-        if quota is None:
-            cursor.execute(_COUNT_USE_SQL, [grant.pk])
-        else:
-            cursor.execute(_COUNT_USE_WITHIN_QUOTA_SQL, [grant.pk, quota])
+        cursor.execute(
+            catalog_quota.count_use_sql(with_quota=quota is not None),
+            catalog_quota.usable_params(grant_id=grant.pk, quota=quota),
+        )
         moved = cursor.rowcount
     if moved == 0:
         if not Grant.objects.filter(pk=grant.pk, status=GrantStatus.ACTIVE).exists():
@@ -262,7 +211,7 @@ def _use_quota(grant: Grant) -> None:
 
 def _spend(organisation: Organisation, api_key: ApiKey | None, price: Money) -> None:
     """Count the price against the organisation's and the key's monthly caps, if they have any."""
-    if price.amount_minor == 0 or not _has_spend_caps(organisation.pk):
+    if price.amount_minor == 0 or not fastpath.has_spend_caps(organisation.pk):
         return
     period = clock.now().strftime("%Y-%m")
     spent_after = Case(
@@ -283,21 +232,6 @@ def _spend(organisation: Organisation, api_key: ApiKey | None, price: Money) -> 
         raise TermRefused("This access would exceed your monthly spend cap.", code="spend_cap_reached")
 
 
-# Whether an organisation has any spend caps, remembered briefly: caps are set rarely, and a cap created
-# now applies within this many seconds. The cap itself is always enforced inside the charge transaction.
-SPEND_CAP_LOOKUP_TTL_S = 5.0
-_caps_seen: dict[int, tuple[float, bool]] = {}
-
-
-def _has_spend_caps(organisation_id: int) -> bool:
-    now = time.monotonic()
-    seen = _caps_seen.get(organisation_id)
-    if seen is None or now - seen[0] > SPEND_CAP_LOOKUP_TTL_S:
-        seen = (now, SpendCap.objects.filter(organisation_id=organisation_id).exists())
-        _caps_seen[organisation_id] = seen
-    return seen[1]
-
-
 @transaction.atomic
 def spend_cap_set(
     *, organisation: Organisation, api_key: ApiKey | None, currency_code: str, cap_minor: int | None
@@ -315,7 +249,7 @@ def spend_cap_set(
         .filter(organisation=organisation, api_key=api_key, currency=currency_code)
         .first()
     )
-    _caps_seen.pop(organisation.pk, None)
+    fastpath.spend_caps_forget(organisation.pk)
     if cap_minor is None:
         if existing is not None:
             existing.delete()
@@ -362,12 +296,6 @@ def access_quote(*, organisation: Organisation, request: AccessRequest) -> Money
     if refusal is not None:
         raise refusal.error()
     return price
-
-
-def access_answer(body: bytes) -> dict[str, Any]:
-    """An access's stored answer, parsed."""
-    answer: dict[str, Any] = json.loads(body)
-    return answer
 
 
 def access_request(
@@ -458,7 +386,7 @@ def _grant_and_charge(
         return _charge(organisation, api_key, idempotency_key, request, grant, paid_by_x402)
     except _GrantNoLongerActive:
         # Revoked since it was remembered: forget it and charge under the grant that holds now, if any.
-        _grants_seen.pop((organisation.pk, request.work_id), None)
+        fastpath.grant_forget(organisation.pk, request.work_id)
         grant = _grant_for(organisation, api_key, licensee, request.work_id, request.use_class)
         try:
             return _charge(organisation, api_key, idempotency_key, request, grant, paid_by_x402)
@@ -482,7 +410,7 @@ def _charge(
     now = clock.now()
     # The receipt and the response are made before the transaction, so the balance row stays locked only
     # for the statements themselves.
-    body = _response_body(organisation, offer, request, price, access_id, now)
+    body, receipt, content_sha256 = _response_body(organisation, offer, request, price, access_id, now)
     event = {
         "access_id": access_id,
         "organisation_id": organisation.pk,
@@ -502,7 +430,7 @@ def _charge(
     }
     try:
         durable = paid_by_x402 or settings.ACCESS_DURABLE_COMMIT
-        event_id = _charge_in_one_statement(
+        event_id = fastpath.charge_in_one_statement(
             organisation, api_key, grant, price, access_id, event, durable, request.use_class
         )
         if event_id is None:
@@ -536,83 +464,13 @@ def _charge(
         if replay is None:
             raise
         return replay
-    return AccessResult(body=body, replayed=False, event_id=event_id)
-
-
-def _charge_in_one_statement(
-    organisation: Organisation,
-    api_key: ApiKey | None,
-    grant: Grant,
-    price: Money,
-    access_id: uuid.UUID,
-    event: dict[str, object],
-    durable: bool,
-    use_class: str,
-) -> int | None:
-    """On PostgreSQL, the common case in one statement (its own transaction, one round trip): confirm the
-    API key is still active and the creator's consent to the use (catalog.consent), count the grant's use
-    and hold the price (the access_count_and_hold function, both or neither), then insert the revenue and
-    the access event. The new event's id; None when it does not apply (another database, a free use, spend
-    caps to count) or when the key, the consent, the grant or the balance refused, having changed nothing:
-    the general path then decides, and names the refusal.
-
-    Unless `durable`, the statement's transaction commits without waiting for the WAL to reach the disk
-    (synchronous_commit off for it alone): a slow disk flush then delays no access, and a crash of the
-    database server can forget at most the last fraction of a second of accesses, never leaving the ledger
-    unbalanced. Inside a caller's transaction the caller's setting stands."""
-    if connection.vendor != "postgresql" or price.amount_minor == 0 or _has_spend_caps(organisation.pk):
-        return None
-    if api_key is None:  # the statement confirms a key; a keyless (x402) access takes the general path
-        return None
-    fee = access_fee(organisation=organisation, offer=grant.offer, amount=price, access_key=str(access_id))
-    assert fee is not None
-    commit_mode = None if durable or connection.in_atomic_block else "off"
-    params: list[Any] = [commit_mode, *active_key_params(api_key_id=api_key.pk)]
-    paid_term = consent.paid_term_running(
-        grant_fee_minor=grant.fee_minor, grant_expires_at=grant.offer.expires_at
-    )
-    params += consent.consented_params(work_id=grant.offer.work_id, use_class=use_class, paid_term=paid_term)
-    params += [grant.pk, grant.offer.quota, fee.payer_key, price.amount_minor]
-    params += rows.prepared(RevenueItem, fee.revenue_values(), omit=_COMPUTED_REVENUE)
-    params += rows.prepared(AccessEvent, event)
-    # Inside a caller's transaction, a savepoint, so a conflict leaves that transaction usable; on its own,
-    # the statement is its own transaction.
-    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with savepoint, rows.prepared_cursor() as cursor:
-        cursor.execute(_one_statement_sql(), params)
-        found = cursor.fetchone()
-    return None if found is None else int(found[0])
-
-
-# The revenue's payer is the account the function held the price on.
-_COMPUTED_REVENUE = {"payer_id": "charge.payer"}
-
-
-@functools.cache
-def _one_statement_sql() -> str:
-    def select_list(model: type[models.Model], computed: dict[str, str]) -> str:
-        return ", ".join(
-            computed.get(field.attname, f"CAST(%s AS {field.db_type(connection)})")
-            for field in rows.insert_fields(model)
-        )
-
-    def columns(model: type[models.Model]) -> str:
-        return ", ".join(str(field.column) for field in rows.insert_fields(model))
-
-    revenues, events = RevenueItem._meta.db_table, AccessEvent._meta.db_table
-    revenue_values, event_values = select_list(RevenueItem, _COMPUTED_REVENUE), select_list(AccessEvent, {})
-    return (
-        # set_config(..., true) lasts until this statement's transaction ends, its commit included.
-        "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', "  # noqa: S608
-        "COALESCE(%s, current_setting('synchronous_commit')), true)), "
-        f"active_key AS MATERIALIZED ({ACTIVE_KEY_SQL}), "
-        f"consented AS MATERIALIZED ({consent.consented_sql()}), "
-        "charge AS MATERIALIZED (SELECT access_count_and_hold(%s, %s, %s, %s) AS payer "
-        "FROM active_key, consented, commit_mode), "
-        f"revenue AS (INSERT INTO {revenues} ({columns(RevenueItem)}) SELECT {revenue_values} "
-        "FROM charge WHERE charge.payer > 0 RETURNING id), "
-        f"event AS (INSERT INTO {events} ({columns(AccessEvent)}) SELECT {event_values} "
-        "FROM revenue RETURNING id) SELECT id FROM event"
+    return AccessResult(
+        body=body,
+        replayed=False,
+        event_id=event_id,
+        access_id=str(access_id),
+        receipt=receipt,
+        content_sha256=content_sha256,
     )
 
 
@@ -654,9 +512,10 @@ def _response_body(
     price: Money,
     access_id: uuid.UUID,
     now: datetime,
-) -> bytes:
-    """The answer to an access: the receipt (naming the files' SHA-256, the use, the licensee, the content
-    URL as audience and an expiry) and one short-lived delivery link per file."""
+) -> tuple[bytes, str, tuple[str, ...]]:
+    """The answer to an access (the receipt, naming the files' SHA-256, the use, the licensee, the content
+    URL as audience and an expiry, and one short-lived delivery link per file), its receipt and the files'
+    SHA-256."""
     files = content_of(offer.work_id)
     issued = int(now.timestamp())
     expires = offer.expires_at.timestamp() if offer.expires_at is not None else issued + RECEIPT_VALIDITY_S
@@ -700,7 +559,7 @@ def _response_body(
         }
         for asset_id, sha256 in files
     ]
-    return json.dumps(
+    body = json.dumps(
         {
             "access_id": str(access_id),
             "work": offer.work_id,
@@ -716,14 +575,13 @@ def _response_body(
         },
         separators=(",", ":"),
     ).encode()
+    return body, receipt, tuple(sha256 for _, sha256 in files)
 
 
 def forget_caches() -> None:
     """Drop the per-process caches (prices, spend-cap lookups, grants, reused API keys)."""
     api_key_forget()
-    _PRICES.clear()
-    _caps_seen.clear()
-    _grants_seen.clear()
+    fastpath.forget()
     _contents_seen.clear()
     reservations.forget()
     from access import content  # (content imports this module)
@@ -959,7 +817,7 @@ def _retrieval_store(
         if replay is None:
             raise
         return replay
-    return AccessResult(body=body, replayed=False, event_id=retrieval.pk)
+    return AccessResult.stored(body, replayed=False, event_id=retrieval.pk)
 
 
 def _retrieval_quote_pin(
@@ -1149,7 +1007,7 @@ def _retrieval_replay(
         raise Conflict(
             "This Idempotency-Key was already used for a different request.", code="idempotency_key_reused"
         )
-    return AccessResult(body=bytes(body), replayed=True, event_id=pk)
+    return AccessResult.stored(bytes(body), replayed=True, event_id=pk)
 
 
 def _select_passages(organisation: Organisation, api_key: ApiKey, request: RetrievalRequest) -> list[_Sold]:

@@ -148,17 +148,16 @@ def _paid(
     )
     entitlement = Entitlement(form=content.X402, use_class=asked.use_class, licensee=f"wallet:{payer}")
     if paid.result is not None:
-        answer = services.access_answer(paid.result.body)
         entitlement = Entitlement(
             form=content.X402,
             use_class=asked.use_class,
             licensee=f"wallet:{payer}",
-            access_id=answer["access_id"],
+            access_id=paid.result.access_id,
         )
     response = _original(file, entitlement)
     response["PAYMENT-RESPONSE"] = paid.response_header
     if paid.result is not None:
-        response["Access-Receipt"] = services.access_answer(paid.result.body)["receipt"]
+        response["Access-Receipt"] = paid.result.receipt
     return response
 
 

@@ -10,7 +10,7 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from access import apis, receipts
+from access import fastpath, receipts
 from access.apis import AccessApi
 from access.models import AccessEvent, SpendCap
 from accounts.models import ApiKey, User
@@ -155,9 +155,9 @@ def test_on_postgresql_an_access_is_charged_in_one_statement(market) -> None:
     statements = [query["sql"] for query in queries.captured_queries if "SAVEPOINT" not in query["sql"]]
     # The key authenticated on the first call is reused, and confirmed inside the charge itself.
     assert len(statements) == 1, statements
-    assert "accounts_apikey" in statements[0] and "access_count_and_hold" in statements[0]
+    assert "accounts_apikey" in statements[0] and "royalties_ledgeraccount" in statements[0]
     with connection.cursor() as cursor:  # parsed and planned once for the connection, not per access
-        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%access_count%%'")
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%OF g), hold%%'")
         assert cursor.fetchone() == (1,)
     grant = Grant.objects.get(offer=market["offer"])
     assert grant.accesses_used == 2
@@ -251,7 +251,7 @@ def _both_paths(market, monkeypatch, **payload):
 
     plain = call()
     with monkeypatch.context() as patch:
-        patch.setattr(apis, "_plain_call", lambda request: None)
+        patch.setattr(fastpath, "plain_call", lambda request: None)
         general = call()
     return plain, general
 
@@ -366,3 +366,26 @@ def test_the_parents_of_an_access_event_are_still_protected_without_database_con
         assert event_id in {obj.pk for obj in refused.value.protected_objects if isinstance(obj, AccessEvent)}
     ApiKey.objects.filter(organisation=market["org"]).delete()
     assert AccessEvent.objects.get(pk=event_id).api_key_id is None
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_migrated_database_has_no_access_function() -> None:
+    # The one-statement charge is plain SQL: the hold and the quota rules live in one place each.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = 'access_count_and_hold'")
+        assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_short_balance_in_the_one_statement_counts_no_use(market) -> None:
+    _fund(market["org"], 5)
+    assert _access(market["client"], market["work"].pk).status_code == 200  # the grant, and 5 held
+    grant = Grant.objects.get(offer=market["offer"])
+    assert grant.accesses_used == 1
+
+    refused = _access(market["client"], market["work"].pk)
+
+    assert refused.status_code == 402
+    grant.refresh_from_db()
+    assert grant.accesses_used == 1  # the hold refused, so the statement counted nothing
+    assert AccessEvent.objects.count() == 1
