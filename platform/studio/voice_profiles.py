@@ -1,14 +1,14 @@
 """A VOICE work's learned voice, kept in the storage so the studio learns it once and not for every job.
 
 The voice generator (`media.generators.voice_convert`) learns a `VoiceProfile` from the voice work's
-recordings: up to two minutes of frames, 10-25 s for 100 s of speech as measured by bench.voice_conversion. `profile_for` answers it
-from `voice-profiles/<work id>/<key>.json` (`VoiceProfile.to_dict`, a few MB at most) when that file
-exists, and otherwise learns it once and stores it there. The key hashes the profile's version, the most
-frames it keeps, and the recordings' blob digests in the order the generator receives them, so a changed
-recording set (one added, removed or replaced) has another key and is learned again; the work's older
-files go when the new one is written. Two first jobs on a voice at once may both learn it (to the same
-result, one file kept): no lock is held over the learning, which would hold up every other job on the
-voice for as long.
+recordings: up to two minutes of frames, which takes 10-25 s for 100 s of speech (bench.voice_conversion
+prints it). `profile_for` answers it from `voice-profiles/<work id>/<key>.json` (`VoiceProfile.to_dict`,
+a few MB at most) when that file exists, and otherwise learns it once and stores it there. The key hashes
+the profile's version, the most frames it keeps, and the recordings' blob digests in the order the
+generator receives them, so a changed recording set (one added, removed or replaced) has another key and
+is learned again; the work's older files go when the new one is written. Two first jobs on a voice at
+once may both learn it (to the same result, one file kept): no lock is held over the learning, which
+would hold up every other job on the voice for as long.
 
 The files live outside `blobs/`, which the unreferenced-blob sweep (catalog.storage) walks.
 """
