@@ -241,7 +241,7 @@ def main() -> int:
     names = list(arguments.voices)
     renders = speech.render_speech(arguments.cache, names, range(len(speech.SENTENCES["en"])))
     if arguments.speed_only:
-        _speed(renders, names)
+        _speed(renders, names, ENROL_ORDER[: max(arguments.enrol_sentences)])
         return 0
     songs = {
         name: speech.render_song(arguments.cache, name) for name in speech.SINGING_VOICES if name in names
@@ -256,7 +256,7 @@ def main() -> int:
         _run(arguments, names, renders, songs, enrol, claim_confidence)
 
     if not arguments.no_speed:
-        _speed(renders, names)
+        _speed(renders, names, ENROL_ORDER[: max(arguments.enrol_sentences)])
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 
@@ -411,17 +411,21 @@ def _resynthesised(samples: np.ndarray) -> np.ndarray:
     return np.asarray(resynthesised, dtype=np.float32)
 
 
-def _speed(renders: dict[str, list[Path]], names: Sequence[str]) -> None:
-    """A 60 s vocal (one voice's sentences in a loop) into another voice, at 16 kHz and at 44.1 kHz (an
-    upload's usual rate, analysed at WORK_RATE_HZ)."""
+def _speed(renders: dict[str, list[Path]], names: Sequence[str], enrol: Sequence[int]) -> None:
+    """A 60 s vocal (one voice's sentences in a loop) into another voice learned from its sentences
+    `enrol` (the largest enrolment asked for), at 16 kHz and at 44.1 kHz (an upload's usual rate, analysed
+    at WORK_RATE_HZ)."""
     from scipy.signal import resample_poly
 
     source, target = names[0], names[1]
     pieces = [_load(renders[source][i]) for i in (*ENROL, OTHER_SENTENCE, SOURCE_SENTENCE)]
     vocal = np.resize(np.concatenate(pieces), int(SPEED_VOCAL_S * RATE)).astype(np.float32)
     begin = time.perf_counter()
-    profile = voice_convert.voice_profile([(_load(renders[target][i]), RATE) for i in ENROL])
-    print(f"\nspeed: learning the voice from {len(ENROL)} recordings {time.perf_counter() - begin:.2f} s")
+    profile = voice_convert.voice_profile([(_load(renders[target][i]), RATE) for i in enrol])
+    print(
+        f"\nspeed: learning the voice from {len(enrol)} recordings ({profile.cepstra.shape[0]} frames kept) "
+        f"{time.perf_counter() - begin:.2f} s"
+    )
     for rate in (RATE, 44_100):
         samples = vocal if rate == RATE else resample_poly(vocal, 441, 160).astype(np.float32)
         load_before = os.getloadavg()[0]
