@@ -1,12 +1,15 @@
 """Benchmark the voice conversion generator (media.generators.voice_convert) on real speakers and singers.
 
-    python -m bench.voice_conversion [--voices NAME ...] [--method frames|envelope] [--no-speed]
+    python -m bench.voice_conversion [--voices NAME ...] [--method frames|envelope]
+        [--enrol-sentences N [N ...]] [--targets-per-source N] [--no-speed]
 
 Voices: the reading voices of ``media.samples.speech`` (Festival and flite voices built from recordings of
 15 real people, in English, Catalan, Czech, Italian, Russian and Finnish). Every voice is a target: its
-VOICE work holds its sentences 0 and 1 (two recordings, registered one asset each, as the product does).
-Every voice is also a source: it says sentence 3 (a sentence none of the enrolments holds), and the two
-singing voices also sing ``speech.SONG``. Each source is converted into every other voice through the
+VOICE work holds its first N sentences other than 2 and 3 (N recordings, registered one asset each, as the
+product does; N = 2 by default: sentences 0 and 1; `--enrol-sentences 2 8 22` runs the whole bench once for
+each size, 22 being every sentence but the two held apart, about 100 s of speech). Every voice is also a
+source: it says sentence 3 (a sentence none of the enrolments holds), and the two singing voices also sing
+``speech.SONG``. Each source is converted into every other voice through the
 generator's own ``run`` (WAV in, WAV out), so a pair is exactly what the studio would make.
 
 Prints, over all pairs, then spoken and sung apart:
@@ -23,6 +26,9 @@ Prints, over all pairs, then spoken and sung apart:
   duration is kept), beside three references on the same scale: the source through WORLD unchanged (the
   vocoder's floor), another speaker saying the same sentence (time-aligned by DTW: "same words, other
   voice"), and the same speaker saying another sentence (DTW: "other words");
+- never registered: each voice's own sentence 3, unconverted, against an index of every other voice's
+  works: how often a speaker who never registered a voice is claimed for some registered voice work (the
+  trace's false claims, which more registered recordings per work could raise);
 - speed: a 60 s vocal converted (profile learning timed apart), as x real time, with the load average.
 
 No second, independent speaker encoder whose weights ship in a registry package was found (the ones on PyPI
@@ -46,9 +52,13 @@ from media.fingerprint import voice
 from media.generators import voice_convert
 from media.samples import speech
 
-ENROL = (0, 1)
 SOURCE_SENTENCE = 3
 OTHER_SENTENCE = 2
+# The sentences a voice work may be enrolled with, in the order they are taken (all but the two held apart).
+ENROL_ORDER = tuple(
+    i for i in range(len(speech.SENTENCES["en"])) if i not in (OTHER_SENTENCE, SOURCE_SENTENCE)
+)
+ENROL = ENROL_ORDER[:2]
 RATE = speech.SAMPLE_RATE_HZ
 SPEED_VOCAL_S = 60.0
 READING_VOICES = tuple(voice.name for voice in speech.VOICES if voice.engine != "klettres")
@@ -212,6 +222,15 @@ def main() -> int:
         default=None,
         help="convert each source into this many targets (taken in turn), not all: for a loaded machine",
     )
+    parser.add_argument(
+        "--enrol-sentences",
+        type=int,
+        nargs="+",
+        default=[len(ENROL)],
+        choices=range(1, len(ENROL_ORDER) + 1),
+        metavar="N",
+        help=f"enrol each voice work with its first N sentences (1-{len(ENROL_ORDER)}); several: a sweep",
+    )
     parser.add_argument("--no-speed", action="store_true", help="skip the 60 s speed measurement")
     parser.add_argument("--speed-only", action="store_true", help="only the 60 s speed measurement")
     arguments = parser.parse_args()
@@ -220,9 +239,9 @@ def main() -> int:
 
     speech.ensure_system_packages()
     names = list(arguments.voices)
-    renders = speech.render_speech(arguments.cache, names, (*ENROL, OTHER_SENTENCE, SOURCE_SENTENCE))
+    renders = speech.render_speech(arguments.cache, names, range(len(speech.SENTENCES["en"])))
     if arguments.speed_only:
-        _speed(renders, names)
+        _speed(renders, names, ENROL_ORDER[: max(arguments.enrol_sentences)])
         return 0
     songs = {
         name: speech.render_song(arguments.cache, name) for name in speech.SINGING_VOICES if name in names
@@ -231,8 +250,28 @@ def main() -> int:
     print(f"method {arguments.method}; claim at confidence {claim_confidence} (catalog.tracing), ", end="")
     print(f"voice match at cosine {voice.SAME_SPEAKER_THRESHOLD} (media.fingerprint.voice)")
 
+    for size in arguments.enrol_sentences:
+        enrol = ENROL_ORDER[:size]
+        print(f"\n#### enrolment: {size} sentences per voice work {enrol}", flush=True)
+        _run(arguments, names, renders, songs, enrol, claim_confidence)
+
+    if not arguments.no_speed:
+        _speed(renders, names, ENROL_ORDER[: max(arguments.enrol_sentences)])
+    print(f"total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _run(
+    arguments: argparse.Namespace,
+    names: Sequence[str],
+    renders: dict[str, list[Path]],
+    songs: dict[str, Path],
+    enrol: Sequence[int],
+    claim_confidence: float,
+) -> None:
+    """Every pair, with each voice work holding the sentences `enrol`."""
     # The index: every registered recording of every voice work, one embedding each (as embed_file does).
-    recordings = {name: [renders[name][i].read_bytes() for i in range(len(ENROL))] for name in names}
+    recordings = {name: [renders[name][i].read_bytes() for i in enrol] for name in names}
     index_owner: list[str] = []
     index_vectors: list[np.ndarray] = []
     for name in names:
@@ -241,13 +280,17 @@ def main() -> int:
             index_vectors.append(voice.embed_file(data).vector)
     vectors = np.vstack(index_vectors)
 
+    begin = time.perf_counter()
     # Each voice is learned once, as the app can keep a profile with its voice work (VoiceProfile.to_dict);
     # the generator's `run` learns it from the same recordings on every call, to the same result.
     profiles = {
-        name: voice_convert.voice_profile([(_load(renders[name][i]), RATE) for i in range(len(ENROL))])
-        for name in names
+        name: voice_convert.voice_profile([(_load(renders[name][i]), RATE) for i in enrol]) for name in names
     }
-    sources = [(name, renders[name][-1], False) for name in names] + [
+    seconds = np.mean([profile.voiced_s for profile in profiles.values()])
+    learned_s = time.perf_counter() - begin
+    print(f"voices learned in {learned_s:.0f} s; {seconds:.0f} s of voiced speech each on average")
+    _never_registered(names, renders, index_owner, vectors, claim_confidence)
+    sources = [(name, renders[name][SOURCE_SENTENCE], False) for name in names] + [
         (name, path, True) for name, path in songs.items()
     ]
     pairs: list[Pair] = []
@@ -307,12 +350,15 @@ def main() -> int:
     )
 
     other_voice = [
-        distance_dtw(_load(renders[a][-1]), _load(renders[b][-1]))
+        distance_dtw(_load(renders[a][SOURCE_SENTENCE]), _load(renders[b][SOURCE_SENTENCE]))
         for a in names
         for b in names
         if a != b and speech.VOICES_BY_NAME[a].language == speech.VOICES_BY_NAME[b].language
     ]
-    other_words = [distance_dtw(_load(renders[name][-1]), _load(renders[name][2])) for name in names]
+    other_words = [
+        distance_dtw(_load(renders[name][SOURCE_SENTENCE]), _load(renders[name][OTHER_SENTENCE]))
+        for name in names
+    ]
     print("\nintelligibility references (same scale, median):")
     print(f"  WORLD analysis and resynthesis unchanged (vocoder floor): {np.median(floor):.2f}")
     if other_voice:
@@ -326,10 +372,25 @@ def main() -> int:
         )
     print(f"\nconversion inside the pair loop: {convert_s:.1f} s for {len(pairs)} conversions")
 
-    if not arguments.no_speed:
-        _speed(renders, names)
-    print(f"total {time.perf_counter() - started:.0f} s")
-    return 0
+
+def _never_registered(
+    names: Sequence[str],
+    renders: dict[str, list[Path]],
+    index_owner: Sequence[str],
+    vectors: np.ndarray,
+    claim_confidence: float,
+) -> None:
+    """Each voice's sentence 3, unconverted, against the other voices' registered recordings."""
+    claimed = 0
+    for name in names:
+        embedding = voice.embed_file(renders[name][SOURCE_SENTENCE].read_bytes())
+        scores = vectors @ embedding.vector
+        others = [float(score) for owner, score in zip(index_owner, scores, strict=True) if owner != name]
+        claimed += any(_claimed(score, claim_confidence) for score in others)
+    print(
+        f"never registered: a voice not in the index claimed for some registered voice work in {claimed} of "
+        f"{len(names)} voices ({claimed / len(names) * 100:.1f}%)"
+    )
 
 
 def _claimed(score: float, claim_confidence: float) -> bool:
@@ -350,17 +411,21 @@ def _resynthesised(samples: np.ndarray) -> np.ndarray:
     return np.asarray(resynthesised, dtype=np.float32)
 
 
-def _speed(renders: dict[str, list[Path]], names: Sequence[str]) -> None:
-    """A 60 s vocal (one voice's sentences in a loop) into another voice, at 16 kHz and at 44.1 kHz (an
-    upload's usual rate, analysed at WORK_RATE_HZ)."""
+def _speed(renders: dict[str, list[Path]], names: Sequence[str], enrol: Sequence[int]) -> None:
+    """A 60 s vocal (one voice's sentences in a loop) into another voice learned from its sentences
+    `enrol` (the largest enrolment asked for), at 16 kHz and at 44.1 kHz (an upload's usual rate, analysed
+    at WORK_RATE_HZ)."""
     from scipy.signal import resample_poly
 
     source, target = names[0], names[1]
-    pieces = [_load(path) for path in renders[source]]
+    pieces = [_load(renders[source][i]) for i in (*ENROL, OTHER_SENTENCE, SOURCE_SENTENCE)]
     vocal = np.resize(np.concatenate(pieces), int(SPEED_VOCAL_S * RATE)).astype(np.float32)
     begin = time.perf_counter()
-    profile = voice_convert.voice_profile([(_load(path), RATE) for path in renders[target][: len(ENROL)]])
-    print(f"\nspeed: learning the voice from {len(ENROL)} recordings {time.perf_counter() - begin:.2f} s")
+    profile = voice_convert.voice_profile([(_load(renders[target][i]), RATE) for i in enrol])
+    print(
+        f"\nspeed: learning the voice from {len(enrol)} recordings ({profile.cepstra.shape[0]} frames kept) "
+        f"{time.perf_counter() - begin:.2f} s"
+    )
     for rate in (RATE, 44_100):
         samples = vocal if rate == RATE else resample_poly(vocal, 441, 160).astype(np.float32)
         load_before = os.getloadavg()[0]

@@ -58,6 +58,9 @@ class GenerationRequest:
     inputs: Mapping[str, bytes | str]
     # Licence context some generators pass on (the external one sends it to the vendor).
     context: Mapping[str, Any] = field(default_factory=dict)
+    # What the app kept from an earlier run on these same parents, so a generator need not learn it again
+    # (the voice generator's learned voice, under voice_convert.PROFILE_KEY). Empty: learn from the parents.
+    prepared: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

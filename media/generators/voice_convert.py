@@ -12,17 +12,21 @@ VOICE work's own recordings, and the vocal is synthesised again. The words and t
 3. Timbre, frame by frame (the default method, "frames"): each sounding frame of the vocal takes the
    aperiodicity of the nearest frame of the target's own recordings, of the same voicing, nearest by
    mel-cepstra (of the warped vocal) normalised to each speaker's own mean and deviation, so an "a" finds
-   the target's "a"; and its log envelope becomes the mean of that frame's and of its own (warped, then
-   equalised per mel band to the target's average shape), MATCH_WEIGHT = 0.5; the frame keeps its own
+   the target's "a"; and its log envelope becomes a mix of that frame's and of its own (warped, then
+   equalised per mel band to the target's average shape), weighted by how well it was matched: a frame
+   whose nearest target frame is close (key distance MATCH_NEAR or less) takes the matched envelope whole,
+   one with no close frame (MATCH_FAR or more) keeps its own, linearly between; the frame keeps its own
    level. Frame matching is kNN voice conversion (Baas et al., 2023) with WORLD's features in place of a
    neural encoder's; taken whole it moves the voice furthest but loses words, and the equalised envelope
-   alone keeps the words but moves the voice least: the half-way mix is the measured trade-off
-   (docs/studio.md has the figures). The method "envelope" is the equalised envelope alone.
+   alone keeps the words but moves the voice least. Weighting by match quality takes the target's sound
+   where the target has said it, and more of it the more the voice's recordings hold (docs/studio.md has
+   the figures). The method "envelope" is the equalised envelope alone.
 
 What is learned from the target's recordings is a `VoiceProfile`: its pitch, average envelope, and its
 sounding frames as mel-cepstra and aperiodicity (float16), frozen and serialisable to a JSON-able dict
-(`to_dict` / `from_dict`: about 36 KB per second of recording, 1.2 MB at most, MAX_PROFILE_FRAMES) so the
-app can keep it with the voice work instead of learning the voice again for every job.
+(`to_dict` / `from_dict`: about 36 KB per second of recording, 4.9 MB at most, MAX_PROFILE_FRAMES) so the
+app keeps it with the voice work instead of learning the voice again for every job (`VoiceConversion.run`
+takes it from `GenerationRequest.prepared[PROFILE_KEY]` when the app has it).
 
 Pure: no Django. Needs the `voice` use (the voice is the licensed artist's) and `derivative` (the result is
 a derivative of the VOICE work).
@@ -48,6 +52,7 @@ from media.generators.base import (
     GenerationFailed,
     GenerationRequest,
     InputSpec,
+    ParentMedia,
     Progress,
     no_progress,
 )
@@ -81,8 +86,9 @@ CEPSTRA: Final = 64
 K_NEIGHBOURS: Final = 1
 KEY_CEPSTRA: Final = 20
 SMOOTH_FRAMES: Final = 1
-# A profile keeps at most this many target frames (spread evenly over the recordings).
-MAX_PROFILE_FRAMES: Final = 6000
+# A profile keeps at most this many target frames (spread evenly over the recordings): two minutes of
+# sounding frames at FRAME_PERIOD_MS.
+MAX_PROFILE_FRAMES: Final = 24_000
 # Vocal-tract warp factors searched (target formants / source formants).
 WARP_MIN: Final = 0.8
 WARP_MAX: Final = 1.25
@@ -90,8 +96,16 @@ WARP_STEPS: Final = 41
 # The equaliser never moves a band by more than this (natural log units of the power envelope; 1.0 ~ 4.3 dB).
 MAX_EQ_LOG: Final = 2.3
 MAX_SHIFT_SEMITONES: Final = 24
-# How much of the matched envelope a frame takes (the rest: the vocal's own, warped and equalised).
-MATCH_WEIGHT: Final = 0.5
+# How much of the matched envelope a frame takes (the rest: the vocal's own, warped and equalised): all of
+# it when its nearest target frame is MATCH_NEAR or nearer (Euclidean distance of the normalised keys, of
+# KEY_CEPSTRA - 1 dimensions), none at MATCH_FAR or further, linearly between; silent frames (unmatched)
+# take SILENT_MATCH_WEIGHT. Measured with two enrolled sentences the median frame lies at 3.25 (weight
+# 0.5, the earlier fixed mix), with 22 sentences at 2.9.
+MATCH_NEAR: Final = 2.0
+MATCH_FAR: Final = 4.5
+SILENT_MATCH_WEIGHT: Final = 0.5
+# Where `VoiceConversion.run` finds a profile the app kept for these recordings.
+PROFILE_KEY: Final = "voice_profile"
 # Aperiodicity is matched on a coarser mel grid (it is smooth along frequency).
 AP_POINTS: Final = 12
 # "frames": frame matching (the shipped method); "envelope": warp and equalise the vocal's own envelope.
@@ -229,10 +243,12 @@ class VoiceConversion:
         if not isinstance(vocal_bytes, bytes):
             raise GenerationFailed("Upload your vocal recording.", code="missing_input")
 
-        progress(3, "Decoding the voice's recordings")
-        recordings = [_decode(parent.data, f"the recording {parent.title!r}") for parent in request.parents]
-        progress(8, "Learning the voice")
-        target = voice_profile(recordings)
+        kept = request.prepared.get(PROFILE_KEY)
+        if isinstance(kept, VoiceProfile):
+            target = kept
+        else:
+            progress(3, "Learning the voice from its recordings")
+            target = learn_voice(request.parents)
         progress(20, "Decoding your vocal")
         vocal, rate = _decode(vocal_bytes, "your vocal", code="vocal_unreadable")
         result = conversion(vocal, rate, target, progress=_scaled(progress, 25, 95))
@@ -255,6 +271,11 @@ class VoiceConversion:
                 "voice_voiced_s": round(target.voiced_s, 1),
             },
         )
+
+
+def learn_voice(parents: Sequence[ParentMedia]) -> VoiceProfile:
+    """`voice_profile` of a VOICE work's recording files (WAV, FLAC, OGG or MP3 each)."""
+    return voice_profile([_decode(parent.data, f"the recording {parent.title!r}") for parent in parents])
 
 
 def voice_profile(recordings: Sequence[tuple[npt.ArrayLike, int]]) -> VoiceProfile:
@@ -321,10 +342,8 @@ def conversion(
     equaliser = np.clip(np.asarray(target.envelope) - warped_source, -MAX_EQ_LOG, MAX_EQ_LOG)
     equalised = warped + _grid_to_bins(equaliser, analysis.rate, warped.shape[1])[None, :]
     if method == "frames":
-        matched, aperiodicity = _matched(log_envelope, warped, analysis, source, target)
-        log_envelope = (
-            matched if MATCH_WEIGHT >= 1.0 else MATCH_WEIGHT * matched + (1 - MATCH_WEIGHT) * equalised
-        )
+        matched, aperiodicity, weights = _matched(log_envelope, warped, analysis, source, target)
+        log_envelope = weights[:, None] * matched + (1.0 - weights[:, None]) * equalised
     else:
         log_envelope = equalised
 
@@ -353,10 +372,11 @@ def conversion(
 
 def _matched(
     log_envelope: Floats, warped: Floats, analysis: _Analysis, source: VoiceProfile, target: VoiceProfile
-) -> tuple[Floats, Floats]:
+) -> tuple[Floats, Floats, Floats]:
     """Each sounding frame's envelope replaced by the mean of its nearest target frames' (same voicing,
     speaker-normalised mel-cepstra), its own level kept; silent frames and the band above the grid keep the
-    (warped) vocal's own envelope."""
+    (warped) vocal's own envelope. Also answers each frame's weight for the matched envelope (`match_weight`
+    of its nearest frame's distance; SILENT_MATCH_WEIGHT for silent frames)."""
     cepstra = _cepstra(_on_grid(log_envelope, analysis.rate))
     matched = cepstra.copy()
     matched_ap = _log_aperiodicity_grid(analysis.aperiodicity, analysis.rate)
@@ -365,6 +385,7 @@ def _matched(
     source_keys = _keys(key_cepstra, key_cepstra[analysis.active])
     target_keys = _keys(target.cepstra, target.cepstra)
     voiced = analysis.f0 > 0
+    weights = np.full(analysis.f0.size, SILENT_MATCH_WEIGHT)
     for wanted in (True, False):
         frames = np.flatnonzero(analysis.active & (voiced == wanted))
         pool = np.flatnonzero(target.voiced == wanted)
@@ -373,6 +394,8 @@ def _matched(
         if frames.size == 0 or pool.size == 0:
             continue
         neighbours = _nearest(source_keys[frames], target_keys[pool], min(K_NEIGHBOURS, pool.size))
+        nearest = target_keys[pool][neighbours[:, 0]]
+        weights[frames] = match_weight(np.linalg.norm(source_keys[frames] - nearest, axis=1))
         matched[frames, 1:] = target.cepstra[pool][neighbours, 1:].mean(axis=1)
         matched_ap[frames] = target.aperiodicity[pool][neighbours].mean(axis=1)
     matched[:, 1:] = _smoothed(matched[:, 1:], SMOOTH_FRAMES)
@@ -394,7 +417,16 @@ def _matched(
         _interpolate_columns(matched_ap, np.interp(frequencies[inside], _ap_grid_hz(), np.arange(AP_POINTS)))
     )
     aperiodicity[np.ix_(active, inside)] = np.clip(ap_bins[active], 1e-3, 1.0)
-    return result, aperiodicity
+    return result, aperiodicity, weights
+
+
+def match_weight(distances: npt.ArrayLike) -> Floats:
+    """How much of the matched envelope a frame takes, from its key distance to its nearest target frame:
+    1 at MATCH_NEAR or nearer, 0 at MATCH_FAR or further, linear between."""
+    weights: Floats = np.clip(
+        (MATCH_FAR - np.asarray(distances, dtype=np.float64)) / (MATCH_FAR - MATCH_NEAR), 0.0, 1.0
+    )
+    return weights
 
 
 def _ap_grid_hz() -> Floats:
@@ -414,10 +446,11 @@ def _keys(cepstra: npt.ArrayLike, reference: npt.ArrayLike) -> Floats:
 
 
 def _nearest(queries: Floats, pool: Floats, k: int) -> npt.NDArray[np.int64]:
-    """Indices (queries x k) of each query's k nearest pool rows by Euclidean distance, in blocks."""
+    """Indices (queries x k) of each query's k nearest pool rows by Euclidean distance, in blocks (of
+    about four million distances each, whatever the pool's size)."""
     pool_norms = np.sum(pool**2, axis=1)
     result = np.empty((queries.shape[0], k), dtype=np.int64)
-    block = 2048
+    block = max(16, 4_000_000 // max(1, pool.shape[0]))
     for start in range(0, queries.shape[0], block):
         chunk = queries[start : start + block]
         distances = pool_norms[None, :] - 2.0 * chunk @ pool.T

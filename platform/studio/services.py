@@ -64,13 +64,14 @@ from media import provenance
 from media.errors import MediaError
 from media.generators import GeneratedMedia, GenerationFailed, GenerationRequest, Generator, ParentMedia
 from media.generators.base import VOICE, InputSpec, metered_uses
+from media.generators.voice_convert import PROFILE_KEY, VoiceConversion
 from media.validation import Limits, inspect
 from royalties.funding import prepaid_fund
 from royalties.ledger import InsufficientFunds
 from royalties.licences import licence_accept, licence_pay
 from royalties.revenue import sale_record
 from royalties.reversal import RefundNotYet
-from studio import generators, selectors
+from studio import generators, selectors, voice_profiles
 from studio.models import (
     ApprovalStatus,
     GenerationJob,
@@ -594,6 +595,7 @@ def job_run(*, job_id: int) -> GenerationJob | None:
                 ],
                 inputs=stage_inputs,
                 context=_licence_context(job, stage.generator, stage.grant),
+                prepared=_prepared(stage),
             )
             start = _GENERATION_START + number * span
             result = stage.generator.run(request, _GeneratorProgress(job.pk, start, start + span))
@@ -796,6 +798,14 @@ def _stages(job: GenerationJob) -> list[_Stage]:
         )
         previous = generator
     return stages
+
+
+def _prepared(stage: _Stage) -> dict[str, object]:
+    """What the stage's generator need not learn again: the voice generator's learned voice, kept with
+    the VOICE work (studio.voice_profiles)."""
+    if not isinstance(stage.generator, VoiceConversion):
+        return {}
+    return {PROFILE_KEY: voice_profiles.profile_for(stage.grant.offer.work_id, stage.parents)}
 
 
 def _attribution(stages: list[_Stage]) -> str:

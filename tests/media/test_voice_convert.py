@@ -13,8 +13,18 @@ import pytest
 import soundfile
 
 from media.fingerprint import voice
-from media.generators import BUILT_IN, GenerationFailed, GenerationRequest, ParentMedia
-from media.generators.voice_convert import VoiceConversion, VoiceProfile, conversion, convert, voice_profile
+from media.generators import BUILT_IN, GenerationFailed, GenerationRequest, ParentMedia, voice_convert
+from media.generators.voice_convert import (
+    MATCH_FAR,
+    MATCH_NEAR,
+    PROFILE_KEY,
+    VoiceConversion,
+    VoiceProfile,
+    conversion,
+    convert,
+    match_weight,
+    voice_profile,
+)
 from media.samples import speech
 
 SPEECH_CACHE = Path(__file__).resolve().parents[2] / "var" / "samples" / "speech"
@@ -149,3 +159,34 @@ def test_a_profile_of_another_version_is_not_read(profiles):
     stale = {**profiles["festival-slt"].to_dict(), "version": 1}
     with pytest.raises(ValueError, match="version"):
         VoiceProfile.from_dict(stale)
+
+
+def test_a_frame_takes_the_matched_envelope_by_how_well_it_was_matched():
+    weights = match_weight([0.0, MATCH_NEAR, (MATCH_NEAR + MATCH_FAR) / 2, MATCH_FAR, MATCH_FAR * 3])
+    assert weights.tolist() == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
+
+
+def test_the_generator_uses_a_profile_the_app_kept_and_learns_nothing(renders, profiles, monkeypatch):
+    learned: list[int] = []
+    learn = voice_convert.voice_profile
+
+    def counting(recordings):
+        learned.append(len(recordings))
+        return learn(recordings)
+
+    monkeypatch.setattr(voice_convert, "voice_profile", counting)
+    vocal = renders["festival-kal"][-1].read_bytes()
+    parent = ParentMedia(
+        work_id=7, title="slt", media_type="audio/wav", data=renders["festival-slt"][0].read_bytes()
+    )
+    request = GenerationRequest(
+        parents=[parent], inputs={"vocal": vocal}, prepared={PROFILE_KEY: profiles["festival-slt"]}
+    )
+
+    made = VoiceConversion().run(request, lambda *_: None)
+
+    assert learned == []
+    samples, rate = read(renders["festival-kal"][-1])
+    expected = convert(samples, rate, profiles["festival-slt"])
+    heard, _ = soundfile.read(io.BytesIO(made.data), dtype="float32")
+    assert np.abs(heard - expected).max() < 1e-3  # the same conversion, through a 16-bit WAV

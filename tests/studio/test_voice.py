@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from access.models import AccessEvent
@@ -589,3 +590,73 @@ def test_an_external_generators_inputs_come_from_its_settings_entry():
     for bad in ([], [{"name": "vocal", "kind": "video"}], [{"name": "a", "kind": "audio"}] * 2):
         with pytest.raises(ValueError):
             from_config({"name": "x", "url": "https://x.example/", "inputs": bad})
+
+
+def test_the_voice_is_learned_once_per_recording_set_and_kept_with_the_voice_work(
+    voice_catalogue, fan_vocal, as_user, monkeypatch
+):
+    from media.generators import voice_convert
+    from media.samples import speech
+    from studio import voice_profiles
+
+    learned: list[int] = []
+    learn = voice_convert.voice_profile
+
+    def counting(recordings):
+        learned.append(len(recordings))
+        return learn(recordings)
+
+    monkeypatch.setattr(voice_convert, "voice_profile", counting)
+    cat = voice_catalogue
+    client = as_user(cat.fan)
+    grant = _refusal_setup(cat, client)
+
+    def job(take: bytes) -> GenerationJob:
+        response = start(client, grant, take, explicit="false")
+        assert response.status_code == 201, response.content
+        run_generation_job(response.json()["id"])
+        done = GenerationJob.objects.get(pk=response.json()["id"])
+        assert done.status == JobStatus.SUCCEEDED, done.error
+        return done
+
+    def stored_profiles() -> list[str]:
+        folder = f"{voice_profiles.PROFILE_FOLDER}/{cat.voice.pk}"
+        return sorted(default_storage.listdir(folder)[1]) if default_storage.exists(folder) else []
+
+    for name in stored_profiles():  # kept by an earlier test's work of the same id and recordings
+        default_storage.delete(f"{voice_profiles.PROFILE_FOLDER}/{cat.voice.pk}/{name}")
+    # the first job learns the voice from its three recordings and keeps it with the work
+    first = job(padded(fan_vocal, 11))
+    assert learned == [len(ENROLMENT)]
+    assert len(stored_profiles()) == 1
+    # a second job on the same voice reads it back and learns nothing
+    second = job(padded(fan_vocal, 12))
+    assert learned == [len(ENROLMENT)]
+    assert first.result_asset_id != second.result_asset_id
+    kept = stored_profiles()
+
+    # a recording added to the voice work changes what is learned: the next job learns it again, from four
+    [extra] = speech.render_speech(SPEECH, [TARGET], [4])[TARGET]
+    asset_upload(work=cat.voice, user=cat.singer, data=extra.read_bytes(), filename="take-extra.wav")
+    job(padded(fan_vocal, 13))
+    assert learned == [len(ENROLMENT), len(ENROLMENT) + 1]
+    assert len(stored_profiles()) == 1 and stored_profiles() != kept  # the stale profile went
+
+
+def test_an_unreadable_stored_voice_is_learned_again(voice_catalogue, fan_vocal, as_user):
+    from studio import voice_profiles
+
+    cat = voice_catalogue
+    client = as_user(cat.fan)
+    grant = _refusal_setup(cat, client)
+    assets = list(cat.voice.assets.select_related("blob", "work").order_by("id"))
+    name = voice_profiles.profile_name(cat.voice.pk, assets)
+    default_storage.delete(name)  # one an earlier test's work of the same id and recordings kept
+    assert default_storage.save(name, ContentFile(b"{not json")) == name
+
+    response = start(client, grant, padded(fan_vocal, 14), explicit="false")
+    run_generation_job(response.json()["id"])
+
+    assert GenerationJob.objects.get(pk=response.json()["id"]).status == JobStatus.SUCCEEDED
+    with default_storage.open(name, "rb") as handle:
+        assert json.loads(handle.read())["recordings"] == len(ENROLMENT)
