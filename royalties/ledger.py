@@ -272,8 +272,8 @@ def entries_insert(rows: list[tuple[int, int, int, str, int | None, str]]) -> No
 def hold_sql(*, also: str = "") -> str:
     """The prepaid hold, the one definition of it: a conditional UPDATE that reserves an amount on a prepaid
     account only while its available balance covers it, RETURNING the account's id (no row when short).
-    Its parameters are hold_params(). `also` adds a condition (the access charge gates the hold on the
-    grant it locked first, splicing this statement into its own as a CTE)."""
+    Its parameters are hold_params(). `also` adds a condition (the access charge holds only for a use
+    it counted first, splicing this statement into its own as a CTE)."""
     condition = f" AND ({also})" if also else ""
     return (
         f"UPDATE {LedgerAccount._meta.db_table} SET held_minor = held_minor + %s "  # noqa: S608 (constant names)

@@ -21,7 +21,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, models, transaction
+import psycopg
+from django.db import DataError, connection, models, transaction
 from django.http import HttpRequest
 
 from access.models import METERED_USES, AccessEvent, SpendCap
@@ -232,9 +233,10 @@ def charge_in_one_statement(
     """On PostgreSQL, the common case in one statement (its own transaction, one round trip): confirm the
     API key is still active and the creator's consent to the use (catalog.consent), lock the grant while
     it may count one more use (catalog.quota), hold the price on the payer's prepaid balance
-    (royalties.ledger.hold_sql), and only then count the use, insert the revenue and the access event.
-    The grant row is locked before the balance row, the order the general path locks them in, and the use
-    is counted only when the hold succeeded: both or neither. The new event's id; None when it does not
+    (royalties.ledger.hold_sql), insert the revenue and the access event. The grant row is locked (by
+    counting the use) before the balance row, the order the general path locks them in; a use counted
+    whose hold is short makes the statement fail, which undoes the count: both or neither. Each row is
+    written once. The new event's id; None when it does not
     apply (another database, a free use, spend caps to count, no key) or when the key, the consent, the
     grant or the balance refused, having changed nothing: the general path then decides, and names the
     refusal.
@@ -256,16 +258,20 @@ def charge_in_one_statement(
     params += consent.consented_params(work_id=offer.work_id, use_class=use_class, paid_term=paid_term)
     params += quota.usable_params(grant_id=grant.pk, quota=offer.quota)
     params += hold_params(key=fee.payer_key, amount_minor=price.amount_minor)
-    params += [grant.pk]
     params += rows.prepared(RevenueItem, fee.revenue_values(), omit=_COMPUTED_REVENUE)
     params += rows.prepared(AccessEvent, event)
     # Inside a caller's transaction, a savepoint, so a conflict leaves that transaction usable; on its own,
     # the statement is its own transaction.
     savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with savepoint, rows.prepared_cursor() as cursor:
-        cursor.execute(one_statement_sql(offer.quota is not None), params)
-        found = cursor.fetchone()
-    return None if found is None else int(found[0])
+    try:
+        with savepoint, rows.prepared_cursor() as cursor:
+            cursor.execute(one_statement_sql(offer.quota is not None), params)
+            found = cursor.fetchone()
+    except DataError as error:
+        if not isinstance(error.__cause__, psycopg.errors.DivisionByZero):
+            raise
+        return None  # the balance was short: the statement failed, and its count of the use with it
+    return None if found is None or found[0] is None else int(found[0])
 
 
 # The revenue's payer is the account the hold reserved the price on.
@@ -293,15 +299,17 @@ def one_statement_sql(with_quota: bool) -> str:
         "COALESCE(%s, current_setting('synchronous_commit')), true)), "
         f"active_key AS MATERIALIZED ({ACTIVE_KEY_SQL}), "
         f"consented AS MATERIALIZED ({consent.consented_sql()}), "
-        # The grant first: locked while it may count one more use. A concurrent charge waits here, then
-        # re-checks the quota on the row as that charge left it, so the count stays exact.
-        f"usable AS MATERIALIZED (SELECT g.id FROM {quota.GRANTS} g, active_key, consented, commit_mode "
-        f"WHERE {quota.usable_sql(with_quota=with_quota, alias='g')} FOR UPDATE OF g), "
-        f"hold AS ({hold_sql(also='EXISTS (SELECT 1 FROM usable)')}), "
-        f"counted AS (UPDATE {quota.GRANTS} SET accesses_used = accesses_used + 1 "
-        "WHERE id = %s AND EXISTS (SELECT 1 FROM hold) RETURNING id), "
+        # The grant first: its use is counted while the quota allows it (a concurrent charge waits on the row,
+        # then re-checks the quota on the row as that charge left it, so the count stays exact); then the
+        # hold, only for a counted use. A counted use whose hold was short divides by zero in the last
+        # line, which undoes the whole statement (charge_in_one_statement).
+        f"counted AS (UPDATE {quota.GRANTS} g SET accesses_used = g.accesses_used + 1 "
+        f"FROM active_key, consented, commit_mode WHERE {quota.usable_sql(with_quota=with_quota, alias='g')} "
+        "RETURNING g.id), "
+        f"hold AS ({hold_sql(also='EXISTS (SELECT 1 FROM counted)')}), "
         f"revenue AS (INSERT INTO {revenues} ({columns(RevenueItem)}) SELECT {revenue_values} "
         "FROM hold, counted RETURNING id), "
         f"event AS (INSERT INTO {events} ({columns(AccessEvent)}) SELECT {event_values} "
-        "FROM revenue RETURNING id) SELECT id FROM event"
+        "FROM revenue RETURNING id) "
+        "SELECT (SELECT id FROM event), (SELECT 1 / (SELECT count(*) FROM hold) FROM counted)"
     )

@@ -1,7 +1,7 @@
 """The quota rule, its one definition: a grant's use is counted only while the grant is active and, when
 its offer has a quota, only while fewer accesses than the quota were counted. Both access paths use it:
-the general path's conditional UPDATE (count_use_sql) and the one-statement charge, which locks the grant
-row on the same condition (usable_sql) before it holds the price."""
+the general path's conditional UPDATE (count_use_sql) and the one-statement charge, which counts the use
+on the same condition (usable_sql) before it holds the price."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ GRANTS = Grant._meta.db_table
 def usable_sql(*, with_quota: bool, alias: str = "") -> str:
     """The condition on a grant row (by id) under which one more use may be counted, `with_quota` when
     its offer has a quota (the columns qualified by `alias` if given); its parameters are usable_params().
-    Checked on the row itself, so an UPDATE or a FOR UPDATE re-checks it under the lock: concurrent uses
+    Checked on the row itself, so an UPDATE re-checks it under the row's lock: concurrent uses
     never count past the quota."""
     column = f"{alias}." if alias else ""
     within = f" AND {column}accesses_used < %s" if with_quota else ""

@@ -1,5 +1,5 @@
 """PostgreSQL: the access_count_and_hold function goes. The one-statement charge (access.fastpath) now
-locks the grant, holds the price and counts the use in plain SQL, each rule spliced from its one
+counts the use and holds the price in plain SQL, each rule spliced from its one
 definition (royalties.ledger.hold_sql, catalog.quota.usable_sql). Reversing re-creates the function with
 the text of 0002, which stays as it was."""
 
